@@ -1,0 +1,46 @@
+"""Argument validation shared by the models: clear ``ValueError`` messages that name the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
+    """Return ``value`` as a float array; raise if any element is NaN or infinite."""
+    a = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: must be finite, got {_first_bad(a, ~np.isfinite(a))}")
+    return a
+
+
+def nonnegative(name: str, value: ArrayLike) -> NDArray[np.float64]:
+    """Finite and >= 0."""
+    a = finite(name, value)
+    if np.any(a < 0):
+        raise ValueError(f"{name}: must be >= 0, got {_first_bad(a, a < 0)}")
+    return a
+
+
+def positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
+    """Finite and > 0."""
+    a = finite(name, value)
+    if np.any(a <= 0):
+        raise ValueError(f"{name}: must be > 0, got {_first_bad(a, a <= 0)}")
+    return a
+
+
+def in_range(name: str, value: ArrayLike, lo: float, hi: float) -> NDArray[np.float64]:
+    """Finite and within the closed interval [lo, hi]."""
+    a = finite(name, value)
+    bad = (a < lo) | (a > hi)
+    if np.any(bad):
+        raise ValueError(f"{name}: must be within [{lo:g}, {hi:g}], got {_first_bad(a, bad)}")
+    return a
+
+
+def _first_bad(a: NDArray[np.float64], mask: NDArray[np.bool_]) -> str:
+    bad = a[mask] if a.ndim else a.reshape(1)
+    n = int(np.count_nonzero(mask)) if a.ndim else 1
+    more = f" (and {n - 1} more)" if n > 1 else ""
+    return f"{bad.flat[0]!r}{more}"
