@@ -1,1 +1,1 @@
-"""factory_twin."""
+"""factory-twin command line (the outermost layer: it may import twin, optimization and dashboard)."""

@@ -1,0 +1,3 @@
+from factory_twin.cli import main
+
+raise SystemExit(main())

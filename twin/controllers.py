@@ -1,0 +1,73 @@
+"""Controller interface: anything that, given the twin state and time, returns GPU caps and BESS power.
+
+The engine calls ``controller(state, time)`` every ``controller.period_s`` seconds of simulated time and
+holds the returned :class:`Command` until the next call. Controllers live outside the engine (the
+optimizer's MPC controller implements the same protocol); the engine never imports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Command:
+    """Per-rack GPU power cap [W per GPU] and BESS power [W] (> 0 discharges into the site)."""
+
+    gpu_cap_w: NDArray[np.float64]
+    bess_power_w: float = 0.0
+
+
+@dataclass(frozen=True)
+class TwinState:
+    """Read-only view of the twin handed to controllers (SI units; copies, safe to keep)."""
+
+    time: np.datetime64
+    gpu_power_w: NDArray[np.float64]
+    gpu_cap_w: NDArray[np.float64]
+    die_temp_c: NDArray[np.float64]
+    tcs_supply_c: NDArray[np.float64]
+    fws_supply_c: float
+    grid_import_w: float
+    it_power_w: float
+    cooling_power_w: float
+    bess_energy_j: float
+
+
+@runtime_checkable
+class Controller(Protocol):
+    period_s: float
+
+    def __call__(self, state: TwinState, time: np.datetime64) -> Command: ...
+
+
+@dataclass
+class Uncapped:
+    """Every GPU capped at its TDP (no control)."""
+
+    tdp_w: NDArray[np.float64]
+    period_s: float = 3600.0
+
+    def __call__(self, state: TwinState, time: np.datetime64) -> Command:
+        return Command(self.tdp_w)
+
+
+@dataclass
+class FixedCap:
+    """A fixed cap as a fraction of TDP, bounded below by each rack's minimum cap."""
+
+    tdp_w: NDArray[np.float64]
+    min_cap_w: NDArray[np.float64]
+    fraction: float
+    period_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction: must be within (0, 1], got {self.fraction!r}")
+
+    def __call__(self, state: TwinState, time: np.datetime64) -> Command:
+        return Command(np.maximum(self.fraction * self.tdp_w, self.min_cap_w))

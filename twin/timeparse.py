@@ -1,0 +1,22 @@
+"""Durations written the way engineers write them: ``"24h"``, ``"5min"``, ``"90s"``, ``"2d"`` or seconds."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
+
+
+def seconds(value: str | float | int, name: str = "duration") -> float:
+    """Parse ``value`` to seconds; raise ``ValueError`` naming ``name`` when it is not a positive duration."""
+    if isinstance(value, int | float):
+        result = float(value)
+    else:
+        m = _PATTERN.match(str(value).lower())
+        if not m or m.group(2) not in UNITS | {"": 1.0}:
+            raise ValueError(f"{name}: expected a duration like 24h, 5min, 1s or 2d, got {value!r}")
+        result = float(m.group(1)) * UNITS.get(m.group(2), 1.0)
+    if not result > 0 or result != result:
+        raise ValueError(f"{name}: must be > 0, got {value!r}")
+    return result
