@@ -1,0 +1,142 @@
+"""Before the solve: reject nonsense inputs and find hard limits that cannot hold; after: report slacks.
+
+The floor of a step is the import with every group at its lowest allowed cap (minimum cap or smoothing
+floor) plus idle GPUs, non-GPU load, cooling and chain losses, less the BESS at full discharge. A hard
+limit below the floor cannot hold whatever the caps; the check names the limit, when, and by how much.
+Ramp and flex-tier conflicts depend on the whole trajectory and are left to the solver (its status then
+reads infeasible; making them soft turns them into reported violations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from optimization.problem import SOFT_LIMITS, Problem
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A limit exceeded at ``n_steps`` steps from ``first`` to ``last``, by up to ``worst`` (``unit``)."""
+
+    limit: str
+    first: np.datetime64
+    last: np.datetime64
+    n_steps: int
+    worst: float
+    unit: str = "MW"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f" ({self.detail})" if self.detail else ""
+        return (
+            f"{self.limit}{where}: {self.n_steps} step(s) from {self.first} to {self.last}, "
+            f"short by up to {self.worst:.3f} {self.unit}"
+        )
+
+
+def validate_request(
+    scenario, times: NDArray[np.datetime64], horizon_s: float, step_s: float, import_limit_mw: Array
+) -> None:
+    """Reject nonsense: a step longer than the horizon, non-positive import limits, a DR event longer than
+    the horizon, signals or weather that do not cover it. Messages name the argument."""
+    if step_s > horizon_s:
+        raise ValueError(f"step: {step_s:g} s is longer than the horizon {horizon_s:g} s")
+    lim = np.asarray(import_limit_mw, float)
+    if np.any(~np.isfinite(lim)) or np.any(lim <= 0):
+        raise ValueError(
+            f"import_limit_mw: must be finite and > 0 over the horizon, got {lim[~(lim > 0)][:1]}"
+        )
+    t0, t1 = times[0], times[-1] + np.timedelta64(int(round(step_s)), "s")
+    for i, ev in enumerate(scenario.dr_events):
+        if ev.start < t1 and ev.end > t0 and ev.duration_s > horizon_s:
+            raise ValueError(
+                f"dr_events.{i}: event of {ev.duration_s / 3600:g} h is longer than the horizon "
+                f"{horizon_s / 3600:g} h"
+            )
+    sig = scenario.signals
+    if times[0] < sig.time[0] or t1 > sig.time[-1] + sig.step:
+        raise ValueError(
+            f"scenario.signals: price series covers {sig.time[0]} .. {sig.time[-1] + sig.step}, "
+            f"not the horizon {t0} .. {t1}"
+        )
+
+
+def check(
+    p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 0.0
+) -> list[Conflict]:
+    """Hard limits (not in ``p.soft``) that the floor already violates, one :class:`Conflict` each."""
+    x_lo = np.broadcast_to(p.x_lo, p.busy_mw.shape)
+    floor = p.site_mw(x_lo) - bess_discharge_mw
+    out: list[Conflict] = []
+
+    def add(limit: str, excess: Array, unit: str = "MW", detail: str = "") -> None:
+        bad = np.flatnonzero(excess > 1e-9 * np.maximum(1.0, np.abs(floor)))
+        if limit not in p.soft and bad.size:
+            out.append(
+                Conflict(
+                    limit,
+                    times[bad[0]],
+                    times[bad[-1]],
+                    bad.size,
+                    float(excess[bad].max()),
+                    unit,
+                    detail,
+                )
+            )
+
+    add("import_limit", floor - p.import_limit_mw)
+    add("dr", floor - p.dr_cap_mw, detail="event target (1 - depth) x baseline")
+    heat = p.liquid_base_mw + np.sum(p.busy_mw * x_lo, axis=1)
+    add("heat", heat - p.heat_cap_mw, detail="liquid heat at minimum caps vs plant capacity")
+    die = np.max(p.x_lo - p.x_die_max, axis=1)
+    add("die", die, "x TDP", "minimum cap above the steady die-temperature limit")
+    return out
+
+
+def violations(
+    p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]
+) -> list[Conflict]:
+    """Soft limits that the plan exceeds (slack > 0), from the solved slack variables."""
+    idx = {
+        "import_limit": np.flatnonzero(np.isfinite(p.import_limit_mw)),
+        "dr": np.flatnonzero(np.isfinite(p.dr_cap_mw)),
+        "heat": np.flatnonzero(np.isfinite(p.heat_cap_mw)),
+        "ramp": np.arange(0 if p.grid0_mw is not None else 1, p.n_steps),
+        "die": np.nonzero(p.die_rows())[0],
+    }
+    out = []
+    for name in SOFT_LIMITS:
+        s = slacks.get(f"slack_{name}")
+        if name == "flex":
+            s = np.array([v[0] for k, v in slacks.items() if k.startswith("slack_flex")])
+            bad = np.flatnonzero(s > 1e-6)
+            if bad.size:
+                out.append(
+                    Conflict(
+                        "flex",
+                        times[0],
+                        times[-1],
+                        bad.size,
+                        float(s.max()),
+                        "share of tokens",
+                        "throughput below the flex tier in some windows",
+                    )
+                )
+            continue
+        if s is None or s.size == 0:
+            continue
+        bad = np.flatnonzero(s > 1e-6)
+        if bad.size:
+            t = times[idx[name][bad]]
+            unit = "x TDP" if name == "die" else "MW"
+            out.append(
+                Conflict(
+                    name, t.min(), t.max(), np.unique(t).size, float(s[bad].max()), unit, "soft"
+                )
+            )
+    return out

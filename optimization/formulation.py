@@ -1,0 +1,270 @@
+"""The dispatch LP in Pyomo: the readable reference formulation, one function per constraint family.
+
+Sets: steps ``t`` (length ``dt`` h), groups ``g``, throughput segments ``k``, power cuts ``c``.
+Variables: ``x[t, g]`` busy power per GPU as a fraction of TDP (the cap), ``y[t, g]`` throughput share,
+``grid[t]`` import [MW], optional ``ch[t]``, ``dis[t]`` [MW] and ``soc[t]`` [MWh] of the BESS, and
+non-negative slacks ``s_*`` only for limits declared soft. Data: :class:`optimization.problem.Problem`.
+The same LP is assembled as a matrix in :mod:`optimization.matrix`.
+
+Users add their own constraints through ``extra_constraints(model, problem)``, called after every family
+below and before the solve; it may add any Pyomo component to ``model`` (e.g.
+``model.my_cap = pyo.Constraint(model.T, rule=lambda m, t: m.grid[t] <= 90.0)``). The hook forces the
+Pyomo backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyomo.environ as pyo
+
+from optimization.problem import Problem
+
+S_PER_H = 3600.0
+
+
+def build_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.ConcreteModel:
+    """Build the full model: variables, every constraint family, the objective, then the user hook."""
+    m = pyo.ConcreteModel("dispatch")
+    T, G = p.busy_mw.shape
+    m.T, m.G = pyo.RangeSet(0, T - 1), pyo.RangeSet(0, G - 1)
+    m.K, m.C = pyo.RangeSet(0, p.seg_a.shape[1] - 1), pyo.RangeSet(0, p.cut_a_mw.shape[1] - 1)
+    m.penalty = []  # (slack var, weight) pairs collected by the families
+    cap_bounds(m, p)
+    m.y = pyo.Var(m.T, m.G, domain=pyo.NonNegativeReals)
+    m.grid = pyo.Var(m.T, domain=pyo.Reals)
+    throughput(m, p)
+    bess(m, p)
+    power_chain(m, p)
+    import_limit(m, p)
+    import_ramp(m, p)
+    dr_events(m, p)
+    heat_rejection(m, p)
+    die_temperature(m, p)
+    smoothing(m, p)
+    flex_tiers(m, p)
+    objective(m, p)
+    if extra_constraints is not None:
+        extra_constraints(m, p)
+    return m
+
+
+def _slack(m: pyo.ConcreteModel, p: Problem, name: str, index, weight) -> pyo.Var | None:
+    """A non-negative slack over ``index`` when ``name`` is soft, recorded for the penalty term."""
+    if name not in p.soft:
+        return None
+    s = pyo.Var(index, domain=pyo.NonNegativeReals)
+    m.add_component(f"s_{name}", s)
+    m.penalty.append((s, weight))
+    return s
+
+
+def cap_bounds(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Cap bounds: :math:`x_{lo,g} \le x_{t,g} \le \min(x_{hi,g}, x^{die}_{t,g})`.
+
+    ``x_lo`` is the larger of the minimum cap and the power-smoothing floor, ``x_hi`` the uncapped busy
+    draw (a cap above it changes nothing); the die limit folds into the upper bound unless it is soft.
+    """
+    hi = p.x_upper()
+    m.x = pyo.Var(m.T, m.G, bounds=lambda _, t, g: (float(p.x_lo[g]), float(hi[t, g])))
+
+
+def throughput(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Hypograph of the concave throughput curve: :math:`y_{t,g} \le a_{g,k} + b_{g,k} x_{t,g}\ \forall k`.
+
+    Exact without binaries because the objective rewards ``y`` and the curve is concave.
+    """
+    m.throughput = pyo.Constraint(
+        m.T,
+        m.G,
+        m.K,
+        rule=lambda m, t, g, k: (
+            m.y[t, g] - float(p.seg_b[g, k]) * m.x[t, g] <= float(p.seg_a[g, k])
+        ),
+    )
+
+
+def power_chain(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Grid import above every cut of the site model:
+    :math:`grid_t \ge \alpha_{t,c} + \beta_{t,c} P^{gpu}_t - dis_t + ch_t`, with
+    :math:`P^{gpu}_t = P^{idle}_t + \sum_g B_{t,g} x_{t,g}` [MW].
+
+    The cuts are lines through points of the steady site model (IT + chain losses + cooling at the
+    forecast ambient); the import is exact at the points and conservative between them when the site
+    load is convex in GPU power. It is tight at the optimum whenever import is priced (price + carbon
+    > 0) or a limit on import binds; otherwise the import may sit above the envelope (report it from
+    :meth:`Problem.site_mw`).
+    """
+    bess = hasattr(m, "soc")
+
+    def rule(m, t, c):
+        load = float(p.idle_mw[t]) + sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G)
+        net = (m.dis[t] - m.ch[t]) if bess else 0.0
+        return m.grid[t] + net >= float(p.cut_a_mw[t, c]) + float(p.cut_b[t, c]) * load
+
+    m.power_chain = pyo.Constraint(m.T, m.C, rule=rule)
+
+
+def import_limit(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Import limit: :math:`grid_t - s_t \le L_t` where :math:`L_t` is finite (``s`` only when soft)."""
+    idx = [int(t) for t in np.flatnonzero(np.isfinite(p.import_limit_mw))]
+    s = _slack(m, p, "import_limit", idx, 1.0)
+    m.import_limit = pyo.Constraint(
+        idx,
+        rule=lambda m, t: m.grid[t] - (s[t] if s is not None else 0) <= float(p.import_limit_mw[t]),
+    )
+
+
+def import_ramp(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Import ramp both ways: :math:`|grid_t - grid_{t-1}| \le R\,\Delta t + s_t` (``grid_{-1}`` = initial).
+
+    ``R`` [MW/min] x step length is ``ramp_mw_per_step``; it also holds around DR events, so the site
+    starts shedding before an event when the drop is deeper than one ramp allows.
+    """
+    first = 0 if p.grid0_mw is not None else 1
+    idx = list(range(first, p.n_steps))
+    s = _slack(m, p, "ramp", idx, 1.0)
+
+    def prev(m, t):
+        return m.grid[t - 1] if t > 0 else float(p.grid0_mw)
+
+    def up(m, t):
+        return m.grid[t] - prev(m, t) - (s[t] if s is not None else 0) <= p.ramp_mw_per_step
+
+    def down(m, t):
+        return prev(m, t) - m.grid[t] - (s[t] if s is not None else 0) <= p.ramp_mw_per_step
+
+    m.ramp_up = pyo.Constraint(idx, rule=up)
+    m.ramp_down = pyo.Constraint(idx, rule=down)
+
+
+def dr_events(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Demand response: :math:`grid_t - s_t \le (1 - d_t)\,\bar P_t` during events.
+
+    ``d_t`` is the event depth ramped in over the event's ramp time, :math:`\bar P_t` the baseline (the
+    uncapped forecast import); both are folded into ``dr_cap_mw`` (infinite outside events).
+    """
+    idx = [int(t) for t in np.flatnonzero(np.isfinite(p.dr_cap_mw))]
+    s = _slack(m, p, "dr", idx, 1.0)
+    m.dr = pyo.Constraint(
+        idx, rule=lambda m, t: m.grid[t] - (s[t] if s is not None else 0) <= float(p.dr_cap_mw[t])
+    )
+
+
+def heat_rejection(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Heat rejection: liquid heat :math:`Q^0_t + \sum_g B_{t,g} x_{t,g} - s_t \le Q^{max}_t`.
+
+    :math:`Q^{max}_t` is the largest liquid heat the plant rejects while holding the facility-water
+    setpoint at the forecast dry and wet bulb; :math:`Q^0_t` the heat of idle GPUs and liquid-cooled
+    non-GPU parts.
+    """
+    idx = [int(t) for t in np.flatnonzero(np.isfinite(p.heat_cap_mw))]
+    s = _slack(m, p, "heat", idx, 1.0)
+
+    def rule(m, t):
+        q = sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G) - (s[t] if s is not None else 0)
+        return q <= float(p.heat_cap_mw[t] - p.liquid_base_mw[t])
+
+    m.heat = pyo.Constraint(idx, rule=rule)
+
+
+def die_temperature(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Die temperature, steady: :math:`T_{cool} + x\,P_{tdp}(R_{dp} + R_{pc}) \le T_{max}`, i.e.
+    :math:`x_{t,g} \le x^{die}_{t,g}`.
+
+    Hard: folded into the bound of ``x`` (see :func:`cap_bounds`). Soft: rows with a slack weighted by
+    the busy MW of the group.
+    """
+    rows = [(int(t), int(g)) for t, g in zip(*np.nonzero(p.die_rows()), strict=True)]
+    if not rows:
+        return
+    m.die_idx = pyo.Set(initialize=rows, dimen=2)
+    s = _slack(m, p, "die", m.die_idx, {tg: float(p.busy_mw[tg]) for tg in rows})
+    m.die = pyo.Constraint(
+        m.die_idx, rule=lambda m, t, g: m.x[t, g] - s[t, g] <= float(p.x_die_max[t, g])
+    )
+
+
+def smoothing(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Per-GPU power smoothing ramp: :math:`|x_{t,g} - x_{t-1,g}| \le r_g` with
+    :math:`r_g = \rho_g\,\Delta t / P_{tdp,g}` (``rho`` in W/s); the floor is part of ``x_lo``."""
+    if p.x_ramp_per_step is None:
+        return
+    r = p.x_ramp_per_step
+
+    def rule(m, t, g):
+        prev = m.x[t - 1, g] if t > 0 else float(p.x0[g])
+        return pyo.inequality(-float(r[g]), m.x[t, g] - prev, float(r[g]))
+
+    idx = [
+        (t, g) for t in range(0 if p.x0 is not None else 1, p.n_steps) for g in range(p.n_groups)
+    ]
+    m.smoothing = pyo.Constraint(idx, rule=rule)
+
+
+def bess(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""BESS: :math:`e_t = e_{t-1} + (\eta_c ch_t - dis_t / \eta_d)\,\Delta t`, :math:`e_{-1} = e_0`,
+    :math:`e_{min} \le e_t \le e_{max}`, :math:`0 \le ch_t, dis_t \le P_{max}`, and
+    :math:`e_{T-1} \ge e_0` (the plan may not end with less energy than it started with).
+
+    Simultaneous charge and discharge is not excluded; it only wastes energy, which the LP avoids
+    whenever import has a positive price.
+    """
+    e = p.bess
+    if e is None:
+        return
+    m.ch = pyo.Var(m.T, bounds=(0.0, e.p_max_mw))
+    m.dis = pyo.Var(m.T, bounds=(0.0, e.p_max_mw))
+    last = p.n_steps - 1
+    m.soc = pyo.Var(
+        m.T,
+        bounds=lambda _, t: (max(e.e_min_mwh, e.e0_mwh) if t == last else e.e_min_mwh, e.e_max_mwh),
+    )
+
+    def rule(m, t):
+        prev = m.soc[t - 1] if t > 0 else e.e0_mwh
+        return m.soc[t] == prev + (e.eta_charge * m.ch[t] - m.dis[t] / e.eta_discharge) * p.dt_h
+
+    m.bess_balance = pyo.Constraint(m.T, rule=rule)
+
+
+def flex_tiers(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Flex tiers: over each window :math:`W` of a class,
+    :math:`\sum_{t,g \in W} N_{t,g}\,y_{t,g} \ge (1 - \tau) \sum_{t,g \in W} N_{t,g}\,y^{unc}_g` with
+    :math:`N` the token rate at full throughput; written with weights normalized by the right side.
+    """
+    windows = p.flex_coefficients()
+    idx = list(range(len(windows)))
+    s = _slack(m, p, "flex", idx, {i: w[4] / p.dt_h for i, w in enumerate(windows)})
+
+    def rule(m, i):
+        tt, gg, w, share, _ = windows[i]
+        lhs = sum(float(wi) * m.y[int(t), int(g)] for t, g, wi in zip(tt, gg, w, strict=True))
+        return lhs + (s[i] if s is not None else 0) >= share
+
+    m.flex = pyo.Constraint(idx, rule=rule)
+
+
+def objective(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Maximize :math:`\sum_t [\sum_g v_g N_{t,g} y_{t,g} \Delta t_s - (\pi_t + \kappa_t)\,grid_t\,\Delta t_h]
+    - \sum \text{penalty}\cdot s\,\Delta t_h`.
+
+    ``v`` value per token, ``pi`` energy price and ``kappa`` carbon cost per MWh (carbon intensity x
+    carbon price); slacks in MW (die: x busy MW; flex: x the window's uncapped energy / dt).
+    """
+    dt_s = p.dt_h * S_PER_H
+    value = sum(
+        float(p.value_per_token[g] * p.tokens_per_s[t, g] * dt_s) * m.y[t, g]
+        for t in m.T
+        for g in m.G
+    )
+    cost = sum(
+        float((p.price_per_mwh[t] + p.carbon_cost_per_mwh[t]) * p.dt_h) * m.grid[t] for t in m.T
+    )
+    pen = 0
+    for s, w in m.penalty:
+        pen += (
+            sum((w[i] if isinstance(w, dict) else w) * s[i] for i in s) * p.penalty_per_mwh * p.dt_h
+        )
+    m.objective = pyo.Objective(expr=value - cost - pen, sense=pyo.maximize)

@@ -1,0 +1,286 @@
+"""The dispatch LP on small cases with known optima, both backends, and an independent linprog assembly."""
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from optimization.feasibility import check, violations
+from optimization.matrix import build_lp
+from optimization.problem import BessData, Problem
+from optimization.solve import highs_options, solve_lp, solve_problem
+
+# one concave curve: breakpoints at x = 0.5, 0.75 (throughput 0.8, 0.95), 1.0 at x = 1
+SEG_A = np.array([-0.4, 0.5, 0.8])
+SEG_B = np.array([2.4, 0.6, 0.2])
+
+
+def problem(T=4, G=2, **kw) -> Problem:
+    """Site import = GPU power (one cut through the origin with slope 1), no idle, loose limits."""
+    base = dict(
+        dt_h=1.0,
+        gpus=np.full(G, 100.0),
+        x_lo=np.full(G, 0.5),
+        x_hi=np.ones(G),
+        x_die_max=np.full((T, G), 2.0),
+        seg_a=np.tile(SEG_A, (G, 1)),
+        seg_b=np.tile(SEG_B, (G, 1)),
+        busy_mw=np.full((T, G), 10.0),
+        idle_mw=np.zeros(T),
+        tokens_per_s=np.full((T, G), 1e6),
+        value_per_token=np.full(G, 1e-3),
+        cut_a_mw=np.zeros((T, 1)),
+        cut_b=np.ones((T, 1)),
+        liquid_base_mw=np.zeros(T),
+        heat_cap_mw=np.full(T, np.inf),
+        import_limit_mw=np.full(T, np.inf),
+        dr_cap_mw=np.full(T, np.inf),
+        ramp_mw_per_step=1e3,
+        price_per_mwh=np.full(T, 1.0),
+        carbon_cost_per_mwh=np.zeros(T),
+    )
+    return Problem(**(base | kw))
+
+
+def solve(p, backend="highspy"):
+    res, v, _, _ = solve_problem(p, backend=backend)
+    assert res.optimal, res.status
+    return res, v
+
+
+@pytest.mark.parametrize("backend", ["pyomo", "highspy"])
+def test_equal_split_under_a_shared_limit(backend):
+    # groups of 10 MW and 30 MW at full power; the limit puts both at the breakpoint x = 0.75 exactly,
+    # where any unequal split moves one group onto a flatter segment than the other leaves.
+    busy = np.array([[10.0, 30.0]])
+    tokens = np.array([[1e6, 3e6]])  # three times the GPUs, three times the tokens
+    p = problem(T=1, busy_mw=busy, tokens_per_s=tokens, import_limit_mw=np.array([0.75 * 40.0]))
+    _, v = solve(p, backend)
+    np.testing.assert_allclose(v["x"], [[0.75, 0.75]], rtol=1e-9)
+    np.testing.assert_allclose(v["grid_mw"], [30.0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["pyomo", "highspy"])
+def test_dr_event_holds_import_exactly_at_target(backend):
+    T = 6
+    baseline = 20.0  # both groups uncapped
+    depth = np.array([0, 0, 0.25, 0.25, 0.25, 0])
+    cap = np.where(depth > 0, (1 - depth) * baseline, np.inf)
+    _, v = solve(problem(T=T, dr_cap_mw=cap), backend)
+    want = np.where(depth > 0, 15.0, 20.0)
+    np.testing.assert_allclose(v["grid_mw"], want, rtol=1e-9)
+
+
+def test_two_prices_and_a_bess_charge_low_discharge_high():
+    T = 8
+    price = np.r_[np.full(4, 10.0), np.full(4, 100.0)]
+    b = BessData(
+        e_min_mwh=1.0, e_max_mwh=9.0, e0_mwh=5.0, p_max_mw=2.0, eta_charge=0.9, eta_discharge=0.9
+    )
+    p = problem(T=T, G=1, x_lo=np.ones(1), price_per_mwh=price, bess=b)  # load fixed at 10 MW
+    res, v = solve(p)
+    ch, dis, soc = v["bess_charge_mw"], v["bess_discharge_mw"], v["bess_soc_mwh"]
+    # fill to e_max in the cheap hours, empty back to e0 (end condition) in the dear ones
+    np.testing.assert_allclose(ch[:4].sum(), 4.0 / 0.9, rtol=1e-9)
+    np.testing.assert_allclose(dis[4:].sum(), 4.0 * 0.9, rtol=1e-9)
+    assert ch[4:].max() < 1e-9 and dis[:4].max() < 1e-9
+    assert soc.min() >= 1.0 - 1e-9 and soc.max() <= 9.0 + 1e-9
+    np.testing.assert_allclose(soc[-1], 5.0, rtol=1e-9)
+    np.testing.assert_allclose(v["grid_mw"], 10.0 + ch - dis, rtol=1e-9)
+    tokens = 8 * 1e6 * 3600 * 1e-3
+    cost = 10.0 * (40 + 4.0 / 0.9) + 100.0 * (40 - 3.6)
+    np.testing.assert_allclose(res.objective, tokens - cost, rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["pyomo", "highspy"])
+def test_binding_ramp_starts_shedding_before_the_limit_drops(backend):
+    T = 8
+    lim = np.r_[np.full(5, np.inf), np.full(3, 10.0)]
+    p = problem(
+        T=T,
+        G=1,
+        busy_mw=np.full((T, 1), 20.0),
+        import_limit_mw=lim,
+        ramp_mw_per_step=2.5,
+        grid0_mw=20.0,
+    )
+    _, v = solve(p, backend)
+    want = np.minimum(20.0, 10.0 + 2.5 * (5 - np.arange(T)).clip(0))
+    np.testing.assert_allclose(v["grid_mw"], want, rtol=1e-9)
+    assert np.all(np.abs(np.diff(np.r_[20.0, v["grid_mw"]])) <= 2.5 * (1 + 1e-9))
+
+
+def random_problem(seed, T=6, G=3):
+    rng = np.random.default_rng(seed)
+    return problem(
+        T=T,
+        G=G,
+        busy_mw=rng.uniform(1, 3, (T, G)),
+        idle_mw=rng.uniform(0.5, 1, T),
+        tokens_per_s=rng.uniform(1e5, 2e5, (T, G)),
+        value_per_token=rng.uniform(5e-4, 2e-3, G),
+        x_lo=rng.uniform(0.4, 0.6, G),
+        cut_a_mw=np.tile([2.0, 0.5], (T, 1)),
+        cut_b=np.tile([1.1, 1.4], (T, 1)),
+        import_limit_mw=rng.uniform(6, 9, T),
+        heat_cap_mw=rng.uniform(4, 8, T),
+        liquid_base_mw=rng.uniform(0.5, 1, T),
+        price_per_mwh=rng.uniform(50, 900, T),
+        carbon_cost_per_mwh=rng.uniform(0, 20, T),
+        ramp_mw_per_step=1.0,
+        x_die_max=rng.uniform(0.8, 1.1, (T, G)),
+    )
+
+
+def linprog_objective(p: Problem) -> float:
+    """The same LP written out by hand, row by row (no code under test), solved by scipy."""
+    T, G, K, C = p.n_steps, p.n_groups, p.seg_a.shape[1], p.cut_a_mw.shape[1]
+    n = 2 * T * G + T
+    X = lambda t, g: t * G + g  # noqa: E731
+    Y = lambda t, g: T * G + t * G + g  # noqa: E731
+    Gr = lambda t: 2 * T * G + t  # noqa: E731
+    A, b = [], []
+
+    def row(entries, rhs):
+        r = np.zeros(n)
+        for j, v in entries:
+            r[j] += v
+        A.append(r)
+        b.append(rhs)
+
+    for t in range(T):
+        for g in range(G):
+            for k in range(K):
+                row([(Y(t, g), 1.0), (X(t, g), -p.seg_b[g, k])], p.seg_a[g, k])
+        for c in range(C):  # -grid + b sum busy x <= -(a + b idle)
+            row(
+                [(Gr(t), -1.0)] + [(X(t, g), p.cut_b[t, c] * p.busy_mw[t, g]) for g in range(G)],
+                -(p.cut_a_mw[t, c] + p.cut_b[t, c] * p.idle_mw[t]),
+            )
+        row([(Gr(t), 1.0)], p.import_limit_mw[t])
+        row([(X(t, g), p.busy_mw[t, g]) for g in range(G)], p.heat_cap_mw[t] - p.liquid_base_mw[t])
+        if t > 0:
+            row([(Gr(t), 1.0), (Gr(t - 1), -1.0)], p.ramp_mw_per_step)
+            row([(Gr(t), -1.0), (Gr(t - 1), 1.0)], p.ramp_mw_per_step)
+    c = np.zeros(n)
+    bounds = [None] * n
+    for t in range(T):
+        for g in range(G):
+            c[Y(t, g)] = -p.value_per_token[g] * p.tokens_per_s[t, g] * p.dt_h * 3600
+            bounds[X(t, g)] = (p.x_lo[g], max(p.x_lo[g], min(p.x_hi[g], p.x_die_max[t, g])))
+            bounds[Y(t, g)] = (0, None)
+        c[Gr(t)] = (p.price_per_mwh[t] + p.carbon_cost_per_mwh[t]) * p.dt_h
+        bounds[Gr(t)] = (None, None)
+    res = linprog(c, A_ub=np.array(A), b_ub=np.array(b), bounds=bounds, method="highs")
+    assert res.status == 0, res.message
+    return -res.fun
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_instance_matches_independent_linprog(seed):
+    p = random_problem(seed)
+    want = linprog_objective(p)
+    for backend in ("pyomo", "highspy"):
+        res, _ = solve(p, backend)
+        assert res.objective == pytest.approx(want, rel=1e-6)
+
+
+def full_problem(soft=frozenset(), **kw):
+    rng = np.random.default_rng(7)
+    T, G = 12, 3
+    base = dict(
+        T=T,
+        G=G,
+        busy_mw=rng.uniform(1, 3, (T, G)),
+        idle_mw=np.ones(T),
+        tokens_per_s=rng.uniform(1e5, 2e5, (T, G)),
+        cut_a_mw=np.tile([2.0, 1.0], (T, 1)),
+        cut_b=np.tile([1.1, 1.3], (T, 1)),
+        liquid_base_mw=np.full(T, 1.5),
+        heat_cap_mw=np.full(T, 7.0),
+        import_limit_mw=np.full(T, 9.0),
+        dr_cap_mw=np.where(np.arange(T) > 6, 8.0, np.inf),
+        ramp_mw_per_step=1.0,
+        price_per_mwh=rng.uniform(50, 500, T),
+        carbon_cost_per_mwh=np.full(T, 10.0),
+        grid0_mw=8.0,
+        x_die_max=np.full((T, G), 0.95),
+        bess=BessData(0.5, 4.5, 2.0, 1.0, 0.95, 0.95),
+        flex_windows=[(np.array([0, 1]), 0, 6, 0.9), (np.array([0, 1]), 6, 12, 0.9)],
+        x_ramp_per_step=np.full(G, 0.2),
+        x0=np.ones(G),
+        soft=soft,
+        penalty_per_mwh=1e4,
+    )
+    return problem(**(base | kw))
+
+
+ALL_SOFT = frozenset({"ramp", "die", "flex", "import_limit", "dr", "heat"})
+LOOSE = {
+    "import_limit_mw": np.full(12, 20.0),
+    "dr_cap_mw": np.where(np.arange(12) > 6, 12.0, np.inf),
+    "heat_cap_mw": np.full(12, 10.0),
+    "ramp_mw_per_step": 3.0,
+}
+
+
+@pytest.mark.parametrize(("soft", "kw"), [(frozenset(), LOOSE), (ALL_SOFT, {})])
+def test_pyomo_and_matrix_paths_agree_with_every_family(soft, kw):
+    p = full_problem(soft, **kw)
+    a, _ = solve(p, "pyomo")
+    b, _ = solve(p, "highspy")
+    assert a.objective == pytest.approx(b.objective, rel=1e-6)
+
+
+def test_floor_conflict_reported_and_soft_limit_reports_violation():
+    T = 4
+    times = np.datetime64("2026-08-07T00:00") + np.arange(T) * np.timedelta64(1, "h")
+    lim = np.array([30.0, 8.0, 7.0, 30.0])  # floor is 10 MW (both groups at x_lo = 0.5)
+    conflicts = check(problem(T=T, import_limit_mw=lim), times)
+    assert len(conflicts) == 1
+    c = conflicts[0]
+    assert (c.limit, c.first, c.last, c.n_steps) == ("import_limit", times[1], times[2], 2)
+    assert c.worst == pytest.approx(3.0, rel=1e-12)
+    p = problem(T=T, import_limit_mw=lim, soft=frozenset({"import_limit"}), penalty_per_mwh=1e6)
+    assert check(p, times) == []
+    _, v = solve(p)
+    np.testing.assert_allclose(v["slack_import_limit"], [0, 2, 3, 0], atol=1e-9)
+    (viol,) = violations(p, v, times)
+    assert (viol.limit, viol.n_steps, viol.worst) == ("import_limit", 2, pytest.approx(3.0))
+
+
+def test_infeasible_solve_returns_no_plan():
+    lim = np.array([np.inf, 10.0])  # 20 MW -> 10 MW in one step with a 1 MW ramp
+    p = problem(T=2, import_limit_mw=lim, ramp_mw_per_step=1.0, grid0_mw=20.0)
+    res, v, _, _ = solve_problem(p)
+    assert not res.optimal and v is None and "infeasible" in res.status
+    res = solve_lp(build_lp(p), solver="ipx")
+    assert not res.optimal
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"busy_mw": -np.ones((4, 2))}, "busy_mw"),
+        ({"import_limit_mw": np.full(4, -1.0)}, "import_limit_mw"),
+        ({"price_per_mwh": np.full(4, np.nan)}, "price_per_mwh"),
+        ({"soft": frozenset({"oops"})}, "soft"),
+        ({"idle_mw": np.zeros(3)}, "idle_mw"),
+        ({"x_hi": np.full(2, 0.1)}, "x_hi"),
+    ],
+)
+def test_nonsense_problem_rejected(kw, name):
+    with pytest.raises(ValueError, match=name):
+        problem(**kw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"solver": "hipo"}, "solver"),
+        ({"time_limit": 0}, "time_limit"),
+        ({"threads": -1}, "threads"),
+    ],
+)
+def test_bad_solver_options_rejected(kw, name):
+    with pytest.raises(ValueError, match=name):
+        highs_options(**kw)
