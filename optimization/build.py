@@ -110,11 +110,9 @@ def forecast(
     cooling = np.asarray(cooling_power_w(f, q_liq, q_air, db[:, None], wb[:, None]), float)
     it, grid = np.empty((T, J)), np.empty((T, J))
     for j, lam in enumerate(levels):
-        busy = lo + lam * (hi - lo)
-        for t in range(T):
-            p = u_rack[t] * busy + (1 - u_rack[t]) * f.idle_w
-            ch = grid_power_w(f, f.gpus * p + f.non_gpu_w, cooling[t, j])
-            it[t, j], grid[t, j] = float(np.sum(ch.it_w)), float(np.sum(ch.grid_w))
+        p = u_rack * (lo + lam * (hi - lo)) + (1 - u_rack) * f.idle_w  # [T, racks]
+        ch = grid_power_w(f, f.gpus * p + f.non_gpu_w, cooling[:, j])
+        it[:, j], grid[:, j] = ch.it_w, ch.grid_w
     sig = scenario.signals
     price = sig.at(times, "price_per_mwh")
     carbon = sig.at(times, "carbon_kg_per_mwh")

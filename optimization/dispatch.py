@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import xarray as xr
@@ -83,59 +84,50 @@ def dispatch(
         scenario.import_limit(times, f.spec.grid.import_limit_mw),
     )
     groups = make_groups(f, grouping)
+    return plan_horizon(
+        f, scenario, groups, times, step_s, soft=soft, solver=solver, time_limit=time_limit,
+        threads=threads, backend=backend, extra_constraints=extra_constraints, initial=initial,
+        penalty_per_mwh=penalty_per_mwh, smoothing_floor_w=smoothing_floor_w,
+        smoothing_ramp_w_s=smoothing_ramp_w_s, known_at=known_at,
+    )
+
+
+def plan_horizon(
+    f, scenario, groups: Groups, times: NDArray[np.datetime64], step_s: float, *, soft=(),
+    solver="simplex", time_limit=300.0, threads=1, backend="auto", extra_constraints=None,
+    initial=None, penalty_per_mwh=None, smoothing_floor_w=None, smoothing_ramp_w_s=None,
+    known_at=None, bias_mw: float = 0.0,
+) -> xr.Dataset:
+    """Forecast, build, pre-check and solve over ``times`` (no request validation; used by the MPC).
+
+    ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import offset);
+    it shifts the cuts, the floor and the DR baseline alike.
+    """
     t0 = _time.perf_counter()
     fc = forecast(f, scenario, groups, times, step_s, known_at=known_at)
+    if bias_mw:
+        fc = replace(fc, grid_mw=fc.grid_mw + bias_mw)
     grid0, x0 = initial_state(initial, groups)
     p = build_problem(
-        f,
-        scenario,
-        groups,
-        fc,
-        step_s,
-        soft=soft,
-        penalty_per_mwh=penalty_per_mwh,
-        smoothing_floor_w=smoothing_floor_w,
-        smoothing_ramp_w_s=smoothing_ramp_w_s,
-        grid0_mw=grid0,
-        x0=x0,
+        f, scenario, groups, fc, step_s, soft=soft, penalty_per_mwh=penalty_per_mwh,
+        smoothing_floor_w=smoothing_floor_w, smoothing_ramp_w_s=smoothing_ramp_w_s,
+        grid0_mw=grid0, x0=x0,
     )
     prep_s = _time.perf_counter() - t0
     conflicts = check(p, times, p.bess.p_max_mw if p.bess else 0.0)
     attrs = {
-        "facility": f.spec.name,
-        "scenario": scenario.name,
-        "solver": solver,
-        "grouping": grouping,
-        "step_s": step_s,
-        "currency": scenario.signals.currency,
-        "prepare_seconds": prep_s,
+        "facility": f.spec.name, "scenario": scenario.name, "solver": solver,
+        "grouping": "cdu" if groups.names[0].split("@")[1].startswith("cdu-") else "hall",
+        "step_s": step_s, "currency": scenario.signals.currency, "prepare_seconds": prep_s,
         "conflicts": "; ".join(map(str, conflicts)),
     }
     if conflicts:
-        return plan_dataset(
-            p,
-            fc,
-            groups,
-            None,
-            attrs
-            | {
-                "status": "infeasible (hard limits below the floor)",
-                "objective": np.nan,
-                "build_seconds": 0.0,
-                "solve_seconds": 0.0,
-                "backend": "none",
-            },
-        )
-    res, values, build_s, used = solve_problem(
-        p, backend, solver, time_limit, threads, extra_constraints
-    )
-    attrs |= {
-        "status": res.status,
-        "objective": res.objective,
-        "build_seconds": build_s,
-        "solve_seconds": res.solve_seconds,
-        "backend": used,
-    }
+        failed = {"status": "infeasible (hard limits below the floor)", "objective": np.nan,
+                  "build_seconds": 0.0, "solve_seconds": 0.0, "backend": "none"}
+        return plan_dataset(p, fc, groups, None, attrs | failed)
+    res, values, build_s, used = solve_problem(p, backend, solver, time_limit, threads, extra_constraints)
+    attrs |= {"status": res.status, "objective": res.objective, "build_seconds": build_s,
+              "solve_seconds": res.solve_seconds, "backend": used}
     return plan_dataset(p, fc, groups, values, attrs)
 
 
@@ -219,7 +211,7 @@ def plan_dataset(
     coords = {
         "time": fc.times,
         "group": list(groups.names),
-        "group_class": ("group", [str(c) for c in groups.cls]),
+        "group_class": ("group", [n.split("@")[0] for n in groups.names]),
         "group_zone": ("group", groups.zone),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)

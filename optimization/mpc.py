@@ -1,0 +1,95 @@
+"""Model-predictive control: re-plan caps over a receding horizon every ``replan_every``, apply the first step.
+
+Feedback: at each re-plan the measured import (from the twin state) minus the site model's prediction
+for the caps in force is added to the model (``bias_mw`` of :func:`optimization.dispatch.plan_horizon`),
+and the import ramp starts from the measurement. Only DR events announced by the re-plan time are
+planned for (the notice is respected). Limits are soft by default so that a re-plan always yields caps;
+the violations are logged. A failed re-plan keeps the previous command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optimization.build import forecast
+from optimization.dispatch import plan_horizon, plan_times
+from optimization.groups import disaggregate, make_groups
+from optimization.problem import SOFT_LIMITS
+from twin.controllers import Command, TwinState
+from twin.timeparse import seconds
+
+MW = 1e6
+
+
+@dataclass
+class PlanRecord:
+    """One re-plan: time, solver status, objective, build and solve seconds, soft-limit violations."""
+
+    time: np.datetime64
+    status: str
+    objective: float
+    build_seconds: float
+    solve_seconds: float
+    violations: str
+    bias_mw: float
+
+
+@dataclass
+class MPCController:
+    """A :class:`twin.controllers.Controller` that re-plans with the dispatch LP (see module docstring)."""
+
+    facility: object
+    scenario: object
+    replan_every: str | float = "5min"
+    horizon: str | float = "2h"
+    step: str | float = "1min"
+    soft: tuple[str, ...] = SOFT_LIMITS
+    solver: str = "simplex"
+    time_limit: float = 60.0
+    threads: int = 1
+    grouping: str = "hall"
+    backend: str = "auto"
+    options: dict = field(default_factory=dict)
+    log: list[PlanRecord] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.period_s = seconds(self.replan_every, "replan_every")
+        self.groups = make_groups(self.facility, self.grouping)
+        self._last: Command | None = None
+
+    def __call__(self, state: TwinState, time: np.datetime64) -> Command:
+        f = self.facility
+        times, step_s, _ = plan_times(self.scenario, time, self.horizon, self.step)
+        bias = self._bias(state, times[:1], step_s)
+        plan = plan_horizon(
+            f, self.scenario, self.groups, times, step_s, soft=self.soft, solver=self.solver,
+            time_limit=self.time_limit, threads=self.threads, backend=self.backend,
+            initial=state if np.isfinite(state.grid_import_w) else None, known_at=time,
+            bias_mw=bias, **self.options,
+        )
+        a = plan.attrs
+        self.log.append(PlanRecord(np.datetime64(time, "s"), a["status"], a["objective"],
+                                   a["build_seconds"], a["solve_seconds"], a["violations"], bias))
+        cap = plan.gpu_cap_w.values[0]
+        if not np.all(np.isfinite(cap)):
+            return self._last or Command(f.tdp_w.copy())
+        # caps at the uncapped draw mean "no cap": hand the twin its TDP there
+        at_top = cap >= self.groups.demand_w * (1 - 1e-9)
+        cap = np.where(at_top, self.groups.tdp_w, cap)
+        rack = disaggregate(self.groups, cap, f.min_cap_w, f.tdp_w)
+        self._last = Command(rack, float(plan.bess_power_mw.values[0]) * MW)
+        return self._last
+
+    def _bias(self, state: TwinState, t0, step_s: float) -> float:
+        """Measured minus modelled import [MW] at the caps in force (0 before the first measurement)."""
+        if not np.isfinite(state.grid_import_w) or self._last is None:
+            return 0.0
+        fc = forecast(self.facility, self.scenario, self.groups, t0, step_s)
+        cap = np.bincount(self.groups.rack_group, state.gpu_cap_w) / np.bincount(self.groups.rack_group)
+        x = np.minimum(cap, self.groups.demand_w)
+        u = fc.utilization[0]
+        gpu_mw = float(np.sum(self.groups.gpus * (u * x + (1 - u) * self.groups.idle_w))) / MW
+        model = fc.at_gpu_mw("grid_mw", np.array([gpu_mw]))[0] - self._last.bess_power_w / MW
+        return float(state.grid_import_w / MW - model)
