@@ -148,7 +148,7 @@ def friction_factor_darcy(re: ArrayLike, rel_roughness: ArrayLike, iterations: i
     """
     re = _check.positive("re", re)
     a = _check.nonnegative("rel_roughness", rel_roughness) / 3.7
-    b = 2.51 / re
+    b = 2.51 / np.maximum(re, RE_LAMINAR)  # laminar entries take 64/Re below; keep the log defined
     x = np.full(np.broadcast(a, b).shape, 8.0)
     for _ in range(iterations):
         x = -2.0 * np.log10(a + b * x)
