@@ -1,0 +1,126 @@
+"""A deterministic stand-in for twin.engine.Twin, and snapshots made from it by the real runner."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from twin.grid_signals import GridSignals
+from twin.recorder import PlantStepResult
+from twin.scenario import Scenario
+
+START = np.datetime64("2026-08-07T00:00:00", "s")
+N_RACKS, N_CDUS = 12, 3
+
+
+def stub_facility() -> SimpleNamespace:
+    spec = SimpleNamespace(
+        name="stub-campus",
+        grid=SimpleNamespace(import_limit_mw=10.0),
+        cooling=SimpleNamespace(
+            plant=SimpleNamespace(
+                dry_cooler=SimpleNamespace(capacity_mw=9.0),
+                chiller=SimpleNamespace(capacity_mw=1.5),
+            ),
+            facility_water=SimpleNamespace(supply_setpoint_c=30.0),
+            tcs=SimpleNamespace(supply_setpoint_c=35.0),
+        ),
+    )
+    rack_cdu = np.repeat(np.arange(N_CDUS), N_RACKS // N_CDUS)
+    return SimpleNamespace(
+        spec=spec,
+        class_names=("training", "inference"),
+        hall_names=("hall-a", "hall-b"),
+        rack_hall=np.array([0] * 8 + [1] * 4),
+        rack_row=np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]),
+        rack_slot=np.tile(np.arange(4), 3),
+        rack_cdu=rack_cdu,
+        rack_class=np.array([0] * 8 + [1] * 4),
+        gpus=np.full(N_RACKS, 72.0),
+        tdp_w=np.full(N_RACKS, 1200.0),
+        t_max_c=np.full(N_RACKS, 87.0),
+        rack_m_dot_kg_s=np.full(N_RACKS, 2.0),
+        cdu_hall=np.array([0, 0, 1]),
+        cdu_design_q_w=np.full(N_CDUS, 1.4e6),
+        n_racks=N_RACKS,
+        n_cdus=N_CDUS,
+    )
+
+
+def stub_scenario() -> Scenario:
+    t = START - np.timedelta64(1, "D") + np.arange(72) * np.timedelta64(3600, "s")
+    price = 100.0 + np.arange(72) % 24  # [KRW/MWh], hour of day + 100
+    signals = GridSignals(t, price.astype(float), np.full(72, 400.0), None, "KRW")
+    return Scenario("stub", START, None, signals, {})
+
+
+class StubTwin:
+    """Attributes the runner reads; ``advance`` returns fixed interval means that depend on the step
+    count k (grid = IT + losses + cooling holds exactly)."""
+
+    plant_dt = 10.0
+
+    def __init__(self):
+        self.f = stub_facility()
+        self.scenario = stub_scenario()
+        self.controller = SimpleNamespace(period_s=300.0)
+        self.time = START
+        self.k = 0
+        n = N_RACKS
+        self.t_die = np.linspace(60.0, 71.0, n)
+        self.gpu_power_w = np.full(n, 1000.0)
+        self.cap = np.full(n, 1200.0)
+        self.throttled = np.zeros(n, bool)
+        self.tcs_supply_c = np.full(N_CDUS, 35.0)
+        self.tcs_return_c = np.full(N_CDUS, 43.0)
+        self.cdu_at_capacity = np.zeros(N_CDUS, bool)
+        self.c_tcs = np.full(N_CDUS, 1e5)
+        self.fws_supply_c, self.fws_return_c = 30.0, 38.0
+        self.fws_v_dot = 0.25
+        self.ambient = (25.0, 20.0)
+        self.rejection = SimpleNamespace(
+            t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1
+        )
+        self.bess_energy_j = 3.6e9
+
+    def advance(self) -> PlantStepResult:
+        self.k += 1
+        self.gpu_power_w = np.full(N_RACKS, 1000.0 + self.k)
+        self.time = self.time + np.timedelta64(10, "s")
+        it, loss, cool = 8e6 + 1e3 * self.k, 2e5, 5e5
+        return PlantStepResult(
+            gpu_w=6e6,
+            rack_dc_w=7.6e6,
+            it_w=it,
+            losses_w=loss,
+            cooling_w=cool,
+            grid_w=it + loss + cool,
+            bess_w=0.0,
+            q_liquid_w=7e6,
+            q_air_w=1e6,
+            q_rejected_w=8e6,
+            throughput=0.9,
+            tokens_per_s=9e6,
+            tokens_uncapped_per_s=1e7,
+            throttled_gpus=0.0,
+        )
+
+
+@pytest.fixture
+def stub_twin() -> StubTwin:
+    return StubTwin()
+
+
+@pytest.fixture
+def snapshot(tmp_path):
+    """A snapshot published by the real runner after 20 simulated minutes of the stub twin."""
+    from twin.live import LiveRunner
+
+    runner = LiveRunner(
+        StubTwin(), tmp_path, speed=60.0, controller_name="uncapped", rack_history=5
+    )
+    for _ in range(120):
+        runner.step()
+    return runner.snapshot()

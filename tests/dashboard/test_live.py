@@ -1,0 +1,228 @@
+"""The live runner: command validation, atomic snapshots, rolling histories, what-if commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from twin.live import (
+    COMMANDS,
+    SNAPSHOT,
+    LiveRunner,
+    Snapshot,
+    load_snapshot,
+    parse_command,
+    send_command,
+    write_snapshot,
+)
+
+# ------------------------------------------------------------------ parse_command
+
+
+def test_parse_dr_event_converts_text_numbers():
+    c = parse_command(
+        {
+            "kind": "dr_event",
+            "depth": "0.25",
+            "duration_min": 60,
+            "ramp_min": "15",
+            "notice_min": 0,
+            "id": "abc",
+        }
+    )
+    assert c == {
+        "kind": "dr_event",
+        "id": "abc",
+        "depth": 0.25,
+        "duration_min": 60.0,
+        "ramp_min": 15.0,
+        "notice_min": 0.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"kind": "import_limit", "import_limit_mw": -5}, "import_limit_mw: must be > 0"),
+        ({"kind": "import_limit", "import_limit_mw": "abc"}, "import_limit_mw: must be a number"),
+        ({"kind": "import_limit", "import_limit_mw": ""}, "import_limit_mw: required"),
+        ({"kind": "import_limit", "import_limit_mw": "nan"}, "import_limit_mw: must be finite"),
+        ({"kind": "import_limit", "import_limit_mw": True}, "import_limit_mw: must be a number"),
+        ({"kind": "import_limit"}, "import_limit_mw: required"),
+        ({"kind": "import_limit", "import_limit_mw": 90, "x": 1}, "unknown field(s) ['x']"),
+        ({"kind": "launch"}, "kind: must be one of"),
+        ({"kind": "ambient_offset", "offset_k": 31}, "offset_k: must be within [-30, 30]"),
+        ({"kind": "speed", "speed": 0}, "speed: must be > 0"),
+        (
+            {"kind": "dr_event", "depth": 1.5, "duration_min": 60, "ramp_min": 15, "notice_min": 0},
+            "depth: must be within [0, 1]",
+        ),
+        (
+            {"kind": "dr_event", "depth": 0.2, "duration_min": 10, "ramp_min": 15, "notice_min": 0},
+            "ramp_min: 15 min is longer than duration_min 10 min",
+        ),
+        ({"kind": "workload", "workload_class": "mining", "level": 0.5}, "workload_class: unknown"),
+        ([1, 2], "command: must be a JSON object"),
+    ],
+)
+def test_parse_rejects_bad_input_naming_the_field(raw, message):
+    with pytest.raises(ValueError, match=None) as e:
+        parse_command(raw, ("training", "inference"))
+    assert message in str(e.value)
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def test_snapshot_round_trip_without_pickle(tmp_path):
+    snap = Snapshot(
+        {"time": "2026-08-07T00:00:00", "x": [1, 2]},
+        {"a": np.arange(3.0), "rack_hist_die_temp_c": np.ones((2, 3), np.float32)},
+    )
+    write_snapshot(tmp_path / SNAPSHOT, snap)
+    back = load_snapshot(tmp_path / SNAPSHOT)
+    assert back.meta == snap.meta
+    np.testing.assert_array_equal(back["a"], [0.0, 1.0, 2.0])
+    assert "rack_hist_die_temp_c" not in back.arrays  # only on request
+    full = load_snapshot(tmp_path / SNAPSHOT, rack_history=True)
+    np.testing.assert_array_equal(full["rack_hist_die_temp_c"], np.ones((2, 3)))
+    assert not back["a"].flags.writeable
+    assert [p.name for p in tmp_path.iterdir()] == [SNAPSHOT]  # no temporary file left behind
+
+
+def test_missing_snapshot_is_none(tmp_path):
+    assert load_snapshot(tmp_path / SNAPSHOT) is None
+
+
+def test_object_arrays_are_refused_on_load(tmp_path):
+    np.savez(tmp_path / SNAPSHOT, meta=np.array("{}"), evil=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError):
+        load_snapshot(tmp_path / SNAPSHOT)
+
+
+# ------------------------------------------------------------------ runner
+
+
+def test_history_records_are_interval_means(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path, record_s=60.0)
+    for _ in range(12):  # two records of six 10-s plant steps
+        runner.step()
+    # step k: grid = 8e6 + 1e3 k + 2e5 + 5e5 W; record 1 = mean over k = 1..6, record 2 over 7..12
+    assert list(runner.hist["grid_import_mw"]) == pytest.approx([8.7035, 8.7095], rel=1e-12)
+    assert list(runner.hist["it_power_mw"]) == pytest.approx([8.0035, 8.0095], rel=1e-12)
+    assert runner.hist["pue"][0] == pytest.approx(8.7035 / 8.0035, rel=1e-12)
+    assert runner.hist["throughput"][0] == pytest.approx(0.9, rel=1e-12)
+    # hour 0 of the stub price day is 100, contract limit 10 MW, plant capacity 9 + 1.5 MW
+    assert runner.hist["price_per_mwh"][0] == 100.0
+    assert runner.hist["import_limit_mw"][0] == 10.0
+    assert runner.hist["rejection_capacity_mw"][0] == 10.5
+    assert list(runner.hist_time) == [
+        int(np.datetime64("2026-08-07T00:01:00", "s").astype(np.int64)),
+        int(np.datetime64("2026-08-07T00:02:00", "s").astype(np.int64)),
+    ]
+    # per-rack GPU power is the mean over the record: 1000 + mean(1..6) W
+    np.testing.assert_allclose(runner.rack_hist["gpu_power_w"][0], np.full(12, 1003.5), rtol=1e-7)
+
+
+def test_histories_roll(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path, record_s=10.0, history_s=50.0, rack_history=3)
+    for _ in range(8):
+        runner.step()
+    assert len(runner.hist_time) == 5
+    assert len(runner.rack_hist_time) == 3
+    snap = runner.snapshot()
+    assert snap["hist_grid_import_mw"][-1] == pytest.approx(8.708, rel=1e-12)  # step 8
+    assert snap["rack_hist_gpu_power_w"].shape == (3, 12)
+
+
+def test_record_must_be_a_multiple_of_the_plant_step(stub_twin, tmp_path):
+    with pytest.raises(ValueError, match="record_s"):
+        LiveRunner(stub_twin, tmp_path, record_s=25.0)
+
+
+def test_commands_change_the_scenario(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path)
+    runner.step()
+    t0 = stub_twin.time
+    send_command(tmp_path, {"kind": "import_limit", "import_limit_mw": "7.5"})
+    send_command(tmp_path, {"kind": "ambient_offset", "offset_k": 4})
+    send_command(tmp_path, {"kind": "workload", "workload_class": "inference", "level": 0.5})
+    send_command(
+        tmp_path,
+        {"kind": "dr_event", "depth": 0.25, "duration_min": 60, "ramp_min": 15, "notice_min": 30},
+    )
+    assert runner.poll_commands() == 4
+    sc = stub_twin.scenario
+    assert sc.import_limit(np.array([t0]), 10.0)[0] == 7.5
+    assert sc.offset_k == 4.0
+    assert sc.workload["inference"].level == 0.5 and sc.workload["inference"].profile == "constant"
+    (ev,) = sc.dr_events
+    assert ev.start == t0 + np.timedelta64(1800, "s")
+    assert (ev.depth, ev.duration_s, ev.ramp_s, ev.notice_s) == (0.25, 3600.0, 900.0, 1800.0)
+    # baseline = import at command time (step 1: 8.701 MW); target after the ramp = 0.75 x baseline
+    assert runner.dr_baseline_mw[0] == pytest.approx(8.701, rel=1e-12)
+    assert all(m["ok"] for m in runner.messages)
+    assert stub_twin._next_control == stub_twin.time  # the controller is called at the next step
+    assert list((tmp_path / COMMANDS).iterdir()) == []
+
+
+def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path, record_s=60.0)
+    runner.step()
+    runner.apply(
+        {"kind": "dr_event", "depth": 0.2, "duration_min": 30, "ramp_min": 10, "notice_min": 0}
+    )
+    for _ in range(5):  # to 00:01:00, 50 s into the event
+        runner.step()
+    # depth at 50 s of a 600 s ramp = 0.2 x 50/600; baseline 8.701 MW
+    assert runner.hist["dr_target_mw"][-1] == pytest.approx((1 - 0.2 * 50 / 600) * 8.701, rel=1e-12)
+    assert runner.snapshot().meta["dr_events"][0]["baseline_mw"] == pytest.approx(8.701, rel=1e-12)
+
+
+def test_bad_commands_leave_a_message_and_the_twin_running(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path)
+    (tmp_path / COMMANDS / "0001-bad.json").write_text(
+        json.dumps({"kind": "import_limit", "import_limit_mw": -3})
+    )
+    (tmp_path / COMMANDS / "0002-junk.json").write_text("{not json")
+    runner.poll_commands()
+    assert [m["ok"] for m in runner.messages] == [False, False]
+    assert "import_limit_mw: must be > 0" in runner.messages[0]["text"]
+    assert "unreadable" in runner.messages[1]["text"]
+    runner.step()
+    assert stub_twin.k == 1
+    assert stub_twin.scenario.import_limit_mw is None
+
+
+def test_send_command_validates_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="import_limit_mw: must be a number"):
+        send_command(tmp_path, {"kind": "import_limit", "import_limit_mw": "lots"})
+    assert not (tmp_path / COMMANDS).exists() or not list((tmp_path / COMMANDS).iterdir())
+
+
+def test_pause_speed_and_run_loop(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path, speed=1e5, publish_s=0.05)
+    runner.apply({"kind": "speed", "speed": "5e4"})
+    assert runner.speed == 5e4
+    runner.run(lambda: stub_twin.k >= 30)
+    snap = load_snapshot(tmp_path / SNAPSHOT)
+    assert snap.meta["seq"] >= 1 and snap.meta["speed"] == 5e4
+    runner.apply({"kind": "pause"})
+    k = stub_twin.k
+    calls = iter(range(5))
+    runner.run(lambda: next(calls, None) is None)
+    assert stub_twin.k == k  # paused: no steps
+    assert load_snapshot(tmp_path / SNAPSHOT).meta["paused"] is True
+
+
+def test_snapshot_contents(snapshot):
+    m = snapshot.meta
+    assert m["time"] == "2026-08-07T00:20:00"
+    assert m["class_names"] == ["training", "inference"]
+    assert snapshot["hist_time"].size == 20
+    assert snapshot["rack_hist_die_temp_c"].shape == (5, 12)
+    # CDU duty = C x (return - supply) = 1e5 W/K x 8 K
+    np.testing.assert_allclose(snapshot["cdu_q_w"], np.full(3, 8e5), rtol=1e-12)
+    json.dumps(m)  # JSON-able
