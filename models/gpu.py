@@ -1,0 +1,236 @@
+r"""GPU power and performance: power-cap -> throughput curves, thermal throttling, power smoothing.
+
+Throughput against drawn power is concave above a knee (dynamic power grows roughly with the cube
+of clock frequency, throughput linearly) and convex below it (physics.md section 1.8). The optimizer
+needs a concave piecewise-linear curve, :math:`thr(x) = \min_k (a_k + b_k x)`, which it enforces
+with hypograph rows. Fitted curves ship in ``data/gpu_curves.toml`` (``bench/fit_gpu_curves.py``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+import data
+from models import _check
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class ThroughputCurve:
+    r"""Concave, non-decreasing piecewise-linear throughput against drawn power.
+
+    ``x`` is the power drawn per GPU as a fraction of TDP, ``y`` the throughput normalized to 1 at
+    the class's uncapped draw. Between breakpoints the curve is linear; above ``x_demand = x[-1]``
+    it is flat (a cap above the uncapped draw does nothing). Below ``x_min = x[0]``, the minimum
+    usable draw (the knee or minimum cap), the measured curve turns convex; that region is not
+    modelled: the first segment is extended linearly (clipped at 0), the same function the LP rows
+    describe, which over-estimates the measured convex region. Keep caps at or above ``x_min``.
+
+    Parameters
+    ----------
+    x : breakpoints, strictly increasing [-, fraction of TDP].
+    y : throughput at the breakpoints [-]; slopes must be >= 0 and non-increasing.
+
+    Source: physics.md sections 1.8 and 2.5.
+    """
+
+    x: Array
+    y: Array
+
+    def __post_init__(self) -> None:
+        x = _check.nonnegative("x", self.x).ravel().copy()
+        y = _check.nonnegative("y", self.y).ravel().copy()
+        if x.size < 2 or x.shape != y.shape:
+            raise ValueError(f"x: need >= 2 breakpoints matching y, got {x.size} and {y.size}")
+        if np.any(np.diff(x) <= 0):
+            raise ValueError(f"x: breakpoints must be strictly increasing, got {x.tolist()}")
+        b = np.diff(y) / np.diff(x)
+        if np.any(b < 0) or np.any(np.diff(b) > 1e-12 * np.max(b)):
+            raise ValueError(
+                f"y: slopes must be >= 0 and non-increasing (concave), got {b.tolist()}"
+            )
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
+    @classmethod
+    def from_points(cls, x: ArrayLike, y: ArrayLike, x_min: float) -> ThroughputCurve:
+        """Upper concave envelope of measured points with ``x >= x_min``, truncated at its maximum.
+
+        The envelope (upper hull, monotone chain) keeps every point that is not below the chord of
+        its neighbours; the part past the highest point is dropped (the curve is flat there).
+
+        Parameters
+        ----------
+        x : drawn power per GPU as a fraction of TDP [-].
+        y : normalized throughput [-].
+        x_min : minimum usable draw (knee or minimum cap) [-]; lower points are ignored.
+        """
+        xs, ys = _check.nonnegative("x", x).ravel(), _check.nonnegative("y", y).ravel()
+        keep = xs >= float(_check.nonnegative("x_min", x_min))
+        order = np.argsort(xs[keep], kind="stable")
+        px, py = xs[keep][order], ys[keep][order]
+        hull: list[int] = []
+        for i in range(px.size):  # monotone chain over a handful of measured points
+            while len(hull) >= 2:
+                j, k = hull[-2], hull[-1]
+                cross = (px[k] - px[j]) * (py[i] - py[j]) - (py[k] - py[j]) * (px[i] - px[j])
+                if cross < 0:  # k lies above the chord j -> i: keep it
+                    break
+                hull.pop()
+            hull.append(i)
+        top = int(np.argmax(py[hull]))
+        idx = hull[: top + 1]
+        return cls(px[idx], py[idx])
+
+    @property
+    def x_min(self) -> float:
+        """Minimum usable draw (knee / minimum cap) [-, fraction of TDP]."""
+        return float(self.x[0])
+
+    @property
+    def x_demand(self) -> float:
+        """Uncapped draw [-, fraction of TDP]; throughput is flat above it."""
+        return float(self.x[-1])
+
+    def segments(self) -> tuple[Array, Array]:
+        r"""``(intercepts a_k, slopes b_k)``: :math:`thr(x) = \min_k (a_k + b_k x)` for ``x >= 0``.
+
+        One row per segment plus a flat row ``(y[-1], 0)`` for the region above ``x_demand``.
+        """
+        b = np.diff(self.y) / np.diff(self.x)
+        a = self.y[:-1] - b * self.x[:-1]
+        return np.append(a, self.y[-1]), np.append(b, 0.0)
+
+    def throughput(self, x: ArrayLike) -> Array:
+        """Normalized throughput [-] at drawn power fraction ``x`` [-] (vectorized)."""
+        xv = _check.nonnegative("x", x)
+        b0 = (self.y[1] - self.y[0]) / (self.x[1] - self.x[0])
+        below = np.maximum(self.y[0] + b0 * (xv - self.x[0]), 0.0)
+        return np.where(xv < self.x[0], below, np.interp(xv, self.x, self.y))
+
+
+@cache
+def _curves_file() -> dict[str, Any]:
+    with data.path("gpu_curves.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def available_curves() -> tuple[str, ...]:
+    """Names of the curves shipped in ``data/gpu_curves.toml``."""
+    return tuple(k for k, v in _curves_file().items() if isinstance(v, dict))
+
+
+def load_curve(name: str) -> ThroughputCurve:
+    """The curve ``name`` from ``data/gpu_curves.toml`` (which lists sources and fit residuals)."""
+    entry = _curves_file().get(name)
+    if not isinstance(entry, dict):
+        raise ValueError(
+            f"name: unknown GPU curve {name!r}; available: {', '.join(available_curves())}"
+        )
+    return ThroughputCurve(np.array(entry["x"], float), np.array(entry["y"], float))
+
+
+def power_drawn_w(demand_w: ArrayLike, cap_w: ArrayLike) -> Array:
+    """Power a GPU draws under a cap, :math:`P = \\min(P_{demand}, P_{cap})` [W].
+
+    Parameters
+    ----------
+    demand_w : uncapped draw [W].
+    cap_w : power cap [W].
+    """
+    return np.minimum(_check.nonnegative("demand_w", demand_w), _check.nonnegative("cap_w", cap_w))
+
+
+def thermal_throttle_limit_w(
+    t_die_c: ArrayLike,
+    t_coolant_c: ArrayLike,
+    t_max_c: ArrayLike,
+    r_total_k_w: ArrayLike,
+    min_w: ArrayLike,
+) -> tuple[Array, NDArray[np.bool_]]:
+    r"""Power limit imposed by thermal slowdown, and which GPUs are throttled.
+
+    A controller, not physics (physics.md 1.1): when the die is at or above its maximum operating
+    temperature, the GPU is held to the steady-state power that keeps the die at that temperature
+    with the present coolant, floored at the minimum power:
+
+    .. math::
+        P_{lim} = \max\left(\frac{T_{max} - T_{coolant}}{R_{total}},\ P_{min}\right)
+        \ \text{if}\ T_{die} \ge T_{max},\ \text{else}\ \infty
+
+    Parameters
+    ----------
+    t_die_c : die temperature [degC].
+    t_coolant_c : local coolant temperature [degC].
+    t_max_c : GPU max operating temperature (software slowdown threshold) [degC].
+    r_total_k_w : die-to-coolant resistance [K/W].
+    min_w : lowest power the limit may impose (minimum cap) [W].
+
+    Returns
+    -------
+    ``(limit_w, throttled)``: limit [W] (``inf`` where not throttled) and a boolean array.
+
+    Source: threshold semantics from NVML / ``nvidia-smi -q`` (physics.md 2.1, H100 87 degC).
+    """
+    args = [np.asarray(a, float) for a in (t_die_c, t_coolant_c, t_max_c, r_total_k_w, min_w)]
+    t_die, t_cool, t_max, r, p_min = args
+    # fast gate (NaN fails every comparison); full named checks only when it fails
+    if not (
+        np.isfinite(t_die.sum() + t_cool.sum() + t_max.sum())
+        and r.min(initial=np.inf) > 0
+        and np.isfinite(r.max(initial=0.0))
+        and p_min.min(initial=0.0) >= 0
+        and np.isfinite(p_min.max(initial=0.0))
+    ):
+        _check.finite("t_die_c", t_die)
+        _check.finite("t_coolant_c", t_cool)
+        _check.finite("t_max_c", t_max)
+        _check.positive("r_total_k_w", r)
+        _check.nonnegative("min_w", p_min)
+    throttled = t_die >= t_max
+    limit = np.where(throttled, np.maximum((t_max - t_cool) / r, p_min), np.inf)
+    return limit, throttled
+
+
+def smooth_power_w(
+    p_prev_w: ArrayLike,
+    p_target_w: ArrayLike,
+    dt_s: ArrayLike,
+    ramp_up_w_s: ArrayLike,
+    ramp_down_w_s: ArrayLike,
+    floor_w: ArrayLike,
+) -> Array:
+    r"""GPU power after one step of NVIDIA-style power smoothing (power floor, ramp-rate limits).
+
+    .. math::
+        P = \mathrm{clip}\big(\max(P_{target}, P_{floor}),\ P_{prev} - r_{down}\Delta t,\
+        P_{prev} + r_{up}\Delta t\big)
+
+    The floor raises the target (the GPU burns power rather than drop below it); the ramp limits
+    then always hold, so a GPU that starts below the floor climbs to it at ``ramp_up_w_s``.
+
+    Parameters
+    ----------
+    p_prev_w : power at the previous step [W].
+    p_target_w : power the workload would draw now [W].
+    dt_s : step length [s].
+    ramp_up_w_s, ramp_down_w_s : largest rise and fall rates [W/s].
+    floor_w : power floor [W].
+
+    Source: NVML power-smoothing knobs (floor as percent of TMP, ``RAMP_UP_RATE`` and
+    ``RAMP_DOWN_RATE`` in W/s) on GB300 NVL72, field-guide grid.md section 2.
+    """
+    prev = _check.nonnegative("p_prev_w", p_prev_w)
+    target = _check.nonnegative("p_target_w", p_target_w)
+    dt = _check.positive("dt_s", dt_s)
+    up = _check.nonnegative("ramp_up_w_s", ramp_up_w_s)
+    down = _check.nonnegative("ramp_down_w_s", ramp_down_w_s)
+    floor = _check.nonnegative("floor_w", floor_w)
+    return np.clip(np.maximum(target, floor), prev - down * dt, prev + up * dt)
