@@ -35,8 +35,10 @@ class ThroughputCurve:
 
     Parameters
     ----------
-    x : breakpoints, strictly increasing [-, fraction of TDP].
-    y : throughput at the breakpoints [-]; slopes must be >= 0 and non-increasing.
+    x : array_like
+        Breakpoints, strictly increasing [-, fraction of TDP].
+    y : array_like
+        Throughput at the breakpoints [-]; slopes must be >= 0 and non-increasing.
 
     Source: physics.md sections 1.8 and 2.5.
     """
@@ -68,9 +70,12 @@ class ThroughputCurve:
 
         Parameters
         ----------
-        x : drawn power per GPU as a fraction of TDP [-].
-        y : normalized throughput [-].
-        x_min : minimum usable draw (knee or minimum cap) [-]; lower points are ignored.
+        x : array_like
+            Drawn power per GPU as a fraction of TDP [-].
+        y : array_like
+            Normalized throughput [-].
+        x_min : float
+            Minimum usable draw (knee or minimum cap) [-]; lower points are ignored.
         """
         xs, ys = _check.nonnegative("x", x).ravel(), _check.nonnegative("y", y).ravel()
         keep = xs >= float(_check.nonnegative("x_min", x_min))
@@ -142,8 +147,10 @@ def power_drawn_w(demand_w: ArrayLike, cap_w: ArrayLike) -> Array:
 
     Parameters
     ----------
-    demand_w : uncapped draw [W].
-    cap_w : power cap [W].
+    demand_w : array_like
+        Uncapped draw [W].
+    cap_w : array_like
+        Power cap [W].
     """
     return np.minimum(_check.nonnegative("demand_w", demand_w), _check.nonnegative("cap_w", cap_w))
 
@@ -167,11 +174,16 @@ def thermal_throttle_limit_w(
 
     Parameters
     ----------
-    t_die_c : die temperature [degC].
-    t_coolant_c : local coolant temperature [degC].
-    t_max_c : GPU max operating temperature (software slowdown threshold) [degC].
-    r_total_k_w : die-to-coolant resistance [K/W].
-    min_w : lowest power the limit may impose (minimum cap) [W].
+    t_die_c : array_like
+        Die temperature [degC].
+    t_coolant_c : array_like
+        Local coolant temperature [degC].
+    t_max_c : array_like
+        GPU max operating temperature (software slowdown threshold) [degC].
+    r_total_k_w : array_like
+        Die-to-coolant resistance [K/W].
+    min_w : array_like
+        Lowest power the limit may impose (minimum cap) [W].
 
     Returns
     -------
@@ -218,11 +230,16 @@ def smooth_power_w(
 
     Parameters
     ----------
-    p_prev_w : power at the previous step [W].
-    p_target_w : power the workload would draw now [W].
-    dt_s : step length [s].
-    ramp_up_w_s, ramp_down_w_s : largest rise and fall rates [W/s].
-    floor_w : power floor [W].
+    p_prev_w : array_like
+        Power at the previous step [W].
+    p_target_w : array_like
+        Power the workload would draw now [W].
+    dt_s : array_like
+        Step length [s].
+    ramp_up_w_s, ramp_down_w_s : array_like
+        Largest rise and fall rates [W/s].
+    floor_w : array_like
+        Power floor [W].
 
     Source: NVML power-smoothing knobs (floor as percent of TMP, ``RAMP_UP_RATE`` and
     ``RAMP_DOWN_RATE`` in W/s) on GB300 NVL72, field-guide grid.md section 2.

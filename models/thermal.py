@@ -40,12 +40,18 @@ def rc1_response(
 
     Parameters
     ----------
-    t0_c : initial node temperature [degC].
-    p_w : heat input, held constant [W].
-    r_k_w : node-to-coolant thermal resistance [K/W].
-    c_j_k : node heat capacity [J/K].
-    t_coolant_c : coolant (boundary) temperature, held constant [degC].
-    t_s : elapsed time [s].
+    t0_c : array_like
+        Initial node temperature [degC].
+    p_w : array_like
+        Heat input, held constant [W].
+    r_k_w : array_like
+        Node-to-coolant thermal resistance [K/W].
+    c_j_k : array_like
+        Node heat capacity [J/K].
+    t_coolant_c : array_like
+        Coolant (boundary) temperature, held constant [degC].
+    t_s : array_like
+        Elapsed time [s].
 
     Returns
     -------
@@ -81,12 +87,18 @@ def junction_temp_c(
 
     Parameters
     ----------
-    p_w : GPU heat [W].
-    r_k_w : junction-to-coolant resistance [K/W] in the chosen convention.
-    t_in_c : coolant inlet temperature [degC].
-    m_dot_kg_s : coolant mass flow through the cold plate [kg/s]; needed for ``"mean"``.
-    cp_j_kgk : coolant specific heat [J/(kg K)]; needed for ``"mean"``.
-    reference : ``"mean"`` or ``"inlet"``, the convention in which ``r_k_w`` is quoted.
+    p_w : array_like
+        GPU heat [W].
+    r_k_w : array_like
+        Junction-to-coolant resistance [K/W] in the chosen convention.
+    t_in_c : array_like
+        Coolant inlet temperature [degC].
+    m_dot_kg_s : array_like
+        Coolant mass flow through the cold plate [kg/s]; needed for ``"mean"``.
+    cp_j_kgk : array_like
+        Coolant specific heat [J/(kg K)]; needed for ``"mean"``.
+    reference : str
+        ``"mean"`` or ``"inlet"``, the convention in which ``r_k_w`` is quoted.
 
     Source: physics.md section 1.1 (local-coolant reference) and validation case V5.
     """
@@ -123,10 +135,14 @@ class TwoNodeRC:
 
     Parameters
     ----------
-    r_die_plate_k_w : die-to-plate resistance R1 [K/W].
-    r_plate_coolant_k_w : plate-to-coolant resistance R2 [K/W].
-    c_die_j_k : die and package heat capacity C1 [J/K].
-    c_plate_j_k : cold-plate heat capacity C2 [J/K].
+    r_die_plate_k_w : array_like
+        Die-to-plate resistance R1 [K/W].
+    r_plate_coolant_k_w : array_like
+        Plate-to-coolant resistance R2 [K/W].
+    c_die_j_k : array_like
+        Die and package heat capacity C1 [J/K].
+    c_plate_j_k : array_like
+        Cold-plate heat capacity C2 [J/K].
 
     Source: physics.md section 1.1 (2-node chain), validation case V2.
     """
@@ -279,9 +295,12 @@ class RCStep:
 
         Parameters
         ----------
-        t_die_c, t_plate_c : node temperatures at the start of the step [degC].
-        t_die_next_c, t_plate_next_c : node temperatures at the end of the step [degC].
-        p_w : die power held over the step [W].
+        t_die_c, t_plate_c : array_like
+            Node temperatures at the start of the step [degC].
+        t_die_next_c, t_plate_next_c : array_like
+            Node temperatures at the end of the step [degC].
+        p_w : array_like
+            Die power held over the step [W].
         """
         p = _check.nonnegative("p_w", p_w)
         e0 = self.rc.stored_energy_j(t_die_c, t_plate_c)
