@@ -1,0 +1,221 @@
+"""Cooling: the loop chain rack -> TCS -> CDU -> facility water -> heat rejection, live; alarms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
+from plotly.subplots import make_subplots
+
+from dashboard.common import GRAPH_CONFIG, fmt, times, waiting_figure
+from twin.live import MW, Snapshot
+from twin.plant import MODES
+
+PATH, TITLE = "/cooling", "Cooling"
+SETPOINT_TOL_K = 0.1  # a supply this far above its setpoint counts as "not held" [K]
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H2("Cooling"),
+            html.Div(id="cool-alarms"),
+            html.Div(id="cool-schematic", className="schematic"),
+            html.Div(
+                [
+                    dcc.Graph(id="cool-rejection", config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="cool-cdus", config=GRAPH_CONFIG, className="half"),
+                ],
+                className="row",
+            ),
+        ]
+    )
+
+
+def alarms(snap: Snapshot, tol_k: float = SETPOINT_TOL_K) -> list[str]:
+    """Supply setpoints that cannot be held: CDUs at capacity, facility water above setpoint."""
+    loops, out = snap.meta["loops"], []
+    at_cap = np.asarray(snap["cdu_at_capacity"], bool)
+    sup = np.asarray(snap["cdu_tcs_supply_c"], float)
+    if at_cap.any():
+        halls = snap.meta["hall_names"]
+        where = ", ".join(sorted({halls[h] for h in np.asarray(snap["cdu_hall"])[at_cap]}))
+        out.append(
+            f"{int(at_cap.sum())} CDU(s) in {where} cannot hold the TCS supply setpoint "
+            f"{loops['tcs_setpoint_c']:.1f} °C (warmest supply {sup[at_cap].max():.2f} °C)"
+        )
+    if loops["fws_supply_c"] > loops["fws_setpoint_c"] + tol_k:
+        rej = snap.meta.get("rejection") or {}
+        mode = MODES[rej["mode"]] if "mode" in rej else "?"
+        out.append(
+            f"facility water supply {loops['fws_supply_c']:.2f} °C above setpoint "
+            f"{loops['fws_setpoint_c']:.1f} °C (plant: {mode})"
+        )
+    return out
+
+
+def _block(title: str, lines: list[str], alarm: bool = False) -> html.Div:
+    return html.Div(
+        [html.Div(title, className="block-title"), *[html.Div(x) for x in lines]],
+        className="block alarm" if alarm else "block",
+    )
+
+
+def schematic(snap: Snapshot) -> list[html.Div]:
+    """The loop chain as blocks with live temperatures [°C], flows and duties [MW]."""
+    m, loops, live = snap.meta, snap.meta["loops"], snap.meta["live"]
+    rej = m.get("rejection") or {}
+    die = np.asarray(snap["rack_die_temp_c"])
+    sup, ret = np.asarray(snap["cdu_tcs_supply_c"]), np.asarray(snap["cdu_tcs_return_c"])
+    at_cap = np.asarray(snap["cdu_at_capacity"], bool)
+    arrow = html.Div("→", className="arrow")
+    fws_alarm = loops["fws_supply_c"] > loops["fws_setpoint_c"] + SETPOINT_TOL_K
+    blocks = [
+        _block(
+            "Racks",
+            [
+                f"{die.size:,} racks",
+                f"liquid heat {fmt(live.get('q_liquid_w', np.nan) / MW, 2)} MW",
+                f"air heat {fmt(live.get('q_air_w', np.nan) / MW, 2)} MW",
+                f"hottest die {fmt(float(die.max()), 1)} °C",
+                f"throttled racks {int(np.count_nonzero(snap['rack_throttled']))}",
+            ],
+        ),
+        _block(
+            "TCS loops",
+            [
+                f"supply {fmt(float(sup.mean()), 2)} °C (max {fmt(float(sup.max()), 2)})",
+                f"return {fmt(float(ret.mean()), 2)} °C",
+                f"setpoint {loops['tcs_setpoint_c']:.1f} °C",
+                f"flow {fmt(loops['tcs_m_dot_kg_s'], 0)} kg/s",
+            ],
+            alarm=bool(at_cap.any()),
+        ),
+        _block(
+            "CDUs",
+            [
+                f"{sup.size} CDUs, {int(at_cap.sum())} at capacity",
+                f"duty {fmt(float(np.nansum(snap['cdu_q_w'])) / MW, 2)} MW",
+                f"design {fmt(float(np.sum(snap['cdu_design_q_w'])) / MW, 1)} MW",
+            ],
+            alarm=bool(at_cap.any()),
+        ),
+        _block(
+            "Facility water",
+            [
+                f"supply {fmt(loops['fws_supply_c'], 2)} °C",
+                f"return {fmt(loops['fws_return_c'], 2)} °C",
+                f"setpoint {loops['fws_setpoint_c']:.1f} °C",
+                f"flow {fmt(loops['fws_v_dot_m3_s'] * 1e3, 0)} L/s",
+            ],
+            alarm=fws_alarm,
+        ),
+        _block(
+            "Heat rejection",
+            [
+                f"mode: {MODES[rej['mode']] if 'mode' in rej else '–'}",
+                f"duty {fmt(rej.get('q_w', np.nan) / MW, 2)} MW",
+                f"fans {fmt(rej.get('fan_w', np.nan) / MW, 2)} MW, "
+                f"chiller {fmt(rej.get('chiller_w', np.nan) / MW, 2)} MW",
+                f"water {fmt(rej.get('water_kg_s', np.nan), 1)} kg/s",
+                f"ambient {fmt(m['ambient']['dry_bulb_c'], 1)} / "
+                f"{fmt(m['ambient']['wet_bulb_c'], 1)} °C db/wb",
+            ],
+            alarm=rej.get("mode") == 4,
+        ),
+    ]
+    out: list[html.Div] = []
+    for b in blocks:
+        out += [b, arrow]
+    return out[:-1]
+
+
+def rejection_figure(snap: Snapshot) -> go.Figure:
+    """Heat rejected and plant capacity [MW], dry and wet bulb [°C] on the right, last 24 h."""
+    x = times(snap["hist_time"])
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_scatter(
+        x=x, y=snap["hist_heat_rejected_mw"], name="heat rejected", line=dict(color="#1f4e79")
+    )
+    fig.add_scatter(
+        x=x,
+        y=snap["hist_rejection_capacity_mw"],
+        name="capacity",
+        line=dict(color="#b00020", dash="dash"),
+    )
+    fig.add_scatter(
+        x=x,
+        y=snap["hist_dry_bulb_c"],
+        name="dry bulb",
+        line=dict(color="#e67e22", width=1),
+        secondary_y=True,
+    )
+    fig.add_scatter(
+        x=x,
+        y=snap["hist_wet_bulb_c"],
+        name="wet bulb",
+        line=dict(color="#16a085", width=1),
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="MW", secondary_y=False)
+    fig.update_yaxes(title_text="°C", secondary_y=True, showgrid=False)
+    fig.update_layout(
+        title="Heat rejection vs capacity vs ambient",
+        height=360,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.2),
+    )
+    return fig
+
+
+def cdu_figure(snap: Snapshot) -> go.Figure:
+    """TCS supply per CDU against its setpoint; CDUs at capacity in red."""
+    sup = np.asarray(snap["cdu_tcs_supply_c"])
+    at_cap = np.asarray(snap["cdu_at_capacity"], bool)
+    fig = go.Figure(
+        go.Scattergl(
+            x=np.arange(sup.size),
+            y=sup,
+            mode="markers",
+            name="TCS supply",
+            marker=dict(color=np.where(at_cap, "#b00020", "#1f4e79"), size=5),
+            customdata=np.asarray(snap["cdu_q_w"]) / MW,
+            hovertemplate="CDU %{x}<br>supply %{y:.2f} °C<br>duty %{customdata:.3f} MW"
+            "<extra></extra>",
+        )
+    )
+    fig.add_hline(y=snap.meta["loops"]["tcs_setpoint_c"], line_dash="dash", line_color="#999")
+    fig.update_layout(
+        title="TCS supply by CDU [°C]",
+        xaxis_title="CDU",
+        height=360,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return fig
+
+
+def update(snap: Snapshot | None) -> tuple[Any, Any, Any, Any]:
+    if snap is None or not snap.meta.get("live"):
+        return (
+            [],
+            html.Div("waiting for the twin...", className="message"),
+            waiting_figure(),
+            waiting_figure(),
+        )
+    alarm_divs = [html.Div(a, className="message error") for a in alarms(snap)]
+    return alarm_divs, schematic(snap), rejection_figure(snap), cdu_figure(snap)
+
+
+def register(app: Dash, source, sink, studies_dir: Path) -> None:
+    @app.callback(
+        Output("cool-alarms", "children"),
+        Output("cool-schematic", "children"),
+        Output("cool-rejection", "figure"),
+        Output("cool-cdus", "figure"),
+        Input("tick", "n_intervals"),
+    )
+    def _update(_n):
+        return update(source())

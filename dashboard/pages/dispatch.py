@@ -1,0 +1,298 @@
+"""Dispatch: the optimizer's plan against what happened, DR events and the what-if controls."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from twin.live import Snapshot
+
+PATH, TITLE = "/dispatch", "Dispatch"
+
+# button id -> (command kind, {field: (input id, scale)}); scale 0.01 turns % into a fraction
+CONTROLS: dict[str, tuple[str, dict[str, tuple[str, float]]]] = {
+    "ctl-dr": (
+        "dr_event",
+        {
+            "depth": ("ctl-dr-depth", 0.01),
+            "duration_min": ("ctl-dr-duration", 1.0),
+            "ramp_min": ("ctl-dr-ramp", 1.0),
+            "notice_min": ("ctl-dr-notice", 1.0),
+        },
+    ),
+    "ctl-limit": ("import_limit", {"import_limit_mw": ("ctl-limit-mw", 1.0)}),
+    "ctl-offset": ("ambient_offset", {"offset_k": ("ctl-offset-k", 1.0)}),
+    "ctl-workload": ("workload", {"level": ("ctl-workload-level", 0.01)}),
+    "ctl-speed": ("speed", {"speed": ("ctl-speed-x", 1.0)}),
+    "ctl-clear-dr": ("clear_dr_events", {}),
+    "ctl-pause": ("pause", {}),
+    "ctl-resume": ("resume", {}),
+    "ctl-replan": ("replan", {}),
+}
+INPUTS = tuple(dict.fromkeys(i for _, fields in CONTROLS.values() for i, _ in fields.values()))
+DEFAULTS = {
+    "ctl-dr-depth": "25",
+    "ctl-dr-duration": "60",
+    "ctl-dr-ramp": "15",
+    "ctl-dr-notice": "0",
+    "ctl-limit-mw": "",
+    "ctl-offset-k": "0",
+    "ctl-workload-level": "100",
+    "ctl-speed-x": "60",
+}
+
+
+def _field(label: str, input_id: str, unit: str) -> html.Label:
+    return html.Label(
+        [
+            label,
+            dcc.Input(id=input_id, type="text", value=DEFAULTS[input_id], size="6", debounce=False),
+            unit,
+        ],
+        className="inline",
+    )
+
+
+def _button(bid: str, text: str) -> html.Button:
+    return html.Button(text, id=bid, n_clicks=0, className="btn")
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H2("Dispatch"),
+            dcc.Graph(id="disp-plan", config=GRAPH_CONFIG),
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            html.H3("What-if controls"),
+                            html.Div(
+                                [
+                                    _field("DR depth", "ctl-dr-depth", "%"),
+                                    _field("duration", "ctl-dr-duration", "min"),
+                                    _field("ramp", "ctl-dr-ramp", "min"),
+                                    _field("notice", "ctl-dr-notice", "min"),
+                                    _button("ctl-dr", "Trigger DR event"),
+                                    _button("ctl-clear-dr", "Clear DR events"),
+                                ],
+                                className="controls",
+                            ),
+                            html.Div(
+                                [
+                                    _field("import limit", "ctl-limit-mw", "MW"),
+                                    _button("ctl-limit", "Set limit"),
+                                ],
+                                className="controls",
+                            ),
+                            html.Div(
+                                [
+                                    _field("ambient offset", "ctl-offset-k", "K"),
+                                    _button("ctl-offset", "Set offset"),
+                                ],
+                                className="controls",
+                            ),
+                            html.Div(
+                                [
+                                    dcc.Dropdown(
+                                        id="ctl-workload-class",
+                                        clearable=False,
+                                        className="dropdown",
+                                    ),
+                                    _field("utilization", "ctl-workload-level", "%"),
+                                    _button("ctl-workload", "Set workload"),
+                                ],
+                                className="controls",
+                            ),
+                            html.Div(
+                                [
+                                    _field("speed", "ctl-speed-x", "x"),
+                                    _button("ctl-speed", "Set speed"),
+                                    _button("ctl-pause", "Pause"),
+                                    _button("ctl-resume", "Resume"),
+                                    _button("ctl-replan", "Re-plan"),
+                                ],
+                                className="controls",
+                            ),
+                            html.Div(id="disp-msg", role="status"),
+                        ],
+                        className="half",
+                    ),
+                    html.Div(
+                        [
+                            html.H3("DR events"),
+                            html.Div(id="disp-events"),
+                            html.H3("Runner log"),
+                            html.Div(id="disp-log", className="log"),
+                        ],
+                        className="half",
+                    ),
+                ],
+                className="row",
+            ),
+        ]
+    )
+
+
+def _number(text: Any, name: str, scale: float) -> float:
+    if text is None or not str(text).strip():
+        raise ValueError(f"{name}: required")
+    try:
+        x = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{name}: must be a number, got {text!r}") from None
+    return x * scale
+
+
+def build_command(
+    button: str, values: Mapping[str, Any], workload_class: str | None = None
+) -> dict[str, Any]:
+    """The command for ``button`` from the text in the boxes; ``ValueError`` naming the field."""
+    if button not in CONTROLS:
+        raise ValueError(f"control: unknown button {button!r}")
+    kind, fields = CONTROLS[button]
+    cmd: dict[str, Any] = {"kind": kind}
+    for name, (input_id, scale) in fields.items():
+        label = f"{name.removesuffix('_min').removesuffix('_mw').removesuffix('_k')}" + (
+            "_pct" if scale != 1 else ""
+        )
+        cmd[name] = _number(values.get(input_id), label, scale)
+    if kind == "workload":
+        cmd["workload_class"] = workload_class
+    return cmd
+
+
+def send(button: str, values: Mapping[str, Any], workload_class: str | None, sink) -> html.Div:
+    """Build and send a command; a message for the page either way (bad input never leaves)."""
+    try:
+        cid = sink(build_command(button, values, workload_class))
+    except ValueError as e:
+        return html.Div(f"not sent: {e}", className="message error", id="disp-msg-error")
+    return html.Div(f"sent {CONTROLS[button][0]} ({cid})", className="message ok")
+
+
+def plan_figure(snap: Snapshot) -> go.Figure:
+    """Import and plan history, the plan ahead, the limit and the DR targets [MW]."""
+    x = times(snap["hist_time"])
+    fig = go.Figure()
+    fig.add_scatter(
+        x=x, y=snap["hist_grid_import_mw"], name="import (actual)", line=dict(color="#1f4e79")
+    )
+    fig.add_scatter(
+        x=x, y=snap["hist_plan_mw"], name="plan (as issued)", line=dict(color="#2e7d32", dash="dot")
+    )
+    if "plan_time" in snap.arrays:
+        fig.add_scatter(
+            x=times(snap["plan_time"]),
+            y=snap["plan_grid_import_mw"],
+            name="plan ahead",
+            line=dict(color="#2e7d32", shape="hv"),
+        )
+    fig.add_scatter(
+        x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash")
+    )
+    fig.add_scatter(x=x, y=snap["hist_dr_target_mw"], name="DR target", line=dict(color="#e67e22"))
+    for ev in snap.meta["dr_events"]:
+        t0 = np.datetime64(ev["start"], "s")
+        t_full = t0 + np.timedelta64(round(ev["ramp_min"] * 60), "s")
+        target = (1 - ev["depth"]) * ev["baseline_mw"]
+        fig.add_vrect(x0=str(t0), x1=ev["end"], fillcolor="#e67e22", opacity=0.12, line_width=0)
+        fig.add_scatter(
+            x=[t0, t_full, np.datetime64(ev["end"], "s")],
+            y=[ev["baseline_mw"], target, target],
+            mode="lines",
+            line=dict(color="#e67e22", dash="dot"),
+            showlegend=False,
+            name=f"DR {ev['depth']:.0%}",
+        )
+    fig.add_vline(x=str(np.datetime64(snap.meta["time"], "s")), line_color="#666", line_width=1)
+    fig.update_layout(
+        title="Grid import: plan vs actual [MW]",
+        height=380,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.15),
+    )
+    return fig
+
+
+def events_table(snap: Snapshot) -> html.Table | html.Div:
+    evs = snap.meta["dr_events"]
+    if not evs:
+        return html.Div("no DR events", className="message")
+    now = np.datetime64(snap.meta["time"], "s")
+    head = html.Tr([html.Th(h) for h in ("start", "end", "depth", "ramp", "target", "state")])
+    rows = []
+    for ev in evs:
+        start, end = np.datetime64(ev["start"], "s"), np.datetime64(ev["end"], "s")
+        state = "upcoming" if now < start else ("active" if now < end else "over")
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(ev["start"].replace("T", " ")),
+                    html.Td(ev["end"].replace("T", " ")),
+                    html.Td(f"{ev['depth']:.0%}"),
+                    html.Td(f"{ev['ramp_min']:g} min"),
+                    html.Td(f"{(1 - ev['depth']) * ev['baseline_mw']:.1f} MW"),
+                    html.Td(state),
+                ]
+            )
+        )
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="table")
+
+
+def log(snap: Snapshot) -> list[html.Div]:
+    return [
+        html.Div(
+            f"{m['time'].replace('T', ' ')}  {m['kind']}: {m['text']}",
+            className="ok" if m["ok"] else "error",
+        )
+        for m in reversed(snap.meta["messages"])
+    ]
+
+
+def register(app: Dash, source, sink, studies_dir: Path) -> None:
+    @app.callback(
+        Output("disp-plan", "figure"),
+        Output("disp-events", "children"),
+        Output("disp-log", "children"),
+        Input("tick", "n_intervals"),
+    )
+    def _update(_n):
+        snap = source()
+        if snap is None:
+            return waiting_figure(), no_update, no_update
+        return plan_figure(snap), events_table(snap), log(snap)
+
+    @app.callback(
+        Output("ctl-workload-class", "options"),
+        Output("ctl-workload-class", "value"),
+        Input("tick", "n_intervals"),
+        State("ctl-workload-class", "value"),
+        State("ctl-workload-class", "options"),
+    )
+    def _classes(_n, value, options):
+        snap = source()
+        if snap is None or options == snap.meta["class_names"]:
+            return no_update, no_update
+        names = snap.meta["class_names"]
+        return names, value if value in names else names[0]
+
+    @app.callback(
+        Output("disp-msg", "children"),
+        *[Input(b, "n_clicks") for b in CONTROLS],
+        *[State(i, "value") for i in INPUTS],
+        State("ctl-workload-class", "value"),
+        prevent_initial_call=True,
+    )
+    def _control(*args):
+        button = ctx.triggered_id
+        if button not in CONTROLS:
+            return no_update
+        values = dict(zip(INPUTS, args[len(CONTROLS) : len(CONTROLS) + len(INPUTS)], strict=True))
+        return send(button, values, args[-1], sink)

@@ -1,0 +1,228 @@
+"""Racks: the floor as a heatmap (hall/row x slot) of die temperature, cap or power; rack detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html, no_update
+from numpy.typing import NDArray
+
+from dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from twin.live import Snapshot
+
+PATH, TITLE = "/racks", "Racks"
+METRICS = {
+    "die_temp_c": "die temperature [°C]",
+    "cap_pct": "GPU cap [% of TDP]",
+    "gpu_power_w": "GPU power [W per GPU]",
+}
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H2("Racks"),
+            html.Div(
+                [
+                    dcc.RadioItems(
+                        id="racks-metric",
+                        value="die_temp_c",
+                        inline=True,
+                        options=[{"label": v, "value": k} for k, v in METRICS.items()],
+                    ),
+                    html.Label(
+                        ["rack #", dcc.Input(id="racks-id", type="text", debounce=True, size="6")],
+                        className="inline",
+                    ),
+                ],
+                className="controls",
+            ),
+            dcc.Graph(id="racks-floor", config=GRAPH_CONFIG),
+            html.Div(
+                [
+                    html.Div(id="racks-detail-text", className="third"),
+                    dcc.Graph(id="racks-detail", config=GRAPH_CONFIG, className="twothirds"),
+                ],
+                className="row",
+            ),
+        ]
+    )
+
+
+def metric_values(snap: Snapshot, metric: str) -> NDArray[np.float64]:
+    """Per-rack value of ``metric`` (cap as a share of TDP in %)."""
+    if metric == "die_temp_c":
+        return np.asarray(snap["rack_die_temp_c"], float)
+    if metric == "cap_pct":
+        return (
+            100.0
+            * np.asarray(snap["rack_gpu_cap_w"], float)
+            / np.asarray(snap["rack_tdp_w"], float)
+        )
+    if metric == "gpu_power_w":
+        return np.asarray(snap["rack_gpu_power_w"], float)
+    raise ValueError(f"metric: must be one of {list(METRICS)}, got {metric!r}")
+
+
+def floor_grid(
+    snap: Snapshot, values: NDArray
+) -> tuple[NDArray, NDArray, list[str], NDArray, NDArray]:
+    """Place per-rack ``values`` on a (hall, row) x slot grid.
+
+    Returns ``z`` [row, slot] (NaN where no rack), ``rack`` [row, slot] (index, -1 where none),
+    the row labels, and each rack's grid row and slot.
+    """
+    hall = np.asarray(snap["rack_hall"], np.int64)
+    row = np.asarray(snap["rack_row"], np.int64)
+    slot = np.asarray(snap["rack_slot"], np.int64)
+    key = hall * (int(row.max()) + 1) + row
+    uniq, yi = np.unique(key, return_inverse=True)
+    z = np.full((uniq.size, int(slot.max()) + 1), np.nan)
+    rack = np.full(z.shape, -1, np.int64)
+    z[yi, slot] = values
+    rack[yi, slot] = np.arange(values.size)
+    names = snap.meta["hall_names"]
+    labels = [f"{names[k // (int(row.max()) + 1)]} row {k % (int(row.max()) + 1)}" for k in uniq]
+    return z, rack, labels, yi, slot
+
+
+def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
+    """Heatmap of ``metric`` over the floor; throttled racks marked x; hover shows the rack."""
+    v = metric_values(snap, metric)
+    z, rack, labels, yi, slot = floor_grid(snap, v)
+    die = np.asarray(snap["rack_die_temp_c"], float)
+    cap = 100.0 * np.asarray(snap["rack_gpu_cap_w"], float) / np.asarray(snap["rack_tdp_w"], float)
+    pw = np.asarray(snap["rack_gpu_power_w"], float)
+    idx = rack.clip(0)
+    custom = np.stack([rack, die[idx], cap[idx], pw[idx]], axis=-1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            y=labels,
+            customdata=custom,
+            colorscale="Turbo",
+            hoverongaps=False,
+            colorbar=dict(title=METRICS[metric]),
+            hovertemplate="rack %{customdata[0]}<br>%{y}, slot %{x}<br>"
+            "die %{customdata[1]:.1f} °C<br>cap %{customdata[2]:.0f} %<br>"
+            "GPU %{customdata[3]:.0f} W<extra></extra>",
+        )
+    )
+    thr = np.flatnonzero(np.asarray(snap["rack_throttled"], bool))
+    fig.add_scatter(
+        x=slot[thr],
+        y=[labels[i] for i in yi[thr]],
+        mode="markers",
+        name="throttled",
+        customdata=thr,
+        marker=dict(symbol="x", color="black", size=7),
+        hovertemplate="rack %{customdata} throttled<extra></extra>",
+    )
+    fig.update_layout(
+        title=f"Floor: {METRICS[metric]} ({thr.size} racks throttled)",
+        xaxis_title="slot",
+        height=max(320, 14 * len(labels) + 120),
+        margin=dict(l=10, r=10, t=40, b=10),
+        showlegend=False,
+        yaxis=dict(autorange="reversed"),
+    )
+    return fig
+
+
+def parse_rack(value: Any, n_racks: int) -> int:
+    """A rack number from the box; ``ValueError`` naming ``rack`` when it is not a valid index."""
+    try:
+        i = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"rack: must be a whole number, got {value!r}") from None
+    if not 0 <= i < n_racks:
+        raise ValueError(f"rack: must be within [0, {n_racks - 1}], got {i}")
+    return i
+
+
+def rack_from_click(click: dict | None) -> int | None:
+    """The rack index under a click on the floor heatmap or a throttle marker."""
+    if not click or not click.get("points"):
+        return None
+    cd = click["points"][0].get("customdata")
+    r = int(cd[0] if isinstance(cd, list) else cd) if cd is not None else -1
+    return r if r >= 0 else None
+
+
+def rack_detail(snap: Snapshot, rack: int) -> tuple[list[html.Div], go.Figure]:
+    """Facts about ``rack`` and its recent history (die temperature, GPU power and cap)."""
+    m = snap.meta
+    facts = [
+        ("rack", rack),
+        ("hall", m["hall_names"][int(snap["rack_hall"][rack])]),
+        ("row / slot", f"{int(snap['rack_row'][rack])} / {int(snap['rack_slot'][rack])}"),
+        ("CDU", int(snap["rack_cdu"][rack])),
+        ("workload", m["class_names"][int(snap["rack_class"][rack])]),
+        ("GPUs", int(snap["rack_gpus"][rack])),
+        ("TDP", f"{snap['rack_tdp_w'][rack]:.0f} W"),
+        ("cap", f"{snap['rack_gpu_cap_w'][rack]:.0f} W"),
+        ("GPU power", f"{snap['rack_gpu_power_w'][rack]:.0f} W"),
+        ("die", f"{snap['rack_die_temp_c'][rack]:.2f} °C (max {snap['rack_t_max_c'][rack]:.0f})"),
+        ("throttled", "yes" if snap["rack_throttled"][rack] else "no"),
+    ]
+    text = [html.Div([html.B(f"{k}: "), str(v)]) for k, v in facts]
+    fig = go.Figure()
+    if "rack_hist_time" in snap.arrays and snap["rack_hist_time"].size:
+        x = times(snap["rack_hist_time"])
+        fig.add_scatter(x=x, y=snap["rack_hist_gpu_power_w"][:, rack], name="GPU power [W]")
+        fig.add_scatter(
+            x=x, y=snap["rack_hist_gpu_cap_w"][:, rack], name="cap [W]", line=dict(dash="dash")
+        )
+        fig.add_scatter(x=x, y=snap["rack_hist_die_temp_c"][:, rack], name="die [°C]", yaxis="y2")
+    fig.update_layout(
+        title=f"Rack {rack}: recent history",
+        height=320,
+        margin=dict(l=10, r=10, t=40, b=10),
+        yaxis=dict(title="W per GPU"),
+        legend=dict(orientation="h", y=-0.2),
+        yaxis2=dict(title="°C", overlaying="y", side="right", showgrid=False),
+    )
+    return text, fig
+
+
+def register(app: Dash, source, sink, studies_dir: Path) -> None:
+    @app.callback(
+        Output("racks-floor", "figure"),
+        Input("tick", "n_intervals"),
+        Input("racks-metric", "value"),
+    )
+    def _floor(_n, metric):
+        snap = source()
+        if snap is None:
+            return waiting_figure()
+        return floor_figure(snap, metric if metric in METRICS else "die_temp_c")
+
+    @app.callback(
+        Output("racks-id", "value"), Input("racks-floor", "clickData"), prevent_initial_call=True
+    )
+    def _click(click):
+        r = rack_from_click(click)
+        return no_update if r is None else str(r)
+
+    @app.callback(
+        Output("racks-detail-text", "children"),
+        Output("racks-detail", "figure"),
+        Input("tick", "n_intervals"),
+        Input("racks-id", "value"),
+    )
+    def _detail(_n, value):
+        if value in (None, ""):
+            return html.Div(
+                "click a rack (or type its number) for its history", className="message"
+            ), waiting_figure("no rack selected")
+        snap = source(rack_history=True)
+        if snap is None:
+            return no_update, waiting_figure()
+        try:
+            rack = parse_rack(value, snap["rack_hall"].size)
+        except ValueError as e:
+            return html.Div(str(e), className="message error"), waiting_figure("no rack selected")
+        return rack_detail(snap, rack)

@@ -1,0 +1,163 @@
+"""Studies: open a NetCDF result of ``factory-twin study``; plot any variable over its dims.
+
+Only files under the server's ``studies_dir`` can be opened: the browser picks from a list of
+relative paths made by the server, and every path it sends back is resolved and checked to lie
+inside that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import xarray as xr
+from dash import Dash, Input, Output, dcc, html
+
+from dashboard.common import GRAPH_CONFIG, waiting_figure
+
+PATH, TITLE = "/studies", "Studies"
+SUFFIXES = (".nc", ".nc4", ".netcdf")
+MAX_FILES = 500
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H2("Studies"),
+            html.Div(
+                [
+                    dcc.Dropdown(
+                        id="st-file", placeholder="study result (NetCDF)", className="dropdown wide"
+                    ),
+                    html.Button("Refresh", id="st-refresh", n_clicks=0, className="btn"),
+                    dcc.Dropdown(id="st-var", placeholder="variable", className="dropdown wide"),
+                ],
+                className="controls",
+            ),
+            html.Div(id="st-info", className="message"),
+            dcc.Graph(id="st-plot", config=GRAPH_CONFIG),
+        ]
+    )
+
+
+def list_studies(studies_dir: Path) -> list[str]:
+    """NetCDF files under ``studies_dir`` as paths relative to it (hidden folders skipped)."""
+    root = Path(studies_dir).resolve()
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if (
+            p.suffix.lower() in SUFFIXES
+            and p.is_file()
+            and not any(s.startswith(".") for s in rel.parts)
+        ):
+            out.append(rel.as_posix())
+            if len(out) >= MAX_FILES:
+                break
+    return out
+
+
+def resolve_study(studies_dir: Path, rel: str) -> Path:
+    """The file ``rel`` inside ``studies_dir``; ``ValueError`` naming ``study`` otherwise."""
+    root = Path(studies_dir).resolve()
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute():
+        raise ValueError(f"study: must be a path relative to the studies folder, got {rel!r}")
+    p = (root / rel).resolve()
+    if not p.is_relative_to(root):
+        raise ValueError(f"study: {rel!r} is outside the studies folder")
+    if p.suffix.lower() not in SUFFIXES or not p.is_file():
+        raise ValueError(f"study: {rel!r} is not a NetCDF file in the studies folder")
+    return p
+
+
+def describe(ds: xr.Dataset) -> tuple[list[dict[str, str]], str]:
+    """Dropdown options for the data variables (with dims) and a one-line summary of the sweep."""
+    opts = [
+        {
+            "label": f"{k} ({', '.join(v.dims) or 'scalar'})"
+            + (f" [{v.attrs['units']}]" if "units" in v.attrs else ""),
+            "value": k,
+        }
+        for k, v in ds.data_vars.items()
+    ]
+    dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
+    return opts, f"{len(opts)} variables; dims: {dims or 'none'}"
+
+
+def variable_figure(da: xr.DataArray) -> go.Figure:
+    """A line over one dim, a heatmap over two; text as counts; extra dims at their first index."""
+    note = ""
+    if da.ndim > 2:
+        extra = da.dims[:-2]
+        da = da.isel(dict.fromkeys(extra, 0))
+        note = " at " + ", ".join(
+            f"{d}={da.coords[d].values!s}" if d in da.coords else f"{d}[0]" for d in extra
+        )
+    units = f" [{da.attrs['units']}]" if "units" in da.attrs else ""
+    title = f"{da.name}{units}{note}"
+    if da.dtype.kind in "OUSb":
+        vals, counts = np.unique(np.asarray(da.values).astype(str).ravel(), return_counts=True)
+        fig = go.Figure(go.Bar(x=vals, y=counts))
+        fig.update_layout(title=f"{title}: counts", yaxis_title="count")
+    elif da.ndim == 0:
+        fig = waiting_figure(f"{da.name} = {float(da.values):.6g}{units}")
+    elif da.ndim == 1:
+        d = da.dims[0]
+        x = da.coords[d].values if d in da.coords else np.arange(da.size)
+        fig = go.Figure(go.Scatter(x=x, y=da.values, mode="lines+markers"))
+        fig.update_layout(title=title, xaxis_title=d)
+    else:
+        dy, dx = da.dims
+        fig = go.Figure(
+            go.Heatmap(
+                z=da.values,
+                x=da.coords[dx].values if dx in da.coords else None,
+                y=da.coords[dy].values if dy in da.coords else None,
+                colorscale="Viridis",
+            )
+        )
+        fig.update_layout(title=title, xaxis_title=dx, yaxis_title=dy)
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def open_variable(studies_dir: Path, rel: str, name: str) -> go.Figure:
+    p = resolve_study(studies_dir, rel)
+    with xr.open_dataset(p) as ds:
+        if name not in ds.data_vars:
+            raise ValueError(f"variable: {name!r} not in {rel}")
+        return variable_figure(ds[name].load())
+
+
+def register(app: Dash, source, sink, studies_dir: Path) -> None:
+    @app.callback(Output("st-file", "options"), Input("st-refresh", "n_clicks"))
+    def _files(_n):
+        return list_studies(studies_dir)
+
+    @app.callback(
+        Output("st-var", "options"),
+        Output("st-var", "value"),
+        Output("st-info", "children"),
+        Input("st-file", "value"),
+        prevent_initial_call=True,
+    )
+    def _open(rel):
+        if not rel:
+            return [], None, ""
+        try:
+            with xr.open_dataset(resolve_study(studies_dir, rel)) as ds:
+                opts, info = describe(ds)
+        except (ValueError, OSError) as e:
+            return [], None, html.Span(str(e), className="error")
+        return opts, (opts[0]["value"] if opts else None), info
+
+    @app.callback(Output("st-plot", "figure"), Input("st-var", "value"), Input("st-file", "value"))
+    def _plot(name: Any, rel: Any):
+        if not name or not rel:
+            return waiting_figure("pick a study and a variable")
+        try:
+            return open_variable(studies_dir, rel, name)
+        except (ValueError, OSError) as e:
+            return waiting_figure(str(e))

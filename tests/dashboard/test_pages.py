@@ -1,0 +1,310 @@
+"""Page callbacks called directly on synthetic snapshots (the stub twin run by the real runner)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from dash import html
+from plotly.utils import PlotlyJSONEncoder
+
+from dashboard.app import create_app
+from dashboard.pages import cooling, dispatch, overview, racks, studies
+from twin.live import MW, Snapshot
+
+
+def _text(component) -> str:
+    return json.dumps(component.to_plotly_json(), cls=PlotlyJSONEncoder, ensure_ascii=False)
+
+
+def _with(snap: Snapshot, meta=None, **arrays) -> Snapshot:
+    return dataclasses.replace(
+        snap, meta={**snap.meta, **(meta or {})}, arrays={**snap.arrays, **arrays}
+    )
+
+
+# ------------------------------------------------------------------ overview
+
+
+def test_kpis_by_hand(snapshot):
+    k = overview.kpis(snapshot)
+    # step 120: IT 8e6 + 1.2e5 W, grid = IT + 2e5 + 5e5; price at 00:20 = 100 KRW/MWh; 400 kg/MWh
+    imp = (8.12e6 + 7e5) / MW
+    assert k["import_mw"] == pytest.approx(imp, rel=1e-12)
+    assert k["limit_mw"] == 10.0
+    assert k["pue"] == pytest.approx(8.82e6 / 8.12e6, rel=1e-12)
+    assert k["cost_per_mtok"] == pytest.approx(100.0 * imp / 3600.0 / 9e6 * 1e6, rel=1e-12)
+    assert k["carbon_t_h"] == pytest.approx(400.0 * imp / 1000.0, rel=1e-12)
+    cards = overview.kpi_cards(snapshot)
+    assert len(cards) == 8 and "8.8 / 10.0 MW" in _text(cards[0])
+
+
+def test_over_limit_card_is_an_alarm(snapshot):
+    snap = _with(snapshot, meta={"now": {**snapshot.meta["now"], "import_limit_mw": 5.0}})
+    assert overview.kpi_cards(snap)[0].className == "kpi alarm"
+
+
+@pytest.mark.parametrize("bess_w", [0.0, 3e5, -4e5])
+def test_sankey_conserves_power_at_every_node(snapshot, bess_w):
+    live = {**snapshot.meta["live"], "bess_w": bess_w}
+    live["grid_w"] = live["it_w"] + live["losses_w"] + live["cooling_w"]  # before BESS
+    nodes, links = overview.sankey_links(_with(snapshot, meta={"live": live}))
+    inflow, outflow = np.zeros(len(nodes)), np.zeros(len(nodes))
+    for s, t, v in links:
+        outflow[s] += v
+        inflow[t] += v
+    for name in ("Site bus", "IT (PSU input)", "Cooling"):
+        i = nodes.index(name)
+        assert inflow[i] == pytest.approx(outflow[i], rel=1e-12)
+    meter = nodes.index("Grid meter")
+    assert outflow[meter] == pytest.approx((live["grid_w"] - bess_w) / MW, rel=1e-12)
+    assert inflow[nodes.index("GPUs")] == pytest.approx(6.0, rel=1e-12)
+
+
+def test_overview_update_and_placeholder(snapshot):
+    _cards, sankey, trend = overview.update(snapshot)
+    assert sankey.data[0].type == "sankey"
+    assert [t.name for t in trend.data] == ["import", "limit", "price"]  # no plan yet
+    np.testing.assert_array_equal(trend.data[0].y, snapshot["hist_grid_import_mw"])
+    placeholder = overview.update(None)
+    assert "waiting" in _text(placeholder[0])
+
+
+# ------------------------------------------------------------------ cooling
+
+
+def test_no_alarms_when_setpoints_hold(snapshot):
+    assert cooling.alarms(snapshot) == []
+
+
+def test_alarms_when_setpoints_cannot_be_held(snapshot):
+    loops = {**snapshot.meta["loops"], "fws_supply_c": 31.0}
+    snap = _with(
+        snapshot,
+        meta={"loops": loops, "rejection": {**snapshot.meta["rejection"], "mode": 4}},
+        cdu_at_capacity=np.array([False, True, True]),
+        cdu_tcs_supply_c=np.array([35.0, 35.4, 36.2]),
+    )
+    a = cooling.alarms(snap)
+    assert a[0] == (
+        "2 CDU(s) in hall-a, hall-b cannot hold the TCS supply setpoint 35.0 °C "
+        "(warmest supply 36.20 °C)"
+    )
+    assert a[1] == "facility water supply 31.00 °C above setpoint 30.0 °C (plant: over capacity)"
+    alarms, blocks, _, _ = cooling.update(snap)
+    assert len(alarms) == 2
+    assert sum(b.className == "block alarm" for b in blocks if isinstance(b, html.Div)) == 4
+
+
+def test_cooling_schematic_values(snapshot):
+    text = _text(html.Div(cooling.schematic(snapshot)))
+    # CDU duty 3 x 1e5 W/K x 8 K = 2.4 MW; FWS 0.25 m3/s = 250 L/s; hottest die 71 °C
+    for s in ("duty 2.40 MW", "flow 250 L/s", "hottest die 71.0 °C", "mode: dry", "24 kg/s"):
+        assert s in text
+    fig = cooling.rejection_figure(snapshot)
+    np.testing.assert_array_equal(fig.data[1].y, np.full(20, 10.5))
+
+
+# ------------------------------------------------------------------ racks
+
+
+def test_floor_grid_places_every_rack(snapshot):
+    v = np.arange(12.0) * 10
+    z, rack, labels, _yi, _slot = racks.floor_grid(snapshot, v)
+    assert labels == ["hall-a row 0", "hall-a row 1", "hall-b row 0"]
+    assert z.shape == (3, 4)
+    np.testing.assert_array_equal(z, v.reshape(3, 4))
+    np.testing.assert_array_equal(rack, np.arange(12).reshape(3, 4))
+
+
+def test_floor_grid_leaves_gaps_empty(snapshot):
+    snap = _with(snapshot, rack_slot=np.where(np.arange(12) == 11, 6, snapshot["rack_slot"]))
+    z, rack, *_ = racks.floor_grid(snap, np.ones(12))
+    assert z.shape == (3, 7)
+    assert np.isnan(z[2, 3]) and rack[2, 3] == -1 and rack[2, 6] == 11
+
+
+def test_metrics_and_throttle_markers(snapshot):
+    cap = racks.metric_values(_with(snapshot, rack_gpu_cap_w=np.full(12, 900.0)), "cap_pct")
+    np.testing.assert_allclose(cap, np.full(12, 75.0), rtol=1e-12)
+    with pytest.raises(ValueError, match="metric"):
+        racks.metric_values(snapshot, "colour")
+    thr = np.zeros(12, bool)
+    thr[[5, 9]] = True
+    fig = racks.floor_figure(_with(snapshot, rack_throttled=thr), "die_temp_c")
+    assert list(fig.data[1].customdata) == [5, 9]
+    assert list(fig.data[1].y) == ["hall-a row 1", "hall-b row 0"]
+    assert "2 racks throttled" in fig.layout.title.text
+
+
+def test_rack_click_and_number(snapshot):
+    assert racks.rack_from_click({"points": [{"customdata": [7, 60.0, 100.0, 1000.0]}]}) == 7
+    assert racks.rack_from_click({"points": [{"customdata": 9}]}) == 9
+    assert racks.rack_from_click({"points": [{"customdata": [-1, 0, 0, 0]}]}) is None
+    assert racks.rack_from_click(None) is None
+    assert racks.parse_rack(" 11 ", 12) == 11
+    with pytest.raises(ValueError, match="rack: must be a whole number"):
+        racks.parse_rack("eleven", 12)
+    with pytest.raises(ValueError, match=r"rack: must be within \[0, 11\]"):
+        racks.parse_rack(12, 12)
+
+
+def test_rack_detail_history(snapshot):
+    text, fig = racks.rack_detail(snapshot, 10)
+    t = _text(html.Div(text))
+    assert "hall-b" in t and "inference" in t and "1200 W" in t
+    # last 5 records of the stub: mean GPU power over steps 67..72, ..., 115..120
+    np.testing.assert_allclose(
+        fig.data[0].y, 1000.0 + np.array([69.5, 75.5, 81.5, 87.5, 93.5]) + 24, rtol=1e-6
+    )
+
+
+# ------------------------------------------------------------------ dispatch
+
+
+def test_build_command_from_text():
+    vals = dict(dispatch.DEFAULTS)
+    assert dispatch.build_command("ctl-dr", vals) == {
+        "kind": "dr_event",
+        "depth": 0.25,
+        "duration_min": 60.0,
+        "ramp_min": 15.0,
+        "notice_min": 0.0,
+    }
+    assert dispatch.build_command("ctl-workload", vals, "training") == {
+        "kind": "workload",
+        "level": 1.0,
+        "workload_class": "training",
+    }
+    assert dispatch.build_command("ctl-pause", vals) == {"kind": "pause"}
+    with pytest.raises(ValueError, match="import_limit: required"):
+        dispatch.build_command("ctl-limit", vals)
+    with pytest.raises(ValueError, match="depth_pct: must be a number, got 'a lot'"):
+        dispatch.build_command("ctl-dr", {**vals, "ctl-dr-depth": "a lot"})
+
+
+def test_send_reports_bad_input_without_sending():
+    sent = []
+
+    def sink(cmd):
+        from twin.live import parse_command
+
+        sent.append(parse_command(cmd))
+        return "id1"
+
+    msg = dispatch.send("ctl-limit", {**dispatch.DEFAULTS, "ctl-limit-mw": "-20"}, None, sink)
+    assert msg.className == "message error" and "import_limit_mw: must be > 0" in msg.children
+    msg = dispatch.send("ctl-limit", {**dispatch.DEFAULTS, "ctl-limit-mw": "abc"}, None, sink)
+    assert "must be a number" in msg.children
+    assert sent == []
+    msg = dispatch.send("ctl-limit", {**dispatch.DEFAULTS, "ctl-limit-mw": "95"}, None, sink)
+    assert msg.className == "message ok" and sent[0]["import_limit_mw"] == 95.0
+
+
+def test_plan_figure_and_events(snapshot):
+    ev = {
+        "start": "2026-08-07T00:30:00",
+        "end": "2026-08-07T01:30:00",
+        "depth": 0.25,
+        "ramp_min": 15.0,
+        "notice_min": 10.0,
+        "baseline_mw": 8.0,
+    }
+    snap = _with(
+        snapshot,
+        meta={"dr_events": [ev]},
+        plan_time=snapshot["hist_time"][-1] + np.arange(3) * 300,
+        plan_grid_import_mw=np.array([8.0, 7.0, 6.0]),
+    )
+    fig = dispatch.plan_figure(snap)
+    names = [t.name for t in fig.data]
+    assert "plan ahead" in names
+    dr = fig.data[names.index("DR 25%")]
+    assert list(dr.y) == [8.0, 6.0, 6.0]
+    table = _text(dispatch.events_table(snap))
+    assert "upcoming" in table and "6.0 MW" in table
+    assert "no DR events" in _text(dispatch.events_table(snapshot))
+
+
+# ------------------------------------------------------------------ studies
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    ds = xr.Dataset(
+        {
+            "peak_import_mw": (("limit_mw",), [100.0, 90.0, 80.0], {"units": "MW"}),
+            "reduction_mw": (("duration_h", "limit_mw"), np.arange(6.0).reshape(2, 3)),
+            "cube": (("a", "b", "c"), np.arange(8.0).reshape(2, 2, 2)),
+            "status": (("limit_mw",), np.array(["optimal", "optimal", "infeasible"])),
+        },
+        coords={"limit_mw": [110.0, 100.0, 90.0], "duration_h": [1.0, 3.0]},
+    )
+    (tmp_path / "runs").mkdir()
+    ds.to_netcdf(tmp_path / "runs" / "study.nc", engine="h5netcdf")
+    (tmp_path / "notes.txt").write_text("not a study")
+    return tmp_path
+
+
+def test_only_files_inside_the_studies_folder(study_dir, tmp_path_factory):
+    assert studies.list_studies(study_dir) == ["runs/study.nc"]
+    assert (
+        studies.resolve_study(study_dir, "runs/study.nc") == (study_dir / "runs/study.nc").resolve()
+    )
+    outside = tmp_path_factory.mktemp("elsewhere") / "x.nc"
+    outside.write_bytes(b"")
+    for bad, msg in [
+        ("../" + outside.parent.name + "/x.nc", "outside the studies folder"),
+        (str(outside), "relative to the studies folder"),
+        ("notes.txt", "not a NetCDF file"),
+        ("", "relative"),
+        ("missing.nc", "not a NetCDF"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            studies.resolve_study(study_dir, bad)
+
+
+def test_study_variables_plot_over_their_dims(study_dir):
+    with xr.open_dataset(study_dir / "runs/study.nc") as ds:
+        opts, info = studies.describe(ds)
+    assert opts[0] == {"label": "peak_import_mw (limit_mw) [MW]", "value": "peak_import_mw"}
+    assert info == "4 variables; dims: limit_mw=3, duration_h=2, a=2, b=2, c=2"
+    line = studies.open_variable(study_dir, "runs/study.nc", "peak_import_mw")
+    assert list(line.data[0].x) == [110.0, 100.0, 90.0] and list(line.data[0].y) == [
+        100.0,
+        90.0,
+        80.0,
+    ]
+    heat = studies.open_variable(study_dir, "runs/study.nc", "reduction_mw")
+    assert heat.data[0].type == "heatmap"
+    np.testing.assert_array_equal(heat.data[0].z, np.arange(6.0).reshape(2, 3))
+    cube = studies.open_variable(study_dir, "runs/study.nc", "cube")
+    np.testing.assert_array_equal(cube.data[0].z, [[0.0, 1.0], [2.0, 3.0]])
+    status = studies.open_variable(study_dir, "runs/study.nc", "status")
+    assert list(status.data[0].x) == ["infeasible", "optimal"] and list(status.data[0].y) == [1, 2]
+    with pytest.raises(ValueError, match="variable"):
+        studies.open_variable(study_dir, "runs/study.nc", "nothing")
+
+
+# ------------------------------------------------------------------ app
+
+
+def test_create_app_routes_and_callbacks(snapshot, tmp_path):
+    app = create_app(lambda rack_history=False: snapshot, lambda cmd: "id", tmp_path)
+    assert app.config.serve_locally is True
+    outputs = " ".join(app.callback_map)
+    for ident in (
+        "page.children",
+        "status.children",
+        "ov-sankey.figure",
+        "cool-schematic.children",
+        "racks-floor.figure",
+        "disp-msg.children",
+        "st-plot.figure",
+    ):
+        assert ident in outputs
+    for page in (overview, cooling, racks, dispatch, studies):
+        page.layout()  # builds without a snapshot
