@@ -1,0 +1,1 @@
+"""Grid studies without a dispatch model: Duke headroom, synthetic BA load, batch runs."""
