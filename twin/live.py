@@ -92,9 +92,7 @@ _NUMERIC: dict[str, dict[str, tuple[float, float, bool]]] = {
 KINDS = (*_NUMERIC, "clear_dr_events", "pause", "resume", "replan")
 
 
-def parse_command(
-    raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None
-) -> dict[str, Any]:
+def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Validate an operator command; return it with numeric fields as floats.
 
     Raises ``ValueError`` naming the field for an unknown kind, a missing or unknown field, text
@@ -115,16 +113,10 @@ def parse_command(
     }
     extra = sorted(set(raw) - allowed)
     if extra:
-        raise ValueError(
-            f"{kind}: unknown field(s) {extra}; expected {sorted(allowed - {'kind', 'id'})}"
-        )
+        raise ValueError(f"{kind}: unknown field(s) {extra}; expected {sorted(allowed - {'kind', 'id'})}")
     out: dict[str, Any] = {"kind": kind, "id": str(raw.get("id") or uuid.uuid4().hex[:12])}
     for name, (lo, hi, lo_open) in _NUMERIC.get(kind, {}).items():
-        if (
-            name not in raw
-            or raw[name] is None
-            or (isinstance(raw[name], str) and not raw[name].strip())
-        ):
+        if name not in raw or raw[name] is None or (isinstance(raw[name], str) and not raw[name].strip()):
             raise ValueError(f"{name}: required")
         value = raw[name]
         if isinstance(value, bool):
@@ -137,10 +129,7 @@ def parse_command(
         _check.in_range(name, x, lo, hi)
         out[name] = x
     if kind == "dr_event" and out["ramp_min"] > out["duration_min"]:
-        raise ValueError(
-            f"ramp_min: {out['ramp_min']:g} min is longer than duration_min "
-            f"{out['duration_min']:g} min"
-        )
+        raise ValueError(f"ramp_min: {out['ramp_min']:g} min is longer than duration_min {out['duration_min']:g} min")
     if kind == "workload":
         cls = raw.get("workload_class")
         if not isinstance(cls, str) or (class_names is not None and cls not in class_names):
@@ -204,11 +193,7 @@ def load_snapshot(path: str | Path, rack_history: bool = False) -> Snapshot | No
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            arrays = {
-                k: z[k]
-                for k in z.files
-                if k != "meta" and (rack_history or not k.startswith("rack_hist_"))
-            }
+            arrays = {k: z[k] for k in z.files if k != "meta" and (rack_history or not k.startswith("rack_hist_"))}
     except FileNotFoundError:
         return None
     for a in arrays.values():
@@ -305,9 +290,7 @@ class LiveRunner:
             "bess_power_mw": m["bess_w"] / MW,
             "heat_rejected_mw": m["q_rejected_w"] / MW,
             "pue": m["grid_w"] / m["it_w"] if m["it_w"] else math.nan,
-            "throughput": m["tokens_per_s"] / m["tokens_uncapped_per_s"]
-            if m["tokens_uncapped_per_s"]
-            else 1.0,
+            "throughput": m["tokens_per_s"] / m["tokens_uncapped_per_s"] if m["tokens_uncapped_per_s"] else 1.0,
             "tokens_per_s": m["tokens_per_s"],
             "throttled_gpus": m["throttled_gpus"],
             "dry_bulb_c": tw.ambient[0],
@@ -337,9 +320,7 @@ class LiveRunner:
             if d > 0:
                 target = min(target, (1 - d) * self._baseline(i))
         plant = spec.cooling.plant
-        cap_mw = plant.dry_cooler.capacity_mw + (
-            plant.chiller.capacity_mw if plant.chiller is not None else 0.0
-        )
+        cap_mw = plant.dry_cooler.capacity_mw + (plant.chiller.capacity_mw if plant.chiller is not None else 0.0)
         return {
             "import_limit_mw": float(sc.import_limit(t, spec.grid.import_limit_mw)[0]),
             "price_per_mwh": float(sc.signals.at(t, "price_per_mwh")[0]),
@@ -352,11 +333,7 @@ class LiveRunner:
         """DR baseline [MW]: the import when event ``i`` was issued (else the latest import)."""
         if i in self.dr_baseline_mw:
             return self.dr_baseline_mw[i]
-        return (
-            self.hist["grid_import_mw"][-1]
-            if self.hist["grid_import_mw"]
-            else self._live_import_mw()
-        )
+        return self.hist["grid_import_mw"][-1] if self.hist["grid_import_mw"] else self._live_import_mw()
 
     def _live_import_mw(self) -> float:
         r = self._last
@@ -414,15 +391,10 @@ class LiveRunner:
         sc = tw.scenario
         if kind == "dr_event":
             start = tw.time + np.timedelta64(round(c["notice_min"] * 60), "s")
-            ev = DREvent(
-                start, c["duration_min"] * 60, c["depth"], c["ramp_min"] * 60, c["notice_min"] * 60
-            )
+            ev = DREvent(start, c["duration_min"] * 60, c["depth"], c["ramp_min"] * 60, c["notice_min"] * 60)
             self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
             tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
-            text = (
-                f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min "
-                f"(ramp {c['ramp_min']:g} min)"
-            )
+            text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
         elif kind == "clear_dr_events":
             tw.scenario = sc.with_changes(dr_events=())
             self.dr_baseline_mw.clear()
@@ -455,8 +427,13 @@ class LiveRunner:
     def request_control(self) -> None:
         """Have the engine call the controller at the next plant step (what-ifs reach it at once).
 
-        Uses the engine's private ``_next_control`` schedule until the engine offers a public hook.
+        A controller that keeps its own ``scenario`` (rather than reading ``state.scenario``) is
+        handed the changed one. Uses the engine's private ``_next_control`` schedule until the
+        engine offers a public hook.
         """
+        ctl = self.twin.controller
+        if hasattr(ctl, "scenario"):
+            ctl.scenario = self.twin.scenario
         self.twin._next_control = self.twin.time
 
     def _message(self, cid: str, kind: str, ok: bool, text: str) -> None:
@@ -476,7 +453,8 @@ class LiveRunner:
         tw, f = self.twin, self.twin.f
         r = self._last
         now = self._scenario_now()
-        rej = getattr(tw, "rejection", None)
+        rej = getattr(tw, "rejection", None)  # ambient and rejection exist after the first step
+        ambient = getattr(tw, "ambient", (math.nan, math.nan))
         live = {k: float(v) for k, v in vars(r).items()} if r is not None else {}
         sc = tw.scenario
         events = [
@@ -507,16 +485,14 @@ class LiveRunner:
             "currency": sc.signals.currency,
             "offset_k": float(sc.offset_k),
             "workload": {
-                c: sc.workload[c].level
-                if c in sc.workload and sc.workload[c].profile == "constant"
-                else None
+                c: sc.workload[c].level if c in sc.workload and sc.workload[c].profile == "constant" else None
                 for c in f.class_names
             },
             "live": live,
             "now": now,
             "dr_events": events,
             "messages": list(self.messages),
-            "ambient": {"dry_bulb_c": tw.ambient[0], "wet_bulb_c": tw.ambient[1]},
+            "ambient": {"dry_bulb_c": ambient[0], "wet_bulb_c": ambient[1]},
             "rejection": (
                 {
                     "t_supply_c": float(rej.t_supply_c),
@@ -560,16 +536,13 @@ class LiveRunner:
             "cdu_tcs_supply_c": np.asarray(tw.tcs_supply_c, float),
             "cdu_tcs_return_c": np.asarray(tw.tcs_return_c, float),
             "cdu_at_capacity": np.asarray(tw.cdu_at_capacity, bool),
-            "cdu_q_w": c_tcs
-            * (np.asarray(tw.tcs_return_c, float) - np.asarray(tw.tcs_supply_c, float)),
+            "cdu_q_w": c_tcs * (np.asarray(tw.tcs_return_c, float) - np.asarray(tw.tcs_supply_c, float)),
             "cdu_design_q_w": np.asarray(f.cdu_design_q_w, float),
             "rack_hist_time": np.array(self.rack_hist_time, np.int64),
         }
         n = len(self.rack_hist_time)
         for k in RACK_HISTORY:
-            a[f"rack_hist_{k}"] = (
-                np.stack(self.rack_hist[k]) if n else np.zeros((0, f.n_racks), np.float32)
-            )
+            a[f"rack_hist_{k}"] = np.stack(self.rack_hist[k]) if n else np.zeros((0, f.n_racks), np.float32)
         plan = self._plan()
         if plan is not None:
             a["plan_time"], a["plan_grid_import_mw"] = plan
@@ -596,11 +569,7 @@ class LiveRunner:
             if not self.paused:
                 owed_s = min(owed_s + (now - last) * self.speed, max_lag_s * self.speed)
             last = now
-            while (
-                owed_s >= self.twin.plant_dt
-                and not self.paused
-                and wall.monotonic() - now < self.publish_s
-            ):
+            while owed_s >= self.twin.plant_dt and not self.paused and wall.monotonic() - now < self.publish_s:
                 self.step()
                 owed_s -= self.twin.plant_dt
                 sim_done += self.twin.plant_dt
@@ -608,9 +577,7 @@ class LiveRunner:
             if changed or t - last_pub >= self.publish_s:
                 window.append((t, sim_done))
                 t0, s0 = window[0]
-                self.achieved_speed = (
-                    (sim_done - s0) / (t - t0) if t > t0 and not self.paused else 0.0
-                )
+                self.achieved_speed = (sim_done - s0) / (t - t0) if t > t0 and not self.paused else 0.0
                 self.publish()
                 last_pub = t
             if owed_s < self.twin.plant_dt:

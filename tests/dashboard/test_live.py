@@ -226,3 +226,10 @@ def test_snapshot_contents(snapshot):
     # CDU duty = C x (return - supply) = 1e5 W/K x 8 K
     np.testing.assert_allclose(snapshot["cdu_q_w"], np.full(3, 8e5), rtol=1e-12)
     json.dumps(m)  # JSON-able
+
+
+def test_snapshot_before_the_first_step(stub_twin, tmp_path):
+    del stub_twin.ambient, stub_twin.rejection  # the engine sets these in its first step
+    snap = LiveRunner(stub_twin, tmp_path).snapshot()
+    assert snap.meta["live"] == {} and snap.meta["rejection"] is None
+    assert snap["hist_time"].size == 0 and snap["rack_hist_die_temp_c"].shape == (0, 12)

@@ -1,0 +1,187 @@
+"""The dashboard in a real headless Chromium against a real runner on campus-100mw.
+
+Starts ``dashboard.server.serve`` in a subprocess on a free local port (the runner in its own process
+under it), drives Debian's /usr/bin/chromium with Playwright and saves a screenshot of each page to
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.live import SNAPSHOT, load_snapshot
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PAGES = {"overview": "/", "cooling": "/cooling", "racks": "/racks", "dispatch": "/dispatch", "studies": "/studies"}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(pred, timeout_s: float, what: str, poll_s: float = 0.2):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    run = tmp_path_factory.mktemp("live")
+    port = _free_port()
+    controller = "mpc" if importlib.util.find_spec("optimization.mpc") else "uncapped"
+    code = (
+        f"from dashboard.server import serve; serve(facility='campus-100mw', port={port}, "
+        f"speed=60.0, controller={controller!r}, folder={str(run)!r}, studies_dir={str(run)!r})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                pass
+        except OSError:
+            return False
+        snap = load_snapshot(run / SNAPSHOT)
+        return snap is not None and bool(snap.meta["live"])
+
+    try:
+        _wait(up, 90, "the dashboard and the first snapshot")
+        yield url, run, controller
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.errors = []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def _status(pg) -> str:
+    return pg.locator("#status").inner_text()
+
+
+def test_every_page_loads_without_console_errors(server, page):
+    url, _, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, path in PAGES.items():
+        page.goto(url + path)
+        page.wait_for_selector("#status:has-text('·')", timeout=15000)
+        if name != "studies":
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)
+        page.wait_for_timeout(1500)  # two refresh ticks
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+        assert page.errors == [], f"{name}: {page.errors}"
+
+
+def test_live_values_advance(server, page):
+    url, _, _ = server
+    page.goto(url + "/")
+    page.wait_for_selector("#kpi-import", timeout=15000)
+    first = _status(page)
+    _wait(lambda: _status(page) != first, 10, "the simulated time to advance")
+    assert "campus-100mw" in first
+
+
+def test_bad_control_input_shows_a_message_and_the_twin_keeps_running(server, page):
+    url, run, _ = server
+    page.goto(url + "/dispatch")
+    page.wait_for_selector("#ctl-limit-mw")
+    for text, message in (("-5", "import_limit_mw: must be > 0"), ("abc", "must be a number")):
+        page.fill("#ctl-limit-mw", text)
+        page.click("#ctl-limit")
+        page.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=5000)
+    t0 = load_snapshot(run / SNAPSHOT).meta["time"]
+    _wait(lambda: load_snapshot(run / SNAPSHOT).meta["time"] > t0, 10, "the twin to keep running")
+    assert page.errors == []
+
+
+def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
+    url, run, controller = server
+    if controller != "mpc":
+        pytest.skip("optimization.mpc not available: the uncapped controller does not respond to DR")
+    page.goto(url + "/dispatch")
+    page.wait_for_selector("#ctl-dr")
+    page.fill("#ctl-dr-depth", "25")
+    page.fill("#ctl-dr-ramp", "15")
+    page.fill("#ctl-dr-notice", "0")
+    page.click("#ctl-dr")
+    page.wait_for_selector("#disp-msg:has-text('sent dr_event')", timeout=5000)
+    snap = _wait(
+        lambda: (s := load_snapshot(run / SNAPSHOT)) and s.meta["dr_events"] and s, 15, "the runner to accept the event"
+    )
+    ev = snap.meta["dr_events"][-1]
+    assert ev["depth"] == 0.25
+    page.wait_for_selector("#disp-events:has-text('25%')", timeout=5000)
+    target = 0.75 * ev["baseline_mw"]
+    ramp_end = np.datetime64(ev["start"], "s") + np.timedelta64(15 * 60, "s")
+
+    def after_ramp():
+        s = load_snapshot(run / SNAPSHOT)
+        return s if np.datetime64(s.meta["time"], "s") >= ramp_end + np.timedelta64(60, "s") else None
+
+    snap = _wait(after_ramp, 60, "the simulated time to pass the end of the ramp")
+    live = snap.meta["live"]
+    import_mw = (live["grid_w"] - live["bess_w"]) / 1e6
+    assert import_mw <= target * (1 + 1e-3), (import_mw, target)
+    page.goto(url + "/")
+    page.wait_for_selector("#kpi-import")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-after-dr.png"), full_page=True)
+    assert page.errors == []
