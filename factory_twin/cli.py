@@ -8,7 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 DEFAULT_FACILITY = "campus-100mw"
 
 
@@ -38,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--start", help="ISO time (default: the scenario's start)")
     s.add_argument("--hours", type=float, default=24.0)
     s.add_argument("--step", default="1s", help="rack thermal step (e.g. 1s)")
-    s.add_argument("--plant-step", default="10s", help="loop/plant step (multiple of --step)")
+    s.add_argument("--plant-step", default="20s", help="loop/plant step (multiple of --step)")
     s.add_argument("--record", default="60s", help="output interval")
     s.add_argument("--controller", default="uncapped", help="uncapped | fixed:FRACTION | mpc")
     s.add_argument("--out", type=Path, help="write the run to NetCDF")
@@ -88,10 +87,17 @@ def _validate(args) -> int:
     s = f.summary()
     d = design_point(f)
     print(f"{f.spec.name}: valid ({f.source})")
-    rows = [("halls", len(f.hall_names)), ("CDUs", s["cdus"]), ("racks", s["racks"]), ("GPUs", s["gpus"]),
-            ("IT at TDP [MW]", f"{s['it_design_mw']:.1f}"), ("import limit [MW]", f.spec.grid.import_limit_mw),
-            ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
-            ("design grid import [MW]", f"{d['grid_mw']:.1f}"), ("design PUE", f"{d['pue']:.3f}")]
+    rows = [
+        ("halls", len(f.hall_names)),
+        ("CDUs", s["cdus"]),
+        ("racks", s["racks"]),
+        ("GPUs", s["gpus"]),
+        ("IT at TDP [MW]", f"{s['it_design_mw']:.1f}"),
+        ("import limit [MW]", f.spec.grid.import_limit_mw),
+        ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
+        ("design grid import [MW]", f"{d['grid_mw']:.1f}"),
+        ("design PUE", f"{d['pue']:.3f}"),
+    ]
     _table(rows)
     return 0
 
@@ -103,9 +109,17 @@ def _simulate(args) -> int:
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
     ctl = _controller(args.controller, f, sc)
-    ds = twin.simulate(f, sc, start=args.start, duration=args.hours * 3600, step=args.step,
-                       plant_step=args.plant_step, record_every=args.record, controller=ctl,
-                       progress=ProgressBar("simulate"))
+    ds = twin.simulate(
+        f,
+        sc,
+        start=args.start,
+        duration=args.hours * 3600,
+        step=args.step,
+        plant_step=args.plant_step,
+        record_every=args.record,
+        controller=ctl,
+        progress=ProgressBar("simulate"),
+    )
     _table(summary_rows(ds, f))
     if args.out:
         write_netcdf(ds, args.out)
@@ -120,15 +134,19 @@ def summary_rows(ds, f) -> list[tuple[str, object]]:
     cost = float((ds.grid_import_mw * ds.price_per_mwh).sum()) * hours
     tokens = float(ds.tokens_per_s.sum()) * hours * 3600
     cur = ds.attrs.get("currency", "")
-    return [("grid energy [MWh]", f"{energy:,.1f}"), ("peak import [MW]", f"{float(ds.grid_import_mw.max()):.2f}"),
-            ("mean PUE", f"{float(ds.pue.mean()):.4f}"), ("max die temperature [degC]",
-                                                          f"{float(ds.die_temp_c.max()):.2f}"),
-            ("throttled GPU-hours", f"{float(ds.throttled_gpus.sum()) * hours:,.1f}"),
-            ("tokens [1e12]", f"{tokens / 1e12:,.3f}"), ("throughput kept", f"{float(ds.throughput.mean()):.4f}"),
-            (f"energy cost [{cur}]", f"{cost:,.0f}"),
-            (f"cost per million tokens [{cur}]", f"{cost / (tokens / 1e6):,.3f}" if tokens else "n/a"),
-            ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
-            ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}")]
+    return [
+        ("grid energy [MWh]", f"{energy:,.1f}"),
+        ("peak import [MW]", f"{float(ds.grid_import_mw.max()):.2f}"),
+        ("mean PUE", f"{float(ds.pue.mean()):.4f}"),
+        ("max die temperature [degC]", f"{float(ds.die_temp_c.max()):.2f}"),
+        ("throttled GPU-hours", f"{float(ds.throttled_gpus.sum()) * hours:,.1f}"),
+        ("tokens [1e12]", f"{tokens / 1e12:,.3f}"),
+        ("throughput kept", f"{float(ds.throughput.mean()):.4f}"),
+        (f"energy cost [{cur}]", f"{cost:,.0f}"),
+        (f"cost per million tokens [{cur}]", f"{cost / (tokens / 1e6):,.3f}" if tokens else "n/a"),
+        ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
+        ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}"),
+    ]
 
 
 def _controller(name: str, f, sc):
@@ -152,8 +170,16 @@ def _optimize(args) -> int:
 
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
-    plan = dispatch(f, sc, start=args.start, horizon=args.horizon, step=args.step, soft=args.soft,
-                    solver=args.solver, time_limit=args.time_limit)
+    plan = dispatch(
+        f,
+        sc,
+        start=args.start,
+        horizon=args.horizon,
+        step=args.step,
+        soft=args.soft,
+        solver=args.solver,
+        time_limit=args.time_limit,
+    )
     _table(plan_summary(plan))
     if args.out:
         write_netcdf(plan, args.out)
@@ -164,16 +190,24 @@ def _optimize(args) -> int:
 def _study(args) -> int:
     from optimization.studies.runner import run_study_file
 
-    run_study_file(args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers,
-                   serial=args.serial)
+    run_study_file(
+        args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
+    )
     return 0
 
 
 def _dashboard(args) -> int:
     from dashboard.server import serve
 
-    return serve(facility=args.facility, scenario=args.scenario, host=args.host, port=args.port,
-                 speed=args.speed, controller=args.controller, debug=args.debug)
+    return serve(
+        facility=args.facility,
+        scenario=args.scenario,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        controller=args.controller,
+        debug=args.debug,
+    )
 
 
 def write_netcdf(ds, path: Path) -> None:
@@ -193,7 +227,7 @@ def write_netcdf(ds, path: Path) -> None:
 def _table(rows) -> None:
     width = max(len(str(k)) for k, _ in rows)
     for k, v in rows:
-        print(f"  {str(k):<{width}}  {v}")
+        print(f"  {k!s:<{width}}  {v}")
 
 
 __all__ = ["main"]

@@ -30,6 +30,7 @@ from models.heat_rejection import (
     evaporative_cooler,
 )
 from models.hydraulics import (
+    ConstantFlowDelay,
     PlugFlowDelay,
     affinity,
     friction_factor_darcy,
@@ -43,6 +44,7 @@ from models.hydraulics import (
 __all__ = [
     "ARRANGEMENTS",
     "CduState",
+    "ConstantFlowDelay",
     "CoolerState",
     "PlugFlowDelay",
     "affinity",

@@ -342,8 +342,13 @@ class PowerChain:
         dc = _check.nonnegative("rack_dc_w", rack_dc_w)
         rack_in = psu_input_w(dc, psu_rating_w, self.psu_load_points, self.psu_efficiencies)
         it = rack_in if rack_axis is None else np.sum(np.atleast_1d(rack_in), axis=rack_axis)
-        i, bus, _, ups, m, w, tx = self._upstream(it, mech_w)
-        return ChainFlow(rack_in - dc, i, bus, ups, tx, m, w + tx)
+        return self.upstream(it, mech_w, psu_loss_w=rack_in - dc)
+
+    def upstream(self, it_w: ArrayLike, mech_w: ArrayLike, psu_loss_w: ArrayLike = 0.0) -> ChainFlow:
+        """The chain above the IT meter: IT input ``it_w`` [W] and mechanical load ``mech_w`` [W] ->
+        busway, UPS and transformer losses and grid import (``psu_loss_w`` is only carried along)."""
+        i, bus, _, ups, m, w, tx = self._upstream(it_w, mech_w)
+        return ChainFlow(np.asarray(psu_loss_w, float), i, bus, ups, tx, m, w + tx)
 
     def tangent(self, it_w: ArrayLike, mech_w: ArrayLike) -> tuple[Array, Array, Array]:
         """Grid import and its partial derivatives at an operating point.

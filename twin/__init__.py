@@ -1,9 +1,9 @@
 """The twin: facility spec and assembly, scenarios, the simulation engine and controllers.
 
-    >>> import twin
-    >>> f = twin.load_facility("campus-100mw")
-    >>> s = twin.load_scenario(None, f)
-    >>> ds = twin.simulate(f, s, duration="1h")
+>>> import twin
+>>> f = twin.load_facility("campus-100mw")
+>>> s = twin.load_scenario(None, f)
+>>> ds = twin.simulate(f, s, duration="1h")
 """
 
 from twin.assembly import Facility, builtin_facilities, load_facility
@@ -12,5 +12,18 @@ from twin.engine import Twin, simulate
 from twin.scenario import Scenario, load_scenario
 from twin.spec import SpecError
 
-__all__ = ["Command", "Controller", "Facility", "FixedCap", "Scenario", "SpecError", "Twin", "TwinState",
-           "Uncapped", "builtin_facilities", "load_facility", "load_scenario", "simulate"]
+__all__ = [
+    "Command",
+    "Controller",
+    "Facility",
+    "FixedCap",
+    "Scenario",
+    "SpecError",
+    "Twin",
+    "TwinState",
+    "Uncapped",
+    "builtin_facilities",
+    "load_facility",
+    "load_scenario",
+    "simulate",
+]

@@ -25,8 +25,21 @@ KW = 1e3
 MW = 1e6
 L_MIN = 1e-3 / 60.0  # m3/s per L/min
 
-RACK_FIELDS = ("gpus", "gpu_tdp_w", "gpu_idle_w", "gpu_min_cap_w", "non_gpu_w", "liquid_fraction", "psu_count",
-               "psu_rating_w", "r_die_plate_k_w", "r_plate_coolant_k_w", "c_die_j_k", "c_plate_j_k", "t_max_c")
+RACK_FIELDS = (
+    "gpus",
+    "gpu_tdp_w",
+    "gpu_idle_w",
+    "gpu_min_cap_w",
+    "non_gpu_w",
+    "liquid_fraction",
+    "psu_count",
+    "psu_rating_w",
+    "r_die_plate_k_w",
+    "r_plate_coolant_k_w",
+    "c_die_j_k",
+    "c_plate_j_k",
+    "t_max_c",
+)
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -104,8 +117,12 @@ class Facility:
 
     def summary(self) -> dict[str, float]:
         """Headline numbers: racks, GPUs, CDUs, IT MW at TDP."""
-        return {"racks": self.n_racks, "cdus": self.n_cdus, "gpus": int(self.gpus.sum()),
-                "it_design_mw": float(self.rack_design_w.sum() / MW)}
+        return {
+            "racks": self.n_racks,
+            "cdus": self.n_cdus,
+            "gpus": int(self.gpus.sum()),
+            "it_design_mw": float(self.rack_design_w.sum() / MW),
+        }
 
 
 def load_facility(name_or_path: str | Path) -> Facility:
@@ -115,7 +132,8 @@ def load_facility(name_or_path: str | Path) -> Facility:
         p = data.path("facilities", f"{name_or_path}.toml")
     elif not p.is_file():
         raise FileNotFoundError(
-            f"facility {str(name_or_path)!r}: not a file and not a built-in name ({', '.join(builtin_facilities())})")
+            f"facility {str(name_or_path)!r}: not a file and not a built-in name ({', '.join(builtin_facilities())})"
+        )
     catalog = rack_catalog()
     spec = parse_facility(read_text(p), str(p), set(catalog))
     return assemble(spec, catalog, str(p))
@@ -152,15 +170,41 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
     c_fws = cool.cdu.fws_flow_ratio * c_tcs
     ua = _design_ua(spec, cdu_q, c_tcs, c_fws, source)
     return Facility(
-        spec=spec, source=source, class_names=class_names, hall_names=tuple(h.name for h in spec.halls),
-        curves=curves, rack_hall=rack_hall, rack_cdu=rack_cdu, rack_class=rack_class, rack_row=rack_row,
-        rack_slot=rack_slot, gpus=r["gpus"], tdp_w=r["gpu_tdp_w"], idle_w=r["gpu_idle_w"], min_cap_w=min_cap_w, demand_w=demand_w,
-        non_gpu_w=r["non_gpu_w"], liquid_fraction=r["liquid_fraction"], psu_count=r["psu_count"],
-        psu_rating_w=r["psu_rating_w"], r_die_plate_k_w=r["r_die_plate_k_w"],
-        r_plate_coolant_k_w=r["r_plate_coolant_k_w"], c_die_j_k=r["c_die_j_k"], c_plate_j_k=r["c_plate_j_k"],
-        t_max_c=r["t_max_c"], rack_m_dot_kg_s=rack_m_dot, cdu_hall=cdu_hall, cdu_class=cdu_class,
-        c_tcs_w_k=c_tcs, c_fws_max_w_k=c_fws, cdu_ua_nom_w_k=ua, cdu_design_q_w=cdu_q,
-        tcs_v_dot_m3_s=tcs_v_dot, tcs=tcs, fws=fws)
+        spec=spec,
+        source=source,
+        class_names=class_names,
+        hall_names=tuple(h.name for h in spec.halls),
+        curves=curves,
+        rack_hall=rack_hall,
+        rack_cdu=rack_cdu,
+        rack_class=rack_class,
+        rack_row=rack_row,
+        rack_slot=rack_slot,
+        gpus=r["gpus"],
+        tdp_w=r["gpu_tdp_w"],
+        idle_w=r["gpu_idle_w"],
+        min_cap_w=min_cap_w,
+        demand_w=demand_w,
+        non_gpu_w=r["non_gpu_w"],
+        liquid_fraction=r["liquid_fraction"],
+        psu_count=r["psu_count"],
+        psu_rating_w=r["psu_rating_w"],
+        r_die_plate_k_w=r["r_die_plate_k_w"],
+        r_plate_coolant_k_w=r["r_plate_coolant_k_w"],
+        c_die_j_k=r["c_die_j_k"],
+        c_plate_j_k=r["c_plate_j_k"],
+        t_max_c=r["t_max_c"],
+        rack_m_dot_kg_s=rack_m_dot,
+        cdu_hall=cdu_hall,
+        cdu_class=cdu_class,
+        c_tcs_w_k=c_tcs,
+        c_fws_max_w_k=c_fws,
+        cdu_ua_nom_w_k=ua,
+        cdu_design_q_w=cdu_q,
+        tcs_v_dot_m3_s=tcs_v_dot,
+        tcs=tcs,
+        fws=fws,
+    )
 
 
 def _place_cdus(spec: FacilitySpec, class_names: tuple[str, ...]) -> tuple[IntArray, IntArray]:
@@ -181,14 +225,28 @@ def _design_ua(spec: FacilitySpec, q_w: Array, c_tcs: Array, c_fws: Array, sourc
     cool = spec.cooling
     cap_w = cool.cdu.capacity_kw * KW
     if np.any(q_w > cap_w):
-        raise SpecError(source, [("cooling.cdu.capacity_kw",
-                                  f"must cover the largest CDU design load {q_w.max() / KW:.0f} kW, got {cool.cdu.capacity_kw:g}")])
+        raise SpecError(
+            source,
+            [
+                (
+                    "cooling.cdu.capacity_kw",
+                    f"must cover the largest CDU design load {q_w.max() / KW:.0f} kW, got {cool.cdu.capacity_kw:g}",
+                )
+            ],
+        )
     t_fws_in = cool.facility_water.supply_setpoint_c
     t_sup = t_fws_in + cool.cdu.design_approach_k
     if t_sup > cool.tcs.supply_setpoint_c + 1e-9:
-        raise SpecError(source, [("cooling.cdu.design_approach_k",
-                                  f"facility_water.supply_setpoint_c + approach = {t_sup:g} degC must not exceed "
-                                  f"tcs.supply_setpoint_c = {cool.tcs.supply_setpoint_c:g} degC")])
+        raise SpecError(
+            source,
+            [
+                (
+                    "cooling.cdu.design_approach_k",
+                    f"facility_water.supply_setpoint_c + approach = {t_sup:g} degC must not exceed "
+                    f"tcs.supply_setpoint_c = {cool.tcs.supply_setpoint_c:g} degC",
+                )
+            ],
+        )
     c_min, c_max = np.minimum(c_tcs, c_fws), np.maximum(c_tcs, c_fws)
     eps = q_w / (c_min * (t_sup + q_w / c_tcs - t_fws_in))
     return ntu_from_effectiveness(eps, c_min / c_max, cool.cdu.arrangement) * c_min

@@ -36,6 +36,7 @@ class TwinState:
     it_power_w: float
     cooling_power_w: float
     bess_energy_j: float
+    scenario: object = None  # the scenario in force (what-if changes included)
 
 
 @runtime_checkable

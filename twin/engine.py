@@ -17,38 +17,50 @@ loop and the heat books close exactly. Fluid c_p is evaluated at each loop's set
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
-from models.cooling import PlugFlowDelay, cdu_supply_control
+from models.cooling import ConstantFlowDelay, cdu_supply_control
 from models.gpu import thermal_throttle_limit_w
-from models.power import bess_step
-from models.thermal import TwoNodeRC
+from models.power import bess_step, psu_input_w
+from models.thermal import RCStep, TwoNodeRC
 from twin.assembly import MW, Facility
 from twin.controllers import Command, Controller, TwinState, Uncapped
 from twin.plant import Plant, build_plant
 from twin.recorder import PlantStepResult, Recorder
-from twin.scenario import Scenario
+from twin.scenario import Scenario, WorkloadProfile
 from twin.timeparse import seconds
 
 Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+INPUT_CHUNK_S = 3600.0  # inputs (ambient, utilization) are evaluated an hour of plant steps at a time
+HOT_MARGIN_K = 3.0  # racks this close to their throttle temperature step at step_s
+_NO_OSC = WorkloadProfile()
 
 
 class Twin:
     """A running twin: state arrays plus :meth:`advance`; :func:`simulate` drives it and records."""
 
-    def __init__(self, facility: Facility, scenario: Scenario, start: np.datetime64 | str | None = None,
-                 step_s: float = 1.0, plant_step_s: float = 10.0, controller: Controller | None = None):
+    def __init__(
+        self,
+        facility: Facility,
+        scenario: Scenario,
+        start: np.datetime64 | str | None = None,
+        step_s: float = 1.0,
+        plant_step_s: float = 20.0,
+        controller: Controller | None = None,
+    ):
         f = facility
         if step_s <= 0 or plant_step_s <= 0:
             raise ValueError("step: must be > 0")
         n_sub = plant_step_s / step_s
         if abs(n_sub - round(n_sub)) > 1e-9:
             raise ValueError(f"plant_step: {plant_step_s:g} s must be a whole multiple of step {step_s:g} s")
-        self.f, self.scenario = f, scenario
+        self.f = f
+        self.scenario = scenario
         self.dt, self.plant_dt, self.n_sub = float(step_s), float(plant_step_s), int(round(n_sub))
         self.time = np.datetime64(start if start is not None else scenario.start, "s")
         self.controller = controller or Uncapped(f.tdp_w)
@@ -56,18 +68,23 @@ class Twin:
         cool = f.spec.cooling
         self.rc = TwoNodeRC(f.r_die_plate_k_w, f.r_plate_coolant_k_w, f.c_die_j_k, f.c_plate_j_k)
         self.stepper = self.rc.discretize(self.dt)
+        self.big_stepper = self.rc.discretize(self.plant_dt)
         self.r_total = f.r_die_plate_k_w + f.r_plate_coolant_k_w
         self.c_rack_w_k = f.rack_m_dot_kg_s * f.tcs.cp_j_kgk(cool.tcs.supply_setpoint_c)
         self.c_tcs = np.bincount(f.rack_cdu, self.c_rack_w_k, f.n_cdus)
         self.c_fws = f.c_fws_max_w_k
         self.c_fws_total = float(self.c_fws.sum())
-        self.fws_v_dot = self.c_fws_total / (f.fws.rho_kg_m3(cool.facility_water.supply_setpoint_c)
-                                             * f.fws.cp_j_kgk(cool.facility_water.supply_setpoint_c))
+        self.fws_v_dot = self.c_fws_total / (
+            f.fws.rho_kg_m3(cool.facility_water.supply_setpoint_c)
+            * f.fws.cp_j_kgk(cool.facility_water.supply_setpoint_c)
+        )
         liquid_w = f.liquid_fraction * f.rack_design_w
         self.non_gpu_liquid_w = (liquid_w - f.gpus * f.tdp_w).clip(0.0, f.non_gpu_w)
         self.curves_x = [(c, np.flatnonzero(f.rack_class == i)) for i, c in enumerate(f.curves)]
         self.tokens_per_gpu = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])[f.rack_class]
         self.bess = self.plant.bess
+        self.psu_rating_w = f.psu_count * f.psu_rating_w
+        self.air_const_w = float(np.sum(f.non_gpu_w - self.non_gpu_liquid_w))
         self.bess_energy_j = self.plant.bess_initial_j
         self.command = Command(f.tdp_w.copy())
         self.cap = f.tdp_w.copy()
@@ -77,7 +94,7 @@ class Twin:
     def _initial_state(self) -> None:
         """Steady state at the start time under the uncapped demand and setpoint supply temperatures."""
         f, cool = self.f, self.f.spec.cooling
-        u = self._utilization(np.array([self.time]))[:, 0]
+        u = np.stack([self.scenario.utilization(c, np.array([self.time]))[0] for c in f.class_names])[f.rack_class]
         busy = np.minimum(f.demand_w, self.command.gpu_cap_w)
         p_gpu = u * busy + (1 - u) * f.idle_w
         q_rack = f.gpus * p_gpu + self.non_gpu_liquid_w
@@ -88,12 +105,16 @@ class Twin:
         self.gpu_power_w = p_gpu
         t_ret = self.tcs_supply_c + np.bincount(f.rack_cdu, q_rack, f.n_cdus) / self.c_tcs
         self.tcs_return_c = t_ret
-        self.tcs_delay = PlugFlowDelay(np.full(f.n_cdus, cool.tcs.loop_volume_l * 1e-3), t_ret)
+        self.tcs_delay = ConstantFlowDelay(
+            np.full(f.n_cdus, cool.tcs.loop_volume_l * 1e-3), f.tcs_v_dot_m3_s, self.plant_dt, t_ret
+        )
         q_cdu = self.c_tcs * (t_ret - self.tcs_supply_c)
         self.fws_supply_c = float(cool.facility_water.supply_setpoint_c)
         t_fws_ret = self.fws_supply_c + float(q_cdu.sum()) / self.c_fws_total
         self.fws_return_c = t_fws_ret
-        self.fws_delay = PlugFlowDelay(np.array([cool.facility_water.return_volume_m3]), np.array([t_fws_ret]))
+        self.fws_delay = ConstantFlowDelay(
+            cool.facility_water.return_volume_m3, self.fws_v_dot, self.plant_dt, t_fws_ret
+        )
         self.throttled = np.zeros(f.n_racks, bool)
         self.cdu_at_capacity = np.zeros(f.n_cdus, bool)
         self.last: PlantStepResult | None = None
@@ -109,57 +130,138 @@ class Twin:
 
     def state(self) -> TwinState:
         last = self.last
-        return TwinState(self.time, self.gpu_power_w.copy(), self.command.gpu_cap_w.copy(), self.t_die.copy(),
-                         self.tcs_supply_c.copy(), self.fws_supply_c, last.grid_w - last.bess_w if last else np.nan,
-                         last.it_w if last else np.nan, last.cooling_w if last else np.nan, self.bess_energy_j)
-
-    def _utilization(self, times: NDArray[np.datetime64]) -> Array:
-        """Busy share per rack [rack, time] and busy-power multiplier (training oscillation)."""
-        names = self.f.class_names
-        u = np.stack([self.scenario.utilization(c, times) for c in names])
-        return u[self.f.rack_class]
+        return TwinState(
+            self.time,
+            self.gpu_power_w.copy(),
+            self.command.gpu_cap_w.copy(),
+            self.t_die.copy(),
+            self.tcs_supply_c.copy(),
+            self.fws_supply_c,
+            last.grid_w - last.bess_w if last else np.nan,
+            last.it_w if last else np.nan,
+            last.cooling_w if last else np.nan,
+            self.bess_energy_j,
+            self.scenario,
+        )
 
     # ------------------------------------------------------------------ stepping
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    @scenario.setter
+    def scenario(self, value: Scenario) -> None:
+        """Replace the scenario (what-if changes); cached inputs are recomputed from the next step."""
+        self._scenario = value
+        self._inputs_until = None
+
+    def _inputs(self) -> tuple[float, float, Array, Array | None]:
+        """Ambient, per-rack utilization and the oscillation table for the coming plant step.
+
+        Evaluated for an hour of plant steps at a time (one vectorized call per input, not one per step).
+        """
+        if self._inputs_until is None or not (self._inputs_from <= self.time < self._inputs_until):
+            n = int(round(INPUT_CHUNK_S / self.plant_dt))
+            times = self.time + (np.arange(n) * self.plant_dt).astype("timedelta64[s]")
+            db, wb = self.scenario.ambient(times)
+            u = np.stack([self.scenario.utilization(c, times) for c in self.f.class_names])
+            self._chunk = (db, wb, u)
+            self._inputs_from, self._inputs_until = times[0], times[-1] + np.timedelta64(int(self.plant_dt), "s")
+        i = int((self.time - self._inputs_from).astype(float) // self.plant_dt)
+        db, wb, u = self._chunk
+        oscillating = [c for c in self.f.class_names if self.scenario.workload.get(c, _NO_OSC).oscillation_depth > 0]
+        osc = None
+        if oscillating:
+            sub = float(self.time.astype(np.int64)) + np.arange(self.n_sub) * self.dt
+            osc = np.stack(
+                [
+                    self.scenario.workload[c].power_factor(sub) if c in oscillating else np.ones(self.n_sub)
+                    for c in self.f.class_names
+                ]
+            )
+        return float(db[i]), float(wb[i]), u[:, i][self.f.rack_class], osc
+
     def advance(self) -> PlantStepResult:
-        """Advance one plant step (``n_sub`` rack steps); return the interval means."""
-        f, dt, n = self.f, self.dt, self.n_sub
+        """Advance one plant step; return the interval means.
+
+        Racks whose inputs cannot change inside the interval (no training oscillation, die and its
+        steady state more than ``HOT_MARGIN_K`` below the throttle temperature) take one exact step of
+        the whole interval: identical to ``n_sub`` exact steps of ``step_s`` with the same held inputs.
+        The others step every ``step_s`` with the throttle checked each step.
+        """
+        f = self.f
         if self._due_for_control():
             self.command = self.controller(self.state(), self.time)
             cap = np.asarray(self.command.gpu_cap_w, float)
             if cap.shape != (f.n_racks,):
                 raise ValueError(f"controller returned gpu_cap_w of shape {cap.shape}, expected ({f.n_racks},)")
             self.cap = np.clip(cap, f.min_cap_w, f.tdp_w)
-        times = self.time + (np.arange(n) * dt).astype("timedelta64[s]")
-        u = self._utilization(times[:1])[:, 0]
-        osc = np.stack([self.scenario.workload[c].power_factor(times) if c in self.scenario.workload
-                        else np.ones(n) for c in f.class_names])
-        busy_dem = f.demand_w
+        db, wb, u, osc = self._inputs()
+        self.ambient = (db, wb)
+        eff = np.minimum(f.demand_w, self.cap)
         idle_part = (1 - u) * f.idle_w
+        p_const = u * eff + idle_part
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
-        e0 = self.rc.stored_energy_j(self.t_die, self.t_plate)
-        p_sum = np.zeros(f.n_racks)
-        eff_sum = np.zeros(f.n_racks)
-        thr_count = np.zeros(f.n_racks)
-        t_die, t_plate, cap = self.t_die, self.t_plate, self.cap
-        for j in range(n):
-            lim, throttled = thermal_throttle_limit_w(t_die, t_cool, f.t_max_c, self.r_total, f.min_cap_w)
-            eff = np.minimum(np.minimum(busy_dem, cap), lim)
-            p = u * np.minimum(busy_dem * osc[f.rack_class, j], eff) + idle_part
-            t_die, t_plate = self.stepper.step(t_die, t_plate, p, t_cool)
-            p_sum += p
-            eff_sum += eff
-            thr_count += throttled
+        t_die0, t_plate0 = self.t_die, self.t_plate
+        t_die, t_plate = self.big_stepper.step(t_die0, t_plate0, p_const, t_cool)
+        p_mean, eff_mean, thr_share = p_const, eff, np.zeros(f.n_racks)
+        limit = f.t_max_c - HOT_MARGIN_K
+        hot = (t_die0 >= limit) | (t_cool + p_const * self.r_total >= limit)
+        if osc is not None:
+            hot |= np.isin(f.rack_class, np.flatnonzero(np.any(osc != 1.0, axis=1)))
+        if hot.any():
+            idx = np.flatnonzero(hot)
+            sub = self._substep(
+                idx,
+                t_die0[idx],
+                t_plate0[idx],
+                t_cool[idx],
+                u[idx],
+                eff[idx],
+                idle_part[idx],
+                None if osc is None else osc[f.rack_class[idx]],
+            )
+            t_die[idx], t_plate[idx] = sub[0], sub[1]
+            p_mean, eff_mean, thr_share = p_mean.copy(), eff_mean.copy(), thr_share
+            p_mean[idx], eff_mean[idx], thr_share[idx] = sub[2], sub[3], sub[4]
+        e0 = self.rc.stored_energy_j(t_die0, t_plate0)
         self.t_die, self.t_plate = t_die, t_plate
-        p_gpu = p_sum / n
-        self.gpu_power_w = p_gpu
-        self.throttled = thr_count > 0
-        gpu_heat_j = f.gpus * (p_sum * dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
+        self.gpu_power_w = p_mean
+        self.throttled = thr_share > 0
+        gpu_heat_j = f.gpus * (p_mean * self.plant_dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
         q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w
         self.rise_k = q_rack_w / self.c_rack_w_k
-        result = self._plant_and_power(p_gpu, q_rack_w, u, eff_sum / n, thr_count / n)
+        result = self._plant_and_power(p_mean, q_rack_w, u, eff_mean, thr_share)
         self.time = self.time + np.timedelta64(int(round(self.plant_dt)), "s")
         self.last = result
         return result
+
+    def _substep(
+        self,
+        idx: IntArray,
+        t_die: Array,
+        t_plate: Array,
+        t_cool: Array,
+        u: Array,
+        eff: Array,
+        idle_part: Array,
+        osc: Array | None,
+    ) -> tuple[Array, ...]:
+        """Step racks ``idx`` every ``step_s`` with the thermal throttle; return temperatures and means."""
+        f, n = self.f, self.n_sub
+        step = _subset(self.stepper, idx)
+        t_max, r_tot, p_min, dem = f.t_max_c[idx], self.r_total[idx], f.min_cap_w[idx], f.demand_w[idx]
+        p_sum, eff_sum, thr = np.zeros(idx.size), np.zeros(idx.size), np.zeros(idx.size)
+        for j in range(n):
+            lim, throttled = thermal_throttle_limit_w(t_die, t_cool, t_max, r_tot, p_min)
+            e = np.minimum(eff, lim)
+            busy = e if osc is None else np.minimum(dem * osc[:, j], e)
+            p = u * busy + idle_part
+            t_die, t_plate = step.step(t_die, t_plate, p, t_cool)
+            p_sum += p
+            eff_sum += e
+            thr += throttled
+        return t_die, t_plate, p_sum / n, eff_sum / n, thr / n
 
     def _due_for_control(self) -> bool:
         if not hasattr(self, "_next_control"):
@@ -169,37 +271,47 @@ class Twin:
             return True
         return False
 
-    def _plant_and_power(self, p_gpu: Array, q_rack_w: Array, u: Array, eff_w: Array,
-                         throttled_share: Array) -> PlantStepResult:
+    def _plant_and_power(
+        self, p_gpu: Array, q_rack_w: Array, u: Array, eff_w: Array, throttled_share: Array
+    ) -> PlantStepResult:
         f, cool, dt = self.f, self.f.spec.cooling, self.plant_dt
         n_cdu = f.n_cdus
         q_cdu_in = np.bincount(f.rack_cdu, q_rack_w, n_cdu)
         t_header = self.tcs_supply_c + q_cdu_in / self.c_tcs
-        t_ret = self.tcs_delay.push(t_header, f.tcs_v_dot_m3_s, dt)
+        t_ret = self.tcs_delay.push(t_header)
         self.tcs_return_c = t_ret
-        ctl = cdu_supply_control(t_ret, self.c_tcs, self.fws_supply_c, self.c_fws, f.cdu_ua_nom_w_k,
-                                 cool.tcs.supply_setpoint_c, arrangement=cool.cdu.arrangement,
-                                 exponent=cool.cdu.ua_flow_exponent)
+        # three-way valve: the branch flow is constant, so only the duty and supply temperature are needed
+        # (exact without the valve-position bisection: iterations=0)
+        ctl = cdu_supply_control(
+            t_ret,
+            self.c_tcs,
+            self.fws_supply_c,
+            self.c_fws,
+            f.cdu_ua_nom_w_k,
+            cool.tcs.supply_setpoint_c,
+            arrangement=cool.cdu.arrangement,
+            exponent=cool.cdu.ua_flow_exponent,
+            iterations=0,
+        )
         self.cdu_at_capacity = ctl.at_capacity
         q_cdu = self.c_tcs * (t_ret - ctl.t_supply_c)
         t_branch = self.fws_supply_c + q_cdu / self.c_fws
         t_mix = float(self.c_fws @ t_branch) / self.c_fws_total
-        t_plant_in = float(self.fws_delay.push(np.array([t_mix]), np.array([self.fws_v_dot]), dt)[0])
+        t_plant_in = float(self.fws_delay.push(t_mix)[0])
         self.fws_return_c = t_plant_in
-        db, wb = self.scenario.ambient(np.array([self.time]))
-        rej = self.plant.reject(t_plant_in, self.c_fws_total, float(db[0]), float(wb[0]))
+        rej = self.plant.reject(t_plant_in, self.c_fws_total, *self.ambient)
         self.tcs_supply_c = ctl.t_supply_c
         self.fws_supply_c = rej.t_supply_c
-        self.ambient = (float(db[0]), float(wb[0]))
         self.rejection = rej
 
         rack_dc = f.gpus * p_gpu + f.non_gpu_w
-        chain = self.plant.chain_forward(rack_dc, 0.0)
-        psu_loss = chain.psu_loss_w
-        q_air = float(np.sum(f.non_gpu_w - self.non_gpu_liquid_w) + np.sum(psu_loss))
-        air_w = q_air / cool.air.cop
-        cooling_w = rej.power_w + self.plant.pump_w + air_w
-        chain = self.plant.chain_forward(rack_dc, cooling_w)
+        rack_in = psu_input_w(
+            rack_dc, self.psu_rating_w, self.plant.chain.psu_load_points, self.plant.chain.psu_efficiencies
+        )
+        it_w = float(rack_in.sum())
+        q_air = self.air_const_w + it_w - float(rack_dc.sum())  # non-GPU air share + PSU losses
+        cooling_w = rej.power_w + self.plant.pump_w + q_air / cool.air.cop
+        chain = self.plant.chain.upstream(it_w, cooling_w)
         bess_cmd = float(self.command.bess_power_w)
         bess_w = 0.0
         if self.bess is not None:
@@ -212,18 +324,49 @@ class Twin:
         tokens = float(tok_full @ thr)
         tok_unc = float(tok_full.sum())
         return PlantStepResult(
-            gpu_w=float(f.gpus @ p_gpu), rack_dc_w=float(rack_dc.sum()), it_w=float(chain.it_w),
+            gpu_w=float(f.gpus @ p_gpu),
+            rack_dc_w=float(rack_dc.sum()),
+            it_w=float(chain.it_w),
             losses_w=float(chain.busway_loss_w + chain.ups_loss_w + chain.transformer_loss_w),
-            cooling_w=cooling_w, grid_w=float(chain.grid_w), bess_w=bess_w,
-            q_liquid_w=float(q_rack_w.sum()), q_air_w=q_air, q_rejected_w=rej.q_w + q_air,
-            throughput=tokens / tok_unc if tok_unc > 0 else 1.0, tokens_per_s=tokens,
-            tokens_uncapped_per_s=tok_unc, throttled_gpus=float(f.gpus @ throttled_share))
+            cooling_w=cooling_w,
+            grid_w=float(chain.grid_w),
+            bess_w=bess_w,
+            q_liquid_w=float(q_rack_w.sum()),
+            q_air_w=q_air,
+            q_rejected_w=rej.q_w + q_air,
+            throughput=tokens / tok_unc if tok_unc > 0 else 1.0,
+            tokens_per_s=tokens,
+            tokens_uncapped_per_s=tok_unc,
+            throttled_gpus=float(f.gpus @ throttled_share),
+        )
 
 
-def simulate(facility: Facility, scenario: Scenario, start: str | np.datetime64 | None = None,
-             duration: str | float = "24h", step: str | float = "1s", plant_step: str | float = "10s",
-             record_every: str | float = "60s", controller: Controller | None = None,
-             progress: Callable[[float], None] | None = None) -> xr.Dataset:
+def _subset(step: RCStep, idx: IntArray) -> RCStep:
+    """The exact step of racks ``idx`` only (for the racks that need fine steps)."""
+    rc = step.rc
+    sub_rc = TwoNodeRC(rc.r_die_plate_k_w[idx], rc.r_plate_coolant_k_w[idx], rc.c_die_j_k[idx], rc.c_plate_j_k[idx])
+    return replace(
+        step,
+        rc=sub_rc,
+        phi11=step.phi11[idx],
+        phi12=step.phi12[idx],
+        phi21=step.phi21[idx],
+        phi22=step.phi22[idx],
+        r_total_k_w=step.r_total_k_w[idx],
+    )
+
+
+def simulate(
+    facility: Facility,
+    scenario: Scenario,
+    start: str | np.datetime64 | None = None,
+    duration: str | float = "24h",
+    step: str | float = "1s",
+    plant_step: str | float = "20s",
+    record_every: str | float = "60s",
+    controller: Controller | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> xr.Dataset:
     """Simulate ``facility`` under ``scenario``; return an xarray Dataset (units in attributes).
 
     ``duration``, ``step``, ``plant_step`` and ``record_every`` take seconds or strings like ``"24h"``,

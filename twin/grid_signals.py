@@ -43,8 +43,12 @@ class DREvent:
     notice_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name, v, lo, hi in (("depth", self.depth, 0.0, 1.0), ("duration_h", self.duration_s / 3600, 1e-9, 1e4),
-                                ("ramp_min", self.ramp_s / 60, 0.0, 1e4), ("notice_min", self.notice_s / 60, 0.0, 1e5)):
+        for name, v, lo, hi in (
+            ("depth", self.depth, 0.0, 1.0),
+            ("duration_h", self.duration_s / 3600, 1e-9, 1e4),
+            ("ramp_min", self.ramp_s / 60, 0.0, 1e4),
+            ("notice_min", self.notice_s / 60, 0.0, 1e5),
+        ):
             if not lo <= v <= hi or not np.isfinite(v):
                 raise ValueError(f"dr_events.{name}: must be within [{lo:g}, {hi:g}], got {v!r}")
         if self.ramp_s > self.duration_s:
@@ -83,8 +87,9 @@ class GridSignals:
         series = getattr(self, name)
         t = np.asarray(times, "datetime64[s]")
         if t.size and (t.min() < self.time[0] or t.max() > self.time[-1] + self.step):
-            raise ValueError(f"grid signals cover {self.time[0]} .. {self.time[-1] + self.step}, "
-                             f"requested {t.min()} .. {t.max()}")
+            raise ValueError(
+                f"grid signals cover {self.time[0]} .. {self.time[-1] + self.step}, requested {t.min()} .. {t.max()}"
+            )
         idx = np.clip(np.searchsorted(self.time, t, side="right") - 1, 0, self.time.size - 1)
         return series[idx]
 
@@ -148,5 +153,10 @@ def read_signals_csv(path: Path, currency: str = "KRW") -> GridSignals:
             raise ValueError(f"{path}: column {h!r} must be finite{' and > 0' if key == 'import_limit_mw' else ''}")
         out[key] = v
     n = time.size
-    return GridSignals(time, out.get("price_per_mwh", np.zeros(n)), out.get("carbon_kg_per_mwh", np.zeros(n)),
-                       out.get("import_limit_mw"), currency)
+    return GridSignals(
+        time,
+        out.get("price_per_mwh", np.zeros(n)),
+        out.get("carbon_kg_per_mwh", np.zeros(n)),
+        out.get("import_limit_mw"),
+        currency,
+    )

@@ -9,6 +9,7 @@ import xarray as xr
 
 from twin.assembly import MW
 
+
 @dataclass
 class PlantStepResult:
     """Interval means over one plant step [W unless stated]."""
@@ -27,7 +28,6 @@ class PlantStepResult:
     tokens_per_s: float
     tokens_uncapped_per_s: float
     throttled_gpus: float
-
 
 
 # name: (units, long_name) for the campus time series, from PlantStepResult means
@@ -60,10 +60,16 @@ SAMPLES = {
     "water_use_kg_s": ("kg s-1", "evaporative make-up water"),
     "stored_heat_mj": ("MJ", "heat held in racks, pipes and loops (0 degC reference)"),
 }
-RACK = {"gpu_power_w": ("W", "mean power per GPU"), "gpu_cap_w": ("W", "GPU power cap"),
-        "die_temp_c": ("degC", "GPU die temperature (rack's representative GPU)")}
-CDU = {"tcs_supply_c": ("degC", "TCS supply temperature"), "tcs_return_c": ("degC", "TCS return at the CDU"),
-       "cdu_at_capacity": ("1", "CDU cannot hold its supply setpoint")}
+RACK = {
+    "gpu_power_w": ("W", "mean power per GPU"),
+    "gpu_cap_w": ("W", "GPU power cap"),
+    "die_temp_c": ("degC", "GPU die temperature (rack's representative GPU)"),
+}
+CDU = {
+    "tcs_supply_c": ("degC", "TCS supply temperature"),
+    "tcs_return_c": ("degC", "TCS return at the CDU"),
+    "cdu_at_capacity": ("1", "CDU cannot hold its supply setpoint"),
+}
 
 
 class Recorder:
@@ -139,8 +145,12 @@ class Recorder:
     def dataset(self) -> xr.Dataset:
         tw, f = self.twin, self.twin.f
         vars_ = {}
-        for table, dims, store in ((SERIES, ("time",), self.series), (SAMPLES, ("time",), self.samples),
-                                   (RACK, ("time", "rack"), self.rack), (CDU, ("time", "cdu"), self.cdu)):
+        for table, dims, store in (
+            (SERIES, ("time",), self.series),
+            (SAMPLES, ("time",), self.samples),
+            (RACK, ("time", "rack"), self.rack),
+            (CDU, ("time", "cdu"), self.cdu),
+        ):
             for k, (units, long_name) in table.items():
                 vars_[k] = (dims, store[k], {"units": units, "long_name": long_name})
         stored1 = tw.stored_heat_j()
@@ -148,20 +158,31 @@ class Recorder:
         elec_res = (self.grid_j - self.books_rhs_j) / self.grid_j
         coords = {
             "time": ("time", self.time, {"long_name": "end of record interval (local time)"}),
-            "rack": ("rack", np.arange(f.n_racks)), "cdu": ("cdu", np.arange(f.n_cdus)),
-            "rack_cdu": ("rack", f.rack_cdu), "rack_hall": ("rack", f.rack_hall),
-            "rack_row": ("rack", f.rack_row), "rack_slot": ("rack", f.rack_slot),
-            "rack_class": ("rack", f.rack_class), "cdu_hall": ("cdu", f.cdu_hall),
+            "rack": ("rack", np.arange(f.n_racks)),
+            "cdu": ("cdu", np.arange(f.n_cdus)),
+            "rack_cdu": ("rack", f.rack_cdu),
+            "rack_hall": ("rack", f.rack_hall),
+            "rack_row": ("rack", f.rack_row),
+            "rack_slot": ("rack", f.rack_slot),
+            "rack_class": ("rack", f.rack_class),
+            "cdu_hall": ("cdu", f.cdu_hall),
         }
         attrs = {
-            "facility": f.spec.name, "scenario": tw.scenario.name, "start": str(self.t0),
-            "step_s": tw.dt, "plant_step_s": tw.plant_dt, "record_s": tw.plant_dt * self.per_record,
-            "class_names": list(f.class_names), "hall_names": list(f.hall_names),
-            "heat_in_mwh": self.heat_in_j / 3.6e9, "heat_rejected_mwh": self.heat_out_j / 3.6e9,
+            "facility": f.spec.name,
+            "scenario": tw.scenario.name,
+            "start": str(self.t0),
+            "step_s": tw.dt,
+            "plant_step_s": tw.plant_dt,
+            "record_s": tw.plant_dt * self.per_record,
+            "class_names": list(f.class_names),
+            "hall_names": list(f.hall_names),
+            "heat_in_mwh": self.heat_in_j / 3.6e9,
+            "heat_rejected_mwh": self.heat_out_j / 3.6e9,
             "heat_stored_change_mwh": (stored1 - self.stored0_j) / 3.6e9,
-            "heat_book_residual": heat_res, "electric_book_residual": elec_res,
-            "grid_energy_mwh": self.grid_j / 3.6e9, "currency": tw.scenario.signals.currency,
+            "heat_book_residual": heat_res,
+            "electric_book_residual": elec_res,
+            "grid_energy_mwh": self.grid_j / 3.6e9,
+            "currency": tw.scenario.signals.currency,
             "Conventions": "CF-1.10",
         }
         return xr.Dataset(vars_, coords=coords, attrs=attrs)
-

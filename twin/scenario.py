@@ -72,12 +72,12 @@ class WorkloadProfile(_Strict):
         mid, half = (self.max + self.min) / 2, (self.max - self.min) / 2
         return mid + half * np.cos(2 * np.pi * (hour - self.peak_hour) / 24.0)
 
-    def power_factor(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
-        """Multiplier on busy-GPU power: 1 in compute phases, 1 - depth in communication phases."""
+    def power_factor(self, seconds: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Multiplier on busy-GPU power at ``seconds`` (epoch seconds, float, sub-second resolution):
+        1 in compute phases, ``1 - oscillation_depth`` in communication phases (a square wave)."""
         if self.oscillation_depth == 0:
-            return np.ones(np.shape(times))
-        s = np.asarray(times, "datetime64[s]").astype(np.int64).astype(float)
-        phase = np.mod(s, self.oscillation_period_s) / self.oscillation_period_s
+            return np.ones(np.shape(seconds))
+        phase = np.mod(np.asarray(seconds, float), self.oscillation_period_s) / self.oscillation_period_s
         return np.where(phase < self.oscillation_duty, 1.0, 1.0 - self.oscillation_depth)
 
 
@@ -193,14 +193,25 @@ def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: 
         raise SpecError(source, errors)
     climate = facility.spec.site.climate if spec.weather.climate == "facility" else spec.weather.climate
     weather = load_weather(climate, base_dir)
+    _ = weather.wet_bulb_c  # computed once here, not inside a timed run
     sig = spec.grid.signals
     if sig.startswith("builtin:"):
         signals = daily_signals(sig.removeprefix("builtin:"), start - np.timedelta64(1, "D"), 400)
     else:
         p = Path(sig)
         signals = read_signals_csv(p if p.is_absolute() or base_dir is None else base_dir / p, spec.grid.currency)
-    return Scenario(spec.name, start, weather, signals, dict(spec.workload), tuple(events), spec.weather.offset_k,
-                    spec.grid.import_limit_mw, spec.grid.carbon_price_per_t, spec)
+    return Scenario(
+        spec.name,
+        start,
+        weather,
+        signals,
+        dict(spec.workload),
+        tuple(events),
+        spec.weather.offset_k,
+        spec.grid.import_limit_mw,
+        spec.grid.carbon_price_per_t,
+        spec,
+    )
 
 
 def _time(text: str, key: str, errors: list) -> np.datetime64:

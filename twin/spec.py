@@ -228,7 +228,9 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
         errors.append(("halls", f"hall names must be unique, got {hall_names}"))
     for i, hall in enumerate(spec.halls):
         if hall.rack_type not in rack_types:
-            errors.append((f"halls.{i}.rack_type", f"unknown rack type {hall.rack_type!r}; known: {sorted(rack_types)}"))
+            errors.append(
+                (f"halls.{i}.rack_type", f"unknown rack type {hall.rack_type!r}; known: {sorted(rack_types)}")
+            )
         for w in hall.workloads:
             if w not in names:
                 errors.append((f"halls.{i}.workloads.{w}", f"no workload named {w!r}; defined: {names}"))
@@ -239,10 +241,16 @@ def _describe(err: dict) -> tuple[str, str]:
     """Turn one pydantic error into ``(key.path, 'rule, got value')``."""
     path = ".".join(str(p) for p in err["loc"]) or "<root>"
     ctx = err.get("ctx") or {}
-    rules = {"greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}",
-             "less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
-             "extra_forbidden": "unknown key (check the spelling)", "missing": "required key is missing"}
+    rules = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "extra_forbidden": "unknown key (check the spelling)",
+        "missing": "required key is missing",
+    }
     kind = err["type"]
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
     msg = rules[kind].format(**ctx) if kind in rules else err["msg"].removeprefix("Value error, ")
     if kind not in ("missing", "extra_forbidden") and "input" in err:
         msg += f", got {err['input']!r}"

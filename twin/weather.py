@@ -8,7 +8,8 @@ Typical-year model (hourly, local standard time):
 ``Tmean``/``A`` are the monthly mean of and half-range between daily max and min, interpolated linearly
 between mid-month days; ``Tdew`` comes from the monthly mean temperature and relative humidity (Magnus
 formula, Alduchov & Eskridge 1996: b = 17.625, c = 243.04 degC); ``a`` is a seeded AR(1) day-to-day anomaly
-whose scale is set so the 0.4 % hottest hours reach the ASHRAE 0.4 % design dry bulb. Wet bulb follows
+centred within each month (so monthly means stay the normals) and scaled so the 0.4 % hottest hours
+reach the ASHRAE 0.4 % design dry bulb. Wet bulb follows
 from dry bulb, humidity and pressure (psychrolib). Sources of the normals: ``data/climate/normals.toml``.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ class Weather:
         if self.dry_bulb_c.shape != (8760,) or self.rel_humidity.shape != (8760,):
             raise ValueError(f"weather {self.name}: need 8760 hourly values, got {self.dry_bulb_c.shape}")
 
-    @property
+    @cached_property
     def wet_bulb_c(self) -> NDArray[np.float64]:
         return _wet_bulb(self.dry_bulb_c, self.rel_humidity, self.pressure_pa)
 
@@ -78,6 +80,7 @@ def climate_normals() -> dict[str, dict]:
         return tomllib.load(f)
 
 
+@lru_cache(maxsize=8)
 def typical_year(climate: str, seed: int = 0) -> Weather:
     """Synthesize an hourly typical year for a built-in climate (``seoul``, ``ulsan``)."""
     normals = climate_normals()
@@ -100,6 +103,8 @@ def typical_year(climate: str, seed: int = 0) -> Weather:
     z[0] = rng.standard_normal()
     for i in range(1, 365):
         z[i] = AR1_PHI * z[i - 1] + np.sqrt(1 - AR1_PHI**2) * rng.standard_normal()
+    month = np.searchsorted(np.cumsum([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]), np.arange(365), side="right")
+    z -= (np.bincount(month, z, 12) / np.bincount(month, minlength=12))[month]  # monthly means stay the normals
     anomaly = np.repeat(z, 24)
     base = tmean + amp * np.cos(2 * np.pi * ((HOURS % 24) - PEAK_HOUR) / 24.0)
 

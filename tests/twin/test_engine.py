@@ -1,0 +1,133 @@
+"""The engine end to end: analytic RC response, pipe delay, convergence, energy books, hot-day chain."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+import twin
+from twin.scenario import ScenarioSpec, WorkloadProfile, build_scenario
+
+BENCH = Path(__file__).parents[1] / "data" / "one-rack.toml"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return twin.load_facility(BENCH)
+
+
+@pytest.fixture(scope="module")
+def campus():
+    return twin.load_facility("campus-100mw")
+
+
+def _winter(f, **workload):
+    spec = ScenarioSpec(start="2026-01-15T00:00:00", workload={k: WorkloadProfile(**v) for k, v in workload.items()})
+    return build_scenario(spec, f, None, "test")
+
+
+def test_single_rack_reproduces_two_node_step_response(bench):
+    """Cap step at t=0 from steady state; die temperature vs the modal solution of the 2x2 ODE (expm)."""
+    f = bench
+    sc = _winter(f)
+    ds = twin.simulate(
+        f,
+        sc,
+        duration="300s",
+        step="1s",
+        plant_step="10s",
+        record_every="10s",
+        controller=twin.FixedCap(f.tdp_w, f.min_cap_w, 0.6),
+    )
+    p0, p1 = float(f.demand_w[0]), 0.6 * float(f.tdp_w[0])
+    r1, r2, c1, c2 = (float(a[0]) for a in (f.r_die_plate_k_w, f.r_plate_coolant_k_w, f.c_die_j_k, f.c_plate_j_k))
+    a = np.array([[-1 / (r1 * c1), 1 / (r1 * c1)], [1 / (r1 * c2), -(1 / r1 + 1 / r2) / c2]])
+    theta0 = np.array([p0 * (r1 + r2), p0 * r2])  # steady state over the local coolant
+    theta_inf = np.array([p1 * (r1 + r2), p1 * r2])
+    t = (ds.time.values - np.datetime64("2026-01-15T00:00:00")).astype(float)
+    expected = np.array([theta_inf + expm(a * ti) @ (theta0 - theta_inf) for ti in t])[:, 0]
+    t_cool = float(ds.tcs_supply_c[-1, 0])  # held at setpoint; the rack rise is ~1 mK at this flow
+    die = ds.die_temp_c.values[:, 0].astype(float)
+    assert t_cool == pytest.approx(f.spec.cooling.tcs.supply_setpoint_c, abs=1e-6)
+    np.testing.assert_allclose(die - t_cool, expected, atol=5e-3)  # float32 output, 1 mK rise
+    assert theta0[0] - (die[-1] - t_cool) > 10.0  # a real transient was exercised
+
+
+def test_heat_step_reaches_plant_after_pipe_delay(campus):
+    f = campus
+    sc = _winter(f)
+    ds = twin.simulate(
+        f,
+        sc,
+        duration="240s",
+        step="1s",
+        plant_step="5s",
+        record_every="5s",
+        controller=twin.FixedCap(f.tdp_w, f.min_cap_w, 0.5),
+    )
+    tw = twin.Twin(f, sc)
+    delay_s = f.spec.cooling.facility_water.return_volume_m3 / tw.fws_v_dot
+    tcs_delay_s = f.spec.cooling.tcs.loop_volume_l * 1e-3 / float(f.tcs_v_dot_m3_s[0])
+    ret = ds.fws_return_c.values
+    t = (ds.time.values - sc.start).astype(float)
+    changed = t[np.flatnonzero(np.abs(ret - ret[0]) > 1e-6)[0]]
+    # the drop leaves the racks at once (die RC ~ seconds), crosses the TCS leg, then the facility pipe
+    assert delay_s + tcs_delay_s - 5.0 <= changed <= delay_s + tcs_delay_s + 10.0
+    assert 20.0 < delay_s < 200.0
+
+
+def test_results_converge_as_steps_shrink(bench):
+    """A 7.3 s training power oscillation varies the input inside steps: the mean die temperature
+    converges as the thermal step shrinks (errors vs a 1/32 s reference fall step by step)."""
+    f = bench
+    sc = _winter(f, training={"oscillation_depth": 0.4, "oscillation_period_s": 7.3, "oscillation_duty": 0.55})
+
+    def mean_die(step):
+        ds = twin.simulate(f, sc, duration="140s", step=step, plant_step="20s", record_every="20s")
+        return float(ds.die_temp_c[:, 0].mean())
+
+    ref = mean_die(1 / 32)
+    errs = [abs(mean_die(s) - ref) for s in (1.0, 0.25, 1 / 16)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 0.02
+    assert errs[0] > 0.05  # the coarse step really differs: the test can fail
+
+
+def test_energy_books_close(campus):
+    f = campus
+    sc = twin.load_scenario("hot-day-dr", f)
+    ds = twin.simulate(
+        f,
+        sc,
+        start="2026-08-08T15:30:00",
+        duration="30min",
+        step="1s",
+        plant_step="10s",
+        controller=twin.FixedCap(f.tdp_w, f.min_cap_w, 0.8),
+    )
+    assert abs(ds.attrs["heat_book_residual"]) < 1e-6
+    assert abs(ds.attrs["electric_book_residual"]) < 1e-6
+    # grid = IT + losses + cooling - BESS, per record
+    np.testing.assert_allclose(
+        ds.grid_import_mw, ds.it_power_mw + ds.losses_mw + ds.cooling_power_mw - ds.bess_power_mw, rtol=1e-9
+    )
+    for name, var in ds.data_vars.items():
+        assert "units" in var.attrs, name
+
+
+def test_hot_afternoon_chain_and_heatwave_throttling(campus):
+    f = campus
+    sc = twin.load_scenario("hot-day-dr", f)
+    night = twin.simulate(f, sc, start="2026-08-08T04:00:00", duration="10min", record_every="60s")
+    day = twin.simulate(f, sc, start="2026-08-08T15:00:00", duration="10min", record_every="60s")
+    assert float(day.wet_bulb_c.max()) > 27.5
+    assert float(day.fws_supply_c.mean()) >= float(night.fws_supply_c.mean())
+    assert float(day.fan_power_mw.mean()) > float(night.fan_power_mw.mean())
+    assert float(day.water_use_kg_s.mean()) > 0.0 or float(day.chiller_power_mw.mean()) > 0.0
+    assert float(day.pue.mean()) > float(night.pue.mean())
+    hot = sc.with_changes(offset_k=9.0)
+    wave = twin.simulate(f, hot, start="2026-08-08T14:00:00", duration="20min", record_every="60s")
+    assert float(wave.tcs_supply_c.max()) > f.spec.cooling.tcs.supply_setpoint_c + 1.0
+    assert float(wave.throttled_gpus.max()) > 0.0
+    assert float(wave.die_temp_c.max()) <= float(f.t_max_c.max()) + 1.0
