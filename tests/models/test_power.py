@@ -292,3 +292,14 @@ def test_bess_vectorized_limits_and_accounting():
 def test_invalid_inputs_name_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
         call()
+
+
+def test_upstream_equals_forward_above_the_psus():
+    from models.power import PowerChain
+
+    chain = PowerChain(4, 3e6, 3e3, 25e3, 10, 1.25e6, 0.008, 0.012, 0.01, 12e6, 0.01, 0.95)
+    dc = np.linspace(50e3, 120e3, 90)
+    fwd = chain.forward(dc, 1.5e6, psu_rating_w=264e3)
+    up = chain.upstream(float(np.sum(dc + fwd.psu_loss_w)), 1.5e6)
+    assert float(up.grid_w) == pytest.approx(float(fwd.grid_w), rel=1e-15)
+    assert float(up.grid_w) == pytest.approx(float(up.it_w + up.losses_w + up.mech_w), rel=1e-15)
