@@ -10,9 +10,14 @@ class ProgressBar:
     def __init__(self, label: str, width: int = 30, stream=None):
         self.label, self.width, self.stream = label, width, stream or sys.stderr
         self.t0 = time.perf_counter()
+        self._last = -1.0
 
     def __call__(self, fraction: float, note: str = "") -> None:
-        elapsed = time.perf_counter() - self.t0
+        now = time.perf_counter()
+        if fraction < 1 and now - self._last < 0.1:  # redraw at most 10 times a second
+            return
+        self._last = now
+        elapsed = now - self.t0
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
         filled = int(self.width * fraction)
         bar = "#" * filled + "." * (self.width - filled)
