@@ -17,9 +17,7 @@ from dashboard.pages import cooling, dispatch, overview, racks, studies
 from twin.live import Snapshot
 
 PAGES = (overview, cooling, racks, dispatch, studies)
-SnapshotSource = Callable[
-    ..., Snapshot | None
-]  # source(rack_history=False) -> latest snapshot or None
+SnapshotSource = Callable[..., Snapshot | None]  # source(rack_history=False) -> latest snapshot or None
 CommandSink = Callable[[Mapping[str, Any]], str]  # sink(command) -> id; ValueError when invalid
 
 
@@ -54,10 +52,7 @@ def create_app(
         update_title=None,
     )
     nav = [
-        dcc.Link(
-            p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}"
-        )
-        for p in PAGES
+        dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}") for p in PAGES
     ]
     app.layout = html.Div(
         [

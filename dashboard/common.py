@@ -22,9 +22,7 @@ def times(epoch_s: np.ndarray) -> np.ndarray:
 def waiting_figure(text: str = "waiting for the twin...") -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(
-        xaxis_visible=False, yaxis_visible=False, height=300, margin=dict(l=10, r=10, t=10, b=10)
-    )
+    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=300, margin=dict(l=10, r=10, t=10, b=10))
     return fig
 
 

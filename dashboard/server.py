@@ -21,9 +21,7 @@ def make_controller(name: str, facility, scenario):
         try:
             frac = float(name.split(":", 1)[1])
         except ValueError:
-            raise ValueError(
-                f"controller: fixed needs a fraction like fixed:0.8, got {name!r}"
-            ) from None
+            raise ValueError(f"controller: fixed needs a fraction like fixed:0.8, got {name!r}") from None
         return FixedCap(facility.tdp_w, facility.min_cap_w, frac)
     if name == "mpc":
         from optimization.mpc import MPCController
@@ -62,9 +60,7 @@ def serve(
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
     if not controller.startswith(("uncapped", "fixed:", "mpc")):
-        raise ValueError(
-            f"controller: expected uncapped, fixed:FRACTION or mpc, got {controller!r}"
-        )
+        raise ValueError(f"controller: expected uncapped, fixed:FRACTION or mpc, got {controller!r}")
     own = folder is None
     run_dir = Path(tempfile.mkdtemp(prefix="factory-twin-live-") if own else folder)
     run_dir.mkdir(parents=True, exist_ok=True)

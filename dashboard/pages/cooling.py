@@ -121,8 +121,7 @@ def schematic(snap: Snapshot) -> list[html.Div]:
                 f"fans {fmt(rej.get('fan_w', np.nan) / MW, 2)} MW, "
                 f"chiller {fmt(rej.get('chiller_w', np.nan) / MW, 2)} MW",
                 f"water {fmt(rej.get('water_kg_s', np.nan), 1)} kg/s",
-                f"ambient {fmt(m['ambient']['dry_bulb_c'], 1)} / "
-                f"{fmt(m['ambient']['wet_bulb_c'], 1)} °C db/wb",
+                f"ambient {fmt(m['ambient']['dry_bulb_c'], 1)} / {fmt(m['ambient']['wet_bulb_c'], 1)} °C db/wb",
             ],
             alarm=rej.get("mode") == 4,
         ),
@@ -137,9 +136,7 @@ def rejection_figure(snap: Snapshot) -> go.Figure:
     """Heat rejected and plant capacity [MW], dry and wet bulb [°C] on the right, last 24 h."""
     x = times(snap["hist_time"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_scatter(
-        x=x, y=snap["hist_heat_rejected_mw"], name="heat rejected", line=dict(color="#1f4e79")
-    )
+    fig.add_scatter(x=x, y=snap["hist_heat_rejected_mw"], name="heat rejected", line=dict(color="#1f4e79"))
     fig.add_scatter(
         x=x,
         y=snap["hist_rejection_capacity_mw"],
@@ -183,8 +180,7 @@ def cdu_figure(snap: Snapshot) -> go.Figure:
             name="TCS supply",
             marker=dict(color=np.where(at_cap, "#b00020", "#1f4e79"), size=5),
             customdata=np.asarray(snap["cdu_q_w"]) / MW,
-            hovertemplate="CDU %{x}<br>supply %{y:.2f} °C<br>duty %{customdata:.3f} MW"
-            "<extra></extra>",
+            hovertemplate="CDU %{x}<br>supply %{y:.2f} °C<br>duty %{customdata:.3f} MW<extra></extra>",
         )
     )
     fig.add_hline(y=snap.meta["loops"]["tcs_setpoint_c"], line_dash="dash", line_color="#999")

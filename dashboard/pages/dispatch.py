@@ -150,18 +150,14 @@ def _number(text: Any, name: str, scale: float) -> float:
     return x * scale
 
 
-def build_command(
-    button: str, values: Mapping[str, Any], workload_class: str | None = None
-) -> dict[str, Any]:
+def build_command(button: str, values: Mapping[str, Any], workload_class: str | None = None) -> dict[str, Any]:
     """The command for ``button`` from the text in the boxes; ``ValueError`` naming the field."""
     if button not in CONTROLS:
         raise ValueError(f"control: unknown button {button!r}")
     kind, fields = CONTROLS[button]
     cmd: dict[str, Any] = {"kind": kind}
     for name, (input_id, scale) in fields.items():
-        label = f"{name.removesuffix('_min').removesuffix('_mw').removesuffix('_k')}" + (
-            "_pct" if scale != 1 else ""
-        )
+        label = f"{name.removesuffix('_min').removesuffix('_mw').removesuffix('_k')}" + ("_pct" if scale != 1 else "")
         cmd[name] = _number(values.get(input_id), label, scale)
     if kind == "workload":
         cmd["workload_class"] = workload_class
@@ -181,12 +177,8 @@ def plan_figure(snap: Snapshot) -> go.Figure:
     """Import and plan history, the plan ahead, the limit and the DR targets [MW]."""
     x = times(snap["hist_time"])
     fig = go.Figure()
-    fig.add_scatter(
-        x=x, y=snap["hist_grid_import_mw"], name="import (actual)", line=dict(color="#1f4e79")
-    )
-    fig.add_scatter(
-        x=x, y=snap["hist_plan_mw"], name="plan (as issued)", line=dict(color="#2e7d32", dash="dot")
-    )
+    fig.add_scatter(x=x, y=snap["hist_grid_import_mw"], name="import (actual)", line=dict(color="#1f4e79"))
+    fig.add_scatter(x=x, y=snap["hist_plan_mw"], name="plan (as issued)", line=dict(color="#2e7d32", dash="dot"))
     if "plan_time" in snap.arrays:
         fig.add_scatter(
             x=times(snap["plan_time"]),
@@ -194,9 +186,7 @@ def plan_figure(snap: Snapshot) -> go.Figure:
             name="plan ahead",
             line=dict(color="#2e7d32", shape="hv"),
         )
-    fig.add_scatter(
-        x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash")
-    )
+    fig.add_scatter(x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash"))
     fig.add_scatter(x=x, y=snap["hist_dr_target_mw"], name="DR target", line=dict(color="#e67e22"))
     for ev in snap.meta["dr_events"]:
         t0 = np.datetime64(ev["start"], "s")

@@ -49,9 +49,7 @@ def kpis(snap: Snapshot) -> dict[str, float]:
         "it_mw": live["it_w"] / MW,
         "cooling_mw": live["cooling_w"] / MW,
         "pue": live["grid_w"] / live["it_w"],
-        "throughput": live["throughput"]
-        if "throughput" in live
-        else tok / live["tokens_uncapped_per_s"],
+        "throughput": live["throughput"] if "throughput" in live else tok / live["tokens_uncapped_per_s"],
         "tokens_per_s": tok,
         "cost_per_mtok": cost_s / tok * 1e6 if tok > 0 else math.nan,
         "carbon_t_h": now["carbon_kg_per_mwh"] * import_mw / 1000.0,
@@ -137,13 +135,9 @@ def trend_figure(snap: Snapshot) -> go.Figure:
     x = times(snap["hist_time"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_scatter(x=x, y=snap["hist_grid_import_mw"], name="import", line=dict(color="#1f4e79"))
-    fig.add_scatter(
-        x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash")
-    )
+    fig.add_scatter(x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash"))
     if np.any(np.isfinite(snap["hist_plan_mw"])):
-        fig.add_scatter(
-            x=x, y=snap["hist_plan_mw"], name="plan", line=dict(color="#2e7d32", dash="dot")
-        )
+        fig.add_scatter(x=x, y=snap["hist_plan_mw"], name="plan", line=dict(color="#2e7d32", dash="dot"))
     fig.add_scatter(
         x=x,
         y=snap["hist_price_per_mwh"],

@@ -57,19 +57,13 @@ def metric_values(snap: Snapshot, metric: str) -> NDArray[np.float64]:
     if metric == "die_temp_c":
         return np.asarray(snap["rack_die_temp_c"], float)
     if metric == "cap_pct":
-        return (
-            100.0
-            * np.asarray(snap["rack_gpu_cap_w"], float)
-            / np.asarray(snap["rack_tdp_w"], float)
-        )
+        return 100.0 * np.asarray(snap["rack_gpu_cap_w"], float) / np.asarray(snap["rack_tdp_w"], float)
     if metric == "gpu_power_w":
         return np.asarray(snap["rack_gpu_power_w"], float)
     raise ValueError(f"metric: must be one of {list(METRICS)}, got {metric!r}")
 
 
-def floor_grid(
-    snap: Snapshot, values: NDArray
-) -> tuple[NDArray, NDArray, list[str], NDArray, NDArray]:
+def floor_grid(snap: Snapshot, values: NDArray) -> tuple[NDArray, NDArray, list[str], NDArray, NDArray]:
     """Place per-rack ``values`` on a (hall, row) x slot grid.
 
     Returns ``z`` [row, slot] (NaN where no rack), ``rack`` [row, slot] (index, -1 where none),
@@ -173,9 +167,7 @@ def rack_detail(snap: Snapshot, rack: int) -> tuple[list[html.Div], go.Figure]:
     if "rack_hist_time" in snap.arrays and snap["rack_hist_time"].size:
         x = times(snap["rack_hist_time"])
         fig.add_scatter(x=x, y=snap["rack_hist_gpu_power_w"][:, rack], name="GPU power [W]")
-        fig.add_scatter(
-            x=x, y=snap["rack_hist_gpu_cap_w"][:, rack], name="cap [W]", line=dict(dash="dash")
-        )
+        fig.add_scatter(x=x, y=snap["rack_hist_gpu_cap_w"][:, rack], name="cap [W]", line=dict(dash="dash"))
         fig.add_scatter(x=x, y=snap["rack_hist_die_temp_c"][:, rack], name="die [°C]", yaxis="y2")
     fig.update_layout(
         title=f"Rack {rack}: recent history",
@@ -200,9 +192,7 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
             return waiting_figure()
         return floor_figure(snap, metric if metric in METRICS else "die_temp_c")
 
-    @app.callback(
-        Output("racks-id", "value"), Input("racks-floor", "clickData"), prevent_initial_call=True
-    )
+    @app.callback(Output("racks-id", "value"), Input("racks-floor", "clickData"), prevent_initial_call=True)
     def _click(click):
         r = rack_from_click(click)
         return no_update if r is None else str(r)
@@ -215,9 +205,9 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
     )
     def _detail(_n, value):
         if value in (None, ""):
-            return html.Div(
-                "click a rack (or type its number) for its history", className="message"
-            ), waiting_figure("no rack selected")
+            return html.Div("click a rack (or type its number) for its history", className="message"), waiting_figure(
+                "no rack selected"
+            )
         snap = source(rack_history=True)
         if snap is None:
             return no_update, waiting_figure()

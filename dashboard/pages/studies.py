@@ -28,9 +28,7 @@ def layout() -> html.Div:
             html.H2("Studies"),
             html.Div(
                 [
-                    dcc.Dropdown(
-                        id="st-file", placeholder="study result (NetCDF)", className="dropdown wide"
-                    ),
+                    dcc.Dropdown(id="st-file", placeholder="study result (NetCDF)", className="dropdown wide"),
                     html.Button("Refresh", id="st-refresh", n_clicks=0, className="btn"),
                     dcc.Dropdown(id="st-var", placeholder="variable", className="dropdown wide"),
                 ],
@@ -48,11 +46,7 @@ def list_studies(studies_dir: Path) -> list[str]:
     out = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if (
-            p.suffix.lower() in SUFFIXES
-            and p.is_file()
-            and not any(s.startswith(".") for s in rel.parts)
-        ):
+        if p.suffix.lower() in SUFFIXES and p.is_file() and not any(s.startswith(".") for s in rel.parts):
             out.append(rel.as_posix())
             if len(out) >= MAX_FILES:
                 break
@@ -92,9 +86,7 @@ def variable_figure(da: xr.DataArray) -> go.Figure:
     if da.ndim > 2:
         extra = da.dims[:-2]
         da = da.isel(dict.fromkeys(extra, 0))
-        note = " at " + ", ".join(
-            f"{d}={da.coords[d].values!s}" if d in da.coords else f"{d}[0]" for d in extra
-        )
+        note = " at " + ", ".join(f"{d}={da.coords[d].values!s}" if d in da.coords else f"{d}[0]" for d in extra)
     units = f" [{da.attrs['units']}]" if "units" in da.attrs else ""
     title = f"{da.name}{units}{note}"
     if da.dtype.kind in "OUSb":

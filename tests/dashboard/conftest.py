@@ -80,9 +80,7 @@ class StubTwin:
         self.fws_supply_c, self.fws_return_c = 30.0, 38.0
         self.fws_v_dot = 0.25
         self.ambient = (25.0, 20.0)
-        self.rejection = SimpleNamespace(
-            t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1
-        )
+        self.rejection = SimpleNamespace(t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1)
         self.bess_energy_j = 3.6e9
 
     def advance(self) -> PlantStepResult:
@@ -118,9 +116,7 @@ def snapshot(tmp_path):
     """A snapshot published by the real runner after 20 simulated minutes of the stub twin."""
     from twin.live import LiveRunner
 
-    runner = LiveRunner(
-        StubTwin(), tmp_path, speed=60.0, controller_name="uncapped", rack_history=5
-    )
+    runner = LiveRunner(StubTwin(), tmp_path, speed=60.0, controller_name="uncapped", rack_history=5)
     for _ in range(120):
         runner.step()
     return runner.snapshot()

@@ -171,9 +171,7 @@ def test_commands_change_the_scenario(stub_twin, tmp_path):
 def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
     runner = LiveRunner(stub_twin, tmp_path, record_s=60.0)
     runner.step()
-    runner.apply(
-        {"kind": "dr_event", "depth": 0.2, "duration_min": 30, "ramp_min": 10, "notice_min": 0}
-    )
+    runner.apply({"kind": "dr_event", "depth": 0.2, "duration_min": 30, "ramp_min": 10, "notice_min": 0})
     for _ in range(5):  # to 00:01:00, 50 s into the event
         runner.step()
     # depth at 50 s of a 600 s ramp = 0.2 x 50/600; baseline 8.701 MW
@@ -183,9 +181,7 @@ def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
 
 def test_bad_commands_leave_a_message_and_the_twin_running(stub_twin, tmp_path):
     runner = LiveRunner(stub_twin, tmp_path)
-    (tmp_path / COMMANDS / "0001-bad.json").write_text(
-        json.dumps({"kind": "import_limit", "import_limit_mw": -3})
-    )
+    (tmp_path / COMMANDS / "0001-bad.json").write_text(json.dumps({"kind": "import_limit", "import_limit_mw": -3}))
     (tmp_path / COMMANDS / "0002-junk.json").write_text("{not json")
     runner.poll_commands()
     assert [m["ok"] for m in runner.messages] == [False, False]

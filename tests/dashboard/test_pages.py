@@ -21,9 +21,7 @@ def _text(component) -> str:
 
 
 def _with(snap: Snapshot, meta=None, **arrays) -> Snapshot:
-    return dataclasses.replace(
-        snap, meta={**snap.meta, **(meta or {})}, arrays={**snap.arrays, **arrays}
-    )
+    return dataclasses.replace(snap, meta={**snap.meta, **(meta or {})}, arrays={**snap.arrays, **arrays})
 
 
 # ------------------------------------------------------------------ overview
@@ -89,10 +87,7 @@ def test_alarms_when_setpoints_cannot_be_held(snapshot):
         cdu_tcs_supply_c=np.array([35.0, 35.4, 36.2]),
     )
     a = cooling.alarms(snap)
-    assert a[0] == (
-        "2 CDU(s) in hall-a, hall-b cannot hold the TCS supply setpoint 35.0 °C "
-        "(warmest supply 36.20 °C)"
-    )
+    assert a[0] == ("2 CDU(s) in hall-a, hall-b cannot hold the TCS supply setpoint 35.0 °C (warmest supply 36.20 °C)")
     assert a[1] == "facility water supply 31.00 °C above setpoint 30.0 °C (plant: over capacity)"
     alarms, blocks, _, _ = cooling.update(snap)
     assert len(alarms) == 2
@@ -157,9 +152,7 @@ def test_rack_detail_history(snapshot):
     t = _text(html.Div(text))
     assert "hall-b" in t and "inference" in t and "1200 W" in t
     # last 5 records of the stub: mean GPU power over steps 67..72, ..., 115..120
-    np.testing.assert_allclose(
-        fig.data[0].y, 1000.0 + np.array([69.5, 75.5, 81.5, 87.5, 93.5]) + 24, rtol=1e-6
-    )
+    np.testing.assert_allclose(fig.data[0].y, 1000.0 + np.array([69.5, 75.5, 81.5, 87.5, 93.5]) + 24, rtol=1e-6)
 
 
 # ------------------------------------------------------------------ dispatch
@@ -251,9 +244,7 @@ def study_dir(tmp_path):
 
 def test_only_files_inside_the_studies_folder(study_dir, tmp_path_factory):
     assert studies.list_studies(study_dir) == ["runs/study.nc"]
-    assert (
-        studies.resolve_study(study_dir, "runs/study.nc") == (study_dir / "runs/study.nc").resolve()
-    )
+    assert studies.resolve_study(study_dir, "runs/study.nc") == (study_dir / "runs/study.nc").resolve()
     outside = tmp_path_factory.mktemp("elsewhere") / "x.nc"
     outside.write_bytes(b"")
     for bad, msg in [
