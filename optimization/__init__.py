@@ -1,4 +1,5 @@
-"""Power-cap dispatch: the LP (Pyomo and a matrix path to HiGHS), feasibility checks and MPC control."""
+"""Power-cap dispatch: the LP (Pyomo and a matrix path to HiGHS), feasibility checks and MPC
+control."""
 
 from optimization.dispatch import dispatch
 from optimization.mpc import MPCController

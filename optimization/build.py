@@ -1,14 +1,15 @@
 """From a facility and a scenario forecast to the LP data (:class:`optimization.problem.Problem`).
 
 Site model (linearization, documented): for every step the steady site model of :mod:`twin.design`
-(rack DC -> PSU, busway, UPS, transformer losses; cooling = pumps + heat rejection at the forecast dry/wet
-bulb + air side at its COP) is evaluated with all groups at the same position ``lam`` between their
-minimum cap (lam = 0) and the uncapped draw (lam = 1), at ``levels`` (default 0, 0.5, 1). Grid import as a
-function of campus GPU power is then replaced by the lines through consecutive points (secants). Their
-upper envelope equals the model at the points and, because losses grow with the square of the load and
-the plant works harder when hotter, lies slightly above it in between (conservative). The DR baseline is
-the model at lam = 1 (the uncapped forecast). Only the spread of GPU power across groups is ignored:
-PSU losses are a function of each rack's load, which the secants evaluate for equal positions.
+(rack DC -> PSU, busway, UPS, transformer losses; cooling = pumps + heat rejection at the forecast
+dry/wet bulb + air side at its COP) is evaluated with all groups at the same position ``lam``
+between their minimum cap (lam = 0) and the uncapped draw (lam = 1), at ``levels`` (default 0, 0.5,
+1). Grid import as a function of campus GPU power is then replaced by the lines through consecutive
+points (secants). Their upper envelope equals the model at the points and, because losses grow with
+the square of the load and the plant works harder when hotter, lies slightly above it in between
+(conservative). The DR baseline is the model at lam = 1 (the uncapped forecast). Only the spread of
+GPU power across groups is ignored: PSU losses are a function of each rack's load, which the secants
+evaluate for equal positions.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Forecast:
         return self.grid_mw[:, 0]
 
     def at_gpu_mw(self, name: str, gpu_mw: Array) -> Array:
-        """Piecewise-linear interpolation of ``it_mw``/``cooling_mw``/``grid_mw`` at GPU power [MW]."""
+        """Piecewise-linear interpolation of ``it_mw``/``cooling_mw``/``grid_mw`` at GPU power
+        [MW]."""
         return interp_rows(gpu_mw, self.gpu_mw, getattr(self, name))
 
 
@@ -70,7 +72,8 @@ def interp_rows(xq: Array, xp: Array, fp: Array) -> Array:
 
 
 def step_depth(events, times: NDArray[np.datetime64], dt_s: float, known_at=None) -> Array:
-    """Largest DR depth within each step ``[t, t + dt)`` (sampled each minute) of the known events."""
+    """Largest DR depth within each step ``[t, t + dt)`` (sampled each minute) of the known
+    events."""
     n_sub = max(1, int(np.ceil(dt_s / 60.0)))
     offs = (np.arange(n_sub) * dt_s / n_sub).astype("timedelta64[s]")
     sub = np.asarray(times, "datetime64[s]")[:, None] + offs[None, :]
@@ -135,8 +138,8 @@ def forecast(
 
 
 def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array, iterations: int = 60) -> Array:
-    """Largest liquid heat [MW] the plant rejects at the facility-water setpoint, per ambient (bisection
-    on :meth:`twin.plant.Plant.reject`, vectorized over time)."""
+    """Largest liquid heat [MW] the plant rejects at the facility-water setpoint, per ambient
+    (bisection on :meth:`twin.plant.Plant.reject`, vectorized over time)."""
     from twin.plant import build_plant
 
     plant = build_plant(f)
@@ -150,10 +153,7 @@ def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array, iterations: int = 
     lo = np.zeros_like(hi)
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        ok = (
-            np.asarray(plant.reject(t_set + mid / c, c, dry_bulb_c, wet_bulb_c).t_supply_c)
-            <= t_set + 1e-6
-        )
+        ok = np.asarray(plant.reject(t_set + mid / c, c, dry_bulb_c, wet_bulb_c).t_supply_c) <= t_set + 1e-6
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     return lo / MW
 
@@ -172,11 +172,13 @@ def build_problem(
     grid0_mw=None,
     x0=None,
     heat_cap_mw: Array | None = None,
+    hold_steps: int = 1,
 ) -> Problem:
-    """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module docstring).
+    """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module
+    docstring).
 
-    Die limit per group: steady die temperature of a busy GPU ``T_cool + P (R_dp + R_pc) <= T_max`` with
-    the coolant at the TCS setpoint plus half the rack's uncapped temperature rise.
+    Die limit per group: steady die temperature of a busy GPU ``T_cool + P (R_dp + R_pc) <= T_max``
+    with the coolant at the TCS setpoint plus half the rack's uncapped temperature rise.
     """
     T, G = fc.utilization.shape
     dt_h = dt_s / S_PER_H
@@ -212,9 +214,7 @@ def build_problem(
     carbon_cost = fc.carbon_kg_per_mwh / 1000.0 * scenario.carbon_price_per_t
     tokens = groups.gpus * u * tok
     if penalty_per_mwh is None:
-        penalty_per_mwh = default_penalty(
-            tokens, value, busy_mw * x_hi, fc.price_per_mwh + carbon_cost
-        )
+        penalty_per_mwh = default_penalty(tokens, value, busy_mw * x_hi, fc.price_per_mwh + carbon_cost)
     bess = None
     b = f.spec.grid.bess
     if b is not None:
@@ -229,10 +229,8 @@ def build_problem(
     windows = []
     for c, name in enumerate(f.class_names):
         g_idx = np.flatnonzero(groups.cls == c)
-        n_w = max(1, int(round(w[name].flex_window_h * S_PER_H / dt_s)))
-        windows += [
-            (g_idx, t0, min(t0 + n_w, T), 1.0 - w[name].flex_tier) for t0 in range(0, T, n_w)
-        ]
+        n_w = max(1, round(w[name].flex_window_h * S_PER_H / dt_s))
+        windows += [(g_idx, t0, min(t0 + n_w, T), 1.0 - w[name].flex_tier) for t0 in range(0, T, n_w)]
     ramp = None
     if smoothing_ramp_w_s is not None:
         ramp = np.full(G, float(smoothing_ramp_w_s)) * dt_s / tdp
@@ -251,9 +249,7 @@ def build_problem(
         cut_a_mw=cut_a,
         cut_b=slope,
         liquid_base_mw=liquid_base,
-        heat_cap_mw=heat_cap_mw
-        if heat_cap_mw is not None
-        else heat_capacity_mw(f, fc.dry_bulb_c, fc.wet_bulb_c),
+        heat_cap_mw=heat_cap_mw if heat_cap_mw is not None else heat_capacity_mw(f, fc.dry_bulb_c, fc.wet_bulb_c),
         import_limit_mw=fc.import_limit_mw,
         dr_cap_mw=dr_cap,
         ramp_mw_per_step=f.spec.grid.ramp_limit_mw_per_min * dt_s / 60.0,
@@ -266,17 +262,15 @@ def build_problem(
         flex_windows=windows,
         soft=frozenset(soft),
         penalty_per_mwh=penalty_per_mwh,
+        hold_steps=hold_steps,
     )
 
 
-def default_penalty(
-    tokens_per_s: Array, value_per_token: Array, busy_mw: Array, energy_cost_per_mwh: Array
-) -> float:
-    """Soft-limit price [currency/MWh]: ten times the most a MWh earns in the plan (token value of the
-    busiest group per MWh of its GPU power, plus the highest energy and carbon cost), so that a slack is
-    taken only when the hard limit cannot hold. The factor ten is a modelling choice, not a measurement."""
+def default_penalty(tokens_per_s: Array, value_per_token: Array, busy_mw: Array, energy_cost_per_mwh: Array) -> float:
+    """Soft-limit price [currency/MWh]: ten times the most a MWh earns in the plan (token value of
+    the busiest group per MWh of its GPU power, plus the highest energy and carbon cost), so that a
+    slack is taken only when the hard limit cannot hold. The factor ten is a modelling choice, not a
+    measurement."""
     with np.errstate(divide="ignore", invalid="ignore"):
         per_mwh = np.where(busy_mw > 0, tokens_per_s * value_per_token * S_PER_H / busy_mw, 0.0)
-    return 10.0 * float(
-        np.max(per_mwh, initial=0.0) + np.max(np.abs(energy_cost_per_mwh), initial=0.0)
-    )
+    return 10.0 * float(np.max(per_mwh, initial=0.0) + np.max(np.abs(energy_cost_per_mwh), initial=0.0))

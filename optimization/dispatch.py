@@ -1,4 +1,5 @@
-"""``dispatch``: GPU caps and BESS power over a horizon, as an xarray Dataset (MW/MWh/W at this edge)."""
+"""``dispatch``: GPU caps and BESS power over a horizon, as an xarray Dataset (MW/MWh/W at this
+edge)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def plan_times(scenario, start, horizon, step) -> tuple[NDArray[np.datetime64], 
     if abs(n - round(n)) > 1e-9 or round(n) < 1:
         raise ValueError(f"horizon: {horizon_s:g} s must be a whole multiple of step {step_s:g} s")
     t0 = np.datetime64(start if start is not None else scenario.start, "s")
-    return t0 + (np.arange(int(round(n))) * step_s).astype("timedelta64[s]"), step_s, horizon_s
+    return t0 + (np.arange(round(n)) * step_s).astype("timedelta64[s]"), step_s, horizon_s
 
 
 def dispatch(
@@ -49,7 +50,8 @@ def dispatch(
     smoothing_ramp_w_s: float | None = None,
     known_at=None,
 ) -> xr.Dataset:
-    """Optimal GPU caps per group and BESS power over ``horizon`` from ``start`` (default: scenario start).
+    """Optimal GPU caps per group and BESS power over ``horizon`` from ``start`` (default: scenario
+    start).
 
     Parameters
     ----------
@@ -62,17 +64,19 @@ def dispatch(
     extra_constraints : ``f(model, problem)`` adding Pyomo components before the solve.
     initial : ``twin.controllers.TwinState`` (or an object with ``grid_import_w`` and per-rack
         ``gpu_cap_w``): the first step ramps from it.
-    penalty_per_mwh : price of soft slacks [currency/MWh]; default in :func:`optimization.build.default_penalty`.
+    penalty_per_mwh : price of soft slacks [currency/MWh]; default in
+    :func:`optimization.build.default_penalty`.
     smoothing_floor_w, smoothing_ramp_w_s : per-GPU power-smoothing floor [W] and ramp [W/s].
     known_at : include only DR events announced by this time (default: all events of the scenario).
 
     Returns
     -------
-    xarray.Dataset with ``gpu_cap_w(time, group)`` and per-step ``grid_import_mw``, ``import_limit_mw``,
-    ``it_power_mw``, ``cooling_power_mw``, ``throughput``, ``tokens_per_s``, ``bess_power_mw``,
-    ``bess_soc_mwh``, ``price``...; attributes ``status`` (``"optimal"`` or why not), ``objective``,
-    ``build_seconds``, ``solve_seconds``, ``conflicts``, ``violations``. When hard limits conflict
-    before the solve, or the solve finds no solution, the variables are NaN and ``status`` says why.
+    xarray.Dataset with ``gpu_cap_w(time, group)`` and per-step ``grid_import_mw``,
+    ``import_limit_mw``, ``it_power_mw``, ``cooling_power_mw``, ``throughput``, ``tokens_per_s``,
+    ``bess_power_mw``, ``bess_soc_mwh``, ``price``...; attributes ``status`` (``"optimal"`` or why
+    not), ``objective``, ``build_seconds``, ``solve_seconds``, ``conflicts``, ``violations``. When
+    hard limits conflict before the solve, or the solve finds no solution, the variables are NaN and
+    ``status`` says why.
     """
     f = facility
     times, step_s, horizon_s = plan_times(scenario, start, horizon, step)
@@ -85,23 +89,50 @@ def dispatch(
     )
     groups = make_groups(f, grouping)
     return plan_horizon(
-        f, scenario, groups, times, step_s, soft=soft, solver=solver, time_limit=time_limit,
-        threads=threads, backend=backend, extra_constraints=extra_constraints, initial=initial,
-        penalty_per_mwh=penalty_per_mwh, smoothing_floor_w=smoothing_floor_w,
-        smoothing_ramp_w_s=smoothing_ramp_w_s, known_at=known_at,
+        f,
+        scenario,
+        groups,
+        times,
+        step_s,
+        soft=soft,
+        solver=solver,
+        time_limit=time_limit,
+        threads=threads,
+        backend=backend,
+        extra_constraints=extra_constraints,
+        initial=initial,
+        penalty_per_mwh=penalty_per_mwh,
+        smoothing_floor_w=smoothing_floor_w,
+        smoothing_ramp_w_s=smoothing_ramp_w_s,
+        known_at=known_at,
     )
 
 
 def plan_horizon(
-    f, scenario, groups: Groups, times: NDArray[np.datetime64], step_s: float, *, soft=(),
-    solver="simplex", time_limit=300.0, threads=1, backend="auto", extra_constraints=None,
-    initial=None, penalty_per_mwh=None, smoothing_floor_w=None, smoothing_ramp_w_s=None,
-    known_at=None, bias_mw: float = 0.0,
+    f,
+    scenario,
+    groups: Groups,
+    times: NDArray[np.datetime64],
+    step_s: float,
+    *,
+    soft=(),
+    solver="simplex",
+    time_limit=300.0,
+    threads=1,
+    backend="auto",
+    extra_constraints=None,
+    initial=None,
+    penalty_per_mwh=None,
+    smoothing_floor_w=None,
+    smoothing_ramp_w_s=None,
+    known_at=None,
+    bias_mw: float = 0.0,
+    hold_steps: int = 1,
 ) -> xr.Dataset:
     """Forecast, build, pre-check and solve over ``times`` (no request validation; used by the MPC).
 
-    ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import offset);
-    it shifts the cuts, the floor and the DR baseline alike.
+    ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import
+    offset); it shifts the cuts, the floor and the DR baseline alike.
     """
     t0 = _time.perf_counter()
     fc = forecast(f, scenario, groups, times, step_s, known_at=known_at)
@@ -109,25 +140,48 @@ def plan_horizon(
         fc = replace(fc, grid_mw=fc.grid_mw + bias_mw)
     grid0, x0 = initial_state(initial, groups)
     p = build_problem(
-        f, scenario, groups, fc, step_s, soft=soft, penalty_per_mwh=penalty_per_mwh,
-        smoothing_floor_w=smoothing_floor_w, smoothing_ramp_w_s=smoothing_ramp_w_s,
-        grid0_mw=grid0, x0=x0,
+        f,
+        scenario,
+        groups,
+        fc,
+        step_s,
+        soft=soft,
+        penalty_per_mwh=penalty_per_mwh,
+        smoothing_floor_w=smoothing_floor_w,
+        smoothing_ramp_w_s=smoothing_ramp_w_s,
+        grid0_mw=grid0,
+        x0=x0,
+        hold_steps=hold_steps,
     )
     prep_s = _time.perf_counter() - t0
     conflicts = check(p, times, p.bess.p_max_mw if p.bess else 0.0)
     attrs = {
-        "facility": f.spec.name, "scenario": scenario.name, "solver": solver,
+        "facility": f.spec.name,
+        "scenario": scenario.name,
+        "solver": solver,
         "grouping": "cdu" if groups.names[0].split("@")[1].startswith("cdu-") else "hall",
-        "step_s": step_s, "currency": scenario.signals.currency, "prepare_seconds": prep_s,
+        "step_s": step_s,
+        "currency": scenario.signals.currency,
+        "prepare_seconds": prep_s,
         "conflicts": "; ".join(map(str, conflicts)),
     }
     if conflicts:
-        failed = {"status": "infeasible (hard limits below the floor)", "objective": np.nan,
-                  "build_seconds": 0.0, "solve_seconds": 0.0, "backend": "none"}
+        failed = {
+            "status": "infeasible (hard limits below the floor)",
+            "objective": np.nan,
+            "build_seconds": 0.0,
+            "solve_seconds": 0.0,
+            "backend": "none",
+        }
         return plan_dataset(p, fc, groups, None, attrs | failed)
     res, values, build_s, used = solve_problem(p, backend, solver, time_limit, threads, extra_constraints)
-    attrs |= {"status": res.status, "objective": res.objective, "build_seconds": build_s,
-              "solve_seconds": res.solve_seconds, "backend": used}
+    attrs |= {
+        "status": res.status,
+        "objective": res.objective,
+        "build_seconds": build_s,
+        "solve_seconds": res.solve_seconds,
+        "backend": used,
+    }
     return plan_dataset(p, fc, groups, values, attrs)
 
 
@@ -137,15 +191,11 @@ def initial_state(initial, groups: Groups) -> tuple[float | None, Array | None]:
         return None, None
     grid_w = float(initial.grid_import_w)
     cap = np.asarray(initial.gpu_cap_w, float)
-    x0 = np.minimum(
-        np.bincount(groups.rack_group, cap) / np.bincount(groups.rack_group), groups.demand_w
-    )
+    x0 = np.minimum(np.bincount(groups.rack_group, cap) / np.bincount(groups.rack_group), groups.demand_w)
     return (grid_w / 1e6 if np.isfinite(grid_w) else None), x0 / groups.tdp_w
 
 
-def plan_dataset(
-    p: Problem, fc: Forecast, groups: Groups, values: dict[str, Array] | None, attrs: dict
-) -> xr.Dataset:
+def plan_dataset(p: Problem, fc: Forecast, groups: Groups, values: dict[str, Array] | None, attrs: dict) -> xr.Dataset:
     """The plan as a Dataset; all variables NaN when ``values`` is None (no solution)."""
     T, G = p.busy_mw.shape
     if values is None:

@@ -1,10 +1,11 @@
-"""Before the solve: reject nonsense inputs and find hard limits that cannot hold; after: report slacks.
+"""Before the solve: reject nonsense inputs and find hard limits that cannot hold; after: report
+slacks.
 
-The floor of a step is the import with every group at its lowest allowed cap (minimum cap or smoothing
-floor) plus idle GPUs, non-GPU load, cooling and chain losses, less the BESS at full discharge. A hard
-limit below the floor cannot hold whatever the caps; the check names the limit, when, and by how much.
-Ramp and flex-tier conflicts depend on the whole trajectory and are left to the solver (its status then
-reads infeasible; making them soft turns them into reported violations).
+The floor of a step is the import with every group at its lowest allowed cap (minimum cap or
+smoothing floor) plus idle GPUs, non-GPU load, cooling and chain losses, less the BESS at full
+discharge. A hard limit below the floor cannot hold whatever the caps; the check names the limit,
+when, and by how much. Ramp and flex-tier conflicts depend on the whole trajectory and are left to
+the solver (its status then reads infeasible; making them soft turns them into reported violations).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Conflict:
-    """A limit exceeded at ``n_steps`` steps from ``first`` to ``last``, by up to ``worst`` (``unit``)."""
+    """A limit exceeded at ``n_steps`` steps from ``first`` to ``last``, by up to ``worst``
+    (``unit``)."""
 
     limit: str
     first: np.datetime64
@@ -42,21 +44,18 @@ class Conflict:
 def validate_request(
     scenario, times: NDArray[np.datetime64], horizon_s: float, step_s: float, import_limit_mw: Array
 ) -> None:
-    """Reject nonsense: a step longer than the horizon, non-positive import limits, a DR event longer than
-    the horizon, signals or weather that do not cover it. Messages name the argument."""
+    """Reject nonsense: a step longer than the horizon, non-positive import limits, a DR event
+    longer than the horizon, signals or weather that do not cover it. Messages name the argument."""
     if step_s > horizon_s:
         raise ValueError(f"step: {step_s:g} s is longer than the horizon {horizon_s:g} s")
     lim = np.asarray(import_limit_mw, float)
     if np.any(~np.isfinite(lim)) or np.any(lim <= 0):
-        raise ValueError(
-            f"import_limit_mw: must be finite and > 0 over the horizon, got {lim[~(lim > 0)][:1]}"
-        )
-    t0, t1 = times[0], times[-1] + np.timedelta64(int(round(step_s)), "s")
+        raise ValueError(f"import_limit_mw: must be finite and > 0 over the horizon, got {lim[~(lim > 0)][:1]}")
+    t0, t1 = times[0], times[-1] + np.timedelta64(round(step_s), "s")
     for i, ev in enumerate(scenario.dr_events):
         if ev.start < t1 and ev.end > t0 and ev.duration_s > horizon_s:
             raise ValueError(
-                f"dr_events.{i}: event of {ev.duration_s / 3600:g} h is longer than the horizon "
-                f"{horizon_s / 3600:g} h"
+                f"dr_events.{i}: event of {ev.duration_s / 3600:g} h is longer than the horizon {horizon_s / 3600:g} h"
             )
     sig = scenario.signals
     if times[0] < sig.time[0] or t1 > sig.time[-1] + sig.step:
@@ -66,10 +65,9 @@ def validate_request(
         )
 
 
-def check(
-    p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 0.0
-) -> list[Conflict]:
-    """Hard limits (not in ``p.soft``) that the floor already violates, one :class:`Conflict` each."""
+def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 0.0) -> list[Conflict]:
+    """Hard limits (not in ``p.soft``) that the floor already violates, one :class:`Conflict`
+    each."""
     x_lo = np.broadcast_to(p.x_lo, p.busy_mw.shape)
     floor = p.site_mw(x_lo) - bess_discharge_mw
     out: list[Conflict] = []
@@ -98,9 +96,7 @@ def check(
     return out
 
 
-def violations(
-    p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]
-) -> list[Conflict]:
+def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]) -> list[Conflict]:
     """Soft limits that the plan exceeds (slack > 0), from the solved slack variables."""
     idx = {
         "import_limit": np.flatnonzero(np.isfinite(p.import_limit_mw)),
@@ -134,9 +130,5 @@ def violations(
         if bad.size:
             t = times[idx[name][bad]]
             unit = "x TDP" if name == "die" else "MW"
-            out.append(
-                Conflict(
-                    name, t.min(), t.max(), np.unique(t).size, float(s[bad].max()), unit, "soft"
-                )
-            )
+            out.append(Conflict(name, t.min(), t.max(), np.unique(t).size, float(s[bad].max()), unit, "soft"))
     return out

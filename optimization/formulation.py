@@ -1,15 +1,16 @@
 """The dispatch LP in Pyomo: the readable reference formulation, one function per constraint family.
 
 Sets: steps ``t`` (length ``dt`` h), groups ``g``, throughput segments ``k``, power cuts ``c``.
-Variables: ``x[t, g]`` busy power per GPU as a fraction of TDP (the cap), ``y[t, g]`` throughput share,
-``grid[t]`` import [MW], optional ``ch[t]``, ``dis[t]`` [MW] and ``soc[t]`` [MWh] of the BESS, and
-non-negative slacks ``s_*`` only for limits declared soft. Data: :class:`optimization.problem.Problem`.
-The same LP is assembled as a matrix in :mod:`optimization.matrix`.
+Variables: ``x[t, g]`` busy power per GPU as a fraction of TDP (the cap), ``y[t, g]`` throughput
+share, ``grid[t]`` import [MW], optional ``ch[t]``, ``dis[t]`` [MW] and ``soc[t]`` [MWh] of the
+BESS, and non-negative slacks ``s_*`` only for limits declared soft. Data:
+:class:`optimization.problem.Problem`. The same LP is assembled as a matrix in
+:mod:`optimization.matrix`.
 
-Users add their own constraints through ``extra_constraints(model, problem)``, called after every family
-below and before the solve; it may add any Pyomo component to ``model`` (e.g.
-``model.my_cap = pyo.Constraint(model.T, rule=lambda m, t: m.grid[t] <= 90.0)``). The hook forces the
-Pyomo backend.
+Users add their own constraints through ``extra_constraints(model, problem)``, called after every
+family below and before the solve; it may add any Pyomo component to ``model``, e.g.
+``model.my_cap = pyo.Constraint(model.T, rule=lambda m, t: m.grid[t] <= 90.0)``. The hook forces
+the Pyomo backend.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ S_PER_H = 3600.0
 
 
 def build_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.ConcreteModel:
-    """Build the full model: variables, every constraint family, the objective, then the user hook."""
+    """Build the full model: variables, every constraint family, the objective, then the user
+    hook."""
     m = pyo.ConcreteModel("dispatch")
     T, G = p.busy_mw.shape
     m.T, m.G = pyo.RangeSet(0, T - 1), pyo.RangeSet(0, G - 1)
@@ -44,6 +46,7 @@ def build_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     die_temperature(m, p)
     smoothing(m, p)
     flex_tiers(m, p)
+    hold(m, p)
     objective(m, p)
     if extra_constraints is not None:
         extra_constraints(m, p)
@@ -63,15 +66,17 @@ def _slack(m: pyo.ConcreteModel, p: Problem, name: str, index, weight) -> pyo.Va
 def cap_bounds(m: pyo.ConcreteModel, p: Problem) -> None:
     r"""Cap bounds: :math:`x_{lo,g} \le x_{t,g} \le \min(x_{hi,g}, x^{die}_{t,g})`.
 
-    ``x_lo`` is the larger of the minimum cap and the power-smoothing floor, ``x_hi`` the uncapped busy
-    draw (a cap above it changes nothing); the die limit folds into the upper bound unless it is soft.
+    ``x_lo`` is the larger of the minimum cap and the power-smoothing floor, ``x_hi`` the uncapped
+    busy draw (a cap above it changes nothing); the die limit folds into the upper bound unless it
+    is soft.
     """
     hi = p.x_upper()
     m.x = pyo.Var(m.T, m.G, bounds=lambda _, t, g: (float(p.x_lo[g]), float(hi[t, g])))
 
 
 def throughput(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Hypograph of the concave throughput curve: :math:`y_{t,g} \le a_{g,k} + b_{g,k} x_{t,g}\ \forall k`.
+    r"""Hypograph of the concave throughput curve, for every segment k:
+    :math:`y_{t,g} \le a_{g,k} + b_{g,k} x_{t,g}`.
 
     Exact without binaries because the objective rewards ``y`` and the curve is concave.
     """
@@ -79,22 +84,19 @@ def throughput(m: pyo.ConcreteModel, p: Problem) -> None:
         m.T,
         m.G,
         m.K,
-        rule=lambda m, t, g, k: (
-            m.y[t, g] - float(p.seg_b[g, k]) * m.x[t, g] <= float(p.seg_a[g, k])
-        ),
+        rule=lambda m, t, g, k: m.y[t, g] - float(p.seg_b[g, k]) * m.x[t, g] <= float(p.seg_a[g, k]),
     )
 
 
 def power_chain(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Grid import above every cut of the site model:
-    :math:`grid_t \ge \alpha_{t,c} + \beta_{t,c} P^{gpu}_t - dis_t + ch_t`, with
-    :math:`P^{gpu}_t = P^{idle}_t + \sum_g B_{t,g} x_{t,g}` [MW].
+    r"""Grid import above every cut of the site model: :math:`grid_t \ge \alpha_{t,c} + \beta_{t,c}
+    P^{gpu}_t - dis_t + ch_t`, with :math:`P^{gpu}_t = P^{idle}_t + \sum_g B_{t,g} x_{t,g}` [MW].
 
     The cuts are lines through points of the steady site model (IT + chain losses + cooling at the
     forecast ambient); the import is exact at the points and conservative between them when the site
-    load is convex in GPU power. It is tight at the optimum whenever import is priced (price + carbon
-    > 0) or a limit on import binds; otherwise the import may sit above the envelope (report it from
-    :meth:`Problem.site_mw`).
+    load is convex in GPU power. It is tight at the optimum whenever import is priced (price +
+    carbon > 0) or a limit on import binds; otherwise the import may sit above the envelope (report
+    it from :meth:`Problem.site_mw`).
     """
     bess = hasattr(m, "soc")
 
@@ -107,7 +109,8 @@ def power_chain(m: pyo.ConcreteModel, p: Problem) -> None:
 
 
 def import_limit(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Import limit: :math:`grid_t - s_t \le L_t` where :math:`L_t` is finite (``s`` only when soft)."""
+    r"""Import limit: :math:`grid_t - s_t \le L_t` where :math:`L_t` is finite (``s`` only when
+    soft)."""
     idx = [int(t) for t in np.flatnonzero(np.isfinite(p.import_limit_mw))]
     s = _slack(m, p, "import_limit", idx, 1.0)
     m.import_limit = pyo.Constraint(
@@ -117,10 +120,11 @@ def import_limit(m: pyo.ConcreteModel, p: Problem) -> None:
 
 
 def import_ramp(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Import ramp both ways: :math:`|grid_t - grid_{t-1}| \le R\,\Delta t + s_t` (``grid_{-1}`` = initial).
+    r"""Import ramp both ways: :math:`|grid_t - grid_{t-1}| \le R\,\Delta t + s_t` (``grid_{-1}`` =
+    initial).
 
-    ``R`` [MW/min] x step length is ``ramp_mw_per_step``; it also holds around DR events, so the site
-    starts shedding before an event when the drop is deeper than one ramp allows.
+    ``R`` [MW/min] x step length is ``ramp_mw_per_step``; it also holds around DR events, so the
+    site starts shedding before an event when the drop is deeper than one ramp allows.
     """
     first = 0 if p.grid0_mw is not None else 1
     idx = list(range(first, p.n_steps))
@@ -142,14 +146,12 @@ def import_ramp(m: pyo.ConcreteModel, p: Problem) -> None:
 def dr_events(m: pyo.ConcreteModel, p: Problem) -> None:
     r"""Demand response: :math:`grid_t - s_t \le (1 - d_t)\,\bar P_t` during events.
 
-    ``d_t`` is the event depth ramped in over the event's ramp time, :math:`\bar P_t` the baseline (the
-    uncapped forecast import); both are folded into ``dr_cap_mw`` (infinite outside events).
+    ``d_t`` is the event depth ramped in over the event's ramp time, :math:`\bar P_t` the baseline
+    (the uncapped forecast import); both are folded into ``dr_cap_mw`` (infinite outside events).
     """
     idx = [int(t) for t in np.flatnonzero(np.isfinite(p.dr_cap_mw))]
     s = _slack(m, p, "dr", idx, 1.0)
-    m.dr = pyo.Constraint(
-        idx, rule=lambda m, t: m.grid[t] - (s[t] if s is not None else 0) <= float(p.dr_cap_mw[t])
-    )
+    m.dr = pyo.Constraint(idx, rule=lambda m, t: m.grid[t] - (s[t] if s is not None else 0) <= float(p.dr_cap_mw[t]))
 
 
 def heat_rejection(m: pyo.ConcreteModel, p: Problem) -> None:
@@ -173,22 +175,20 @@ def die_temperature(m: pyo.ConcreteModel, p: Problem) -> None:
     r"""Die temperature, steady: :math:`T_{cool} + x\,P_{tdp}(R_{dp} + R_{pc}) \le T_{max}`, i.e.
     :math:`x_{t,g} \le x^{die}_{t,g}`.
 
-    Hard: folded into the bound of ``x`` (see :func:`cap_bounds`). Soft: rows with a slack weighted by
-    the busy MW of the group.
+    Hard: folded into the bound of ``x`` (see :func:`cap_bounds`). Soft: rows with a slack weighted
+    by the busy MW of the group.
     """
     rows = [(int(t), int(g)) for t, g in zip(*np.nonzero(p.die_rows()), strict=True)]
     if not rows:
         return
     m.die_idx = pyo.Set(initialize=rows, dimen=2)
     s = _slack(m, p, "die", m.die_idx, {tg: float(p.busy_mw[tg]) for tg in rows})
-    m.die = pyo.Constraint(
-        m.die_idx, rule=lambda m, t, g: m.x[t, g] - s[t, g] <= float(p.x_die_max[t, g])
-    )
+    m.die = pyo.Constraint(m.die_idx, rule=lambda m, t, g: m.x[t, g] - s[t, g] <= float(p.x_die_max[t, g]))
 
 
 def smoothing(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Per-GPU power smoothing ramp: :math:`|x_{t,g} - x_{t-1,g}| \le r_g` with
-    :math:`r_g = \rho_g\,\Delta t / P_{tdp,g}` (``rho`` in W/s); the floor is part of ``x_lo``."""
+    r"""Per-GPU power smoothing ramp: :math:`|x_{t,g} - x_{t-1,g}| \le r_g` with :math:`r_g =
+    \rho_g\,\Delta t / P_{tdp,g}` (``rho`` in W/s); the floor is part of ``x_lo``."""
     if p.x_ramp_per_step is None:
         return
     r = p.x_ramp_per_step
@@ -197,15 +197,13 @@ def smoothing(m: pyo.ConcreteModel, p: Problem) -> None:
         prev = m.x[t - 1, g] if t > 0 else float(p.x0[g])
         return pyo.inequality(-float(r[g]), m.x[t, g] - prev, float(r[g]))
 
-    idx = [
-        (t, g) for t in range(0 if p.x0 is not None else 1, p.n_steps) for g in range(p.n_groups)
-    ]
+    idx = [(t, g) for t in range(0 if p.x0 is not None else 1, p.n_steps) for g in range(p.n_groups)]
     m.smoothing = pyo.Constraint(idx, rule=rule)
 
 
 def bess(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""BESS: :math:`e_t = e_{t-1} + (\eta_c ch_t - dis_t / \eta_d)\,\Delta t`, :math:`e_{-1} = e_0`,
-    :math:`e_{min} \le e_t \le e_{max}`, :math:`0 \le ch_t, dis_t \le P_{max}`, and
+    r"""BESS: :math:`e_t = e_{t-1} + (\eta_c ch_t - dis_t / \eta_d)\,\Delta t`, :math:`e_{-1} =
+    e_0`, :math:`e_{min} \le e_t \le e_{max}`, :math:`0 \le ch_t, dis_t \le P_{max}`, and
     :math:`e_{T-1} \ge e_0` (the plan may not end with less energy than it started with).
 
     Simultaneous charge and discharge is not excluded; it only wastes energy, which the LP avoids
@@ -230,9 +228,9 @@ def bess(m: pyo.ConcreteModel, p: Problem) -> None:
 
 
 def flex_tiers(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Flex tiers: over each window :math:`W` of a class,
-    :math:`\sum_{t,g \in W} N_{t,g}\,y_{t,g} \ge (1 - \tau) \sum_{t,g \in W} N_{t,g}\,y^{unc}_g` with
-    :math:`N` the token rate at full throughput; written with weights normalized by the right side.
+    r"""Flex tiers: over each window :math:`W` of a class, :math:`\sum_{t,g \in W} N_{t,g}\,y_{t,g}
+    \ge (1 - \tau) \sum_{t,g \in W} N_{t,g}\,y^{unc}_g` with :math:`N` the token rate at full
+    throughput; written with weights normalized by the right side.
     """
     windows = p.flex_coefficients()
     idx = list(range(len(windows)))
@@ -246,25 +244,29 @@ def flex_tiers(m: pyo.ConcreteModel, p: Problem) -> None:
     m.flex = pyo.Constraint(idx, rule=rule)
 
 
+def hold(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Held command: :math:`x_{t,g} = x_{0,g}` and :math:`dis_t - ch_t = dis_0 - ch_0` for
+    :math:`t <` ``hold_steps`` (the MPC applies one command until its next re-plan)."""
+    if p.hold_steps <= 1:
+        return
+    idx = [(t, g) for t in range(1, p.hold_steps) for g in range(p.n_groups)]
+    m.hold = pyo.Constraint(idx, rule=lambda m, t, g: m.x[t, g] == m.x[0, g])
+    if p.bess is not None:
+        m.hold_bess = pyo.Constraint(range(1, p.hold_steps), rule=lambda m, t: m.dis[t] - m.ch[t] == m.dis[0] - m.ch[0])
+
+
 def objective(m: pyo.ConcreteModel, p: Problem) -> None:
-    r"""Maximize :math:`\sum_t [\sum_g v_g N_{t,g} y_{t,g} \Delta t_s - (\pi_t + \kappa_t)\,grid_t\,\Delta t_h]
+    r"""Maximize :math:`\sum_t [\sum_g v_g N_{t,g} y_{t,g} \Delta t_s - (\pi_t +
+    \kappa_t)\,grid_t\,\Delta t_h]
     - \sum \text{penalty}\cdot s\,\Delta t_h`.
 
     ``v`` value per token, ``pi`` energy price and ``kappa`` carbon cost per MWh (carbon intensity x
     carbon price); slacks in MW (die: x busy MW; flex: x the window's uncapped energy / dt).
     """
     dt_s = p.dt_h * S_PER_H
-    value = sum(
-        float(p.value_per_token[g] * p.tokens_per_s[t, g] * dt_s) * m.y[t, g]
-        for t in m.T
-        for g in m.G
-    )
-    cost = sum(
-        float((p.price_per_mwh[t] + p.carbon_cost_per_mwh[t]) * p.dt_h) * m.grid[t] for t in m.T
-    )
+    value = sum(float(p.value_per_token[g] * p.tokens_per_s[t, g] * dt_s) * m.y[t, g] for t in m.T for g in m.G)
+    cost = sum(float((p.price_per_mwh[t] + p.carbon_cost_per_mwh[t]) * p.dt_h) * m.grid[t] for t in m.T)
     pen = 0
     for s, w in m.penalty:
-        pen += (
-            sum((w[i] if isinstance(w, dict) else w) * s[i] for i in s) * p.penalty_per_mwh * p.dt_h
-        )
+        pen += sum((w[i] if isinstance(w, dict) else w) * s[i] for i in s) * p.penalty_per_mwh * p.dt_h
     m.objective = pyo.Objective(expr=value - cost - pen, sense=pyo.maximize)

@@ -1,8 +1,8 @@
 """Racks -> dispatch groups (workload class x hall or class x CDU) and group caps -> rack caps.
 
 Racks in a group share a rack type (a hall has one type, a CDU one class), hence the same TDP, idle,
-minimum cap, curve and thermal resistance. For identical concave throughput curves under a shared limit
-an equal cap inside a group is optimal, so the LP needs one cap per group, not per rack.
+minimum cap, curve and thermal resistance. For identical concave throughput curves under a shared
+limit an equal cap inside a group is optimal, so the LP needs one cap per group, not per rack.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ PER_GPU = ("tdp_w", "idle_w", "min_cap_w", "demand_w", "t_max_c")
 
 @dataclass(frozen=True)
 class Groups:
-    """Group index of every rack and per-group data (per-GPU values are shared by the group's racks)."""
+    """Group index of every rack and per-group data (per-GPU values are shared by the group's
+    racks)."""
 
     rack_group: IntArray
     cls: IntArray
@@ -43,7 +44,8 @@ class Groups:
 
 
 def make_groups(f, grouping: str = "hall") -> Groups:
-    """Group the racks of facility ``f`` by workload class and ``grouping`` (``"hall"`` or ``"cdu"``).
+    """Group the racks of facility ``f`` by workload class and ``grouping`` (``"hall"`` or
+    ``"cdu"``).
 
     ``c_rack_w_k`` is the coolant heat-capacity rate of one rack [W/K] (``rack_m_dot_kg_s`` x c_p at
     the TCS setpoint); ``r_total_k_w`` the die-to-coolant resistance [K/W].
@@ -79,7 +81,8 @@ def make_groups(f, grouping: str = "hall") -> Groups:
 def disaggregate(
     groups: Groups, cap_w: Array, rack_min_w: Array | None = None, rack_max_w: Array | None = None
 ) -> Array:
-    """Per-rack cap [W per GPU] from group caps ``cap_w`` [..., group]: every rack takes its group's cap.
+    """Per-rack cap [W per GPU] from group caps ``cap_w`` [..., group]: every rack takes its group's
+    cap.
 
     Optional per-rack bounds clip the result (the twin clips to ``[min_cap_w, tdp_w]`` anyway).
     """
@@ -95,6 +98,4 @@ def aggregate(groups: Groups, rack_values: Array, weights: Array | None = None) 
     if weights is None:
         return np.bincount(groups.rack_group, v, groups.n)
     w = np.asarray(weights, float)
-    return np.bincount(groups.rack_group, v * w, groups.n) / np.bincount(
-        groups.rack_group, w, groups.n
-    )
+    return np.bincount(groups.rack_group, v * w, groups.n) / np.bincount(groups.rack_group, w, groups.n)

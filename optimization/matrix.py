@@ -1,10 +1,11 @@
-"""The dispatch LP assembled directly as a scipy CSR matrix (the fast path to HiGHS at gigawatt scale).
+"""The dispatch LP assembled directly as a scipy CSR matrix (the fast path to HiGHS at gigawatt
+scale).
 
-Same rows, columns and objective as :mod:`optimization.formulation` (see its docstrings for the math);
-``tests/optimization/test_dispatch_backends.py`` checks both give the same objective. Every family is
-built as whole numpy index arrays: no Python loop over steps or groups. The LP is written as
-``min c @ v`` subject to ``row_lo <= A @ v <= row_hi`` and ``col_lo <= v <= col_hi``; the dispatch
-objective (value - cost - penalties) is ``-(c @ v)``.
+Same rows, columns and objective as :mod:`optimization.formulation` (see its docstrings for the
+math); ``tests/optimization/test_dispatch_backends.py`` checks both give the same objective. Every
+family is built as whole numpy index arrays: no Python loop over steps or groups. The LP is written
+as ``min c @ v`` subject to ``row_lo <= A @ v <= row_hi`` and ``col_lo <= v <= col_hi``; the
+dispatch objective (value - cost - penalties) is ``-(c @ v)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ S_PER_H = 3600.0
 
 @dataclass
 class LP:
-    """A linear program in HiGHS's column/row-bound form; ``cols`` maps a name to its column indices."""
+    """A linear program in HiGHS's column/row-bound form; ``cols`` maps a name to its column
+    indices."""
 
     c: Array
     A: sp.csr_matrix
@@ -75,9 +77,7 @@ class _Builder:
         for cols, vals in terms:
             cols = np.asarray(cols)
             vals = np.broadcast_to(np.asarray(vals, float), cols.shape)
-            self.r.append(
-                np.broadcast_to(rid.reshape((-1,) + (1,) * (cols.ndim - 1)), cols.shape).ravel()
-            )
+            self.r.append(np.broadcast_to(rid.reshape((-1,) + (1,) * (cols.ndim - 1)), cols.shape).ravel())
             self.k.append(cols.ravel())
             self.v.append(vals.ravel())
         self.rlo.append(np.broadcast_to(lo, (n_rows,)))
@@ -151,11 +151,10 @@ def build_lp(p: Problem) -> LP:
     t_dr = np.flatnonzero(np.isfinite(p.dr_cap_mw))
     limit("dr", p.dr_cap_mw[t_dr], [(grid[t_dr][:, None], 1.0)], t_dr)
     t_heat = np.flatnonzero(np.isfinite(p.heat_cap_mw))
-    limit(
-        "heat", (p.heat_cap_mw - p.liquid_base_mw)[t_heat], [(x[t_heat], p.busy_mw[t_heat])], t_heat
-    )
+    limit("heat", (p.heat_cap_mw - p.liquid_base_mw)[t_heat], [(x[t_heat], p.busy_mw[t_heat])], t_heat)
 
-    # import ramp, both directions, one shared slack per step (the first step against grid0 if given)
+    # import ramp, both directions, one shared slack per step (the first step against grid0 if
+    # given)
     cur, prev, shift = grid[1:], grid[:-1], np.zeros(T - 1)
     if p.grid0_mw is not None:
         cur, prev, shift = (
@@ -205,6 +204,15 @@ def build_lp(p: Problem) -> LP:
             prev = np.concatenate([[soc[0]], soc[:-1]])[:, None]
             terms.append((prev, np.where(t_all > 0, -1.0, 0.0)[:, None]))
         b.rows(terms, rhs, rhs)
+
+    # hold: x[t] = x[0] (and BESS net power) over the first hold_steps steps
+    if p.hold_steps > 1:
+        th = np.arange(1, p.hold_steps)
+        b.rows([(x[th].reshape(-1, 1), 1.0), (np.tile(x[0], th.size)[:, None], -1.0)], 0.0, 0.0)
+        if p.bess is not None:
+            first = (np.full((th.size, 1), dis[0]), np.full((th.size, 1), ch[0]))
+            terms = [(dis[th][:, None], 1.0), (ch[th][:, None], -1.0), (first[0], -1.0), (first[1], 1.0)]
+            b.rows(terms, 0.0, 0.0)
 
     # flex tiers: sum w y (+ s) >= share
     for i, (tt, gg, w, share, e_mwh) in enumerate(p.flex_coefficients()):

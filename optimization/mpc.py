@@ -1,10 +1,13 @@
-"""Model-predictive control: re-plan caps over a receding horizon every ``replan_every``, apply the first step.
+"""Model-predictive control: re-plan caps over a receding horizon every ``replan_every``; apply the
+plan's first command, held until the next re-plan. The plan itself holds it over those steps, so
+that every step it covers (e.g. a DR ramp-in) stays within its limits.
 
-Feedback: at each re-plan the measured import (from the twin state) minus the site model's prediction
-for the caps in force is added to the model (``bias_mw`` of :func:`optimization.dispatch.plan_horizon`),
-and the import ramp starts from the measurement. Only DR events announced by the re-plan time are
-planned for (the notice is respected). Limits are soft by default so that a re-plan always yields caps;
-the violations are logged. A failed re-plan keeps the previous command.
+Feedback: at each re-plan the measured import (from the twin state) minus the site model's
+prediction for the caps in force is added to the model (``bias_mw`` of
+:func:`optimization.dispatch.plan_horizon`), and the import ramp starts from the measurement. Only
+DR events announced by the re-plan time are planned for (the notice is respected). Limits are soft
+by default so that a re-plan always yields caps; the violations are logged. A failed re-plan keeps
+the previous command.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ MW = 1e6
 
 @dataclass
 class PlanRecord:
-    """One re-plan: time, solver status, objective, build and solve seconds, soft-limit violations."""
+    """One re-plan: time, solver status, objective, build and solve seconds, soft-limit
+    violations."""
 
     time: np.datetime64
     status: str
@@ -38,7 +42,8 @@ class PlanRecord:
 
 @dataclass
 class MPCController:
-    """A :class:`twin.controllers.Controller` that re-plans with the dispatch LP (see module docstring)."""
+    """A :class:`twin.controllers.Controller` that re-plans with the dispatch LP (see module
+    docstring)."""
 
     facility: object
     scenario: object
@@ -64,15 +69,35 @@ class MPCController:
         times, step_s, _ = plan_times(self.scenario, time, self.horizon, self.step)
         bias = self._bias(state, times[:1], step_s)
         plan = plan_horizon(
-            f, self.scenario, self.groups, times, step_s, soft=self.soft, solver=self.solver,
-            time_limit=self.time_limit, threads=self.threads, backend=self.backend,
-            initial=state if np.isfinite(state.grid_import_w) else None, known_at=time,
-            bias_mw=bias, **self.options,
+            f,
+            self.scenario,
+            self.groups,
+            times,
+            step_s,
+            soft=self.soft,
+            solver=self.solver,
+            time_limit=self.time_limit,
+            threads=self.threads,
+            backend=self.backend,
+            initial=state if np.isfinite(state.grid_import_w) else None,
+            known_at=time,
+            bias_mw=bias,
+            hold_steps=max(1, min(times.size, round(self.period_s / step_s))),
+            **self.options,
         )
         a = plan.attrs
-        self.log.append(PlanRecord(np.datetime64(time, "s"), a["status"], a["objective"],
-                                   a["build_seconds"], a["solve_seconds"], a["violations"], bias))
-        cap = plan.gpu_cap_w.values[0]
+        self.log.append(
+            PlanRecord(
+                np.datetime64(time, "s"),
+                a["status"],
+                a["objective"],
+                a["build_seconds"],
+                a["solve_seconds"],
+                a["violations"],
+                bias,
+            )
+        )
+        cap = plan.gpu_cap_w.values[0]  # held by the plan over the re-plan period
         if not np.all(np.isfinite(cap)):
             return self._last or Command(f.tdp_w.copy())
         # caps at the uncapped draw mean "no cap": hand the twin its TDP there
@@ -83,7 +108,8 @@ class MPCController:
         return self._last
 
     def _bias(self, state: TwinState, t0, step_s: float) -> float:
-        """Measured minus modelled import [MW] at the caps in force (0 before the first measurement)."""
+        """Measured minus modelled import [MW] at the caps in force (0 before the first
+        measurement)."""
         if not np.isfinite(state.grid_import_w) or self._last is None:
             return 0.0
         fc = forecast(self.facility, self.scenario, self.groups, t0, step_s)

@@ -1,14 +1,16 @@
 """The dispatch LP as plain numpy data, shared by the Pyomo formulation and the matrix path.
 
-Scaling inside the LP (for conditioning; SI everywhere outside it): decisions ``x`` are busy power per GPU
-as a fraction of TDP [-], site powers are MW, energies MWh, money in the scenario currency.
+Scaling inside the LP (for conditioning; SI everywhere outside it): decisions ``x`` are busy power
+per GPU as a fraction of TDP [-], site powers are MW, energies MWh, money in the scenario currency.
 
 Per group ``g`` and step ``t`` (length ``dt_h``):
 
 * GPU power [MW]: ``P_gpu[t] = idle_mw[t] + sum_g busy_mw[t, g] * x[t, g]`` with
-  ``busy_mw = gpus * u * tdp / 1e6`` and ``idle_mw = sum gpus * (1 - u) * idle / 1e6`` (u = busy share).
+  ``busy_mw = gpus * u * tdp / 1e6`` and ``idle_mw = sum gpus * (1 - u) * idle / 1e6`` (u = busy
+  share).
 * Throughput share ``y[t, g] <= seg_a[g, k] + seg_b[g, k] * x[t, g]`` for every segment ``k``.
-* Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut ``c``
+* Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut
+``c``
   (lines through points of the steady site model; see :mod:`optimization.build`).
 """
 
@@ -41,9 +43,7 @@ class BessData:
         nonnegative("bess.e_min_mwh", self.e_min_mwh)
         positive("bess.p_max_mw", self.p_max_mw)
         if not self.e_min_mwh < self.e_max_mwh:
-            raise ValueError(
-                f"bess.e_max_mwh: must exceed e_min_mwh {self.e_min_mwh!r}, got {self.e_max_mwh!r}"
-            )
+            raise ValueError(f"bess.e_max_mwh: must exceed e_min_mwh {self.e_min_mwh!r}, got {self.e_max_mwh!r}")
         if not self.e_min_mwh <= self.e0_mwh <= self.e_max_mwh:
             raise ValueError(f"bess.e0_mwh: must be within [e_min, e_max], got {self.e0_mwh!r}")
         for name in ("eta_charge", "eta_discharge"):
@@ -54,12 +54,14 @@ class BessData:
 
 @dataclass(frozen=True)
 class Problem:
-    """Every coefficient of one dispatch LP (shapes: T steps, G groups, K segments, C cuts, W windows).
+    """Every coefficient of one dispatch LP (shapes: T steps, G groups, K segments, C cuts, W
+    windows).
 
     Infinite entries of ``import_limit_mw``, ``dr_cap_mw`` and ``heat_cap_mw`` mean "no row".
-    ``flex_windows`` is a list of ``(group indices, t0, t1, required share)``: the token-weighted mean of
-    ``y / y_uncapped`` over the groups and steps ``t0 <= t < t1`` must be at least the share.
-    ``penalty_per_mwh`` prices soft slacks (MW slacks x dt_h; die and flex slacks in MW-equivalents).
+    ``flex_windows`` is a list of ``(group indices, t0, t1, required share)``: the token-weighted
+    mean of ``y / y_uncapped`` over the groups and steps ``t0 <= t < t1`` must be at least the
+    share. ``penalty_per_mwh`` prices soft slacks (MW slacks x dt_h; die and flex slacks in
+    MW-equivalents).
     """
 
     dt_h: float
@@ -89,6 +91,7 @@ class Problem:
     flex_windows: list[tuple[Array, int, int, float]] = field(default_factory=list)
     soft: frozenset[str] = frozenset()
     penalty_per_mwh: float = 0.0
+    hold_steps: int = 1  # caps and BESS power equal over the first hold_steps steps (MPC)
 
     def __post_init__(self) -> None:
         T, G = self.busy_mw.shape
@@ -116,8 +119,7 @@ class Problem:
                 raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
         if self.seg_a.shape[0] != G or self.cut_a_mw.shape[0] != T:
             raise ValueError(
-                f"seg_a/cut_a_mw: expected {G} groups and {T} steps, got {self.seg_a.shape}, "
-                f"{self.cut_a_mw.shape}"
+                f"seg_a/cut_a_mw: expected {G} groups and {T} steps, got {self.seg_a.shape}, {self.cut_a_mw.shape}"
             )
         for name in (
             "gpus",
@@ -134,18 +136,16 @@ class Problem:
         for name in ("import_limit_mw", "dr_cap_mw", "heat_cap_mw"):
             a = np.asarray(getattr(self, name))
             if np.any(np.isnan(a)) or np.any(a < 0):
-                raise ValueError(
-                    f"{name}: must be >= 0 (inf for no limit), got {a[np.isnan(a) | (a < 0)][0]!r}"
-                )
+                raise ValueError(f"{name}: must be >= 0 (inf for no limit), got {a[np.isnan(a) | (a < 0)][0]!r}")
         if np.any(self.x_hi < self.x_lo):
             raise ValueError("x_hi: must be >= x_lo for every group")
         nonnegative("ramp_mw_per_step", self.ramp_mw_per_step)
+        if not 1 <= self.hold_steps <= T:
+            raise ValueError(f"hold_steps: must be within [1, {T}], got {self.hold_steps!r}")
         nonnegative("penalty_per_mwh", self.penalty_per_mwh)
         unknown = set(self.soft) - set(SOFT_LIMITS)
         if unknown:
-            raise ValueError(
-                f"soft: unknown limit(s) {sorted(unknown)}; choose from {list(SOFT_LIMITS)}"
-            )
+            raise ValueError(f"soft: unknown limit(s) {sorted(unknown)}; choose from {list(SOFT_LIMITS)}")
 
     @property
     def n_steps(self) -> int:
@@ -170,9 +170,11 @@ class Problem:
         return ("die" in self.soft) & (self.x_die_max < self.x_hi)
 
     def flex_coefficients(self) -> list[tuple[Array, Array, Array, float, float]]:
-        """Per window: (step indices, group indices, weights on y, required share, uncapped energy MWh).
+        """Per window: (step indices, group indices, weights on y, required share, uncapped energy
+        MWh).
 
-        ``sum weights * y >= share`` with weights = tokens / (tokens x y_uncapped summed over the window).
+        ``sum weights * y >= share`` with weights = tokens / (tokens x y_uncapped summed over the
+        window).
         """
         out = []
         yu = self.y_uncapped
@@ -191,5 +193,6 @@ class Problem:
         return self.idle_mw + np.sum(self.busy_mw * x, axis=1)
 
     def site_mw(self, x: Array) -> Array:
-        """Site load before the BESS [MW]: the upper envelope of the cuts at the GPU power of ``x``."""
+        """Site load before the BESS [MW]: the upper envelope of the cuts at the GPU power of
+        ``x``."""
         return np.max(self.cut_a_mw + self.cut_b * self.gpu_mw(x)[:, None], axis=1)

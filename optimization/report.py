@@ -9,7 +9,8 @@ S_PER_H = 3600.0
 
 
 def plan_summary(plan: xr.Dataset) -> list[tuple[str, str]]:
-    """(label, value) rows: status, objective, MWh shifted, peak import, throughput kept, tokens, cost.
+    """(label, value) rows: status, objective, MWh shifted, peak import, throughput kept, tokens,
+    cost.
 
     MWh shifted = energy below the uncapped forecast, sum of max(baseline - import, 0) x step.
     Throughput kept = planned tokens / uncapped tokens over the horizon.
@@ -30,7 +31,10 @@ def plan_summary(plan: xr.Dataset) -> list[tuple[str, str]]:
         ("throughput kept", f"{kept:.4f}"),
         ("tokens", f"{np.sum(tok) * dt_h * S_PER_H:,.3e}"),
         ("energy + carbon cost", f"{cost:,.0f} {cur}"),
-        ("build / solve", f"{a.get('build_seconds', 0.0):.2f} s / {a.get('solve_seconds', 0.0):.2f} s"),
+        (
+            "build / solve",
+            f"{a.get('build_seconds', 0.0):.2f} s / {a.get('solve_seconds', 0.0):.2f} s",
+        ),
     ]
     for key in ("conflicts", "violations"):
         if a.get(key):

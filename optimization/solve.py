@@ -2,9 +2,9 @@
 
 Algorithms (HiGHS option ``solver``; see the HiGHS option reference, ergo-code.github.io/HiGHS):
 ``"simplex"`` (dual simplex: the most reliable, exact vertex, default for small and MPC models),
-``"ipx"`` (interior point, ``run_crossover="choose"``: crossover only when the IPM residuals are large;
-the default ``"on"`` failed on a 288k-column dispatch LP in the project's measurements), ``"pdlp"``
-(first-order; fast at gigawatt scale, residuals are checked by HiGHS's own tolerances).
+``"ipx"`` (interior point, ``run_crossover="choose"``: crossover only when the IPM residuals are
+large; the default ``"on"`` failed on a 288k-column dispatch LP in the project's measurements),
+``"pdlp"`` (first-order; fast at gigawatt scale, residuals are checked by HiGHS's own tolerances).
 
 A plan is returned as optimal only when HiGHS reports ``kOptimal``; any other status (time limit,
 infeasible, solve error) is carried in :attr:`Result.status` and the solution, if any, is marked
@@ -34,9 +34,7 @@ SOLVERS = {
     "choose": {"solver": "choose"},
 }
 BACKENDS = ("auto", "pyomo", "highspy")
-PYOMO_MAX_COLUMNS = (
-    20_000  # "auto" switches to the matrix path above this many cap columns (build cost)
-)
+PYOMO_MAX_COLUMNS = 20_000  # "auto" switches to the matrix path above this many cap columns (build cost)
 Array = NDArray[np.float64]
 
 
@@ -55,7 +53,8 @@ class Result:
 
 
 def highs_options(solver: str = "simplex", time_limit: float = 300.0, threads: int = 1) -> dict:
-    """HiGHS option dictionary for ``solver`` (a key of :data:`SOLVERS`), a time limit [s] and threads."""
+    """HiGHS option dictionary for ``solver`` (a key of :data:`SOLVERS`), a time limit [s] and
+    threads."""
     if solver not in SOLVERS:
         raise ValueError(f"solver: must be one of {sorted(SOLVERS)}, got {solver!r}")
     if not (isinstance(time_limit, int | float) and time_limit > 0):
@@ -71,16 +70,13 @@ def highs_options(solver: str = "simplex", time_limit: float = 300.0, threads: i
 
 
 def status_text(h: highspy.Highs) -> str:
-    """``"optimal"`` or a lower-case description of the model status (e.g. ``"time limit reached"``)."""
+    """``"optimal"`` or a lower-case description of the model status (e.g. ``"time limit
+    reached"``)."""
     st = h.getModelStatus()
-    return (
-        "optimal" if st == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(st).lower()
-    )
+    return "optimal" if st == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(st).lower()
 
 
-def solve_lp(
-    lp: LP, solver: str = "simplex", time_limit: float = 300.0, threads: int = 1
-) -> Result:
+def solve_lp(lp: LP, solver: str = "simplex", time_limit: float = 300.0, threads: int = 1) -> Result:
     """Solve ``min c @ v`` of ``lp`` with highspy, passing the CSR matrix in one call."""
     h = highspy.Highs()
     for k, v in highs_options(solver, time_limit, threads).items():
@@ -105,15 +101,12 @@ def solve_lp(
     info = h.getInfo()
     if info.primal_solution_status != 2:  # 2 = feasible
         return Result(status, np.nan, None, seconds)
-    return Result(
-        status, float(info.objective_function_value), np.asarray(h.getSolution().col_value), seconds
-    )
+    return Result(status, float(info.objective_function_value), np.asarray(h.getSolution().col_value), seconds)
 
 
-def solve_pyomo(
-    model, solver: str = "simplex", time_limit: float = 300.0, threads: int = 1
-) -> Result:
-    """Solve a Pyomo model with the persistent HiGHS interface; load values only if a solution exists."""
+def solve_pyomo(model, solver: str = "simplex", time_limit: float = 300.0, threads: int = 1) -> Result:
+    """Solve a Pyomo model with the persistent HiGHS interface; load values only if a solution
+    exists."""
     from pyomo.contrib.solver.common.results import TerminationCondition
     from pyomo.contrib.solver.solvers.highs import Highs
 
@@ -130,11 +123,7 @@ def solve_pyomo(
     )
     seconds = time.perf_counter() - t0
     done = res.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
-    status = (
-        "optimal"
-        if done
-        else re.sub(r"(?<!^)(?=[A-Z])", " ", res.termination_condition.name).lower()
-    )
+    status = "optimal" if done else re.sub(r"(?<!^)(?=[A-Z])", " ", res.termination_condition.name).lower()
     if res.incumbent_objective is None:
         return Result(status, np.nan, None, seconds)
     res.solution_loader.load_vars()
@@ -157,9 +146,7 @@ def solve_problem(
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
     if extra_constraints is not None:
         if backend == "highspy":
-            raise ValueError(
-                "extra_constraints: needs the Pyomo backend (backend='pyomo' or 'auto')"
-            )
+            raise ValueError("extra_constraints: needs the Pyomo backend (backend='pyomo' or 'auto')")
         backend = "pyomo"
     if backend == "auto":
         backend = "pyomo" if p.busy_mw.size <= PYOMO_MAX_COLUMNS else "highspy"

@@ -1,4 +1,5 @@
-"""The dispatch LP on small cases with known optima, both backends, and an independent linprog assembly."""
+"""The dispatch LP on small cases with known optima, both backends, and an independent linprog
+assembly."""
 
 import numpy as np
 import pytest
@@ -49,7 +50,8 @@ def solve(p, backend="highspy"):
 
 @pytest.mark.parametrize("backend", ["pyomo", "highspy"])
 def test_equal_split_under_a_shared_limit(backend):
-    # groups of 10 MW and 30 MW at full power; the limit puts both at the breakpoint x = 0.75 exactly,
+    # groups of 10 MW and 30 MW at full power; the limit puts both at the breakpoint x = 0.75
+    # exactly,
     # where any unequal split moves one group onto a flatter segment than the other leaves.
     busy = np.array([[10.0, 30.0]])
     tokens = np.array([[1e6, 3e6]])  # three times the GPUs, three times the tokens
@@ -73,9 +75,7 @@ def test_dr_event_holds_import_exactly_at_target(backend):
 def test_two_prices_and_a_bess_charge_low_discharge_high():
     T = 8
     price = np.r_[np.full(4, 10.0), np.full(4, 100.0)]
-    b = BessData(
-        e_min_mwh=1.0, e_max_mwh=9.0, e0_mwh=5.0, p_max_mw=2.0, eta_charge=0.9, eta_discharge=0.9
-    )
+    b = BessData(e_min_mwh=1.0, e_max_mwh=9.0, e0_mwh=5.0, p_max_mw=2.0, eta_charge=0.9, eta_discharge=0.9)
     p = problem(T=T, G=1, x_lo=np.ones(1), price_per_mwh=price, bess=b)  # load fixed at 10 MW
     res, v = solve(p)
     ch, dis, soc = v["bess_charge_mw"], v["bess_discharge_mw"], v["bess_soc_mwh"]
@@ -223,12 +223,17 @@ LOOSE = {
 }
 
 
-@pytest.mark.parametrize(("soft", "kw"), [(frozenset(), LOOSE), (ALL_SOFT, {})])
+@pytest.mark.parametrize(("soft", "kw"), [(frozenset(), LOOSE), (ALL_SOFT, {}), (ALL_SOFT, {"hold_steps": 3})])
 def test_pyomo_and_matrix_paths_agree_with_every_family(soft, kw):
     p = full_problem(soft, **kw)
-    a, _ = solve(p, "pyomo")
-    b, _ = solve(p, "highspy")
+    a, va = solve(p, "pyomo")
+    b, vb = solve(p, "highspy")
     assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    for v in (va, vb):  # a held command: equal caps and BESS power over the first hold_steps
+        n = p.hold_steps
+        np.testing.assert_allclose(v["x"][:n], np.broadcast_to(v["x"][0], (n, p.n_groups)), atol=1e-9)
+        net = v["bess_discharge_mw"][:n] - v["bess_charge_mw"][:n]
+        np.testing.assert_allclose(net, net[0], atol=1e-9)
 
 
 def test_floor_conflict_reported_and_soft_limit_reports_violation():

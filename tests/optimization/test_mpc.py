@@ -1,4 +1,5 @@
-"""MPC in closed loop with the twin: campus-100mw, hot day, 25 % / 3 h DR event with 15 min ramps."""
+"""MPC in closed loop with the twin: campus-100mw, hot day, 25 % / 3 h DR event with 15 min
+ramps."""
 
 import numpy as np
 import pytest
@@ -22,28 +23,38 @@ def hot(campus):
 def test_mpc_is_a_controller_and_first_command_has_rack_caps(campus, hot):
     mpc = MPCController(campus, hot, replan_every="5min", horizon="30min", step="5min")
     assert isinstance(mpc, Controller) and mpc.period_s == 300.0
-    t = np.datetime64("2026-08-07T15:00:00")
-    state = TwinState(t, campus.demand_w, campus.tdp_w, np.full(campus.n_racks, 60.0), np.full(campus.n_cdus, 35.0),
-                      32.0, np.nan, np.nan, np.nan, 0.0)
+    t = hot.dr_events[0].start - np.timedelta64(60, "m")
+    state = TwinState(
+        t,
+        campus.demand_w,
+        campus.tdp_w,
+        np.full(campus.n_racks, 60.0),
+        np.full(campus.n_cdus, 35.0),
+        32.0,
+        np.nan,
+        np.nan,
+        np.nan,
+        0.0,
+    )
     cmd = mpc(state, t)
     assert cmd.gpu_cap_w.shape == (campus.n_racks,)
     assert np.all(cmd.gpu_cap_w >= campus.min_cap_w) and np.all(cmd.gpu_cap_w <= campus.tdp_w)
     assert mpc.log[-1].status == "optimal"
 
 
-@pytest.mark.slow
 def test_closed_loop_dr_event_within_one_percent_of_target(campus, hot):
     ev = hot.dr_events[0]
-    start, duration = "2026-08-07T15:30:00", "4h"
+    start, duration = ev.start - np.timedelta64(30, "m"), "4h"
     kw = dict(start=start, duration=duration, step="1s", plant_step="10s", record_every="60s")
     base = simulate(campus, hot, **kw)
     mpc = MPCController(campus, hot, replan_every="5min", horizon="2h", step="1min")
     run = simulate(campus, hot, controller=mpc, **kw)
     t = run.time.values
-    hold = (t >= ev.start + np.timedelta64(int(ev.ramp_s), "s")) & (t < ev.end)
+    # records are stamped at the end of their minute: full depth from start + ramp to the end
+    hold = (t > ev.start + np.timedelta64(int(ev.ramp_s), "s")) & (t <= ev.end)
     target = 0.75 * base.grid_import_mw.values[hold]
     err = run.grid_import_mw.values[hold] / target - 1
-    assert np.max(err) <= 0.01, f"import above target by up to {np.max(err):.3%}"
+    assert np.max(np.abs(err)) <= 0.01, f"import off the target by up to {np.max(np.abs(err)):.3%}"
     assert np.all(run.die_temp_c.values <= campus.t_max_c[None, :] + 1e-9)
     kept = float(run.tokens_per_s.values[hold].sum() / base.tokens_per_s.values[hold].sum())
     print(f"throughput kept through the event: {kept:.4f}; worst import error {np.max(np.abs(err)):.3%}")
