@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8050)
     d.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
     d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
+    d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
     d.set_defaults(run=_dashboard)
     return p

@@ -13,7 +13,6 @@ from functools import cache, lru_cache
 
 import numpy as np
 import psychrolib
-from CoolProp.CoolProp import PropsSI
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import CubicSpline
 
@@ -50,6 +49,8 @@ def coolprop_name(name: str) -> str:
 
 @cache
 def _tables(name: str, p_pa: float) -> tuple[float, tuple[float, float], dict[str, CubicSpline]]:
+    from CoolProp.CoolProp import PropsSI  # imported on first use: the import alone takes ~2 s
+
     fluid = coolprop_name(name)
     try:
         if fluid == "Water":
