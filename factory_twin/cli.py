@@ -208,6 +208,7 @@ def _dashboard(args) -> int:
         speed=args.speed,
         controller=args.controller,
         debug=args.debug,
+        studies_dir=args.studies_dir,
     )
 
 
