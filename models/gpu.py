@@ -55,9 +55,7 @@ class ThroughputCurve:
             raise ValueError(f"x: breakpoints must be strictly increasing, got {x.tolist()}")
         b = np.diff(y) / np.diff(x)
         if np.any(b < 0) or np.any(np.diff(b) > 1e-12 * np.max(b)):
-            raise ValueError(
-                f"y: slopes must be >= 0 and non-increasing (concave), got {b.tolist()}"
-            )
+            raise ValueError(f"y: slopes must be >= 0 and non-increasing (concave), got {b.tolist()}")
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
 
@@ -136,9 +134,7 @@ def load_curve(name: str) -> ThroughputCurve:
     """The curve ``name`` from ``data/gpu_curves.toml`` (which lists sources and fit residuals)."""
     entry = _curves_file().get(name)
     if not isinstance(entry, dict):
-        raise ValueError(
-            f"name: unknown GPU curve {name!r}; available: {', '.join(available_curves())}"
-        )
+        raise ValueError(f"name: unknown GPU curve {name!r}; available: {', '.join(available_curves())}")
     return ThroughputCurve(np.array(entry["x"], float), np.array(entry["y"], float))
 
 
@@ -161,6 +157,8 @@ def thermal_throttle_limit_w(
     t_max_c: ArrayLike,
     r_total_k_w: ArrayLike,
     min_w: ArrayLike,
+    was_throttled: ArrayLike | None = None,
+    hysteresis_k: ArrayLike = 0.0,
 ) -> tuple[Array, NDArray[np.bool_]]:
     r"""Power limit imposed by thermal slowdown, and which GPUs are throttled.
 
@@ -172,18 +170,27 @@ def thermal_throttle_limit_w(
         P_{lim} = \max\left(\frac{T_{max} - T_{coolant}}{R_{total}},\ P_{min}\right)
         \ \text{if}\ T_{die} \ge T_{max},\ \text{else}\ \infty
 
+    With ``was_throttled`` given, a throttled GPU stays throttled until its die falls below
+    ``T_max - hysteresis_k`` (slowdown releases with hysteresis instead of toggling every step).
+
     Parameters
     ----------
     t_die_c : array_like
         Die temperature [degC].
     t_coolant_c : array_like
-        Local coolant temperature [degC].
+        Temperature of the reference node [degC]: the local coolant, or the cold plate for a limit that
+        acts within the die's own time constant (then ``r_total_k_w`` is the die-to-plate resistance).
     t_max_c : array_like
         GPU max operating temperature (software slowdown threshold) [degC].
     r_total_k_w : array_like
-        Die-to-coolant resistance [K/W].
+        Resistance from the die to the reference node [K/W].
     min_w : array_like
         Lowest power the limit may impose (minimum cap) [W].
+    was_throttled : array_like of bool, optional
+        Throttle state at the previous step.
+    hysteresis_k : array_like
+        Release hysteresis [K], >= 0 (rack catalog value; GPUs' slowdown hysteresis is not public
+        [estimate]).
 
     Returns
     -------
@@ -207,6 +214,9 @@ def thermal_throttle_limit_w(
         _check.positive("r_total_k_w", r)
         _check.nonnegative("min_w", p_min)
     throttled = t_die >= t_max
+    if was_throttled is not None:
+        release_c = t_max - _check.nonnegative("hysteresis_k", hysteresis_k)
+        throttled |= np.asarray(was_throttled, bool) & (t_die >= release_c)
     limit = np.where(throttled, np.maximum((t_max - t_cool) / r, p_min), np.inf)
     return limit, throttled
 

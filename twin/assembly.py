@@ -39,6 +39,7 @@ RACK_FIELDS = (
     "c_die_j_k",
     "c_plate_j_k",
     "t_max_c",
+    "throttle_hysteresis_k",
 )
 
 Array = NDArray[np.float64]
@@ -85,6 +86,7 @@ class Facility:
     c_die_j_k: Array
     c_plate_j_k: Array
     t_max_c: Array
+    throttle_hysteresis_k: Array
     rack_m_dot_kg_s: Array
     # CDUs
     cdu_hall: IntArray
@@ -154,6 +156,9 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
 
     types = [catalog[spec.halls[h].rack_type] for h in rack_hall]
     r = {k: np.array([t[k] for t in types], dtype=float) for k in RACK_FIELDS}
+    spread = _resistance_spread(spec, rack_hall)
+    r["r_die_plate_k_w"] *= spread
+    r["r_plate_coolant_k_w"] *= spread
     x_min = np.array([max(c.x_min, w.min_cap_fraction or 0.0) for c, w in zip(curves, spec.workloads, strict=True)])
     min_cap_w = np.maximum(r["gpu_min_cap_w"], x_min[rack_class] * r["gpu_tdp_w"])
     demand_w = np.array([c.x_demand for c in curves])[rack_class] * r["gpu_tdp_w"]
@@ -193,7 +198,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         r_plate_coolant_k_w=r["r_plate_coolant_k_w"],
         c_die_j_k=r["c_die_j_k"],
         c_plate_j_k=r["c_plate_j_k"],
-        t_max_c=r["t_max_c"],
+        t_max_c=r["t_max_c"], throttle_hysteresis_k=r["throttle_hysteresis_k"],
         rack_m_dot_kg_s=rack_m_dot,
         cdu_hall=cdu_hall,
         cdu_class=cdu_class,
@@ -205,6 +210,19 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         tcs=tcs,
         fws=fws,
     )
+
+
+def _resistance_spread(spec: FacilitySpec, rack_hall: IntArray) -> Array:
+    """Per-rack multiplier on the die-to-coolant resistance: lognormal with mean 1 and the hall's relative
+    standard deviation ``thermal_r_spread`` (cold-plate and TIM manufacturing spread), seeded by hall index
+    so a facility file always gives the same floor."""
+    out = np.ones(rack_hall.size)
+    for h, hall in enumerate(spec.halls):
+        idx = np.flatnonzero(rack_hall == h)
+        if hall.thermal_r_spread > 0:
+            s2 = np.log1p(hall.thermal_r_spread**2)
+            out[idx] = np.random.default_rng(h).lognormal(-s2 / 2, np.sqrt(s2), idx.size)
+    return out
 
 
 def _place_cdus(spec: FacilitySpec, class_names: tuple[str, ...]) -> tuple[IntArray, IntArray]:

@@ -227,7 +227,7 @@ class Twin:
         e0 = self.rc.stored_energy_j(t_die0, t_plate0)
         self.t_die, self.t_plate = t_die, t_plate
         self.gpu_power_w = p_mean
-        self.throttled = thr_share > 0
+        self.throttled[~hot] = False
         gpu_heat_j = f.gpus * (p_mean * self.plant_dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
         q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w
         self.rise_k = q_rack_w / self.c_rack_w_k
@@ -250,10 +250,13 @@ class Twin:
         """Step racks ``idx`` every ``step_s`` with the thermal throttle; return temperatures and means."""
         f, n = self.f, self.n_sub
         step = _subset(self.stepper, idx)
-        t_max, r_tot, p_min, dem = f.t_max_c[idx], self.r_total[idx], f.min_cap_w[idx], f.demand_w[idx]
+        t_max, r1, p_min, dem = f.t_max_c[idx], f.r_die_plate_k_w[idx], f.min_cap_w[idx], f.demand_w[idx]
         p_sum, eff_sum, thr = np.zeros(idx.size), np.zeros(idx.size), np.zeros(idx.size)
+        throttled, hyst = self.throttled[idx], f.throttle_hysteresis_k[idx]
         for j in range(n):
-            lim, throttled = thermal_throttle_limit_w(t_die, t_cool, t_max, r_tot, p_min)
+            # referenced to the cold plate (the fast die node): holds the die at t_max even while the plate
+            # is still hot; at steady state it equals (t_max - t_coolant) / R_total
+            lim, throttled = thermal_throttle_limit_w(t_die, t_plate, t_max, r1, p_min, throttled, hyst)
             e = np.minimum(eff, lim)
             busy = e if osc is None else np.minimum(dem * osc[:, j], e)
             p = u * busy + idle_part
@@ -261,6 +264,7 @@ class Twin:
             p_sum += p
             eff_sum += e
             thr += throttled
+        self.throttled[idx] = throttled
         return t_die, t_plate, p_sum / n, eff_sum / n, thr / n
 
     def _due_for_control(self) -> bool:

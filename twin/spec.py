@@ -108,6 +108,9 @@ class Hall(Strict):
     cdus: PosInt
     racks_per_cdu: PosInt
     workloads: dict[str, Frac] = Field(description="share of the hall's CDUs per workload class")
+    thermal_r_spread: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        0.0, description="relative standard deviation of die-to-coolant resistance across racks (seeded)"
+    )
 
     @model_validator(mode="after")
     def _shares(self) -> Hall:

@@ -227,3 +227,16 @@ def test_invalid_inputs_name_the_argument():
         smooth_power_w(100.0, 200.0, 1.0, -1.0, 10.0, 0.0)
     with pytest.raises(ValueError, match="dt_s"):
         smooth_power_w(100.0, 200.0, 0.0, 1.0, 10.0, 0.0)
+
+
+def test_throttle_releases_with_hysteresis():
+    from models.gpu import thermal_throttle_limit_w
+
+    t_die = np.array([86.0, 86.0, 84.5, 88.0])
+    was = np.array([True, False, True, False])
+    lim, thr = thermal_throttle_limit_w(t_die, 60.0, 87.0, 0.015, 500.0, was_throttled=was, hysteresis_k=2.0)
+    np.testing.assert_array_equal(thr, [True, False, False, True])
+    np.testing.assert_allclose(lim[thr], (87.0 - 60.0) / 0.015, rtol=1e-15)
+    assert np.all(np.isinf(lim[~thr]))
+    with pytest.raises(ValueError, match=r"^hysteresis_k"):
+        thermal_throttle_limit_w(t_die, 60.0, 87.0, 0.015, 500.0, was_throttled=was, hysteresis_k=-1.0)
