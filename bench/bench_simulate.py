@@ -32,7 +32,7 @@ if __name__ == "__main__":
     ap.add_argument("--facility", action="append")
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--step", default="1s")
-    ap.add_argument("--plant-step", default="10s")
+    ap.add_argument("--plant-step", default="20s")
     a = ap.parse_args()
     for name in a.facility or ["campus-100mw", "campus-1gw"]:
         run(name, a.hours, a.step, a.plant_step)

@@ -198,27 +198,42 @@ def thermal_throttle_limit_w(
 
     Source: threshold semantics from NVML / ``nvidia-smi -q`` (physics.md 2.1, H100 87 degC).
     """
-    args = [np.asarray(a, float) for a in (t_die_c, t_coolant_c, t_max_c, r_total_k_w, min_w)]
-    t_die, t_cool, t_max, r, p_min = args
-    # fast gate (NaN fails every comparison); full named checks only when it fails
-    if not (
-        np.isfinite(t_die.sum() + t_cool.sum() + t_max.sum())
-        and r.min(initial=np.inf) > 0
-        and np.isfinite(r.max(initial=0.0))
-        and p_min.min(initial=0.0) >= 0
-        and np.isfinite(p_min.max(initial=0.0))
-    ):
-        _check.finite("t_die_c", t_die)
-        _check.finite("t_coolant_c", t_cool)
-        _check.finite("t_max_c", t_max)
-        _check.positive("r_total_k_w", r)
-        _check.nonnegative("min_w", p_min)
-    throttled = t_die >= t_max
-    if was_throttled is not None:
-        release_c = t_max - _check.nonnegative("hysteresis_k", hysteresis_k)
-        throttled |= np.asarray(was_throttled, bool) & (t_die >= release_c)
-    limit = np.where(throttled, np.maximum((t_max - t_cool) / r, p_min), np.inf)
-    return limit, throttled
+    return ThermalThrottle(t_max_c, r_total_k_w, min_w, hysteresis_k).limit(t_die_c, t_coolant_c, was_throttled)
+
+
+@dataclass(frozen=True, eq=False)
+class ThermalThrottle:
+    """The thermal slowdown of :func:`thermal_throttle_limit_w` with its constant parameters validated once
+    (the engine calls :meth:`limit` every second over many GPUs).
+
+    Parameters: ``t_max_c`` [degC], ``r_total_k_w`` (die to reference node) [K/W], ``min_w`` [W],
+    ``hysteresis_k`` [K]; arrays broadcast over GPUs.
+    """
+
+    t_max_c: ArrayLike
+    r_total_k_w: ArrayLike
+    min_w: ArrayLike
+    hysteresis_k: ArrayLike = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "t_max_c", _check.finite("t_max_c", self.t_max_c))
+        object.__setattr__(self, "r_total_k_w", _check.positive("r_total_k_w", self.r_total_k_w))
+        object.__setattr__(self, "min_w", _check.nonnegative("min_w", self.min_w))
+        object.__setattr__(self, "hysteresis_k", _check.nonnegative("hysteresis_k", self.hysteresis_k))
+
+    def limit(
+        self, t_die_c: ArrayLike, t_ref_c: ArrayLike, was_throttled: ArrayLike | None = None
+    ) -> tuple[Array, NDArray[np.bool_]]:
+        """``(limit_w, throttled)`` for die temperature ``t_die_c`` and reference node ``t_ref_c`` [degC]."""
+        t_die, t_ref = np.asarray(t_die_c, float), np.asarray(t_ref_c, float)
+        if not np.isfinite(t_die.sum() + t_ref.sum()):  # NaN/inf propagate; named checks only then
+            _check.finite("t_die_c", t_die)
+            _check.finite("t_coolant_c", t_ref)
+        throttled = t_die >= self.t_max_c
+        if was_throttled is not None:
+            throttled |= np.asarray(was_throttled, bool) & (t_die >= self.t_max_c - self.hysteresis_k)
+        limit = np.where(throttled, np.maximum((self.t_max_c - t_ref) / self.r_total_k_w, self.min_w), np.inf)
+        return limit, throttled
 
 
 def smooth_power_w(

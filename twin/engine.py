@@ -24,7 +24,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from models.cooling import ConstantFlowDelay, cdu_supply_control
-from models.gpu import thermal_throttle_limit_w
+from models.gpu import ThermalThrottle
 from models.power import bess_step, psu_input_w
 from models.thermal import RCStep, TwoNodeRC
 from twin.assembly import MW, Facility
@@ -250,13 +250,16 @@ class Twin:
         """Step racks ``idx`` every ``step_s`` with the thermal throttle; return temperatures and means."""
         f, n = self.f, self.n_sub
         step = _subset(self.stepper, idx)
-        t_max, r1, p_min, dem = f.t_max_c[idx], f.r_die_plate_k_w[idx], f.min_cap_w[idx], f.demand_w[idx]
+        # referenced to the cold plate (the fast die node): holds the die at t_max even while the plate
+        # is still hot; at steady state it equals (t_max - t_coolant) / R_total
+        throttle = ThermalThrottle(
+            f.t_max_c[idx], f.r_die_plate_k_w[idx], f.min_cap_w[idx], f.throttle_hysteresis_k[idx]
+        )
+        dem = f.demand_w[idx]
         p_sum, eff_sum, thr = np.zeros(idx.size), np.zeros(idx.size), np.zeros(idx.size)
-        throttled, hyst = self.throttled[idx], f.throttle_hysteresis_k[idx]
+        throttled = self.throttled[idx]
         for j in range(n):
-            # referenced to the cold plate (the fast die node): holds the die at t_max even while the plate
-            # is still hot; at steady state it equals (t_max - t_coolant) / R_total
-            lim, throttled = thermal_throttle_limit_w(t_die, t_plate, t_max, r1, p_min, throttled, hyst)
+            lim, throttled = throttle.limit(t_die, t_plate, throttled)
             e = np.minimum(eff, lim)
             busy = e if osc is None else np.minimum(dem * osc[:, j], e)
             p = u * busy + idle_part
