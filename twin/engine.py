@@ -37,7 +37,7 @@ from twin.timeparse import seconds
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 INPUT_CHUNK_S = 3600.0  # inputs (ambient, utilization) are evaluated an hour of plant steps at a time
-HOT_MARGIN_K = 3.0  # racks this close to their throttle temperature step at step_s
+HOT_MARGIN_K = 1.0  # racks whose die may come this close to the throttle temperature step at step_s
 _NO_OSC = WorkloadProfile()
 
 
@@ -184,9 +184,10 @@ class Twin:
     def advance(self) -> PlantStepResult:
         """Advance one plant step; return the interval means.
 
-        Racks whose inputs cannot change inside the interval (no training oscillation, die and its
-        steady state more than ``HOT_MARGIN_K`` below the throttle temperature) take one exact step of
-        the whole interval: identical to ``n_sub`` exact steps of ``step_s`` with the same held inputs.
+        Racks whose inputs cannot change inside the interval (no training oscillation, not throttled, and
+        die, steady state and plate + P R_1 all more than ``HOT_MARGIN_K`` below the throttle temperature)
+        take one exact step of the whole interval: identical to ``n_sub`` exact steps of ``step_s`` with
+        the same held inputs (tests/twin/test_engine.py checks it).
         The others step every ``step_s`` with the throttle checked each step.
         """
         f = self.f
@@ -206,7 +207,9 @@ class Twin:
         t_die, t_plate = self.big_stepper.step(t_die0, t_plate0, p_const, t_cool)
         p_mean, eff_mean, thr_share = p_const, eff, np.zeros(f.n_racks)
         limit = f.t_max_c - HOT_MARGIN_K
-        hot = (t_die0 >= limit) | (t_cool + p_const * self.r_total >= limit)
+        # the die heads from its state toward t_cool + P R_total, passing near t_plate + P R_1 on the way
+        bound = np.maximum(np.maximum(t_die0, t_cool + p_const * self.r_total), t_plate0 + p_const * f.r_die_plate_k_w)
+        hot = (bound >= limit) | self.throttled
         if osc is not None:
             hot |= np.isin(f.rack_class, np.flatnonzero(np.any(osc != 1.0, axis=1)))
         if hot.any():

@@ -54,6 +54,20 @@ def test_single_rack_reproduces_two_node_step_response(bench):
     assert theta0[0] - (die[-1] - t_cool) > 10.0  # a real transient was exercised
 
 
+def test_adaptive_interval_step_equals_stepping_every_rack_each_second(campus, monkeypatch):
+    import twin.engine
+
+    sc = twin.load_scenario("hot-day-dr", campus)
+    kw = {"start": "2026-08-08T15:50:00", "duration": "20min", "record_every": "60s"}
+    ctl = twin.FixedCap(campus.tdp_w, campus.min_cap_w, 0.7)
+    fast = twin.simulate(campus, sc, controller=ctl, **kw)
+    monkeypatch.setattr(twin.engine, "HOT_MARGIN_K", 1e6)  # every rack takes the 1 s steps
+    slow = twin.simulate(campus, sc, controller=ctl, **kw)
+    assert float(fast.throttled_gpus.max()) == 0.0
+    np.testing.assert_allclose(fast.die_temp_c, slow.die_temp_c, rtol=1e-6)
+    np.testing.assert_allclose(fast.grid_import_mw, slow.grid_import_mw, rtol=1e-12)
+
+
 def test_heat_step_reaches_plant_after_pipe_delay(campus):
     f = campus
     sc = _winter(f)
