@@ -48,7 +48,9 @@ def make_groups(f, grouping: str = "hall") -> Groups:
     ``"cdu"``).
 
     ``c_rack_w_k`` is the coolant heat-capacity rate of one rack [W/K] (``rack_m_dot_kg_s`` x c_p at
-    the TCS setpoint); ``r_total_k_w`` the die-to-coolant resistance [K/W].
+    the TCS setpoint) and ``r_total_k_w`` the die-to-coolant resistance [K/W]. Both may vary from
+    rack to rack: the group keeps the worst rack (largest resistance, smallest flow), so that the
+    group's die limit holds for every rack in it.
     """
     if grouping not in GROUPINGS:
         raise ValueError(f"grouping: must be one of {GROUPINGS}, got {grouping!r}")
@@ -59,8 +61,6 @@ def make_groups(f, grouping: str = "hall") -> Groups:
     r_total = f.r_die_plate_k_w + f.r_plate_coolant_k_w
     cp = f.tcs.cp_j_kgk(f.spec.cooling.tcs.supply_setpoint_c)
     per_gpu = {k: np.asarray(getattr(f, k), float) for k in PER_GPU}
-    per_gpu["r_total_k_w"] = r_total
-    per_gpu["c_rack_w_k"] = f.rack_m_dot_kg_s * cp
     for k, v in per_gpu.items():
         if np.any(np.abs(v - v[first][rack_group]) > 1e-9 * np.abs(v).max()):
             raise ValueError(f"grouping: racks of one group differ in {k}; use grouping='cdu'")
@@ -74,8 +74,17 @@ def make_groups(f, grouping: str = "hall") -> Groups:
         names=names,
         gpus=np.bincount(rack_group, f.gpus, n),
         non_gpu_w=np.bincount(rack_group, f.non_gpu_w, n),
+        r_total_k_w=_worst(np.maximum, r_total, rack_group, n),
+        c_rack_w_k=_worst(np.minimum, f.rack_m_dot_kg_s * cp, rack_group, n),
         **{k: v[first] for k, v in per_gpu.items()},
     )
+
+
+def _worst(ufunc, values: Array, rack_group: IntArray, n: int) -> Array:
+    """Per-group reduction (``np.maximum`` or ``np.minimum``) of a per-rack array."""
+    out = np.full(n, np.inf if ufunc is np.minimum else -np.inf)
+    ufunc.at(out, rack_group, values)
+    return out
 
 
 def disaggregate(
