@@ -225,7 +225,8 @@ UNITS = {
     "throughput_kept": "1", "mwh_curtailed": "MWh", "energy_mwh": "MWh", "peak_import_mw": "MW", "tokens": "1",
     "grid_import_mw": "MW", "throughput": "1", "depth": "1", "reduction_mw": "MW", "reduction_pct": "%",
     "baseline_mw": "MW", "throughput_kept_event": "1", "tokens_lost": "1", "value_lost": "currency",
-    "energy_reduced_mwh": "MWh", "energy_cost_saved": "currency", "energy_payment": "currency",
+    "energy_reduced_mwh": "MWh", "event_reduction_mwh": "MWh", "committed_mw": "MW",
+    "energy_cost_saved": "currency", "energy_payment": "currency",
 }  # fmt: skip
 
 
