@@ -7,7 +7,8 @@ prediction for the caps in force is added to the model (``bias_mw`` of
 :func:`optimization.dispatch.plan_horizon`), and the import ramp starts from the measurement. Only
 DR events announced by the re-plan time are planned for (the notice is respected). Limits are soft
 by default so that a re-plan always yields caps; the violations are logged. A failed re-plan keeps
-the previous command.
+the previous command. The scenario in force is read from the twin state on every call, so what-if
+changes of a running twin reach the plan; the latest plan is kept as ``plan``.
 """
 
 from __future__ import annotations
@@ -63,9 +64,12 @@ class MPCController:
         self.period_s = seconds(self.replan_every, "replan_every")
         self.groups = make_groups(self.facility, self.grouping)
         self._last: Command | None = None
+        self.plan = None
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         f = self.facility
+        if getattr(state, "scenario", None) is not None:
+            self.scenario = state.scenario  # what-if changes of the running twin (DR events, limits, ambient)
         times, step_s, _ = plan_times(self.scenario, time, self.horizon, self.step)
         bias = self._bias(state, times[:1], step_s)
         plan = plan_horizon(
@@ -85,6 +89,7 @@ class MPCController:
             hold_steps=max(1, min(times.size, round(self.period_s / step_s))),
             **self.options,
         )
+        self.plan = plan  # the latest plan (xarray Dataset), for dashboards
         a = plan.attrs
         self.log.append(
             PlanRecord(

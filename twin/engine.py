@@ -273,6 +273,10 @@ class Twin:
         self.throttled[idx] = throttled
         return t_die, t_plate, p_sum / n, eff_sum / n, thr / n
 
+    def request_control(self) -> None:
+        """Call the controller at the next plant step (e.g. after a what-if change of the scenario)."""
+        self._next_control = self.time
+
     def _due_for_control(self) -> bool:
         if not hasattr(self, "_next_control"):
             self._next_control = self.time

@@ -425,16 +425,9 @@ class LiveRunner:
         return text
 
     def request_control(self) -> None:
-        """Have the engine call the controller at the next plant step (what-ifs reach it at once).
-
-        A controller that keeps its own ``scenario`` (rather than reading ``state.scenario``) is
-        handed the changed one. Uses the engine's private ``_next_control`` schedule until the
-        engine offers a public hook.
-        """
-        ctl = self.twin.controller
-        if hasattr(ctl, "scenario"):
-            ctl.scenario = self.twin.scenario
-        self.twin._next_control = self.twin.time
+        """Have the engine call the controller at the next plant step (what-ifs reach it at once;
+        controllers read the changed scenario from ``state.scenario``)."""
+        self.twin.request_control()
 
     def _message(self, cid: str, kind: str, ok: bool, text: str) -> None:
         self.messages.append(

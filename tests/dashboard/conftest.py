@@ -83,6 +83,9 @@ class StubTwin:
         self.rejection = SimpleNamespace(t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1)
         self.bess_energy_j = 3.6e9
 
+    def request_control(self) -> None:
+        self.control_requested_at = self.time
+
     def advance(self) -> PlantStepResult:
         self.k += 1
         self.gpu_power_w = np.full(N_RACKS, 1000.0 + self.k)

@@ -164,7 +164,7 @@ def test_commands_change_the_scenario(stub_twin, tmp_path):
     # baseline = import at command time (step 1: 8.701 MW); target after the ramp = 0.75 x baseline
     assert runner.dr_baseline_mw[0] == pytest.approx(8.701, rel=1e-12)
     assert all(m["ok"] for m in runner.messages)
-    assert stub_twin._next_control == stub_twin.time  # the controller is called at the next step
+    assert stub_twin.control_requested_at == stub_twin.time  # the controller is called at the next step
     assert list((tmp_path / COMMANDS).iterdir()) == []
 
 

@@ -60,3 +60,20 @@ def test_closed_loop_dr_event_within_one_percent_of_target(campus, hot):
     print(f"throughput kept through the event: {kept:.4f}; worst import error {np.max(np.abs(err)):.3%}")
     assert 0.5 < kept <= 1.0
     assert all(r.status == "optimal" for r in mpc.log)
+
+
+def test_mpc_follows_what_if_changes_of_the_running_twin(campus, hot):
+    """The controller was built without the DR event; the twin's scenario has it: the plan must use it."""
+    base = hot.with_changes(dr_events=())
+    ev = hot.dr_events[0]
+    mpc = MPCController(campus, base, replan_every="5min", horizon="30min", step="5min")
+    tw = twin.Twin(campus, hot, start=ev.start - np.timedelta64(10, "m"), controller=mpc)
+    tw.advance()
+    target = mpc.plan.dr_target_mw.values
+    assert np.isfinite(target).any()  # the event entered the plan
+    inside = np.isfinite(target)
+    assert np.all(mpc.plan.grid_import_mw.values[inside] <= target[inside] * (1 + 1e-6))
+    tw.scenario = hot.with_changes(dr_events=())
+    tw.request_control()
+    tw.advance()
+    assert not np.isfinite(mpc.plan.dr_target_mw.values).any()  # cleared again
