@@ -146,7 +146,13 @@ def trend_figure(snap: Snapshot) -> go.Figure:
         secondary_y=True,
     )
     fig.update_yaxes(title_text="MW", secondary_y=False)
-    fig.update_yaxes(title_text=f"{snap.meta['currency']}/MWh", secondary_y=True, showgrid=False)
+    fig.update_yaxes(
+        title_text=f"{snap.meta['currency']}/MWh",
+        secondary_y=True,
+        showgrid=False,
+        rangemode="tozero",
+        tickformat=",.0f",
+    )
     fig.update_layout(
         title="Last 24 h",
         height=380,
