@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--start")
     o.add_argument("--horizon", default="24h")
     o.add_argument("--step", default="5min")
-    o.add_argument("--soft", nargs="*", default=[], help="limits to make soft (e.g. import dr ramp thermal)")
+    o.add_argument("--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex")
     o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"])
     o.add_argument("--time-limit", type=float, default=300.0)
     o.add_argument("--out", type=Path)
