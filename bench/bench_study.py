@@ -21,12 +21,11 @@ import numpy as np
 from optimization.studies.batch import collect, run_batch
 from optimization.studies.runner import run_case
 
-FLAT = {"spec.halls.0.thermal_r_spread": 0.0, "spec.halls.1.thermal_r_spread": 0.0}
 
 
 def cases(n: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    opts = {"horizon": "24h", "step": "5min", "backend": "highspy"} | FLAT
+    opts = {"horizon": "24h", "step": "5min", "backend": "highspy"}
     ctx = {"facility": "campus-100mw", "scenario": "hot-day-dr", "options": opts, "labels": {}}
     days = np.datetime64("2026-08-08") + np.arange(n) % 60
     return [

@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--start")
     o.add_argument("--horizon", default="24h")
     o.add_argument("--step", default="5min")
-    o.add_argument("--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex")
+    o.add_argument(
+        "--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex"
+    )
     o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"])
     o.add_argument("--time-limit", type=float, default=300.0)
     o.add_argument("--out", type=Path)
@@ -191,10 +193,12 @@ def _optimize(args) -> int:
 def _study(args) -> int:
     from optimization.studies.runner import run_study_file
 
-    run_study_file(
+    ds = run_study_file(
         args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
     )
-    return 0
+    failed = int((ds.status != 0).sum())
+    print(f"{int(ds.status.size) - failed} case(s) ok, {failed} failed")
+    return 4 if failed else 0
 
 
 def _dashboard(args) -> int:
