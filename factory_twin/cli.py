@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from twin.netcdf import write_netcdf
 
 DEFAULT_FACILITY = "campus-100mw"
 
@@ -214,20 +214,6 @@ def _dashboard(args) -> int:
         debug=args.debug,
         studies_dir=args.studies_dir,
     )
-
-
-def write_netcdf(ds, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _table(rows) -> None:

@@ -76,17 +76,13 @@ def run_batch(
     if engine not in ("serial", "dask"):
         raise ValueError(f"engine: must be 'serial' or 'dask', got {engine!r}")
     if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise ValueError(
-            f"timeout_s: must be a positive number of seconds or None, got {timeout_s!r}"
-        )
+        raise ValueError(f"timeout_s: must be a positive number of seconds or None, got {timeout_s!r}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers!r}")
     ids = []
     for k, case in enumerate(cases):
         if not isinstance(case, Mapping) or _RESERVED & set(case):
-            raise ValueError(
-                f"cases[{k}]: must be a dict whose keys avoid {sorted(_RESERVED)}, got {case!r}"
-            )
+            raise ValueError(f"cases[{k}]: must be a dict whose keys avoid {sorted(_RESERVED)}, got {case!r}")
         try:
             ids.append(case_id(case))
         except TypeError as e:
@@ -95,13 +91,9 @@ def run_batch(
         raise ValueError("cases: contains duplicate cases")
     cdir = Path(out_dir) / "cases"
     cdir.mkdir(parents=True, exist_ok=True)
-    status = {
-        i: _read_json(cdir / f"{i}.json")["status"] for i in ids if (cdir / f"{i}.json").exists()
-    }
+    status = {i: _read_json(cdir / f"{i}.json")["status"] for i in ids if (cdir / f"{i}.json").exists()}
     if not resume and any(cdir.glob("*.json")):
-        raise ValueError(
-            f"out_dir: {cdir} already holds checkpoints; pass resume=True or use a new directory"
-        )
+        raise ValueError(f"out_dir: {cdir} already holds checkpoints; pass resume=True or use a new directory")
     todo = [(i, dict(c)) for i, c in zip(ids, cases, strict=True) if status.get(i) != "ok"]
     meter = _Progress(len(todo), len(ids) - len(todo), progress)
 
@@ -163,15 +155,11 @@ def collect(
             try:
                 idx = tuple(list(dims[k]).index(r["case"][k]) for k in lead)
             except (KeyError, ValueError):
-                raise ValueError(
-                    f"dims: case {r['case_id']} {r['case']} is not on the grid"
-                ) from None
+                raise ValueError(f"dims: case {r['case_id']} {r['case']} is not on the grid") from None
             slot.append(int(np.ravel_multi_index(idx, shape)))
             for k, v in r["case"].items():
                 if k not in dims and fixed.setdefault(k, v) != v:
-                    raise ValueError(
-                        f"dims: parameter {k!r} varies between cases but is not in dims"
-                    )
+                    raise ValueError(f"dims: parameter {k!r} varies between cases but is not in dims")
         if len(set(slot)) != len(slot):
             raise ValueError("dims: two cases fall on the same grid cell")
         coords = {k: (k, _column(list(v))) for k, v in dims.items()}
@@ -203,13 +191,13 @@ def collect(
             raise ValueError(f"units: no variable {k!r} in the results")
         data[k][2]["units"] = u
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    _atomic(out / "results.nc", lambda f: f.write(ds.to_netcdf(engine="h5netcdf")))
+    from twin.netcdf import write_netcdf  # here: the timeout subprocess loads this module alone, keep it light
+
+    write_netcdf(ds, out / "results.nc")
     return ds
 
 
-def _stack(
-    key: str, by_slot: dict[int, np.ndarray], n: int, shape: tuple[int, ...], lead: tuple[str, ...]
-):
+def _stack(key: str, by_slot: dict[int, np.ndarray], n: int, shape: tuple[int, ...], lead: tuple[str, ...]):
     """One result variable over all slots; gaps (failed or missing cases) are NaN or ''."""
     arrays = list(by_slot.values())
     vshape = arrays[0].shape
@@ -237,9 +225,7 @@ def _column(values: list[Any]) -> np.ndarray:
     return a
 
 
-def _execute(
-    fn: Callable[..., Mapping[str, Any]], case: dict[str, Any], timeout_s: float | None
-) -> dict:
+def _execute(fn: Callable[..., Mapping[str, Any]], case: dict[str, Any], timeout_s: float | None) -> dict:
     """Run one case; never raises for failures of ``fn`` (returns a record with status and
     error)."""
     t0 = time.perf_counter()
@@ -315,17 +301,16 @@ def _plain(result: Any) -> dict[str, np.ndarray]:
     out = {}
     for k, v in result.items():
         a = np.asarray(v)
-        if (
-            not (isinstance(k, str) and k.isidentifier())
-            or k in _RESERVED
-            or a.dtype.kind not in "biufU"
-        ):
+        if not (isinstance(k, str) and k.isidentifier()) or k in _RESERVED or a.dtype.kind not in "biufU":
             raise TypeError(
                 f"fn result {k!r}: need an identifier key (not {sorted(_RESERVED)}) and a "
                 f"number, string or numeric array value, got {type(v).__name__}"
             )
         out[k] = a
     return out
+
+
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
@@ -335,14 +320,16 @@ def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
     if scheduler is None:
         n = workers or os.cpu_count() or 1
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env=ONE_THREAD_ENV,  # the engine owns the parallelism: no BLAS/OpenMP threads per worker
         )
     client = Client(cluster if cluster is not None else scheduler)
     try:
-        futures = {
-            client.submit(_execute, fn, case, timeout_s, pure=False): (cid, case)
-            for cid, case in todo
-        }
+        futures = {client.submit(_execute, fn, case, timeout_s, pure=False): (cid, case) for cid, case in todo}
         for fut in as_completed(futures):
             cid, case = futures[fut]
             try:
@@ -417,8 +404,7 @@ class _Progress:
         skip = f", {self.skipped} skipped (resume)" if self.skipped else ""
         end = "\n" if left == 0 else ""
         print(
-            f"\rbatch: {self.done}/{self.total} done, {self.failed} failed, {left} remaining"
-            f"{skip}, ETA {eta:,.0f} s ",
+            f"\rbatch: {self.done}/{self.total} done, {self.failed} failed, {left} remaining{skip}, ETA {eta:,.0f} s ",
             end=end,
             file=sys.stderr,
             flush=True,

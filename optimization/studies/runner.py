@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 from optimization.studies.batch import collect, run_batch
+from twin.netcdf import write_netcdf
 
 ANALYSES = ("sweep", "envelope", "replay", "headroom", "sizing")
 DISPATCH_KEYS = ("start", "horizon", "step", "soft", "grouping", "solver", "time_limit", "backend")
@@ -284,7 +285,7 @@ def run_study(
     ds = _analyse(ds, study, analysis)
     ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", "")}
     out = Path(out_dir)
-    _write_atomic(ds, out / "results.nc")
+    write_netcdf(ds, out / "results.nc")
     report.write_report(ds, out / "report.html")
     return ds
 
@@ -299,12 +300,6 @@ def _analyse(ds: xr.Dataset, study: dict[str, Any], analysis: str) -> xr.Dataset
 
         return ds.merge(grid_study(ds, study))
     return ds
-
-
-def _write_atomic(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf")
-    os.replace(tmp, path)
 
 
 def run_study_file(
