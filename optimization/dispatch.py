@@ -12,7 +12,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from optimization.build import S_PER_H, Forecast, build_problem, forecast
-from optimization.feasibility import check, validate_request, violations
+from optimization.feasibility import check, explain_infeasible, validate_request, violations
 from optimization.groups import Groups, make_groups
 from optimization.problem import Problem
 from optimization.solve import solve_problem
@@ -175,6 +175,8 @@ def plan_horizon(
         }
         return plan_dataset(p, fc, groups, None, attrs | failed)
     res, values, build_s, used = solve_problem(p, backend, solver, time_limit, threads, extra_constraints)
+    if "infeasible" in res.status.lower():
+        attrs["conflicts"] = "; ".join(map(str, explain_infeasible(p, times, p.bess.p_max_mw if p.bess else 0.0)))
     attrs |= {
         "status": res.status,
         "objective": res.objective,

@@ -96,6 +96,35 @@ def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 
     return out
 
 
+def explain_infeasible(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 0.0) -> list[Conflict]:
+    """Likely reasons for an LP the solver proved infeasible although the minimum-cap floor fits:
+    the import limit or a DR target below the floor that the flex tiers need (:func:`flex_floor_x`)."""
+    if "flex" in p.soft or not p.flex_windows:
+        return []
+    floor = p.site_mw(np.broadcast_to(flex_floor_x(p), p.busy_mw.shape)) - bess_discharge_mw
+    out = []
+    for limit, cap in (("import_limit", p.import_limit_mw), ("dr", p.dr_cap_mw)):
+        excess = floor - cap
+        bad = np.flatnonzero(excess > 1e-9 * np.maximum(1.0, np.abs(floor)))
+        if limit not in p.soft and bad.size:
+            detail = "vs the floor with the flex tiers held (each group at its tier's throughput)"
+            out.append(Conflict(limit, times[bad[0]], times[bad[-1]], bad.size, float(excess[bad].max()), "MW", detail))
+    return out
+
+
+def flex_floor_x(p: Problem) -> Array:
+    """Lowest busy fraction per group that keeps each group, on its own, at the largest tier share
+    of its windows: ``min_k(a_k + b_k x) >= share * y_uncapped``. A diagnostic floor for conflict
+    reports (windows are token-weighted across groups, so the LP may spread the loss differently)."""
+    share = np.zeros(p.n_groups)
+    for groups, _, _, req in p.flex_windows:
+        share[np.asarray(groups, int)] = np.maximum(share[np.asarray(groups, int)], req)
+    need = share * p.y_uncapped
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_k = np.where(p.seg_b > 0, (need[:, None] - p.seg_a) / p.seg_b, -np.inf)
+    return np.clip(np.max(x_k, axis=1), p.x_lo, p.x_hi)
+
+
 def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]) -> list[Conflict]:
     """Soft limits that the plan exceeds (slack > 0), from the solved slack variables."""
     idx = {

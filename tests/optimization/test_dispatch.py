@@ -247,3 +247,19 @@ def test_a100_cap_sweep_optimal_caps_under_a_25pct_cut():
 )
 def test_a100_cap_sweep_keeps_emerald_weighted_throughput():
     assert _a100_optimum()[0] >= 0.91
+
+
+def test_limit_between_min_cap_floor_and_flex_floor_is_explained(campus, hot):
+    """Above the minimum-cap floor the LP is tried; when the flex tiers make it infeasible the result says
+    so with the shortfall against the floor the tiers need, and soft flex tiers make it solvable."""
+    base = hot.with_changes(dr_events=(), import_limit_mw=1000.0)
+    kw = {"start": "2026-08-08T02:00:00", "horizon": "2h", "step": "15min"}
+    floor = float(dispatch(campus, base, **kw).floor_mw.max())
+    tight = base.with_changes(import_limit_mw=floor + 2.0)
+    plan = dispatch(campus, tight, **kw)
+    assert plan.attrs["optimal"] == 0 and "infeasible" in plan.attrs["status"].lower()
+    assert plan.attrs["conflicts"].startswith("import_limit (vs the floor with the flex tiers held")
+    soft = dispatch(campus, tight, soft=("flex",), **kw)
+    assert soft.attrs["status"] == "optimal"
+    assert float(soft.grid_import_mw.max()) <= floor + 2.0 + 1e-6
+    assert soft.attrs["violations"].startswith("flex (throughput below the flex tier")
