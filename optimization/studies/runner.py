@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+import data
 from optimization.studies.batch import collect, run_batch
 from twin.netcdf import write_netcdf
 
@@ -54,8 +55,14 @@ _SCENARIO_KEYS = ("offset_k", "import_limit_mw", "carbon_price_per_t", "price_sc
 
 
 def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a study TOML; relative facility/scenario/CSV paths become absolute."""
+    """Read and check a study TOML (a path or a built-in name from ``data/studies``); relative
+    facility/scenario/CSV paths become absolute."""
     p = Path(path)
+    if not p.is_file():
+        builtin = sorted(q.stem for q in data.path("studies").glob("*.toml"))
+        if str(path) not in builtin:
+            raise FileNotFoundError(f"study file not found: {p} (built-in: {', '.join(builtin)})")
+        p = data.path("studies", f"{path}.toml")
     study = tomllib.loads(p.read_text(encoding="utf-8"))
     unknown = set(study) - {"name", "description", "analysis", "facility", "scenario", "options", "run", "sweep",
                             "labels", "balancing_area"}  # fmt: skip
