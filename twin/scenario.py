@@ -22,7 +22,7 @@ A scenario TOML (all keys optional; paths relative to the file)::
     level = 1.0
     oscillation_depth = 0.0               # sub-minute training power swing, share of busy power
     oscillation_period_s = 30.0
-    [workload.inference]
+    [workload.inference]                  # or profile = "plateaus", plateaus = [[0, 0.6], [8, 1.0], [20, 0.8]]
     profile = "diurnal"
     min = 0.5
     max = 0.95
@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import data
 from twin.grid_signals import DREvent, GridSignals, daily_signals, read_signals_csv
@@ -55,8 +56,11 @@ class _Strict(BaseModel):
 class WorkloadProfile(_Strict):
     """Utilization of a class over time: constant or a diurnal cosine; optional training oscillation."""
 
-    profile: Literal["constant", "diurnal"] = "constant"
+    profile: Literal["constant", "diurnal", "plateaus"] = "constant"
     level: Frac = 1.0
+    plateaus: list[tuple[Annotated[float, Field(ge=0, lt=24)], Frac]] = Field(
+        default_factory=list, description="(hour of day, level) steps, held until the next one (wraps)"
+    )
     min: Frac = 0.5
     max: Frac = 0.95
     peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
@@ -64,11 +68,24 @@ class WorkloadProfile(_Strict):
     oscillation_period_s: Annotated[float, Field(gt=0)] = 30.0
     oscillation_duty: Annotated[float, Field(gt=0, lt=1)] = 0.7
 
+    @model_validator(mode="after")
+    def _plateaus(self) -> WorkloadProfile:
+        hours = [h for h, _ in self.plateaus]
+        if self.profile == "plateaus" and not hours:
+            raise ValueError("profile 'plateaus' needs plateaus = [[hour, level], ...]")
+        if any(b <= a for a, b in pairwise(hours)):
+            raise ValueError(f"plateaus: hours must increase, got {hours}")
+        return self
+
     def utilization(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
         """Share of the class's GPUs that are busy [-]."""
         if self.profile == "constant":
             return np.full(np.shape(times), self.level)
         hour = (np.asarray(times, "datetime64[s]") - np.asarray(times, "datetime64[D]")).astype(float) / 3600
+        if self.profile == "plateaus":
+            hours = np.array([h for h, _ in self.plateaus])
+            levels = np.array([v for _, v in self.plateaus])
+            return levels[np.searchsorted(hours, hour, side="right") - 1]  # index -1 wraps to the last plateau
         mid, half = (self.max + self.min) / 2, (self.max - self.min) / 2
         return mid + half * np.cos(2 * np.pi * (hour - self.peak_hour) / 24.0)
 

@@ -7,6 +7,7 @@ Unknown keys are errors; every error is reported with its key path and the rule 
 from __future__ import annotations
 
 import tomllib
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -68,7 +69,7 @@ class Psu(Strict):
     def _same_length(self) -> Psu:
         if len(self.load_points) != len(self.efficiencies) or len(self.load_points) < 2:
             raise ValueError("load_points and efficiencies must have the same length (>= 2)")
-        if any(b <= a for a, b in zip(self.load_points, self.load_points[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(self.load_points)):
             raise ValueError("load_points must be strictly increasing")
         return self
 

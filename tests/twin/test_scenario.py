@@ -99,6 +99,12 @@ def test_workload_profiles():
     w = WorkloadProfile(profile="diurnal", min=0.5, max=0.9, peak_hour=14)
     t = np.array(["2026-08-07T14:00", "2026-08-07T02:00", "2026-08-07T08:00"], dtype="datetime64[s]")
     np.testing.assert_allclose(w.utilization(t), [0.9, 0.5, 0.7], atol=1e-12)
+    pl = WorkloadProfile(profile="plateaus", plateaus=[(2.0, 0.4), (9.5, 1.0), (18.0, 0.7)])
+    t = np.array(["2026-08-07T00:30", "2026-08-07T02:00", "2026-08-07T09:29", "2026-08-07T09:30", "2026-08-07T23:00"],
+                 dtype="datetime64[s]")  # fmt: skip
+    np.testing.assert_array_equal(pl.utilization(t), [0.7, 0.4, 0.4, 1.0, 0.7])
+    with pytest.raises(ValueError, match="hours must increase"):
+        WorkloadProfile(profile="plateaus", plateaus=[(9.0, 1.0), (2.0, 0.5)])
     osc = WorkloadProfile(oscillation_depth=0.3, oscillation_period_s=10, oscillation_duty=0.7)
     s = 1.786e9 + np.arange(20) * 0.5  # epoch seconds, a whole multiple of the period at the start
     np.testing.assert_allclose(osc.power_factor(s), [1.0] * 14 + [0.7] * 6)
