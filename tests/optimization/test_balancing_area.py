@@ -25,9 +25,7 @@ def test_default_seed_reproduces_duke_load_factor_and_headroom(default):
     t, d = default
     ds = headroom(t, d)
     assert abs(float(ds.load_factor) - 0.53) < 0.03  # measured 0.553
-    np.testing.assert_allclose(
-        ds.headroom_pct_of_peak.values, DUKE_PCT, atol=1.5
-    )  # measured |err| <= 0.4
+    np.testing.assert_allclose(ds.headroom_pct_of_peak.values, DUKE_PCT, atol=1.5)  # measured |err| <= 0.4
     np.testing.assert_allclose(ds.curtailed_hours_per_year.values[:3], DUKE_HOURS, rtol=0.15)
     np.testing.assert_allclose(ds.mean_event_duration_h.values[:3], DUKE_EVENT_H, atol=0.4)
 
@@ -48,9 +46,7 @@ def test_seed_reproducible_and_weekends_lower(default):
     weekday = (t.astype("datetime64[D]").astype(np.int64) + 3) % 7
     p = BalancingAreaParams()
     drop = 1 - d[weekday >= 5].mean() / d[weekday < 5].mean()
-    assert (
-        0.5 * p.weekend_drop < drop < 1.5 * p.weekend_drop
-    )  # w is on the m = 1 scale; mean x is ~1.2
+    assert 0.5 * p.weekend_drop < drop < 1.5 * p.weekend_drop  # w is on the m = 1 scale; mean x is ~1.2
 
 
 def test_invalid_parameters_name_the_argument():

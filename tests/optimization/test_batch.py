@@ -160,7 +160,5 @@ def test_missing_grid_cells_are_flagged(tmp_path):
     run_batch(work, CASES[:4], tmp_path, progress=False)
     ds = collect(tmp_path, GRID)
     assert (ds.status.sel(a=3) == STATUS.index("missing")).all() and np.isnan(ds.y.sel(a=3)).all()
-    cases = collect(
-        tmp_path
-    )  # listed combinations: a `case` dim with the parameters as coordinates
+    cases = collect(tmp_path)  # listed combinations: a `case` dim with the parameters as coordinates
     assert cases.sizes["case"] == 4 and sorted(cases.a.values.tolist()) == [1, 1, 2, 2]

@@ -12,9 +12,7 @@ H = np.timedelta64(1, "h")
 
 def hours(first: str, last: str) -> np.ndarray:
     """Hourly datetime64 grid over whole calendar years ``first``..``last``."""
-    return np.arange(
-        np.datetime64(f"{first}-01-01T00", "h"), np.datetime64(f"{int(last) + 1}-01-01T00", "h")
-    )
+    return np.arange(np.datetime64(f"{first}-01-01T00", "h"), np.datetime64(f"{int(last) + 1}-01-01T00", "h"))
 
 
 def test_flat_demand_curtails_nothing_until_the_gap_is_used():
@@ -36,9 +34,7 @@ def test_flat_demand_curtails_nothing_until_the_gap_is_used():
     assert np.all(basis.curtailment_mw(gap + 1.0)[flat] > 0.0)
     # closed form: only the peak hour of each year curtails (fully) while L <= (1-k) P
     new = np.array([1.0, 50.0, gap, gap + 10.0, 3 * gap])
-    expected = np.mean(
-        [(new + np.maximum(0, new - gap) * (n - 1)) / (new * n) for n in (8760, 8784)], axis=0
-    )
+    expected = np.mean([(new + np.maximum(0, new - gap) * (n - 1)) / (new * n) for n in (8760, 8784)], axis=0)
     np.testing.assert_allclose(basis.rate(new), expected, rtol=1e-12)
 
 
@@ -144,9 +140,7 @@ def test_invalid_inputs_name_the_argument():
         HeadroomBasis.from_load(np.arange(t.size), d)
     month = t.astype("datetime64[M]").astype(int) % 12 + 1
     with pytest.raises(ValueError, match=r"load_mw: .*exceed"):
-        HeadroomBasis.from_load(
-            t, np.where(month == 9, 600.0, d)
-        )  # September above the Jun-Aug max
+        HeadroomBasis.from_load(t, np.where(month == 9, 600.0, d))  # September above the Jun-Aug max
     with pytest.raises(ValueError, match="summer_peak_months"):
         Seasons(summer_months=(6, 7), summer_peak_months=(6, 7, 8))
     with pytest.raises(ValueError, match="budget"):
