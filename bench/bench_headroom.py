@@ -76,9 +76,7 @@ def main() -> None:
     print(f"mean {fmt(h.mean(0))} min {fmt(h.min(0))} max {fmt(h.max(0))}")
     print("Duke 22-BA: 10.2 13.2 16.9 28.9 % of peak")
     lf = ds.load_factor.values
-    print(
-        f"load factor mean {lf.mean():.3f}, {lf.min():.3f}-{lf.max():.3f} (Duke: 0.53, 0.43-0.61)"
-    )
+    print(f"load factor mean {lf.mean():.3f}, {lf.min():.3f}-{lf.max():.3f} (Duke: 0.53, 0.43-0.61)")
 
 
 if __name__ == "__main__":

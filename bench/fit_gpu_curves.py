@@ -18,16 +18,12 @@ import numpy as np
 from models.gpu import ThroughputCurve
 
 A100_TDP_W = 400.0  # A100 SXM board power (sweep maximum cap), physics.md 2.1
-A100_MIN_CAP_W = (
-    200.0  # lowest cap used: the 100-200 W interval is unsampled and holds the convex knee
-)
+A100_MIN_CAP_W = 200.0  # lowest cap used: the 100-200 W interval is unsampled and holds the convex knee
 A100_SOURCE = (
     "Colangelo et al., arXiv 2507.00909 (Emerald AI field demonstration, 256 x A100); "
     "software artifact ai-emerald/emerald-ai-demo-may-2025 (Apache-2.0), DVFS power-cap sweep"
 )
-ZEUS_SOURCE = (
-    "ml-energy/zeus:examples/research_reproducibility/zeus_nsdi23/trace/summary_power_{}.csv"
-)
+ZEUS_SOURCE = "ml-energy/zeus:examples/research_reproducibility/zeus_nsdi23/trace/summary_power_{}.csv"
 
 # Zeus traces (physics.md 2.5): power cap [W] -> throughput = t_epoch(max cap) / t_epoch(cap).
 ZEUS = {
@@ -99,9 +95,7 @@ def toml_entry(name: str, curve: ThroughputCurve, raw_x, raw_y, source: str, met
 
 
 def main(argv: list[str]) -> None:
-    shared = Path(
-        os.environ.get("FACTORY_TWIN_SHARED", Path(__file__).parents[2] / "shared" / "data")
-    )
+    shared = Path(os.environ.get("FACTORY_TWIN_SHARED", Path(__file__).parents[2] / "shared" / "data"))
     sweep = read_sweep(Path(argv[1]) if len(argv) > 1 else shared / "a100_power_cap_sweep.csv")
     out = [
         "# GPU power -> throughput curves, concave piecewise-linear (models.gpu.load_curve).",
@@ -129,9 +123,7 @@ def main(argv: list[str]) -> None:
             "power taken equal to the cap), y = t_epoch(max) / t_epoch(cap); upper concave "
             f"envelope of the caps >= {z['min_cap_w']:g} W"
         )
-        source = (
-            ZEUS_SOURCE.format(z["gpu"]) + " (figures via the project field guide, physics.md 2.5)"
-        )
+        source = ZEUS_SOURCE.format(z["gpu"]) + " (figures via the project field guide, physics.md 2.5)"
         out.append(toml_entry(name, curve, x[keep], np.array(z["y"])[keep], source, method))
     print("\n".join(out), end="")
 

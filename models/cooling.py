@@ -127,9 +127,7 @@ def flow_rule_kg_s(q_w: ArrayLike, l_min_per_kw: ArrayLike, rho_kg_m3: ArrayLike
     return v_dot * _check.positive("rho_kg_m3", rho_kg_m3)
 
 
-def mix_streams(
-    m_dot_kg_s: ArrayLike, t_c: ArrayLike, into: ArrayLike | None = None, n: int | None = None
-) -> Array:
+def mix_streams(m_dot_kg_s: ArrayLike, t_c: ArrayLike, into: ArrayLike | None = None, n: int | None = None) -> Array:
     """Adiabatic mixing at a header: ``T = sum(m_dot T) / sum(m_dot)`` [degC] (constant c_p).
 
     Without ``into``, streams are summed over the last axis. With ``into`` (1-D group index per
@@ -155,14 +153,7 @@ def mix_streams(
         mt, ms = np.sum(m * t, axis=-1), np.sum(m, axis=-1)
     else:
         g = np.asarray(into)
-        if (
-            g.shape != m.shape
-            or g.ndim != 1
-            or not np.issubdtype(g.dtype, np.integer)
-            or np.any(g < 0)
-        ):
-            raise ValueError(
-                f"into: must be non-negative integers, one per stream {m.shape}, got {g.shape}"
-            )
+        if g.shape != m.shape or g.ndim != 1 or not np.issubdtype(g.dtype, np.integer) or np.any(g < 0):
+            raise ValueError(f"into: must be non-negative integers, one per stream {m.shape}, got {g.shape}")
         mt, ms = np.bincount(g, m * t, n), np.bincount(g, m, n)
     return np.divide(mt, ms, out=np.full(np.shape(ms), np.nan), where=ms > 0)

@@ -22,9 +22,7 @@ Array = NDArray[np.float64]
 T0_K = 273.15  # 0 degC in kelvin (definition)
 GRID_STEP_K = 0.5  # spline knot spacing of the property tables [K]
 WATER_RANGE_C = (1.0, 99.0)  # liquid water range served (kept off 0 degC and off boiling at 2 bar)
-GLYCOL_T_MAX_C = (
-    100.0  # upper limit of CoolProp's incompressible glycol fits (physics.md section 4)
-)
+GLYCOL_T_MAX_C = 100.0  # upper limit of CoolProp's incompressible glycol fits (physics.md section 4)
 _GLYCOL = re.compile(r"^(MPG|MEG)-(\d+(?:\.\d+)?)%$", re.IGNORECASE)
 _PROPS = {"cp": "C", "rho": "D", "mu": "V", "k": "L"}
 
@@ -60,8 +58,7 @@ def _tables(name: str, p_pa: float) -> tuple[float, tuple[float, float], dict[st
             lo, hi = t_freeze_c, GLYCOL_T_MAX_C
         t_c = np.linspace(lo, hi, int(np.ceil((hi - lo) / GRID_STEP_K)) + 1)
         splines = {
-            key: CubicSpline(t_c, PropsSI(out, "T", t_c + T0_K, "P", p_pa, fluid))
-            for key, out in _PROPS.items()
+            key: CubicSpline(t_c, PropsSI(out, "T", t_c + T0_K, "P", p_pa, fluid)) for key, out in _PROPS.items()
         }
     except ValueError as e:  # CoolProp rejects e.g. a concentration outside its fit
         raise ValueError(f"name: CoolProp cannot evaluate {name!r} ({fluid}): {e}") from e

@@ -129,9 +129,7 @@ def ntu_from_effectiveness(
     e_max = effectiveness_max(c, kind)
     if np.any(e >= e_max):
         bad = e[e >= e_max].flat[0]
-        raise ValueError(
-            f"eps: must be below the {kind} limit eps_max(cr) (1 for cr=0), got {bad!r}"
-        )
+        raise ValueError(f"eps: must be below the {kind} limit eps_max(cr) (1 for cr=0), got {bad!r}")
     if kind == "counterflow":
         return np.where(
             c == 1.0,
@@ -312,9 +310,7 @@ def cdu_supply_control(
     c_max = _check.positive("c_fws_max_w_k", c_fws_max_w_k)
     ua_nom = _check.nonnegative("ua_nom_w_k", ua_nom_w_k)
     t_set = _check.finite("setpoint_c", setpoint_c)
-    t_ret, c_tcs, t_fws, c_max, ua_nom, t_set = np.broadcast_arrays(
-        t_ret, c_tcs, t_fws, c_max, ua_nom, t_set
-    )
+    t_ret, c_tcs, t_fws, c_max, ua_nom, t_set = np.broadcast_arrays(t_ret, c_tcs, t_fws, c_max, ua_nom, t_set)
 
     def duty(x: Array) -> Array:
         c_fws = x * c_max

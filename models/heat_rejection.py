@@ -61,9 +61,7 @@ def _approach_cooler(
     full_app = app * q / cap
     margin = t_set - t_ref
     with np.errstate(divide="ignore", invalid="ignore"):
-        s_req = np.where(
-            margin > 0, (full_app / np.where(margin > 0, margin, 1.0)) ** (1.0 / m), np.inf
-        )
+        s_req = np.where(margin > 0, (full_app / np.where(margin > 0, margin, 1.0)) ** (1.0 / m), np.inf)
     s_req = np.where(q > 0, s_req, 0.0)
     feasible = s_req <= 1.0
     speed = np.where(feasible, s_req, 1.0)
@@ -180,9 +178,7 @@ def evaporative_cooler(
     return CoolerState(t_min, ok, s, fan, full, water * np.ones_like(s))
 
 
-def chiller_cop_carnot(
-    t_evap_c: ArrayLike, t_cond_c: ArrayLike, carnot_fraction: ArrayLike
-) -> Array:
+def chiller_cop_carnot(t_evap_c: ArrayLike, t_cond_c: ArrayLike, carnot_fraction: ArrayLike) -> Array:
     """Chiller COP as a fraction of Carnot: ``COP = eta_C T_evap / (T_cond - T_evap)`` (kelvin).
 
     Modelica Buildings ``Carnot_y`` (physics.md 1.3).
@@ -199,9 +195,7 @@ def chiller_cop_carnot(
     t_e = _check.in_range("t_evap_c", t_evap_c, -T0_K, np.inf) + T0_K
     lift = _check.finite("t_cond_c", t_cond_c) + T0_K - t_e
     if np.any(lift <= 0):
-        raise ValueError(
-            f"t_cond_c: must exceed t_evap_c, got a lift of {lift[lift <= 0].flat[0]!r} K"
-        )
+        raise ValueError(f"t_cond_c: must exceed t_evap_c, got a lift of {lift[lift <= 0].flat[0]!r} K")
     eta = _check.in_range("carnot_fraction", carnot_fraction, 0.0, 1.0)
     _check.positive("carnot_fraction", eta)
     return eta * t_e / lift
@@ -243,9 +237,7 @@ def chiller_power_w(
         Nominal duty for the part-load ratio [W], > 0; needed if ``part_load_coeffs`` has a y term.
     """
     q = _check.nonnegative("q_w", q_w)
-    t_e = _check.finite("t_chw_supply_c", t_chw_supply_c) - _check.nonnegative(
-        "app_evap_k", app_evap_k
-    )
+    t_e = _check.finite("t_chw_supply_c", t_chw_supply_c) - _check.nonnegative("app_evap_k", app_evap_k)
     t_c = _check.finite("t_cond_in_c", t_cond_in_c) + _check.nonnegative("app_cond_k", app_cond_k)
     t_e, t_c, q = np.broadcast_arrays(t_e, t_c, q)
     on = q > 0
@@ -255,9 +247,7 @@ def chiller_power_w(
         if q_nom_w is None:
             raise ValueError("q_nom_w: required when part_load_coeffs has a part-load term")
         y = q / _check.positive("q_nom_w", q_nom_w)
-        cop = cop * np.polynomial.polynomial.polyval(
-            np.broadcast_to(y, q.shape)[on], part_load_coeffs
-        )
+        cop = cop * np.polynomial.polynomial.polyval(np.broadcast_to(y, q.shape)[on], part_load_coeffs)
     else:
         cop = cop * part_load_coeffs[0]
     p = np.zeros(q.shape)

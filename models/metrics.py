@@ -85,9 +85,7 @@ def cost_per_mtok(power_w: ArrayLike, price_per_mwh: ArrayLike, tokens_per_s: Ar
     return energy_per_token_j(power_w, tokens_per_s) * price * TOKENS_PER_MTOK / J_PER_MWH
 
 
-def carbon_per_mtok(
-    power_w: ArrayLike, carbon_kg_per_mwh: ArrayLike, tokens_per_s: ArrayLike
-) -> Array:
+def carbon_per_mtok(power_w: ArrayLike, carbon_kg_per_mwh: ArrayLike, tokens_per_s: ArrayLike) -> Array:
     """Emissions per million tokens ``m = P I / (3.6e9 r) * 1e6``.
 
     ``power_w`` [W] >= 0; ``carbon_kg_per_mwh`` grid carbon intensity [kg CO2/MWh] (= g/kWh) >= 0;

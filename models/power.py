@@ -85,9 +85,7 @@ def transformer_optimal_load_fraction(no_load_loss_w: ArrayLike, load_loss_w: Ar
     return np.sqrt(p0 / _check.positive("load_loss_w", load_loss_w))
 
 
-def ups_loss_w(
-    p_out_w: ArrayLike, rating_w: ArrayLike, c0: ArrayLike, c1: ArrayLike, c2: ArrayLike
-) -> Array:
+def ups_loss_w(p_out_w: ArrayLike, rating_w: ArrayLike, c0: ArrayLike, c1: ArrayLike, c2: ArrayLike) -> Array:
     """Converter (UPS) loss, three-term curve ``P = P_r (c0 + c1 x + c2 x^2)``, ``x = P_out / P_r``.
 
     Parameters
@@ -272,9 +270,7 @@ class PowerChain:
             _check.nonnegative(name, getattr(self, name))
         _check.in_range("power_factor", self.power_factor, 0.0, 1.0)
         if not 0.0 <= self.busway_loss_fraction < 1.0:
-            raise ValueError(
-                f"busway_loss_fraction: must be in [0, 1), got {self.busway_loss_fraction!r}"
-            )
+            raise ValueError(f"busway_loss_fraction: must be in [0, 1), got {self.busway_loss_fraction!r}")
         _psu_curve(self.psu_load_points, self.psu_efficiencies)
 
     # Coefficients of each stage as ``out -> in = k0 + k1 out + k2 out^2``.
@@ -422,9 +418,7 @@ class Bess:
         _check.in_range("soc_min", self.soc_min, 0.0, 1.0)
         _check.in_range("soc_max", self.soc_max, 0.0, 1.0)
         if not self.soc_min < self.soc_max:
-            raise ValueError(
-                f"soc_min: must be < soc_max, got {self.soc_min!r} >= {self.soc_max!r}"
-            )
+            raise ValueError(f"soc_min: must be < soc_max, got {self.soc_min!r} >= {self.soc_max!r}")
 
     @property
     def round_trip_efficiency(self) -> float:
@@ -432,9 +426,7 @@ class Bess:
         return self.eta_charge * self.eta_discharge
 
 
-def bess_step(
-    energy_j: ArrayLike, p_w: ArrayLike, dt_s: ArrayLike, bess: Bess
-) -> tuple[Array, Array]:
+def bess_step(energy_j: ArrayLike, p_w: ArrayLike, dt_s: ArrayLike, bess: Bess) -> tuple[Array, Array]:
     """Advance the stored energy by one step of held power.
 
     ``E_next = E + (eta_c P_ch - P_dis / eta_d) dt``, ``P_dis = max(p, 0)``, ``P_ch = max(-p, 0)``.
@@ -463,12 +455,8 @@ def bess_step(
     e_min, e_max = bess.soc_min * bess.energy_capacity_j, bess.soc_max * bess.energy_capacity_j
     p_dis_soc = np.maximum(e - e_min, 0.0) * bess.eta_discharge / dt  # empties to the floor
     p_ch_soc = np.maximum(e_max - e, 0.0) / (bess.eta_charge * dt)  # fills to the ceiling
-    p_act = np.clip(
-        p, -np.minimum(bess.power_limit_w, p_ch_soc), np.minimum(bess.power_limit_w, p_dis_soc)
-    )
-    de = (
-        bess.eta_charge * np.maximum(-p_act, 0.0) - np.maximum(p_act, 0.0) / bess.eta_discharge
-    ) * dt
+    p_act = np.clip(p, -np.minimum(bess.power_limit_w, p_ch_soc), np.minimum(bess.power_limit_w, p_dis_soc))
+    de = (bess.eta_charge * np.maximum(-p_act, 0.0) - np.maximum(p_act, 0.0) / bess.eta_discharge) * dt
     # Where the SOC window bound the step, land on its edge exactly (no rounding drift).
     floor = (p >= p_dis_soc) & (p_dis_soc <= bess.power_limit_w)
     ceiling = (-p >= p_ch_soc) & (p_ch_soc <= bess.power_limit_w)

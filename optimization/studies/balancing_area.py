@@ -156,9 +156,7 @@ def _peaked(c: NDArray, kappa: float) -> NDArray:
     return 2.0 * (np.exp(kappa * (c - 1.0)) - lo) / (1.0 - lo) - 1.0
 
 
-def _waves(
-    rng: np.random.Generator, t: NDArray, y0: int, y1: int, p: BalancingAreaParams
-) -> NDArray:
+def _waves(rng: np.random.Generator, t: NDArray, y0: int, y1: int, p: BalancingAreaParams) -> NDArray:
     """Sum of heat and cold waves [1] over the hourly grid ``t`` (one broadcast over waves x
     hours)."""
     n_years = y1 - y0 + 1
@@ -172,13 +170,11 @@ def _waves(
         np.r_[np.full(n_heat, 243), np.full(n_cold, 59)],
     )
     start_doy = rng.uniform(lo, np.maximum(lo, hi - days))
-    start = (year - 1970).astype("datetime64[Y]").astype("datetime64[h]") + np.round(
-        start_doy * 24
-    ).astype("timedelta64[h]")
+    start = (year - 1970).astype("datetime64[Y]").astype("datetime64[h]") + np.round(start_doy * 24).astype(
+        "timedelta64[h]"
+    )
     dur_h = 24.0 * days
     amp = rng.uniform(*p.wave_amp, start.size)
     tau = (t[None, :] - start[:, None]).astype(np.float64)
     inside = (tau > 0) & (tau < dur_h[:, None])
-    return np.sum(
-        np.where(inside, amp[:, None] * np.sin(np.pi * tau / dur_h[:, None]) ** 2, 0.0), axis=0
-    )
+    return np.sum(np.where(inside, amp[:, None] * np.sin(np.pi * tau / dur_h[:, None]) ** 2, 0.0), axis=0)

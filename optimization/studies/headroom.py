@@ -52,17 +52,11 @@ class Seasons:
         for name in ("summer_months", "summer_peak_months", "winter_peak_months"):
             months = getattr(self, name)
             if not months or not set(months) <= set(range(1, 13)):
-                raise ValueError(
-                    f"{name}: months must be a non-empty subset of 1..12, got {months}"
-                )
+                raise ValueError(f"{name}: months must be a non-empty subset of 1..12, got {months}")
         if not set(self.summer_peak_months) <= set(self.summer_months):
-            raise ValueError(
-                f"summer_peak_months: must lie in summer_months, got {self.summer_peak_months}"
-            )
+            raise ValueError(f"summer_peak_months: must lie in summer_months, got {self.summer_peak_months}")
         if set(self.winter_peak_months) & set(self.summer_months):
-            raise ValueError(
-                f"winter_peak_months: must lie outside summer_months, got {self.winter_peak_months}"
-            )
+            raise ValueError(f"winter_peak_months: must lie outside summer_months, got {self.winter_peak_months}")
 
 
 DUKE_SEASONS = Seasons()
@@ -87,9 +81,7 @@ class HeadroomBasis:
     mean_mw: float
 
     @classmethod
-    def from_load(
-        cls, time: ArrayLike, load_mw: ArrayLike, seasons: Seasons = DUKE_SEASONS
-    ) -> HeadroomBasis:
+    def from_load(cls, time: ArrayLike, load_mw: ArrayLike, seasons: Seasons = DUKE_SEASONS) -> HeadroomBasis:
         """Thresholds and gaps of an hourly series.
 
         Parameters
@@ -101,9 +93,7 @@ class HeadroomBasis:
         t = np.asarray(time)
         d = _check.nonnegative("load_mw", load_mw)
         if not np.issubdtype(t.dtype, np.datetime64) or t.ndim != 1 or t.size < 2:
-            raise ValueError(
-                f"time: need a 1-D datetime64 array of >= 2 hours, got {t.dtype} {t.shape}"
-            )
+            raise ValueError(f"time: need a 1-D datetime64 array of >= 2 hours, got {t.dtype} {t.shape}")
         if d.shape != t.shape:
             raise ValueError(f"load_mw: shape {d.shape} differs from time {t.shape}")
         th = t.astype("datetime64[h]")
@@ -165,18 +155,13 @@ class HeadroomBasis:
     def solve(self, budget: float) -> float:
         """Headroom ``L`` [MW] with ``r(L) = budget`` (brentq), for ``budget`` [1] in (0, 1)."""
         b = float(_check.in_range("budget", budget, 0.0, 1.0))
-        floor = np.mean(
-            np.add.reduceat((self.gap_mw == 0.0).astype(np.int64), self.year_start)
-            / self.hours_per_year
-        )
+        floor = np.mean(np.add.reduceat((self.gap_mw == 0.0).astype(np.int64), self.year_start) / self.hours_per_year)
         if not 0.0 < b < 1.0 or b <= floor:
             raise ValueError(f"budget: must lie in ({floor:g}, 1) for this series, got {b!r}")
         lo, hi = 1e-12 * self.peak_mw, self.peak_mw
         while self.rate(hi) < b:  # r -> 1 as L -> infinity, so this ends
             hi *= 2.0
-        return float(
-            brentq(lambda x: self.rate(x) - b, lo, hi, xtol=1e-12 * self.peak_mw, rtol=1e-15)
-        )
+        return float(brentq(lambda x: self.rate(x) - b, lo, hi, xtol=1e-12 * self.peak_mw, rtol=1e-15))
 
 
 def headroom(

@@ -42,10 +42,7 @@ def test_v6_v7_v8_field_guide_values():
 @pytest.mark.parametrize("kind", ARRANGEMENTS)
 def test_effectiveness_matches_ht(kind):
     n, c = np.meshgrid(NTU, CR)
-    expected = [
-        ht.effectiveness_from_NTU(a, b, HT_NAME[kind])
-        for a, b in zip(n.ravel(), c.ravel(), strict=True)
-    ]
+    expected = [ht.effectiveness_from_NTU(a, b, HT_NAME[kind]) for a, b in zip(n.ravel(), c.ravel(), strict=True)]
     np.testing.assert_allclose(effectiveness(n, c, kind).ravel(), expected, rtol=1e-9)
 
 
@@ -74,10 +71,7 @@ def test_inverse_matches_ht_and_round_trips(kind):
     eps = 0.9 * effectiveness_max(c, kind) * np.array([0.3, 0.6, 0.9, 0.99])[:, None]
     eps, c = np.broadcast_arrays(eps, c)
     ntu = ntu_from_effectiveness(eps, c, kind)
-    expected = [
-        ht.NTU_from_effectiveness(e, r, HT_NAME[kind])
-        for e, r in zip(eps.ravel(), c.ravel(), strict=True)
-    ]
+    expected = [ht.NTU_from_effectiveness(e, r, HT_NAME[kind]) for e, r in zip(eps.ravel(), c.ravel(), strict=True)]
     rtol = 1e-9 if kind != "crossflow_unmixed" else 1e-7  # ht solves that one numerically
     np.testing.assert_allclose(ntu.ravel(), expected, rtol=rtol)
     np.testing.assert_allclose(effectiveness(ntu, c, kind), eps, rtol=1e-12)
@@ -86,12 +80,8 @@ def test_inverse_matches_ht_and_round_trips(kind):
 def test_effectiveness_max_closed_forms():
     c = 0.5
     assert effectiveness_max(c, "parallel") == pytest.approx(1.0 / 1.5, rel=1e-15)
-    assert effectiveness_max(c, "crossflow_cmax_mixed") == pytest.approx(
-        (1 - np.exp(-0.5)) / 0.5, rel=1e-15
-    )
-    assert effectiveness_max(c, "crossflow_cmin_mixed") == pytest.approx(
-        1 - np.exp(-2.0), rel=1e-15
-    )
+    assert effectiveness_max(c, "crossflow_cmax_mixed") == pytest.approx((1 - np.exp(-0.5)) / 0.5, rel=1e-15)
+    assert effectiveness_max(c, "crossflow_cmin_mixed") == pytest.approx(1 - np.exp(-2.0), rel=1e-15)
     assert effectiveness_max(c, "counterflow") == 1.0
 
 
@@ -122,9 +112,7 @@ def test_ua_at_flow_closed_form():
     expected = 36000.0 / (0.4 * 0.5**-0.8 + 0.6)
     assert ua_at_flow(36000.0, 1.0, 2.0, 3.0, 3.0, 0.8, 0.4) == pytest.approx(expected, rel=1e-12)
     assert ua_at_flow(36000.0, 1.0, 2.0, 0.0, 3.0) == 0.0
-    assert ua_at_flow(36000.0, 1.0, 2.0, 1.0, 3.0, exponent=0.0) == pytest.approx(
-        36000.0, rel=1e-15
-    )
+    assert ua_at_flow(36000.0, 1.0, 2.0, 1.0, 3.0, exponent=0.0) == pytest.approx(36000.0, rel=1e-15)
 
 
 # ---------------------------------------------------------------- CDU supply control (V10)
@@ -186,9 +174,7 @@ def test_supply_control_edge_cases_vectorized():
     np.testing.assert_array_equal(s.q_w[1:3], [0.0, 0.0])
     assert s.t_supply_c[3] > 34.0 and s.flow_fraction[3] == 1.0
     np.testing.assert_allclose(s.q_w, C_TCS * (t_ret - s.t_supply_c), rtol=1e-12)
-    np.testing.assert_allclose(
-        s.q_w, s.c_fws_w_k * (s.t_fws_return_c - t_fws), rtol=1e-12, atol=1e-9
-    )
+    np.testing.assert_allclose(s.q_w, s.c_fws_w_k * (s.t_fws_return_c - t_fws), rtol=1e-12, atol=1e-9)
 
 
 def test_supply_control_many_cdus_one_pass():

@@ -33,21 +33,13 @@ def test_v13_pump_times_system_with_static_head():
     """H_p = 40 - 0.002 Q^2, H_s = 10 + 0.001 Q^2 (Q in m3/h)."""
     q, h = pump_operating_point(40.0, 0.002, 10.0, 0.001)
     assert q == pytest.approx(100.0, rel=1e-12) and h == pytest.approx(20.0, rel=1e-12)
-    assert pump_power_w(q / 3600.0, h, 997.0, 1.0) == pytest.approx(
-        997.0 * G * q / 3600.0 * 20.0, rel=1e-12
-    )
+    assert pump_power_w(q / 3600.0, h, 997.0, 1.0) == pytest.approx(997.0 * G * q / 3600.0 * 20.0, rel=1e-12)
     assert pump_power_w(q / 3600.0, h, 997.0, 1.0) == pytest.approx(5431.79, abs=0.005)
     q8, h8 = pump_operating_point(40.0, 0.002, 10.0, 0.001, speed=0.8)
-    assert q8 == pytest.approx(np.sqrt(15.6 / 0.003), rel=1e-12) and q8 == pytest.approx(
-        72.1110, abs=5e-5
-    )
+    assert q8 == pytest.approx(np.sqrt(15.6 / 0.003), rel=1e-12) and q8 == pytest.approx(72.1110, abs=5e-5)
     assert h8 == pytest.approx(15.2, rel=1e-12)
-    assert pump_head_m(q8, 40.0, 0.002, 0.8) == pytest.approx(
-        system_head_m(q8, 10.0, 0.001), rel=1e-12
-    )
-    assert affinity(q, h, 1.0, 0.8)[0] == pytest.approx(
-        80.0
-    )  # what affinity would (wrongly) predict here
+    assert pump_head_m(q8, 40.0, 0.002, 0.8) == pytest.approx(system_head_m(q8, 10.0, 0.001), rel=1e-12)
+    assert affinity(q, h, 1.0, 0.8)[0] == pytest.approx(80.0)  # what affinity would (wrongly) predict here
 
 
 def test_no_static_head_follows_affinity_and_shutoff():
@@ -55,9 +47,7 @@ def test_no_static_head_follows_affinity_and_shutoff():
     q8, h8 = pump_operating_point(40.0, 0.002, 0.0, 0.001, speed=0.8)
     aq, ah, _ = affinity(q1, h1, 1.0, 0.8)
     assert (q8, h8) == (pytest.approx(aq, rel=1e-12), pytest.approx(ah, rel=1e-12))
-    q, h = pump_operating_point(
-        np.array([40.0, 40.0]), 0.002, 30.0, 0.001, speed=np.array([0.8, 0.5])
-    )
+    q, h = pump_operating_point(np.array([40.0, 40.0]), 0.002, 30.0, 0.001, speed=np.array([0.8, 0.5]))
     np.testing.assert_array_equal(q, [0.0, 0.0])  # 0.64*40 = 25.6 m and 10 m < 30 m static head
     np.testing.assert_allclose(h, [25.6, 10.0], rtol=1e-12)
 
@@ -146,9 +136,7 @@ def test_energy_conservation_many_pipes():
         dt = rng.uniform(1.0, 20.0)
         t_out = d.push(t_in, v_dot, dt)
         net += rho_cp * v_dot * dt * (t_in - t_out)
-    np.testing.assert_allclose(
-        d.stored_energy_j(rho_cp) - e0, net, rtol=1e-9, atol=1e-9 * rho_cp * vol.max() * 60
-    )
+    np.testing.assert_allclose(d.stored_energy_j(rho_cp) - e0, net, rtol=1e-9, atol=1e-9 * rho_cp * vol.max() * 60)
     assert d.stored_energy_j(rho_cp)[0] == pytest.approx(e0[0], rel=1e-15)
 
 

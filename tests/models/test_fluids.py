@@ -35,15 +35,9 @@ def test_field_guide_table_values():
     np.testing.assert_allclose(water.cp_j_kgk([25.0, 30.0]), [4181.0, 4179.6], rtol=1e-4)
     np.testing.assert_allclose(water.rho_kg_m3([25.0, 30.0]), [997.09, 995.69], rtol=1e-4)
     np.testing.assert_allclose(water.mu_pa_s(25.0), 0.890e-3, rtol=1e-3)
-    np.testing.assert_allclose(
-        pg25.cp_j_kgk([25.0, 30.0, 45.0]), [3932.6, 3944.6, 3980.6], rtol=1e-4
-    )
-    np.testing.assert_allclose(
-        pg25.rho_kg_m3([25.0, 30.0, 45.0]), [1017.17, 1014.90, 1007.21], rtol=1e-4
-    )
-    np.testing.assert_allclose(
-        pg25.mu_pa_s([25.0, 30.0, 45.0]), [2.071e-3, 1.776e-3, 1.199e-3], rtol=1e-3
-    )
+    np.testing.assert_allclose(pg25.cp_j_kgk([25.0, 30.0, 45.0]), [3932.6, 3944.6, 3980.6], rtol=1e-4)
+    np.testing.assert_allclose(pg25.rho_kg_m3([25.0, 30.0, 45.0]), [1017.17, 1014.90, 1007.21], rtol=1e-4)
+    np.testing.assert_allclose(pg25.mu_pa_s([25.0, 30.0, 45.0]), [2.071e-3, 1.776e-3, 1.199e-3], rtol=1e-3)
     np.testing.assert_allclose(eg25.k_w_mk(25.0), 0.4910, rtol=1e-3)
     assert pg25.t_freeze_c == pytest.approx(-9.79, abs=0.005)
     assert pg25.valid_range_c == (pytest.approx(-9.785447896, abs=1e-6), 100.0)
@@ -86,14 +80,8 @@ def test_wet_bulb_and_dew_point_vs_coolprop_humid_air():
     """psychrolib (ASHRAE) vs CoolProp HAPropsSI (Hyland-Wexler): formulations differ < 0.02 K."""
     t = np.array([30.0, 35.0, 10.0, 40.0, -5.0])
     rh = np.array([0.5, 0.2, 0.9, 0.4, 0.7])
-    wb_ref = [
-        HAPropsSI("B", "T", a + 273.15, "P", 101325.0, "R", r) - 273.15
-        for a, r in zip(t, rh, strict=True)
-    ]
-    dp_ref = [
-        HAPropsSI("D", "T", a + 273.15, "P", 101325.0, "R", r) - 273.15
-        for a, r in zip(t, rh, strict=True)
-    ]
+    wb_ref = [HAPropsSI("B", "T", a + 273.15, "P", 101325.0, "R", r) - 273.15 for a, r in zip(t, rh, strict=True)]
+    dp_ref = [HAPropsSI("D", "T", a + 273.15, "P", 101325.0, "R", r) - 273.15 for a, r in zip(t, rh, strict=True)]
     np.testing.assert_allclose(wet_bulb_c(t, rh), wb_ref, atol=0.02)
     np.testing.assert_allclose(dew_point_c(t, rh), dp_ref, atol=0.02)
 

@@ -81,16 +81,12 @@ def test_segments_hand_values_and_hypograph():
         atol=1e-15,
     )
     x = np.linspace(0.32, 1.3, 491)
-    np.testing.assert_allclose(
-        c.throughput(x), np.min(a[:, None] + b[:, None] * x, axis=0), rtol=1e-12
-    )
+    np.testing.assert_allclose(c.throughput(x), np.min(a[:, None] + b[:, None] * x, axis=0), rtol=1e-12)
 
 
 def test_throughput_interpolates_and_is_flat_above_demand():
     c = load_curve("v100-bert")
-    np.testing.assert_allclose(
-        c.throughput([0.65, 0.95, 1.0, 1.5]), [(0.804 + 0.889) / 2, 0.988, 1.0, 1.0], rtol=1e-9
-    )
+    np.testing.assert_allclose(c.throughput([0.65, 0.95, 1.0, 1.5]), [(0.804 + 0.889) / 2, 0.988, 1.0, 1.0], rtol=1e-9)
     # below the knee: first segment extended, clipped at zero
     np.testing.assert_allclose(c.throughput([0.35, 0.0]), [0.5 - 1.67 * 0.05, 0.0], rtol=1e-9)
     assert c.throughput(np.ones((3, 4))).shape == (3, 4)
@@ -99,9 +95,7 @@ def test_throughput_interpolates_and_is_flat_above_demand():
 def test_zeus_curves_carry_the_published_points():
     v100 = load_curve("v100-bert")
     np.testing.assert_allclose(v100.x, [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], rtol=1e-12)
-    np.testing.assert_allclose(
-        v100.y, [0.500, 0.667, 0.804, 0.889, 0.937, 0.976, 1.000], rtol=1e-12
-    )
+    np.testing.assert_allclose(v100.y, [0.500, 0.667, 0.804, 0.889, 0.937, 0.976, 1.000], rtol=1e-12)
     a40 = load_curve("a40-bert")
     np.testing.assert_allclose(a40.x, np.array([175, 200, 225, 250, 275, 300]) / 300, rtol=1e-12)
     np.testing.assert_allclose(a40.y, [0.786, 0.885, 0.940, 0.973, 0.996, 1.000], rtol=1e-12)
@@ -174,9 +168,7 @@ def test_fit_residuals_against_raw_sweep(name):
 
 # ---------------------------------------------------------------- power, throttle, smoothing
 def test_power_drawn_is_min_of_demand_and_cap():
-    np.testing.assert_array_equal(
-        power_drawn_w([900.0, 1100.0, 0.0], [1000.0, 1000.0, 500.0]), [900.0, 1000.0, 0.0]
-    )
+    np.testing.assert_array_equal(power_drawn_w([900.0, 1100.0, 0.0], [1000.0, 1000.0, 500.0]), [900.0, 1000.0, 0.0])
 
 
 def test_thermal_throttle_limit():
@@ -198,9 +190,7 @@ def test_smoothing_ramps_floor_and_vectorization():
     for target_w in [200.0] * 5 + [1200.0] * 5:
         p = smooth_power_w(p, target_w, 1.0, 150.0, 250.0, 400.0)
         trace.append(float(p[0]))
-    np.testing.assert_allclose(
-        trace, [750, 500, 400, 400, 400, 550, 700, 850, 1000, 1150], rtol=1e-12
-    )
+    np.testing.assert_allclose(trace, [750, 500, 400, 400, 400, 550, 700, 850, 1000, 1150], rtol=1e-12)
 
 
 # ---------------------------------------------------------------- invalid inputs

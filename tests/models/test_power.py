@@ -138,9 +138,7 @@ def test_chain_tangent_hand_values_and_cuts():
     assert g == pytest.approx(w + 2e3 + 16e3 * (w / 1.9e6) ** 2, rel=REL)
     dt = 1 + 32e3 * w / 1.9e6**2
     assert d_mech == pytest.approx(dt, rel=REL)
-    assert d_it == pytest.approx(
-        dt * (1.01 + 0.02 * 1.005e6 / 2e6) * (1 + 0.02 * 1e6 / 2e6), rel=REL
-    )
+    assert d_it == pytest.approx(dt * (1.01 + 0.02 * 1.005e6 / 2e6) * (1 + 0.02 * 1e6 / 2e6), rel=REL)
     # convexity: tangent planes at 10,000 random points lie below the surface at other points
     rng = np.random.default_rng(1)
     i0, m0 = rng.uniform(0, 3e6, 10_000), rng.uniform(0, 1e6, 10_000)

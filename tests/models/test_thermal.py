@@ -33,9 +33,7 @@ def test_v1_one_node_step():
 
 def test_v1_cooling_from_hot_start_and_broadcast():
     t = rc1_response(np.array([[90.0], [50.0]]), 0.0, 0.05, 100.0, 30.0, np.array([0.0, 5.0]))
-    np.testing.assert_allclose(
-        t, 30.0 + np.array([[60.0], [20.0]]) * np.exp(-np.array([0.0, 1.0])), rtol=1e-12
-    )
+    np.testing.assert_allclose(t, 30.0 + np.array([[60.0], [20.0]]) * np.exp(-np.array([0.0, 1.0])), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- two nodes (V2)
@@ -61,9 +59,7 @@ def test_v2_eigenvalues_and_closed_form():
 
 @pytest.mark.parametrize("dt", [1e-4, 0.01, 1.0, 10.0, 600.0])
 def test_step_matches_expm_reference_vectorized(dt):
-    params = np.array(
-        [[0.02, 0.015, 0.013], [0.03, 0.020, 0.017], [50.0, 40.0, 45.0], [500.0, 400.0, 450.0]]
-    )
+    params = np.array([[0.02, 0.015, 0.013], [0.03, 0.020, 0.017], [50.0, 40.0, 45.0], [500.0, 400.0, 450.0]])
     rc = TwoNodeRC(*params)
     t0 = np.array([[70.0, 40.0, 30.0], [50.0, 45.0, 29.0]])  # die, plate
     t_cool, p = np.array([30.0, 35.0, 28.0]), np.array([1000.0, 1200.0, 0.0])
@@ -72,9 +68,7 @@ def test_step_matches_expm_reference_vectorized(dt):
     q = step.heat_to_coolant_j(t0[0], t0[1], t_die, t_plate, p)
     for i in range(3):
         ref = _reference(*params[:, i], dt, t0[:, i] - t_cool[i], p[i])
-        np.testing.assert_allclose(
-            [t_die[i] - t_cool[i], t_plate[i] - t_cool[i]], ref[:2], rtol=1e-9, atol=1e-12
-        )
+        np.testing.assert_allclose([t_die[i] - t_cool[i], t_plate[i] - t_cool[i]], ref[:2], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(q[i], ref[2], rtol=1e-9, atol=1e-9 * max(1.0, p[i] * dt))
 
 
@@ -107,9 +101,7 @@ def test_steady_state_stays_and_huge_steps_are_stable(dt):
     rc = TwoNodeRC([0.02, 0.013], [0.03, 0.017], [50.0, 45.0], [500.0, 450.0])
     p, tc = np.array([1000.0, 1400.0]), np.array([30.0, 40.0])
     ss = rc.steady_state(p, tc)
-    np.testing.assert_allclose(
-        ss, [tc + p * np.array([0.05, 0.03]), tc + p * np.array([0.03, 0.017])], rtol=1e-12
-    )
+    np.testing.assert_allclose(ss, [tc + p * np.array([0.05, 0.03]), tc + p * np.array([0.03, 0.017])], rtol=1e-12)
     step = rc.discretize(dt)
     np.testing.assert_allclose(step.step(*ss, p, tc), ss, rtol=1e-12)
     np.testing.assert_allclose(step.steady_state(p, tc), ss, rtol=0)

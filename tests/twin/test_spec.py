@@ -54,8 +54,7 @@ def test_missing_key_and_cross_references():
     text = _reference_text().replace(
         'rack_type = "gb200-nvl72"\ncdus = 42\nracks_per_cdu = 10\nthermal_r_spread = 0.04\n'
         "workloads = { training = 1.0 }",
-        'rack_type = "gb999"\ncdus = 42\nracks_per_cdu = 10\nthermal_r_spread = 0.04\n'
-        "workloads = { trainin = 1.0 }",
+        'rack_type = "gb999"\ncdus = 42\nracks_per_cdu = 10\nthermal_r_spread = 0.04\nworkloads = { trainin = 1.0 }',
     )
     assert raw["halls"][0]["rack_type"] == "gb200-nvl72"
     with pytest.raises(SpecError) as e:
