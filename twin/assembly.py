@@ -117,6 +117,12 @@ class Facility:
         """Rack DC power at full GPU TDP [W] (nameplate; the sizing basis for flows and CDUs)."""
         return self.gpus * self.tdp_w + self.non_gpu_w
 
+    @cached_property
+    def non_gpu_liquid_w(self) -> Array:
+        """Non-GPU power per rack whose heat goes to the liquid [W]: the rack's liquid-captured share of its
+        nameplate beyond the GPUs (the GPUs' heat always goes through their cold plates)."""
+        return (self.liquid_fraction * self.rack_design_w - self.gpus * self.tdp_w).clip(0.0, self.non_gpu_w)
+
     def summary(self) -> dict[str, float]:
         """Headline numbers: racks, GPUs, CDUs, IT MW at TDP."""
         return {

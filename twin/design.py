@@ -42,7 +42,7 @@ class SteadyPoint:
 def heat_split_w(f: Facility, gpu_w_per_rack: NDArray) -> tuple[float, float, float]:
     """(rack DC power, liquid heat, air heat) [W] for per-GPU power per rack (PSU losses go to air)."""
     rack_dc = f.gpus * gpu_w_per_rack + f.non_gpu_w
-    non_gpu_liquid = (f.liquid_fraction * f.rack_design_w - f.gpus * f.tdp_w).clip(0.0, f.non_gpu_w)
+    non_gpu_liquid = f.non_gpu_liquid_w
     psu_loss = _plant(f).chain_forward(rack_dc, 0.0).psu_loss_w
     q_liquid = float(np.sum(f.gpus * gpu_w_per_rack + non_gpu_liquid))
     q_air = float(np.sum(f.non_gpu_w - non_gpu_liquid) + np.sum(psu_loss))

@@ -78,8 +78,7 @@ class Twin:
             f.fws.rho_kg_m3(cool.facility_water.supply_setpoint_c)
             * f.fws.cp_j_kgk(cool.facility_water.supply_setpoint_c)
         )
-        liquid_w = f.liquid_fraction * f.rack_design_w
-        self.non_gpu_liquid_w = (liquid_w - f.gpus * f.tdp_w).clip(0.0, f.non_gpu_w)
+        self.non_gpu_liquid_w = f.non_gpu_liquid_w
         self.curves_x = [(c, np.flatnonzero(f.rack_class == i)) for i, c in enumerate(f.curves)]
         self.tokens_per_gpu = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])[f.rack_class]
         self.bess = self.plant.bess
