@@ -192,7 +192,7 @@ def build_problem(
     w = {wl.name: wl for wl in f.spec.workloads}
     n_racks = np.bincount(groups.rack_group, minlength=groups.n)
     gpus_per_rack = groups.gpus / n_racks
-    liq = (f.liquid_fraction * f.rack_design_w - f.gpus * f.tdp_w).clip(0.0, f.non_gpu_w)
+    liq = f.non_gpu_liquid_w
     liq_rack = np.bincount(groups.rack_group, liq, groups.n) / n_racks
     q_rack = gpus_per_rack * (u * groups.demand_w + (1 - u) * groups.idle_w) + liq_rack
     t_cool = f.spec.cooling.tcs.supply_setpoint_c + 0.5 * q_rack / groups.c_rack_w_k
