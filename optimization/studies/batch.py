@@ -236,13 +236,13 @@ def _execute(fn: Callable[..., Mapping[str, Any]], case: dict[str, Any], timeout
     except (Exception, SystemExit) as e:
         tb = traceback.extract_tb(e.__traceback__)[-1]
         msg = f"{type(e).__name__}: {e} (at {Path(tb.filename).name}:{tb.lineno})"
-        return {
-            "status": "error",
-            "error": msg,
-            "elapsed_s": time.perf_counter() - t0,
-            "result": {},
-        }
-    return {"status": "ok", "error": "", "elapsed_s": time.perf_counter() - t0, "result": result}
+        return _record("error", msg, t0)
+    return _record("ok", "", t0, result)
+
+
+def _record(status: str, error: str, t0: float, result: dict | None = None) -> dict:
+    """One case's outcome as checkpointed: status, error text, wall seconds since ``t0``, values."""
+    return {"status": status, "error": error, "elapsed_s": time.perf_counter() - t0, "result": result or {}}
 
 
 def _execute_subprocess(fn: Callable, case: dict[str, Any], timeout_s: float, t0: float) -> dict:
@@ -258,21 +258,11 @@ def _execute_subprocess(fn: Callable, case: dict[str, Any], timeout_s: float, t0
         )
     except subprocess.TimeoutExpired:
         msg = f"exceeded timeout_s={timeout_s:g} s; case process killed"
-        return {
-            "status": "timeout",
-            "error": msg,
-            "elapsed_s": time.perf_counter() - t0,
-            "result": {},
-        }
+        return _record("timeout", msg, t0)
     if done.returncode != 0 or not done.stdout:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         msg = f"case process exited with code {done.returncode}: {tail[0]}"
-        return {
-            "status": "error",
-            "error": msg,
-            "elapsed_s": time.perf_counter() - t0,
-            "result": {},
-        }
+        return _record("error", msg, t0)
     rec = pickle.loads(done.stdout)
     rec["elapsed_s"] = time.perf_counter() - t0
     return rec
