@@ -69,7 +69,6 @@ class Twin:
         self.rc = TwoNodeRC(f.r_die_plate_k_w, f.r_plate_coolant_k_w, f.c_die_j_k, f.c_plate_j_k)
         self.stepper = self.rc.discretize(self.dt)
         self.big_stepper = self.rc.discretize(self.plant_dt)
-        self.r_total = f.r_die_plate_k_w + f.r_plate_coolant_k_w
         self.c_rack_w_k = f.rack_m_dot_kg_s * f.tcs.cp_j_kgk(cool.tcs.supply_setpoint_c)
         self.c_tcs = np.bincount(f.rack_cdu, self.c_rack_w_k, f.n_cdus)
         self.c_fws = f.c_fws_max_w_k
@@ -207,7 +206,9 @@ class Twin:
         p_mean, eff_mean, thr_share = p_const, eff, np.zeros(f.n_racks)
         limit = f.t_max_c - HOT_MARGIN_K
         # the die heads from its state toward t_cool + P R_total, passing near t_plate + P R_1 on the way
-        bound = np.maximum(np.maximum(t_die0, t_cool + p_const * self.r_total), t_plate0 + p_const * f.r_die_plate_k_w)
+        bound = np.maximum(
+            np.maximum(t_die0, t_cool + p_const * self.rc.r_total_k_w), t_plate0 + p_const * f.r_die_plate_k_w
+        )
         hot = (bound >= limit) | self.throttled
         if osc is not None:
             hot |= np.isin(f.rack_class, np.flatnonzero(np.any(osc != 1.0, axis=1)))
