@@ -19,11 +19,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from factory_twin.dashboard.pages import cooling, dispatch, overview, racks
+from factory_twin.dashboard.server import build_twin
+from factory_twin.twin.live import SNAPSHOT, LiveRunner, load_snapshot
 from plotly.utils import PlotlyJSONEncoder
-
-from dashboard.pages import cooling, dispatch, overview, racks
-from dashboard.server import build_twin
-from twin.live import SNAPSHOT, LiveRunner, load_snapshot
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -75,7 +74,7 @@ def first_load_s(facility: str, controller: str) -> float | None:
         port = s.getsockname()[1]
     run = tempfile.mkdtemp(prefix="bench-dash-")
     code = (
-        f"from dashboard.server import serve; serve(facility={facility!r}, port={port}, "
+        f"from factory_twin.dashboard.server import serve; serve(facility={facility!r}, port={port}, "
         f"controller={controller!r}, folder={run!r})"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

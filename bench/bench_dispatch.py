@@ -25,10 +25,10 @@ CASES = (
 def _run(args: tuple, out: mp.Queue) -> None:
     facility, horizon, step, start, solver, backend, grouping = args
     import numpy as np
+    from factory_twin.optimization import MPCController, dispatch
+    from factory_twin.twin.controllers import TwinState
 
-    import twin
-    from optimization import MPCController, dispatch
-    from twin.controllers import TwinState
+    from factory_twin import twin
 
     t0 = time.perf_counter()
     f = twin.load_facility(facility)

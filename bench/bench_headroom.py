@@ -13,10 +13,9 @@ import tempfile
 import time
 
 import numpy as np
-
-from optimization.studies.balancing_area import synthetic_load
-from optimization.studies.batch import collect, run_batch
-from optimization.studies.headroom import HeadroomBasis, headroom
+from factory_twin.optimization.studies.balancing_area import synthetic_load
+from factory_twin.optimization.studies.batch import collect, run_batch
+from factory_twin.optimization.studies.headroom import HeadroomBasis, headroom
 
 
 def seed_case(seed: int) -> dict[str, np.ndarray | float]:

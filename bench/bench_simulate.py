@@ -10,7 +10,7 @@ import argparse
 import resource
 import time
 
-import twin
+from factory_twin import twin
 
 
 def run(facility: str, hours: float, step: str, plant_step: str) -> None:

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from optimization.studies.batch import collect, run_batch
-from optimization.studies.runner import run_case
+from factory_twin.optimization.studies.batch import collect, run_batch
+from factory_twin.optimization.studies.runner import run_case
 
 
 def cases(n: int, seed: int = 0) -> list[dict]:
@@ -57,8 +56,7 @@ def main() -> None:
     todo = cases(a.n)
     root = Path(tempfile.mkdtemp(prefix="bench_study_"))
     from distributed import Client, LocalCluster
-
-    from optimization.studies.batch import ONE_THREAD_ENV
+    from factory_twin.optimization.studies.batch import ONE_THREAD_ENV
 
     try:
         warm()  # both engines are timed warm: start-up is reported on its own

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from models.gpu import ThroughputCurve
+from factory_twin.models.gpu import ThroughputCurve
 
 A100_TDP_W = 400.0  # A100 SXM board power (sweep maximum cap), physics.md 2.1
 A100_MIN_CAP_W = 200.0  # lowest cap used: the 100-200 W interval is unsampled and holds the convex knee

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from dash import Dash, Input, Output, dcc, html
-
-from dashboard.common import status_text
-from dashboard.pages import cooling, dispatch, overview, racks, studies
-from twin.live import Snapshot
+from factory_twin.dashboard.common import status_text
+from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
+from factory_twin.twin.live import Snapshot
 
 PAGES = (overview, cooling, racks, dispatch, studies)
 SnapshotSource = Callable[..., Snapshot | None]  # source(rack_history=False) -> latest snapshot or None

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import html
-
-from twin.live import Snapshot
+from factory_twin.twin.live import Snapshot
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 

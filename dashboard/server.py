@@ -7,13 +7,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dashboard.app import create_app
-from twin.live import SNAPSHOT, load_snapshot, send_command, start_runner
+from factory_twin.dashboard.app import create_app
+from factory_twin.twin.live import SNAPSHOT, load_snapshot, send_command, start_runner
 
 
 def make_controller(name: str, facility, scenario):
     """``uncapped`` | ``fixed:FRACTION`` | ``mpc`` -> a controller (``ValueError`` otherwise)."""
-    from twin.controllers import FixedCap, Uncapped
+    from factory_twin.twin.controllers import FixedCap, Uncapped
 
     if name == "uncapped":
         return Uncapped(facility.tdp_w)
@@ -24,7 +24,7 @@ def make_controller(name: str, facility, scenario):
             raise ValueError(f"controller: fixed needs a fraction like fixed:0.8, got {name!r}") from None
         return FixedCap(facility.tdp_w, facility.min_cap_w, frac)
     if name == "mpc":
-        from optimization.mpc import MPCController
+        from factory_twin.optimization.mpc import MPCController
 
         return MPCController(facility, scenario)
     raise ValueError(f"controller: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
@@ -32,7 +32,7 @@ def make_controller(name: str, facility, scenario):
 
 def build_twin(facility: str, scenario: str | None, controller: str):
     """Load the facility and scenario and build the twin (runs in the runner process)."""
-    from twin import Twin, load_facility, load_scenario
+    from factory_twin.twin import Twin, load_facility, load_scenario
 
     f = load_facility(facility)
     sc = load_scenario(scenario, f)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from twin.netcdf import write_netcdf
+from factory_twin.twin.netcdf import write_netcdf
 
 DEFAULT_FACILITY = "campus-100mw"
 
@@ -83,8 +83,8 @@ def _facility_scenario(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(args) -> int:
-    import twin
-    from twin.design import design_point
+    from factory_twin import twin
+    from factory_twin.twin.design import design_point
 
     f = twin.load_facility(args.facility)
     s = f.summary()
@@ -106,7 +106,7 @@ def _validate(args) -> int:
 
 
 def _simulate(args) -> int:
-    import twin
+    from factory_twin import twin
     from factory_twin.progress import ProgressBar
 
     f = twin.load_facility(args.facility)
@@ -153,23 +153,23 @@ def summary_rows(ds, f) -> list[tuple[str, object]]:
 
 
 def _controller(name: str, f, sc):
-    import twin
+    from factory_twin import twin
 
     if name == "uncapped":
         return twin.Uncapped(f.tdp_w)
     if name.startswith("fixed:"):
         return twin.FixedCap(f.tdp_w, f.min_cap_w, float(name.split(":", 1)[1]))
     if name == "mpc":
-        from optimization.mpc import MPCController
+        from factory_twin.optimization.mpc import MPCController
 
         return MPCController(f, sc)
     raise ValueError(f"--controller: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
 
 
 def _optimize(args) -> int:
-    import twin
-    from optimization import dispatch
-    from optimization.report import plan_summary
+    from factory_twin import twin
+    from factory_twin.optimization import dispatch
+    from factory_twin.optimization.report import plan_summary
 
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
@@ -191,7 +191,7 @@ def _optimize(args) -> int:
 
 
 def _study(args) -> int:
-    from optimization.studies.runner import run_study_file
+    from factory_twin.optimization.studies.runner import run_study_file
 
     ds = run_study_file(
         args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
@@ -202,7 +202,7 @@ def _study(args) -> int:
 
 
 def _dashboard(args) -> int:
-    from dashboard.server import serve
+    from factory_twin.dashboard.server import serve
 
     return serve(
         facility=args.facility,

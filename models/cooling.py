@@ -8,10 +8,8 @@ the plug-flow delay in :mod:`models.hydraulics`; import them from here.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
-from models import _check
-from models.heat_exchange import (
+from factory_twin.models import _check
+from factory_twin.models.heat_exchange import (
     ARRANGEMENTS,
     CduState,
     cdu_supply_control,
@@ -22,14 +20,14 @@ from models.heat_exchange import (
     ntu_from_effectiveness,
     ua_at_flow,
 )
-from models.heat_rejection import (
+from factory_twin.models.heat_rejection import (
     CoolerState,
     chiller_cop_carnot,
     chiller_power_w,
     dry_cooler,
     evaporative_cooler,
 )
-from models.hydraulics import (
+from factory_twin.models.hydraulics import (
     ConstantFlowDelay,
     PlugFlowDelay,
     affinity,
@@ -40,6 +38,7 @@ from models.hydraulics import (
     pump_power_w,
     system_head_m,
 )
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "ARRANGEMENTS",

@@ -13,10 +13,9 @@ from functools import cache, lru_cache
 
 import numpy as np
 import psychrolib
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import CubicSpline
-
-from models import _check
 
 Array = NDArray[np.float64]
 T0_K = 273.15  # 0 degC in kelvin (definition)

@@ -14,10 +14,10 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
 
-import data
-from models import _check
+from factory_twin import data
 
 Array = NDArray[np.float64]
 

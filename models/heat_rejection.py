@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
 
 Array = NDArray[np.float64]
 T0_K = 273.15  # 0 degC in kelvin (definition)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
 
 Array = NDArray[np.float64]
 G_M_S2 = 9.80665  # standard gravity [m/s2] (CGPM 1901)

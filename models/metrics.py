@@ -8,9 +8,8 @@ infinity. Negative powers or rates, and non-finite inputs, raise ``ValueError`` 
 from __future__ import annotations
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
 
 Array = NDArray[np.float64]
 J_PER_MWH = 3.6e9  # 1 MWh = 3.6e9 J (definition)

@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
 
 Array = NDArray[np.float64]
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
 
 Array = NDArray[np.float64]
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.optimization.groups import Groups
+from factory_twin.optimization.problem import BessData, Problem
 from numpy.typing import NDArray
-
-from optimization.groups import Groups
-from optimization.problem import BessData, Problem
 
 Array = NDArray[np.float64]
 MW = 1e6
@@ -94,7 +93,7 @@ def forecast(
     known_at=None,
 ) -> Forecast:
     """Evaluate the steady site model at ``levels`` for every step (see the module docstring)."""
-    from twin.design import cooling_power_w, grid_power_w, heat_split_w
+    from factory_twin.twin.design import cooling_power_w, grid_power_w, heat_split_w
 
     names = f.class_names
     u_cls = np.stack([scenario.utilization(c, times) for c in names], axis=1)  # [T, classes]
@@ -140,7 +139,7 @@ def forecast(
 def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array, iterations: int = 60) -> Array:
     """Largest liquid heat [MW] the plant rejects at the facility-water setpoint, per ambient
     (bisection on :meth:`twin.plant.Plant.reject`, vectorized over time)."""
-    from twin.plant import build_plant
+    from factory_twin.twin.plant import build_plant
 
     plant = build_plant(f)
     c = float(f.c_fws_max_w_k.sum())

@@ -9,14 +9,13 @@ from dataclasses import replace
 
 import numpy as np
 import xarray as xr
+from factory_twin.optimization.build import S_PER_H, Forecast, build_problem, forecast
+from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request, violations
+from factory_twin.optimization.groups import Groups, make_groups
+from factory_twin.optimization.problem import Problem
+from factory_twin.optimization.solve import solve_problem
+from factory_twin.twin.timeparse import seconds
 from numpy.typing import NDArray
-
-from optimization.build import S_PER_H, Forecast, build_problem, forecast
-from optimization.feasibility import check, explain_infeasible, validate_request, violations
-from optimization.groups import Groups, make_groups
-from optimization.problem import Problem
-from optimization.solve import solve_problem
-from twin.timeparse import seconds
 
 Array = NDArray[np.float64]
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.optimization.problem import SOFT_LIMITS, Problem
 from numpy.typing import NDArray
-
-from optimization.problem import SOFT_LIMITS, Problem
 
 Array = NDArray[np.float64]
 

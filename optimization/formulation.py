@@ -19,8 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyomo.environ as pyo
-
-from optimization.problem import Problem
+from factory_twin.optimization.problem import Problem
 
 S_PER_H = 3600.0
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from factory_twin.optimization.problem import Problem
 from numpy.typing import NDArray
-
-from optimization.problem import Problem
 
 Array = NDArray[np.float64]
 INF = np.inf

@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from optimization.build import forecast
-from optimization.dispatch import plan_horizon, plan_times
-from optimization.groups import disaggregate, make_groups
-from optimization.problem import SOFT_LIMITS
-from twin.controllers import Command, TwinState
-from twin.timeparse import seconds
+from factory_twin.optimization.build import forecast
+from factory_twin.optimization.dispatch import plan_horizon, plan_times
+from factory_twin.optimization.groups import disaggregate, make_groups
+from factory_twin.optimization.problem import SOFT_LIMITS
+from factory_twin.twin.controllers import Command, TwinState
+from factory_twin.twin.timeparse import seconds
 
 MW = 1e6
 

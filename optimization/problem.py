@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from factory_twin.models._check import finite, nonnegative, positive
 from numpy.typing import NDArray
-
-from models._check import finite, nonnegative, positive
 
 Array = NDArray[np.float64]
 

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
+from factory_twin.optimization.formulation import build_model
+from factory_twin.optimization.matrix import LP, build_lp
+from factory_twin.optimization.problem import Problem
 from numpy.typing import NDArray
-
-from optimization.formulation import build_model
-from optimization.matrix import LP, build_lp
-from optimization.problem import Problem
 
 SOLVERS = {
     "simplex": {"solver": "simplex"},

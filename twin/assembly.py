@@ -13,13 +13,13 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from factory_twin.models.cooling import ntu_from_effectiveness
+from factory_twin.models.fluids import Coolant
+from factory_twin.models.gpu import ThroughputCurve, load_curve
+from factory_twin.twin.spec import FacilitySpec, SpecError, parse_facility, read_text
 from numpy.typing import NDArray
 
-import data
-from models.cooling import ntu_from_effectiveness
-from models.fluids import Coolant
-from models.gpu import ThroughputCurve, load_curve
-from twin.spec import FacilitySpec, SpecError, parse_facility, read_text
+from factory_twin import data
 
 KW = 1e3
 MW = 1e6

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from factory_twin.twin.assembly import Facility
+from factory_twin.twin.plant import Plant, build_plant
+from factory_twin.twin.weather import climate_normals
 from numpy.typing import ArrayLike, NDArray
-
-from twin.assembly import Facility
-from twin.plant import Plant, build_plant
-from twin.weather import climate_normals
 
 
 @lru_cache(maxsize=8)

@@ -21,18 +21,17 @@ from dataclasses import replace
 
 import numpy as np
 import xarray as xr
+from factory_twin.models.cooling import ConstantFlowDelay, cdu_supply_control
+from factory_twin.models.gpu import ThermalThrottle
+from factory_twin.models.power import bess_step, psu_input_w
+from factory_twin.models.thermal import RCStep, TwoNodeRC
+from factory_twin.twin.assembly import MW, Facility
+from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
+from factory_twin.twin.plant import Plant, build_plant
+from factory_twin.twin.recorder import PlantStepResult, Recorder
+from factory_twin.twin.scenario import Scenario, WorkloadProfile
+from factory_twin.twin.timeparse import seconds
 from numpy.typing import NDArray
-
-from models.cooling import ConstantFlowDelay, cdu_supply_control
-from models.gpu import ThermalThrottle
-from models.power import bess_step, psu_input_w
-from models.thermal import RCStep, TwoNodeRC
-from twin.assembly import MW, Facility
-from twin.controllers import Command, Controller, TwinState, Uncapped
-from twin.plant import Plant, build_plant
-from twin.recorder import PlantStepResult, Recorder
-from twin.scenario import Scenario, WorkloadProfile
-from twin.timeparse import seconds
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]

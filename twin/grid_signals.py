@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-import data
+from factory_twin import data
 
 COLUMNS = {
     "price_per_mwh": ("price_per_mwh", 1.0),

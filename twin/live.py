@@ -43,9 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import NDArray
-
-from models import _check
 
 MW = 1e6
 SNAPSHOT = "snapshot.npz"
@@ -385,7 +384,7 @@ class LiveRunner:
         return True
 
     def _apply(self, c: dict[str, Any]) -> str:
-        from twin.grid_signals import DREvent
+        from factory_twin.twin.grid_signals import DREvent
 
         tw, kind = self.twin, c["kind"]
         sc = tw.scenario
@@ -406,7 +405,7 @@ class LiveRunner:
             tw.scenario = sc.with_changes(offset_k=c["offset_k"])
             text = f"ambient offset {c['offset_k']:+g} K"
         elif kind == "workload":
-            from twin.scenario import WorkloadProfile
+            from factory_twin.twin.scenario import WorkloadProfile
 
             cls = c["workload_class"]
             old = sc.workload.get(cls, WorkloadProfile())

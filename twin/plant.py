@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models.cooling import chiller_power_w, dry_cooler, evaporative_cooler, pump_power_w
+from factory_twin.models.power import Bess, PowerChain
+from factory_twin.twin.assembly import KW, MW, Facility
 from numpy.typing import ArrayLike, NDArray
-
-from models.cooling import chiller_power_w, dry_cooler, evaporative_cooler, pump_power_w
-from models.power import Bess, PowerChain
-from twin.assembly import KW, MW, Facility
 
 G = 9.80665  # standard gravity [m/s2]
 

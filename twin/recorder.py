@@ -6,8 +6,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import xarray as xr
-
-from twin.assembly import MW
+from factory_twin.twin.assembly import MW
 
 
 @dataclass

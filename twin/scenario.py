@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+from factory_twin.twin.grid_signals import DREvent, GridSignals, daily_signals, read_signals_csv
+from factory_twin.twin.spec import SpecError, _describe
+from factory_twin.twin.weather import Weather, load_weather
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import data
-from twin.grid_signals import DREvent, GridSignals, daily_signals, read_signals_csv
-from twin.spec import SpecError, _describe
-from twin.weather import Weather, load_weather
+from factory_twin import data
 
 Frac = Annotated[float, Field(ge=0, le=1)]
 

@@ -21,11 +21,11 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
+from factory_twin.models.fluids import wet_bulb_c
 from numpy.typing import NDArray
 from scipy.optimize import brentq
 
-import data
-from models.fluids import wet_bulb_c
+from factory_twin import data
 
 MAGNUS_B, MAGNUS_C = 17.625, 243.04  # Alduchov & Eskridge (1996)
 PEAK_HOUR = 15.0  # hour of the daily maximum, local solar time (typical continental diurnal cycle)

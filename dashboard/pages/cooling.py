@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, times, waiting_figure
+from factory_twin.twin.live import MW, Snapshot
+from factory_twin.twin.plant import MODES
 from plotly.subplots import make_subplots
-
-from dashboard.common import GRAPH_CONFIG, fmt, times, waiting_figure
-from twin.live import MW, Snapshot
-from twin.plant import MODES
 
 PATH, TITLE = "/cooling", "Cooling"
 SETPOINT_TOL_K = 0.1  # a supply this far above its setpoint counts as "not held" [K]

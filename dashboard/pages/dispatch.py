@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
-
-from dashboard.common import GRAPH_CONFIG, times, waiting_figure
-from twin.live import Snapshot
+from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from factory_twin.twin.live import Snapshot
 
 PATH, TITLE = "/dispatch", "Dispatch"
 

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
+from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, times, waiting_figure
+from factory_twin.twin.live import MW, Snapshot
 from plotly.subplots import make_subplots
-
-from dashboard.common import GRAPH_CONFIG, card, fmt, times, waiting_figure
-from twin.live import MW, Snapshot
 
 PATH, TITLE = "/", "Overview"
 

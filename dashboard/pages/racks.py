@@ -8,10 +8,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html, no_update
+from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from factory_twin.twin.live import Snapshot
 from numpy.typing import NDArray
-
-from dashboard.common import GRAPH_CONFIG, times, waiting_figure
-from twin.live import Snapshot
 
 PATH, TITLE = "/racks", "Racks"
 METRICS = {

@@ -14,8 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
 from dash import Dash, Input, Output, dcc, html
-
-from dashboard.common import GRAPH_CONFIG, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, waiting_figure
 
 PATH, TITLE = "/studies", "Studies"
 SUFFIXES = (".nc", ".nc4", ".netcdf")

@@ -27,10 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models import _check
 from numpy.typing import NDArray
 from scipy.signal import lfilter
-
-from models import _check
 
 
 @dataclass(frozen=True)

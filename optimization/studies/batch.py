@@ -191,7 +191,9 @@ def collect(
             raise ValueError(f"units: no variable {k!r} in the results")
         data[k][2]["units"] = u
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    from twin.netcdf import write_netcdf  # here: the timeout subprocess loads this module alone, keep it light
+    from factory_twin.twin.netcdf import (
+        write_netcdf,  # here: the timeout subprocess loads this module alone, keep it light
+    )
 
     write_netcdf(ds, out / "results.nc")
     return ds

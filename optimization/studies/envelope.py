@@ -24,9 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from optimization.studies.runner import model_for, plan
-from twin.grid_signals import DREvent
+from factory_twin.optimization.studies.runner import model_for, plan
+from factory_twin.twin.grid_signals import DREvent
 
 
 def envelope_cell(context: dict[str, Any], duration_h: float, **params: Any) -> dict[str, Any]:

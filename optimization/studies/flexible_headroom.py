@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from factory_twin.models import _check
+from factory_twin.optimization.studies.headroom import DUKE_BUDGETS, HeadroomBasis, headroom
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
-from optimization.studies.headroom import DUKE_BUDGETS, HeadroomBasis, headroom
 
 
 def curtailment_events(basis: HeadroomBasis, new_load_mw: float) -> tuple[NDArray, NDArray, NDArray]:
@@ -130,7 +129,7 @@ def balancing_area_load(spec: dict[str, Any]) -> tuple[NDArray, NDArray]:
     if "csv" in spec:
         rows = np.genfromtxt(spec["csv"], delimiter=",", names=True, dtype=None, encoding="utf-8")
         return rows["time"].astype("datetime64[h]"), rows["load_mw"].astype(float)
-    from optimization.studies.balancing_area import BalancingAreaParams, synthetic_load
+    from factory_twin.optimization.studies.balancing_area import BalancingAreaParams, synthetic_load
 
     params = BalancingAreaParams(**({"peak_mw": spec["peak_mw"]} if "peak_mw" in spec else {}))
     return synthetic_load(params, tuple(spec.get("years", (2016, 2024))), spec.get("seed", 0))
@@ -139,7 +138,7 @@ def balancing_area_load(spec: dict[str, Any]) -> tuple[NDArray, NDArray]:
 def grid_study(ds: xr.Dataset, study: dict[str, Any]) -> xr.Dataset:
     """Duke headroom of the study's BA, the facility's flexible headroom per envelope (every
     combination of the sweep dims other than ``duration_h``) and, with ``firm_mw``, sizing."""
-    from optimization.studies.sizing import sizing
+    from factory_twin.optimization.studies.sizing import sizing
 
     ba = study.get("balancing_area", {})
     time, load = balancing_area_load(ba)

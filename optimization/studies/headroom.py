@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from factory_twin.models import _check
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
-
-from models import _check
 
 DUKE_BUDGETS = (0.0025, 0.005, 0.01, 0.05)  # Duke 2025: curtailment limits studied [1]
 DUKE_KEPT_FRACTIONS = (0.5, 0.75, 0.9)  # Duke 2025: depth bins (share of the new load kept) [1]

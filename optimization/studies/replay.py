@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-
-from optimization.studies.runner import model_for, plan
-from twin.grid_signals import DREvent
+from factory_twin.optimization.studies.runner import model_for, plan
+from factory_twin.twin.grid_signals import DREvent
 
 KPX_CAPACITY_KRW_PER_KW_YR = 40_000.0  # KPX reliability DR, 30,000-50,000 KRW/kW-yr (field guide grid.md s5)
 

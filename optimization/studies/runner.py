@@ -43,10 +43,10 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from factory_twin.optimization.studies.batch import collect, run_batch
+from factory_twin.twin.netcdf import write_netcdf
 
-import data
-from optimization.studies.batch import collect, run_batch
-from twin.netcdf import write_netcdf
+from factory_twin import data
 
 ANALYSES = ("sweep", "envelope", "replay", "headroom", "sizing")
 DISPATCH_KEYS = ("start", "horizon", "step", "soft", "grouping", "solver", "time_limit", "backend")
@@ -135,8 +135,8 @@ def resolve(context: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def _base(facility: str, scenario: str | None, spec_json: str):
     """Facility (spec overrides applied, re-assembled) and base scenario; cached per worker process."""
-    from twin import load_facility, load_scenario
-    from twin.assembly import assemble, rack_catalog
+    from factory_twin.twin import load_facility, load_scenario
+    from factory_twin.twin.assembly import assemble, rack_catalog
 
     f = load_facility(facility)
     overrides = json.loads(spec_json)
@@ -160,7 +160,7 @@ def _set(tree: Any, keys: list[str], value: Any) -> None:
 
 def model_for(context: dict[str, Any], params: dict[str, Any]):
     """``(facility, scenario, flat parameters)`` of one case, all changes applied."""
-    from twin.grid_signals import DREvent
+    from factory_twin.twin.grid_signals import DREvent
 
     p = resolve(context, params)
     spec = {k.removeprefix("spec."): v for k, v in p.items() if k.startswith("spec.")}
@@ -191,14 +191,14 @@ def model_for(context: dict[str, Any], params: dict[str, Any]):
 
 
 def _profile():
-    from twin.scenario import WorkloadProfile
+    from factory_twin.twin.scenario import WorkloadProfile
 
     return WorkloadProfile()
 
 
 def plan(f, s, p: dict[str, Any], **extra):
     """``optimization.dispatch`` with the case's dispatch options, one HiGHS thread."""
-    from optimization import dispatch
+    from factory_twin.optimization import dispatch
 
     kw = {k: p[k] for k in DISPATCH_KEYS if k in p} | extra
     kw["soft"] = tuple(kw.get("soft", ()))
@@ -241,11 +241,11 @@ UNITS = {
 def run_case(analysis: str, context: dict[str, Any], **params: Any) -> dict[str, Any]:
     """One case of a study (top level, picklable): build the model here and return plain values."""
     if analysis in ("envelope", "headroom", "sizing"):
-        from optimization.studies.envelope import envelope_cell
+        from factory_twin.optimization.studies.envelope import envelope_cell
 
         return envelope_cell(context, **params)
     if analysis == "replay":
-        from optimization.studies.replay import replay_event
+        from factory_twin.optimization.studies.replay import replay_event
 
         return replay_event(context, **params)
     f, s, p = model_for(context, params)
@@ -263,12 +263,12 @@ def run_study(
 ) -> xr.Dataset:
     """Run every case (dask unless ``serial``), collect, add the analysis and write ``results.nc`` and
     ``report.html`` in ``out_dir``."""
-    from optimization.studies import report
+    from factory_twin.optimization.studies import report
 
     study = copy.deepcopy(study)
     analysis = study.get("analysis", "sweep")
     if analysis == "replay":
-        from optimization.studies.replay import replay_sweep
+        from factory_twin.optimization.studies.replay import replay_sweep
 
         study["sweep"] = replay_sweep(study)
     cases, dims = study_cases(study)
@@ -299,11 +299,11 @@ def run_study(
 
 def _analyse(ds: xr.Dataset, study: dict[str, Any], analysis: str) -> xr.Dataset:
     if analysis == "replay":
-        from optimization.studies.replay import replay_totals
+        from factory_twin.optimization.studies.replay import replay_totals
 
         return ds.merge(replay_totals(ds, study.get("options", {})))
     if analysis in ("headroom", "sizing"):
-        from optimization.studies.flexible_headroom import grid_study
+        from factory_twin.optimization.studies.flexible_headroom import grid_study
 
         return ds.merge(grid_study(ds, study))
     return ds

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from factory_twin.models import _check
+from factory_twin.optimization.studies.headroom import HeadroomBasis
 from numpy.typing import ArrayLike, NDArray
-
-from models import _check
-from optimization.studies.headroom import HeadroomBasis
 
 
 def nonfirm_mw(basis: HeadroomBasis, budget: float, firm_mw: ArrayLike, iters: int = 200) -> NDArray[np.float64]:

@@ -6,10 +6,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from twin.grid_signals import GridSignals
-from twin.recorder import PlantStepResult
-from twin.scenario import Scenario
+from factory_twin.twin.grid_signals import GridSignals
+from factory_twin.twin.recorder import PlantStepResult
+from factory_twin.twin.scenario import Scenario
 
 START = np.datetime64("2026-08-07T00:00:00", "s")
 N_RACKS, N_CDUS = 12, 3
@@ -117,7 +116,7 @@ def stub_twin() -> StubTwin:
 @pytest.fixture
 def snapshot(tmp_path):
     """A snapshot published by the real runner after 20 simulated minutes of the stub twin."""
-    from twin.live import LiveRunner
+    from factory_twin.twin.live import LiveRunner
 
     runner = LiveRunner(StubTwin(), tmp_path, speed=60.0, controller_name="uncapped", rack_history=5)
     for _ in range(120):

@@ -8,7 +8,6 @@ under it), drives Debian's /usr/bin/chromium with Playwright and saves a screens
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
@@ -18,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from twin.live import SNAPSHOT, load_snapshot
+from factory_twin.twin.live import SNAPSHOT, load_snapshot
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -57,12 +55,12 @@ def _wait(pred, timeout_s: float, what: str, poll_s: float = 0.2):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, child_env):
     run = tmp_path_factory.mktemp("live")
     port = _free_port()
-    controller = "mpc" if importlib.util.find_spec("optimization.mpc") else "uncapped"
+    controller = "mpc" if importlib.util.find_spec("factory_twin.optimization.mpc") else "uncapped"
     code = (
-        f"from dashboard.server import serve; serve(facility='campus-100mw', port={port}, "
+        f"from factory_twin.dashboard.server import serve; serve(facility='campus-100mw', port={port}, "
         f"speed=60.0, controller={controller!r}, folder={str(run)!r}, studies_dir={str(run)!r})"
     )
     proc = subprocess.Popen(
@@ -70,7 +68,7 @@ def server(tmp_path_factory):
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+        env=child_env,
     )
     url = f"http://127.0.0.1:{port}"
 

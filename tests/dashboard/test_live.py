@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-from twin.live import (
+from factory_twin.twin.live import (
     COMMANDS,
     SNAPSHOT,
     LiveRunner,

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from dash import html
+from factory_twin.dashboard.app import create_app
+from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
+from factory_twin.twin.live import MW, Snapshot
 from plotly.utils import PlotlyJSONEncoder
-
-from dashboard.app import create_app
-from dashboard.pages import cooling, dispatch, overview, racks, studies
-from twin.live import MW, Snapshot
 
 
 def _text(component) -> str:
@@ -183,7 +182,7 @@ def test_send_reports_bad_input_without_sending():
     sent = []
 
     def sink(cmd):
-        from twin.live import parse_command
+        from factory_twin.twin.live import parse_command
 
         sent.append(parse_command(cmd))
         return "id1"

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from models.cooling import ConstantFlowDelay, PlugFlowDelay
+from factory_twin.models.cooling import ConstantFlowDelay, PlugFlowDelay
 
 
 def test_pure_delay_with_fractional_steps():

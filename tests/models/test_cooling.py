@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 from CoolProp.CoolProp import PropsSI
-
-from models.cooling import coolant_rise_k, flow_for_rise, flow_rule_kg_s, mix_streams
-from models.fluids import Coolant
+from factory_twin.models.cooling import coolant_rise_k, flow_for_rise, flow_rule_kg_s, mix_streams
+from factory_twin.models.fluids import Coolant
 
 
 def test_v3_rise_and_inverse():

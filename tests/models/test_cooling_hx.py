@@ -3,8 +3,7 @@
 import ht
 import numpy as np
 import pytest
-
-from models.cooling import (
+from factory_twin.models.cooling import (
     ARRANGEMENTS,
     cdu_supply_control,
     effectiveness,

@@ -4,8 +4,7 @@ import fluids.core
 import fluids.friction
 import numpy as np
 import pytest
-
-from models.cooling import (
+from factory_twin.models.cooling import (
     PlugFlowDelay,
     affinity,
     friction_factor_darcy,
@@ -15,7 +14,7 @@ from models.cooling import (
     pump_power_w,
     system_head_m,
 )
-from models.fluids import Coolant
+from factory_twin.models.fluids import Coolant
 
 G = 9.80665
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 from CoolProp.CoolProp import PropsSI
-
-from models.cooling import chiller_cop_carnot, chiller_power_w, dry_cooler, evaporative_cooler
+from factory_twin.models.cooling import chiller_cop_carnot, chiller_power_w, dry_cooler, evaporative_cooler
 
 
 def test_v18_chiller_carnot_fraction():

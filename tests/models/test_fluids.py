@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from CoolProp.CoolProp import PropsSI
 from CoolProp.HumidAirProp import HAPropsSI
-
-from models.fluids import Coolant, coolprop_name, dew_point_c, wet_bulb_c
+from factory_twin.models.fluids import Coolant, coolprop_name, dew_point_c, wet_bulb_c
 
 P_PA = 2e5
 FLUIDS = [

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import linprog
-
-import data
-from models.gpu import (
+from factory_twin.models.gpu import (
     ThroughputCurve,
     available_curves,
     load_curve,
@@ -18,6 +15,9 @@ from models.gpu import (
     smooth_power_w,
     thermal_throttle_limit_w,
 )
+from scipy.optimize import linprog
+
+from factory_twin import data
 
 SHARED = Path(os.environ.get("FACTORY_TWIN_SHARED", Path(__file__).parents[3] / "shared" / "data"))
 SWEEP = SHARED / "a100_power_cap_sweep.csv"
@@ -220,7 +220,7 @@ def test_invalid_inputs_name_the_argument():
 
 
 def test_throttle_releases_with_hysteresis():
-    from models.gpu import thermal_throttle_limit_w
+    from factory_twin.models.gpu import thermal_throttle_limit_w
 
     t_die = np.array([86.0, 86.0, 84.5, 88.0])
     was = np.array([True, False, True, False])

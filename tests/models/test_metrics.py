@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from models.metrics import carbon_per_mtok, cost_per_mtok, energy_per_token_j, ppue, pue
+from factory_twin.models.metrics import carbon_per_mtok, cost_per_mtok, energy_per_token_j, ppue, pue
 
 REL = 1e-9
 

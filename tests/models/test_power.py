@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-from models.power import (
+from factory_twin.models.power import (
     Bess,
     PowerChain,
     bess_step,
@@ -293,7 +292,7 @@ def test_invalid_inputs_name_the_argument(call, name):
 
 
 def test_upstream_equals_forward_above_the_psus():
-    from models.power import PowerChain
+    from factory_twin.models.power import PowerChain
 
     chain = PowerChain(4, 3e6, 3e3, 25e3, 10, 1.25e6, 0.008, 0.012, 0.01, 12e6, 0.01, 0.95)
     dc = np.linspace(50e3, 120e3, 90)

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 from CoolProp.CoolProp import PropsSI
+from factory_twin.models.thermal import TwoNodeRC, junction_temp_c, rc1_response
 from scipy.linalg import expm
-
-from models.thermal import TwoNodeRC, junction_temp_c, rc1_response
 
 R1, R2, C1, C2, P = 0.02, 0.03, 50.0, 500.0, 1000.0  # V2 inputs
 

@@ -5,9 +5,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
-from optimization.studies.balancing_area import BalancingAreaParams, synthetic_load
-from optimization.studies.headroom import headroom
+from factory_twin.optimization.studies.balancing_area import BalancingAreaParams, synthetic_load
+from factory_twin.optimization.studies.headroom import headroom
 
 # Duke 2025: 76/98/126/215 GW over 744 GW summed peak; load factor 0.53; 85/177/366 h/yr;
 # 1.7/2.1/2.5 h

@@ -12,8 +12,7 @@ import cloudpickle
 import numpy as np
 import pytest
 import xarray as xr
-
-from optimization.studies.batch import STATUS, case_id, collect, run_batch
+from factory_twin.optimization.studies.batch import STATUS, case_id, collect, run_batch
 
 # send this module's functions by value, so case subprocesses and dask workers need not import it
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -82,7 +81,7 @@ def test_interrupted_study_resumes_to_the_same_dataset(tmp_path, monkeypatch):
 SCRIPT = """
 import os, signal, sys
 import numpy as np
-from optimization.studies.batch import run_batch
+from factory_twin.optimization.studies.batch import run_batch
 
 def work(a, b):
     if os.environ.get("KILL_AT") == f"{a}-{b}":
@@ -95,15 +94,15 @@ if __name__ == "__main__":
 """
 
 
-def test_hard_killed_study_resumes_to_the_same_dataset(tmp_path):
+def test_hard_killed_study_resumes_to_the_same_dataset(tmp_path, child_env):
     script = tmp_path / "study.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = os.environ | {"KILL_AT": "2-1.5"}
+    env = child_env | {"KILL_AT": "2-1.5"}
     killed = subprocess.run([sys.executable, script, tmp_path / "killed"], env=env, check=False)
     assert killed.returncode == -9
     done = sorted(p.name for p in (tmp_path / "killed" / "cases").glob("*.json"))
     assert len(done) == 3  # (1, 0.5), (1, 1.5), (2, 0.5) finished before the kill
-    subprocess.run([sys.executable, script, tmp_path / "killed"], check=True)  # resume
+    subprocess.run([sys.executable, script, tmp_path / "killed"], env=child_env, check=True)  # resume
     spec = importlib.util.spec_from_file_location("study", script)  # uninterrupted, in this process
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)

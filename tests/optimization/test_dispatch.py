@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factory_twin.models.gpu import ThroughputCurve
+from factory_twin.optimization import dispatch, plan_summary
+from factory_twin.optimization.groups import aggregate, disaggregate, make_groups
+from factory_twin.optimization.problem import Problem
+from factory_twin.optimization.solve import solve_problem
 from scipy.optimize import linprog
 
-import twin
-from models.gpu import ThroughputCurve
-from optimization import dispatch, plan_summary
-from optimization.groups import aggregate, disaggregate, make_groups
-from optimization.problem import Problem
-from optimization.solve import solve_problem
+from factory_twin import twin
 
 A100 = Path("/work/shared/data/a100_power_cap_sweep.csv")
 VARS = (

@@ -3,12 +3,11 @@ assembly."""
 
 import numpy as np
 import pytest
+from factory_twin.optimization.feasibility import check, violations
+from factory_twin.optimization.matrix import build_lp
+from factory_twin.optimization.problem import BessData, Problem
+from factory_twin.optimization.solve import highs_options, solve_lp, solve_problem
 from scipy.optimize import linprog
-
-from optimization.feasibility import check, violations
-from optimization.matrix import build_lp
-from optimization.problem import BessData, Problem
-from optimization.solve import highs_options, solve_lp, solve_problem
 
 # one concave curve: breakpoints at x = 0.5, 0.75 (throughput 0.8, 0.95), 1.0 at x = 1
 SEG_A = np.array([-0.4, 0.5, 0.8])

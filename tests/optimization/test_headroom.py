@@ -3,9 +3,8 @@ validation."""
 
 import numpy as np
 import pytest
-
-from optimization.studies.balancing_area import synthetic_load
-from optimization.studies.headroom import HeadroomBasis, Seasons, headroom
+from factory_twin.optimization.studies.balancing_area import synthetic_load
+from factory_twin.optimization.studies.headroom import HeadroomBasis, Seasons, headroom
 
 H = np.timedelta64(1, "h")
 

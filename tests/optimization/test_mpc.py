@@ -3,11 +3,11 @@ ramps."""
 
 import numpy as np
 import pytest
+from factory_twin.optimization import MPCController
+from factory_twin.twin.controllers import Controller, TwinState
+from factory_twin.twin.engine import simulate
 
-import twin
-from optimization import MPCController
-from twin.controllers import Controller, TwinState
-from twin.engine import simulate
+from factory_twin import twin
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from optimization.studies.envelope import envelope_cell
-from optimization.studies.runner import load_study, model_for, plan, run_study
-from twin.grid_signals import DREvent
+from factory_twin.optimization.studies.envelope import envelope_cell
+from factory_twin.optimization.studies.runner import load_study, model_for, plan, run_study
+from factory_twin.twin.grid_signals import DREvent
 
 TOL = 0.02
 

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from optimization.studies.balancing_area import synthetic_load
-from optimization.studies.flexible_headroom import allowed_depth, curtailment_events, flexible_headroom
-from optimization.studies.headroom import HeadroomBasis
-from optimization.studies.sizing import nonfirm_mw, sizing
+from factory_twin.optimization.studies.balancing_area import synthetic_load
+from factory_twin.optimization.studies.flexible_headroom import allowed_depth, curtailment_events, flexible_headroom
+from factory_twin.optimization.studies.headroom import HeadroomBasis
+from factory_twin.optimization.studies.sizing import nonfirm_mw, sizing
 
 P, K = 1000.0, 0.8
 G = (1 - K) * P  # gap of every ordinary hour [MW]

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from optimization.studies.replay import KPX_CAPACITY_KRW_PER_KW_YR, kpx_calendar
-from optimization.studies.runner import load_study, run_study
+from factory_twin.optimization.studies.replay import KPX_CAPACITY_KRW_PER_KW_YR, kpx_calendar
+from factory_twin.optimization.studies.runner import load_study, run_study
 
 
 def test_calendar_follows_the_kpx_rules():

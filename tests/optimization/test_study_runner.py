@@ -6,8 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import xarray as xr
-
-from optimization.studies.runner import load_study, run_study, study_cases, sweep_dims
+from factory_twin.optimization.studies.runner import load_study, run_study, study_cases, sweep_dims
 
 # a spec override that re-validates and re-assembles the facility (same value as the file: same results)
 SPEC = {"spec.grid.ramp_limit_mw_per_min": 10.0}

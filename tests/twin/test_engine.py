@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factory_twin.twin.scenario import ScenarioSpec, WorkloadProfile, build_scenario
 from scipy.linalg import expm
 
-import twin
-from twin.scenario import ScenarioSpec, WorkloadProfile, build_scenario
+from factory_twin import twin
 
 BENCH = Path(__file__).parents[1] / "data" / "one-rack.toml"
 
@@ -55,13 +55,13 @@ def test_single_rack_reproduces_two_node_step_response(bench):
 
 
 def test_adaptive_interval_step_equals_stepping_every_rack_each_second(campus, monkeypatch):
-    import twin.engine
+    from factory_twin.twin import engine
 
     sc = twin.load_scenario("hot-day-dr", campus)
     kw = {"start": "2026-08-08T15:50:00", "duration": "20min", "record_every": "60s"}
     ctl = twin.FixedCap(campus.tdp_w, campus.min_cap_w, 0.7)
     fast = twin.simulate(campus, sc, controller=ctl, **kw)
-    monkeypatch.setattr(twin.engine, "HOT_MARGIN_K", 1e6)  # every rack takes the 1 s steps
+    monkeypatch.setattr(engine, "HOT_MARGIN_K", 1e6)  # every rack takes the 1 s steps
     slow = twin.simulate(campus, sc, controller=ctl, **kw)
     assert float(fast.throttled_gpus.max()) == 0.0
     np.testing.assert_allclose(fast.die_temp_c, slow.die_temp_c, rtol=1e-6)

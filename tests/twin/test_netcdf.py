@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-
-from twin.netcdf import write_netcdf
+from factory_twin.twin.netcdf import write_netcdf
 
 
 def test_round_trip_and_failed_write_keeps_previous(tmp_path):

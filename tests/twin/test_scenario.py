@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from factory_twin.twin.grid_signals import DREvent, read_signals_csv
+from factory_twin.twin.scenario import WorkloadProfile
+from factory_twin.twin.spec import SpecError
+from factory_twin.twin.weather import read_epw, typical_year
 
-import twin
-from twin.grid_signals import DREvent, read_signals_csv
-from twin.scenario import WorkloadProfile
-from twin.spec import SpecError
-from twin.weather import read_epw, typical_year
+from factory_twin import twin
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def facility():
 
 
 def test_typical_year_matches_normals_and_design_tail():
-    from twin.weather import climate_normals
+    from factory_twin.twin.weather import climate_normals
 
     n = climate_normals()["seoul"]
     w = typical_year("seoul")

@@ -3,9 +3,9 @@
 import tomllib
 
 import pytest
+from factory_twin.twin.spec import SpecError, parse_facility
 
-import data
-from twin.spec import SpecError, parse_facility
+from factory_twin import data
 
 RACKS = {"gb200-nvl72", "gb300-nvl72"}
 
