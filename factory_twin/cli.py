@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from factory_twin.models.units import S_PER_H
 from factory_twin.twin.netcdf import write_netcdf
 
 DEFAULT_FACILITY = "campus-100mw"
@@ -116,7 +117,7 @@ def _simulate(args) -> int:
         f,
         sc,
         start=args.start,
-        duration=args.hours * 3600,
+        duration=args.hours * S_PER_H,
         step=args.step,
         plant_step=args.plant_step,
         record_every=args.record,

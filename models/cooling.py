@@ -8,7 +8,7 @@ the plug-flow delay in :mod:`models.hydraulics`; import them from here.
 from __future__ import annotations
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from factory_twin.models.heat_exchange import (
     ARRANGEMENTS,
     CduState,
@@ -38,6 +38,7 @@ from factory_twin.models.hydraulics import (
     pump_power_w,
     system_head_m,
 )
+from factory_twin.models.units import KW, M3_S_PER_L_MIN
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
@@ -71,8 +72,6 @@ __all__ = [
 ]
 
 Array = NDArray[np.float64]
-M3_S_PER_L_MIN = 1e-3 / 60.0  # definition
-W_PER_KW = 1e3  # definition
 
 
 def coolant_rise_k(q_w: ArrayLike, m_dot_kg_s: ArrayLike, cp_j_kgk: ArrayLike) -> Array:
@@ -87,8 +86,8 @@ def coolant_rise_k(q_w: ArrayLike, m_dot_kg_s: ArrayLike, cp_j_kgk: ArrayLike) -
     cp_j_kgk : array_like
         Specific heat [J/(kg K)], > 0.
     """
-    q = _check.finite("q_w", q_w)
-    return q / (_check.positive("m_dot_kg_s", m_dot_kg_s) * _check.positive("cp_j_kgk", cp_j_kgk))
+    q = checks.finite("q_w", q_w)
+    return q / (checks.positive("m_dot_kg_s", m_dot_kg_s) * checks.positive("cp_j_kgk", cp_j_kgk))
 
 
 def flow_for_rise(q_w: ArrayLike, rise_k: ArrayLike, cp_j_kgk: ArrayLike) -> Array:
@@ -103,8 +102,8 @@ def flow_for_rise(q_w: ArrayLike, rise_k: ArrayLike, cp_j_kgk: ArrayLike) -> Arr
     cp_j_kgk : array_like
         Specific heat [J/(kg K)], > 0.
     """
-    q = _check.nonnegative("q_w", q_w)
-    return q / (_check.positive("cp_j_kgk", cp_j_kgk) * _check.positive("rise_k", rise_k))
+    q = checks.nonnegative("q_w", q_w)
+    return q / (checks.positive("cp_j_kgk", cp_j_kgk) * checks.positive("rise_k", rise_k))
 
 
 def flow_rule_kg_s(q_w: ArrayLike, l_min_per_kw: ArrayLike, rho_kg_m3: ArrayLike) -> Array:
@@ -121,9 +120,9 @@ def flow_rule_kg_s(q_w: ArrayLike, l_min_per_kw: ArrayLike, rho_kg_m3: ArrayLike
     rho_kg_m3 : array_like
         Coolant density [kg/m3], > 0.
     """
-    q = _check.nonnegative("q_w", q_w)
-    v_dot = q / W_PER_KW * _check.positive("l_min_per_kw", l_min_per_kw) * M3_S_PER_L_MIN
-    return v_dot * _check.positive("rho_kg_m3", rho_kg_m3)
+    q = checks.nonnegative("q_w", q_w)
+    v_dot = q / KW * checks.positive("l_min_per_kw", l_min_per_kw) * M3_S_PER_L_MIN
+    return v_dot * checks.positive("rho_kg_m3", rho_kg_m3)
 
 
 def mix_streams(m_dot_kg_s: ArrayLike, t_c: ArrayLike, into: ArrayLike | None = None, n: int | None = None) -> Array:
@@ -146,8 +145,8 @@ def mix_streams(m_dot_kg_s: ArrayLike, t_c: ArrayLike, into: ArrayLike | None = 
     n : int, optional
         Number of groups.
     """
-    m = _check.nonnegative("m_dot_kg_s", m_dot_kg_s)
-    m, t = np.broadcast_arrays(m, _check.finite("t_c", t_c))
+    m = checks.nonnegative("m_dot_kg_s", m_dot_kg_s)
+    m, t = np.broadcast_arrays(m, checks.finite("t_c", t_c))
     if into is None:
         mt, ms = np.sum(m * t, axis=-1), np.sum(m, axis=-1)
     else:

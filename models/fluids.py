@@ -13,12 +13,12 @@ from functools import cache, lru_cache
 
 import numpy as np
 import psychrolib
-from factory_twin.models import _check
+from factory_twin.models import checks
+from factory_twin.models.units import T0_K
 from numpy.typing import ArrayLike, NDArray
 from scipy.interpolate import CubicSpline
 
 Array = NDArray[np.float64]
-T0_K = 273.15  # 0 degC in kelvin (definition)
 GRID_STEP_K = 0.5  # spline knot spacing of the property tables [K]
 WATER_RANGE_C = (1.0, 99.0)  # liquid water range served (kept off 0 degC and off boiling at 2 bar)
 GLYCOL_T_MAX_C = 100.0  # upper limit of CoolProp's incompressible glycol fits (physics.md section 4)
@@ -92,7 +92,7 @@ class Coolant:
     p_pa: float = 2e5
 
     def __post_init__(self) -> None:
-        _check.positive("p_pa", self.p_pa)
+        checks.positive("p_pa", self.p_pa)
         _tables(self.name, float(self.p_pa))
 
     @property
@@ -107,7 +107,7 @@ class Coolant:
 
     def _eval(self, key: str, t_c: ArrayLike) -> Array:
         _, (lo, hi), splines = _tables(self.name, float(self.p_pa))
-        return splines[key](_check.in_range("t_c", t_c, lo, hi))
+        return splines[key](checks.in_range("t_c", t_c, lo, hi))
 
     def cp_j_kgk(self, t_c: ArrayLike) -> Array:
         """Isobaric specific heat capacity [J/(kg K)] at ``t_c`` [degC]."""
@@ -127,11 +127,11 @@ class Coolant:
 
 
 def _psychro_args(t_db_c: ArrayLike, rh_frac: ArrayLike, p_pa: ArrayLike, dew: bool) -> tuple:
-    t = _check.in_range("t_db_c", t_db_c, -100.0, 200.0)  # psychrolib's SI validity range
-    rh = _check.in_range("rh_frac", rh_frac, 0.0, 1.0)
+    t = checks.in_range("t_db_c", t_db_c, -100.0, 200.0)  # psychrolib's SI validity range
+    rh = checks.in_range("rh_frac", rh_frac, 0.0, 1.0)
     if dew:
-        _check.positive("rh_frac", rh)
-    return t, rh, _check.positive("p_pa", p_pa)
+        checks.positive("rh_frac", rh)
+    return t, rh, checks.positive("p_pa", p_pa)
 
 
 def wet_bulb_c(t_db_c: ArrayLike, rh_frac: ArrayLike, p_pa: ArrayLike = 101325.0) -> Array:

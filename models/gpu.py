@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 
 from factory_twin import data
@@ -47,8 +47,8 @@ class ThroughputCurve:
     y: Array
 
     def __post_init__(self) -> None:
-        x = _check.nonnegative("x", self.x).ravel().copy()
-        y = _check.nonnegative("y", self.y).ravel().copy()
+        x = checks.nonnegative("x", self.x).ravel().copy()
+        y = checks.nonnegative("y", self.y).ravel().copy()
         if x.size < 2 or x.shape != y.shape:
             raise ValueError(f"x: need >= 2 breakpoints matching y, got {x.size} and {y.size}")
         if np.any(np.diff(x) <= 0):
@@ -75,8 +75,8 @@ class ThroughputCurve:
         x_min : float
             Minimum usable draw (knee or minimum cap) [-]; lower points are ignored.
         """
-        xs, ys = _check.nonnegative("x", x).ravel(), _check.nonnegative("y", y).ravel()
-        keep = xs >= float(_check.nonnegative("x_min", x_min))
+        xs, ys = checks.nonnegative("x", x).ravel(), checks.nonnegative("y", y).ravel()
+        keep = xs >= float(checks.nonnegative("x_min", x_min))
         order = np.argsort(xs[keep], kind="stable")
         px, py = xs[keep][order], ys[keep][order]
         hull: list[int] = []
@@ -113,7 +113,7 @@ class ThroughputCurve:
 
     def throughput(self, x: ArrayLike) -> Array:
         """Normalized throughput [-] at drawn power fraction ``x`` [-] (vectorized)."""
-        xv = _check.nonnegative("x", x)
+        xv = checks.nonnegative("x", x)
         b0 = (self.y[1] - self.y[0]) / (self.x[1] - self.x[0])
         below = np.maximum(self.y[0] + b0 * (xv - self.x[0]), 0.0)
         return np.where(xv < self.x[0], below, np.interp(xv, self.x, self.y))
@@ -148,7 +148,7 @@ def power_drawn_w(demand_w: ArrayLike, cap_w: ArrayLike) -> Array:
     cap_w : array_like
         Power cap [W].
     """
-    return np.minimum(_check.nonnegative("demand_w", demand_w), _check.nonnegative("cap_w", cap_w))
+    return np.minimum(checks.nonnegative("demand_w", demand_w), checks.nonnegative("cap_w", cap_w))
 
 
 def thermal_throttle_limit_w(
@@ -216,10 +216,10 @@ class ThermalThrottle:
     hysteresis_k: ArrayLike = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "t_max_c", _check.finite("t_max_c", self.t_max_c))
-        object.__setattr__(self, "r_total_k_w", _check.positive("r_total_k_w", self.r_total_k_w))
-        object.__setattr__(self, "min_w", _check.nonnegative("min_w", self.min_w))
-        object.__setattr__(self, "hysteresis_k", _check.nonnegative("hysteresis_k", self.hysteresis_k))
+        object.__setattr__(self, "t_max_c", checks.finite("t_max_c", self.t_max_c))
+        object.__setattr__(self, "r_total_k_w", checks.positive("r_total_k_w", self.r_total_k_w))
+        object.__setattr__(self, "min_w", checks.nonnegative("min_w", self.min_w))
+        object.__setattr__(self, "hysteresis_k", checks.nonnegative("hysteresis_k", self.hysteresis_k))
 
     def limit(
         self, t_die_c: ArrayLike, t_ref_c: ArrayLike, was_throttled: ArrayLike | None = None
@@ -227,8 +227,8 @@ class ThermalThrottle:
         """``(limit_w, throttled)`` for die temperature ``t_die_c`` and reference node ``t_ref_c`` [degC]."""
         t_die, t_ref = np.asarray(t_die_c, float), np.asarray(t_ref_c, float)
         if not np.isfinite(t_die.sum() + t_ref.sum()):  # NaN/inf propagate; named checks only then
-            _check.finite("t_die_c", t_die)
-            _check.finite("t_coolant_c", t_ref)
+            checks.finite("t_die_c", t_die)
+            checks.finite("t_coolant_c", t_ref)
         throttled = t_die >= self.t_max_c
         if was_throttled is not None:
             throttled |= np.asarray(was_throttled, bool) & (t_die >= self.t_max_c - self.hysteresis_k)
@@ -269,10 +269,10 @@ def smooth_power_w(
     Source: NVML power-smoothing knobs (floor as percent of TMP, ``RAMP_UP_RATE`` and
     ``RAMP_DOWN_RATE`` in W/s) on GB300 NVL72, field-guide grid.md section 2.
     """
-    prev = _check.nonnegative("p_prev_w", p_prev_w)
-    target = _check.nonnegative("p_target_w", p_target_w)
-    dt = _check.positive("dt_s", dt_s)
-    up = _check.nonnegative("ramp_up_w_s", ramp_up_w_s)
-    down = _check.nonnegative("ramp_down_w_s", ramp_down_w_s)
-    floor = _check.nonnegative("floor_w", floor_w)
+    prev = checks.nonnegative("p_prev_w", p_prev_w)
+    target = checks.nonnegative("p_target_w", p_target_w)
+    dt = checks.positive("dt_s", dt_s)
+    up = checks.nonnegative("ramp_up_w_s", ramp_up_w_s)
+    down = checks.nonnegative("ramp_down_w_s", ramp_down_w_s)
+    floor = checks.nonnegative("floor_w", floor_w)
     return np.clip(np.maximum(target, floor), prev - down * dt, prev + up * dt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
@@ -56,8 +56,8 @@ def effectiveness(ntu: ArrayLike, cr: ArrayLike, arrangement: str = "counterflow
     arrangement : str
         One of ``ARRANGEMENTS``.
     """
-    n = _check.nonnegative("ntu", ntu)
-    c = _check.in_range("cr", cr, 0.0, 1.0)
+    n = checks.nonnegative("ntu", ntu)
+    c = checks.in_range("cr", cr, 0.0, 1.0)
     n, c = np.broadcast_arrays(n, c)
     kind = _arrangement(arrangement)
     if kind == "counterflow":
@@ -87,7 +87,7 @@ def effectiveness_max(cr: ArrayLike, arrangement: str = "counterflow") -> Array:
     arrangement : str
         One of ``ARRANGEMENTS``.
     """
-    c = _check.in_range("cr", cr, 0.0, 1.0)
+    c = checks.in_range("cr", cr, 0.0, 1.0)
     kind = _arrangement(arrangement)
     if kind == "parallel":
         return 1.0 / (1.0 + c)
@@ -121,8 +121,8 @@ def ntu_from_effectiveness(
     iterations : int
         Bisection steps for crossflow_unmixed [-].
     """
-    e = _check.nonnegative("eps", eps)
-    c = _check.in_range("cr", cr, 0.0, 1.0)
+    e = checks.nonnegative("eps", eps)
+    c = checks.in_range("cr", cr, 0.0, 1.0)
     e, c = np.broadcast_arrays(e, c)
     kind = _arrangement(arrangement)
     e_max = effectiveness_max(c, kind)
@@ -174,9 +174,9 @@ def hx_duty_w(
     arrangement : str
         One of ``ARRANGEMENTS``.
     """
-    dt = _check.finite("t_hot_in_c", t_hot_in_c) - _check.finite("t_cold_in_c", t_cold_in_c)
-    ch, cc = _check.positive("c_hot_w_k", c_hot_w_k), _check.positive("c_cold_w_k", c_cold_w_k)
-    ua = _check.nonnegative("ua_w_k", ua_w_k)
+    dt = checks.finite("t_hot_in_c", t_hot_in_c) - checks.finite("t_cold_in_c", t_cold_in_c)
+    ch, cc = checks.positive("c_hot_w_k", c_hot_w_k), checks.positive("c_cold_w_k", c_cold_w_k)
+    ua = checks.nonnegative("ua_w_k", ua_w_k)
     c_min, c_max = np.minimum(ch, cc), np.maximum(ch, cc)
     return effectiveness(ua / c_min, c_min / c_max, arrangement) * c_min * dt
 
@@ -230,11 +230,11 @@ def ua_at_flow(
     hot_fraction : array_like
         Hot-side share f of the nominal thermal resistance [-], within [0, 1].
     """
-    ua = _check.nonnegative("ua_nom_w_k", ua_nom_w_k)
-    rh = _check.nonnegative("m_hot", m_hot) / _check.positive("m_hot_nom", m_hot_nom)
-    rc = _check.nonnegative("m_cold", m_cold) / _check.positive("m_cold_nom", m_cold_nom)
-    n = _check.nonnegative("exponent", exponent)
-    f = _check.in_range("hot_fraction", hot_fraction, 0.0, 1.0)
+    ua = checks.nonnegative("ua_nom_w_k", ua_nom_w_k)
+    rh = checks.nonnegative("m_hot", m_hot) / checks.positive("m_hot_nom", m_hot_nom)
+    rc = checks.nonnegative("m_cold", m_cold) / checks.positive("m_cold_nom", m_cold_nom)
+    n = checks.nonnegative("exponent", exponent)
+    f = checks.in_range("hot_fraction", hot_fraction, 0.0, 1.0)
     with np.errstate(divide="ignore"):
         r = f * rh ** (-n) + (1.0 - f) * rc ** (-n)
     return ua / r
@@ -303,12 +303,12 @@ def cdu_supply_control(
     iterations : int
         Bisection steps on the valve fraction [-]; 60 resolves it to machine precision.
     """
-    t_ret = _check.finite("t_tcs_return_c", t_tcs_return_c)
-    c_tcs = _check.positive("c_tcs_w_k", c_tcs_w_k)
-    t_fws = _check.finite("t_fws_supply_c", t_fws_supply_c)
-    c_max = _check.positive("c_fws_max_w_k", c_fws_max_w_k)
-    ua_nom = _check.nonnegative("ua_nom_w_k", ua_nom_w_k)
-    t_set = _check.finite("setpoint_c", setpoint_c)
+    t_ret = checks.finite("t_tcs_return_c", t_tcs_return_c)
+    c_tcs = checks.positive("c_tcs_w_k", c_tcs_w_k)
+    t_fws = checks.finite("t_fws_supply_c", t_fws_supply_c)
+    c_max = checks.positive("c_fws_max_w_k", c_fws_max_w_k)
+    ua_nom = checks.nonnegative("ua_nom_w_k", ua_nom_w_k)
+    t_set = checks.finite("setpoint_c", setpoint_c)
     t_ret, c_tcs, t_fws, c_max, ua_nom, t_set = np.broadcast_arrays(t_ret, c_tcs, t_fws, c_max, ua_nom, t_set)
 
     def duty(x: Array) -> Array:

@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
+from factory_twin.models.units import J_PER_KWH, M3_PER_L, T0_K
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
-T0_K = 273.15  # 0 degC in kelvin (definition)
-J_PER_KWH = 3.6e6  # definition
-M3_PER_L = 1e-3  # definition
 H_FG_J_KG = 2.4298e6  # latent heat of water at 30 degC [J/kg], CoolProp 8.0 saturated Water
 RHO_WATER_KG_M3 = 997.05  # water at 25 degC, 1 atm [kg/m3], CoolProp 8.0 (physics.md 2.3)
 
@@ -50,13 +48,13 @@ def _approach_cooler(
     speed_exponent: ArrayLike,
     ref_name: str,
 ) -> tuple[Array, Array, Array, Array, Array, Array]:
-    q = _check.nonnegative("q_w", q_w)
-    t_set = _check.finite("t_out_set_c", t_out_set_c)
-    t_ref = _check.finite(ref_name, t_ref_c)
-    cap = _check.positive("capacity_w", capacity_w)
-    app = _check.positive("design_approach_k", design_approach_k)
-    fan_full = _check.nonnegative("fan_full_w_per_w", fan_full_w_per_w)
-    m = _check.positive("speed_exponent", speed_exponent)
+    q = checks.nonnegative("q_w", q_w)
+    t_set = checks.finite("t_out_set_c", t_out_set_c)
+    t_ref = checks.finite(ref_name, t_ref_c)
+    cap = checks.positive("capacity_w", capacity_w)
+    app = checks.positive("design_approach_k", design_approach_k)
+    fan_full = checks.nonnegative("fan_full_w_per_w", fan_full_w_per_w)
+    m = checks.positive("speed_exponent", speed_exponent)
     full_app = app * q / cap
     margin = t_set - t_ref
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -170,10 +168,10 @@ def evaporative_cooler(
         "t_wb_c",
     )
     if water_l_per_kwh is None:
-        water = q / _check.positive("h_fg_j_kg", h_fg_j_kg)
+        water = q / checks.positive("h_fg_j_kg", h_fg_j_kg)
     else:
-        per_j = _check.nonnegative("water_l_per_kwh", water_l_per_kwh) / J_PER_KWH * M3_PER_L
-        water = q * per_j * _check.positive("rho_water_kg_m3", rho_water_kg_m3)
+        per_j = checks.nonnegative("water_l_per_kwh", water_l_per_kwh) / J_PER_KWH * M3_PER_L
+        water = q * per_j * checks.positive("rho_water_kg_m3", rho_water_kg_m3)
     return CoolerState(t_min, ok, s, fan, full, water * np.ones_like(s))
 
 
@@ -191,12 +189,12 @@ def chiller_cop_carnot(t_evap_c: ArrayLike, t_cond_c: ArrayLike, carnot_fraction
     carnot_fraction : array_like
         eta_C, the Carnot effectiveness [-], within (0, 1].
     """
-    t_e = _check.in_range("t_evap_c", t_evap_c, -T0_K, np.inf) + T0_K
-    lift = _check.finite("t_cond_c", t_cond_c) + T0_K - t_e
+    t_e = checks.in_range("t_evap_c", t_evap_c, -T0_K, np.inf) + T0_K
+    lift = checks.finite("t_cond_c", t_cond_c) + T0_K - t_e
     if np.any(lift <= 0):
         raise ValueError(f"t_cond_c: must exceed t_evap_c, got a lift of {lift[lift <= 0].flat[0]!r} K")
-    eta = _check.in_range("carnot_fraction", carnot_fraction, 0.0, 1.0)
-    _check.positive("carnot_fraction", eta)
+    eta = checks.in_range("carnot_fraction", carnot_fraction, 0.0, 1.0)
+    checks.positive("carnot_fraction", eta)
     return eta * t_e / lift
 
 
@@ -235,17 +233,17 @@ def chiller_power_w(
     q_nom_w : array_like or None
         Nominal duty for the part-load ratio [W], > 0; needed if ``part_load_coeffs`` has a y term.
     """
-    q = _check.nonnegative("q_w", q_w)
-    t_e = _check.finite("t_chw_supply_c", t_chw_supply_c) - _check.nonnegative("app_evap_k", app_evap_k)
-    t_c = _check.finite("t_cond_in_c", t_cond_in_c) + _check.nonnegative("app_cond_k", app_cond_k)
+    q = checks.nonnegative("q_w", q_w)
+    t_e = checks.finite("t_chw_supply_c", t_chw_supply_c) - checks.nonnegative("app_evap_k", app_evap_k)
+    t_c = checks.finite("t_cond_in_c", t_cond_in_c) + checks.nonnegative("app_cond_k", app_cond_k)
     t_e, t_c, q = np.broadcast_arrays(t_e, t_c, q)
     on = q > 0
-    eta = np.broadcast_to(_check.finite("carnot_fraction", carnot_fraction), q.shape)
+    eta = np.broadcast_to(checks.finite("carnot_fraction", carnot_fraction), q.shape)
     cop = chiller_cop_carnot(t_e[on], t_c[on], eta[on])
     if len(part_load_coeffs) > 1:
         if q_nom_w is None:
             raise ValueError("q_nom_w: required when part_load_coeffs has a part-load term")
-        y = q / _check.positive("q_nom_w", q_nom_w)
+        y = q / checks.positive("q_nom_w", q_nom_w)
         cop = cop * np.polynomial.polynomial.polyval(np.broadcast_to(y, q.shape)[on], part_load_coeffs)
     else:
         cop = cop * part_load_coeffs[0]

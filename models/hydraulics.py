@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
@@ -25,9 +25,9 @@ def pump_head_m(q: ArrayLike, h0_m: ArrayLike, a: ArrayLike, speed: ArrayLike = 
     speed : array_like
         Speed ratio n [-], >= 0.
     """
-    q = _check.nonnegative("q", q)
-    n = _check.nonnegative("speed", speed)
-    return n**2 * _check.positive("h0_m", h0_m) - _check.nonnegative("a", a) * q**2
+    q = checks.nonnegative("q", q)
+    n = checks.nonnegative("speed", speed)
+    return n**2 * checks.positive("h0_m", h0_m) - checks.nonnegative("a", a) * q**2
 
 
 def system_head_m(q: ArrayLike, h_static_m: ArrayLike, k: ArrayLike) -> Array:
@@ -42,8 +42,8 @@ def system_head_m(q: ArrayLike, h_static_m: ArrayLike, k: ArrayLike) -> Array:
     k : array_like
         Loss coefficient [m/(flow unit)^2], > 0.
     """
-    q = _check.nonnegative("q", q)
-    return _check.nonnegative("h_static_m", h_static_m) + _check.positive("k", k) * q**2
+    q = checks.nonnegative("q", q)
+    return checks.nonnegative("h_static_m", h_static_m) + checks.positive("k", k) * q**2
 
 
 def pump_operating_point(
@@ -63,11 +63,11 @@ def pump_operating_point(
     speed : array_like
         Speed ratio n [-], >= 0.
     """
-    h0 = _check.positive("h0_m", h0_m)
-    a = _check.nonnegative("a", a)
-    hs = _check.nonnegative("h_static_m", h_static_m)
-    k = _check.positive("k", k)
-    lift = _check.nonnegative("speed", speed) ** 2 * h0 - hs
+    h0 = checks.positive("h0_m", h0_m)
+    a = checks.nonnegative("a", a)
+    hs = checks.nonnegative("h_static_m", h_static_m)
+    k = checks.positive("k", k)
+    lift = checks.nonnegative("speed", speed) ** 2 * h0 - hs
     q = np.sqrt(np.maximum(lift, 0.0) / (a + k))
     return q, np.where(lift > 0, hs + k * q**2, lift + hs)
 
@@ -90,11 +90,11 @@ def affinity(q: ArrayLike, head_m: ArrayLike, p_w: ArrayLike, speed_ratio: Array
     speed_ratio : array_like
         n_new / n_old [-], >= 0.
     """
-    n = _check.nonnegative("speed_ratio", speed_ratio)
+    n = checks.nonnegative("speed_ratio", speed_ratio)
     return (
-        _check.nonnegative("q", q) * n,
-        _check.nonnegative("head_m", head_m) * n**2,
-        _check.nonnegative("p_w", p_w) * n**3,
+        checks.nonnegative("q", q) * n,
+        checks.nonnegative("head_m", head_m) * n**2,
+        checks.nonnegative("p_w", p_w) * n**3,
     )
 
 
@@ -123,10 +123,10 @@ def pump_power_w(
     g_m_s2 : array_like
         Gravitational acceleration [m/s2]; default standard gravity.
     """
-    eta = _check.positive("eta_pump", _check.in_range("eta_pump", eta_pump, 0.0, 1.0))
-    eta = eta * _check.positive("eta_vfd", _check.in_range("eta_vfd", eta_vfd, 0.0, 1.0))
-    hyd = _check.nonnegative("v_dot_m3_s", v_dot_m3_s) * _check.nonnegative("head_m", head_m)
-    return _check.positive("rho_kg_m3", rho_kg_m3) * _check.positive("g_m_s2", g_m_s2) * hyd / eta
+    eta = checks.positive("eta_pump", checks.in_range("eta_pump", eta_pump, 0.0, 1.0))
+    eta = eta * checks.positive("eta_vfd", checks.in_range("eta_vfd", eta_vfd, 0.0, 1.0))
+    hyd = checks.nonnegative("v_dot_m3_s", v_dot_m3_s) * checks.nonnegative("head_m", head_m)
+    return checks.positive("rho_kg_m3", rho_kg_m3) * checks.positive("g_m_s2", g_m_s2) * hyd / eta
 
 
 def friction_factor_darcy(re: ArrayLike, rel_roughness: ArrayLike, iterations: int = 30) -> Array:
@@ -143,8 +143,8 @@ def friction_factor_darcy(re: ArrayLike, rel_roughness: ArrayLike, iterations: i
     iterations : int
         Fixed-point iterations [-].
     """
-    re = _check.positive("re", re)
-    a = _check.nonnegative("rel_roughness", rel_roughness) / 3.7
+    re = checks.positive("re", re)
+    a = checks.nonnegative("rel_roughness", rel_roughness) / 3.7
     b = 2.51 / np.maximum(re, RE_LAMINAR)  # laminar entries take 64/Re below; keep the log defined
     x = np.full(np.broadcast(a, b).shape, 8.0)
     for _ in range(iterations):
@@ -178,13 +178,13 @@ def pipe_pressure_drop_pa(
     mu_pa_s : array_like
         Dynamic viscosity [Pa s], > 0.
     """
-    q = _check.nonnegative("v_dot_m3_s", v_dot_m3_s)
-    d = _check.positive("diameter_m", diameter_m)
-    rho = _check.positive("rho_kg_m3", rho_kg_m3)
+    q = checks.nonnegative("v_dot_m3_s", v_dot_m3_s)
+    d = checks.positive("diameter_m", diameter_m)
+    rho = checks.positive("rho_kg_m3", rho_kg_m3)
     v = 4.0 * q / (np.pi * d**2)
-    re = rho * v * d / _check.positive("mu_pa_s", mu_pa_s)
-    f = friction_factor_darcy(np.where(re > 0, re, 1.0), _check.nonnegative("roughness_m", roughness_m) / d)
-    return np.where(re > 0, f * _check.positive("length_m", length_m) / d * rho * v**2 / 2.0, 0.0)
+    re = rho * v * d / checks.positive("mu_pa_s", mu_pa_s)
+    f = friction_factor_darcy(np.where(re > 0, re, 1.0), checks.nonnegative("roughness_m", roughness_m) / d)
+    return np.where(re > 0, f * checks.positive("length_m", length_m) / d * rho * v**2 / 2.0, 0.0)
 
 
 class PlugFlowDelay:
@@ -209,10 +209,10 @@ class PlugFlowDelay:
     """
 
     def __init__(self, volume_m3: ArrayLike, t_init_c: ArrayLike) -> None:
-        v = np.atleast_1d(_check.positive("volume_m3", volume_m3)).astype(float)
+        v = np.atleast_1d(checks.positive("volume_m3", volume_m3)).astype(float)
         if v.ndim != 1:
             raise ValueError(f"volume_m3: must be 1-D (one per pipe), got shape {v.shape}")
-        t = np.broadcast_to(_check.finite("t_init_c", t_init_c), v.shape)
+        t = np.broadcast_to(checks.finite("t_init_c", t_init_c), v.shape)
         self.volume_m3 = v
         self._c = np.stack([-v, np.zeros_like(v)], axis=1)
         self._f = np.stack([np.zeros_like(v), t * v], axis=1)
@@ -245,8 +245,8 @@ class PlugFlowDelay:
             Step length [s], > 0.
         """
         shape = self.volume_m3.shape
-        t_in = np.broadcast_to(_check.finite("t_in_c", t_in_c), shape)
-        dv = np.broadcast_to(_check.nonnegative("v_dot_m3_s", v_dot_m3_s), shape) * _check.positive("dt_s", dt_s)
+        t_in = np.broadcast_to(checks.finite("t_in_c", t_in_c), shape)
+        dv = np.broadcast_to(checks.nonnegative("v_dot_m3_s", v_dot_m3_s), shape) * checks.positive("dt_s", dt_s)
         f_old, _ = self._at(self._c[:, -1] - self.volume_m3)
         grow = dv > 0
         if np.any(grow):
@@ -286,7 +286,7 @@ class PlugFlowDelay:
         rho_cp_j_m3k : array_like
             Volumetric heat capacity [J/(m3 K)], > 0, per pipe or scalar.
         """
-        return _check.positive("rho_cp_j_m3k", rho_cp_j_m3k) * self.mean_temp_c() * self.volume_m3
+        return checks.positive("rho_cp_j_m3k", rho_cp_j_m3k) * self.mean_temp_c() * self.volume_m3
 
 
 class ConstantFlowDelay:
@@ -312,14 +312,14 @@ class ConstantFlowDelay:
     """
 
     def __init__(self, volume_m3: ArrayLike, v_dot_m3_s: ArrayLike, dt_s: float, t_init_c: ArrayLike) -> None:
-        v = np.atleast_1d(_check.positive("volume_m3", volume_m3)).astype(float)
-        q = np.broadcast_to(_check.positive("v_dot_m3_s", v_dot_m3_s), v.shape).astype(float)
-        self.dt_s = float(_check.positive("dt_s", dt_s))
+        v = np.atleast_1d(checks.positive("volume_m3", volume_m3)).astype(float)
+        q = np.broadcast_to(checks.positive("v_dot_m3_s", v_dot_m3_s), v.shape).astype(float)
+        self.dt_s = float(checks.positive("dt_s", dt_s))
         steps = v / (q * self.dt_s)
         self.n = np.floor(steps).astype(np.int64)
         self.phi = steps - self.n
         self.v_dot_m3_s = q
-        self._buf = np.tile(np.broadcast_to(_check.finite("t_init_c", t_init_c), v.shape), (int(self.n.max()) + 2, 1))
+        self._buf = np.tile(np.broadcast_to(checks.finite("t_init_c", t_init_c), v.shape), (int(self.n.max()) + 2, 1))
         self._k = 0
         self._cols = np.arange(v.size)
 
@@ -327,7 +327,7 @@ class ConstantFlowDelay:
         """Advance one step with inlet ``t_in_c`` [degC]; return the outlet mean over the step [degC]."""
         m = self._buf.shape[0]
         self._k = (self._k + 1) % m
-        self._buf[self._k] = _check.finite("t_in_c", t_in_c)
+        self._buf[self._k] = checks.finite("t_in_c", t_in_c)
         b = self._buf
         return (
             self.phi * b[(self._k - self.n - 1) % m, self._cols]
@@ -341,4 +341,4 @@ class ConstantFlowDelay:
         weight = np.where(depth < self.n, 1.0, np.where(depth == self.n, self.phi, 0.0))
         rows = (k - depth) % m
         contents = np.sum(weight * b[rows, self._cols], axis=0)
-        return _check.positive("rho_cp_j_m3k", rho_cp_j_m3k) * self.v_dot_m3_s * self.dt_s * contents
+        return checks.positive("rho_cp_j_m3k", rho_cp_j_m3k) * self.v_dot_m3_s * self.dt_s * contents

@@ -8,12 +8,11 @@ infinity. Negative powers or rates, and non-finite inputs, raise ``ValueError`` 
 from __future__ import annotations
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
+from factory_twin.models.units import J_PER_MWH, TOKENS_PER_MTOK
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
-J_PER_MWH = 3.6e9  # 1 MWh = 3.6e9 J (definition)
-TOKENS_PER_MTOK = 1e6  # tokens in one million tokens
 
 
 def _ratio(num: Array, den: Array) -> Array:
@@ -38,8 +37,8 @@ def pue(total_facility_w: ArrayLike, it_w: ArrayLike) -> Array:
     ndarray
         PUE [-]; NaN where ``it_w == 0``. Source: The Green Grid / ISO/IEC 30134-2 (physics.md 1.6).
     """
-    total = _check.nonnegative("total_facility_w", total_facility_w)
-    return _ratio(total, _check.nonnegative("it_w", it_w))
+    total = checks.nonnegative("total_facility_w", total_facility_w)
+    return _ratio(total, checks.nonnegative("it_w", it_w))
 
 
 def ppue(it_w: ArrayLike, subsystem_w: ArrayLike) -> Array:
@@ -49,8 +48,8 @@ def ppue(it_w: ArrayLike, subsystem_w: ArrayLike) -> Array:
     cooling plant, or the electrical losses) [W] >= 0. NaN where ``it_w == 0``. Source: The Green
     Grid, White Paper #49 "PUE: a comprehensive examination of the metric" (2012).
     """
-    it = _check.nonnegative("it_w", it_w)
-    return _ratio(it + _check.nonnegative("subsystem_w", subsystem_w), it)
+    it = checks.nonnegative("it_w", it_w)
+    return _ratio(it + checks.nonnegative("subsystem_w", subsystem_w), it)
 
 
 def energy_per_token_j(power_w: ArrayLike, tokens_per_s: ArrayLike) -> Array:
@@ -59,8 +58,8 @@ def energy_per_token_j(power_w: ArrayLike, tokens_per_s: ArrayLike) -> Array:
     ``power_w`` power attributed to the tokens [W] >= 0 (IT or facility, caller's choice);
     ``tokens_per_s`` token rate [1/s] >= 0. NaN where ``tokens_per_s == 0``.
     """
-    p = _check.nonnegative("power_w", power_w)
-    return _ratio(p, _check.nonnegative("tokens_per_s", tokens_per_s))
+    p = checks.nonnegative("power_w", power_w)
+    return _ratio(p, checks.nonnegative("tokens_per_s", tokens_per_s))
 
 
 def cost_per_mtok(power_w: ArrayLike, price_per_mwh: ArrayLike, tokens_per_s: ArrayLike) -> Array:
@@ -80,7 +79,7 @@ def cost_per_mtok(power_w: ArrayLike, price_per_mwh: ArrayLike, tokens_per_s: Ar
     ndarray
         [currency per 1e6 tokens]; NaN where ``tokens_per_s == 0``.
     """
-    price = _check.finite("price_per_mwh", price_per_mwh)
+    price = checks.finite("price_per_mwh", price_per_mwh)
     return energy_per_token_j(power_w, tokens_per_s) * price * TOKENS_PER_MTOK / J_PER_MWH
 
 
@@ -90,5 +89,5 @@ def carbon_per_mtok(power_w: ArrayLike, carbon_kg_per_mwh: ArrayLike, tokens_per
     ``power_w`` [W] >= 0; ``carbon_kg_per_mwh`` grid carbon intensity [kg CO2/MWh] (= g/kWh) >= 0;
     ``tokens_per_s`` [1/s] >= 0. Returns [kg CO2 per 1e6 tokens]; NaN where ``tokens_per_s == 0``.
     """
-    ci = _check.nonnegative("carbon_kg_per_mwh", carbon_kg_per_mwh)
+    ci = checks.nonnegative("carbon_kg_per_mwh", carbon_kg_per_mwh)
     return energy_per_token_j(power_w, tokens_per_s) * ci * TOKENS_PER_MTOK / J_PER_MWH

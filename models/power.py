@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
@@ -48,9 +48,9 @@ def transformer_loss_w(
     ndarray
         Loss [W]. Source: standard two-term transformer loss model (physics.md 1.5; 10 CFR 431.196).
     """
-    x = _check.nonnegative("s_va", s_va) / _check.positive("rating_va", rating_va)
-    p0 = _check.nonnegative("no_load_loss_w", no_load_loss_w)
-    return p0 + _check.nonnegative("load_loss_w", load_loss_w) * x**2
+    x = checks.nonnegative("s_va", s_va) / checks.positive("rating_va", rating_va)
+    p0 = checks.nonnegative("no_load_loss_w", no_load_loss_w)
+    return p0 + checks.nonnegative("load_loss_w", load_loss_w) * x**2
 
 
 def transformer_efficiency(
@@ -65,8 +65,8 @@ def transformer_efficiency(
     Parameters are those of :func:`transformer_loss_w` plus ``power_factor`` [-] in (0, 1]
     (DOE ratings use 1). Zero load gives 0 (or NaN when ``P0`` is also 0).
     """
-    pf = _check.in_range("power_factor", power_factor, 0.0, 1.0)
-    _check.positive("power_factor", pf)
+    pf = checks.in_range("power_factor", power_factor, 0.0, 1.0)
+    checks.positive("power_factor", pf)
     p_w = np.asarray(s_va, dtype=float) * pf
     loss = transformer_loss_w(s_va, rating_va, no_load_loss_w, load_loss_w)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -80,8 +80,8 @@ def transformer_optimal_load_fraction(no_load_loss_w: ArrayLike, load_loss_w: Ar
     ``no_load_loss_w`` [W] >= 0, ``load_loss_w`` [W] > 0. Source: d(eta)/dx = 0 of the two-term
     model.
     """
-    p0 = _check.nonnegative("no_load_loss_w", no_load_loss_w)
-    return np.sqrt(p0 / _check.positive("load_loss_w", load_loss_w))
+    p0 = checks.nonnegative("no_load_loss_w", no_load_loss_w)
+    return np.sqrt(p0 / checks.positive("load_loss_w", load_loss_w))
 
 
 def ups_loss_w(p_out_w: ArrayLike, rating_w: ArrayLike, c0: ArrayLike, c1: ArrayLike, c2: ArrayLike) -> Array:
@@ -102,9 +102,9 @@ def ups_loss_w(p_out_w: ArrayLike, rating_w: ArrayLike, c0: ArrayLike, c1: Array
         Loss [W]; efficiency is ``x / (x + c0 + c1 x + c2 x^2)``. Source: Schneider Electric,
         "Definitions of losses" (physics.md 1.5).
     """
-    r = _check.positive("rating_w", rating_w)
-    x = _check.nonnegative("p_out_w", p_out_w) / r
-    k0, k1, k2 = (_check.nonnegative(n, c) for n, c in (("c0", c0), ("c1", c1), ("c2", c2)))
+    r = checks.positive("rating_w", rating_w)
+    x = checks.nonnegative("p_out_w", p_out_w) / r
+    k0, k1, k2 = (checks.nonnegative(n, c) for n, c in (("c0", c0), ("c1", c1), ("c2", c2)))
     return r * (k0 + k1 * x + k2 * x**2)
 
 
@@ -114,17 +114,17 @@ def busway_loss_w(p_w: ArrayLike, rating_w: ArrayLike, loss_fraction_at_rating: 
     ``p_w`` carried power [W] >= 0; ``rating_w`` [W] > 0; ``loss_fraction_at_rating`` ``f`` [-] in
     [0, 1): loss at rated power as a fraction of it.
     """
-    r = _check.positive("rating_w", rating_w)
-    f = _check.in_range("loss_fraction_at_rating", loss_fraction_at_rating, 0.0, 1.0)
+    r = checks.positive("rating_w", rating_w)
+    f = checks.in_range("loss_fraction_at_rating", loss_fraction_at_rating, 0.0, 1.0)
     if np.any(f >= 1.0):
         raise ValueError("loss_fraction_at_rating: must be < 1")
-    return f * r * (_check.nonnegative("p_w", p_w) / r) ** 2
+    return f * r * (checks.nonnegative("p_w", p_w) / r) ** 2
 
 
 def _psu_curve(load_points: ArrayLike, efficiencies: ArrayLike) -> tuple[Array, Array]:
-    x = _check.positive("load_points", load_points)
-    eta = _check.in_range("efficiencies", efficiencies, 0.0, 1.0)
-    _check.positive("efficiencies", eta)
+    x = checks.positive("load_points", load_points)
+    eta = checks.in_range("efficiencies", efficiencies, 0.0, 1.0)
+    checks.positive("efficiencies", eta)
     if x.ndim != 1 or x.shape != eta.shape or x.size < 2:
         raise ValueError("load_points: must be 1-D, same length as efficiencies, >= 2 points")
     if np.any(np.diff(x) <= 0):
@@ -162,8 +162,8 @@ def psu_input_w(
         (https://en.wikipedia.org/wiki/80_Plus).
     """
     xp, fp = _psu_curve(load_points, efficiencies)
-    p = _check.nonnegative("p_out_w", p_out_w)
-    return p / np.interp(p / _check.positive("rating_w", rating_w), xp, fp)
+    p = checks.nonnegative("p_out_w", p_out_w)
+    return p / np.interp(p / checks.positive("rating_w", rating_w), xp, fp)
 
 
 def three_phase_current_a(p_w: ArrayLike, v_ll_v: ArrayLike, pf: ArrayLike) -> Array:
@@ -172,10 +172,10 @@ def three_phase_current_a(p_w: ArrayLike, v_ll_v: ArrayLike, pf: ArrayLike) -> A
     ``p_w`` real power [W] >= 0, ``v_ll_v`` line-to-line voltage [V] > 0, ``pf`` power factor [-]
     in (0, 1].
     """
-    pf_ = _check.in_range("pf", pf, 0.0, 1.0)
-    _check.positive("pf", pf_)
-    v = _check.positive("v_ll_v", v_ll_v)
-    return _check.nonnegative("p_w", p_w) / (math.sqrt(3.0) * v * pf_)
+    pf_ = checks.in_range("pf", pf, 0.0, 1.0)
+    checks.positive("pf", pf_)
+    v = checks.positive("v_ll_v", v_ll_v)
+    return checks.nonnegative("p_w", p_w) / (math.sqrt(3.0) * v * pf_)
 
 
 def _quadratic_root(a: float, b: float, rhs: Array, tol: Array) -> Array:
@@ -258,7 +258,7 @@ class PowerChain:
             if isinstance(n, bool) or int(n) != n or n < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {n!r}")
         for name in ("transformer_rating_va", "ups_rating_w", "busway_rating_w", "power_factor"):
-            _check.positive(name, getattr(self, name))
+            checks.positive(name, getattr(self, name))
         for name in (
             "transformer_no_load_loss_w",
             "transformer_load_loss_w",
@@ -266,8 +266,8 @@ class PowerChain:
             "ups_c1",
             "ups_c2",
         ):
-            _check.nonnegative(name, getattr(self, name))
-        _check.in_range("power_factor", self.power_factor, 0.0, 1.0)
+            checks.nonnegative(name, getattr(self, name))
+        checks.in_range("power_factor", self.power_factor, 0.0, 1.0)
         if not 0.0 <= self.busway_loss_fraction < 1.0:
             raise ValueError(f"busway_loss_fraction: must be in [0, 1), got {self.busway_loss_fraction!r}")
         _psu_curve(self.psu_load_points, self.psu_efficiencies)
@@ -288,8 +288,8 @@ class PowerChain:
         return n * self.transformer_no_load_loss_w, 1.0, self.transformer_load_loss_w / (n * s * s)
 
     def _upstream(self, it_w: ArrayLike, mech_w: ArrayLike) -> tuple[Array, ...]:
-        i = _check.nonnegative("it_w", it_w)
-        m = _check.nonnegative("mech_w", mech_w)
+        i = checks.nonnegative("it_w", it_w)
+        m = checks.nonnegative("mech_w", mech_w)
         bus = busway_loss_w(i, self.busway_rating_w, self.busway_loss_fraction)
         u = i + bus
         n_u, n_t = self.ups_count, self.transformer_count
@@ -334,7 +334,7 @@ class PowerChain:
             ``grid_w = it_w + busway_loss_w + ups_loss_w + transformer_loss_w + mech_w``;
             ``it_w = sum(rack_dc_w + psu_loss_w)`` over racks.
         """
-        dc = _check.nonnegative("rack_dc_w", rack_dc_w)
+        dc = checks.nonnegative("rack_dc_w", rack_dc_w)
         rack_in = psu_input_w(dc, psu_rating_w, self.psu_load_points, self.psu_efficiencies)
         it = rack_in if rack_axis is None else np.sum(np.atleast_1d(rack_in), axis=rack_axis)
         return self.upstream(it, mech_w, psu_loss_w=rack_in - dc)
@@ -375,8 +375,8 @@ class PowerChain:
         rounding). NaN where even zero IT does not fit (limit below mechanical load plus no-load
         losses). Ratings are not enforced: the caller caps IT at equipment limits if needed.
         """
-        g = _check.nonnegative("grid_limit_w", grid_limit_w)
-        m = _check.nonnegative("mech_w", mech_w)
+        g = checks.nonnegative("grid_limit_w", grid_limit_w)
+        m = checks.nonnegative("mech_w", mech_w)
         (t0, t1, t2), (u0, u1, u2), (b0, b1, b2) = self._transformer, self._ups, self._busway
         tol = 16 * np.finfo(float).eps * g  # intermediate flows are <= g
         v = _quadratic_root(t2, t1, g - t0, tol) - m  # UPS input
@@ -410,12 +410,12 @@ class Bess:
     soc_max: float = 1.0
 
     def __post_init__(self) -> None:
-        _check.positive("energy_capacity_j", self.energy_capacity_j)
-        _check.positive("power_limit_w", self.power_limit_w)
+        checks.positive("energy_capacity_j", self.energy_capacity_j)
+        checks.positive("power_limit_w", self.power_limit_w)
         for name in ("eta_charge", "eta_discharge"):
-            _check.positive(name, _check.in_range(name, getattr(self, name), 0.0, 1.0))
-        _check.in_range("soc_min", self.soc_min, 0.0, 1.0)
-        _check.in_range("soc_max", self.soc_max, 0.0, 1.0)
+            checks.positive(name, checks.in_range(name, getattr(self, name), 0.0, 1.0))
+        checks.in_range("soc_min", self.soc_min, 0.0, 1.0)
+        checks.in_range("soc_max", self.soc_max, 0.0, 1.0)
         if not self.soc_min < self.soc_max:
             raise ValueError(f"soc_min: must be < soc_max, got {self.soc_min!r} >= {self.soc_max!r}")
 
@@ -448,9 +448,9 @@ def bess_step(energy_j: ArrayLike, p_w: ArrayLike, dt_s: ArrayLike, bess: Bess) 
         to ``+-power_limit_w`` and to what the SOC window allows over the step (the window edge is
         then reached exactly). A battery outside its window may only move back toward it.
     """
-    e = _check.in_range("energy_j", energy_j, 0.0, bess.energy_capacity_j)
-    p = _check.finite("p_w", p_w)
-    dt = _check.positive("dt_s", dt_s)
+    e = checks.in_range("energy_j", energy_j, 0.0, bess.energy_capacity_j)
+    p = checks.finite("p_w", p_w)
+    dt = checks.positive("dt_s", dt_s)
     e_min, e_max = bess.soc_min * bess.energy_capacity_j, bess.soc_max * bess.energy_capacity_j
     p_dis_soc = np.maximum(e - e_min, 0.0) * bess.eta_discharge / dt  # empties to the floor
     p_ch_soc = np.maximum(e_max - e, 0.0) / (bess.eta_charge * dt)  # fills to the ceiling

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
@@ -58,12 +58,12 @@ def rc1_response(
 
     Source: physics.md section 1.1 (1-node model), validation case V1.
     """
-    t0 = _check.finite("t0_c", t0_c)
-    p = _check.nonnegative("p_w", p_w)
-    r = _check.positive("r_k_w", r_k_w)
-    c = _check.positive("c_j_k", c_j_k)
-    tc = _check.finite("t_coolant_c", t_coolant_c)
-    t = _check.nonnegative("t_s", t_s)
+    t0 = checks.finite("t0_c", t0_c)
+    p = checks.nonnegative("p_w", p_w)
+    r = checks.positive("r_k_w", r_k_w)
+    c = checks.positive("c_j_k", c_j_k)
+    tc = checks.finite("t_coolant_c", t_coolant_c)
+    t = checks.nonnegative("t_s", t_s)
     t_ss = tc + p * r
     return t_ss + (t0 - t_ss) * np.exp(-t / (r * c))
 
@@ -101,17 +101,17 @@ def junction_temp_c(
 
     Source: physics.md section 1.1 (local-coolant reference) and validation case V5.
     """
-    p = _check.nonnegative("p_w", p_w)
-    r = _check.positive("r_k_w", r_k_w)
-    t_in = _check.finite("t_in_c", t_in_c)
+    p = checks.nonnegative("p_w", p_w)
+    r = checks.positive("r_k_w", r_k_w)
+    t_in = checks.finite("t_in_c", t_in_c)
     if reference == "inlet":
         return t_in + p * r
     if reference != "mean":
         raise ValueError(f"reference: expected 'mean' or 'inlet', got {reference!r}")
     if m_dot_kg_s is None or cp_j_kgk is None:
         raise ValueError("m_dot_kg_s: the 'mean' convention needs m_dot_kg_s and cp_j_kgk")
-    m_dot = _check.positive("m_dot_kg_s", m_dot_kg_s)
-    cp = _check.positive("cp_j_kgk", cp_j_kgk)
+    m_dot = checks.positive("m_dot_kg_s", m_dot_kg_s)
+    cp = checks.positive("cp_j_kgk", cp_j_kgk)
     return t_in + p / (2.0 * m_dot * cp) + p * r
 
 
@@ -153,7 +153,7 @@ class TwoNodeRC:
 
     def __post_init__(self) -> None:
         names = ("r_die_plate_k_w", "r_plate_coolant_k_w", "c_die_j_k", "c_plate_j_k")
-        arrays = np.broadcast_arrays(*(_check.positive(n, getattr(self, n)) for n in names))
+        arrays = np.broadcast_arrays(*(checks.positive(n, getattr(self, n)) for n in names))
         for name, a in zip(names, arrays, strict=True):
             object.__setattr__(self, name, a.copy())
 
@@ -184,14 +184,14 @@ class TwoNodeRC:
     def steady_state(self, p_w: ArrayLike, t_coolant_c: ArrayLike) -> tuple[Array, Array]:
         """Steady ``(t_die_c, t_plate_c)`` [degC] at die power ``p_w`` [W], coolant ``t_coolant_c``
         [degC]."""
-        p = _check.nonnegative("p_w", p_w)
-        tc = _check.finite("t_coolant_c", t_coolant_c)
+        p = checks.nonnegative("p_w", p_w)
+        tc = checks.finite("t_coolant_c", t_coolant_c)
         return tc + p * self.r_total_k_w, tc + p * self.r_plate_coolant_k_w
 
     def stored_energy_j(self, t_die_c: ArrayLike, t_plate_c: ArrayLike) -> Array:
         """Sensible heat held per GPU, ``C1 T_die + C2 T_plate`` [J, relative to 0 degC]."""
-        t1 = _check.finite("t_die_c", t_die_c)
-        t2 = _check.finite("t_plate_c", t_plate_c)
+        t1 = checks.finite("t_die_c", t_die_c)
+        t2 = checks.finite("t_plate_c", t_plate_c)
         return self.c_die_j_k * t1 + self.c_plate_j_k * t2
 
     def discretize(self, dt_s: float) -> RCStep:
@@ -208,7 +208,7 @@ class TwoNodeRC:
 
         Both poles are negative, so ``Phi`` decays for any ``dt_s`` (unconditionally stable).
         """
-        dt = float(_check.positive("dt_s", dt_s))
+        dt = float(checks.positive("dt_s", dt_s))
         s1, s2, root = self._poles()
         e1, e2 = np.exp(s1 * dt), np.exp(s2 * dt)
         f0 = 0.5 * (e1 + e2)
@@ -264,10 +264,10 @@ class RCStep:
         out2 = ss2 + self.phi21 * d1 + self.phi22 * d2
         # min(initial=0) is 0 unless some power is negative; NaN fails the comparison too
         if not (np.isfinite(out1.sum() + out2.sum()) and p.min(initial=0.0) >= 0):
-            _check.finite("t_die_c", t1)
-            _check.finite("t_plate_c", t2)
-            _check.nonnegative("p_w", p)
-            _check.finite("t_coolant_c", tc)
+            checks.finite("t_die_c", t1)
+            checks.finite("t_plate_c", t2)
+            checks.nonnegative("p_w", p)
+            checks.finite("t_coolant_c", tc)
         return out1, out2
 
     def steady_state(self, p_w: ArrayLike, t_coolant_c: ArrayLike) -> tuple[Array, Array]:
@@ -301,7 +301,7 @@ class RCStep:
         p_w : array_like
             Die power held over the step [W].
         """
-        p = _check.nonnegative("p_w", p_w)
+        p = checks.nonnegative("p_w", p_w)
         e0 = self.rc.stored_energy_j(t_die_c, t_plate_c)
         e1 = self.rc.stored_energy_j(t_die_next_c, t_plate_next_c)
         return p * self.dt_s - (e1 - e0)

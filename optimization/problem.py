@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from factory_twin.models._check import finite, nonnegative, positive
+from factory_twin.models.checks import finite, nonnegative, positive
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]

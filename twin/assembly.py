@@ -16,14 +16,11 @@ import numpy as np
 from factory_twin.models.cooling import ntu_from_effectiveness
 from factory_twin.models.fluids import Coolant
 from factory_twin.models.gpu import ThroughputCurve, load_curve
+from factory_twin.models.units import KW, M3_S_PER_L_MIN, MW
 from factory_twin.twin.spec import FacilitySpec, SpecError, parse_facility, read_text
 from numpy.typing import NDArray
 
 from factory_twin import data
-
-KW = 1e3
-MW = 1e6
-L_MIN = 1e-3 / 60.0  # m3/s per L/min
 
 RACK_FIELDS = (
     "gpus",
@@ -172,7 +169,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
     cool = spec.cooling
     tcs, fws = Coolant(cool.tcs.fluid), Coolant(cool.facility_water.fluid)
     design_w = r["gpus"] * r["gpu_tdp_w"] + r["non_gpu_w"]
-    rack_v_dot = cool.tcs.flow_l_min_per_kw * design_w / KW * L_MIN
+    rack_v_dot = cool.tcs.flow_l_min_per_kw * design_w / KW * M3_S_PER_L_MIN
     rack_m_dot = rack_v_dot * tcs.rho_kg_m3(cool.tcs.supply_setpoint_c)
     n_cdu = cdu_hall.size
     tcs_v_dot = np.bincount(rack_cdu, rack_v_dot, n_cdu)

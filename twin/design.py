@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from factory_twin.models.units import MW
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.plant import Plant, build_plant
 from factory_twin.twin.weather import climate_normals
@@ -84,9 +85,9 @@ def design_point(f: Facility) -> dict[str, float]:
     return {
         "dry_bulb_c": db,
         "wet_bulb_c": wb,
-        "it_mw": sp.it_w / 1e6,
-        "grid_mw": sp.grid_w / 1e6,
-        "cooling_mw": sp.cooling_w / 1e6,
-        "losses_mw": sp.losses_w / 1e6,
+        "it_mw": sp.it_w / MW,
+        "grid_mw": sp.grid_w / MW,
+        "cooling_mw": sp.cooling_w / MW,
+        "losses_mw": sp.losses_w / MW,
         "pue": sp.pue,
     }

@@ -25,7 +25,8 @@ from factory_twin.models.cooling import ConstantFlowDelay, cdu_supply_control
 from factory_twin.models.gpu import ThermalThrottle
 from factory_twin.models.power import bess_step, psu_input_w
 from factory_twin.models.thermal import RCStep, TwoNodeRC
-from factory_twin.twin.assembly import MW, Facility
+from factory_twin.models.units import MW
+from factory_twin.twin.assembly import Facility
 from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
 from factory_twin.twin.plant import Plant, build_plant
 from factory_twin.twin.recorder import PlantStepResult, Recorder

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from factory_twin.models.units import S_PER_H, S_PER_MIN
 from numpy.typing import NDArray
 
 from factory_twin import data
@@ -45,14 +46,14 @@ class DREvent:
     def __post_init__(self) -> None:
         for name, v, lo, hi in (
             ("depth", self.depth, 0.0, 1.0),
-            ("duration_h", self.duration_s / 3600, 1e-9, 1e4),
-            ("ramp_min", self.ramp_s / 60, 0.0, 1e4),
-            ("notice_min", self.notice_s / 60, 0.0, 1e5),
+            ("duration_h", self.duration_s / S_PER_H, 1e-9, 1e4),
+            ("ramp_min", self.ramp_s / S_PER_MIN, 0.0, 1e4),
+            ("notice_min", self.notice_s / S_PER_MIN, 0.0, 1e5),
         ):
             if not lo <= v <= hi or not np.isfinite(v):
                 raise ValueError(f"dr_events.{name}: must be within [{lo:g}, {hi:g}], got {v!r}")
         if self.ramp_s > self.duration_s:
-            raise ValueError(f"dr_events.ramp_min: ramp {self.ramp_s / 60:g} min is longer than the event")
+            raise ValueError(f"dr_events.ramp_min: ramp {self.ramp_s / S_PER_MIN:g} min is longer than the event")
 
     @property
     def end(self) -> np.datetime64:

@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
+from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN
 from numpy.typing import NDArray
 
-MW = 1e6
 SNAPSHOT = "snapshot.npz"
 COMMANDS = "commands"
 
@@ -124,8 +124,8 @@ def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = 
             x = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name}: must be a number, got {value!r}") from None
-        x = float(_check.positive(name, x) if lo_open and lo == 0 else _check.finite(name, x))
-        _check.in_range(name, x, lo, hi)
+        x = float(checks.positive(name, x) if lo_open and lo == 0 else checks.finite(name, x))
+        checks.in_range(name, x, lo, hi)
         out[name] = x
     if kind == "dr_event" and out["ramp_min"] > out["duration_min"]:
         raise ValueError(f"ramp_min: {out['ramp_min']:g} min is longer than duration_min {out['duration_min']:g} min")
@@ -240,9 +240,9 @@ class LiveRunner:
         publish_s: float = 0.5,
     ):
         self.twin, self.folder = twin, Path(folder)
-        self.speed = float(_check.positive("speed", speed))
+        self.speed = float(checks.positive("speed", speed))
         self.controller_name = controller_name
-        per = _check.positive("record_s", record_s) / twin.plant_dt
+        per = checks.positive("record_s", record_s) / twin.plant_dt
         if abs(per - round(per)) > 1e-9:
             raise ValueError(f"record_s: {record_s:g} s must be a whole multiple of the plant step")
         self.per_record = round(per)
@@ -389,8 +389,10 @@ class LiveRunner:
         tw, kind = self.twin, c["kind"]
         sc = tw.scenario
         if kind == "dr_event":
-            start = tw.time + np.timedelta64(round(c["notice_min"] * 60), "s")
-            ev = DREvent(start, c["duration_min"] * 60, c["depth"], c["ramp_min"] * 60, c["notice_min"] * 60)
+            start = tw.time + np.timedelta64(round(c["notice_min"] * S_PER_MIN), "s")
+            ev = DREvent(
+                start, c["duration_min"] * S_PER_MIN, c["depth"], c["ramp_min"] * S_PER_MIN, c["notice_min"] * S_PER_MIN
+            )
             self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
             tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
             text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
@@ -454,8 +456,8 @@ class LiveRunner:
                 "start": str(ev.start),
                 "end": str(ev.end),
                 "depth": float(ev.depth),
-                "ramp_min": ev.ramp_s / 60,
-                "notice_min": ev.notice_s / 60,
+                "ramp_min": ev.ramp_s / S_PER_MIN,
+                "notice_min": ev.notice_s / S_PER_MIN,
                 "baseline_mw": self._baseline(i),
             }
             for i, ev in enumerate(sc.dr_events)
@@ -506,7 +508,7 @@ class LiveRunner:
                 "fws_v_dot_m3_s": float(getattr(tw, "fws_v_dot", math.nan)),
                 "pump_w": float(getattr(getattr(tw, "plant", None), "pump_w", math.nan)),
             },
-            "bess_mwh": float(tw.bess_energy_j) / 3.6e9,
+            "bess_mwh": float(tw.bess_energy_j) / J_PER_MWH,
         }
         c_tcs = np.asarray(getattr(tw, "c_tcs", np.full(f.n_cdus, np.nan)))
         a: dict[str, NDArray] = {

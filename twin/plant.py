@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from factory_twin.models.cooling import chiller_power_w, dry_cooler, evaporative_cooler, pump_power_w
 from factory_twin.models.power import Bess, PowerChain
-from factory_twin.twin.assembly import KW, MW, Facility
+from factory_twin.models.units import J_PER_MWH, KW, MW
+from factory_twin.twin.assembly import Facility
 from numpy.typing import ArrayLike, NDArray
 
 G = 9.80665  # standard gravity [m/s2]
@@ -132,14 +133,14 @@ def build_plant(f: Facility) -> Plant:
     if g.bess is not None:
         b = g.bess
         bess = Bess(
-            energy_capacity_j=b.energy_mwh * 3.6e9,
+            energy_capacity_j=b.energy_mwh * J_PER_MWH,
             power_limit_w=b.power_mw * MW,
             eta_charge=b.eta_charge,
             eta_discharge=b.eta_discharge,
             soc_min=b.soc_min,
             soc_max=b.soc_max,
         )
-        e0 = b.soc_initial * b.energy_mwh * 3.6e9
+        e0 = b.soc_initial * b.energy_mwh * J_PER_MWH
     tcs_rho = f.tcs.rho_kg_m3(cool.tcs.supply_setpoint_c)
     fws_t = cool.facility_water.supply_setpoint_c
     fws_v = float(f.c_fws_max_w_k.sum()) / (f.fws.rho_kg_m3(fws_t) * f.fws.cp_j_kgk(fws_t))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import xarray as xr
-from factory_twin.twin.assembly import MW
+from factory_twin.models.units import J_PER_MWH, MJ, MW
 
 
 @dataclass
@@ -122,7 +122,7 @@ class Recorder:
         p = self.samples
         p["fws_supply_c"][k], p["fws_return_c"][k] = tw.fws_supply_c, tw.fws_return_c
         p["dry_bulb_c"][k], p["wet_bulb_c"][k] = tw.ambient
-        p["bess_soc_mwh"][k] = tw.bess_energy_j / 3.6e9
+        p["bess_soc_mwh"][k] = tw.bess_energy_j / J_PER_MWH
         p["import_limit_mw"][k] = sc.import_limit(t, tw.f.spec.grid.import_limit_mw)[0]
         p["price_per_mwh"][k] = sc.signals.at(t, "price_per_mwh")[0]
         p["carbon_kg_per_mwh"][k] = sc.signals.at(t, "carbon_kg_per_mwh")[0]
@@ -130,7 +130,7 @@ class Recorder:
         p["fan_power_mw"][k] = rej.fan_w / MW
         p["chiller_power_mw"][k] = rej.chiller_w / MW
         p["water_use_kg_s"][k] = rej.water_kg_s
-        p["stored_heat_mj"][k] = tw.stored_heat_j() / 1e6
+        p["stored_heat_mj"][k] = tw.stored_heat_j() / MJ
         self.rack["gpu_power_w"][k] = self._gpu / self._count
         self.rack["gpu_cap_w"][k] = tw.cap
         self.rack["die_temp_c"][k] = tw.t_die
@@ -175,12 +175,12 @@ class Recorder:
             "record_s": tw.plant_dt * self.per_record,
             "class_names": list(f.class_names),
             "hall_names": list(f.hall_names),
-            "heat_in_mwh": self.heat_in_j / 3.6e9,
-            "heat_rejected_mwh": self.heat_out_j / 3.6e9,
-            "heat_stored_change_mwh": (stored1 - self.stored0_j) / 3.6e9,
+            "heat_in_mwh": self.heat_in_j / J_PER_MWH,
+            "heat_rejected_mwh": self.heat_out_j / J_PER_MWH,
+            "heat_stored_change_mwh": (stored1 - self.stored0_j) / J_PER_MWH,
             "heat_book_residual": heat_res,
             "electric_book_residual": elec_res,
-            "grid_energy_mwh": self.grid_j / 3.6e9,
+            "grid_energy_mwh": self.grid_j / J_PER_MWH,
             "currency": tw.scenario.signals.currency,
             "Conventions": "CF-1.10",
         }

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.twin.grid_signals import DREvent, GridSignals, daily_signals, read_signals_csv
 from factory_twin.twin.spec import SpecError, _describe
 from factory_twin.twin.weather import Weather, load_weather
@@ -81,7 +82,7 @@ class WorkloadProfile(_Strict):
         """Share of the class's GPUs that are busy [-]."""
         if self.profile == "constant":
             return np.full(np.shape(times), self.level)
-        hour = (np.asarray(times, "datetime64[s]") - np.asarray(times, "datetime64[D]")).astype(float) / 3600
+        hour = (np.asarray(times, "datetime64[s]") - np.asarray(times, "datetime64[D]")).astype(float) / S_PER_H
         if self.profile == "plateaus":
             hours = np.array([h for h, _ in self.plateaus])
             levels = np.array([v for _, v in self.plateaus])
@@ -203,7 +204,9 @@ def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: 
     for i, ev in enumerate(spec.grid.dr_events):
         t = _time(ev.start, f"grid.dr_events.{i}.start", errors)
         try:
-            events.append(DREvent(t, ev.duration_h * 3600, ev.depth, ev.ramp_min * 60, ev.notice_min * 60))
+            events.append(
+                DREvent(t, ev.duration_h * S_PER_H, ev.depth, ev.ramp_min * S_PER_MIN, ev.notice_min * S_PER_MIN)
+            )
         except ValueError as e:
             errors.append((f"grid.dr_events.{i}", str(e)))
     if errors:

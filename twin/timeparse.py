@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+from factory_twin.models.units import S_PER_H, S_PER_MIN
+
+UNITS = {"s": 1.0, "sec": 1.0, "min": S_PER_MIN, "m": S_PER_MIN, "h": S_PER_H, "hr": S_PER_H, "d": 24 * S_PER_H}
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 

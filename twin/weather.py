@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from factory_twin.models.fluids import wet_bulb_c
+from factory_twin.models.units import S_PER_H
 from numpy.typing import NDArray
 from scipy.optimize import brentq
 
@@ -71,7 +72,7 @@ def _wet_bulb(db: NDArray, rh: NDArray, p: float) -> NDArray:
 def _hour_of_year(times: NDArray[np.datetime64]) -> NDArray[np.float64]:
     t = np.asarray(times, dtype="datetime64[s]")
     year_start = t.astype("datetime64[Y]").astype("datetime64[s]")
-    hour = (t - year_start).astype(np.float64) / 3600.0
+    hour = (t - year_start).astype(np.float64) / S_PER_H
     return np.minimum(hour, 8760.0 - 1e-9)  # 31 Dec of a leap year repeats the last day
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, times, waiting_figure
-from factory_twin.twin.live import MW, Snapshot
+from factory_twin.models.units import MW
+from factory_twin.twin.live import Snapshot
 from factory_twin.twin.plant import MODES
 from plotly.subplots import make_subplots
 

@@ -10,7 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, times, waiting_figure
-from factory_twin.twin.live import MW, Snapshot
+from factory_twin.models.units import MW
+from factory_twin.twin.live import Snapshot
 from plotly.subplots import make_subplots
 
 PATH, TITLE = "/", "Overview"

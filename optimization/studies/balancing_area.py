@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import NDArray
 from scipy.signal import lfilter
 
@@ -65,8 +65,8 @@ class BalancingAreaParams:
     wave_amp: tuple[float, float] = (0.045, 0.176)  # A range [1]
 
     def __post_init__(self) -> None:
-        _check.positive("peak_mw", self.peak_mw)
-        _check.in_range("ar1_phi", self.ar1_phi, 0.0, 0.999999)
+        checks.positive("peak_mw", self.peak_mw)
+        checks.in_range("ar1_phi", self.ar1_phi, 0.0, 0.999999)
         for name in (
             "ar1_sigma",
             "heat_waves_per_year",
@@ -74,12 +74,12 @@ class BalancingAreaParams:
             "weekend_drop",
             "holiday_drop",
         ):
-            _check.nonnegative(name, getattr(self, name))
+            checks.nonnegative(name, getattr(self, name))
         lo, hi = self.wave_days
         if not 1 <= lo <= hi:
             raise ValueError(f"wave_days: need 1 <= min <= max, got {self.wave_days}")
-        _check.nonnegative("wave_amp", self.wave_amp)
-        _check.nonnegative("diurnal_sharpness", self.diurnal_sharpness)
+        checks.nonnegative("wave_amp", self.wave_amp)
+        checks.nonnegative("diurnal_sharpness", self.diurnal_sharpness)
 
 
 def synthetic_load(

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from factory_twin.models import _check
+from factory_twin.models import checks
 from factory_twin.optimization.studies.headroom import DUKE_BUDGETS, HeadroomBasis, headroom
 from numpy.typing import ArrayLike, NDArray
 
@@ -56,7 +56,7 @@ def curtailment_events(basis: HeadroomBasis, new_load_mw: float) -> tuple[NDArra
 def allowed_depth(length_h: ArrayLike, env_duration_h: ArrayLike, env_depth: ArrayLike) -> NDArray[np.float64]:
     """Envelope depth [1] for events of ``length_h`` [h]: the value at the smallest tabulated
     duration >= the length (conservative step), 0 beyond the longest; NaN cells count as 0."""
-    d = _check.positive("env_duration_h", env_duration_h)
+    d = checks.positive("env_duration_h", env_duration_h)
     q = np.nan_to_num(np.asarray(env_depth, float), nan=0.0)
     order = np.argsort(d)
     d, q = d[order], np.minimum.accumulate(q[order])  # a longer hold is never deeper
@@ -100,8 +100,8 @@ def flexible_headroom(
     dict: ``headroom_mw`` (non-firm part), ``rate`` (block rate at it), ``events_per_year``,
     ``limited_by`` (``"budget"`` or ``"envelope"``)
     """
-    b = float(_check.in_range("budget", budget, 0.0, 1.0))
-    f = float(_check.nonnegative("firm_mw", firm_mw))
+    b = float(checks.in_range("budget", budget, 0.0, 1.0))
+    f = float(checks.nonnegative("firm_mw", firm_mw))
     year = np.searchsorted(basis.year_start, np.arange(basis.gap_mw.size), side="right") - 1
 
     def stats(x: float) -> tuple[float, bool]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from factory_twin.models import _check
+from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 
@@ -90,7 +90,7 @@ class HeadroomBasis:
         seasons : month-to-season map
         """
         t = np.asarray(time)
-        d = _check.nonnegative("load_mw", load_mw)
+        d = checks.nonnegative("load_mw", load_mw)
         if not np.issubdtype(t.dtype, np.datetime64) or t.ndim != 1 or t.size < 2:
             raise ValueError(f"time: need a 1-D datetime64 array of >= 2 hours, got {t.dtype} {t.shape}")
         if d.shape != t.shape:
@@ -132,12 +132,12 @@ class HeadroomBasis:
 
     def curtailment_mw(self, new_load_mw: ArrayLike) -> NDArray[np.float64]:
         """Hourly curtailment ``c_t`` [MW], shape ``new_load_mw.shape + (hours,)``."""
-        new = _check.nonnegative("new_load_mw", new_load_mw)
+        new = checks.nonnegative("new_load_mw", new_load_mw)
         return np.maximum(0.0, new[..., None] - self.gap_mw)
 
     def rate_by_year(self, new_load_mw: ArrayLike) -> NDArray[np.float64]:
         """Yearly curtailment rate ``r_y(L)`` [1], shape ``new_load_mw.shape + (years,)``."""
-        new = _check.positive("new_load_mw", new_load_mw)
+        new = checks.positive("new_load_mw", new_load_mw)
         ends = np.r_[self.year_start[1:], self.gap_mw.size]
         out = np.empty((*new.shape, self.n_years))
         for y, (a, b) in enumerate(zip(self.year_start, ends, strict=True)):  # loop over years only
@@ -153,7 +153,7 @@ class HeadroomBasis:
 
     def solve(self, budget: float) -> float:
         """Headroom ``L`` [MW] with ``r(L) = budget`` (brentq), for ``budget`` [1] in (0, 1)."""
-        b = float(_check.in_range("budget", budget, 0.0, 1.0))
+        b = float(checks.in_range("budget", budget, 0.0, 1.0))
         floor = np.mean(np.add.reduceat((self.gap_mw == 0.0).astype(np.int64), self.year_start) / self.hours_per_year)
         if not 0.0 < b < 1.0 or b <= floor:
             raise ValueError(f"budget: must lie in ({floor:g}, 1) for this series, got {b!r}")
@@ -191,7 +191,7 @@ def headroom(
     / peak).
     """
     basis = HeadroomBasis.from_load(time, load_mw, seasons)
-    kept = _check.in_range("kept_fractions", kept_fractions, 0.0, 1.0)
+    kept = checks.in_range("kept_fractions", kept_fractions, 0.0, 1.0)
     new = np.array([basis.solve(b) for b in budgets])  # one root per budget
     c = basis.curtailment_mw(new)  # (budget, hour)
     cut = c > 0.0

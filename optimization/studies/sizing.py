@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from factory_twin.models import _check
+from factory_twin.models import checks
 from factory_twin.optimization.studies.headroom import HeadroomBasis
 from numpy.typing import ArrayLike, NDArray
 
 
 def nonfirm_mw(basis: HeadroomBasis, budget: float, firm_mw: ArrayLike, iters: int = 200) -> NDArray[np.float64]:
     """Non-firm MW ``N(F, b)`` [MW] for firm ``firm_mw`` [MW] (array) at ``budget`` [1] in (0, 1)."""
-    b = float(_check.in_range("budget", budget, 0.0, 1.0))
+    b = float(checks.in_range("budget", budget, 0.0, 1.0))
     if not 0.0 < b < 1.0:
         raise ValueError(f"budget: must lie in (0, 1), got {budget!r}")
-    f = _check.nonnegative("firm_mw", firm_mw)
+    f = checks.nonnegative("firm_mw", firm_mw)
 
     def rate(n: NDArray[np.float64]) -> NDArray[np.float64]:
         return basis.rate(n) * n / (f + n)
@@ -52,7 +52,7 @@ def nonfirm_mw(basis: HeadroomBasis, budget: float, firm_mw: ArrayLike, iters: i
 def sizing(basis: HeadroomBasis, budgets: tuple[float, ...], firm_mw: ArrayLike) -> xr.Dataset:
     """Dataset over ``budget`` [%] and ``firm_mw`` [MW]: ``nonfirm_mw``, ``total_mw`` and
     ``nonfirm_share`` (``N / (F + N)``), for a flat new load."""
-    f = _check.nonnegative("firm_mw", firm_mw)
+    f = checks.nonnegative("firm_mw", firm_mw)
     n = np.array([nonfirm_mw(basis, b, f) for b in budgets])  # one vectorized root per budget
     return xr.Dataset(
         {

@@ -11,7 +11,8 @@ import xarray as xr
 from dash import html
 from factory_twin.dashboard.app import create_app
 from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
-from factory_twin.twin.live import MW, Snapshot
+from factory_twin.models.units import MW
+from factory_twin.twin.live import Snapshot
 from plotly.utils import PlotlyJSONEncoder
 
 
