@@ -275,4 +275,10 @@ def smooth_power_w(
     up = checks.nonnegative("ramp_up_w_s", ramp_up_w_s)
     down = checks.nonnegative("ramp_down_w_s", ramp_down_w_s)
     floor = checks.nonnegative("floor_w", floor_w)
-    return np.clip(np.maximum(target, floor), prev - down * dt, prev + up * dt)
+    return ramp_limit_unchecked(prev, np.maximum(target, floor), up * dt, down * dt)
+
+
+def ramp_limit_unchecked(prev: Array, target: Array, up_step: float | Array, down_step: float | Array) -> Array:
+    """The ramp clip of :func:`smooth_power_w` (floor already in ``target``) without argument checks, for
+    inner time loops: ``clip(target, prev - down_step, prev + up_step)`` with steps in W."""
+    return np.minimum(np.maximum(target, prev - down_step), prev + up_step)
