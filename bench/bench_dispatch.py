@@ -25,7 +25,7 @@ CASES = (
 def _run(args: tuple, out: mp.Queue) -> None:
     facility, horizon, step, start, solver, backend, grouping = args
     import numpy as np
-    from factory_twin.optimization import MPCController, dispatch
+    from factory_twin.optimization import MPC_OPTIONS, DispatchOptions, MPCController, dispatch
     from factory_twin.twin.controllers import TwinState
 
     from factory_twin import twin
@@ -36,10 +36,12 @@ def _run(args: tuple, out: mp.Queue) -> None:
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     if start is None:
-        plan = dispatch(f, sc, horizon=horizon, step=step, solver=solver, backend=backend, grouping=grouping)
+        opts = DispatchOptions(horizon=horizon, step=step, solver=solver, backend=backend, grouping=grouping)
+        plan = dispatch(f, sc, opts)
         a, groups = plan.attrs, plan.sizes["group"]
     else:  # one MPC re-plan, as the controller runs it inside the twin
-        mpc = MPCController(f, sc, horizon=horizon, step=step, solver=solver, backend=backend, grouping=grouping)
+        opts = MPC_OPTIONS.updated(horizon=horizon, step=step, solver=solver, backend=backend, grouping=grouping)
+        mpc = MPCController(f, sc, opts)
         t = sc.dr_events[0].start - np.timedelta64(30, "m")  # a re-plan just before the DR event
         state = TwinState(
             t,

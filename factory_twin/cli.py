@@ -169,21 +169,14 @@ def _controller(name: str, f, sc):
 
 def _optimize(args) -> int:
     from factory_twin import twin
-    from factory_twin.optimization import dispatch
-    from factory_twin.optimization.report import plan_summary
+    from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
 
+    opts = DispatchOptions(
+        horizon=args.horizon, step=args.step, soft=args.soft, solver=args.solver, time_limit=args.time_limit
+    )
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
-    plan = dispatch(
-        f,
-        sc,
-        start=args.start,
-        horizon=args.horizon,
-        step=args.step,
-        soft=args.soft,
-        solver=args.solver,
-        time_limit=args.time_limit,
-    )
+    plan = dispatch(f, sc, opts, start=args.start)
     _table(plan_summary(plan))
     if args.out:
         write_netcdf(plan, args.out)

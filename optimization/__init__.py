@@ -1,8 +1,9 @@
-"""Power-cap dispatch: the LP (Pyomo and a matrix path to HiGHS), feasibility checks and MPC
-control."""
+"""Power-cap dispatch by stage: site linearization -> ``Problem`` -> a backend (Pyomo reference or
+matrix -> highspy) -> ``Solution`` -> plan Dataset; feasibility checks, MPC control and studies."""
 
 from factory_twin.optimization.dispatch import dispatch
 from factory_twin.optimization.mpc import MPCController
-from factory_twin.optimization.report import plan_summary
+from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
+from factory_twin.optimization.plan import plan_kpis, plan_summary
 
-__all__ = ["MPCController", "dispatch", "plan_summary"]
+__all__ = ["MPC_OPTIONS", "DispatchOptions", "MPCController", "dispatch", "plan_kpis", "plan_summary"]

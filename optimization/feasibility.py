@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.optimization.problem import SOFT_LIMITS, Problem
+from factory_twin.optimization.options import SOFT_LIMITS
+from factory_twin.optimization.problem import Problem
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
@@ -43,10 +44,9 @@ class Conflict:
 def validate_request(
     scenario, times: NDArray[np.datetime64], horizon_s: float, step_s: float, import_limit_mw: Array
 ) -> None:
-    """Reject nonsense: a step longer than the horizon, non-positive import limits, a DR event
-    longer than the horizon, signals or weather that do not cover it. Messages name the argument."""
-    if step_s > horizon_s:
-        raise ValueError(f"step: {step_s:g} s is longer than the horizon {horizon_s:g} s")
+    """Reject nonsense: non-positive import limits, a DR event longer than the horizon, signals that
+    do not cover it (horizon and step are checked by ``DispatchOptions``). Messages name the
+    argument."""
     lim = np.asarray(import_limit_mw, float)
     if np.any(~np.isfinite(lim)) or np.any(lim <= 0):
         raise ValueError(f"import_limit_mw: must be finite and > 0 over the horizon, got {lim[~(lim > 0)][:1]}")
@@ -125,7 +125,8 @@ def flex_floor_x(p: Problem) -> Array:
 
 
 def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]) -> list[Conflict]:
-    """Soft limits that the plan exceeds (slack > 0), from the solved slack variables."""
+    """Soft limits that the plan exceeds (slack > 0), from the solved slacks by limit name
+    (:attr:`optimization.solution.Solution.slacks`)."""
     idx = {
         "import_limit": np.flatnonzero(np.isfinite(p.import_limit_mw)),
         "dr": np.flatnonzero(np.isfinite(p.dr_cap_mw)),
@@ -135,28 +136,17 @@ def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime6
     }
     out = []
     for name in SOFT_LIMITS:
-        s = slacks.get(f"slack_{name}")
-        if name == "flex":
-            s = np.array([v[0] for k, v in slacks.items() if k.startswith("slack_flex")])
-            bad = np.flatnonzero(s > 1e-6)
-            if bad.size:
-                out.append(
-                    Conflict(
-                        "flex",
-                        times[0],
-                        times[-1],
-                        bad.size,
-                        float(s.max()),
-                        "share of tokens",
-                        "throughput below the flex tier in some windows",
-                    )
-                )
-            continue
+        s = slacks.get(name)
         if s is None or s.size == 0:
             continue
         bad = np.flatnonzero(s > 1e-6)
-        if bad.size:
-            t = times[idx[name][bad]]
-            unit = "x TDP" if name == "die" else "MW"
-            out.append(Conflict(name, t.min(), t.max(), np.unique(t).size, float(s[bad].max()), unit, "soft"))
+        if not bad.size:
+            continue
+        if name == "flex":
+            detail = "throughput below the flex tier in some windows"
+            out.append(Conflict("flex", times[0], times[-1], bad.size, float(s.max()), "share of tokens", detail))
+            continue
+        t = times[idx[name][bad]]
+        unit = "x TDP" if name == "die" else "MW"
+        out.append(Conflict(name, t.min(), t.max(), np.unique(t).size, float(s[bad].max()), unit, "soft"))
     return out

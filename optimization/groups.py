@@ -24,10 +24,12 @@ class Groups:
     """Group index of every rack and per-group data (per-GPU values are shared by the group's
     racks)."""
 
+    grouping: str  # "hall" or "cdu": what ``zone`` indexes
     rack_group: IntArray
     cls: IntArray
     zone: IntArray
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # "class@zone"
+    class_names: tuple[str, ...]  # workload class of each group
     gpus: Array
     non_gpu_w: Array
     tdp_w: Array
@@ -68,10 +70,12 @@ def make_groups(f, grouping: str = "hall") -> Groups:
     zone_names = f.hall_names if grouping == "hall" else tuple(f"cdu-{i}" for i in range(f.n_cdus))
     names = tuple(f"{f.class_names[c]}@{zone_names[z]}" for c, z in zip(cls, zone, strict=True))
     return Groups(
+        grouping=grouping,
         rack_group=rack_group,
         cls=cls,
         zone=zone,
         names=names,
+        class_names=tuple(f.class_names[c] for c in cls),
         gpus=np.bincount(rack_group, f.gpus, n),
         non_gpu_w=np.bincount(rack_group, f.non_gpu_w, n),
         r_total_k_w=_worst(np.maximum, r_total, rack_group, n),

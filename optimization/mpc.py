@@ -2,11 +2,14 @@
 plan's first command, held until the next re-plan. The plan itself holds it over those steps, so
 that every step it covers (e.g. a DR ramp-in) stays within its limits.
 
+Settings: one :class:`optimization.options.DispatchOptions` (default :data:`MPC_OPTIONS`: 2 h at
+1 min, every limit soft so that a re-plan always yields caps, 60 s time limit).
+
 Feedback: at each re-plan the measured import (from the twin state) minus the site model's
 prediction for the caps in force is added to the model (``bias_mw`` of
 :func:`optimization.dispatch.plan_horizon`), and the import ramp starts from the measurement. Only
-DR events announced by the re-plan time are planned for (the notice is respected). Limits are soft
-by default so that a re-plan always yields caps; the violations are logged. A failed re-plan keeps
+DR events announced by the re-plan time are planned for (the notice is respected). Violations of
+soft limits are logged. A failed re-plan keeps
 the previous command. The scenario in force is read from the twin state on every call, so what-if
 changes of a running twin reach the plan; the latest plan is kept as ``plan``.
 """
@@ -16,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from factory_twin.optimization.build import forecast
 from factory_twin.optimization.dispatch import plan_horizon, plan_times
 from factory_twin.optimization.groups import disaggregate, make_groups
-from factory_twin.optimization.problem import SOFT_LIMITS
+from factory_twin.optimization.linearization import forecast
+from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
 from factory_twin.twin.controllers import Command, TwinState
 from factory_twin.twin.timeparse import seconds
 
@@ -47,21 +50,15 @@ class MPCController:
 
     facility: object
     scenario: object
+    options: DispatchOptions = MPC_OPTIONS
     replan_every: str | float = "5min"
-    horizon: str | float = "2h"
-    step: str | float = "1min"
-    soft: tuple[str, ...] = SOFT_LIMITS
-    solver: str = "simplex"
-    time_limit: float = 60.0
-    threads: int = 1
-    grouping: str = "hall"
-    backend: str = "auto"
-    options: dict = field(default_factory=dict)
     log: list[PlanRecord] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.options, DispatchOptions):
+            raise ValueError(f"options: expected DispatchOptions, got {type(self.options).__name__}")
         self.period_s = seconds(self.replan_every, "replan_every")
-        self.groups = make_groups(self.facility, self.grouping)
+        self.groups = make_groups(self.facility, self.options.grouping)
         self._last: Command | None = None
         self.plan = None
 
@@ -69,24 +66,19 @@ class MPCController:
         f = self.facility
         if getattr(state, "scenario", None) is not None:
             self.scenario = state.scenario  # what-if changes of the running twin (DR events, limits, ambient)
-        times, step_s, _ = plan_times(self.scenario, time, self.horizon, self.step)
-        bias = self._bias(state, times[:1], step_s)
+        opts = self.options
+        times = plan_times(self.scenario, time, opts)
+        bias = self._bias(state, times[:1], opts.step)
         plan = plan_horizon(
             f,
             self.scenario,
             self.groups,
             times,
-            step_s,
-            soft=self.soft,
-            solver=self.solver,
-            time_limit=self.time_limit,
-            threads=self.threads,
-            backend=self.backend,
+            opts,
             initial=state if np.isfinite(state.grid_import_w) else None,
             known_at=time,
             bias_mw=bias,
-            hold_steps=max(1, min(times.size, round(self.period_s / step_s))),
-            **self.options,
+            hold_steps=max(1, min(times.size, round(self.period_s / opts.step))),
         )
         self.plan = plan  # the latest plan (xarray Dataset), for dashboards
         a = plan.attrs

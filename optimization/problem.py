@@ -1,4 +1,5 @@
-"""The dispatch LP as plain numpy data, shared by the Pyomo formulation and the matrix path.
+"""Stage 2, the ``Problem``: every coefficient of one dispatch LP as numpy data, shared by both
+backends, and its assembly from the groups and the site linearization (:func:`make_problem`).
 
 Scaling inside the LP (for conditioning; SI everywhere outside it): decisions ``x`` are busy power
 per GPU as a fraction of TDP [-], site powers are MW, energies MWh, money in the scenario currency.
@@ -11,7 +12,7 @@ Per group ``g`` and step ``t`` (length ``dt_h``):
 * Throughput share ``y[t, g] <= seg_a[g, k] + seg_b[g, k] * x[t, g]`` for every segment ``k``.
 * Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut
 ``c``
-  (lines through points of the steady site model; see :mod:`optimization.build`).
+  (lines through points of the steady site model; see :mod:`optimization.linearization`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from factory_twin.models.checks import finite, nonnegative, positive
+from factory_twin.optimization.groups import Groups
+from factory_twin.optimization.linearization import Forecast, heat_capacity_mw, secant_cuts
+from factory_twin.optimization.options import SOFT_LIMITS, DispatchOptions
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
-
-SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex")
+MW = 1e6
+S_PER_H = 3600.0
 
 
 @dataclass(frozen=True)
@@ -195,3 +199,119 @@ class Problem:
         """Site load before the BESS [MW]: the upper envelope of the cuts at the GPU power of
         ``x``."""
         return np.max(self.cut_a_mw + self.cut_b * self.gpu_mw(x)[:, None], axis=1)
+
+
+def make_problem(
+    f,
+    scenario,
+    groups: Groups,
+    fc: Forecast,
+    options: DispatchOptions,
+    *,
+    grid0_mw: float | None = None,
+    x0: Array | None = None,
+    heat_cap_mw: Array | None = None,
+    hold_steps: int = 1,
+) -> Problem:
+    """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module
+    docstring); ``grid0_mw`` and ``x0`` are the measured import and busy fractions the first step
+    ramps from, ``hold_steps`` the steps over which the first command is held (MPC).
+
+    Die limit per group: steady die temperature of a busy GPU ``T_cool + P (R_dp + R_pc) <= T_max``
+    with the coolant at the TCS setpoint plus half the rack's uncapped temperature rise.
+    """
+    T, G = fc.utilization.shape
+    dt_s = options.step
+    u = fc.utilization
+    tdp = groups.tdp_w
+    busy_mw = groups.gpus * u * tdp / MW
+    idle_mw = np.sum(groups.gpus * (1 - u) * groups.idle_w, axis=1) / MW
+    x_lo = np.maximum(groups.min_cap_w, options.smoothing_floor_w or 0.0) / tdp
+    x_hi = np.maximum(groups.demand_w / tdp, x_lo)
+    # die limit
+    w = {wl.name: wl for wl in f.spec.workloads}
+    n_racks = np.bincount(groups.rack_group, minlength=groups.n)
+    gpus_per_rack = groups.gpus / n_racks
+    liq = f.non_gpu_liquid_w
+    liq_rack = np.bincount(groups.rack_group, liq, groups.n) / n_racks
+    q_rack = gpus_per_rack * (u * groups.demand_w + (1 - u) * groups.idle_w) + liq_rack
+    t_cool = f.spec.cooling.tcs.supply_setpoint_c + 0.5 * q_rack / groups.c_rack_w_k
+    x_die = (groups.t_max_c - t_cool) / (groups.r_total_k_w * tdp)
+    # throughput segments, padded to a common count
+    segs = [f.curves[c].segments() for c in groups.cls]
+    K = max(len(a) for a, _ in segs)
+    seg_a = np.array([np.pad(np.asarray(a, float), (0, K - len(a)), mode="edge") for a, _ in segs])
+    seg_b = np.array([np.pad(np.asarray(b, float), (0, K - len(b)), mode="edge") for _, b in segs])
+    wl = [w[name] for name in groups.class_names]
+    tok = np.array([x.tokens_per_s_per_gpu for x in wl])
+    value = np.array([x.value_per_mtok for x in wl]) / 1e6
+    cut_a, cut_b = secant_cuts(fc)
+    liquid_base = idle_mw + float(liq.sum()) / MW
+    dr_cap = np.where(fc.dr_depth > 0, (1 - fc.dr_depth) * fc.baseline_mw, np.inf)
+    carbon_cost = fc.carbon_kg_per_mwh / 1000.0 * scenario.carbon_price_per_t
+    tokens = groups.gpus * u * tok
+    penalty = options.penalty_per_mwh
+    if penalty is None:
+        penalty = default_penalty(tokens, value, busy_mw * x_hi, fc.price_per_mwh + carbon_cost)
+    windows = []
+    for c, name in enumerate(f.class_names):
+        g_idx = np.flatnonzero(groups.cls == c)
+        n_w = max(1, round(w[name].flex_window_h * S_PER_H / dt_s))
+        windows += [(g_idx, t0, min(t0 + n_w, T), 1.0 - w[name].flex_tier) for t0 in range(0, T, n_w)]
+    ramp = None
+    if options.smoothing_ramp_w_s is not None:
+        ramp = np.full(G, float(options.smoothing_ramp_w_s)) * dt_s / tdp
+    return Problem(
+        dt_h=dt_s / S_PER_H,
+        gpus=groups.gpus,
+        x_lo=x_lo,
+        x_hi=x_hi,
+        x_die_max=x_die,
+        seg_a=seg_a,
+        seg_b=seg_b,
+        busy_mw=busy_mw,
+        idle_mw=idle_mw,
+        tokens_per_s=tokens,
+        value_per_token=value,
+        cut_a_mw=cut_a,
+        cut_b=cut_b,
+        liquid_base_mw=liquid_base,
+        heat_cap_mw=heat_cap_mw if heat_cap_mw is not None else heat_capacity_mw(f, fc.dry_bulb_c, fc.wet_bulb_c),
+        import_limit_mw=fc.import_limit_mw,
+        dr_cap_mw=dr_cap,
+        ramp_mw_per_step=f.spec.grid.ramp_limit_mw_per_min * dt_s / 60.0,
+        price_per_mwh=fc.price_per_mwh,
+        carbon_cost_per_mwh=carbon_cost,
+        grid0_mw=grid0_mw,
+        x_ramp_per_step=ramp,
+        x0=None if (x0 is None or ramp is None) else np.asarray(x0, float),
+        bess=bess_data(f.spec.grid.bess),
+        flex_windows=windows,
+        soft=frozenset(options.soft),
+        penalty_per_mwh=penalty,
+        hold_steps=hold_steps,
+    )
+
+
+def bess_data(b) -> BessData | None:
+    """:class:`BessData` from the facility spec's ``grid.bess`` (None without a battery)."""
+    if b is None:
+        return None
+    return BessData(
+        b.soc_min * b.energy_mwh,
+        b.soc_max * b.energy_mwh,
+        b.soc_initial * b.energy_mwh,
+        b.power_mw,
+        b.eta_charge,
+        b.eta_discharge,
+    )
+
+
+def default_penalty(tokens_per_s: Array, value_per_token: Array, busy_mw: Array, energy_cost_per_mwh: Array) -> float:
+    """Soft-limit price [currency/MWh]: ten times the most a MWh earns in the plan (token value of
+    the busiest group per MWh of its GPU power, plus the highest energy and carbon cost), so that a
+    slack is taken only when the hard limit cannot hold. The factor ten is a modelling choice, not a
+    measurement."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_mwh = np.where(busy_mw > 0, tokens_per_s * value_per_token * S_PER_H / busy_mw, 0.0)
+    return 10.0 * float(np.max(per_mwh, initial=0.0) + np.max(np.abs(energy_cost_per_mwh), initial=0.0))

@@ -32,6 +32,10 @@ COLUMNS = {
     "import_limit_kw": ("import_limit_mw", 1e-3),
 }
 
+#: Default ramp-in and notice of a demand-response event [s] (scenario files, studies, DREvent).
+DR_RAMP_S = 900.0
+DR_NOTICE_S = 3600.0
+
 
 @dataclass(frozen=True)
 class DREvent:
@@ -40,8 +44,8 @@ class DREvent:
     start: np.datetime64
     duration_s: float
     depth: float
-    ramp_s: float = 900.0
-    notice_s: float = 3600.0
+    ramp_s: float = DR_RAMP_S
+    notice_s: float = DR_NOTICE_S
 
     def __post_init__(self) -> None:
         for name, v, lo, hi in (

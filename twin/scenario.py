@@ -39,7 +39,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
-from factory_twin.twin.grid_signals import DREvent, GridSignals, daily_signals, read_signals_csv
+from factory_twin.twin.grid_signals import DR_NOTICE_S, DR_RAMP_S, DREvent, GridSignals, daily_signals, read_signals_csv
 from factory_twin.twin.spec import SpecError, _describe
 from factory_twin.twin.weather import Weather, load_weather
 from numpy.typing import NDArray
@@ -103,8 +103,8 @@ class _DR(_Strict):
     start: str
     duration_h: float
     depth: float
-    ramp_min: float = 15.0
-    notice_min: float = 60.0
+    ramp_min: float = DR_RAMP_S / S_PER_MIN
+    notice_min: float = DR_NOTICE_S / S_PER_MIN
 
 
 class _Weather(_Strict):

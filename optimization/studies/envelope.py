@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from factory_twin.optimization.studies.runner import model_for, plan
+from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
 from factory_twin.twin.grid_signals import DREvent
 
 
@@ -40,8 +40,8 @@ def envelope_cell(context: dict[str, Any], duration_h: float, **params: Any) -> 
         raise ValueError(f"duration_h: must be > 0, got {duration_h!r}")
     t_ev = np.datetime64(p["dr_start"], "s")
     dur_s = 3600.0 * float(duration_h)
-    ramp_s = min(60.0 * float(p.get("dr_ramp_min", 15.0)), dur_s)
-    notice_s = 60.0 * float(p.get("dr_notice_min", 60.0))
+    ramp_s = min(60.0 * float(p.get("dr_ramp_min", DR_RAMP_MIN)), dur_s)
+    notice_s = 60.0 * float(p.get("dr_notice_min", DR_NOTICE_MIN))
     tol = float(p.get("depth_tol", 0.005))
     t_a = t_ev - np.timedelta64(round(notice_s), "s")
     p = p | {"start": str(t_a)}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from factory_twin.optimization.studies.runner import model_for, plan
+from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
 from factory_twin.twin.grid_signals import DREvent
 
 KPX_CAPACITY_KRW_PER_KW_YR = 40_000.0  # KPX reliability DR, 30,000-50,000 KRW/kW-yr (field guide grid.md s5)
@@ -88,7 +88,8 @@ def replay_event(context: dict[str, Any], dr_start: str, dr_duration_h: float, *
     """One calendar event: plan from its announcement without and with it; energy, tokens, money."""
     f, s, p = model_for(context, params)
     t_ev, dur_s = np.datetime64(dr_start, "s"), 3600.0 * float(dr_duration_h)
-    notice_s, ramp_s = 60.0 * float(p.get("dr_notice_min", 60.0)), 60.0 * float(p.get("dr_ramp_min", 15.0))
+    notice_s = 60.0 * float(p.get("dr_notice_min", DR_NOTICE_MIN))
+    ramp_s = 60.0 * float(p.get("dr_ramp_min", DR_RAMP_MIN))
     p = p | {"start": str(t_ev - np.timedelta64(round(notice_s), "s"))}
     base = plan(f, s.with_changes(dr_events=()), p)
     ev = DREvent(t_ev, dur_s, float(p["dr_depth"]), min(ramp_s, dur_s), notice_s)

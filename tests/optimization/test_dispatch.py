@@ -9,8 +9,9 @@ import pytest
 from factory_twin.models.gpu import ThroughputCurve
 from factory_twin.optimization import dispatch, plan_summary
 from factory_twin.optimization.groups import aggregate, disaggregate, make_groups
+from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import Problem
-from factory_twin.optimization.solve import solve_problem
+from factory_twin.optimization.solve import solve
 from scipy.optimize import linprog
 
 from factory_twin import twin
@@ -212,9 +213,9 @@ def _a100_optimum():
         price_per_mwh=np.zeros(1),
         carbon_cost_per_mwh=np.zeros(1),
     )
-    res, v, _, _ = solve_problem(p)
-    assert res.optimal
-    x = v["x"][0]
+    sol = solve(p, DispatchOptions())
+    assert sol.optimal
+    x = sol.values["x"][0]
     weighted = float(np.mean([c.throughput(xi) for c, xi in zip(curves, x, strict=True)]))
     A = np.zeros((G * K + 1, 2 * G))
     for g in range(G):

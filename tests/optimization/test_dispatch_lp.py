@@ -1,12 +1,14 @@
 """The dispatch LP on small cases with known optima, both backends, and an independent linprog
 assembly."""
 
+import factory_twin.optimization.solve as lp_solve
 import numpy as np
 import pytest
+from factory_twin.optimization.backend_highspy import HighsLP, matrix_lp
+from factory_twin.optimization.backend_pyomo import pyomo_model
 from factory_twin.optimization.feasibility import check, violations
-from factory_twin.optimization.matrix import build_lp
+from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import BessData, Problem
-from factory_twin.optimization.solve import highs_options, solve_lp, solve_problem
 from scipy.optimize import linprog
 
 # one concave curve: breakpoints at x = 0.5, 0.75 (throughput 0.8, 0.95), 1.0 at x = 1
@@ -42,9 +44,10 @@ def problem(T=4, G=2, **kw) -> Problem:
 
 
 def solve(p, backend="highspy"):
-    res, v, _, _ = solve_problem(p, backend=backend)
-    assert res.optimal, res.status
-    return res, v
+    sol = lp_solve.solve(p, DispatchOptions(backend=backend))
+    assert sol.optimal, sol.status
+    assert sol.backend == backend
+    return sol, sol.values
 
 
 @pytest.mark.parametrize("backend", ["pyomo", "highspy"])
@@ -228,6 +231,7 @@ def test_pyomo_and_matrix_paths_agree_with_every_family(soft, kw):
     a, va = solve(p, "pyomo")
     b, vb = solve(p, "highspy")
     assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    assert {k: v.shape for k, v in va.items()} == {k: v.shape for k, v in vb.items()}
     for v in (va, vb):  # a held command: equal caps and BESS power over the first hold_steps
         n = p.hold_steps
         np.testing.assert_allclose(v["x"][:n], np.broadcast_to(v["x"][0], (n, p.n_groups)), atol=1e-9)
@@ -246,19 +250,19 @@ def test_floor_conflict_reported_and_soft_limit_reports_violation():
     assert c.worst == pytest.approx(3.0, rel=1e-12)
     p = problem(T=T, import_limit_mw=lim, soft=frozenset({"import_limit"}), penalty_per_mwh=1e6)
     assert check(p, times) == []
-    _, v = solve(p)
+    sol, v = solve(p)
     np.testing.assert_allclose(v["slack_import_limit"], [0, 2, 3, 0], atol=1e-9)
-    (viol,) = violations(p, v, times)
+    (viol,) = violations(p, sol.slacks, times)
     assert (viol.limit, viol.n_steps, viol.worst) == ("import_limit", 2, pytest.approx(3.0))
 
 
 def test_infeasible_solve_returns_no_plan():
     lim = np.array([np.inf, 10.0])  # 20 MW -> 10 MW in one step with a 1 MW ramp
     p = problem(T=2, import_limit_mw=lim, ramp_mw_per_step=1.0, grid0_mw=20.0)
-    res, v, _, _ = solve_problem(p)
-    assert not res.optimal and v is None and "infeasible" in res.status
-    res = solve_lp(build_lp(p), solver="ipx")
-    assert not res.optimal
+    sol = lp_solve.solve(p, DispatchOptions())
+    assert not sol.optimal and not sol.has_values and "infeasible" in sol.status
+    status, _, _, _ = HighsLP(matrix_lp(p), DispatchOptions(solver="ipx")).run()
+    assert status != "optimal"
 
 
 @pytest.mark.parametrize(
@@ -287,4 +291,19 @@ def test_nonsense_problem_rejected(kw, name):
 )
 def test_bad_solver_options_rejected(kw, name):
     with pytest.raises(ValueError, match=name):
-        highs_options(**kw)
+        DispatchOptions(**kw)
+
+
+@pytest.mark.parametrize("kw", [{}, {"hold_steps": 3}])
+def test_both_backends_name_the_same_constraint_families_row_for_row(kw):
+    import pyomo.environ as pyo
+
+    p = full_problem(ALL_SOFT, **kw)
+    m = pyomo_model(p)
+    pyomo_rows = {c.local_name: len(c) for c in m.component_objects(pyo.Constraint)}
+    lp = matrix_lp(p)
+    assert {k: v.size for k, v in lp.rows.items()} == pyomo_rows
+    assert sum(pyomo_rows.values()) == lp.shape[0]
+    assert set(lp.cols) == {"x", "y", "grid_mw", "bess_charge_mw", "bess_discharge_mw", "bess_soc_mwh"} | {
+        f"slack_{n}" for n in ALL_SOFT
+    }

@@ -3,7 +3,7 @@ ramps."""
 
 import numpy as np
 import pytest
-from factory_twin.optimization import MPCController
+from factory_twin.optimization import MPC_OPTIONS, MPCController
 from factory_twin.twin.controllers import Controller, TwinState
 from factory_twin.twin.engine import simulate
 
@@ -21,7 +21,7 @@ def hot(campus):
 
 
 def test_mpc_is_a_controller_and_first_command_has_rack_caps(campus, hot):
-    mpc = MPCController(campus, hot, replan_every="5min", horizon="30min", step="5min")
+    mpc = MPCController(campus, hot, MPC_OPTIONS.updated(horizon="30min", step="5min"), replan_every="5min")
     assert isinstance(mpc, Controller) and mpc.period_s == 300.0
     t = hot.dr_events[0].start - np.timedelta64(60, "m")
     state = TwinState(
@@ -47,7 +47,7 @@ def test_closed_loop_dr_event_within_one_percent_of_target(campus, hot):
     start, duration = ev.start - np.timedelta64(30, "m"), "4h"
     kw = dict(start=start, duration=duration, step="1s", plant_step="10s", record_every="60s")
     base = simulate(campus, hot, **kw)
-    mpc = MPCController(campus, hot, replan_every="5min", horizon="2h", step="1min")
+    mpc = MPCController(campus, hot, replan_every="5min")
     run = simulate(campus, hot, controller=mpc, **kw)
     t = run.time.values
     # records are stamped at the end of their minute: full depth from start + ramp to the end
@@ -66,7 +66,7 @@ def test_mpc_follows_what_if_changes_of_the_running_twin(campus, hot):
     """The controller was built without the DR event; the twin's scenario has it: the plan must use it."""
     base = hot.with_changes(dr_events=())
     ev = hot.dr_events[0]
-    mpc = MPCController(campus, base, replan_every="5min", horizon="30min", step="5min")
+    mpc = MPCController(campus, base, MPC_OPTIONS.updated(horizon="30min", step="5min"), replan_every="5min")
     tw = twin.Twin(campus, hot, start=ev.start - np.timedelta64(10, "m"), controller=mpc)
     tw.advance()
     target = mpc.plan.dr_target_mw.values

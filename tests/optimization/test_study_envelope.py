@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from factory_twin.optimization.studies.cases import model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
-from factory_twin.optimization.studies.runner import load_study, model_for, plan, run_study
+from factory_twin.optimization.studies.runner import load_study, run_study
 from factory_twin.twin.grid_signals import DREvent
 
 TOL = 0.02

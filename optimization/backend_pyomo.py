@@ -1,11 +1,12 @@
-"""The dispatch LP in Pyomo: the readable reference formulation, one function per constraint family.
+"""Stage 3a, the Pyomo backend: the readable reference formulation of the dispatch LP, one function
+per constraint family, solved through Pyomo's HiGHS interface.
 
 Sets: steps ``t`` (length ``dt`` h), groups ``g``, throughput segments ``k``, power cuts ``c``.
 Variables: ``x[t, g]`` busy power per GPU as a fraction of TDP (the cap), ``y[t, g]`` throughput
 share, ``grid[t]`` import [MW], optional ``ch[t]``, ``dis[t]`` [MW] and ``soc[t]`` [MWh] of the
-BESS, and non-negative slacks ``s_*`` only for limits declared soft. Data:
-:class:`optimization.problem.Problem`. The same LP is assembled as a matrix in
-:mod:`optimization.matrix`.
+BESS, and non-negative slacks ``slack_*`` only for limits declared soft. Data:
+:class:`optimization.problem.Problem`. The same LP is assembled as a matrix, under the same
+constraint names, in :mod:`optimization.backend_highspy`.
 
 Users add their own constraints through ``extra_constraints(model, problem)``, called after every
 family below and before the solve; it may add any Pyomo component to ``model``, e.g.
@@ -15,16 +16,22 @@ the Pyomo backend.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
 
 import numpy as np
 import pyomo.environ as pyo
+from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import Problem
+from factory_twin.optimization.solution import Solution
+from numpy.typing import NDArray
 
 S_PER_H = 3600.0
+Array = NDArray[np.float64]
 
 
-def build_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.ConcreteModel:
+def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.ConcreteModel:
     """Build the full model: variables, every constraint family, the objective, then the user
     hook."""
     m = pyo.ConcreteModel("dispatch")
@@ -57,7 +64,7 @@ def _slack(m: pyo.ConcreteModel, p: Problem, name: str, index, weight) -> pyo.Va
     if name not in p.soft:
         return None
     s = pyo.Var(index, domain=pyo.NonNegativeReals)
-    m.add_component(f"s_{name}", s)
+    m.add_component(f"slack_{name}", s)
     m.penalty.append((s, weight))
     return s
 
@@ -269,3 +276,50 @@ def objective(m: pyo.ConcreteModel, p: Problem) -> None:
     for s, w in m.penalty:
         pen += sum((w[i] if isinstance(w, dict) else w) * s[i] for i in s) * p.penalty_per_mwh * p.dt_h
     m.objective = pyo.Objective(expr=value - cost - pen, sense=pyo.maximize)
+
+
+def solve_pyomo(p: Problem, options: DispatchOptions, extra_constraints: Callable | None = None) -> Solution:
+    """Build the model of ``p``, solve it with Pyomo's HiGHS interface and name the values as the
+    matrix backend does; values are loaded only if a solution exists."""
+    from pyomo.contrib.solver.common.results import TerminationCondition
+    from pyomo.contrib.solver.solvers.highs import Highs
+
+    t0 = time.perf_counter()
+    m = pyomo_model(p, extra_constraints)
+    build_s = time.perf_counter() - t0
+    opts = options.highs_options()
+    t0 = time.perf_counter()
+    res = Highs().solve(
+        m,
+        time_limit=opts.pop("time_limit"),
+        threads=opts.pop("threads"),
+        solver_options=opts,
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+    )
+    solve_s = time.perf_counter() - t0
+    done = res.termination_condition == TerminationCondition.convergenceCriteriaSatisfied
+    status = "optimal" if done else re.sub(r"(?<!^)(?=[A-Z])", " ", res.termination_condition.name).lower()
+    if res.incumbent_objective is None:
+        return Solution(status, np.nan, "pyomo", build_s, solve_s)
+    res.solution_loader.load_vars()
+    return Solution(status, float(res.incumbent_objective), "pyomo", build_s, solve_s, model_values(m, p))
+
+
+def model_values(m: pyo.ConcreteModel, p: Problem) -> dict[str, Array]:
+    """Values of a solved model under the names of :class:`optimization.solution.Solution`."""
+    T, G = p.busy_mw.shape
+
+    def arr(var, shape):
+        return np.array([var[k].value for k in var], float).reshape(shape)
+
+    out = {"x": arr(m.x, (T, G)), "y": arr(m.y, (T, G)), "grid_mw": arr(m.grid, (T,))}
+    if p.bess is not None:
+        out |= {
+            "bess_charge_mw": arr(m.ch, (T,)),
+            "bess_discharge_mw": arr(m.dis, (T,)),
+            "bess_soc_mwh": arr(m.soc, (T,)),
+        }
+    for s, _ in m.penalty:
+        out[s.local_name] = np.array([s[k].value or 0.0 for k in s], float)
+    return out

@@ -1,0 +1,361 @@
+"""Stage 3b, the matrix backend: the dispatch LP assembled as a scipy CSR matrix and solved by
+highspy (the fast path at gigawatt scale).
+
+Same rows, columns and objective as :mod:`optimization.backend_pyomo` (its docstrings carry the
+math), written family by family under the same constraint names: ``MatrixLP.rows[name]`` are the
+row indices of the Pyomo constraint ``name`` and ``MatrixLP.cols[name]`` the columns of a variable
+under its :class:`optimization.solution.Solution` name. Every family is built from whole numpy
+index arrays: no Python loop over steps or groups. The LP is written as ``min c @ v`` subject to
+``row_lo <= A @ v <= row_hi`` and ``col_lo <= v <= col_hi``; the dispatch objective (value - cost -
+penalties) is ``-(c @ v)``. :class:`HighsLP` keeps the ``highspy.Highs`` object that holds the
+model, so bounds, right-hand sides and costs can be changed in place by name and the LP re-solved
+from the previous basis.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from factory_twin.optimization.options import DispatchOptions
+from factory_twin.optimization.problem import Problem
+from factory_twin.optimization.solution import Solution
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+INF = np.inf
+S_PER_H = 3600.0
+
+
+@dataclass
+class MatrixLP:
+    """A linear program in HiGHS's column/row-bound form; ``cols``/``rows`` map a name to indices."""
+
+    c: Array
+    A: sp.csr_matrix
+    row_lo: Array
+    row_hi: Array
+    col_lo: Array
+    col_hi: Array
+    cols: dict[str, IntArray] = field(default_factory=dict)
+    rows: dict[str, IntArray] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.A.shape
+
+    def unpack(self, v: Array) -> dict[str, Array]:
+        """Split a primal vector into named arrays shaped like their index arrays."""
+        return {k: np.asarray(v)[idx] for k, idx in self.cols.items()}
+
+
+class _Builder:
+    """Collects columns and rows as index/value arrays, then one CSR matrix."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.lo: list[Array] = []
+        self.hi: list[Array] = []
+        self.cost: list[Array] = []
+        self.cols: dict[str, IntArray] = {}
+        self.row_names: dict[str, list[IntArray]] = {}
+        self.r: list[Array] = []
+        self.k: list[Array] = []
+        self.v: list[Array] = []
+        self.rlo: list[Array] = []
+        self.rhi: list[Array] = []
+        self.m = 0
+
+    def var(self, name: str, shape: tuple[int, ...], lo, hi, cost=0.0) -> IntArray:
+        size = int(np.prod(shape))
+        idx = np.arange(self.n, self.n + size).reshape(shape)
+        self.n += size
+        self.lo.append(np.broadcast_to(np.asarray(lo, float), shape).ravel())
+        self.hi.append(np.broadcast_to(np.asarray(hi, float), shape).ravel())
+        self.cost.append(np.broadcast_to(np.asarray(cost, float), shape).ravel())
+        self.cols[name] = idx
+        return idx
+
+    def rows(self, name: str, terms: list[tuple[NDArray, NDArray]], lo, hi) -> None:
+        """Add rows of family ``name``: each term is (column indices [R, ...], coefficients
+        broadcastable to them)."""
+        lo, hi = np.atleast_1d(np.asarray(lo, float)), np.atleast_1d(np.asarray(hi, float))
+        n_rows = max(lo.size, hi.size, *(np.shape(c)[0] for c, _ in terms))
+        rid = np.arange(self.m, self.m + n_rows)
+        for cols, vals in terms:
+            cols = np.asarray(cols)
+            vals = np.broadcast_to(np.asarray(vals, float), cols.shape)
+            self.r.append(np.broadcast_to(rid.reshape((-1,) + (1,) * (cols.ndim - 1)), cols.shape).ravel())
+            self.k.append(cols.ravel())
+            self.v.append(vals.ravel())
+        self.rlo.append(np.broadcast_to(lo, (n_rows,)))
+        self.rhi.append(np.broadcast_to(hi, (n_rows,)))
+        self.row_names.setdefault(name, []).append(rid)
+        self.m += n_rows
+
+    def slack(self, p: Problem, name: str, size: int, cost=None) -> IntArray | None:
+        """Columns of a non-negative slack when ``name`` is soft, priced at ``cost`` (default: the
+        penalty per MW of slack over one step)."""
+        if name not in p.soft:
+            return None
+        return self.var(f"slack_{name}", (size,), 0.0, INF, p.penalty_per_mwh * p.dt_h if cost is None else cost)
+
+    def lp(self) -> MatrixLP:
+        A = sp.csr_matrix(
+            (np.concatenate(self.v), (np.concatenate(self.r), np.concatenate(self.k))),
+            shape=(self.m, self.n),
+        )
+        A.sum_duplicates()
+        A.eliminate_zeros()
+        return MatrixLP(
+            np.concatenate(self.cost),
+            A,
+            np.concatenate(self.rlo),
+            np.concatenate(self.rhi),
+            np.concatenate(self.lo),
+            np.concatenate(self.hi),
+            self.cols,
+            {k: np.concatenate(v) for k, v in self.row_names.items()},
+        )
+
+
+def variables(b: _Builder, p: Problem) -> None:
+    """Columns ``x`` (bounds as in :func:`optimization.backend_pyomo.cap_bounds`), ``y``,
+    ``grid_mw`` with their objective terms, and the BESS columns."""
+    T, G = p.busy_mw.shape
+    dt_s = p.dt_h * S_PER_H
+    b.var("x", (T, G), p.x_lo, p.x_upper())
+    b.var("y", (T, G), 0.0, INF, -p.value_per_token * p.tokens_per_s * dt_s)
+    b.var("grid_mw", (T,), -INF, INF, (p.price_per_mwh + p.carbon_cost_per_mwh) * p.dt_h)
+    if p.bess is not None:
+        e = p.bess
+        b.var("bess_charge_mw", (T,), 0.0, e.p_max_mw)
+        b.var("bess_discharge_mw", (T,), 0.0, e.p_max_mw)
+        soc_lo = np.full(T, e.e_min_mwh)
+        soc_lo[-1] = max(e.e_min_mwh, e.e0_mwh)
+        b.var("bess_soc_mwh", (T,), soc_lo, e.e_max_mwh)
+
+
+def throughput(b: _Builder, p: Problem) -> None:
+    """``y - b_k x <= a_k`` for every segment k."""
+    T, G = p.busy_mw.shape
+    x, y = b.cols["x"], b.cols["y"]
+    K = p.seg_a.shape[1]
+    yk = np.repeat(y[:, :, None], K, axis=2).reshape(-1, 1)
+    xk = np.repeat(x[:, :, None], K, axis=2).reshape(-1, 1)
+    b.rows(
+        "throughput",
+        [(yk, 1.0), (xk, -np.broadcast_to(p.seg_b, (T, G, K)).reshape(-1, 1))],
+        -INF,
+        np.broadcast_to(p.seg_a, (T, G, K)).ravel(),
+    )
+
+
+def power_chain(b: _Builder, p: Problem) -> None:
+    """``grid - b_c sum_g busy x (+ dis - ch) >= a_c + b_c idle`` for every cut c."""
+    T = p.n_steps
+    x, grid = b.cols["x"], b.cols["grid_mw"]
+    C = p.cut_a_mw.shape[1]
+    tc = np.repeat(np.arange(T), C)
+    cb = p.cut_b.ravel()
+    terms = [(grid[tc][:, None], 1.0), (x[tc], -cb[:, None] * p.busy_mw[tc])]
+    if p.bess is not None:
+        terms += [(b.cols["bess_discharge_mw"][tc][:, None], 1.0), (b.cols["bess_charge_mw"][tc][:, None], -1.0)]
+    b.rows("power_chain", terms, (p.cut_a_mw + p.cut_b * p.idle_mw[:, None]).ravel(), INF)
+
+
+def _limit(b: _Builder, p: Problem, name: str, rhs: Array, lhs: list[tuple[NDArray, NDArray]], t: NDArray) -> None:
+    """``lhs - s <= rhs`` at steps ``t`` (``s`` only when the limit is soft)."""
+    if t.size == 0:
+        return
+    s = b.slack(p, name, t.size)
+    if s is not None:
+        lhs = [*lhs, (s[:, None], -1.0)]
+    b.rows(name, lhs, -INF, rhs)
+
+
+def import_limit(b: _Builder, p: Problem) -> None:
+    t = np.flatnonzero(np.isfinite(p.import_limit_mw))
+    _limit(b, p, "import_limit", p.import_limit_mw[t], [(b.cols["grid_mw"][t][:, None], 1.0)], t)
+
+
+def dr_events(b: _Builder, p: Problem) -> None:
+    t = np.flatnonzero(np.isfinite(p.dr_cap_mw))
+    _limit(b, p, "dr", p.dr_cap_mw[t], [(b.cols["grid_mw"][t][:, None], 1.0)], t)
+
+
+def heat_rejection(b: _Builder, p: Problem) -> None:
+    t = np.flatnonzero(np.isfinite(p.heat_cap_mw))
+    _limit(b, p, "heat", (p.heat_cap_mw - p.liquid_base_mw)[t], [(b.cols["x"][t], p.busy_mw[t])], t)
+
+
+def import_ramp(b: _Builder, p: Problem) -> None:
+    """Both directions, one shared slack per step (the first step against ``grid0`` if given)."""
+    T, grid = p.n_steps, b.cols["grid_mw"]
+    cur, prev, shift = grid[1:], grid[:-1], np.zeros(T - 1)
+    if p.grid0_mw is not None:
+        cur, prev, shift = grid, np.concatenate([[-1], grid[:-1]]), np.r_[p.grid0_mw, np.zeros(T - 1)]
+    if not cur.size:
+        return
+    up = [(cur[:, None], 1.0)]
+    dn = [(cur[:, None], -1.0)]
+    has = prev >= 0
+    if has.any():
+        up.append((np.where(has, prev, cur)[:, None], np.where(has, -1.0, 0.0)[:, None]))
+        dn.append((np.where(has, prev, cur)[:, None], np.where(has, 1.0, 0.0)[:, None]))
+    s = b.slack(p, "ramp", cur.size)
+    if s is not None:
+        up.append((s[:, None], -1.0))
+        dn.append((s[:, None], -1.0))
+    b.rows("ramp_up", up, -INF, p.ramp_mw_per_step + shift)
+    b.rows("ramp_down", dn, -INF, p.ramp_mw_per_step - shift)
+
+
+def die_temperature(b: _Builder, p: Problem) -> None:
+    """Soft only (hard folds into the bounds of ``x``): ``x - s <= x_die``."""
+    td, gd = np.nonzero(p.die_rows())
+    if td.size:
+        s = b.slack(p, "die", td.size, p.penalty_per_mwh * p.dt_h * p.busy_mw[td, gd])
+        b.rows("die", [(b.cols["x"][td, gd][:, None], 1.0), (s[:, None], -1.0)], -INF, p.x_die_max[td, gd])
+
+
+def smoothing(b: _Builder, p: Problem) -> None:
+    """``|x[t] - x[t-1]| <= r`` (and against ``x0`` at the first step when given)."""
+    if p.x_ramp_per_step is None:
+        return
+    T, G = p.busy_mw.shape
+    x = b.cols["x"]
+    r = np.broadcast_to(p.x_ramp_per_step, (T - 1, G)).ravel()
+    if T > 1:
+        b.rows("smoothing", [(x[1:].reshape(-1, 1), 1.0), (x[:-1].reshape(-1, 1), -1.0)], -r, r)
+    if p.x0 is not None:
+        b.rows("smoothing", [(x[0][:, None], 1.0)], p.x0 - p.x_ramp_per_step, p.x0 + p.x_ramp_per_step)
+
+
+def bess_balance(b: _Builder, p: Problem) -> None:
+    """``soc[t] - soc[t-1] - eta_c dt ch + dt / eta_d dis = 0`` (``soc[-1] = e0``)."""
+    e = p.bess
+    if e is None:
+        return
+    T = p.n_steps
+    soc, ch, dis = b.cols["bess_soc_mwh"], b.cols["bess_charge_mw"], b.cols["bess_discharge_mw"]
+    terms = [
+        (soc[:, None], 1.0),
+        (ch[:, None], -e.eta_charge * p.dt_h),
+        (dis[:, None], p.dt_h / e.eta_discharge),
+    ]
+    rhs = np.zeros(T)
+    rhs[0] = e.e0_mwh
+    if T > 1:
+        prev = np.concatenate([[soc[0]], soc[:-1]])[:, None]
+        terms.append((prev, np.where(np.arange(T) > 0, -1.0, 0.0)[:, None]))
+    b.rows("bess_balance", terms, rhs, rhs)
+
+
+def hold(b: _Builder, p: Problem) -> None:
+    """``x[t] = x[0]`` (and the BESS net power) over the first ``hold_steps`` steps."""
+    if p.hold_steps <= 1:
+        return
+    x = b.cols["x"]
+    th = np.arange(1, p.hold_steps)
+    b.rows("hold", [(x[th].reshape(-1, 1), 1.0), (np.tile(x[0], th.size)[:, None], -1.0)], 0.0, 0.0)
+    if p.bess is not None:
+        ch, dis = b.cols["bess_charge_mw"], b.cols["bess_discharge_mw"]
+        first = (np.full((th.size, 1), dis[0]), np.full((th.size, 1), ch[0]))
+        terms = [(dis[th][:, None], 1.0), (ch[th][:, None], -1.0), (first[0], -1.0), (first[1], 1.0)]
+        b.rows("hold_bess", terms, 0.0, 0.0)
+
+
+def flex_tiers(b: _Builder, p: Problem) -> None:
+    """``sum w y (+ s) >= share`` per window; the slack is priced per window's uncapped energy."""
+    windows = p.flex_coefficients()
+    if not windows:
+        return
+    y = b.cols["y"]
+    s = b.slack(p, "flex", len(windows), np.array([p.penalty_per_mwh * e_mwh for *_, e_mwh in windows]))
+    for i, (tt, gg, w, share, _) in enumerate(windows):
+        terms = [(y[tt, gg][None, :], w[None, :])]
+        if s is not None:
+            terms.append((s[i : i + 1, None], 1.0))
+        b.rows("flex", terms, share, INF)
+
+
+#: Families in assembly order (columns first; the row order differs from the Pyomo model's).
+FAMILIES = (
+    variables,
+    throughput,
+    power_chain,
+    import_limit,
+    dr_events,
+    heat_rejection,
+    import_ramp,
+    die_temperature,
+    smoothing,
+    bess_balance,
+    hold,
+    flex_tiers,
+)
+
+
+def matrix_lp(p: Problem) -> MatrixLP:
+    """Assemble the dispatch LP of ``p`` (families as in :mod:`optimization.backend_pyomo`)."""
+    b = _Builder()
+    for family in FAMILIES:
+        family(b, p)
+    return b.lp()
+
+
+def status_text(h: highspy.Highs) -> str:
+    """``"optimal"`` or a lower-case description of the model status (e.g. ``"time limit
+    reached"``)."""
+    st = h.getModelStatus()
+    return "optimal" if st == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(st).lower()
+
+
+class HighsLP:
+    """A :class:`MatrixLP` loaded into one ``highspy.Highs`` object (``highs``), with the options
+    set. The object keeps the model and, after a solve, its basis: change column bounds, row bounds
+    or costs in place through ``highs`` (indices from ``lp.cols``/``lp.rows``) and :meth:`run`
+    again to re-solve from the previous basis."""
+
+    def __init__(self, lp: MatrixLP, options: DispatchOptions) -> None:
+        self.lp = lp
+        self.highs = h = highspy.Highs()
+        for k, v in options.highs_options().items():
+            h.setOptionValue(k, v)
+        model = highspy.HighsLp()
+        model.num_col_, model.num_row_ = lp.shape[1], lp.shape[0]
+        model.col_cost_, model.col_lower_, model.col_upper_ = lp.c, lp.col_lo, lp.col_hi
+        model.row_lower_, model.row_upper_ = lp.row_lo, lp.row_hi
+        a = lp.A
+        model.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        model.a_matrix_.start_, model.a_matrix_.index_, model.a_matrix_.value_ = a.indptr, a.indices, a.data
+        model.a_matrix_.num_col_, model.a_matrix_.num_row_ = lp.shape[1], lp.shape[0]
+        h.passModel(model)
+
+    def run(self) -> tuple[str, float, Array | None, float]:
+        """Solve ``min c @ v``: (status, minimum, primal vector or None without a feasible one,
+        solve seconds)."""
+        h = self.highs
+        t0 = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - t0
+        status = status_text(h)
+        info = h.getInfo()
+        if info.primal_solution_status != 2:  # 2 = feasible
+            return status, np.nan, None, seconds
+        return status, float(info.objective_function_value), np.asarray(h.getSolution().col_value), seconds
+
+
+def solve_highspy(p: Problem, options: DispatchOptions) -> Solution:
+    """Assemble ``p`` as a matrix, solve it with highspy, and name the values."""
+    t0 = time.perf_counter()
+    lp = matrix_lp(p)
+    build_s = time.perf_counter() - t0
+    status, minimum, v, solve_s = HighsLP(lp, options).run()
+    values = lp.unpack(v) if v is not None else {}
+    return Solution(status, -minimum, "highspy", build_s, solve_s, values)
