@@ -3,8 +3,9 @@
 Chain order from the grid: transformer -> UPS -> busway/PDU -> rack PSU. The rack input is the IT
 meter boundary, so PSU losses count as IT (the usual PUE convention). Mechanical load (pumps, fans,
 chillers) hangs on the transformer secondary and bypasses the UPS and busway. Each loss upstream of
-the IT meter is a convex quadratic in the power carried, so the chain inverts in closed form and its
-tangents bound it from below.
+the IT meter is a convex quadratic in the power carried, so the chain inverts in closed form. (The
+dispatch LP does not linearize this chain by itself: it draws secants through the whole steady site
+model, see ``optimization.linearization``.)
 """
 
 from __future__ import annotations
@@ -344,29 +345,6 @@ class PowerChain:
         busway, UPS and transformer losses and grid import (``psu_loss_w`` is only carried along)."""
         i, bus, _, ups, m, w, tx = self._upstream(it_w, mech_w)
         return ChainFlow(np.asarray(psu_loss_w, float), i, bus, ups, tx, m, w + tx)
-
-    def tangent(self, it_w: ArrayLike, mech_w: ArrayLike) -> tuple[Array, Array, Array]:
-        """Grid import and its partial derivatives at an operating point.
-
-        Parameters
-        ----------
-        it_w : array_like
-            IT (rack) input [W], >= 0.
-        mech_w : array_like
-            Mechanical load [W], >= 0.
-
-        Returns
-        -------
-        grid_w, d_grid_d_it, d_grid_d_mech : ndarray
-            ``G`` [W] and the marginal loss factors ``dG/dI = T'(W) U'(U) B'(I)`` and ``dG/dM =
-            T'(W)`` [-] (each stage derivative ``k1 + 2 k2 out``). ``G`` is jointly convex, so every
-            point gives a valid LP cut ``G >= G0 + dG/dI (I - I0) + dG/dM (M - M0)``; cuts at
-            several loads form a piecewise-linear lower envelope that is tight at the chosen points.
-        """
-        i, _, u, _, _, w, tx = self._upstream(it_w, mech_w)
-        (_, b1, b2), (_, u1, u2), (_, t1, t2) = self._busway, self._ups, self._transformer
-        d_mech = t1 + 2.0 * t2 * w
-        return w + tx, d_mech * (u1 + 2.0 * u2 * u) * (b1 + 2.0 * b2 * i), d_mech
 
     def max_it_w(self, grid_limit_w: ArrayLike, mech_w: ArrayLike) -> Array:
         """Largest IT input [W] whose grid import meets ``grid_limit_w`` [W] given ``mech_w`` [W].

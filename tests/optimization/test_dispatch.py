@@ -135,6 +135,7 @@ def test_import_limit_below_floor_is_reported_then_soft(campus, hot):
         ({"grouping": "row"}, "grouping"),
         ({"soft": ("oops",)}, "soft"),
         ({"backend": "gurobi"}, "backend"),
+        ({"horizn": "1h"}, "horizn"),
     ],
 )
 def test_nonsense_requests_rejected(campus, hot, kw, name):

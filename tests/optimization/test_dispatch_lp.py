@@ -287,11 +287,29 @@ def test_nonsense_problem_rejected(kw, name):
         ({"solver": "hipo"}, "solver"),
         ({"time_limit": 0}, "time_limit"),
         ({"threads": -1}, "threads"),
+        ({"horizon": "1h", "step": "7min"}, "horizon"),
+        ({"step": "0s"}, "step"),
+        ({"soft": ("dr", "oops")}, "soft"),
+        ({"grouping": "row"}, "grouping"),
+        ({"backend": "gurobi"}, "backend"),
+        ({"penalty_per_mwh": -1.0}, "penalty_per_mwh"),
+        ({"smoothing_ramp_w_s": 0.0}, "smoothing_ramp_w_s"),
     ],
 )
-def test_bad_solver_options_rejected(kw, name):
+def test_bad_options_rejected(kw, name):
     with pytest.raises(ValueError, match=name):
         DispatchOptions(**kw)
+
+
+def test_options_store_seconds_and_copy_checked():
+    o = DispatchOptions(horizon="2h", step="1min", soft="dr")
+    assert (o.horizon, o.step, o.n_steps, o.soft) == (7200.0, 60.0, 120, ("dr",))
+    assert o.updated(step=300).n_steps == 24 and o.n_steps == 120
+    with pytest.raises(ValueError, match="options: unknown dispatch option"):
+        o.updated(horizn="1h")
+    with pytest.raises(ValueError, match="horizon"):
+        o.updated(step="7min")
+    assert o.highs_options() == {"solver": "simplex", "time_limit": 300.0, "threads": 1, "output_flag": False}
 
 
 @pytest.mark.parametrize("kw", [{}, {"hold_steps": 3}])
