@@ -16,3 +16,4 @@ T0_K = 273.15  # 0 degC in kelvin
 M3_PER_L = 1e-3
 M3_S_PER_L_MIN = M3_PER_L / S_PER_MIN  # m3/s per L/min
 TOKENS_PER_MTOK = 1e6  # tokens in one million tokens
+KG_PER_T = 1e3  # kg per tonne

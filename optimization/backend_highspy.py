@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import highspy
 import numpy as np
 import scipy.sparse as sp
+from factory_twin.models.units import S_PER_H
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import Problem
 from factory_twin.optimization.solution import Solution
@@ -28,7 +29,6 @@ from numpy.typing import NDArray
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 INF = np.inf
-S_PER_H = 3600.0
 
 
 @dataclass

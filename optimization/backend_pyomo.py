@@ -22,12 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pyomo.environ as pyo
+from factory_twin.models.units import S_PER_H
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import Problem
 from factory_twin.optimization.solution import Solution
 from numpy.typing import NDArray
 
-S_PER_H = 3600.0
 Array = NDArray[np.float64]
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import xarray as xr
+from factory_twin.models.units import MW
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
 from factory_twin.optimization.groups import Groups, make_groups
 from factory_twin.optimization.linearization import forecast
@@ -24,7 +25,6 @@ from factory_twin.optimization.solve import solve
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
-MW = 1e6
 
 
 def plan_times(scenario, start, options: DispatchOptions) -> NDArray[np.datetime64]:

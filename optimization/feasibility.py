@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models.units import S_PER_H
 from factory_twin.optimization.options import SOFT_LIMITS
 from factory_twin.optimization.problem import Problem
 from numpy.typing import NDArray
@@ -53,9 +54,8 @@ def validate_request(
     t0, t1 = times[0], times[-1] + np.timedelta64(round(step_s), "s")
     for i, ev in enumerate(scenario.dr_events):
         if ev.start < t1 and ev.end > t0 and ev.duration_s > horizon_s:
-            raise ValueError(
-                f"dr_events.{i}: event of {ev.duration_s / 3600:g} h is longer than the horizon {horizon_s / 3600:g} h"
-            )
+            h, horizon_h = ev.duration_s / S_PER_H, horizon_s / S_PER_H
+            raise ValueError(f"dr_events.{i}: event of {h:g} h is longer than the horizon {horizon_h:g} h")
     sig = scenario.signals
     if times[0] < sig.time[0] or t1 > sig.time[-1] + sig.step:
         raise ValueError(

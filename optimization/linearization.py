@@ -18,12 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models.units import MW, S_PER_MIN
 from factory_twin.optimization.groups import Groups
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
-MW = 1e6
-S_PER_H = 3600.0
 LEVELS = (0.0, 0.5, 1.0)
 
 
@@ -73,7 +72,7 @@ def interp_rows(xq: Array, xp: Array, fp: Array) -> Array:
 def step_depth(events, times: NDArray[np.datetime64], dt_s: float, known_at=None) -> Array:
     """Largest DR depth within each step ``[t, t + dt)`` (sampled each minute) of the known
     events."""
-    n_sub = max(1, int(np.ceil(dt_s / 60.0)))
+    n_sub = max(1, int(np.ceil(dt_s / S_PER_MIN)))
     offs = (np.arange(n_sub) * dt_s / n_sub).astype("timedelta64[s]")
     sub = np.asarray(times, "datetime64[s]")[:, None] + offs[None, :]
     depth = np.zeros(sub.shape)

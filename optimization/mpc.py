@@ -19,14 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from factory_twin.models.units import MW
 from factory_twin.optimization.dispatch import plan_horizon, plan_times
 from factory_twin.optimization.groups import disaggregate, make_groups
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
 from factory_twin.twin.controllers import Command, TwinState
 from factory_twin.twin.timeparse import seconds
-
-MW = 1e6
 
 
 @dataclass

@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from factory_twin.models.units import S_PER_H
 from factory_twin.optimization.feasibility import violations
 from factory_twin.optimization.groups import Groups
 from factory_twin.optimization.linearization import Forecast
 from factory_twin.optimization.problem import Problem
 from factory_twin.optimization.solution import Solution
-
-S_PER_H = 3600.0
 
 
 def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None, attrs: dict) -> xr.Dataset:

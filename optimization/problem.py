@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from factory_twin.models.checks import finite, nonnegative, positive
+from factory_twin.models.units import KG_PER_T, MW, S_PER_H, S_PER_MIN, TOKENS_PER_MTOK
 from factory_twin.optimization.groups import Groups
 from factory_twin.optimization.linearization import Forecast, heat_capacity_mw, secant_cuts
 from factory_twin.optimization.options import SOFT_LIMITS, DispatchOptions
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
-MW = 1e6
-S_PER_H = 3600.0
 
 
 @dataclass(frozen=True)
@@ -244,11 +243,11 @@ def make_problem(
     seg_b = np.array([np.pad(np.asarray(b, float), (0, K - len(b)), mode="edge") for _, b in segs])
     wl = [w[name] for name in groups.class_names]
     tok = np.array([x.tokens_per_s_per_gpu for x in wl])
-    value = np.array([x.value_per_mtok for x in wl]) / 1e6
+    value = np.array([x.value_per_mtok for x in wl]) / TOKENS_PER_MTOK
     cut_a, cut_b = secant_cuts(fc)
     liquid_base = idle_mw + float(liq.sum()) / MW
     dr_cap = np.where(fc.dr_depth > 0, (1 - fc.dr_depth) * fc.baseline_mw, np.inf)
-    carbon_cost = fc.carbon_kg_per_mwh / 1000.0 * scenario.carbon_price_per_t
+    carbon_cost = fc.carbon_kg_per_mwh / KG_PER_T * scenario.carbon_price_per_t
     tokens = groups.gpus * u * tok
     penalty = options.penalty_per_mwh
     if penalty is None:
@@ -279,7 +278,7 @@ def make_problem(
         heat_cap_mw=heat_cap_mw if heat_cap_mw is not None else heat_capacity_mw(f, fc.dry_bulb_c, fc.wet_bulb_c),
         import_limit_mw=fc.import_limit_mw,
         dr_cap_mw=dr_cap,
-        ramp_mw_per_step=f.spec.grid.ramp_limit_mw_per_min * dt_s / 60.0,
+        ramp_mw_per_step=f.spec.grid.ramp_limit_mw_per_min * dt_s / S_PER_MIN,
         price_per_mwh=fc.price_per_mwh,
         carbon_cost_per_mwh=carbon_cost,
         grid0_mw=grid0_mw,

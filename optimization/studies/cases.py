@@ -17,12 +17,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.optimization.options import NAMES as OPTION_NAMES
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.twin.grid_signals import DR_NOTICE_S, DR_RAMP_S, DREvent
 
 DR_KEYS = ("dr_start", "dr_duration_h", "dr_depth", "dr_ramp_min", "dr_notice_min")
-DR_RAMP_MIN, DR_NOTICE_MIN = DR_RAMP_S / 60.0, DR_NOTICE_S / 60.0
+DR_RAMP_MIN, DR_NOTICE_MIN = DR_RAMP_S / S_PER_MIN, DR_NOTICE_S / S_PER_MIN
 
 
 def resolve(context: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -81,13 +82,13 @@ def model_for(context: dict[str, Any], params: dict[str, Any]):
         ev0 = s.dr_events[0] if s.dr_events else None
         d = {"dr_duration_h": 1.0, "dr_depth": 0.0, "dr_ramp_min": DR_RAMP_MIN, "dr_notice_min": DR_NOTICE_MIN}
         if ev0 is not None:
-            d = {"dr_start": str(ev0.start), "dr_duration_h": ev0.duration_s / 3600, "dr_depth": ev0.depth,
-                 "dr_ramp_min": ev0.ramp_s / 60, "dr_notice_min": ev0.notice_s / 60}  # fmt: skip
+            d = {"dr_start": str(ev0.start), "dr_duration_h": ev0.duration_s / S_PER_H, "dr_depth": ev0.depth,
+                 "dr_ramp_min": ev0.ramp_s / S_PER_MIN, "dr_notice_min": ev0.notice_s / S_PER_MIN}  # fmt: skip
         d |= {k: p[k] for k in DR_KEYS if k in p}
         if "dr_start" not in d:
             raise ValueError("dr_start: needed when the scenario has no DR event to change")
-        start, dur_s, depth = np.datetime64(d["dr_start"], "s"), 3600.0 * d["dr_duration_h"], d["dr_depth"]
-        ramp_s, notice_s = min(60.0 * d["dr_ramp_min"], dur_s), 60.0 * d["dr_notice_min"]
+        start, dur_s, depth = np.datetime64(d["dr_start"], "s"), S_PER_H * d["dr_duration_h"], d["dr_depth"]
+        ramp_s, notice_s = min(S_PER_MIN * d["dr_ramp_min"], dur_s), S_PER_MIN * d["dr_notice_min"]
         changes["dr_events"] = (DREvent(start, dur_s, depth, ramp_s, notice_s),) if depth > 0 else ()
     return f, s.with_changes(**changes), p
 

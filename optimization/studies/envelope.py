@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
 from factory_twin.twin.grid_signals import DREvent
 
@@ -39,9 +40,9 @@ def envelope_cell(context: dict[str, Any], duration_h: float, **params: Any) -> 
     if not duration_h > 0:
         raise ValueError(f"duration_h: must be > 0, got {duration_h!r}")
     t_ev = np.datetime64(p["dr_start"], "s")
-    dur_s = 3600.0 * float(duration_h)
-    ramp_s = min(60.0 * float(p.get("dr_ramp_min", DR_RAMP_MIN)), dur_s)
-    notice_s = 60.0 * float(p.get("dr_notice_min", DR_NOTICE_MIN))
+    dur_s = S_PER_H * float(duration_h)
+    ramp_s = min(S_PER_MIN * float(p.get("dr_ramp_min", DR_RAMP_MIN)), dur_s)
+    notice_s = S_PER_MIN * float(p.get("dr_notice_min", DR_NOTICE_MIN))
     tol = float(p.get("depth_tol", 0.005))
     t_a = t_ev - np.timedelta64(round(notice_s), "s")
     p = p | {"start": str(t_a)}

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from factory_twin.models.units import KW, MW, S_PER_H, S_PER_MIN
 from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
 from factory_twin.twin.grid_signals import DREvent
 
@@ -68,7 +69,7 @@ def kpx_calendar(
         if s.size == 0:
             continue
         h = float(rng.choice(s))
-        starts.append(str(day.astype("datetime64[s]") + np.timedelta64(round(h * 3600), "s")))
+        starts.append(str(day.astype("datetime64[s]") + np.timedelta64(round(h * S_PER_H), "s")))
         durs.append(d)
         total += d
     order = np.argsort(starts)
@@ -87,14 +88,14 @@ def replay_sweep(study: dict[str, Any]) -> dict[str, Any]:
 def replay_event(context: dict[str, Any], dr_start: str, dr_duration_h: float, **params: Any) -> dict[str, Any]:
     """One calendar event: plan from its announcement without and with it; energy, tokens, money."""
     f, s, p = model_for(context, params)
-    t_ev, dur_s = np.datetime64(dr_start, "s"), 3600.0 * float(dr_duration_h)
-    notice_s = 60.0 * float(p.get("dr_notice_min", DR_NOTICE_MIN))
-    ramp_s = 60.0 * float(p.get("dr_ramp_min", DR_RAMP_MIN))
+    t_ev, dur_s = np.datetime64(dr_start, "s"), S_PER_H * float(dr_duration_h)
+    notice_s = S_PER_MIN * float(p.get("dr_notice_min", DR_NOTICE_MIN))
+    ramp_s = S_PER_MIN * float(p.get("dr_ramp_min", DR_RAMP_MIN))
     p = p | {"start": str(t_ev - np.timedelta64(round(notice_s), "s"))}
     base = plan(f, s.with_changes(dr_events=()), p)
     ev = DREvent(t_ev, dur_s, float(p["dr_depth"]), min(ramp_s, dur_s), notice_s)
     plan_ev = plan(f, s.with_changes(dr_events=(ev,)), p)
-    dt_h = float(base.attrs["step_s"]) / 3600.0
+    dt_h = float(base.attrs["step_s"]) / S_PER_H
     t = base.time.values
     inside = (t >= t_ev) & (t < t_ev + np.timedelta64(round(dur_s), "s"))
     cut = base.grid_import_mw.values - plan_ev.grid_import_mw.values
@@ -104,7 +105,7 @@ def replay_event(context: dict[str, Any], dr_start: str, dr_duration_h: float, *
         "committed_mw": float(p["dr_depth"] * base.baseline_mw.values[inside].mean()),
         "event_reduction_mwh": float(cut[inside].sum() * dt_h),
         "energy_reduced_mwh": float(cut.sum() * dt_h),
-        "tokens_lost": float((base.tokens_per_s.values - plan_ev.tokens_per_s.values).sum() * dt_h * 3600.0),
+        "tokens_lost": float((base.tokens_per_s.values - plan_ev.tokens_per_s.values).sum() * dt_h * S_PER_H),
         "throughput_kept_event": float(
             plan_ev.tokens_per_s.values[inside].sum() / plan_ev.tokens_uncapped_per_s.values[inside].sum()
         ),
@@ -125,7 +126,7 @@ def replay_totals(ds: xr.Dataset, options: dict[str, Any]) -> xr.Dataset:
         f"total_{k}": ds[k].where(held).sum("case").assign_attrs(ds[k].attrs)
         for k in ("event_reduction_mwh", "energy_reduced_mwh", "tokens_lost", "value_lost", "energy_payment")
     }
-    capacity = cap * 1000.0 * float(ds.committed_mw.where(held).mean())
+    capacity = cap * (MW / KW) * float(ds.committed_mw.where(held).mean())
     return xr.Dataset(
         out
         | {
