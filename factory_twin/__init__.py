@@ -9,6 +9,8 @@ Subpackages: ``factory_twin.models`` (physics), ``factory_twin.twin`` (facility,
 
 from pathlib import Path as _Path
 
+__version__ = "0.1.0"
+
 # In a source checkout the subpackages sit beside this folder (the repository's layout); an installed
 # wheel or an editable install maps them under this package. Either way one copy of the code is imported.
 _root = _Path(__file__).resolve().parent.parent

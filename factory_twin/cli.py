@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
+import factory_twin
 from factory_twin.models.units import S_PER_H
+from factory_twin.outputs import check_output_dir, check_output_file
 from factory_twin.twin.netcdf import write_netcdf
 
 DEFAULT_FACILITY = "campus-100mw"
+EXIT_MISSED_TARGET = 5  # simulate: the run missed a DR or import-limit target (results are still written)
+STUDY_FILES = ("results.nc", "report.html", "cases")
+FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,59 +24,126 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except (ValueError, FileNotFoundError) as e:  # SpecError is a ValueError: print it whole, no traceback
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help text with the default of every option that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _positive(unit: str):
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not x > 0 or x != x or x == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be > 0 {unit}, got {text}")
+        return x
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
     try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as e:  # SpecError is a ValueError: print it whole, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="factory-twin", description="Digital twin of a liquid-cooled AI factory.")
+    p = argparse.ArgumentParser(
+        prog="factory-twin",
+        description="Digital twin of a liquid-cooled AI factory.",
+        epilog=f"The default facility is {DEFAULT_FACILITY}, the built-in 100 MW reference campus "
+        "(campus-1gw is the 1 GW one).",
+    )
+    p.add_argument("--version", action="version", version=f"factory-twin {factory_twin.__version__}")
     sub = p.add_subparsers(title="commands")
 
-    v = sub.add_parser("validate", help="check a facility spec and print a summary")
-    v.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
+    v = sub.add_parser(
+        "validate", help="check a facility (and scenario) and print a summary", formatter_class=_Formatter
+    )
+    _facility_scenario(v)
     v.set_defaults(run=_validate)
 
-    s = sub.add_parser("simulate", help="simulate a facility under a scenario")
+    s = sub.add_parser(
+        "simulate",
+        help="simulate a facility under a scenario",
+        formatter_class=_Formatter,
+        epilog=f"Exit status {EXIT_MISSED_TARGET}: the run missed a DR or import-limit target (see the summary).",
+    )
     _facility_scenario(s)
-    s.add_argument("--start", help="ISO time (default: the scenario's start)")
-    s.add_argument("--hours", type=float, default=24.0)
+    s.add_argument("--start", help="ISO local time (default: the scenario's start)")
+    s.add_argument("--hours", type=_positive("hours"), default=24.0, help="simulated duration [h]")
     s.add_argument("--step", default="1s", help="rack thermal step (e.g. 1s)")
     s.add_argument("--plant-step", default="20s", help="loop/plant step (multiple of --step)")
-    s.add_argument("--record", default="60s", help="output interval")
-    s.add_argument("--controller", default="uncapped", help="uncapped | fixed:FRACTION | mpc")
-    s.add_argument("--out", type=Path, help="write the run to NetCDF")
+    s.add_argument("--record", default="60s", help="output interval (multiple of --plant-step)")
+    s.add_argument(
+        "--controller",
+        default="auto",
+        help="auto | uncapped | fixed:FRACTION | mpc; auto runs mpc when the scenario has DR events, else uncapped",
+    )
+    s.add_argument("--out", type=Path, help="write the run to this NetCDF file")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     s.set_defaults(run=_simulate)
 
-    o = sub.add_parser("optimize", help="optimize GPU caps and BESS over a horizon")
+    o = sub.add_parser(
+        "optimize",
+        help="optimize GPU caps and BESS over a horizon",
+        formatter_class=_Formatter,
+        description="Plan GPU power caps and BESS power over a horizon with the dispatch LP. The objective is "
+        "the value of the tokens produced minus the energy and carbon cost (and penalties of soft limits), in "
+        "the scenario's currency; it is maximized.",
+    )
     _facility_scenario(o)
-    o.add_argument("--start")
-    o.add_argument("--horizon", default="24h")
-    o.add_argument("--step", default="5min")
+    o.add_argument("--start", help="ISO local time (default: the scenario's start)")
+    o.add_argument("--horizon", default="24h", help="planning horizon, with a unit (e.g. 24h, 90min, 2d)")
+    o.add_argument("--step", default="5min", help="plan step, with a unit (e.g. 5min)")
     o.add_argument(
         "--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex"
     )
-    o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"])
-    o.add_argument("--time-limit", type=float, default=300.0)
-    o.add_argument("--out", type=Path)
+    o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"], help="HiGHS solver")
+    o.add_argument("--time-limit", type=_positive("seconds"), default=300.0, help="solver time limit [s]")
+    o.add_argument("--out", type=Path, help="write the plan to this NetCDF file")
+    o.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     o.set_defaults(run=_optimize)
 
-    st = sub.add_parser("study", help="run a batch study (TOML) on Dask or serially")
-    st.add_argument("study", type=Path)
-    st.add_argument("--out", type=Path, default=Path("study-out"))
-    st.add_argument("--resume", action="store_true")
-    st.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
-    st.add_argument("--workers", type=int)
+    st = sub.add_parser("study", help="run a batch study (TOML) on Dask or serially", formatter_class=_Formatter)
+    st.add_argument("study", type=Path, help="study TOML path or built-in name (flex-envelope, headroom, kpx-replay)")
+    st.add_argument("--out", type=Path, default=Path("study-out"), help="folder for results.nc, report.html, cases/")
+    st.add_argument("--resume", action="store_true", help="continue a run in --out, skipping finished cases")
+    st.add_argument("--force", action="store_true", help="overwrite an earlier study in --out")
+    st.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a local cluster)")
+    st.add_argument("--workers", type=_positive_int, help="local Dask workers (default: the study's, else the CPUs)")
     st.add_argument("--serial", action="store_true", help="no Dask, one process")
     st.set_defaults(run=_study)
 
-    d = sub.add_parser("dashboard", help="run the live twin and serve the dashboard")
+    d = sub.add_parser("dashboard", help="run the live twin and serve the dashboard", formatter_class=_Formatter)
     _facility_scenario(d)
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8050)
-    d.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    d.add_argument("--port", type=_positive_int, default=8050, help="TCP port")
+    d.add_argument("--speed", type=_positive("x"), default=60.0, help="simulated seconds per wall second")
     d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
@@ -79,8 +152,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _facility_scenario(p: argparse.ArgumentParser) -> None:
-    p.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
-    p.add_argument("--scenario", help="scenario TOML path or built-in name")
+    p.add_argument(
+        "facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name (campus-100mw, campus-1gw) or TOML path"
+    )
+    p.add_argument(
+        "--scenario", help="scenario TOML path or built-in name (hot-day-dr, heatwave); default: the built-in defaults"
+    )
 
 
 def _validate(args) -> int:
@@ -88,6 +165,7 @@ def _validate(args) -> int:
     from factory_twin.twin.design import design_point
 
     f = twin.load_facility(args.facility)
+    sc = twin.load_scenario(args.scenario, f)  # everything simulate loads: weather (EPW), grid signals
     s = f.summary()
     d = design_point(f)
     print(f"{f.spec.name}: valid ({f.source})")
@@ -101,6 +179,7 @@ def _validate(args) -> int:
         ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
         ("design grid import [MW]", f"{d['grid_mw']:.1f}"),
         ("design PUE", f"{d['pue']:.3f}"),
+        ("scenario", f"{sc.name} (climate {sc.weather.name}, {len(sc.dr_events)} DR event(s))"),
     ]
     _table(rows)
     return 0
@@ -109,10 +188,15 @@ def _validate(args) -> int:
 def _simulate(args) -> int:
     from factory_twin import twin
     from factory_twin.progress import ProgressBar
+    from factory_twin.twin.provenance import provenance
+    from factory_twin.twin.targets import run_misses, target_attrs
 
+    check_output_file(args.out, args.force)
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
-    ctl = _controller(args.controller, f, sc)
+    name, why = _controller_choice(args.controller, sc)
+    ctl = _controller(name, f, sc)
+    print(f"controller: {name}{why}")
     ds = twin.simulate(
         f,
         sc,
@@ -124,11 +208,15 @@ def _simulate(args) -> int:
         controller=ctl,
         progress=ProgressBar("simulate"),
     )
-    _table(summary_rows(ds, f))
+    misses = run_misses(ds, sc)
+    ds.attrs |= provenance(f, sc, name) | target_attrs(misses)
+    _table([*summary_rows(ds, f), ("grid targets", "met" if not misses else f"MISSED ({len(misses)})")])
+    for m in misses:
+        print(f"warning: {m}", file=sys.stderr)
     if args.out:
         write_netcdf(ds, args.out)
         print(f"wrote {args.out}")
-    return 0
+    return EXIT_MISSED_TARGET if misses else 0
 
 
 def summary_rows(ds, f) -> list[tuple[str, object]]:
@@ -153,30 +241,56 @@ def summary_rows(ds, f) -> list[tuple[str, object]]:
     ]
 
 
+def _controller_choice(name: str, sc) -> tuple[str, str]:
+    """The controller to run for ``--controller name`` and why (``auto``: mpc when DR events need it)."""
+    if name != "auto":
+        return name, ""
+    if sc.dr_events:
+        return "mpc", f" (auto: the scenario has {len(sc.dr_events)} DR event(s); --controller uncapped ignores them)"
+    return "uncapped", " (auto: no DR events in the scenario)"
+
+
 def _controller(name: str, f, sc):
     from factory_twin import twin
 
     if name == "uncapped":
         return twin.Uncapped(f.tdp_w)
     if name.startswith("fixed:"):
-        return twin.FixedCap(f.tdp_w, f.min_cap_w, float(name.split(":", 1)[1]))
+        text = name.split(":", 1)[1]
+        try:
+            fraction = float(text)
+        except ValueError:
+            raise ValueError(f"--controller: fixed:FRACTION needs a number in (0, 1], got {text!r}") from None
+        if not 0 < fraction <= 1:
+            raise ValueError(f"--controller: fixed:FRACTION needs a fraction of TDP in (0, 1], got {text}")
+        return twin.FixedCap(f.tdp_w, f.min_cap_w, fraction)
     if name == "mpc":
         from factory_twin.optimization.mpc import MPCController
 
         return MPCController(f, sc)
-    raise ValueError(f"--controller: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
+    raise ValueError(f"--controller: expected auto, uncapped, fixed:FRACTION or mpc, got {name!r}")
 
 
 def _optimize(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
+    from factory_twin.twin.budget import check_memory
+    from factory_twin.twin.provenance import provenance
 
+    check_output_file(args.out, args.force)
     opts = DispatchOptions(
         horizon=args.horizon, step=args.step, soft=args.soft, solver=args.solver, time_limit=args.time_limit
     )
     f = twin.load_facility(args.facility)
+    steps = opts.horizon / opts.step
+    check_memory(
+        steps * f.n_racks * 8 * FORECAST_ARRAYS,
+        f"optimize: {steps:,.0f} steps x {f.n_racks:,} racks",
+        "use a longer --step or a shorter --horizon",
+    )
     sc = twin.load_scenario(args.scenario, f)
     plan = dispatch(f, sc, opts, start=args.start)
+    plan.attrs |= provenance(f, sc, "dispatch LP")
     _table(plan_summary(plan))
     if args.out:
         write_netcdf(plan, args.out)
@@ -185,8 +299,13 @@ def _optimize(args) -> int:
 
 
 def _study(args) -> int:
+    import shutil
+
     from factory_twin.optimization.studies.runner import run_study_file
 
+    check_output_dir(args.out, STUDY_FILES, args.force, args.resume)
+    if args.force and not args.resume and (args.out / "cases").is_dir():
+        shutil.rmtree(args.out / "cases")  # --force: start over
     ds = run_study_file(
         args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
     )

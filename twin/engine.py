@@ -27,9 +27,10 @@ from factory_twin.models.power import bess_step, psu_input_w
 from factory_twin.models.thermal import RCStep, TwoNodeRC
 from factory_twin.models.units import MW
 from factory_twin.twin.assembly import Facility
+from factory_twin.twin.budget import check_memory
 from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
 from factory_twin.twin.plant import Plant, build_plant
-from factory_twin.twin.recorder import PlantStepResult, Recorder
+from factory_twin.twin.recorder import CDU, RACK, PlantStepResult, Recorder
 from factory_twin.twin.scenario import Scenario, WorkloadProfile
 from factory_twin.twin.timeparse import seconds
 from numpy.typing import NDArray
@@ -396,6 +397,12 @@ def simulate(
     n_rec = int(dur_s // rec_s)
     if n_rec < 1:
         raise ValueError(f"duration: {dur_s:g} s is shorter than record_every {rec_s:g} s")
+    scenario.signals.check_covers(twin.time, twin.time + np.timedelta64(int(n_rec * rec_s), "s"))
+    check_memory(
+        n_rec * (len(RACK) * facility.n_racks + len(CDU) * facility.n_cdus) * 4,
+        "simulate: the record",
+        "record less often or simulate a shorter duration",
+    )
     rec = Recorder(twin, n_rec, int(round(per_rec)))
     for k in range(n_rec):
         for _ in range(rec.per_record):

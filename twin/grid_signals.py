@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from factory_twin.models.units import S_PER_H, S_PER_MIN
 from numpy.typing import NDArray
 
 from factory_twin import data
+
+# Largest plausible value of each quantity (above it the column's unit is most likely wrong)
+PLAUSIBLE_MAX = {
+    "import_limit_mw": (1e4, "MW (10 GW is beyond any single grid connection; kW in a _mw column?)"),
+    "carbon_kg_per_mwh": (2000.0, "kg/MWh (coal is ~1000; g/kWh equals kg/MWh, t/MWh needs carbon_t_per_mwh)"),
+}
 
 COLUMNS = {
     "price_per_mwh": ("price_per_mwh", 1.0),
@@ -98,6 +105,15 @@ class GridSignals:
         idx = np.clip(np.searchsorted(self.time, t, side="right") - 1, 0, self.time.size - 1)
         return series[idx]
 
+    def check_covers(self, start: np.datetime64, end: np.datetime64) -> None:
+        """Raise ``ValueError`` before a run when the signals do not cover ``start .. end``."""
+        first, last = self.time[0], self.time[-1] + self.step
+        if np.datetime64(start, "s") < first or np.datetime64(end, "s") > last:
+            raise ValueError(
+                f"grid.signals: cover {first} .. {last}, but the run needs {np.datetime64(start, 's')} .. "
+                f"{np.datetime64(end, 's')}; extend the CSV or shorten the run"
+            )
+
     @property
     def step(self) -> np.timedelta64:
         return self.time[1] - self.time[0] if self.time.size > 1 else np.timedelta64(3600, "s")
@@ -156,6 +172,14 @@ def read_signals_csv(path: Path, currency: str = "KRW") -> GridSignals:
         v = np.array(vals) * scale
         if not np.all(np.isfinite(v)) or (key == "import_limit_mw" and np.any(v <= 0)):
             raise ValueError(f"{path}: column {h!r} must be finite{' and > 0' if key == 'import_limit_mw' else ''}")
+        top = float(np.max(v))
+        if key in PLAUSIBLE_MAX and top > PLAUSIBLE_MAX[key][0]:
+            row = int(np.argmax(v)) + 2
+            warnings.warn(
+                f"{path}: row {row}, column {h!r} = {top / scale:g} is implausible: above {PLAUSIBLE_MAX[key][0]:g} "
+                f"{PLAUSIBLE_MAX[key][1]}",
+                stacklevel=2,
+            )
         out[key] = v
     n = time.size
     return GridSignals(

@@ -14,6 +14,13 @@ from pathlib import Path
 import xarray as xr
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Write ``ds`` to ``path`` (h5netcdf engine) atomically; return the path."""
     path = Path(path)
@@ -22,6 +29,7 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine="h5netcdf")
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's umask
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 
@@ -19,6 +20,12 @@ def seconds(value: str | float | int, name: str = "duration") -> float:
         if not m or m.group(2) not in UNITS | {"": 1.0}:
             raise ValueError(f"{name}: expected a duration like 24h, 5min, 1s or 2d, got {value!r}")
         result = float(m.group(1)) * UNITS.get(m.group(2), 1.0)
+        if not m.group(2):
+            warnings.warn(
+                f"{name}: {value!r} has no unit and is read as {result:g} s ({result / 3600:g} h); "
+                f"write {m.group(1)}h for hours or {m.group(1)}min for minutes",
+                stacklevel=2,
+            )
     if not result > 0 or result != result:
         raise ValueError(f"{name}: must be > 0, got {value!r}")
     return result

@@ -1,0 +1,176 @@
+"""The command line as a first user meets it: DR scenarios run a controller that respects them, missed
+targets are reported (summary, exit status, NetCDF attributes), outputs are checked before any work and
+never overwritten without --force, option errors name the option in its unit, implausible input warns."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import factory_twin.data
+import pytest
+import xarray as xr
+
+import factory_twin
+from factory_twin.cli import EXIT_MISSED_TARGET, _parser, main
+
+ONE_RACK = str(Path(__file__).resolve().parents[1] / "data" / "one-rack.toml")
+# hot-day-dr's event: announced 15:00, from 16:00, 25 %, 15 min ramp; the run starts after the announcement
+DR_WINDOW = ["--start", "2026-08-08T15:55:00", "--hours", "0.5"]
+
+
+def _simulate(tmp_path, *extra, scenario="hot-day-dr"):
+    return main(["simulate", "campus-100mw", "--scenario", scenario, *DR_WINDOW, "--out", str(tmp_path / "run.nc"),
+                 *extra])  # fmt: skip
+
+
+def test_dr_scenario_runs_mpc_by_default_and_meets_the_target(tmp_path, capsys):
+    rc = _simulate(tmp_path)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "controller: mpc (auto: the scenario has 1 DR event(s)" in out
+    assert "grid targets" in out and "met" in out
+    ds = xr.load_dataset(tmp_path / "run.nc")
+    assert ds.attrs["controller"] == "mpc"
+    assert ds.attrs["targets_met"] == 1 and ds.attrs["missed_targets"] == "none"
+    # provenance: software version, facility and scenario with content hashes
+    assert ds.attrs["software_version"] == factory_twin.__version__
+    assert ds.attrs["facility"] == "campus-100mw" and len(ds.attrs["facility_sha256"]) == 16
+    assert ds.attrs["scenario"] == "hot-day-dr" and len(ds.attrs["scenario_sha256"]) == 16
+
+
+def test_a_missed_dr_target_is_reported_everywhere(tmp_path, capsys):
+    rc = _simulate(tmp_path, "--controller", "uncapped")
+    cap = capsys.readouterr()
+    assert rc == EXIT_MISSED_TARGET
+    assert "MISSED (1)" in cap.out
+    assert "DR target missed" in cap.err
+    ds = xr.load_dataset(tmp_path / "run.nc")  # still written: the record of what happened
+    assert ds.attrs["targets_met"] == 0
+    # first record whose whole interval is past the ramp (16:15) is 16:16
+    assert ds.attrs["missed_targets"].startswith("DR target missed from 2026-08-08T16:16:00")
+    # the target is 75 % of the import recorded at the announcement (before the run: its first record)
+    base = float(ds.grid_import_mw[0])
+    assert f"vs target {0.75 * base:.2f} MW" in ds.attrs["missed_targets"]
+
+
+def test_an_impossible_dr_event_under_mpc_is_a_miss(tmp_path, capsys):
+    sc = tmp_path / "deep.toml"
+    sc.write_text(
+        factory_twin.data.path("scenarios", "hot-day-dr.toml").read_text().replace("depth = 0.25", "depth = 0.99")
+    )
+    rc = _simulate(tmp_path, "--controller", "mpc", scenario=str(sc))
+    assert rc == EXIT_MISSED_TARGET
+    assert "DR target missed" in capsys.readouterr().err
+
+
+def test_existing_outputs_are_never_overwritten_without_force(tmp_path, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes")
+    t0 = time.perf_counter()
+    rc = main(["simulate", "--hours", "0.1", "--controller", "uncapped", "--out", str(out)])
+    assert rc == 1 and time.perf_counter() - t0 < 5  # refused before the run
+    assert "--out" in capsys.readouterr().err and out.read_text() == "my notes"
+    rc = main(["simulate", "--hours", "0.1", "--controller", "uncapped", "--out", str(out), "--force"])
+    assert rc == 0 and xr.load_dataset(out).attrs["facility"] == "campus-100mw"
+
+
+@pytest.mark.parametrize("command", [["simulate", "--hours", "0.1"], ["optimize", ONE_RACK]])
+def test_unwritable_outputs_fail_before_computing(tmp_path, capsys, command):
+    (tmp_path / "a-file").write_text("x")
+    for target, message in ((tmp_path, "is a directory"), (tmp_path / "a-file" / "run.nc", "cannot write")):
+        rc = main([*command, "--out", str(target)])
+        err = capsys.readouterr()
+        assert rc == 1 and message in err.err
+        assert "controller:" not in err.out and "status" not in err.out  # nothing ran
+
+
+def test_study_refuses_an_earlier_study_folder(tmp_path, capsys):
+    (tmp_path / "results.nc").write_text("earlier")
+    rc = main(["study", "flex-envelope", "--out", str(tmp_path), "--serial"])
+    assert rc == 1 and "--resume" in capsys.readouterr().err
+    assert (tmp_path / "results.nc").read_text() == "earlier"
+
+
+def test_outputs_follow_the_umask(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        assert main(["simulate", "--hours", "0.1", "--out", str(tmp_path / "r.nc")]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.nc").stat().st_mode) == 0o644
+
+
+def test_huge_problems_are_refused_with_the_estimate(capsys):
+    t0 = time.perf_counter()
+    assert main(["optimize", "--horizon", "365d", "--step", "1s"]) == 1
+    err = capsys.readouterr().err
+    assert "31,536,000 steps" in err and "GiB" in err and "--step" in err
+    assert time.perf_counter() - t0 < 10
+
+
+def test_grid_csv_shorter_than_the_run_fails_before_running(tmp_path, capsys):
+    csv = tmp_path / "sig.csv"
+    csv.write_text("time,price_per_mwh\n" + "".join(f"2026-08-08T{h:02d}:00:00,100\n" for h in range(2)))
+    sc = tmp_path / "s.toml"
+    sc.write_text(f'start = "2026-08-08T00:00:00"\n[grid]\nsignals = "{csv}"\n')
+    rc = main(["simulate", ONE_RACK, "--scenario", str(sc), "--hours", "3"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert "grid.signals: cover 2026-08-08T00:00:00 .. 2026-08-08T02:00:00" in cap.err
+    assert "2026-08-08T03:00:00" in cap.err and "simulate [" not in cap.err  # no progress bar: nothing ran
+
+
+def test_implausible_grid_values_warn_with_the_number(tmp_path, capsys):
+    csv = tmp_path / "sig.csv"
+    csv.write_text("time,import_limit_mw\n" + "".join(f"2026-08-08T{h:02d}:00:00,125000\n" for h in range(24)))
+    sc = tmp_path / "s.toml"
+    sc.write_text(f'start = "2026-08-08T00:00:00"\n[grid]\nsignals = "{csv}"\n')
+    assert main(["validate", ONE_RACK, "--scenario", str(sc)]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "'import_limit_mw' = 125000 is implausible" in err and "kW" in err
+
+
+def test_a_duration_without_unit_warns(capsys):
+    main(["optimize", ONE_RACK, "--horizon", "24", "--step", "1s", "--time-limit", "10"])
+    assert "horizon: '24' has no unit and is read as 24 s" in capsys.readouterr().err
+
+
+def test_option_errors_name_the_option_in_its_unit(capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--hours=-5"])
+    assert "argument --hours: must be > 0 hours, got -5" in capsys.readouterr().err
+    assert main(["simulate", ONE_RACK, "--controller", "fixed:abc"]) == 1
+    assert "--controller: fixed:FRACTION needs a number in (0, 1], got 'abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"factory-twin {factory_twin.__version__}"
+
+
+def test_help_documents_every_option_and_its_default():
+    parser = _parser()
+    sub = next(a for a in parser._actions if a.dest == "command" or a.choices)
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if a.dest in ("help",):
+                continue
+            assert a.help, f"{name} {a.dest}: no help"
+        if name != "study":
+            assert "(default: campus-100mw)" in p.format_help(), name
+    assert "(default: 24.0)" in sub.choices["simulate"].format_help()
+    assert "objective" in sub.choices["optimize"].format_help()
+
+
+def test_validate_loads_what_simulate_loads(tmp_path, capsys):
+    bad_climate = tmp_path / "f.toml"
+    bad_climate.write_text(Path(ONE_RACK).read_text().replace('climate = "seoul"', 'climate = "atlantis"'))
+    assert main(["validate", str(bad_climate)]) == 1
+    assert "climate: unknown built-in climate 'atlantis'" in capsys.readouterr().err
+    epw = tmp_path / "short.epw"
+    epw.write_text("\n".join(["HEADER"] * 8))
+    sc = tmp_path / "s.toml"
+    sc.write_text(f'[weather]\nclimate = "{epw}"\n')
+    assert main(["validate", ONE_RACK, "--scenario", str(sc)]) == 1
+    assert "0 hourly rows" in capsys.readouterr().err

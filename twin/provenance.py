@@ -1,0 +1,55 @@
+"""Provenance attributes for every output: software version, facility, scenario (with content hashes)
+and controller, so that a NetCDF file says what produced it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+import factory_twin
+
+
+def _sha256(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()[:16]
+
+
+def facility_hash(f) -> str:
+    """Content hash of a facility: its validated spec (every value, defaults included)."""
+    return _sha256(f.spec.model_dump_json().encode())
+
+
+def scenario_hash(sc) -> str:
+    """Content hash of a scenario: its validated spec plus the data it resolved (signals, weather, events)."""
+    sig, w = sc.signals, sc.weather
+    arrays = [sig.time, sig.price_per_mwh, sig.carbon_kg_per_mwh]
+    if sig.import_limit_mw is not None:
+        arrays.append(sig.import_limit_mw)
+    if w is not None:
+        arrays += [w.dry_bulb_c, w.rel_humidity, np.array([w.pressure_pa])]
+    extra = repr((sc.dr_events, sc.offset_k, sc.import_limit_mw, sc.carbon_price_per_t, sorted(sc.workload.items())))
+    return _sha256(
+        sc.spec.model_dump_json().encode(), *(np.ascontiguousarray(a).tobytes() for a in arrays), extra.encode()
+    )
+
+
+def provenance(facility, scenario, controller: str | None = None) -> dict[str, str]:
+    """NetCDF attributes naming what produced an output."""
+    out = {
+        "software": "factory-twin",
+        "software_version": factory_twin.__version__,
+        "facility": facility.spec.name,
+        "facility_source": str(facility.source),
+        "facility_sha256": facility_hash(facility),
+        "scenario": scenario.name,
+        "scenario_sha256": scenario_hash(scenario),
+    }
+    if controller is not None:
+        out["controller"] = controller
+    return out
+
+
+__all__ = ["facility_hash", "provenance", "scenario_hash"]
