@@ -94,7 +94,8 @@ class JobEvents:
     def __post_init__(self) -> None:
         if not self.start_s < self.stop_s:
             raise ValueError(f"stop_s: must be after start_s, got {self.stop_s!r} <= {self.start_s!r}")
-        checks.positive("checkpoint_every_s", self.checkpoint_every_s)
+        if not self.checkpoint_every_s > 0:
+            raise ValueError(f"checkpoint_every_s: must be > 0 (inf: none), got {self.checkpoint_every_s!r}")
         checks.nonnegative("checkpoint_s", self.checkpoint_s)
         checks.nonnegative("restart_s", self.restart_s)
         checks.finite("failures_s", list(self.failures_s))
@@ -122,17 +123,23 @@ def job_power_w(
     ev = events or JobEvents()
     checks.nonnegative("p_idle_w", p_idle_w)
     anchor = np.full(t.shape, ev.start_s if np.isfinite(ev.start_s) else 0.0)
-    outage = np.zeros(t.shape, bool)
     for tf in sorted(ev.failures_s):
-        outage |= (t >= tf) & (t < tf + ev.restart_s)
         anchor = np.where(t >= tf + ev.restart_s, tf + ev.restart_s, anchor)
     p = iteration_wave(t, p_high_w, p_low_w, period_s, duty, edge_s, anchor + phase_s)
     if np.isfinite(ev.checkpoint_every_s) and ev.checkpoint_s > 0:
         since = t - anchor
         in_ckpt = (since > 0) & (np.mod(since, ev.checkpoint_every_s) >= ev.checkpoint_every_s - ev.checkpoint_s)
         p = np.where(in_ckpt, p_low_w, p)
-    running = (t >= ev.start_s) & (t < ev.stop_s) & ~outage
-    return np.where(running, p, p_idle_w)
+    return np.where(job_running(t, ev), p, p_idle_w)
+
+
+def job_running(t_s: ArrayLike, events: JobEvents) -> NDArray[np.bool_]:
+    """Whether the job does real work at ``t_s``: started, not stopped, not in a restart outage."""
+    t = checks.finite("t_s", t_s)
+    outage = np.zeros(t.shape, bool)
+    for tf in events.failures_s:
+        outage |= (t >= tf) & (t < tf + events.restart_s)
+    return (t >= events.start_s) & (t < events.stop_s) & ~outage
 
 
 def site_training_power_w(per_gpu_w: ArrayLike, gpus: ArrayLike) -> Array:
