@@ -429,12 +429,6 @@ def bess_step(energy_j: ArrayLike, p_w: ArrayLike, dt_s: ArrayLike, bess: Bess) 
     e = checks.in_range("energy_j", energy_j, 0.0, bess.energy_capacity_j)
     p = checks.finite("p_w", p_w)
     dt = checks.positive("dt_s", dt_s)
-    return bess_step_unchecked(e, p, dt, bess)
-
-
-def bess_step_unchecked(e: Array, p: Array, dt: float | Array, bess: Bess) -> tuple[Array, Array]:
-    """:func:`bess_step` without the argument checks, for inner time loops whose inputs are already
-    validated (float arrays, energy in range, ``dt > 0``)."""
     e_min, e_max = bess.soc_min * bess.energy_capacity_j, bess.soc_max * bess.energy_capacity_j
     p_dis_soc = np.maximum(e - e_min, 0.0) * bess.eta_discharge / dt  # empties to the floor
     p_ch_soc = np.maximum(e_max - e, 0.0) / (bess.eta_charge * dt)  # fills to the ceiling

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from factory_twin.models import checks
-from factory_twin.models.power import Bess, bess_step_unchecked
+from factory_twin.models.power import Bess, bess_step
 from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
@@ -73,8 +73,7 @@ def split_step(
     load_w: ArrayLike, state: SplitState, dt_s: float, law: SplitLaw, store: Bess
 ) -> tuple[Array, Array, Array]:
     """Advance one layer by one step (state updated in place); return ``(upstream_w, store_w, loss_w)``.
-
-    Inner-loop step: inputs are trusted (float arrays; :func:`run_split` and the engine check them)."""
+    For long series use :func:`run_split` (the same law, a scalar inner loop)."""
     load = np.asarray(load_w, float)
     a = math.exp(-dt_s / law.tau_s) if law.tau_s > 0 else 0.0
     state.filtered_w = load + (state.filtered_w - load) * a
@@ -83,7 +82,7 @@ def split_step(
     req = load - state.setpoint_w
     if law.soc_gain_per_s:
         req = req - law.soc_gain_per_s * (law.soc_ref * store.energy_capacity_j - state.energy_j)
-    state.energy_j, p = bess_step_unchecked(state.energy_j, req, dt_s, store)
+    state.energy_j, p = bess_step(state.energy_j, req, dt_s, store)
     return load - p, p, storage_loss_w(p, store)
 
 
@@ -96,17 +95,52 @@ def storage_loss_w(p_w: ArrayLike, store: Bess) -> Array:
 def run_split(
     load_w: ArrayLike, dt_s: float, law: SplitLaw, store: Bess, energy0_j: ArrayLike | None = None
 ) -> tuple[Array, Array, Array, Array]:
-    """One layer over a series ``load_w`` (groups x time or time): ``(upstream_w, store_w, loss_w,
-    energy_j)``, energy after each step. Starts at rest at the first load and ``soc_ref``."""
+    """One layer over a series ``load_w`` (groups x time, or time) from rest at the first load:
+    ``(upstream_w, store_w, loss_w, energy_j)``, energy after each step; start energy ``energy0_j``
+    (default ``soc_ref`` of capacity). Same law as :func:`split_step`, stepped with Python floats per
+    group (a few groups, tens of thousands of steps: far faster than numpy on tiny arrays)."""
     L = np.atleast_2d(checks.finite("load_w", load_w))
-    e0 = law.soc_ref * store.energy_capacity_j if energy0_j is None else energy0_j
-    st = SplitState.steady(L[:, 0], e0)
-    out = np.empty((4, *L.shape))
-    for k in range(L.shape[1]):
-        out[0, :, k], out[1, :, k], out[2, :, k] = split_step(L[:, k], st, dt_s, law, store)
-        out[3, :, k] = st.energy_j
+    dt = float(checks.positive("dt_s", dt_s))
+    cap = store.energy_capacity_j
+    e0 = np.broadcast_to(law.soc_ref * cap if energy0_j is None else energy0_j, L.shape[:1])
+    checks.in_range("energy0_j", e0, 0.0, cap)
+    up, p, e = np.empty_like(L), np.empty_like(L), np.empty_like(L)
+    a = math.exp(-dt / law.tau_s) if law.tau_s > 0 else 0.0
+    r, g, e_ref = law.ramp_w_s * dt, law.soc_gain_per_s, law.soc_ref * cap
+    step = _bess_scalar(store, dt)
+    for i in range(L.shape[0]):
+        row = L[i].tolist()
+        filt = sp = row[0]
+        en = float(e0[i])
+        pi, ei = [0.0] * len(row), [0.0] * len(row)
+        for k, x in enumerate(row):
+            filt = x + (filt - x) * a
+            sp = min(max(filt, sp - r), sp + r)
+            en, pi[k] = step(en, x - sp - g * (e_ref - en))
+            ei[k] = en
+        p[i], e[i] = pi, ei
+        up[i] = L[i] - p[i]
     shape = np.shape(load_w)
+    out = (up, p, storage_loss_w(p, store), e)
     return tuple(o.reshape(shape) for o in out)  # type: ignore[return-value]
+
+
+def _bess_scalar(store: Bess, dt: float):
+    """:func:`models.power.bess_step` for one battery and Python floats (tests/models check they agree)."""
+    e_min, e_max = store.soc_min * store.energy_capacity_j, store.soc_max * store.energy_capacity_j
+    pmax, ec, ed = store.power_limit_w, store.eta_charge, store.eta_discharge
+
+    def step(e: float, p: float) -> tuple[float, float]:
+        p_dis = max(e - e_min, 0.0) * ed / dt
+        p_ch = max(e_max - e, 0.0) / (ec * dt)
+        act = min(max(p, -min(pmax, p_ch)), min(pmax, p_dis))
+        if p >= p_dis and p_dis <= pmax:
+            return min(e, e_min), act
+        if -p >= p_ch and p_ch <= pmax:
+            return max(e, e_max), act
+        return e + (ec * max(-act, 0.0) - max(act, 0.0) / ed) * dt, act
+
+    return step
 
 
 # ----------------------------------------------------------------------------- closed forms (V2-V4)

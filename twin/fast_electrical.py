@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.gpu_smoothing import SmoothingProfile, smooth_series
 from factory_twin.models.power import Bess, psu_input_w
-from factory_twin.models.storage_split import SplitLaw, SplitState, split_step, storage_loss_w
+from factory_twin.models.storage_split import SplitLaw, run_split
 from factory_twin.models.training_power import JobEvents, job_power_w, job_running
 from factory_twin.models.units import MW, S_PER_MIN, TOKENS_PER_MTOK
 from factory_twin.twin.assembly import Facility
@@ -326,13 +326,9 @@ def run_fast(
 def _run_layer(load: Array, dt: float, law: SplitLaw, store: Bess, e0: float | None = None):
     """One storage layer over (groups x time) from rest: upstream power, store power, loss, energy after
     each step, and the start energy (``law.soc_ref`` of capacity unless ``e0`` is given)."""
-    st = SplitState.steady(load[:, 0], law.soc_ref * store.energy_capacity_j if e0 is None else e0)
-    start = st.energy_j.copy()
-    up, p, e = np.empty_like(load), np.empty_like(load), np.empty_like(load)
-    for k in range(load.shape[1]):
-        up[:, k], p[:, k], _ = split_step(load[:, k], st, dt, law, store)
-        e[:, k] = st.energy_j
-    return up, p, storage_loss_w(p, store), e, start
+    start = np.full(load.shape[0], law.soc_ref * store.energy_capacity_j if e0 is None else e0)
+    up, p, loss, e = run_split(load, dt, law, store, start)
+    return up, p, loss, e, start
 
 
 def bess_ramp_law(ramp_mw_per_min: float, tau_s: float, soc_gain_per_s: float) -> SplitLaw:

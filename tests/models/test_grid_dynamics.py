@@ -388,3 +388,20 @@ def test_storage_books_close(eta):
     assert energy.min() >= 0.1 * 200e3 - 1e-6 and energy.max() <= 0.9 * 200e3 + 1e-6
     assert loss == pytest.approx(storage_loss_w(p, store), rel=REL)
     assert np.ptp(grid[-5000:]) < np.ptp(load[-5000:])  # it does smooth
+
+
+def test_run_split_series_equals_the_checked_single_steps():
+    # the scalar inner loop of run_split against split_step (which calls models.power.bess_step), with
+    # power, SOC floor and ceiling all binding somewhere in the series
+    dt = 0.01
+    t = np.arange(3000) * dt
+    load = np.vstack([iteration_wave(t, 150e3, 20e3, 1.3, 0.6, 0.05), 80e3 + 60e3 * np.sin(t)])
+    store = Bess(50e3, 40e3, 0.95, 0.9, 0.1, 0.9)
+    law = SplitLaw(tau_s=2.0, ramp_w_s=2e3, soc_gain_per_s=0.05, soc_ref=0.4)
+    up, p, loss, energy = run_split(load, dt, law, store, energy0_j=[20e3, 44e3])
+    st = SplitState.steady(load[:, 0], [20e3, 44e3])
+    for k in range(t.size):
+        u, pk, lk = split_step(load[:, k], st, dt, law, store)
+        np.testing.assert_allclose([u, pk, lk, st.energy_j], [up[:, k], p[:, k], loss[:, k], energy[:, k]], rtol=1e-12)
+    assert np.abs(p).max() == pytest.approx(40e3, rel=1e-12)  # the power limit binds
+    assert energy.min() == pytest.approx(5e3, rel=1e-12) and energy.max() == pytest.approx(45e3, rel=1e-12)
