@@ -36,8 +36,8 @@ def main() -> None:
     print(f"{a.facility}: {f.n_racks:,} racks, {steps:,} steps of {a.step * 1e3:g} ms; set-up {setup:.1f} s")
     tdp = float(f.tdp_w.max())
     cases = (
-        ("shelf buffer only", mitigation_for(tdp, 0.0, 0.0, 0.0)),
-        ("all layers", mitigation_for(tdp, 0.9, 60e3, 30.0)),
+        ("shelf buffer only", mitigation_for(tdp, 100_000, 0.0, 0.0, 0.0)),
+        ("all layers", mitigation_for(tdp, 100_000, 0.9, 60e3, 30.0)),
     )
     for label, mit in cases:
         t1 = time.perf_counter()

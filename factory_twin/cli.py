@@ -139,6 +139,24 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--serial", action="store_true", help="no Dask, one process")
     st.set_defaults(run=_study)
 
+    g = sub.add_parser(
+        "grid-study", help="sub-second grid compliance and the cheapest mitigation mix", formatter_class=_Formatter
+    )
+    g.add_argument("facility", help="built-in name or TOML path")
+    g.add_argument("--requirements", nargs="+", required=True, help="requirement set names or TOML files")
+    g.add_argument("--jobs", nargs="+", help="synchronous training jobs GPUS[:PERIOD_S[:DUTY]] (default: one job)")
+    g.add_argument("--job-start", type=float, default=60.0, help="seconds into the window when the jobs start")
+    g.add_argument("--minutes", type=float, default=10.0, help="length of the fast run")
+    g.add_argument("--step", type=float, default=0.01, help="fast-run step [s]")
+    g.add_argument("--event", default="nerc-2024-07-10", help="voltage-event fixture (name or TOML) to replay")
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--force", action="store_true", help="overwrite a previous study in --out")
+    g.add_argument("--resume", action="store_true")
+    g.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
+    g.add_argument("--workers", type=int)
+    g.add_argument("--serial", action="store_true", help="no Dask, one process")
+    g.set_defaults(run=_grid_study)
+
     d = sub.add_parser("dashboard", help="run the live twin and serve the dashboard", formatter_class=_Formatter)
     _facility_scenario(d)
     d.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
@@ -312,6 +330,35 @@ def _study(args) -> int:
     failed = int((ds.status != 0).sum())
     print(f"{int(ds.status.size) - failed} case(s) ok, {failed} failed")
     return 4 if failed else 0
+
+
+def _grid_study(args) -> int:
+    import shutil
+
+    from factory_twin.optimization.studies.grid_study import GRID_STUDY_FILES, run_grid_study, summary_lines
+
+    check_output_dir(args.out, GRID_STUDY_FILES, args.force, args.resume)
+    if args.force and not args.resume:  # --force: start over (only the files a grid study writes)
+        shutil.rmtree(args.out / "cases", ignore_errors=True)
+        for name in GRID_STUDY_FILES[1:]:
+            (args.out / name).unlink(missing_ok=True)
+    study = run_grid_study(
+        args.facility,
+        args.requirements,
+        args.jobs,
+        args.out,
+        job_start_s=args.job_start,
+        minutes=args.minutes,
+        step_s=args.step,
+        event=args.event,
+        engine="serial" if args.serial else "dask",
+        workers=args.workers,
+        scheduler=args.scheduler,
+        resume=args.resume,
+    )
+    for line in summary_lines(study):
+        print(line)
+    return 0 if study.best else 5
 
 
 def _dashboard(args) -> int:

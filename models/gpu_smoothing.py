@@ -81,12 +81,13 @@ def smooth_series(
     profile: SmoothingProfile,
     running: ArrayLike | None = None,
     p0_w: ArrayLike | None = None,
+    cap_w: ArrayLike | None = None,
 ) -> SmoothedPower:
     """Apply the profile to per-GPU demand (groups x time) held over steps of ``dt_s`` [s].
 
     ``running`` (groups x time, default all) marks real work for the floor and stop delay; ``p0_w``
-    is the power before the first step (default the first demand). Loops over time, vectorized over
-    groups.
+    is the power before the first step (default the first demand); ``cap_w`` (groups x time) a power cap
+    that binds the floor too (e.g. a job-start cap ramp). Loops over time, vectorized over groups.
     """
     dem = checks.nonnegative("demand_w", np.atleast_2d(demand_w))
     tdp = checks.positive("tdp_w", tdp_w) * np.ones(dem.shape[0])
@@ -94,6 +95,8 @@ def smooth_series(
     run = np.ones(dem.shape, bool) if running is None else np.broadcast_to(running, dem.shape)
     floor = profile.floor_fraction * tdp[:, None] * floor_active(run, dt, profile.stop_delay_s)
     top = np.minimum(np.maximum(dem, floor), profile.edp_fraction * tdp[:, None])
+    if cap_w is not None:
+        top = np.minimum(top, checks.nonnegative("cap_w", cap_w))
     if not profile.active:
         out = top
     else:

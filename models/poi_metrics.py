@@ -35,13 +35,18 @@ def moving_mean(x_w: ArrayLike, dt_s: float, window_s: float) -> Array:
     return (c[n:] - c[:-n]) / n
 
 
-def max_ramp_w_s(x_w: ArrayLike, dt_s: float, window_s: float, averaging_s: float | None = None) -> float:
-    r"""Largest change of the (averaged) power over any window ``w``, per second: :math:`\max|\Delta\bar P|/w` [W/s]."""
+def ramp_series_w_s(x_w: ArrayLike, dt_s: float, window_s: float, averaging_s: float | None = None) -> Array:
+    r"""Change of the averaged power over the trailing window per second: :math:`(\bar P(t) - \bar P(t-w))/w` [W/s]."""
     checks.positive("window_s", window_s)
     avg = moving_mean(x_w, dt_s, averaging_s or dt_s)
     n = int(round(window_s / dt_s))
     lagged = np.concatenate([np.full(n, avg[0]), avg])[: avg.size]
-    return float(np.max(np.abs(avg - lagged)) / (n * dt_s))
+    return (avg - lagged) / (n * dt_s)
+
+
+def max_ramp_w_s(x_w: ArrayLike, dt_s: float, window_s: float, averaging_s: float | None = None) -> float:
+    r"""Largest ramp over any window ``w``, up or down: :math:`\max|\Delta\bar P|/w` [W/s]."""
+    return float(np.max(np.abs(ramp_series_w_s(x_w, dt_s, window_s, averaging_s))))
 
 
 def band_pass(x_w: ArrayLike, dt_s: float, band_hz: tuple[float, float], order: int = 2) -> Array:

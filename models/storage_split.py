@@ -5,14 +5,15 @@ Each layer sees a load ``L`` and passes a smooth setpoint upstream; its store su
 
 .. math::
     \ell_k = L_k + (\ell_{k-1} - L_k)e^{-\Delta t/\tau},\quad
-    s_k = \mathrm{clip}(\ell_k, s_{k-1} - R\Delta t, s_{k-1} + R\Delta t)
+    s_k = \mathrm{clip}(\ell_k + g\,(E_{ref} - E_k),\ s_{k-1} - R\Delta t,\ s_{k-1} + R\Delta t)
 
-    p^{req}_k = L_k - s_k - g\,(E_{ref} - E_k),\qquad (E_{k+1}, p_k) = \mathrm{bess\_step}(E_k, p^{req}_k),\qquad
+    p^{req}_k = L_k - s_k,\qquad (E_{k+1}, p_k) = \mathrm{bess\_step}(E_k, p^{req}_k),\qquad
     G_k = L_k - p_k
 
 ``p > 0`` discharges. The store obeys its power limit, SOC window and one-way efficiencies
 (:func:`models.power.bess_step`); what it cannot take passes upstream in ``G``. The SOC term (gain
-``g`` [1/s]) pulls the charge back toward ``E_ref`` against losses. Per step the books close exactly:
+``g`` [1/s]) pulls the charge back toward ``E_ref`` against losses, inside the setpoint's ramp limit.
+Per step the books close exactly:
 :math:`G\Delta t = L\Delta t + \text{loss}\,\Delta t + \Delta E`, loss
 :math:`= p^+(1/\eta_d - 1) + p^-(1 - \eta_c)`. The grid sees the first-order low-pass of the swing:
 :math:`|H(f)| = 1/\sqrt{1 + (2\pi f\tau)^2}` while the store has charge and power.
@@ -78,11 +79,9 @@ def split_step(
     a = math.exp(-dt_s / law.tau_s) if law.tau_s > 0 else 0.0
     state.filtered_w = load + (state.filtered_w - load) * a
     r = law.ramp_w_s * dt_s
-    state.setpoint_w = np.minimum(np.maximum(state.filtered_w, state.setpoint_w - r), state.setpoint_w + r)
-    req = load - state.setpoint_w
-    if law.soc_gain_per_s:
-        req = req - law.soc_gain_per_s * (law.soc_ref * store.energy_capacity_j - state.energy_j)
-    state.energy_j, p = bess_step(state.energy_j, req, dt_s, store)
+    target = state.filtered_w + law.soc_gain_per_s * (law.soc_ref * store.energy_capacity_j - state.energy_j)
+    state.setpoint_w = np.minimum(np.maximum(target, state.setpoint_w - r), state.setpoint_w + r)
+    state.energy_j, p = bess_step(state.energy_j, load - state.setpoint_w, dt_s, store)
     return load - p, p, storage_loss_w(p, store)
 
 
@@ -115,8 +114,8 @@ def run_split(
         pi, ei = [0.0] * len(row), [0.0] * len(row)
         for k, x in enumerate(row):
             filt = x + (filt - x) * a
-            sp = min(max(filt, sp - r), sp + r)
-            en, pi[k] = step(en, x - sp - g * (e_ref - en))
+            sp = min(max(filt + g * (e_ref - en), sp - r), sp + r)
+            en, pi[k] = step(en, x - sp)
             ei[k] = en
         p[i], e[i] = pi, ei
         up[i] = L[i] - p[i]

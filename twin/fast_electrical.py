@@ -82,11 +82,13 @@ class RackLayer:
 
 @dataclass(frozen=True)
 class Mitigation:
-    """GPU smoothing, rack storage layers and the site BESS's split law (None: BESS idle)."""
+    """GPU smoothing, rack storage layers, the site BESS's split law (None: BESS idle) and the job-start
+    power-cap ramp per GPU (NVIDIA GB300 "job start" phase: :math:`p \\le P_{idle} + r (t - t_{start})`)."""
 
     smoothing: SmoothingProfile = field(default_factory=SmoothingProfile)
     rack_layers: tuple[RackLayer, ...] = ()
     bess_law: SplitLaw | None = None
+    start_ramp_w_s: float = math.inf  # per GPU: power cap ramped from idle at each job start
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,12 @@ def run_fast(
             t, g_high[g], low, g_idle[g], job.period_s, job.duty, job.edge_s, job.phase_s, job.events
         )
         running[g] = job_running(t, job.events)
-    sm = smooth_series(demand, g_tdp, dt_s, mitigation.smoothing, running)
+    cap = None
+    if math.isfinite(mitigation.start_ramp_w_s):
+        starts = np.array([max(jobs[j].events.start_s, 0.0) for j in g_job])[:, None]
+        cap = g_idle[:, None] + mitigation.start_ramp_w_s * np.maximum(t[None, :] - starts, 0.0)
+    sm = smooth_series(np.minimum(demand, cap) if cap is not None else demand, g_tdp, dt_s, mitigation.smoothing,
+                       running, cap_w=cap)  # fmt: skip
     gpu_w = sm.power_w
 
     # 2. rack storage layers, per GPU (racks of a group are identical)
@@ -262,7 +269,8 @@ def run_fast(
 
     # throughput: energy the ramp limits withheld from the work, per job
     work = np.maximum(demand - g_idle[:, None], 0.0).sum(axis=1) * dt_s
-    deficit, burn = sm.deficit_j, sm.burn_j
+    deficit = np.maximum(demand - gpu_w, 0.0).sum(axis=1) * dt_s  # work the limits held back
+    burn = np.maximum(gpu_w - demand, 0.0).sum(axis=1) * dt_s  # energy above the work's own draw
     gw = g_racks * g_gpus
     kept = np.ones(len(jobs))
     tokens_lost = 0.0

@@ -405,3 +405,12 @@ def test_run_split_series_equals_the_checked_single_steps():
         np.testing.assert_allclose([u, pk, lk, st.energy_j], [up[:, k], p[:, k], loss[:, k], energy[:, k]], rtol=1e-12)
     assert np.abs(p).max() == pytest.approx(40e3, rel=1e-12)  # the power limit binds
     assert energy.min() == pytest.approx(5e3, rel=1e-12) and energy.max() == pytest.approx(45e3, rel=1e-12)
+
+
+def test_cap_binds_the_floor_too():
+    dt = 0.01
+    dem = np.full(500, 1000.0)
+    cap = 200.0 + 100.0 * np.arange(500) * dt  # a start ramp of 100 W/s from 200 W
+    sm = smooth_series(dem, 1400.0, dt, SmoothingProfile(floor_fraction=0.9), cap_w=cap)
+    np.testing.assert_allclose(sm.power_w[0], np.minimum(cap, 1260.0), rtol=1e-12)  # floor 1260 W, capped
+    assert sm.deficit_j[0] == pytest.approx(np.maximum(1000.0 - cap, 0).sum() * dt, rel=1e-12)
