@@ -142,18 +142,18 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "grid-study", help="sub-second grid compliance and the cheapest mitigation mix", formatter_class=_Formatter
     )
-    g.add_argument("facility", help="built-in name or TOML path")
+    g.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
     g.add_argument("--requirements", nargs="+", required=True, help="requirement set names or TOML files")
-    g.add_argument("--jobs", nargs="+", help="synchronous training jobs GPUS[:PERIOD_S[:DUTY]] (default: one job)")
+    g.add_argument("--jobs", nargs="+", help="training jobs GPUS[:PERIOD_S[:DUTY]] (default: one on all training GPUs)")
     g.add_argument("--job-start", type=float, default=60.0, help="seconds into the window when the jobs start")
     g.add_argument("--minutes", type=float, default=10.0, help="length of the fast run")
     g.add_argument("--step", type=float, default=0.01, help="fast-run step [s]")
     g.add_argument("--event", default="nerc-2024-07-10", help="voltage-event fixture (name or TOML) to replay")
-    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--out", type=Path, required=True, help="folder for cases/, results.nc and report.html")
     g.add_argument("--force", action="store_true", help="overwrite a previous study in --out")
-    g.add_argument("--resume", action="store_true")
+    g.add_argument("--resume", action="store_true", help="continue an earlier study in --out")
     g.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
-    g.add_argument("--workers", type=int)
+    g.add_argument("--workers", type=int, help="local Dask worker processes (default: CPU count)")
     g.add_argument("--serial", action="store_true", help="no Dask, one process")
     g.set_defaults(run=_grid_study)
 
