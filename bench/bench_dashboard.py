@@ -81,7 +81,7 @@ def first_load_s(facility: str, controller: str) -> float | None:
     try:
         for _ in range(600):
             snap = load_snapshot(Path(run) / SNAPSHOT)
-            if snap is not None and snap.meta["live"]:
+            if snap is not None and snap.meta["now"] is not None:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
                     break

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import factory_twin
-from factory_twin.models.units import S_PER_H
+from factory_twin.models.units import MW, S_PER_H
 from factory_twin.outputs import check_output_dir, check_output_file
 from factory_twin.twin.netcdf import write_netcdf
 
@@ -195,7 +195,7 @@ def _validate(args) -> int:
         ("IT at TDP [MW]", f"{s['it_design_mw']:.1f}"),
         ("import limit [MW]", f.spec.grid.import_limit_mw),
         ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
-        ("design grid import [MW]", f"{d['grid_mw']:.1f}"),
+        ("design grid import [MW]", f"{d['grid_import_mw']:.1f}"),
         ("design PUE", f"{d['pue']:.3f}"),
         ("scenario", f"{sc.name} (climate {sc.weather.name}, {len(sc.dr_events)} DR event(s))"),
     ]
@@ -238,11 +238,18 @@ def _simulate(args) -> int:
 
 
 def summary_rows(ds, f) -> list[tuple[str, object]]:
-    """The end-of-run table: energy, peak import, PUE, die temperature, throttling, tokens, cost."""
-    hours = float(ds.attrs["record_s"]) / 3600
+    """The end-of-run table from the recorded meters: energy, peak import, PUE, die temperature,
+    throttling, tokens, cost (cost per million tokens at the run's energy-weighted price)."""
+    from factory_twin.models.metrics import cost_per_mtok
+
+    rec_s = float(ds.attrs["record_s"])
+    hours = rec_s / S_PER_H
     energy = float(ds.grid_import_mw.sum()) * hours
     cost = float((ds.grid_import_mw * ds.price_per_mwh).sum()) * hours
-    tokens = float(ds.tokens_per_s.sum()) * hours * 3600
+    tokens = float(ds.tokens_per_s.sum()) * rec_s
+    per_mtok = cost_per_mtok(
+        float(ds.grid_import_mw.mean()) * MW, cost / energy if energy else 0.0, float(ds.tokens_per_s.mean())
+    )
     cur = ds.attrs.get("currency", "")
     return [
         ("grid energy [MWh]", f"{energy:,.1f}"),
@@ -253,7 +260,7 @@ def summary_rows(ds, f) -> list[tuple[str, object]]:
         ("tokens [1e12]", f"{tokens / 1e12:,.3f}"),
         ("throughput kept", f"{float(ds.throughput.mean()):.4f}"),
         (f"energy cost [{cur}]", f"{cost:,.0f}"),
-        (f"cost per million tokens [{cur}]", f"{cost / (tokens / 1e6):,.3f}" if tokens else "n/a"),
+        (f"cost per million tokens [{cur}]", f"{float(per_mtok):,.3f}" if tokens else "n/a"),
         ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
         ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}"),
     ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from factory_twin.models.units import MW
+from factory_twin.twin import meters
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.plant import Plant, build_plant
 from factory_twin.twin.weather import climate_normals
@@ -24,7 +24,7 @@ def _plant(f: Facility) -> Plant:
 
 @dataclass(frozen=True)
 class SteadyPoint:
-    """Campus totals at steady state [W]; ``pue`` = grid / IT."""
+    """Campus totals at steady state [W] (no BESS); read by the power meters of :mod:`twin.meters`."""
 
     it_w: NDArray | float
     losses_w: NDArray | float
@@ -33,10 +33,11 @@ class SteadyPoint:
     q_liquid_w: NDArray | float
     q_air_w: NDArray | float
     fws_supply_c: NDArray | float
+    bess_w: float = 0.0
 
     @property
     def pue(self):
-        return self.grid_w / self.it_w
+        return meters.pue(self)
 
 
 def heat_split_w(f: Facility, gpu_w_per_rack: NDArray) -> tuple[float, float, float]:
@@ -77,17 +78,13 @@ def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bu
     return SteadyPoint(chain.it_w, losses, cooling, chain.grid_w, q_liq, q_air, rej.t_supply_c)
 
 
+DESIGN_METERS = ("grid_import_mw", "it_power_mw", "cooling_power_mw", "losses_mw", "pue")
+
+
 def design_point(f: Facility) -> dict[str, float]:
-    """All GPUs at TDP at the site's ASHRAE 0.4 % design dry and wet bulb (built-in climates)."""
+    """All GPUs at TDP at the site's ASHRAE 0.4 % design dry and wet bulb (built-in climates):
+    the ambient and :data:`DESIGN_METERS`."""
     normals = climate_normals().get(f.spec.site.climate, {})
     db, wb = normals.get("design_dry_bulb_c", 35.0), normals.get("design_wet_bulb_c", 27.0)
     sp = steady_point(f, f.tdp_w, db, wb)
-    return {
-        "dry_bulb_c": db,
-        "wet_bulb_c": wb,
-        "it_mw": sp.it_w / MW,
-        "grid_mw": sp.grid_w / MW,
-        "cooling_mw": sp.cooling_w / MW,
-        "losses_mw": sp.losses_w / MW,
-        "pue": sp.pue,
-    }
+    return {"dry_bulb_c": db, "wet_bulb_c": wb, **meters.read(meters.Reading(sp, None, None), DESIGN_METERS)}

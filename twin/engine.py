@@ -2,7 +2,7 @@
 
 Two rates. Every ``step_s`` (default 1 s) the rack side advances: GPU power = min(demand, cap, thermal
 throttle limit) -> exact two-node RC step of the die and cold plate against the local coolant. Every
-``plant_step_s`` (default 10 s) the loops advance with the rack heat of that interval: rack returns mix at
+``plant_step_s`` (default 20 s) the loops advance with the rack heat of that interval: rack returns mix at
 the CDU headers -> plug-flow delay of the TCS return leg -> CDU eps-NTU with facility-valve supply control
 -> facility water mix -> plug-flow delay to the plant -> heat rejection at the present ambient -> supply
 temperatures for the next interval. Air-side heat (the share not captured by liquid, plus PSU losses) is
@@ -25,12 +25,12 @@ from factory_twin.models.cooling import ConstantFlowDelay, cdu_supply_control
 from factory_twin.models.gpu import ThermalThrottle
 from factory_twin.models.power import bess_step, psu_input_w
 from factory_twin.models.thermal import RCStep, TwoNodeRC
-from factory_twin.models.units import MW
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.budget import check_memory
 from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
-from factory_twin.twin.plant import Plant, build_plant
-from factory_twin.twin.recorder import CDU, RACK, PlantStepResult, Recorder
+from factory_twin.twin.meters import PlantStepResult, grid_import_w
+from factory_twin.twin.plant import Plant, Rejection, build_plant
+from factory_twin.twin.recorder import CDU, RACK, Recorder
 from factory_twin.twin.scenario import Scenario, WorkloadProfile
 from factory_twin.twin.timeparse import seconds
 from numpy.typing import NDArray
@@ -87,12 +87,18 @@ class Twin:
         self.bess_energy_j = self.plant.bess_initial_j
         self.command = Command(f.tdp_w.copy())
         self.cap = f.tdp_w.copy()
+        self._next_control = self.time  # the controller is called at the first plant step
+        # inputs cached an hour of plant steps at a time (see _inputs); the scenario setter clears it
+        self._chunk: tuple[Array, Array, Array] | None = None
+        self._inputs_from = self._inputs_until = None
         self._initial_state()
 
     # ------------------------------------------------------------------ state
     def _initial_state(self) -> None:
         """Steady state at the start time under the uncapped demand and setpoint supply temperatures."""
         f, cool = self.f, self.f.spec.cooling
+        db, wb = self.scenario.ambient(np.array([self.time]))
+        self.ambient: tuple[float, float] = (float(db[0]), float(wb[0]))
         u = np.stack([self.scenario.utilization(c, np.array([self.time]))[0] for c in f.class_names])[f.rack_class]
         busy = np.minimum(f.demand_w, self.command.gpu_cap_w)
         p_gpu = u * busy + (1 - u) * f.idle_w
@@ -114,6 +120,7 @@ class Twin:
         self.fws_delay = ConstantFlowDelay(
             cool.facility_water.return_volume_m3, self.fws_v_dot, self.plant_dt, t_fws_ret
         )
+        self.rejection: Rejection = self.plant.reject(t_fws_ret, self.c_fws_total, *self.ambient)
         self.throttled = np.zeros(f.n_racks, bool)
         self.cdu_at_capacity = np.zeros(f.n_cdus, bool)
         self.last: PlantStepResult | None = None
@@ -136,7 +143,7 @@ class Twin:
             self.t_die.copy(),
             self.tcs_supply_c.copy(),
             self.fws_supply_c,
-            last.grid_w - last.bess_w if last else np.nan,
+            grid_import_w(last) if last else np.nan,
             last.it_w if last else np.nan,
             last.cooling_w if last else np.nan,
             self.bess_energy_j,
@@ -279,8 +286,6 @@ class Twin:
         self._next_control = self.time
 
     def _due_for_control(self) -> bool:
-        if not hasattr(self, "_next_control"):
-            self._next_control = self.time
         if self.time >= self._next_control:
             self._next_control = self.time + np.timedelta64(int(round(self.controller.period_s)), "s")
             return True
@@ -349,7 +354,6 @@ class Twin:
             q_liquid_w=float(q_rack_w.sum()),
             q_air_w=q_air,
             q_rejected_w=rej.q_w + q_air,
-            throughput=tokens / tok_unc if tok_unc > 0 else 1.0,
             tokens_per_s=tokens,
             tokens_uncapped_per_s=tok_unc,
             throttled_gpus=float(f.gpus @ throttled_share),
@@ -411,11 +415,3 @@ def simulate(
         if progress:
             progress((k + 1) / n_rec)
     return rec.dataset()
-
-
-def run_energy_books(ds: xr.Dataset) -> dict[str, float]:
-    """Relative residuals of the electrical and heat books of a run (both should be ~1e-12)."""
-    return {"electric": float(ds.attrs["electric_book_residual"]), "heat": float(ds.attrs["heat_book_residual"])}
-
-
-__all__ = ["MW", "PlantStepResult", "Twin", "run_energy_books", "simulate"]

@@ -20,10 +20,12 @@ applies it between plant steps and reports the outcome in the next snapshot's
     speed            speed > 0                                          simulated s per wall s
     pause | resume | replan
 
-Snapshot arrays: ``hist_*`` rolling campus series (default 24 h at 1 min, oldest first,
-``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout and present state;
-``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32); ``plan_*``
-the controller's latest plan (when it exposes an xarray ``plan`` with ``grid_import_mw``).
+A snapshot's ``meta`` follows :class:`SnapshotMeta`; ``meta["now"]`` holds every meter of
+:mod:`factory_twin.twin.meters` over the latest plant step plus :data:`RUNNER_SERIES` (``None`` before
+the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
+24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
+and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32);
+``plan_*`` the controller's latest plan (when it exposes an xarray ``plan`` with ``grid_import_mw``).
 """
 
 from __future__ import annotations
@@ -40,39 +42,21 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from factory_twin.models import checks
-from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN
+from factory_twin.models.units import MW, S_PER_MIN
+from factory_twin.twin import meters
+from factory_twin.twin.meters import IntervalMean, PlantStepResult, Reading
 from numpy.typing import NDArray
 
 SNAPSHOT = "snapshot.npz"
 COMMANDS = "commands"
 
-# campus series kept at each record: name -> units (MW unless stated)
-HISTORY = (
-    "grid_import_mw",
-    "import_limit_mw",
-    "dr_target_mw",
-    "plan_mw",
-    "it_power_mw",
-    "cooling_power_mw",
-    "losses_mw",
-    "bess_power_mw",
-    "heat_rejected_mw",
-    "pue",
-    "throughput",
-    "tokens_per_s",
-    "price_per_mwh",
-    "carbon_kg_per_mwh",
-    "dry_bulb_c",
-    "wet_bulb_c",
-    "fws_supply_c",
-    "fws_return_c",
-    "throttled_gpus",
-    "rejection_capacity_mw",
-)
+# series the runner adds to the meters (units MW): the DR target in force and the controller's plan
+RUNNER_SERIES = ("dr_target_mw", "plan_mw")
+HISTORY = (*meters.METERS, *RUNNER_SERIES)
 RACK_HISTORY = ("die_temp_c", "gpu_power_w", "gpu_cap_w")
 
 # kind -> {field: (lo, hi, lo_open)}; bounds are sanity limits for operator input
@@ -160,11 +144,64 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 
 
 # ---------------------------------------------------------------------------------------- snapshots
+class DREventInfo(TypedDict):
+    start: str
+    end: str
+    depth: float
+    ramp_min: float
+    notice_min: float
+    baseline_mw: float  # the import when the event was issued
+
+
+class Message(TypedDict):
+    id: str
+    kind: str
+    ok: bool
+    text: str
+    time: str
+
+
+class Loops(TypedDict):
+    """Loop constants of the facility (temperatures are meters, in ``now``)."""
+
+    fws_setpoint_c: float
+    tcs_setpoint_c: float
+    tcs_m_dot_kg_s: float
+    fws_v_dot_m3_s: float
+    pump_w: float
+
+
+class SnapshotMeta(TypedDict):
+    """The JSON part of a snapshot."""
+
+    seq: int
+    wall_time: float
+    time: str  # simulated local time, ISO seconds
+    facility: str
+    scenario: str
+    controller: str
+    speed: float
+    achieved_speed: float
+    paused: bool
+    plant_step_s: float
+    record_s: float
+    class_names: list[str]
+    hall_names: list[str]
+    currency: str
+    offset_k: float
+    workload: dict[str, float | None]  # constant utilization per class, None when profiled
+    now: dict[str, float] | None  # HISTORY names -> value over the latest plant step
+    plant_mode: int  # index into twin.plant.MODES
+    dr_events: list[DREventInfo]
+    messages: list[Message]
+    loops: Loops
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """One published state: ``meta`` (JSON-able dict) and named numpy arrays (read-only)."""
+    """One published state: ``meta`` (:class:`SnapshotMeta`) and named numpy arrays (read-only)."""
 
-    meta: dict[str, Any]
+    meta: SnapshotMeta
     arrays: Mapping[str, NDArray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> NDArray:
@@ -250,19 +287,17 @@ class LiveRunner:
         n_hist = int(history_s // record_s)
         f = twin.f
         self.hist_time = deque(maxlen=n_hist)
-        self.hist = {k: deque(maxlen=n_hist) for k in HISTORY}
+        self.hist: dict[str, deque[float]] = {k: deque(maxlen=n_hist) for k in HISTORY}
         self.rack_hist_time = deque(maxlen=rack_history)
         self.rack_hist = {k: deque(maxlen=rack_history) for k in RACK_HISTORY}
         self.publish_s = float(publish_s)
         self.paused = False
-        self.messages: deque[dict[str, Any]] = deque(maxlen=20)
+        self.messages: deque[Message] = deque(maxlen=20)
         self.dr_baseline_mw: dict[int, float] = {}
         self.seq = 0
         self.achieved_speed = 0.0
-        self._acc: dict[str, float] = {}
-        self._n_acc = 0
-        self._gpu_acc = np.zeros(f.n_racks)
-        self._last = None
+        self.interval = IntervalMean(f.n_racks)
+        self._last: PlantStepResult | None = None
         (self.folder / COMMANDS).mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ stepping and recording
@@ -270,63 +305,40 @@ class LiveRunner:
         """One plant step of the twin, accumulated into the next history record."""
         r = self.twin.advance()
         self._last = r
-        for k, v in vars(r).items():
-            self._acc[k] = self._acc.get(k, 0.0) + float(v)
-        self._gpu_acc += self.twin.gpu_power_w
-        self._n_acc += 1
-        if self._n_acc >= self.per_record:
+        self.interval.add(r, self.twin.gpu_power_w)
+        if self.interval.count >= self.per_record:
             self._record()
 
-    def _record(self) -> None:
-        tw, n = self.twin, self._n_acc
-        m = {k: v / n for k, v in self._acc.items()}
-        now = self._scenario_now()
-        row = {
-            "grid_import_mw": (m["grid_w"] - m["bess_w"]) / MW,
-            "it_power_mw": m["it_w"] / MW,
-            "cooling_power_mw": m["cooling_w"] / MW,
-            "losses_mw": m["losses_w"] / MW,
-            "bess_power_mw": m["bess_w"] / MW,
-            "heat_rejected_mw": m["q_rejected_w"] / MW,
-            "pue": m["grid_w"] / m["it_w"] if m["it_w"] else math.nan,
-            "throughput": m["tokens_per_s"] / m["tokens_uncapped_per_s"] if m["tokens_uncapped_per_s"] else 1.0,
-            "tokens_per_s": m["tokens_per_s"],
-            "throttled_gpus": m["throttled_gpus"],
-            "dry_bulb_c": tw.ambient[0],
-            "wet_bulb_c": tw.ambient[1],
-            "fws_supply_c": tw.fws_supply_c,
-            "fws_return_c": tw.fws_return_c,
+    def _values(self, step: PlantStepResult) -> dict[str, float]:
+        """Every meter for ``step`` at the twin's present time, plus the runner's own series."""
+        tw = self.twin
+        return {
+            **meters.read(Reading.of(step, tw)),
+            "dr_target_mw": self._dr_target_mw(),
             "plan_mw": self._plan_at(tw.time),
-            **now,
         }
+
+    def _record(self) -> None:
+        tw = self.twin
+        row = self._values(self.interval.mean())
         self.hist_time.append(_epoch_s(tw.time))
         for k in HISTORY:
             self.hist[k].append(float(row[k]))
         self.rack_hist_time.append(_epoch_s(tw.time))
         self.rack_hist["die_temp_c"].append(np.asarray(tw.t_die, np.float32).copy())
-        self.rack_hist["gpu_power_w"].append((self._gpu_acc / n).astype(np.float32))
+        self.rack_hist["gpu_power_w"].append(self.interval.gpu_power_w().astype(np.float32))
         self.rack_hist["gpu_cap_w"].append(np.asarray(tw.cap, np.float32).copy())
-        self._acc, self._n_acc = {}, 0
-        self._gpu_acc = np.zeros_like(self._gpu_acc)
+        self.interval.reset()
 
-    def _scenario_now(self) -> dict[str, float]:
-        """Grid signals, limit and DR target [MW] in force at the twin's present time."""
-        tw, t = self.twin, np.array([self.twin.time])
-        sc, spec = tw.scenario, tw.f.spec
+    def _dr_target_mw(self) -> float:
+        """The import [MW] the DR events in force at the present time ask for (NaN without one)."""
+        t = np.array([self.twin.time])
         target = math.inf
-        for i, ev in enumerate(sc.dr_events):
+        for i, ev in enumerate(self.twin.scenario.dr_events):
             d = float(ev.depth_at(t)[0])
             if d > 0:
                 target = min(target, (1 - d) * self._baseline(i))
-        plant = spec.cooling.plant
-        cap_mw = plant.dry_cooler.capacity_mw + (plant.chiller.capacity_mw if plant.chiller is not None else 0.0)
-        return {
-            "import_limit_mw": float(sc.import_limit(t, spec.grid.import_limit_mw)[0]),
-            "price_per_mwh": float(sc.signals.at(t, "price_per_mwh")[0]),
-            "carbon_kg_per_mwh": float(sc.signals.at(t, "carbon_kg_per_mwh")[0]),
-            "dr_target_mw": target if math.isfinite(target) else math.nan,
-            "rejection_capacity_mw": float(cap_mw),
-        }
+        return target if math.isfinite(target) else math.nan
 
     def _baseline(self, i: int) -> float:
         """DR baseline [MW]: the import when event ``i`` was issued (else the latest import)."""
@@ -336,7 +348,7 @@ class LiveRunner:
 
     def _live_import_mw(self) -> float:
         r = self._last
-        return (r.grid_w - r.bess_w) / MW if r is not None else math.nan
+        return meters.grid_import_w(r) / MW if r is not None else math.nan
 
     def _plan(self) -> tuple[NDArray, NDArray] | None:
         plan = getattr(self.twin.controller, "plan", None)
@@ -431,86 +443,58 @@ class LiveRunner:
         self.twin.request_control()
 
     def _message(self, cid: str, kind: str, ok: bool, text: str) -> None:
-        self.messages.append(
-            {
-                "id": cid,
-                "kind": kind,
-                "ok": ok,
-                "text": text,
-                "time": str(np.datetime64(self.twin.time, "s")),
-            }
-        )
+        time = str(np.datetime64(self.twin.time, "s"))
+        self.messages.append(Message(id=cid, kind=kind, ok=ok, text=text, time=time))
 
     # ------------------------------------------------------------------ snapshot
     def snapshot(self) -> Snapshot:
         """The present state, the rolling histories and the plan as a :class:`Snapshot`."""
         tw, f = self.twin, self.twin.f
-        r = self._last
-        now = self._scenario_now()
-        rej = getattr(tw, "rejection", None)  # ambient and rejection exist after the first step
-        ambient = getattr(tw, "ambient", (math.nan, math.nan))
-        live = {k: float(v) for k, v in vars(r).items()} if r is not None else {}
-        sc = tw.scenario
+        sc, cool = tw.scenario, f.spec.cooling
         events = [
-            {
-                "start": str(ev.start),
-                "end": str(ev.end),
-                "depth": float(ev.depth),
-                "ramp_min": ev.ramp_s / S_PER_MIN,
-                "notice_min": ev.notice_s / S_PER_MIN,
-                "baseline_mw": self._baseline(i),
-            }
+            DREventInfo(
+                start=str(ev.start),
+                end=str(ev.end),
+                depth=float(ev.depth),
+                ramp_min=ev.ramp_s / S_PER_MIN,
+                notice_min=ev.notice_s / S_PER_MIN,
+                baseline_mw=self._baseline(i),
+            )
             for i, ev in enumerate(sc.dr_events)
         ]
-        meta = {
-            "seq": self.seq,
-            "wall_time": wall.time(),
-            "time": str(np.datetime64(tw.time, "s")),
-            "facility": f.spec.name,
-            "scenario": sc.name,
-            "controller": self.controller_name,
-            "speed": self.speed,
-            "achieved_speed": self.achieved_speed,
-            "paused": self.paused,
-            "plant_step_s": tw.plant_dt,
-            "record_s": self.record_s,
-            "class_names": list(f.class_names),
-            "hall_names": list(f.hall_names),
-            "currency": sc.signals.currency,
-            "offset_k": float(sc.offset_k),
-            "workload": {
+        meta = SnapshotMeta(
+            seq=self.seq,
+            wall_time=wall.time(),
+            time=str(np.datetime64(tw.time, "s")),
+            facility=f.spec.name,
+            scenario=sc.name,
+            controller=self.controller_name,
+            speed=self.speed,
+            achieved_speed=self.achieved_speed,
+            paused=self.paused,
+            plant_step_s=tw.plant_dt,
+            record_s=self.record_s,
+            class_names=list(f.class_names),
+            hall_names=list(f.hall_names),
+            currency=sc.signals.currency,
+            offset_k=float(sc.offset_k),
+            workload={
                 c: sc.workload[c].level if c in sc.workload and sc.workload[c].profile == "constant" else None
                 for c in f.class_names
             },
-            "live": live,
-            "now": now,
-            "dr_events": events,
-            "messages": list(self.messages),
-            "ambient": {"dry_bulb_c": ambient[0], "wet_bulb_c": ambient[1]},
-            "rejection": (
-                {
-                    "t_supply_c": float(rej.t_supply_c),
-                    "q_w": float(rej.q_w),
-                    "fan_w": float(rej.fan_w),
-                    "chiller_w": float(rej.chiller_w),
-                    "water_kg_s": float(rej.water_kg_s),
-                    "mode": int(rej.mode),
-                }
-                if rej
-                else None
+            now=self._values(self._last) if self._last is not None else None,
+            plant_mode=int(tw.rejection.mode),
+            dr_events=events,
+            messages=list(self.messages),
+            loops=Loops(
+                fws_setpoint_c=float(cool.facility_water.supply_setpoint_c),
+                tcs_setpoint_c=float(cool.tcs.supply_setpoint_c),
+                tcs_m_dot_kg_s=float(np.sum(f.rack_m_dot_kg_s)),
+                fws_v_dot_m3_s=float(tw.fws_v_dot),
+                pump_w=float(tw.plant.pump_w),
             ),
-            "loops": {
-                "fws_supply_c": float(tw.fws_supply_c),
-                "fws_return_c": float(tw.fws_return_c),
-                "fws_setpoint_c": float(f.spec.cooling.facility_water.supply_setpoint_c),
-                "tcs_setpoint_c": float(f.spec.cooling.tcs.supply_setpoint_c),
-                "tcs_m_dot_kg_s": float(np.sum(f.rack_m_dot_kg_s)),
-                "fws_v_dot_m3_s": float(getattr(tw, "fws_v_dot", math.nan)),
-                "pump_w": float(getattr(getattr(tw, "plant", None), "pump_w", math.nan)),
-            },
-            "bess_mwh": float(tw.bess_energy_j) / J_PER_MWH,
-        }
-        c_tcs = np.asarray(getattr(tw, "c_tcs", np.full(f.n_cdus, np.nan)))
+        )
+        c_tcs = np.asarray(tw.c_tcs)
         a: dict[str, NDArray] = {
             "hist_time": np.array(self.hist_time, np.int64),
             **{f"hist_{k}": np.array(self.hist[k], float) for k in HISTORY},

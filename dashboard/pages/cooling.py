@@ -37,7 +37,7 @@ def layout() -> html.Div:
 
 def alarms(snap: Snapshot, tol_k: float = SETPOINT_TOL_K) -> list[str]:
     """Supply setpoints that cannot be held: CDUs at capacity, facility water above setpoint."""
-    loops, out = snap.meta["loops"], []
+    loops, now, out = snap.meta["loops"], snap.meta["now"], []
     at_cap = np.asarray(snap["cdu_at_capacity"], bool)
     sup = np.asarray(snap["cdu_tcs_supply_c"], float)
     if at_cap.any():
@@ -47,11 +47,10 @@ def alarms(snap: Snapshot, tol_k: float = SETPOINT_TOL_K) -> list[str]:
             f"{int(at_cap.sum())} CDU(s) in {where} cannot hold the TCS supply setpoint "
             f"{loops['tcs_setpoint_c']:.1f} °C (warmest supply {sup[at_cap].max():.2f} °C)"
         )
-    if loops["fws_supply_c"] > loops["fws_setpoint_c"] + tol_k:
-        rej = snap.meta.get("rejection") or {}
-        mode = MODES[rej["mode"]] if "mode" in rej else "?"
+    if now["fws_supply_c"] > loops["fws_setpoint_c"] + tol_k:
+        mode = MODES[snap.meta["plant_mode"]]
         out.append(
-            f"facility water supply {loops['fws_supply_c']:.2f} °C above setpoint "
+            f"facility water supply {now['fws_supply_c']:.2f} °C above setpoint "
             f"{loops['fws_setpoint_c']:.1f} °C (plant: {mode})"
         )
     return out
@@ -66,20 +65,19 @@ def _block(title: str, lines: list[str], alarm: bool = False) -> html.Div:
 
 def schematic(snap: Snapshot) -> list[html.Div]:
     """The loop chain as blocks with live temperatures [°C], flows and duties [MW]."""
-    m, loops, live = snap.meta, snap.meta["loops"], snap.meta["live"]
-    rej = m.get("rejection") or {}
+    loops, now, mode = snap.meta["loops"], snap.meta["now"], snap.meta["plant_mode"]
     die = np.asarray(snap["rack_die_temp_c"])
     sup, ret = np.asarray(snap["cdu_tcs_supply_c"]), np.asarray(snap["cdu_tcs_return_c"])
     at_cap = np.asarray(snap["cdu_at_capacity"], bool)
     arrow = html.Div("→", className="arrow")
-    fws_alarm = loops["fws_supply_c"] > loops["fws_setpoint_c"] + SETPOINT_TOL_K
+    fws_alarm = now["fws_supply_c"] > loops["fws_setpoint_c"] + SETPOINT_TOL_K
     blocks = [
         _block(
             "Racks",
             [
                 f"{die.size:,} racks",
-                f"liquid heat {fmt(live.get('q_liquid_w', np.nan) / MW, 2)} MW",
-                f"air heat {fmt(live.get('q_air_w', np.nan) / MW, 2)} MW",
+                f"liquid heat {fmt(now['liquid_heat_mw'], 2)} MW",
+                f"air heat {fmt(now['air_heat_mw'], 2)} MW",
                 f"hottest die {fmt(float(die.max()), 1)} °C",
                 f"throttled racks {int(np.count_nonzero(snap['rack_throttled']))}",
             ],
@@ -106,8 +104,8 @@ def schematic(snap: Snapshot) -> list[html.Div]:
         _block(
             "Facility water",
             [
-                f"supply {fmt(loops['fws_supply_c'], 2)} °C",
-                f"return {fmt(loops['fws_return_c'], 2)} °C",
+                f"supply {fmt(now['fws_supply_c'], 2)} °C",
+                f"return {fmt(now['fws_return_c'], 2)} °C",
                 f"setpoint {loops['fws_setpoint_c']:.1f} °C",
                 f"flow {fmt(loops['fws_v_dot_m3_s'] * 1e3, 0)} L/s",
             ],
@@ -116,14 +114,13 @@ def schematic(snap: Snapshot) -> list[html.Div]:
         _block(
             "Heat rejection",
             [
-                f"mode: {MODES[rej['mode']] if 'mode' in rej else '–'}",
-                f"duty {fmt(rej.get('q_w', np.nan) / MW, 2)} MW",
-                f"fans {fmt(rej.get('fan_w', np.nan) / MW, 2)} MW, "
-                f"chiller {fmt(rej.get('chiller_w', np.nan) / MW, 2)} MW",
-                f"water {fmt(rej.get('water_kg_s', np.nan), 1)} kg/s",
-                f"ambient {fmt(m['ambient']['dry_bulb_c'], 1)} / {fmt(m['ambient']['wet_bulb_c'], 1)} °C db/wb",
+                f"mode: {MODES[mode]}",
+                f"duty {fmt(now['plant_heat_mw'], 2)} MW",
+                f"fans {fmt(now['fan_power_mw'], 2)} MW, chiller {fmt(now['chiller_power_mw'], 2)} MW",
+                f"water {fmt(now['water_use_kg_s'], 1)} kg/s",
+                f"ambient {fmt(now['dry_bulb_c'], 1)} / {fmt(now['wet_bulb_c'], 1)} °C db/wb",
             ],
-            alarm=rej.get("mode") == 4,
+            alarm=MODES[mode] == "over capacity",
         ),
     ]
     out: list[html.Div] = []
@@ -194,7 +191,7 @@ def cdu_figure(snap: Snapshot) -> go.Figure:
 
 
 def update(snap: Snapshot | None) -> tuple[Any, Any, Any, Any]:
-    if snap is None or not snap.meta.get("live"):
+    if snap is None or snap.meta["now"] is None:
         return (
             [],
             html.Div("waiting for the twin...", className="message"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, times, waiting_figure
-from factory_twin.models.units import MW
 from factory_twin.twin.live import Snapshot
 from plotly.subplots import make_subplots
 
@@ -33,53 +31,31 @@ def layout() -> html.Div:
     )
 
 
-def kpis(snap: Snapshot) -> dict[str, float]:
-    """Headline numbers over the latest plant step.
-
-    cost per Mtok = price [cur/MWh] x import [MW] / 3600 [s/h] / tokens [1/s] x 1e6;
-    carbon rate [t/h] = intensity [kg/MWh] x import [MW] / 1000.
-    """
-    live, now = snap.meta["live"], snap.meta["now"]
-    import_mw = (live["grid_w"] - live["bess_w"]) / MW
-    tok = live["tokens_per_s"]
-    cost_s = now["price_per_mwh"] * import_mw / 3600.0
-    return {
-        "import_mw": import_mw,
-        "limit_mw": now["import_limit_mw"],
-        "it_mw": live["it_w"] / MW,
-        "cooling_mw": live["cooling_w"] / MW,
-        "pue": live["grid_w"] / live["it_w"],
-        "throughput": live["throughput"] if "throughput" in live else tok / live["tokens_uncapped_per_s"],
-        "tokens_per_s": tok,
-        "cost_per_mtok": cost_s / tok * 1e6 if tok > 0 else math.nan,
-        "carbon_t_h": now["carbon_kg_per_mwh"] * import_mw / 1000.0,
-    }
-
-
 def kpi_cards(snap: Snapshot) -> list[html.Div]:
-    k, cur = kpis(snap), snap.meta["currency"]
-    over = k["import_mw"] > k["limit_mw"]
+    """Headline meters over the latest plant step."""
+    now, cur = snap.meta["now"], snap.meta["currency"]
+    over = now["grid_import_mw"] > now["import_limit_mw"]
     return [
         card(
             "Grid import / limit",
-            f"{fmt(k['import_mw'])} / {fmt(k['limit_mw'])} MW",
+            f"{fmt(now['grid_import_mw'])} / {fmt(now['import_limit_mw'])} MW",
             alarm=over,
             id="kpi-import",
         ),
-        card("IT power", fmt(k["it_mw"], 1, "MW")),
-        card("Cooling power", fmt(k["cooling_mw"], 2, "MW")),
-        card("PUE", fmt(k["pue"], 3)),
-        card("Throughput kept", fmt(100 * k["throughput"], 1, "%")),
-        card("Tokens/s", f"{k['tokens_per_s'] / 1e6:,.1f} M"),
-        card("Cost per Mtok", fmt(k["cost_per_mtok"], 1, cur)),
-        card("Carbon", fmt(k["carbon_t_h"], 1, "t/h")),
+        card("IT power", fmt(now["it_power_mw"], 1, "MW")),
+        card("Cooling power", fmt(now["cooling_power_mw"], 2, "MW")),
+        card("PUE", fmt(now["pue"], 3)),
+        card("Throughput kept", fmt(100 * now["throughput"], 1, "%")),
+        card("Tokens/s", f"{now['tokens_per_s'] / 1e6:,.1f} M"),
+        card("Cost per Mtok", fmt(now["cost_per_mtok"], 1, cur)),
+        card("Carbon", fmt(now["carbon_t_per_h"], 1, "t/h")),
     ]
 
 
 def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]]]:
     """Nodes and (source, target, MW) links: meter and BESS -> site bus -> losses, IT, cooling;
     IT -> PSU losses, GPUs, other rack loads; cooling -> fans, chiller, pumps and air."""
-    live, rej = snap.meta["live"], snap.meta.get("rejection") or {}
+    now = snap.meta["now"]
     nodes = [
         "Grid meter",
         "BESS",
@@ -94,18 +70,17 @@ def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]
         "Chiller",
         "Pumps + air",
     ]
-    bess = live["bess_w"] / MW
-    fan, chill = rej.get("fan_w", 0.0) / MW, rej.get("chiller_w", 0.0) / MW
-    cool = live["cooling_w"] / MW
+    bess, cool = now["bess_power_mw"], now["cooling_power_mw"]
+    fan, chill = now["fan_power_mw"], now["chiller_power_mw"]
     links = [
-        (0, 2, (live["grid_w"] - live["bess_w"]) / MW - max(-bess, 0.0)),
+        (0, 2, now["grid_import_mw"] - max(-bess, 0.0)),
         (1, 2, max(bess, 0.0)),
-        (2, 3, live["losses_w"] / MW),
-        (2, 4, live["it_w"] / MW),
+        (2, 3, now["losses_mw"]),
+        (2, 4, now["it_power_mw"]),
         (2, 5, cool),
-        (4, 6, (live["it_w"] - live["rack_dc_w"]) / MW),
-        (4, 7, live["gpu_w"] / MW),
-        (4, 8, (live["rack_dc_w"] - live["gpu_w"]) / MW),
+        (4, 6, now["psu_loss_mw"]),
+        (4, 7, now["gpu_power_mw"]),
+        (4, 8, now["rack_other_mw"]),
         (5, 9, fan),
         (5, 10, chill),
         (5, 11, cool - fan - chill),
@@ -164,7 +139,7 @@ def trend_figure(snap: Snapshot) -> go.Figure:
 
 def update(snap: Snapshot | None) -> tuple[Any, Any, Any]:
     """KPI cards, Sankey and trend for a snapshot (placeholders before the first plant step)."""
-    if snap is None or not snap.meta.get("live"):
+    if snap is None or snap.meta["now"] is None:
         return (
             html.Div("waiting for the twin...", className="message"),
             waiting_figure(),

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from factory_twin.twin.grid_signals import GridSignals
-from factory_twin.twin.recorder import PlantStepResult
+from factory_twin.twin.meters import PlantStepResult
 from factory_twin.twin.scenario import Scenario
 
 START = np.datetime64("2026-08-07T00:00:00", "s")
@@ -81,6 +81,10 @@ class StubTwin:
         self.ambient = (25.0, 20.0)
         self.rejection = SimpleNamespace(t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1)
         self.bess_energy_j = 3.6e9
+        self.plant = SimpleNamespace(pump_w=3e4)
+
+    def stored_heat_j(self) -> float:
+        return 5e9
 
     def request_control(self) -> None:
         self.control_requested_at = self.time
@@ -101,7 +105,6 @@ class StubTwin:
             q_liquid_w=7e6,
             q_air_w=1e6,
             q_rejected_w=8e6,
-            throughput=0.9,
             tokens_per_s=9e6,
             tokens_uncapped_per_s=1e7,
             throttled_gpus=0.0,

@@ -16,6 +16,7 @@ from factory_twin.twin.live import (
     send_command,
     write_snapshot,
 )
+from factory_twin.twin.meters import METERS
 
 # ------------------------------------------------------------------ parse_command
 
@@ -117,6 +118,7 @@ def test_history_records_are_interval_means(stub_twin, tmp_path):
     assert runner.hist["price_per_mwh"][0] == 100.0
     assert runner.hist["import_limit_mw"][0] == 10.0
     assert runner.hist["rejection_capacity_mw"][0] == 10.5
+    assert set(runner.hist) == {*METERS, "dr_target_mw", "plan_mw"}  # every meter, one definition
     assert list(runner.hist_time) == [
         int(np.datetime64("2026-08-07T00:01:00", "s").astype(np.int64)),
         int(np.datetime64("2026-08-07T00:02:00", "s").astype(np.int64)),
@@ -224,7 +226,6 @@ def test_snapshot_contents(snapshot):
 
 
 def test_snapshot_before_the_first_step(stub_twin, tmp_path):
-    del stub_twin.ambient, stub_twin.rejection  # the engine sets these in its first step
     snap = LiveRunner(stub_twin, tmp_path).snapshot()
-    assert snap.meta["live"] == {} and snap.meta["rejection"] is None
+    assert snap.meta["now"] is None and snap.meta["plant_mode"] == 1
     assert snap["hist_time"].size == 0 and snap["rack_hist_die_temp_c"].shape == (0, 12)

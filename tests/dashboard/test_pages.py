@@ -27,15 +27,18 @@ def _with(snap: Snapshot, meta=None, **arrays) -> Snapshot:
 # ------------------------------------------------------------------ overview
 
 
-def test_kpis_by_hand(snapshot):
-    k = overview.kpis(snapshot)
+def test_now_meters_by_hand(snapshot):
+    now = snapshot.meta["now"]
     # step 120: IT 8e6 + 1.2e5 W, grid = IT + 2e5 + 5e5; price at 00:20 = 100 KRW/MWh; 400 kg/MWh
     imp = (8.12e6 + 7e5) / MW
-    assert k["import_mw"] == pytest.approx(imp, rel=1e-12)
-    assert k["limit_mw"] == 10.0
-    assert k["pue"] == pytest.approx(8.82e6 / 8.12e6, rel=1e-12)
-    assert k["cost_per_mtok"] == pytest.approx(100.0 * imp / 3600.0 / 9e6 * 1e6, rel=1e-12)
-    assert k["carbon_t_h"] == pytest.approx(400.0 * imp / 1000.0, rel=1e-12)
+    assert now["grid_import_mw"] == pytest.approx(imp, rel=1e-12)
+    assert now["import_limit_mw"] == 10.0
+    assert now["pue"] == pytest.approx(8.82e6 / 8.12e6, rel=1e-12)
+    assert now["ppue_cooling"] == pytest.approx(8.62e6 / 8.12e6, rel=1e-12)
+    assert now["energy_per_token_j"] == pytest.approx(8.82e6 / 9e6, rel=1e-12)
+    assert now["cost_per_mtok"] == pytest.approx(100.0 * imp / 3600.0 / 9e6 * 1e6, rel=1e-12)
+    assert now["carbon_t_per_h"] == pytest.approx(400.0 * imp / 1000.0, rel=1e-12)
+    assert now["throughput"] == pytest.approx(0.9, rel=1e-12)
     cards = overview.kpi_cards(snapshot)
     assert len(cards) == 8 and "8.8 / 10.0 MW" in _text(cards[0])
 
@@ -45,11 +48,11 @@ def test_over_limit_card_is_an_alarm(snapshot):
     assert overview.kpi_cards(snap)[0].className == "kpi alarm"
 
 
-@pytest.mark.parametrize("bess_w", [0.0, 3e5, -4e5])
-def test_sankey_conserves_power_at_every_node(snapshot, bess_w):
-    live = {**snapshot.meta["live"], "bess_w": bess_w}
-    live["grid_w"] = live["it_w"] + live["losses_w"] + live["cooling_w"]  # before BESS
-    nodes, links = overview.sankey_links(_with(snapshot, meta={"live": live}))
+@pytest.mark.parametrize("bess_mw", [0.0, 0.3, -0.4])
+def test_sankey_conserves_power_at_every_node(snapshot, bess_mw):
+    now = {**snapshot.meta["now"], "bess_power_mw": bess_mw}
+    now["grid_import_mw"] = now["it_power_mw"] + now["losses_mw"] + now["cooling_power_mw"] - bess_mw
+    nodes, links = overview.sankey_links(_with(snapshot, meta={"now": now}))
     inflow, outflow = np.zeros(len(nodes)), np.zeros(len(nodes))
     for s, t, v in links:
         outflow[s] += v
@@ -58,7 +61,7 @@ def test_sankey_conserves_power_at_every_node(snapshot, bess_w):
         i = nodes.index(name)
         assert inflow[i] == pytest.approx(outflow[i], rel=1e-12)
     meter = nodes.index("Grid meter")
-    assert outflow[meter] == pytest.approx((live["grid_w"] - bess_w) / MW, rel=1e-12)
+    assert outflow[meter] == pytest.approx(now["grid_import_mw"], rel=1e-12)
     assert inflow[nodes.index("GPUs")] == pytest.approx(6.0, rel=1e-12)
 
 
@@ -79,10 +82,10 @@ def test_no_alarms_when_setpoints_hold(snapshot):
 
 
 def test_alarms_when_setpoints_cannot_be_held(snapshot):
-    loops = {**snapshot.meta["loops"], "fws_supply_c": 31.0}
+    now = {**snapshot.meta["now"], "fws_supply_c": 31.0}
     snap = _with(
         snapshot,
-        meta={"loops": loops, "rejection": {**snapshot.meta["rejection"], "mode": 4}},
+        meta={"now": now, "plant_mode": 4},
         cdu_at_capacity=np.array([False, True, True]),
         cdu_tcs_supply_c=np.array([35.0, 35.4, 36.2]),
     )

@@ -64,7 +64,7 @@ def test_resistance_spread_is_seeded_with_the_stated_moments(campus):
 
 def test_design_point_books(campus):
     d = design_point(campus)
-    assert d["grid_mw"] == pytest.approx(d["it_mw"] + d["losses_mw"] + d["cooling_mw"], rel=1e-12)
+    assert d["grid_import_mw"] == pytest.approx(d["it_power_mw"] + d["losses_mw"] + d["cooling_power_mw"], rel=1e-12)
     assert 1.05 < d["pue"] < 1.25  # liquid + dry/adiabatic coolers, W32 (field guide: 1.10-1.25)
     cool = steady_point(campus, campus.tdp_w, 10.0, 5.0)
     hot = steady_point(campus, campus.tdp_w, 38.0, 30.0)

@@ -1,0 +1,245 @@
+"""The measurement layer: every reported campus quantity, defined once.
+
+The engine reports the interval means of each plant step as a :class:`PlantStepResult` (raw books in W
+and tokens/s); :class:`IntervalMean` averages them over a record interval. A :class:`Reading` pairs such
+a mean with the twin's state and the grid signals at the end of the interval, and each :data:`METERS`
+entry turns a reading into one number in engineering units, with its units and long name. The recorder
+(fixed-length Dataset), the live runner (ring buffer and the snapshot's ``now`` values), ``TwinState``
+and the CLI summary all read these definitions; nothing else re-derives them. Ratios (PUE, pPUE, energy
+and cost per token) come from :mod:`factory_twin.models.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import astuple, dataclass, fields
+from typing import Any, Protocol
+
+import numpy as np
+from factory_twin.models import metrics
+from factory_twin.models.units import J_PER_MWH, KG_PER_T, MJ, MW
+
+
+@dataclass
+class PlantStepResult:
+    """Interval means over one plant step [W unless stated] (the engine's raw meter books)."""
+
+    gpu_w: float
+    rack_dc_w: float
+    it_w: float
+    losses_w: float
+    cooling_w: float
+    grid_w: float  # at the meter, before the BESS
+    bess_w: float  # > 0 discharging into the site
+    q_liquid_w: float
+    q_air_w: float
+    q_rejected_w: float
+    tokens_per_s: float
+    tokens_uncapped_per_s: float
+    throttled_gpus: float
+
+
+STEP_FIELDS = tuple(fl.name for fl in fields(PlantStepResult))
+
+
+class PowerBooks(Protocol):
+    """What the power meters read: a :class:`PlantStepResult` or any steady point with these fields [W]."""
+
+    it_w: Any
+    losses_w: Any
+    cooling_w: Any
+    grid_w: Any
+    bess_w: Any
+
+
+def grid_import_w(s: PowerBooks) -> Any:
+    """Power imported at the point of interconnection [W]: the meter flow net of the BESS."""
+    return s.grid_w - s.bess_w
+
+
+def pue(s: PowerBooks) -> Any:
+    """PUE of the site: grid before the BESS over IT (metrics.pue; NaN without IT load)."""
+    return metrics.pue(s.grid_w, s.it_w)
+
+
+def throughput(s: PlantStepResult) -> float:
+    """Token throughput relative to uncapped at the same demand (1 when nothing is demanded)."""
+    return s.tokens_per_s / s.tokens_uncapped_per_s if s.tokens_uncapped_per_s else 1.0
+
+
+class IntervalMean:
+    """Running mean of plant-step results and of per-rack GPU power over one record interval."""
+
+    def __init__(self, n_racks: int):
+        self._sum = dict.fromkeys(STEP_FIELDS, 0.0)
+        self._gpu = np.zeros(n_racks)
+        self.count = 0
+
+    def add(self, r: PlantStepResult, gpu_power_w: np.ndarray) -> None:
+        for k, v in zip(STEP_FIELDS, astuple(r), strict=True):
+            self._sum[k] += v
+        self._gpu += gpu_power_w
+        self.count += 1
+
+    def mean(self) -> PlantStepResult:
+        return PlantStepResult(**{k: v / self.count for k, v in self._sum.items()})
+
+    def gpu_power_w(self) -> np.ndarray:
+        """Mean power per GPU of each rack over the interval [W]."""
+        return self._gpu / self.count
+
+    def reset(self) -> None:
+        self._sum = dict.fromkeys(STEP_FIELDS, 0.0)
+        self._gpu[:] = 0.0
+        self.count = 0
+
+
+@dataclass(frozen=True)
+class GridNow:
+    """Grid signals and limits in force at one time."""
+
+    import_limit_mw: float
+    price_per_mwh: float
+    carbon_kg_per_mwh: float
+    dr_depth: float
+
+    @classmethod
+    def at(cls, twin: Any) -> GridNow:
+        t, sc = np.array([twin.time]), twin.scenario
+        return cls(
+            float(sc.import_limit(t, twin.f.spec.grid.import_limit_mw)[0]),
+            float(sc.signals.at(t, "price_per_mwh")[0]),
+            float(sc.signals.at(t, "carbon_kg_per_mwh")[0]),
+            float(sc.dr_depth(t)[0]),
+        )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Inputs of the meters: interval means, the twin at the end of the interval, its grid signals.
+
+    The power meters read only ``step``, so a steady point with the :class:`PowerBooks` fields and no
+    twin serves too (the design point).
+    """
+
+    step: PlantStepResult | PowerBooks
+    twin: Any
+    grid: GridNow | None
+
+    @classmethod
+    def of(cls, step: PlantStepResult, twin: Any) -> Reading:
+        return cls(step, twin, GridNow.at(twin))
+
+
+@dataclass(frozen=True)
+class Meter:
+    """One reported quantity: units, long name, formula over a :class:`Reading`, and whether the
+    simulation Dataset records it (the live runner keeps every meter)."""
+
+    units: str
+    long_name: str
+    read: Callable[[Reading], float]
+    recorded: bool = True
+
+
+def _rejection_capacity_mw(tw: Any) -> float:
+    plant = tw.f.spec.cooling.plant
+    return plant.dry_cooler.capacity_mw + (plant.chiller.capacity_mw if plant.chiller is not None else 0.0)
+
+
+def _import_w(r: Reading) -> float:
+    return grid_import_w(r.step)
+
+
+METERS: dict[str, Meter] = {
+    # interval means of the engine's books
+    "grid_import_mw": Meter(
+        "MW", "power imported at the point of interconnection (after BESS)", lambda r: _import_w(r) / MW
+    ),
+    "it_power_mw": Meter("MW", "IT power at the rack inputs (PSU inputs)", lambda r: r.step.it_w / MW),
+    "losses_mw": Meter("MW", "transformer + UPS + busway losses", lambda r: r.step.losses_w / MW),
+    "cooling_power_mw": Meter(
+        "MW", "pumps, heat-rejection fans, chiller and air cooling", lambda r: r.step.cooling_w / MW
+    ),
+    "bess_power_mw": Meter("MW", "BESS power into the site (> 0 discharging)", lambda r: r.step.bess_w / MW),
+    "heat_rejected_mw": Meter(
+        "MW", "heat rejected by the plant and the air system", lambda r: r.step.q_rejected_w / MW
+    ),
+    "liquid_heat_mw": Meter("MW", "heat delivered to the technology cooling loops", lambda r: r.step.q_liquid_w / MW),
+    "air_heat_mw": Meter("MW", "heat removed by the air system", lambda r: r.step.q_air_w / MW),
+    "pue": Meter("1", "power usage effectiveness (grid before BESS / IT)", lambda r: float(pue(r.step))),
+    "throughput": Meter("1", "token throughput relative to uncapped at the same demand", lambda r: throughput(r.step)),
+    "tokens_per_s": Meter("s-1", "tokens produced per second", lambda r: r.step.tokens_per_s),
+    "throttled_gpus": Meter("1", "GPUs held by the thermal throttle (interval mean)", lambda r: r.step.throttled_gpus),
+    "gpu_power_mw": Meter("MW", "GPU power", lambda r: r.step.gpu_w / MW, recorded=False),
+    "psu_loss_mw": Meter(
+        "MW", "PSU losses (IT meter minus rack DC)", lambda r: (r.step.it_w - r.step.rack_dc_w) / MW, recorded=False
+    ),
+    "rack_other_mw": Meter(
+        "MW", "rack DC loads other than GPUs", lambda r: (r.step.rack_dc_w - r.step.gpu_w) / MW, recorded=False
+    ),
+    "ppue_cooling": Meter(
+        "1",
+        "partial PUE of cooling (IT + cooling) / IT",
+        lambda r: float(metrics.ppue(r.step.it_w, r.step.cooling_w)),
+        recorded=False,
+    ),
+    "ppue_electrical": Meter(
+        "1",
+        "partial PUE of the power chain (IT + losses) / IT",
+        lambda r: float(metrics.ppue(r.step.it_w, r.step.losses_w)),
+        recorded=False,
+    ),
+    "energy_per_token_j": Meter(
+        "J",
+        "grid import per token",
+        lambda r: float(metrics.energy_per_token_j(_import_w(r), r.step.tokens_per_s)),
+        recorded=False,
+    ),
+    "cost_per_mtok": Meter(
+        "currency",
+        "electricity cost per million tokens at the present price",
+        lambda r: float(metrics.cost_per_mtok(_import_w(r), r.grid.price_per_mwh, r.step.tokens_per_s)),
+        recorded=False,
+    ),
+    "carbon_t_per_h": Meter(
+        "t h-1",
+        "CO2 emission rate of the grid import",
+        lambda r: r.grid.carbon_kg_per_mwh * _import_w(r) / MW / KG_PER_T,
+        recorded=False,
+    ),
+    # the twin's state and the grid signals at the end of the interval
+    "fws_supply_c": Meter("degC", "facility water supply temperature", lambda r: r.twin.fws_supply_c),
+    "fws_return_c": Meter("degC", "facility water return temperature at the plant", lambda r: r.twin.fws_return_c),
+    "dry_bulb_c": Meter("degC", "ambient dry bulb", lambda r: r.twin.ambient[0]),
+    "wet_bulb_c": Meter("degC", "ambient wet bulb", lambda r: r.twin.ambient[1]),
+    "bess_soc_mwh": Meter("MWh", "BESS stored energy", lambda r: r.twin.bess_energy_j / J_PER_MWH),
+    "import_limit_mw": Meter("MW", "import limit at the point of interconnection", lambda r: r.grid.import_limit_mw),
+    "price_per_mwh": Meter("currency MWh-1", "energy price", lambda r: r.grid.price_per_mwh),
+    "carbon_kg_per_mwh": Meter("kg MWh-1", "grid carbon intensity", lambda r: r.grid.carbon_kg_per_mwh),
+    "dr_depth": Meter("1", "demand-response reduction required (fraction of baseline)", lambda r: r.grid.dr_depth),
+    "fan_power_mw": Meter("MW", "dry and evaporative cooler fan power", lambda r: r.twin.rejection.fan_w / MW),
+    "chiller_power_mw": Meter("MW", "chiller trim power", lambda r: r.twin.rejection.chiller_w / MW),
+    "water_use_kg_s": Meter("kg s-1", "evaporative make-up water", lambda r: r.twin.rejection.water_kg_s),
+    "stored_heat_mj": Meter(
+        "MJ", "heat held in racks, pipes and loops (0 degC reference)", lambda r: r.twin.stored_heat_j() / MJ
+    ),
+    "plant_heat_mw": Meter(
+        "MW", "heat rejected by the plant (facility water)", lambda r: float(r.twin.rejection.q_w) / MW, recorded=False
+    ),
+    "rejection_capacity_mw": Meter(
+        "MW", "rated heat rejection: dry coolers + chiller", lambda r: _rejection_capacity_mw(r.twin), recorded=False
+    ),
+}
+RECORDED = tuple(k for k, m in METERS.items() if m.recorded)
+
+
+def read(reading: Reading, names: Iterable[str] = METERS) -> dict[str, float]:
+    """The value of each named meter for ``reading``."""
+    return {k: METERS[k].read(reading) for k in names}
+
+
+def attrs(name: str) -> dict[str, str]:
+    """xarray attributes of meter ``name``."""
+    m = METERS[name]
+    return {"units": m.units, "long_name": m.long_name}
