@@ -34,8 +34,6 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
-import os
-import tempfile
 import time as wall
 import uuid
 from collections import deque
@@ -48,6 +46,7 @@ import numpy as np
 from factory_twin.models import checks
 from factory_twin.models.units import MW, S_PER_MIN
 from factory_twin.twin import meters
+from factory_twin.twin.atomic import write_atomic
 from factory_twin.twin.meters import IntervalMean, PlantStepResult, Reading
 from numpy.typing import NDArray
 
@@ -128,19 +127,9 @@ def send_command(folder: str | Path, raw: Mapping[str, Any]) -> str:
     d = Path(folder) / COMMANDS
     d.mkdir(parents=True, exist_ok=True)
     name = f"{wall.time_ns():020d}-{cmd['id']}.json"
-    _atomic_write(d / name, json.dumps(cmd).encode())
+    payload = json.dumps(cmd).encode()
+    write_atomic(d / name, lambda fh: fh.write(payload))
     return cmd["id"]
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ---------------------------------------------------------------------------------------- snapshots
@@ -213,15 +202,8 @@ class Snapshot:
 
 def write_snapshot(path: str | Path, snap: Snapshot) -> None:
     """Write ``snap`` as an uncompressed npz to a temporary file, then rename onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".snap", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(snap.meta)), **snap.arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    meta = np.array(json.dumps(snap.meta))
+    write_atomic(path, lambda fh: np.savez(fh, meta=meta, **snap.arrays))
 
 
 def load_snapshot(path: str | Path, rack_history: bool = False) -> Snapshot | None:

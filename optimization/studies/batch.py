@@ -23,15 +23,16 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import numpy as np
+from factory_twin.twin.atomic import write_atomic
+from factory_twin.twin.progress import ProgressBar
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -345,25 +346,10 @@ def _save(cdir: Path, cid: str, case: dict[str, Any], rec: dict[str, Any]) -> No
     """Checkpoint one case: values first (``.npz``), then the ``.json`` record that marks it
     finished."""
     if rec["status"] == "ok":
-        _atomic(cdir / f"{cid}.npz", lambda f: np.savez(f, **rec["result"]))
+        write_atomic(cdir / f"{cid}.npz", lambda f: np.savez(f, **rec["result"]), fsync=True)
     meta = {k: rec[k] for k in ("status", "error", "elapsed_s")} | {"case_id": cid, "case": case}
     text = json.dumps(meta, sort_keys=True, default=_json_default)
-    _atomic(cdir / f"{cid}.json", lambda f: f.write(text.encode()))
-
-
-def _atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` via a temporary file in the same directory and ``os.replace`` (all or
-    nothing)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(cdir / f"{cid}.json", lambda f: f.write(text.encode()), fsync=True)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -379,25 +365,16 @@ def _json_default(v: Any) -> Any:
 
 
 class _Progress:
-    """One overwritten stderr line: done / failed / remaining and ETA."""
+    """Counts done / failed cases and shows them on the project's progress bar."""
 
     def __init__(self, total: int, skipped: int, enabled: bool) -> None:
-        self.total, self.skipped, self.enabled = total, skipped, enabled
+        self.total, self.skipped = total, skipped
+        self.bar = ProgressBar("batch") if enabled else None
         self.done = self.failed = 0
-        self.t0 = time.perf_counter()
 
     def tick(self, status: str) -> None:
         self.done += 1
         self.failed += status != "ok"
-        if not self.enabled:
-            return
-        left = self.total - self.done
-        eta = (time.perf_counter() - self.t0) / self.done * left
-        skip = f", {self.skipped} skipped (resume)" if self.skipped else ""
-        end = "\n" if left == 0 else ""
-        print(
-            f"\rbatch: {self.done}/{self.total} done, {self.failed} failed, {left} remaining{skip}, ETA {eta:,.0f} s ",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
+        if self.bar is not None:
+            skip = f", {self.skipped} skipped (resume)" if self.skipped else ""
+            self.bar(self.done / self.total, f"{self.done}/{self.total} done, {self.failed} failed{skip}")

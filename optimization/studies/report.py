@@ -11,6 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 import xarray as xr
+from factory_twin.twin.atomic import write_atomic
 
 # x axis per analysis (first sweep dimension otherwise)
 X_DIM = {"envelope": "duration_h", "headroom": "budget", "sizing": "firm_mw", "replay": "case"}
@@ -71,8 +72,4 @@ def write_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head><body>
 <h1>{title}</h1><p>{html.escape(str(ds.attrs.get("description", "")))}</p>
 <ul>{attrs}{scalars}</ul>{"".join(divs)}<h2>Values</h2>{table(ds)}</body></html>"""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return write_atomic(path, lambda f: f.write(page.encode("utf-8")))
