@@ -1,4 +1,8 @@
-"""``serve``: start the live twin in its own process and the dashboard in this one."""
+"""``serve``: start the live twin in its own process and the dashboard in this one.
+
+Also the one controller factory (:func:`make_controller`) shared with the CLI; Dash is imported only
+when :func:`serve` runs, so importing this module stays light.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,30 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from factory_twin.dashboard.app import create_app
 from factory_twin.twin.live import SNAPSHOT, load_snapshot, send_command, start_runner
 
 
-def make_controller(name: str, facility, scenario):
-    """``uncapped`` | ``fixed:FRACTION`` | ``mpc`` -> a controller (``ValueError`` otherwise)."""
+def make_controller(name: str, facility, scenario, option: str = "controller"):
+    """``uncapped`` | ``fixed:FRACTION`` | ``mpc`` -> a controller; ``ValueError`` naming ``option``
+    (the CLI passes ``--controller``) otherwise."""
     from factory_twin.twin.controllers import FixedCap, Uncapped
 
     if name == "uncapped":
         return Uncapped(facility.tdp_w)
     if name.startswith("fixed:"):
+        text = name.split(":", 1)[1]
         try:
-            frac = float(name.split(":", 1)[1])
+            fraction = float(text)
         except ValueError:
-            raise ValueError(f"controller: fixed needs a fraction like fixed:0.8, got {name!r}") from None
-        return FixedCap(facility.tdp_w, facility.min_cap_w, frac)
+            raise ValueError(f"{option}: fixed:FRACTION needs a number in (0, 1], got {text!r}") from None
+        if not 0 < fraction <= 1:
+            raise ValueError(f"{option}: fixed:FRACTION needs a fraction of TDP in (0, 1], got {text}")
+        return FixedCap(facility.tdp_w, facility.min_cap_w, fraction)
     if name == "mpc":
         from factory_twin.optimization.mpc import MPCController
 
         return MPCController(facility, scenario)
-    raise ValueError(f"controller: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
+    raise ValueError(f"{option}: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
 
 
 def build_twin(facility: str, scenario: str | None, controller: str):
@@ -72,6 +79,8 @@ def serve(
         controller,
     )
     try:
+        from factory_twin.dashboard.app import create_app
+
         app = create_app(
             functools.partial(load_snapshot, run_dir / SNAPSHOT),
             functools.partial(send_command, run_dir),

@@ -205,7 +205,8 @@ def _validate(args) -> int:
 
 def _simulate(args) -> int:
     from factory_twin import twin
-    from factory_twin.progress import ProgressBar
+    from factory_twin.dashboard.server import make_controller
+    from factory_twin.twin.progress import ProgressBar
     from factory_twin.twin.provenance import provenance
     from factory_twin.twin.targets import run_misses, target_attrs
 
@@ -213,7 +214,7 @@ def _simulate(args) -> int:
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
     name, why = _controller_choice(args.controller, sc)
-    ctl = _controller(name, f, sc)
+    ctl = make_controller(name, f, sc, option="--controller")
     print(f"controller: {name}{why}")
     ds = twin.simulate(
         f,
@@ -273,27 +274,6 @@ def _controller_choice(name: str, sc) -> tuple[str, str]:
     if sc.dr_events:
         return "mpc", f" (auto: the scenario has {len(sc.dr_events)} DR event(s); --controller uncapped ignores them)"
     return "uncapped", " (auto: no DR events in the scenario)"
-
-
-def _controller(name: str, f, sc):
-    from factory_twin import twin
-
-    if name == "uncapped":
-        return twin.Uncapped(f.tdp_w)
-    if name.startswith("fixed:"):
-        text = name.split(":", 1)[1]
-        try:
-            fraction = float(text)
-        except ValueError:
-            raise ValueError(f"--controller: fixed:FRACTION needs a number in (0, 1], got {text!r}") from None
-        if not 0 < fraction <= 1:
-            raise ValueError(f"--controller: fixed:FRACTION needs a fraction of TDP in (0, 1], got {text}")
-        return twin.FixedCap(f.tdp_w, f.min_cap_w, fraction)
-    if name == "mpc":
-        from factory_twin.optimization.mpc import MPCController
-
-        return MPCController(f, sc)
-    raise ValueError(f"--controller: expected auto, uncapped, fixed:FRACTION or mpc, got {name!r}")
 
 
 def _optimize(args) -> int:
