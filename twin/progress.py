@@ -1,4 +1,4 @@
-"""A one-line progress bar on stderr with an ETA (no dependency)."""
+"""A one-line progress bar on stderr with an ETA (no dependency): the simulation's and the batch's."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 
 
 class ProgressBar:
+    """Call with the completed fraction (and a note); redraws at most 10 times a second, and at the end."""
+
     def __init__(self, label: str, width: int = 30, stream=None):
         self.label, self.width, self.stream = label, width, stream or sys.stderr
         self.t0 = time.perf_counter()
