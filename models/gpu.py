@@ -3,21 +3,17 @@ r"""GPU power and performance: power-cap -> throughput curves, thermal throttlin
 Throughput against drawn power is concave above a knee (dynamic power grows roughly with the cube
 of clock frequency, throughput linearly) and convex below it (physics.md section 1.8). The optimizer
 needs a concave piecewise-linear curve, :math:`thr(x) = \min_k (a_k + b_k x)`, which it enforces
-with hypograph rows. Fitted curves ship in ``data/gpu_curves.toml`` (``bench/fit_gpu_curves.py``).
+with hypograph rows. Fitted curves ship in ``data/gpu_curves.toml`` (``bench/fit_gpu_curves.py``);
+``twin/curves.py`` reads them.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 import numpy as np
 from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
-
-from factory_twin import data
 
 Array = NDArray[np.float64]
 
@@ -117,25 +113,6 @@ class ThroughputCurve:
         b0 = (self.y[1] - self.y[0]) / (self.x[1] - self.x[0])
         below = np.maximum(self.y[0] + b0 * (xv - self.x[0]), 0.0)
         return np.where(xv < self.x[0], below, np.interp(xv, self.x, self.y))
-
-
-@cache
-def _curves_file() -> dict[str, Any]:
-    with data.path("gpu_curves.toml").open("rb") as f:
-        return tomllib.load(f)
-
-
-def available_curves() -> tuple[str, ...]:
-    """Names of the curves shipped in ``data/gpu_curves.toml``."""
-    return tuple(k for k, v in _curves_file().items() if isinstance(v, dict))
-
-
-def load_curve(name: str) -> ThroughputCurve:
-    """The curve ``name`` from ``data/gpu_curves.toml`` (which lists sources and fit residuals)."""
-    entry = _curves_file().get(name)
-    if not isinstance(entry, dict):
-        raise ValueError(f"name: unknown GPU curve {name!r}; available: {', '.join(available_curves())}")
-    return ThroughputCurve(np.array(entry["x"], float), np.array(entry["y"], float))
 
 
 def power_drawn_w(demand_w: ArrayLike, cap_w: ArrayLike) -> Array:

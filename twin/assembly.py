@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from factory_twin.models.cooling import ntu_from_effectiveness
 from factory_twin.models.fluids import Coolant
-from factory_twin.models.gpu import ThroughputCurve, load_curve
+from factory_twin.models.gpu import ThroughputCurve
 from factory_twin.models.units import KW, M3_S_PER_L_MIN, MW
+from factory_twin.twin.curves import load_curve
 from factory_twin.twin.spec import FacilitySpec, SpecError, parse_facility, read_text
 from numpy.typing import NDArray
 

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from factory_twin.models.gpu import (
     ThroughputCurve,
-    available_curves,
-    load_curve,
     power_drawn_w,
     smooth_power_w,
     thermal_throttle_limit_w,
 )
+from factory_twin.twin.curves import available_curves, load_curve
 from scipy.optimize import linprog
 
 from factory_twin import data
