@@ -4,14 +4,31 @@
 >>> f = twin.load_facility("campus-100mw")
 >>> s = twin.load_scenario(None, f)
 >>> ds = twin.simulate(f, s, duration="1h")
+
+The names below are imported on first use (PEP 562), so ``import factory_twin.twin`` stays light:
+numpy, xarray, scipy and the engine load only when a name that needs them is used.
 """
 
-from factory_twin.twin.assembly import Facility, builtin_facilities, load_facility
-from factory_twin.twin.controllers import Command, Controller, FixedCap, TwinState, Uncapped
-from factory_twin.twin.engine import Twin, simulate
-from factory_twin.twin.scenario import Scenario, load_scenario
-from factory_twin.twin.spec import SpecError
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "Facility": "assembly",
+    "builtin_facilities": "assembly",
+    "load_facility": "assembly",
+    "Command": "controllers",
+    "Controller": "controllers",
+    "FixedCap": "controllers",
+    "TwinState": "controllers",
+    "Uncapped": "controllers",
+    "Twin": "engine",
+    "simulate": "engine",
+    "Scenario": "scenario",
+    "load_scenario": "scenario",
+    "SpecError": "spec",
+}
 __all__ = [
     "Command",
     "Controller",
@@ -27,3 +44,23 @@ __all__ = [
     "load_scenario",
     "simulate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
+
+if TYPE_CHECKING:
+    from factory_twin.twin.assembly import Facility, builtin_facilities, load_facility
+    from factory_twin.twin.controllers import Command, Controller, FixedCap, TwinState, Uncapped
+    from factory_twin.twin.engine import Twin, simulate
+    from factory_twin.twin.scenario import Scenario, load_scenario
+    from factory_twin.twin.spec import SpecError
