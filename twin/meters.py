@@ -11,6 +11,7 @@ and cost per token) come from :mod:`factory_twin.models.metrics`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Protocol
@@ -151,6 +152,12 @@ def _import_w(r: Reading) -> float:
     return grid_import_w(r.step)
 
 
+def _per_token(r: Reading, per: Callable[..., Any], *factor: float) -> float:
+    """A per-token metric of the grid import (NaN while the site exports: no import to attribute)."""
+    p = _import_w(r)
+    return float(per(p, *factor, r.step.tokens_per_s)) if p >= 0 else math.nan
+
+
 METERS: dict[str, Meter] = {
     # interval means of the engine's books
     "grid_import_mw": Meter(
@@ -193,13 +200,19 @@ METERS: dict[str, Meter] = {
     "energy_per_token_j": Meter(
         "J",
         "grid import per token",
-        lambda r: float(metrics.energy_per_token_j(_import_w(r), r.step.tokens_per_s)),
+        lambda r: _per_token(r, metrics.energy_per_token_j),
         recorded=False,
     ),
     "cost_per_mtok": Meter(
         "currency",
         "electricity cost per million tokens at the present price",
-        lambda r: float(metrics.cost_per_mtok(_import_w(r), r.grid.price_per_mwh, r.step.tokens_per_s)),
+        lambda r: _per_token(r, metrics.cost_per_mtok, r.grid.price_per_mwh),
+        recorded=False,
+    ),
+    "carbon_kg_per_mtok": Meter(
+        "kg",
+        "CO2 per million tokens at the present grid intensity",
+        lambda r: _per_token(r, metrics.carbon_per_mtok, r.grid.carbon_kg_per_mwh),
         recorded=False,
     ),
     "carbon_t_per_h": Meter(

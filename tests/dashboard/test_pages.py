@@ -38,6 +38,7 @@ def test_now_meters_by_hand(snapshot):
     assert now["energy_per_token_j"] == pytest.approx(8.82e6 / 9e6, rel=1e-12)
     assert now["cost_per_mtok"] == pytest.approx(100.0 * imp / 3600.0 / 9e6 * 1e6, rel=1e-12)
     assert now["carbon_t_per_h"] == pytest.approx(400.0 * imp / 1000.0, rel=1e-12)
+    assert now["carbon_kg_per_mtok"] == pytest.approx(400.0 * imp / 3600.0 / 9e6 * 1e6, rel=1e-12)
     assert now["throughput"] == pytest.approx(0.9, rel=1e-12)
     cards = overview.kpi_cards(snapshot)
     assert len(cards) == 8 and "8.8 / 10.0 MW" in _text(cards[0])
