@@ -10,7 +10,6 @@ from pathlib import Path
 import factory_twin
 from factory_twin.models.units import MW, S_PER_H
 from factory_twin.outputs import check_output_dir, check_output_file
-from factory_twin.twin.netcdf import write_netcdf
 
 DEFAULT_FACILITY = "campus-100mw"
 EXIT_MISSED_TARGET = 5  # simulate: the run missed a DR or import-limit target (results are still written)
@@ -206,6 +205,7 @@ def _validate(args) -> int:
 def _simulate(args) -> int:
     from factory_twin import twin
     from factory_twin.dashboard.server import make_controller
+    from factory_twin.twin.netcdf import write_netcdf
     from factory_twin.twin.progress import ProgressBar
     from factory_twin.twin.provenance import provenance
     from factory_twin.twin.targets import run_misses, target_attrs
@@ -280,6 +280,7 @@ def _optimize(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
     from factory_twin.twin.budget import check_memory
+    from factory_twin.twin.netcdf import write_netcdf
     from factory_twin.twin.provenance import provenance
 
     check_output_file(args.out, args.force)
