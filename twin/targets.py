@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from factory_twin.models.units import S_PER_H
 from numpy.typing import NDArray
 
 REL_TOL = 0.01  # share of the target; below it an excess is metering noise, not a miss
@@ -75,7 +76,7 @@ def missed_targets(
         idx = np.flatnonzero(over)
         w = idx[np.argmax(imp[idx] - looser[idx])]
         t = np.asarray(times, "datetime64[s]")
-        misses.append(Miss(name, t[idx[0]], t[w], float(imp[w]), float(looser[w]), idx.size * record_s / 3600))
+        misses.append(Miss(name, t[idx[0]], t[w], float(imp[w]), float(looser[w]), idx.size * record_s / S_PER_H))
     return misses
 
 

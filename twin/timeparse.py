@@ -22,7 +22,7 @@ def seconds(value: str | float | int, name: str = "duration") -> float:
         result = float(m.group(1)) * UNITS.get(m.group(2), 1.0)
         if not m.group(2):
             warnings.warn(
-                f"{name}: {value!r} has no unit and is read as {result:g} s ({result / 3600:g} h); "
+                f"{name}: {value!r} has no unit and is read as {result:g} s ({result / S_PER_H:g} h); "
                 f"write {m.group(1)}h for hours or {m.group(1)}min for minutes",
                 stacklevel=2,
             )

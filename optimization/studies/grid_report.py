@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from factory_twin.models.poi_metrics import (
     rolling_peak_to_peak,
 )
 from factory_twin.models.units import MW, S_PER_MIN
+from factory_twin.twin.atomic import write_atomic
 
 SHOW_POINTS = 6000  # points per trace in the full-window plots (every n-th sample)
 SPECTRUM_MAX_HZ = 10.0
@@ -166,7 +166,4 @@ Cost = energy overhead (floor burn + storage losses) x price
 {site_mw:.1f} MW.</p>{replay_table(replay[2])}
 <h2>Every mitigation mix</h2>{case_table(ds, best, currency)}
 </body></html>"""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda f: f.write(page.encode("utf-8")))
