@@ -12,6 +12,7 @@ from factory_twin.models import checks
 from factory_twin.models.heat_exchange import (
     ARRANGEMENTS,
     CduState,
+    ConstantFlowCdus,
     cdu_supply_control,
     effectiveness,
     effectiveness_max,
@@ -44,6 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "ARRANGEMENTS",
     "CduState",
+    "ConstantFlowCdus",
     "ConstantFlowDelay",
     "CoolerState",
     "PlugFlowDelay",

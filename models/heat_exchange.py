@@ -320,15 +320,62 @@ def cdu_supply_control(
     q_need = c_tcs * (t_ret - t_set)
     q_full = np.maximum(duty(np.ones_like(t_ret)), 0.0)
     needed = q_need > 0
-    short = needed & (q_full < q_need)
+    q, t_sup, short = _settle(t_ret, c_tcs, t_set, q_full)
     lo, hi = np.zeros_like(t_ret), np.ones_like(t_ret)
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
         below = duty(mid) < q_need
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     x = np.where(short, (q_full > 0).astype(float), np.where(needed, hi, 0.0))
-    q = np.where(short, q_full, np.maximum(q_need, 0.0))
-    t_sup = np.where(short, t_ret - q / c_tcs, np.minimum(t_set, t_ret))
     c_fws = x * c_max
     t_fws_ret = t_fws + np.divide(q, c_fws, out=np.zeros_like(q), where=c_fws > 0)
     return CduState(t_sup, q, x, c_fws, t_fws_ret, short)
+
+
+def _settle(t_ret: Array, c_tcs: Array, t_set: Array, q_full: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+    """Duty, supply temperature and the at-capacity flag of CDUs whose full-valve duty is ``q_full`` (>= 0):
+    the setpoint duty ``C_tcs (T_ret - T_set)`` when the exchanger can give it, else the full-valve duty."""
+    q_need = c_tcs * (t_ret - t_set)
+    short = (q_need > 0) & (q_full < q_need)
+    q = np.where(short, q_full, np.maximum(q_need, 0.0))
+    t_sup = np.where(short, t_ret - q / c_tcs, np.minimum(t_set, t_ret))
+    return q, t_sup, short
+
+
+@dataclass(frozen=True, eq=False)
+class ConstantFlowCdus:
+    """:func:`cdu_supply_control` for CDUs whose exchanger flows never change (a three-way valve on the
+    facility side: the branch flow is constant and the valve bypasses part of it), so the full-valve duty
+    per kelvin of inlet difference, ``eps C_min``, is computed once. The engine calls :meth:`control` every
+    plant step.
+
+    Parameters: ``c_tcs_w_k`` and ``c_fws_w_k`` [W/K] the two capacity rates, ``ua_w_k`` [W/K] UA at those
+    flows, ``setpoint_c`` [degC] TCS supply setpoint, ``arrangement`` one of ``ARRANGEMENTS``.
+    """
+
+    c_tcs_w_k: Array
+    c_fws_w_k: Array
+    ua_w_k: Array
+    setpoint_c: float
+    arrangement: str = "counterflow"
+
+    def __post_init__(self) -> None:
+        c_tcs = checks.positive("c_tcs_w_k", self.c_tcs_w_k)
+        c_fws = checks.positive("c_fws_w_k", self.c_fws_w_k)
+        ua = checks.nonnegative("ua_w_k", self.ua_w_k)
+        checks.finite("setpoint_c", self.setpoint_c)
+        c_min = np.minimum(c_tcs, c_fws)
+        eps = effectiveness(ua / c_min, c_min / np.maximum(c_tcs, c_fws), _arrangement(self.arrangement))
+        object.__setattr__(self, "c_tcs_w_k", c_tcs)
+        object.__setattr__(self, "full_valve_w_k", eps * c_min)
+
+    def control(self, t_tcs_return_c: Array, t_fws_supply_c: float) -> tuple[Array, NDArray[np.bool_]]:
+        """TCS supply temperature [degC] and the at-capacity flag for return ``t_tcs_return_c`` [degC] and
+        facility-water supply ``t_fws_supply_c`` [degC]; same results as :func:`cdu_supply_control`."""
+        t_ret = np.asarray(t_tcs_return_c, float)
+        if not np.isfinite(t_ret.sum() + t_fws_supply_c):
+            checks.finite("t_tcs_return_c", t_ret)
+            checks.finite("t_fws_supply_c", t_fws_supply_c)
+        q_full = np.maximum(self.full_valve_w_k * (t_ret - t_fws_supply_c), 0.0)
+        _, t_sup, short = _settle(t_ret, self.c_tcs_w_k, self.setpoint_c, q_full)
+        return t_sup, short

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 import xarray as xr
-from factory_twin.models.cooling import ConstantFlowDelay, cdu_supply_control
+from factory_twin.models.cooling import ConstantFlowCdus, ConstantFlowDelay
 from factory_twin.models.gpu import ThermalThrottle
 from factory_twin.models.power import bess_step, psu_input_w
 from factory_twin.models.thermal import RCStep, TwoNodeRC
@@ -70,10 +70,18 @@ class Twin:
         self.rc = TwoNodeRC(f.r_die_plate_k_w, f.r_plate_coolant_k_w, f.c_die_j_k, f.c_plate_j_k)
         self.stepper = self.rc.discretize(self.dt)
         self.big_stepper = self.rc.discretize(self.plant_dt)
+        # transition matrices to each 1 s sample inside a plant step (die row only): the die path under held
+        # inputs, to tell which racks near the limit never reach it (those take the one exact step)
+        inner = [self.rc.discretize(k * self.dt) for k in range(1, self.n_sub)]
+        self._die_phi = (np.array([s.phi11 for s in inner]), np.array([s.phi12 for s in inner]))
         self.c_rack_w_k = f.rack_m_dot_kg_s * f.tcs.cp_j_kgk(cool.tcs.supply_setpoint_c)
         self.c_tcs = np.bincount(f.rack_cdu, self.c_rack_w_k, f.n_cdus)
         self.c_fws = f.c_fws_max_w_k
         self.c_fws_total = float(self.c_fws.sum())
+        # three-way valves: each exchanger's flows are constant, so only its duty and supply temperature change
+        self.cdus = ConstantFlowCdus(
+            self.c_tcs, self.c_fws, f.cdu_ua_nom_w_k, cool.tcs.supply_setpoint_c, cool.cdu.arrangement
+        )
         self.fws_v_dot = self.c_fws_total / (
             f.fws.rho_kg_m3(cool.facility_water.supply_setpoint_c)
             * f.fws.cp_j_kgk(cool.facility_water.supply_setpoint_c)
@@ -215,11 +223,16 @@ class Twin:
         limit = f.t_max_c - HOT_MARGIN_K
         # the die heads from its state toward t_cool + P R_total, passing near t_plate + P R_1 on the way
         bound = np.maximum(
-            np.maximum(t_die0, t_cool + p_const * self.rc.r_total_k_w), t_plate0 + p_const * f.r_die_plate_k_w
+            np.maximum(t_die0, t_cool + p_const * self.stepper.r_total_k_w), t_plate0 + p_const * f.r_die_plate_k_w
         )
         hot = (bound >= limit) | self.throttled
+        varying = np.zeros(f.n_racks, bool)
         if osc is not None:
-            hot |= np.isin(f.rack_class, np.flatnonzero(np.any(osc != 1.0, axis=1)))
+            varying = np.isin(f.rack_class, np.flatnonzero(np.any(osc != 1.0, axis=1)))
+            hot |= varying
+        near = np.flatnonzero(hot & ~self.throttled & ~varying)
+        if near.size:
+            hot[near[self._stays_below_limit(near, t_die0[near], t_plate0[near], p_const[near], t_cool[near])]] = False
         if hot.any():
             idx = np.flatnonzero(hot)
             sub = self._substep(
@@ -246,6 +259,18 @@ class Twin:
         self.time = self.time + np.timedelta64(int(round(self.plant_dt)), "s")
         self.last = result
         return result
+
+    def _stays_below_limit(self, idx: IntArray, t_die: Array, t_plate: Array, p: Array, t_cool: Array) -> NDArray:
+        """Racks ``idx`` whose die stays below ``t_max`` at every ``step_s`` sample of the coming interval with
+        inputs held (exact transition to each sample): the throttle would never act, so the one exact step
+        of the interval equals the fine steps."""
+        if self.n_sub == 1:
+            return t_die < self.f.t_max_c[idx]
+        ss_die = t_cool + p * self.stepper.r_total_k_w[idx]
+        d_die, d_plate = t_die - ss_die, t_plate - (t_cool + p * self.rc.r_plate_coolant_k_w[idx])
+        phi11, phi12 = self._die_phi
+        path = ss_die + phi11[:, idx] * d_die + phi12[:, idx] * d_plate
+        return np.maximum(path.max(axis=0), t_die) < self.f.t_max_c[idx]
 
     def _substep(
         self,
@@ -300,27 +325,14 @@ class Twin:
         t_header = self.tcs_supply_c + q_cdu_in / self.c_tcs
         t_ret = self.tcs_delay.push(t_header)
         self.tcs_return_c = t_ret
-        # three-way valve: the branch flow is constant, so only the duty and supply temperature are needed
-        # (exact without the valve-position bisection: iterations=0)
-        ctl = cdu_supply_control(
-            t_ret,
-            self.c_tcs,
-            self.fws_supply_c,
-            self.c_fws,
-            f.cdu_ua_nom_w_k,
-            cool.tcs.supply_setpoint_c,
-            arrangement=cool.cdu.arrangement,
-            exponent=cool.cdu.ua_flow_exponent,
-            iterations=0,
-        )
-        self.cdu_at_capacity = ctl.at_capacity
-        q_cdu = self.c_tcs * (t_ret - ctl.t_supply_c)
+        t_supply, self.cdu_at_capacity = self.cdus.control(t_ret, self.fws_supply_c)
+        q_cdu = self.c_tcs * (t_ret - t_supply)
         t_branch = self.fws_supply_c + q_cdu / self.c_fws
         t_mix = float(self.c_fws @ t_branch) / self.c_fws_total
         t_plant_in = float(self.fws_delay.push(t_mix)[0])
         self.fws_return_c = t_plant_in
         rej = self.plant.reject(t_plant_in, self.c_fws_total, *self.ambient)
-        self.tcs_supply_c = ctl.t_supply_c
+        self.tcs_supply_c = t_supply
         self.fws_supply_c = rej.t_supply_c
         self.rejection = rej
 
@@ -338,9 +350,7 @@ class Twin:
             e_next, bess_w = bess_step(self.bess_energy_j, bess_cmd, dt, self.bess)
             self.bess_energy_j, bess_w = float(e_next), float(bess_w)
         tok_full = f.gpus * u * self.tokens_per_gpu
-        thr = np.empty(f.n_racks)
-        for curve, idx in self.curves_x:
-            thr[idx] = curve.throughput(eff_w[idx] / f.tdp_w[idx])
+        thr = self._throughput(eff_w)
         tokens = float(tok_full @ thr)
         tok_unc = float(tok_full.sum())
         return PlantStepResult(
@@ -358,6 +368,17 @@ class Twin:
             tokens_uncapped_per_s=tok_unc,
             throttled_gpus=float(f.gpus @ throttled_share),
         )
+
+    def _throughput(self, eff_w: Array) -> Array:
+        """Per-rack throughput at effective caps ``eff_w`` [-] (reused while the caps do not change)."""
+        cached = getattr(self, "_thr_cache", None)
+        if cached is not None and np.array_equal(cached[0], eff_w):
+            return cached[1]
+        thr = np.empty(self.f.n_racks)
+        for curve, idx in self.curves_x:
+            thr[idx] = curve.throughput(eff_w[idx] / self.f.tdp_w[idx])
+        self._thr_cache = (eff_w.copy(), thr)
+        return thr
 
 
 def _subset(step: RCStep, idx: IntArray) -> RCStep:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from factory_twin.models.cooling import (
     ARRANGEMENTS,
+    ConstantFlowCdus,
     cdu_supply_control,
     effectiveness,
     effectiveness_max,
@@ -185,6 +186,25 @@ def test_supply_control_many_cdus_one_pass():
     assert held.any() and s.at_capacity.any()
     np.testing.assert_array_equal(s.t_supply_c[held], 35.0)
     assert np.all(s.t_supply_c[s.at_capacity] > 35.0)
+
+
+@pytest.mark.parametrize("arrangement", ["counterflow", "crossflow_unmixed"])
+def test_constant_flow_cdus_equal_supply_control_at_full_valve(arrangement):
+    """Precomputed full-valve duty: same supply temperatures and at-capacity flags as the general function
+    (held, at capacity and shut CDUs all present)."""
+    rng = np.random.default_rng(4)
+    n = 500
+    t_ret, c_tcs, c_fws = rng.uniform(28.0, 70.0, n), rng.uniform(8e3, 15e3, n), rng.uniform(12e3, 20e3, n)
+    ua = rng.uniform(2e4, 5e4, n)
+    cdus = ConstantFlowCdus(c_tcs, c_fws, ua, 35.0, arrangement)
+    for t_fws in (32.0, 29.0):
+        ref = cdu_supply_control(t_ret, c_tcs, t_fws, c_fws, ua, 35.0, arrangement=arrangement, iterations=0)
+        t_sup, short = cdus.control(t_ret, t_fws)
+        np.testing.assert_allclose(t_sup, ref.t_supply_c, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(short, ref.at_capacity)
+        assert short.any() and (~short & (t_ret > 35.0)).any() and (t_ret <= 35.0).any()
+    with pytest.raises(ValueError, match="t_tcs_return_c"):
+        cdus.control(np.full(n, np.nan), 32.0)
 
 
 @pytest.mark.parametrize(

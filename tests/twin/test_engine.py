@@ -62,9 +62,35 @@ def test_adaptive_interval_step_equals_stepping_every_rack_each_second(campus, m
     ctl = twin.FixedCap(campus.tdp_w, campus.min_cap_w, 0.7)
     fast = twin.simulate(campus, sc, controller=ctl, **kw)
     monkeypatch.setattr(engine, "HOT_MARGIN_K", 1e6)  # every rack takes the 1 s steps
+    monkeypatch.setattr(engine.Twin, "_stays_below_limit", lambda self, idx, *a: np.zeros(idx.size, bool))
     slow = twin.simulate(campus, sc, controller=ctl, **kw)
     assert float(fast.throttled_gpus.max()) == 0.0
     np.testing.assert_allclose(fast.die_temp_c, slow.die_temp_c, rtol=1e-6)
+    np.testing.assert_allclose(fast.grid_import_mw, slow.grid_import_mw, rtol=1e-12)
+
+
+def test_racks_near_the_limit_that_never_reach_it_take_the_interval_step(campus, monkeypatch):
+    """Uncapped afternoon 4.5 K hotter than the hot day (some racks throttle): racks within the margin whose
+    sampled die path stays below t_max skip the 1 s steps; the result equals stepping them every second."""
+    from factory_twin.twin import engine
+
+    sc = twin.load_scenario("hot-day-dr", campus).with_changes(offset_k=4.5)  # plant short: supply floats up
+    kw = {"start": "2026-08-08T14:00:00", "duration": "10min", "record_every": "60s"}
+    pruned = []
+    check = engine.Twin._stays_below_limit
+
+    def counting(self, idx, *a):
+        out = check(self, idx, *a)
+        pruned.append(int(out.sum()))
+        return out
+
+    monkeypatch.setattr(engine.Twin, "_stays_below_limit", counting)
+    fast = twin.simulate(campus, sc, **kw)
+    monkeypatch.setattr(engine.Twin, "_stays_below_limit", lambda self, idx, *a: np.zeros(idx.size, bool))
+    slow = twin.simulate(campus, sc, **kw)
+    assert sum(pruned) > 0 and float(fast.throttled_gpus.max()) > 0
+    np.testing.assert_allclose(fast.die_temp_c, slow.die_temp_c, rtol=1e-6)
+    np.testing.assert_allclose(fast.throttled_gpus, slow.throttled_gpus, atol=0)
     np.testing.assert_allclose(fast.grid_import_mw, slow.grid_import_mw, rtol=1e-12)
 
 
