@@ -13,6 +13,7 @@ from factory_twin.outputs import check_output_dir, check_output_file
 
 DEFAULT_FACILITY = "campus-100mw"
 EXIT_MISSED_TARGET = 5  # simulate: the run missed a DR or import-limit target (results are still written)
+EXIT_FAILED_SEGMENTS = 4  # simulate --duration: segments failed (the finished ones are kept for --resume)
 STUDY_FILES = ("results.nc", "report.html", "cases")
 FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as e:  # SpecError is a ValueError: print it whole, no traceback
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except RuntimeError as e:  # failed segments of a --duration run (the finished ones are kept for --resume)
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FAILED_SEGMENTS
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -94,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _facility_scenario(s)
     s.add_argument("--start", help="ISO local time (default: the scenario's start)")
-    s.add_argument("--hours", type=_positive("hours"), default=24.0, help="simulated duration [h]")
+    length = s.add_mutually_exclusive_group()
+    length.add_argument("--hours", type=_positive("hours"), default=24.0, help="simulated duration [h]")
+    length.add_argument(
+        "--duration", help="run length like 30d or 1y, cut into --segment pieces that run in parallel (needs --out)"
+    )
     s.add_argument("--step", default="1s", help="rack thermal step (e.g. 1s)")
     s.add_argument("--plant-step", default="20s", help="loop/plant step (multiple of --step)")
     s.add_argument("--record", default="60s", help="output interval (multiple of --plant-step)")
@@ -104,7 +112,14 @@ def _parser() -> argparse.ArgumentParser:
         help="auto | uncapped | fixed:FRACTION | mpc; auto runs mpc when the scenario has DR events, else uncapped",
     )
     s.add_argument("--out", type=Path, help="write the run to this NetCDF file")
-    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists (or restart an unfinished run)")
+    seg = s.add_argument_group("segmented runs (--duration)")
+    seg.add_argument("--segment", default="1d", help="segment length")
+    seg.add_argument("--overlap", default="30min", help="warm-up run before each segment and dropped")
+    seg.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a local cluster)")
+    seg.add_argument("--workers", type=_positive_int, help="local Dask worker processes (default: CPU count)")
+    seg.add_argument("--serial", action="store_true", help="run the segments one by one in this process")
+    seg.add_argument("--resume", action="store_true", help="continue a killed run into the same --out")
     s.set_defaults(run=_simulate)
 
     o = sub.add_parser(
@@ -210,6 +225,8 @@ def _simulate(args) -> int:
     from factory_twin.twin.provenance import provenance
     from factory_twin.twin.targets import run_misses, target_attrs
 
+    if args.duration is not None:
+        return _simulate_segmented(args)
     check_output_file(args.out, args.force)
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
@@ -238,6 +255,57 @@ def _simulate(args) -> int:
     return EXIT_MISSED_TARGET if misses else 0
 
 
+def _simulate_segmented(args) -> int:
+    """``--duration``: segments on Dask (or serially) streamed into ``--out``; every check before any work."""
+    from factory_twin import twin
+    from factory_twin.dashboard.server import make_controller
+    from factory_twin.twin import segments
+    from factory_twin.twin.progress import ProgressBar
+    from factory_twin.twin.provenance import provenance
+
+    if args.out is None:
+        raise ValueError("--out: a --duration run streams its results into a NetCDF file; name one")
+    check_output_file(args.out, args.force)
+    f = twin.load_facility(args.facility)
+    sc = twin.load_scenario(args.scenario, f)
+    name, why = args.controller, ""
+    if name == "auto":  # the MPC keeps state (BESS energy, plans) and cannot be cut into segments
+        name, why = "uncapped", " (auto: a segmented run needs a controller without memory; DR events not followed)"
+    ctl = make_controller(name, f, sc, option="--controller")
+    segments.check_controller(ctl)
+    plan = segments.plan_segments(
+        args.start or sc.start, args.duration, args.segment, args.overlap, args.step, args.plant_step, args.record
+    )
+    where = "serially" if args.serial else (args.scheduler or f"on {args.workers or 'all'} local Dask worker(s)")
+    print(f"controller: {name}{why}")
+    warm = f"{plan.overlap_s / 60:g} min warm-up"
+    print(f"{plan.n_segments} segment(s) of {plan.segment_s / S_PER_H:g} h after {warm}, {where}")
+    ds = segments.run_segments(
+        f,
+        sc,
+        plan,
+        args.out,
+        controller=ctl,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        serial=args.serial,
+        resume=args.resume,
+        force=args.force,
+        progress=ProgressBar("segments"),
+        attrs=provenance(f, sc, name),
+    )
+    met = bool(ds.attrs["targets_met"])
+    _table(
+        [
+            *summary_rows(ds, f),
+            ("seam error max [K]", f"{ds.attrs['seam_error_max_k']:.2e} (bound {ds.attrs['seam_tolerance_k']:g})"),
+            ("grid targets", "met" if met else f"MISSED: {ds.attrs['missed_targets']}"),
+        ]
+    )
+    print(f"wrote {args.out}")
+    return 0 if met else EXIT_MISSED_TARGET
+
+
 def summary_rows(ds, f) -> list[tuple[str, object]]:
     """The end-of-run table from the recorded meters: energy, peak import, PUE, die temperature,
     throttling, tokens, cost (cost per million tokens at the run's energy-weighted price)."""
@@ -252,11 +320,12 @@ def summary_rows(ds, f) -> list[tuple[str, object]]:
         float(ds.grid_import_mw.mean()) * MW, cost / energy if energy else 0.0, float(ds.tokens_per_s.mean())
     )
     cur = ds.attrs.get("currency", "")
+    die = ds.die_temp_max_c if "die_temp_max_c" in ds else ds.die_temp_c  # segmented runs keep the hottest die
     return [
         ("grid energy [MWh]", f"{energy:,.1f}"),
         ("peak import [MW]", f"{float(ds.grid_import_mw.max()):.2f}"),
         ("mean PUE", f"{float(ds.pue.mean()):.4f}"),
-        ("max die temperature [degC]", f"{float(ds.die_temp_c.max()):.2f}"),
+        ("max die temperature [degC]", f"{float(die.max()):.2f}"),
         ("throttled GPU-hours", f"{float(ds.throttled_gpus.sum()) * hours:,.1f}"),
         ("tokens [1e12]", f"{tokens / 1e12:,.3f}"),
         ("throughput kept", f"{float(ds.throughput.mean()):.4f}"),

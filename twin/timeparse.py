@@ -1,4 +1,5 @@
-"""Durations written the way engineers write them: ``"24h"``, ``"5min"``, ``"90s"``, ``"2d"`` or seconds."""
+"""Durations written the way engineers write them: ``"24h"``, ``"5min"``, ``"90s"``, ``"2d"``, ``"1y"`` (365 days)
+or seconds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import warnings
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 
 UNITS = {"s": 1.0, "sec": 1.0, "min": S_PER_MIN, "m": S_PER_MIN, "h": S_PER_H, "hr": S_PER_H, "d": 24 * S_PER_H}
+UNITS["y"] = 365 * UNITS["d"]  # a year of 365 days (the typical-year weather has no 29 February)
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 
@@ -18,7 +20,7 @@ def seconds(value: str | float | int, name: str = "duration") -> float:
     else:
         m = _PATTERN.match(str(value).lower())
         if not m or m.group(2) not in UNITS | {"": 1.0}:
-            raise ValueError(f"{name}: expected a duration like 24h, 5min, 1s or 2d, got {value!r}")
+            raise ValueError(f"{name}: expected a duration like 24h, 5min, 1s, 2d or 1y, got {value!r}")
         result = float(m.group(1)) * UNITS.get(m.group(2), 1.0)
         if not m.group(2):
             warnings.warn(

@@ -303,25 +303,11 @@ def _plain(result: Any) -> dict[str, np.ndarray]:
     return out
 
 
-ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+    from factory_twin.twin.cluster import dask_client  # here: case subprocesses load this module alone
 
-    cluster = None
-    if scheduler is None:
-        n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            env=ONE_THREAD_ENV,  # the engine owns the parallelism: no BLAS/OpenMP threads per worker
-        )
-    client = Client(cluster if cluster is not None else scheduler)
-    try:
+    with dask_client(scheduler, workers) as client:
         futures = {client.submit(_execute, fn, case, timeout_s, pure=False): (cid, case) for cid, case in todo}
         for fut in as_completed(futures):
             cid, case = futures[fut]
@@ -336,10 +322,6 @@ def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
                 }
             finish(cid, case, rec)
             fut.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _save(cdir: Path, cid: str, case: dict[str, Any], rec: dict[str, Any]) -> None:

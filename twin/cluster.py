@@ -1,0 +1,41 @@
+"""A Dask client for parallel runs: a local cluster of single-threaded worker processes, or an existing
+scheduler (``dask scheduler`` / ``dask worker`` started by the user, address ``tcp://HOST:PORT``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """Connect to ``scheduler``, or start a ``LocalCluster`` of ``workers`` processes (default: CPU count)
+    with one thread each, bound to 127.0.0.1 and without the web dashboard; closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {workers!r}")
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env=ONE_THREAD_ENV,  # the work owns the parallelism: no BLAS/OpenMP threads per worker
+        )
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,432 @@
+"""Long runs (up to a year) cut into segments that run in parallel on Dask, streamed into one NetCDF.
+
+Segment ``k`` covers ``[t_k, t_k + segment)`` of the run (the last one may be shorter). It starts ``overlap``
+earlier from the steady state every run starts from (:class:`~factory_twin.twin.engine.Twin`) and drops the
+overlap's records: the loops and rack nodes forget how they started (cold plate ~15 s, TCS loop transit
+~15 s, facility-water return ~40 s at campus-1gw; ``bench/bench_year.py`` measures the seam error against
+the overlap). Segment 0 starts at ``t_0`` from the steady state exactly like a serial run.
+
+Seam error: at each seam, the largest difference between the previous segment's last record and the next
+segment's overlap at the same time, over every recorded temperature (die of every rack, TCS supply and
+return of every CDU, facility-water supply and return) [K]. A segmented run needs a controller without
+memory (uncapped, fixed caps): a BESS it never commands keeps its energy, and the seam check verifies that.
+
+Energy books of the whole run: each segment's heat and electric books from its record series (kept window
+only), summed; the heat book also carries the stored-heat jumps at the seams, so a seam error shows up in
+``heat_book_residual`` (``seam_heat_mwh`` gives the jumps on their own).
+
+Output (``run_segments``): the recorded meters of :mod:`~factory_twin.twin.meters` at the record
+interval, plus the hottest die and the number of CDUs at capacity at each record (per-rack and per-CDU
+arrays are not kept: a year of them at 1 GW is ~45 GB). The file is written as segments finish, into
+``.NAME.partial`` beside the target, with each finished segment checkpointed in ``.NAME.parts/`` (written
+after its data is flushed); rerun with ``resume=True`` after a kill and only the missing segments run. The
+finished file replaces the target in one rename.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from factory_twin.models.units import J_PER_MWH, MJ, MW
+from factory_twin.twin import meters
+from factory_twin.twin.assembly import Facility
+from factory_twin.twin.atomic import write_atomic
+from factory_twin.twin.controllers import Controller, FixedCap, Uncapped
+from factory_twin.twin.engine import simulate
+from factory_twin.twin.scenario import Scenario
+from factory_twin.twin.targets import run_misses, target_attrs
+from factory_twin.twin.timeparse import seconds
+
+SEAM_TOLERANCE_K = 0.01  # the bound a segmented run promises at its seams
+# per-record reductions of the rack and CDU arrays kept in a segmented run: name -> (units, long_name)
+REDUCED = {
+    "die_temp_max_c": ("degC", "hottest GPU die at the record time"),
+    "cdus_at_capacity": ("1", "CDUs not holding their TCS supply setpoint at the record time"),
+}
+STATE_VARS = ("die_temp_c", "tcs_supply_c", "tcs_return_c", "fws_supply_c", "fws_return_c")
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Times of a segmented run (seconds; ``start`` as ISO text so the plan is JSON)."""
+
+    start: str
+    duration_s: float
+    segment_s: float
+    overlap_s: float
+    step_s: float
+    plant_step_s: float
+    record_s: float
+
+    @property
+    def n_segments(self) -> int:
+        return math.ceil(self.duration_s / self.segment_s - 1e-9)
+
+    @property
+    def per_segment(self) -> int:
+        return int(round(self.segment_s / self.record_s))
+
+    @property
+    def n_records(self) -> int:
+        return int(round(self.duration_s / self.record_s))
+
+    def bounds(self, k: int) -> tuple[int, int]:
+        """Record index range ``[i0, i1)`` of segment ``k`` in the whole run."""
+        return k * self.per_segment, min((k + 1) * self.per_segment, self.n_records)
+
+    def segment_start(self, k: int) -> np.datetime64:
+        return np.datetime64(self.start, "s") + np.timedelta64(int(round(k * self.segment_s)), "s")
+
+
+def plan_segments(
+    start: np.datetime64 | str,
+    duration: str | float,
+    segment: str | float = "1d",
+    overlap: str | float = "30min",
+    step: str | float = "1s",
+    plant_step: str | float = "20s",
+    record_every: str | float = "60s",
+) -> SegmentPlan:
+    """Check the times of a segmented run (errors name the option) and return its plan."""
+    plan = SegmentPlan(
+        str(np.datetime64(start, "s")),
+        seconds(duration, "duration"),
+        seconds(segment, "segment"),
+        seconds(overlap, "overlap"),
+        seconds(step, "step"),
+        seconds(plant_step, "plant_step"),
+        seconds(record_every, "record_every"),
+    )
+    for name, value in (
+        ("duration", plan.duration_s),
+        ("segment", plan.segment_s),
+        ("overlap", plan.overlap_s),
+    ):
+        n = value / plan.record_s
+        if abs(n - round(n)) > 1e-9:
+            raise ValueError(f"{name}: {value:g} s must be a whole multiple of record_every {plan.record_s:g} s")
+    n = plan.record_s / plan.plant_step_s
+    if abs(n - round(n)) > 1e-9:
+        raise ValueError(f"record_every: {plan.record_s:g} s must be a whole multiple of plant_step")
+    return plan
+
+
+def check_controller(controller: Controller | None) -> None:
+    """Segments run independently: only controllers without memory can be split."""
+    if controller is not None and not isinstance(controller, Uncapped | FixedCap):
+        raise ValueError(
+            f"controller: {type(controller).__name__} keeps state across the run (BESS energy, plans), so a "
+            "segmented run cannot split it; use uncapped or fixed:FRACTION, or a serial run (--hours)"
+        )
+
+
+def run_segment(
+    facility: Facility, scenario: Scenario, plan: SegmentPlan, k: int, controller: Controller | None = None
+) -> dict:
+    """Simulate segment ``k`` (with its overlap); return its kept series, seam states and books."""
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    overlap_s = plan.overlap_s if k > 0 else 0.0
+    i0, i1 = plan.bounds(k)
+    start = plan.segment_start(k) - np.timedelta64(int(round(overlap_s)), "s")
+    ds = simulate(
+        facility,
+        scenario,
+        start=start,
+        duration=overlap_s + (i1 - i0) * plan.record_s,
+        step=plan.step_s,
+        plant_step=plan.plant_step_s,
+        record_every=plan.record_s,
+        controller=controller,
+    )
+    n_over = int(round(overlap_s / plan.record_s))
+    kept = ds.isel(time=slice(n_over, None))
+    stored = ds.stored_heat_mj.values * MJ
+    stored0 = stored[n_over - 1] if n_over else stored[-1] - ds.attrs["heat_stored_change_mwh"] * J_PER_MWH
+    j = plan.record_s * MW / J_PER_MWH  # MW held for one record -> MWh
+    out = {f"series/{name}": kept[name].values.astype(float) for name in meters.RECORDED}
+    out |= {f"series/{name}": values for name, values in _reduced(kept).items()}
+    out |= {f"head/{v}": np.atleast_1d(ds[v].values[n_over - 1]) for v in STATE_VARS if n_over}
+    out |= {f"tail/{v}": np.atleast_1d(ds[v].values[-1]) for v in STATE_VARS}
+    out |= {
+        "time": kept.time.values.astype("datetime64[s]").astype(np.int64),
+        "head_stored_mwh": stored0 / J_PER_MWH,
+        "tail_stored_mwh": stored[-1] / J_PER_MWH,
+        "head_bess_mwh": ds.bess_soc_mwh.values[n_over - 1] if n_over else np.nan,
+        "tail_bess_mwh": ds.bess_soc_mwh.values[-1],
+        "heat_in_mwh": float(kept.it_power_mw.sum()) * j,
+        "heat_out_mwh": float(kept.heat_rejected_mw.sum()) * j,
+        "grid_mwh": float(kept.grid_import_mw.sum()) * j,
+        "books_rhs_mwh": float((kept.it_power_mw + kept.losses_mw + kept.cooling_power_mw - kept.bess_power_mw).sum())
+        * j,
+        "wall_s": time.perf_counter() - t_wall,
+        "cpu_s": time.process_time() - t_cpu,
+    }
+    return out
+
+
+def _reduced(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    return {
+        "die_temp_max_c": ds.die_temp_c.max("rack").values.astype(float),
+        "cdus_at_capacity": ds.cdu_at_capacity.sum("cdu").values.astype(float),
+    }
+
+
+def seam_error_k(prev: dict, nxt: dict) -> float:
+    """Largest temperature difference [K] between ``prev``'s last state and ``nxt``'s overlap at that time."""
+    return max(float(np.max(np.abs(prev[f"tail/{v}"] - nxt[f"head/{v}"]))) for v in STATE_VARS)
+
+
+def run_segments(
+    facility: Facility,
+    scenario: Scenario,
+    plan: SegmentPlan,
+    out: str | os.PathLike[str],
+    controller: Controller | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    serial: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    progress: Callable[[float], None] | None = None,
+    attrs: dict | None = None,
+) -> xr.Dataset:
+    """Run every segment of ``plan`` (serially, or on Dask: a local cluster of ``workers`` processes or the
+    scheduler at ``scheduler``) and stream the results into the NetCDF ``out``; return the finished Dataset.
+
+    ``resume`` continues a killed run of the same plan (finished segments are not run again); ``force``
+    overwrites an existing ``out``; ``attrs`` are added to the file's attributes (provenance). Grid-target
+    misses (:mod:`~factory_twin.twin.targets`) go into the attributes as in a serial run. A segment that
+    fails does not stop the others: the run then raises ``RuntimeError`` naming the failed segments and keeps
+    what finished for ``resume``.
+    """
+    check_controller(controller)
+    out = Path(out)
+    partial, parts = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.parts")
+    if out.exists() and not force:
+        raise ValueError(f"out: {out} exists; pass --force to overwrite it")
+    config = {"plan": asdict(plan), "facility": facility.spec.name, "scenario": scenario.name}
+    config["controller"] = repr(_controller_key(controller))
+    if parts.exists() and not resume and not force:
+        raise ValueError(f"out: an unfinished run is in {parts}; pass --resume to continue it or --force to restart")
+    if parts.exists() and resume:
+        saved = json.loads((parts / "run.json").read_text()) if (parts / "run.json").exists() else None
+        if saved != config:
+            raise ValueError(f"resume: the unfinished run in {parts} has other settings ({saved}); use --force")
+    else:
+        shutil.rmtree(parts, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+        parts.mkdir(parents=True)
+        write_atomic(parts / "run.json", lambda fh: fh.write(json.dumps(config).encode()), fsync=True)
+    _scenario_covers(scenario, plan)
+    done = {int(p.stem.split("-")[1]): p for p in parts.glob("seg-*.npz")}
+    writer = _SeriesFile.open(partial, plan, facility, scenario, done)
+    if writer.rebuilt:  # the partial file was lost or unreadable: its segments run again
+        for p in done.values():
+            p.unlink()
+        done = {}
+    todo = [k for k in range(plan.n_segments) if k not in done]
+    failed: dict[int, str] = {}
+    n_done = len(done)
+
+    def finish(k: int, result: dict) -> None:
+        nonlocal n_done
+        writer.write(k, result)
+        _save_part(parts / f"seg-{k:05d}.npz", {key: v for key, v in result.items() if not key.startswith("series/")})
+        n_done += 1
+        if progress:
+            progress(n_done / plan.n_segments)
+
+    try:
+        if serial:
+            for k in todo:
+                try:
+                    finish(k, run_segment(facility, scenario, plan, k, controller))
+                except Exception as e:  # one bad segment does not sink the rest
+                    failed[k] = f"{type(e).__name__}: {e}"
+        elif todo:
+            _run_dask(facility, scenario, plan, controller, todo, scheduler, workers, finish, failed)
+    finally:
+        writer.close()
+    if failed:
+        listed = "; ".join(f"segment {k} ({plan.segment_start(k)}): {msg}" for k, msg in sorted(failed.items()))
+        raise RuntimeError(f"{len(failed)} segment(s) failed, the rest are kept for --resume: {listed}")
+    segs = [_load_part(parts / f"seg-{k:05d}.npz") for k in range(plan.n_segments)]
+    run_attrs = _run_attrs(segs, plan, facility, scenario) | (attrs or {})
+    writer.finish(run_attrs)
+    with xr.open_dataset(partial, engine="h5netcdf") as ds:
+        misses = run_misses(ds[["grid_import_mw", "import_limit_mw"]].load(), scenario)
+    writer.add_attrs(target_attrs(misses))
+    os.replace(partial, out)
+    shutil.rmtree(parts)
+    return xr.load_dataset(out, engine="h5netcdf")
+
+
+def _controller_key(controller: Controller | None) -> tuple:
+    if isinstance(controller, FixedCap):
+        return ("fixed", controller.fraction)
+    return ("uncapped",)
+
+
+def _scenario_covers(scenario: Scenario, plan: SegmentPlan) -> None:
+    """Grid signals must cover the run (with the first overlap) before any work starts."""
+    sig = scenario.signals
+    first = np.datetime64(plan.start, "s")
+    last = first + np.timedelta64(int(round(plan.duration_s)), "s")
+    if first < sig.time[0] or last > sig.time[-1] + sig.step:
+        raise ValueError(
+            f"start/duration: the scenario's grid signals cover {sig.time[0]} .. {sig.time[-1] + sig.step}, "
+            f"the run needs {first} .. {last}"
+        )
+
+
+def _run_dask(facility, scenario, plan, controller, todo, scheduler, workers, finish, failed) -> None:
+    from distributed import as_completed
+    from factory_twin.twin.cluster import dask_client
+
+    with dask_client(scheduler, workers) as client:
+        f_fut, s_fut = client.scatter([facility, scenario], broadcast=True)
+        futures = {client.submit(run_segment, f_fut, s_fut, plan, k, controller, pure=False): k for k in todo}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            try:
+                finish(k, fut.result())
+            except Exception as e:  # a failed segment or a dead worker: record it and go on
+                failed[k] = f"{type(e).__name__}: {e}"
+            fut.release()
+
+
+def _run_attrs(segs: list[dict], plan: SegmentPlan, facility: Facility, scenario: Scenario) -> dict:
+    seams = [seam_error_k(a, b) for a, b in pairwise(segs)]
+    bess = [abs(float(b["head_bess_mwh"]) - float(a["tail_bess_mwh"])) for a, b in pairwise(segs)]
+    jumps = [float(b["head_stored_mwh"]) - float(a["tail_stored_mwh"]) for a, b in pairwise(segs)]
+    heat_in = sum(float(s["heat_in_mwh"]) for s in segs)
+    heat_out = sum(float(s["heat_out_mwh"]) for s in segs)
+    stored = float(segs[-1]["tail_stored_mwh"]) - float(segs[0]["head_stored_mwh"])
+    grid = sum(float(s["grid_mwh"]) for s in segs)
+    rhs = sum(float(s["books_rhs_mwh"]) for s in segs)
+    seam_max = max(seams, default=0.0)
+    attrs = {
+        "facility": facility.spec.name,
+        "scenario": scenario.name,
+        "start": plan.start,
+        "step_s": plan.step_s,
+        "plant_step_s": plan.plant_step_s,
+        "record_s": plan.record_s,
+        "segment_s": plan.segment_s,
+        "overlap_s": plan.overlap_s,
+        "segments": plan.n_segments,
+        "seam_error_max_k": seam_max,
+        "seam_tolerance_k": SEAM_TOLERANCE_K,
+        "seam_bess_max_mwh": max(bess, default=0.0),
+        "seam_heat_mwh": sum(jumps),
+        "heat_in_mwh": heat_in,
+        "heat_rejected_mwh": heat_out,
+        "heat_stored_change_mwh": stored,
+        "heat_book_residual": (heat_in - heat_out - stored) / heat_in,
+        "electric_book_residual": (grid - rhs) / grid,
+        "grid_energy_mwh": grid,
+        "class_names": list(facility.class_names),
+        "hall_names": list(facility.hall_names),
+        "currency": scenario.signals.currency,
+        "Conventions": "CF-1.10",
+    }
+    if seam_max > SEAM_TOLERANCE_K:
+        attrs["warning"] = (
+            f"seam error {seam_max:.3g} K exceeds {SEAM_TOLERANCE_K} K: lengthen --overlap (now {plan.overlap_s:g} s)"
+        )
+        warnings.warn(attrs["warning"], stacklevel=2)
+    attrs["segment_seam_error_k"] = np.array([np.nan, *seams])
+    attrs["segment_wall_s"] = np.array([float(s["wall_s"]) for s in segs])
+    attrs["segment_cpu_s"] = np.array([float(s["cpu_s"]) for s in segs])
+    return attrs
+
+
+class _SeriesFile:
+    """The partial NetCDF: every variable preallocated over the whole run (NaN until written), chunked by
+    segment; :meth:`write` fills one segment and flushes."""
+
+    def __init__(self, f, path: Path, plan: SegmentPlan, rebuilt: bool) -> None:
+        self.f, self.path, self.plan, self.rebuilt = f, path, plan, rebuilt
+
+    @classmethod
+    def open(cls, path: Path, plan: SegmentPlan, facility: Facility, scenario: Scenario, done: dict) -> _SeriesFile:
+        import h5netcdf
+        import h5py
+
+        if path.exists() and done:
+            try:
+                return cls(h5py.File(path, "r+"), path, plan, False)
+            except OSError as e:
+                warnings.warn(f"{path}: unreadable after the kill ({e}); its segments run again", stacklevel=3)
+        path.unlink(missing_ok=True)
+        with h5netcdf.File(path, "w") as f:  # the NetCDF structure; data goes in through h5py (see write)
+            f.dimensions = {"time": plan.n_records, "segment": plan.n_segments}
+            chunk = (min(plan.per_segment, plan.n_records),)
+            t = f.create_variable("time", ("time",), "i8", chunks=chunk)
+            t.attrs.update({"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian",
+                            "long_name": "end of record interval (local time)"})  # fmt: skip
+            described = {name: meters.attrs(name) for name in meters.RECORDED}
+            described |= {name: {"units": units, "long_name": text} for name, (units, text) in REDUCED.items()}
+            for name, attrs in described.items():
+                v = f.create_variable(name, ("time",), "f8", chunks=chunk, fillvalue=np.nan)
+                v.attrs.update(attrs)
+            s = f.create_variable("segment_start", ("segment",), "i8")
+            s.attrs.update({"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian"})
+            s[:] = [plan.segment_start(k).astype(np.int64) for k in range(plan.n_segments)]
+        return cls(h5py.File(path, "r+"), path, plan, bool(done))
+
+    def write(self, k: int, result: dict) -> None:
+        """Fill segment ``k`` and flush to disk (a kill after this leaves a readable file)."""
+        i0, i1 = self.plan.bounds(k)
+        self.f["time"][i0:i1] = result["time"]
+        for key, values in result.items():
+            if key.startswith("series/"):
+                self.f[key.removeprefix("series/")][i0:i1] = values
+        self.f.flush()
+
+    def finish(self, attrs: dict) -> None:
+        """Per-segment figures and the run's attributes, once every segment is in."""
+        import h5netcdf
+
+        self.close()
+        with h5netcdf.File(self.path, "a") as f:
+            for name, units in (("segment_seam_error_k", "K"), ("segment_wall_s", "s"), ("segment_cpu_s", "s")):
+                v = f.create_variable(name, ("segment",), "f8")
+                v[:] = attrs.pop(name)
+                v.attrs["units"] = units
+            f.attrs.update(attrs)
+
+    def add_attrs(self, attrs: dict) -> None:
+        import h5netcdf
+
+        with h5netcdf.File(self.path, "a") as f:
+            f.attrs.update(attrs)
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def _save_part(path: Path, arrays: dict) -> None:
+    """Checkpoint a finished segment (seam states, books, timings) atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k.replace("/", "__"): np.asarray(v) for k, v in arrays.items()})
+    write_atomic(path, lambda fh: fh.write(buf.getvalue()), fsync=True)
+
+
+def _load_part(path: Path) -> dict:
+    with np.load(path) as z:
+        return {k.replace("__", "/"): z[k] for k in z.files}
