@@ -1,0 +1,138 @@
+"""Year runs of campus-1gw: engine cost per day, seam error against the warm-up overlap, Dask scaling.
+
+Usage: python bench/bench_year.py [engine] [seam] [scaling] [year] [--days 8] [--workers 2]
+
+- engine:  serial cost of one simulated day at 1 s thermal step (hot-day-dr, and a mild October day);
+           target <= 4 s per day
+- seam:    the hardest seam we know (plant short of capacity at +4.5 K over the hot day, racks throttling):
+           seam error for warm-ups of 2 to 30 min; bound 0.01 K
+- scaling: ``--days`` one-day segments on 1 and on ``--workers`` local Dask workers; speed-up (target >= 1.8x
+           for 2), per-segment cost, and the year on 2 and on 64 workers projected from those costs
+- year:    the real thing, ``simulate campus-1gw --duration 1y`` on ``--workers`` local workers (target
+           <= 10 min for 2)
+
+Wall times on a shared machine are noisy: every figure is printed with the CPU time of the process doing the
+work (the engine is single-threaded, so CPU time is what a free core would take).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from factory_twin.twin import segments
+from factory_twin.twin.cluster import dask_client
+
+from factory_twin import twin
+
+FACILITY = "campus-1gw"
+
+
+def engine() -> None:
+    f = twin.load_facility(FACILITY)
+    sc = twin.load_scenario("hot-day-dr", f)
+    twin.simulate(f, sc, duration="10min")  # imports and caches warm
+    for label, start in (("hot day (hot-day-dr)", None), ("mild day (15 Oct)", "2026-10-15T00:00:00")):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ds = twin.simulate(f, sc, start=start, duration="24h")
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(
+            f"engine {FACILITY} {label}, 24 h at 1 s / 20 s: wall {wall:.2f} s, CPU {cpu:.2f} s "
+            f"(target <= 4 s: {'met' if min(wall, cpu) <= 4 else 'MISSED'}), "
+            f"heat book {ds.attrs['heat_book_residual']:.1e}"
+        )
+
+
+def seam() -> None:
+    f = twin.load_facility(FACILITY)
+    sc = twin.load_scenario("hot-day-dr", f).with_changes(offset_k=4.5)
+    with tempfile.TemporaryDirectory() as tmp:
+        for overlap in ("2min", "5min", "10min", "20min", "30min"):
+            plan = segments.plan_segments("2026-08-08T14:00:00", "1h", segment="30min", overlap=overlap)
+            ds = segments.run_segments(f, sc, plan, Path(tmp) / f"{overlap}.nc", serial=True, force=True)
+            e = ds.attrs["seam_error_max_k"]
+            print(
+                f"seam {FACILITY} +4.5 K, seam at 14:30, warm-up {overlap:>5}: seam error {e:.2e} K "
+                f"({'within' if e <= segments.SEAM_TOLERANCE_K else 'OVER'} {segments.SEAM_TOLERANCE_K} K), "
+                f"heat book {ds.attrs['heat_book_residual']:.1e}, "
+                f"throttled GPUs max {float(ds.throttled_gpus.max()):.0f}"
+            )
+
+
+def _run(days: int, workers: int) -> tuple[float, np.ndarray, np.ndarray]:
+    f = twin.load_facility(FACILITY)
+    sc = twin.load_scenario("hot-day-dr", f)
+    plan = segments.plan_segments("2026-08-08T00:00:00", f"{days}d")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ds = segments.run_segments(f, sc, plan, Path(tmp) / "run.nc", workers=workers)
+        wall = time.perf_counter() - t0
+    return wall, ds.segment_wall_s.values, ds.segment_cpu_s.values
+
+
+def scaling(days: int, workers: int) -> None:
+    t0 = time.perf_counter()
+    with dask_client(workers=workers):
+        pass
+    start_s = time.perf_counter() - t0
+    w1, seg_w1, seg_c1 = _run(days, 1)
+    wn, seg_wn, seg_cn = _run(days, workers)
+    net1, netn = w1 - start_s, wn - start_s
+    print(
+        f"scaling {FACILITY}, {days} one-day segments (30 min warm-up): 1 worker {w1:.1f} s, {workers} workers "
+        f"{wn:.1f} s end to end; cluster start ~{start_s:.1f} s; speed-up {w1 / wn:.2f}x end to end, "
+        f"{net1 / netn:.2f}x without the start (target >= 1.8x for 2)"
+    )
+    seg = np.r_[seg_w1, seg_wn]
+    cpu = np.r_[seg_c1, seg_cn]
+    print(
+        f"  per segment (1 day + 30 min): wall {seg.mean():.2f} s mean, {seg.max():.2f} s max; "
+        f"CPU {cpu.mean():.2f} s mean, {cpu.max():.2f} s max"
+    )
+    per_day = cpu.mean()  # what a free core takes
+    for n in (2, 64):
+        rounds = math.ceil(365 / n)
+        est = start_s + rounds * per_day
+        print(
+            f"  year on {n} workers (projected from the CPU cost per segment): {rounds} rounds x {per_day:.2f} s "
+            f"+ {start_s:.1f} s start = {est / 60:.1f} min" + (" (target <= 10 min)" if n == 2 else "")
+        )
+
+
+def year(workers: int) -> None:
+    f = twin.load_facility(FACILITY)
+    sc = twin.load_scenario("hot-day-dr", f)
+    plan = segments.plan_segments(sc.start, "1y")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ds = segments.run_segments(f, sc, plan, Path(tmp) / "year.nc", workers=workers)
+        wall = time.perf_counter() - t0
+    print(
+        f"year {FACILITY} at 1 s on {workers} workers: {wall / 60:.1f} min (target <= 10 min for 2), "
+        f"segment CPU {ds.segment_cpu_s.mean().item():.2f} s mean, "
+        f"seam error max {ds.attrs['seam_error_max_k']:.1e} K, "
+        f"heat book {ds.attrs['heat_book_residual']:.1e}, electric book {ds.attrs['electric_book_residual']:.1e}"
+    )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("parts", nargs="*", default=["engine", "seam", "scaling"])
+    ap.add_argument("--days", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    for part in a.parts:
+        if part == "engine":
+            engine()
+        elif part == "seam":
+            seam()
+        elif part == "scaling":
+            scaling(a.days, a.workers)
+        elif part == "year":
+            year(a.workers)
+        else:
+            ap.error(f"unknown part {part!r}")
