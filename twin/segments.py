@@ -54,6 +54,7 @@ SEAM_TOLERANCE_K = 0.01  # the bound a segmented run promises at its seams
 REDUCED = {
     "die_temp_max_c": ("degC", "hottest GPU die at the record time"),
     "cdus_at_capacity": ("1", "CDUs not holding their TCS supply setpoint at the record time"),
+    "flexible_mw": ("MW", "GPU power the caps could shed: busy GPUs from their cap down to the minimum cap"),
 }
 STATE_VARS = ("die_temp_c", "tcs_supply_c", "tcs_return_c", "fws_supply_c", "fws_return_c")
 
@@ -156,7 +157,7 @@ def run_segment(
     stored0 = stored[n_over - 1] if n_over else stored[-1] - ds.attrs["heat_stored_change_mwh"] * J_PER_MWH
     j = plan.record_s * MW / J_PER_MWH  # MW held for one record -> MWh
     out = {f"series/{name}": kept[name].values.astype(float) for name in meters.RECORDED}
-    out |= {f"series/{name}": values for name, values in _reduced(kept).items()}
+    out |= {f"series/{name}": values for name, values in _reduced(kept, facility, scenario).items()}
     out |= {f"head/{v}": np.atleast_1d(ds[v].values[n_over - 1]) for v in STATE_VARS if n_over}
     out |= {f"tail/{v}": np.atleast_1d(ds[v].values[-1]) for v in STATE_VARS}
     out |= {
@@ -176,10 +177,15 @@ def run_segment(
     return out
 
 
-def _reduced(ds: xr.Dataset) -> dict[str, np.ndarray]:
+def _reduced(ds: xr.Dataset, f: Facility, scenario: Scenario) -> dict[str, np.ndarray]:
+    """The :data:`REDUCED` series of a run's records."""
+    times = ds.time.values
+    busy = np.stack([scenario.utilization(c, times) for c in f.class_names])[f.rack_class].T  # (time, rack)
+    above_min = np.maximum(np.minimum(f.demand_w, ds.gpu_cap_w.values) - f.min_cap_w, 0.0)
     return {
         "die_temp_max_c": ds.die_temp_c.max("rack").values.astype(float),
         "cdus_at_capacity": ds.cdu_at_capacity.sum("cdu").values.astype(float),
+        "flexible_mw": (busy * above_min) @ f.gpus / MW,
     }
 
 

@@ -58,18 +58,61 @@ def table(ds: xr.Dataset) -> str:
 
 def write_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Write the report atomically; the first figure carries plotly.js, so the file opens offline."""
-    figs = figures(ds)
-    divs = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]
     scalars = "".join(
         f"<li>{html.escape(str(k))}: {float(v):.6g} {html.escape(v.attrs.get('units', ''))}</li>"
         for k, v in ds.data_vars.items()
         if v.ndim == 0 and v.dtype.kind in "fiu"
     )
     attrs = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))[:400]}</li>" for k, v in ds.attrs.items())
-    title = html.escape(f"{ds.attrs.get('study', 'study')} ({ds.attrs.get('analysis', '')})")
+    intro = f"<p>{html.escape(str(ds.attrs.get('description', '')))}</p><ul>{attrs}{scalars}</ul>"
+    title = f"{ds.attrs.get('study', 'study')} ({ds.attrs.get('analysis', '')})"
+    return _write_page(path, title, intro, figures(ds), f"<h2>Values</h2>{table(ds)}")
+
+
+def _write_page(path: str | os.PathLike[str], title: str, intro: str, figs: list[go.Figure], tail: str) -> Path:
+    """One offline HTML page (plotly.js inlined with the first figure), written atomically."""
+    divs = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]
+    title = html.escape(title)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head><body>
-<h1>{title}</h1><p>{html.escape(str(ds.attrs.get("description", "")))}</p>
-<ul>{attrs}{scalars}</ul>{"".join(divs)}<h2>Values</h2>{table(ds)}</body></html>"""
+<h1>{title}</h1>{intro}{"".join(divs)}{tail}</body></html>"""
     return write_atomic(path, lambda f: f.write(page.encode("utf-8")))
+
+
+def write_year_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Report of a long run (``simulate --duration 1y``): the annual figures, monthly bar charts and the
+    daily import range; offline like the study report."""
+    from factory_twin.twin.annual import MONTHS, annual_dataset, rows
+
+    monthly = annual_dataset(ds)
+    labels = [MONTHS[m - 1] for m in monthly.month.values]
+    figs = []
+    for name, label in (
+        ("grid_energy_mwh", "grid energy"),
+        ("pue", "PUE (energy ratio)"),
+        ("water_t", "water"),
+        ("cost_per_mtok", "cost per million tokens"),
+        ("hours_throttled", "hours with throttling"),
+    ):
+        units = monthly[name].attrs["units"].replace("currency", ds.attrs.get("currency", "currency"))
+        fig = go.Figure(go.Bar(x=labels, y=monthly[name].values, name=label))
+        fig.update_layout(title=f"{label} by month", yaxis_title=f"{label} [{units}]", height=340,
+                          margin={"t": 40, "b": 40})  # fmt: skip
+        figs.append(fig)
+    daily = ds.grid_import_mw.resample(time="1D")
+    fig = go.Figure()
+    fig.add_scatter(x=daily.max().time.values, y=daily.max().values, name="daily peak", mode="lines")
+    fig.add_scatter(x=daily.mean().time.values, y=daily.mean().values, name="daily mean", mode="lines")
+    if "import_limit_mw" in ds:
+        fig.add_scatter(x=daily.mean().time.values, y=ds.import_limit_mw.resample(time="1D").min().values,
+                        name="import limit", mode="lines", line={"dash": "dash"})  # fmt: skip
+    fig.update_layout(title="grid import by day", yaxis_title="grid import [MW]", height=380, margin={"t": 40, "b": 40})
+    figs.append(fig)
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows(ds))
+    keep = ("facility", "scenario", "start", "step_s", "record_s", "segments", "seam_error_max_k", "missed_targets")
+    attrs = "".join(f"<li>{html.escape(k)}: {html.escape(str(ds.attrs[k]))[:400]}</li>" for k in keep if k in ds.attrs)
+    intro = f"<table>{table}</table><ul>{attrs}</ul>"
+    a = ds.attrs
+    title = f"{a.get('facility', '')} under {a.get('scenario', '')}: {rows(ds)[0][1]} h from {a.get('start', '')}"
+    return _write_page(path, title, intro, figs, "")

@@ -70,7 +70,8 @@ def test_killed_run_resumes_without_redoing_finished_segments(campus, tmp_path, 
     first_wall = {n: float(np.load(parts / n)["wall_s"]) for n in done}
     assert len(done) < 4
     assert main(args) == 1 and "--resume" in capsys.readouterr().err  # never silently restarted
-    assert main([*args, "--resume"]) == 0
+    assert main([*args, "--resume", "--report", str(tmp_path / "report.html")]) == 0
+    assert "PUE (energy ratio) by month" in (tmp_path / "report.html").read_text()
     ds = xr.load_dataset(out, engine="h5netcdf")
     for n in done:  # the finished segments were not run again: their timings are the killed run's
         assert float(ds.segment_wall_s[int(n[4:9])]) == first_wall[n]
