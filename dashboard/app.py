@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import status_text
+from dash import Dash, Input, Output, ctx, dcc, html, no_update
+from factory_twin.dashboard.common import status_text, target_alarm
 from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
 from factory_twin.twin.live import Snapshot
 
@@ -25,6 +25,7 @@ def create_app(
     command_sink: CommandSink,
     studies_dir: str | Path = ".",
     interval_ms: int = 1000,
+    runner: Any = None,
 ) -> Dash:
     """Build the dashboard.
 
@@ -40,6 +41,9 @@ def create_app(
         The only folder the Studies page may open NetCDF files from.
     interval_ms : int
         Refresh period of the live pages [ms].
+    runner : object, optional
+        The runner process handle (``alive()``, ``error()``, ``restart()``): when it has stopped, a banner
+        on every page says why and offers a restart.
     """
     app = Dash(
         __name__,
@@ -65,6 +69,17 @@ def create_app(
                 ],
                 className="header",
             ),
+            html.Div(
+                [
+                    html.Span(id="runner-error"),
+                    html.Button("Restart the twin", id="runner-restart", n_clicks=0, className="btn"),
+                ],
+                id="runner-banner",
+                className="banner error",
+                style={"display": "none"},
+                role="alert",
+            ),
+            html.Div(id="target-alarm", role="alert"),
             html.Main(id="page", className="page"),
         ]
     )
@@ -75,9 +90,26 @@ def create_app(
         page = routes.get(path or "/")
         return page.layout() if page else html.Div(f"no page at {path}", className="message error")
 
-    @app.callback(Output("status", "children"), Input("tick", "n_intervals"))
+    @app.callback(Output("status", "children"), Output("target-alarm", "children"), Input("tick", "n_intervals"))
     def _status(_n):
-        return status_text(snapshot_source())
+        snap = snapshot_source()
+        return status_text(snap), target_alarm(snap)
+
+    @app.callback(
+        Output("runner-banner", "style"),
+        Output("runner-error", "children"),
+        Input("tick", "n_intervals"),
+        Input("runner-restart", "n_clicks"),
+    )
+    def _runner(_n, clicks):
+        if runner is None:
+            return no_update, no_update
+        if ctx.triggered_id == "runner-restart" and clicks:
+            runner.restart()
+        error = runner.error()
+        if error is None:
+            return {"display": "none"}, ""
+        return {"display": "flex"}, f"The twin has stopped: {error}"
 
     for p in PAGES:
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))

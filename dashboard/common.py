@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import html
+from factory_twin.twin.grid_signals import DREvent
 from factory_twin.twin.live import Snapshot
+from factory_twin.twin.targets import Miss, dr_target_mw, missed_targets
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -48,3 +50,31 @@ def status_text(snap: Snapshot | None) -> str:
     state = "paused" if m["paused"] else f"{m['speed']:g}x (achieved {m['achieved_speed']:.0f}x)"
     when = m["time"].replace("T", " ")
     return f"{m['facility']} · {m['scenario']} · {when} · {state} · {m['controller']}"
+
+
+def snapshot_misses(snap: Snapshot) -> list[Miss]:
+    """Missed DR and import-limit targets in the snapshot's campus history (see :mod:`twin.targets`)."""
+    t = times(snap["hist_time"])
+    if t.size < 2:
+        return []
+    events = [
+        DREvent(
+            np.datetime64(ev["start"], "s"),
+            float((np.datetime64(ev["end"], "s") - np.datetime64(ev["start"], "s")).astype(float)),
+            ev["depth"],
+            ev["ramp_min"] * 60,
+            ev["notice_min"] * 60,
+        )
+        for ev in snap.meta["dr_events"]
+    ]
+    target = dr_target_mw(events, [ev["baseline_mw"] for ev in snap.meta["dr_events"]], t)
+    return missed_targets(
+        t, snap["hist_grid_import_mw"], snap["hist_import_limit_mw"], target, float(snap.meta["record_s"])
+    )
+
+
+def target_alarm(snap: Snapshot | None) -> list[html.Div]:
+    """An alarm line per missed grid target in the history shown (nothing while every target is met)."""
+    if snap is None:
+        return []
+    return [html.Div(f"Alarm: {m}", className="banner alarm") for m in snapshot_misses(snap)]

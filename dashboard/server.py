@@ -6,12 +6,17 @@ when :func:`serve` runs, so importing this module stays light.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from factory_twin.twin.live import SNAPSHOT, load_snapshot, send_command, start_runner
+from factory_twin.twin.live import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
 
 
 def make_controller(name: str, facility, scenario, option: str = "controller"):
@@ -46,6 +51,67 @@ def build_twin(facility: str, scenario: str | None, controller: str):
     return Twin(f, sc, controller=make_controller(controller, f, sc))
 
 
+def check_setup(facility: str, scenario: str | None, controller: str) -> None:
+    """Load the facility and scenario and build the controller here, before anything starts, so that an
+    unknown name fails at start with its error (the runner process would only fail in the background)."""
+    from factory_twin.twin import load_facility, load_scenario
+
+    f = load_facility(facility)
+    make_controller(controller, f, load_scenario(scenario, f))
+
+
+class Runner:
+    """The runner process seen from the server: alive or why it stopped, restartable; commands are refused
+    while it is not running."""
+
+    def __init__(self, build_kwargs: dict, folder: Path, speed: float, controller_name: str):
+        self.build_kwargs, self.folder, self.speed, self.name = build_kwargs, folder, speed, controller_name
+        self._lock = threading.Lock()
+        self.proc = self.stop_event = None
+        self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            (self.folder / RUNNER_ERROR).unlink(missing_ok=True)
+            self.proc, self.stop_event = start_runner(build_twin, self.build_kwargs, self.folder, self.speed, self.name)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def error(self) -> str | None:
+        """Why the runner is not running (None while it runs)."""
+        if self.alive():
+            return None
+        try:
+            return (self.folder / RUNNER_ERROR).read_text()
+        except OSError:
+            code = self.proc.exitcode if self.proc is not None else None
+            return f"the runner process exited (exit code {code})"
+
+    def restart(self) -> None:
+        """Start a new runner when the present one has stopped (no effect while it runs)."""
+        if not self.alive():
+            self.start()
+
+    def send(self, command: Mapping[str, Any]) -> str:
+        if not self.alive():
+            raise ValueError(f"the twin is not running ({self.error()}); restart it first")
+        return send_command(self.folder, command)
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        self.stop_event.set()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds serve(): the runner stops and the live folder is removed
+
+
 def serve(
     facility: str = "campus-100mw",
     scenario: str | None = None,
@@ -66,36 +132,35 @@ def serve(
     """
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
-    if not controller.startswith(("uncapped", "fixed:", "mpc")):
-        raise ValueError(f"controller: expected uncapped, fixed:FRACTION or mpc, got {controller!r}")
+    check_setup(facility, scenario, controller)
     own = folder is None
     run_dir = Path(tempfile.mkdtemp(prefix="factory-twin-live-") if own else folder)
     run_dir.mkdir(parents=True, exist_ok=True)
-    proc, stop = start_runner(
-        build_twin,
-        {"facility": facility, "scenario": scenario, "controller": controller},
-        run_dir,
-        speed,
-        controller,
-    )
+    with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    runner = None
     try:
         from factory_twin.dashboard.app import create_app
 
+        runner = Runner(
+            {"facility": facility, "scenario": scenario, "controller": controller}, run_dir, speed, controller
+        )
         app = create_app(
             functools.partial(load_snapshot, run_dir / SNAPSHOT),
-            functools.partial(send_command, run_dir),
+            runner.send,
             Path(studies_dir or Path.cwd()),
+            runner=runner,
         )
-        print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {proc.pid})")
+        print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
         app.run(host=host, port=port, debug=debug, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
-        stop.set()
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
+        if runner is not None:
+            runner.close()
         if own:
             shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
-__all__ = ["build_twin", "make_controller", "serve"]
+__all__ = ["Runner", "build_twin", "check_setup", "make_controller", "serve"]

@@ -51,4 +51,4 @@ def _first_bad(a: NDArray[np.float64], mask: NDArray[np.bool_]) -> str:
     bad = a[mask] if a.ndim else a.reshape(1)
     n = int(np.count_nonzero(mask)) if a.ndim else 1
     more = f" (and {n - 1} more)" if n > 1 else ""
-    return f"{bad.flat[0]!r}{more}"
+    return f"{float(bad.flat[0])!r}{more}"  # a plain number, not np.float64(...)

@@ -51,6 +51,7 @@ from factory_twin.twin.meters import IntervalMean, PlantStepResult, Reading
 from numpy.typing import NDArray
 
 SNAPSHOT = "snapshot.npz"
+RUNNER_ERROR = "runner-error.txt"  # why the runner process stopped, written by it before it exits
 COMMANDS = "commands"
 
 # series the runner adds to the meters (units MW): the DR target in force and the controller's plan
@@ -552,10 +553,15 @@ def _run_process(
     controller_name: str,
     stop: Any,
 ) -> None:
-    twin = build(**build_kwargs)
-    runner = LiveRunner(twin, folder, speed, controller_name)
-    parent = mp.parent_process()
-    runner.run(lambda: stop.is_set() or (parent is not None and not parent.is_alive()))
+    try:
+        twin = build(**build_kwargs)
+        runner = LiveRunner(twin, folder, speed, controller_name)
+        parent = mp.parent_process()
+        runner.run(lambda: stop.is_set() or (parent is not None and not parent.is_alive()))
+    except Exception as e:  # the dashboard shows why the twin stopped and offers a restart
+        text = f"{type(e).__name__}: {e}".encode()
+        write_atomic(Path(folder) / RUNNER_ERROR, lambda fh: fh.write(text))
+        raise
 
 
 def start_runner(
@@ -586,6 +592,7 @@ def start_runner(
 __all__ = [
     "HISTORY",
     "KINDS",
+    "RUNNER_ERROR",
     "LiveRunner",
     "Snapshot",
     "load_snapshot",

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.live import _NUMERIC, Snapshot, parse_command
 
 PATH, TITLE = "/dispatch", "Dispatch"
 
@@ -35,6 +35,17 @@ CONTROLS: dict[str, tuple[str, dict[str, tuple[str, float]]]] = {
     "ctl-replan": ("replan", {}),
 }
 INPUTS = tuple(dict.fromkeys(i for _, fields in CONTROLS.values() for i, _ in fields.values()))
+# input id -> (label, unit) as the page shows them; errors speak these, not the command's field names
+LABELS = {
+    "ctl-dr-depth": ("DR depth", "%"),
+    "ctl-dr-duration": ("duration", "min"),
+    "ctl-dr-ramp": ("ramp", "min"),
+    "ctl-dr-notice": ("notice", "min"),
+    "ctl-limit-mw": ("import limit", "MW"),
+    "ctl-offset-k": ("ambient offset", "K"),
+    "ctl-workload-level": ("utilization", "%"),
+    "ctl-speed-x": ("speed", "x"),
+}
 DEFAULTS = {
     "ctl-dr-depth": "25",
     "ctl-dr-duration": "60",
@@ -47,7 +58,8 @@ DEFAULTS = {
 }
 
 
-def _field(label: str, input_id: str, unit: str) -> html.Label:
+def _field(input_id: str) -> html.Label:
+    label, unit = LABELS[input_id]
     return html.Label(
         [
             label,
@@ -74,10 +86,10 @@ def layout() -> html.Div:
                             html.H3("What-if controls"),
                             html.Div(
                                 [
-                                    _field("DR depth", "ctl-dr-depth", "%"),
-                                    _field("duration", "ctl-dr-duration", "min"),
-                                    _field("ramp", "ctl-dr-ramp", "min"),
-                                    _field("notice", "ctl-dr-notice", "min"),
+                                    _field("ctl-dr-depth"),
+                                    _field("ctl-dr-duration"),
+                                    _field("ctl-dr-ramp"),
+                                    _field("ctl-dr-notice"),
                                     _button("ctl-dr", "Trigger DR event"),
                                     _button("ctl-clear-dr", "Clear DR events"),
                                 ],
@@ -85,14 +97,14 @@ def layout() -> html.Div:
                             ),
                             html.Div(
                                 [
-                                    _field("import limit", "ctl-limit-mw", "MW"),
+                                    _field("ctl-limit-mw"),
                                     _button("ctl-limit", "Set limit"),
                                 ],
                                 className="controls",
                             ),
                             html.Div(
                                 [
-                                    _field("ambient offset", "ctl-offset-k", "K"),
+                                    _field("ctl-offset-k"),
                                     _button("ctl-offset", "Set offset"),
                                 ],
                                 className="controls",
@@ -104,14 +116,14 @@ def layout() -> html.Div:
                                         clearable=False,
                                         className="dropdown",
                                     ),
-                                    _field("utilization", "ctl-workload-level", "%"),
+                                    _field("ctl-workload-level"),
                                     _button("ctl-workload", "Set workload"),
                                 ],
                                 className="controls",
                             ),
                             html.Div(
                                 [
-                                    _field("speed", "ctl-speed-x", "x"),
+                                    _field("ctl-speed-x"),
                                     _button("ctl-speed", "Set speed"),
                                     _button("ctl-pause", "Pause"),
                                     _button("ctl-resume", "Resume"),
@@ -145,7 +157,7 @@ def _number(text: Any, name: str, scale: float) -> float:
     try:
         x = float(str(text).strip())
     except ValueError:
-        raise ValueError(f"{name}: must be a number, got {text!r}") from None
+        raise ValueError(f"{name}: must be a number, got {str(text).strip()!r}") from None
     return x * scale
 
 
@@ -156,11 +168,29 @@ def build_command(button: str, values: Mapping[str, Any], workload_class: str | 
     kind, fields = CONTROLS[button]
     cmd: dict[str, Any] = {"kind": kind}
     for name, (input_id, scale) in fields.items():
-        label = f"{name.removesuffix('_min').removesuffix('_mw').removesuffix('_k')}" + ("_pct" if scale != 1 else "")
-        cmd[name] = _number(values.get(input_id), label, scale)
+        cmd[name] = _number(values.get(input_id), LABELS[input_id][0], scale)
     if kind == "workload":
         cmd["workload_class"] = workload_class
+    try:
+        parse_command(cmd)
+    except ValueError as e:
+        raise ValueError(_in_page_units(str(e), kind, values)) from None
     return cmd
+
+
+def _in_page_units(message: str, kind: str, values: Mapping[str, Any]) -> str:
+    """A command's validation message in the page's labels and units (% fields in %, not fractions)."""
+    fields = next(f for k, f in CONTROLS.values() if k == kind)
+    name = message.split(":", 1)[0]
+    if name in fields and name in _NUMERIC.get(kind, {}) and "must be" in message:
+        input_id, scale = fields[name]
+        label, unit = LABELS[input_id]
+        lo, hi, lo_open = _NUMERIC[kind][name]
+        lower = f"> {lo / scale:g}" if lo_open else f">= {lo / scale:g}"
+        return f"{label}: must be {lower} and <= {hi / scale:g} {unit}, got {str(values.get(input_id)).strip()} {unit}"
+    for field, (input_id, _) in fields.items():
+        message = message.replace(field, LABELS[input_id][0])
+    return message
 
 
 def send(button: str, values: Mapping[str, Any], workload_class: str | None, sink) -> html.Div:

@@ -1,4 +1,9 @@
-"""Racks: the floor as a heatmap (hall/row x slot) of die temperature, cap or power; rack detail."""
+"""Racks: the floor as a heatmap (hall/row x slot) of die temperature, cap or power; rack detail.
+
+Designed for a 1 GW campus (~7,200 racks in ~720 rows): when a floor has more than ``MAX_LINES`` rows,
+consecutive rows of a hall are laid side by side on one line (separated by an empty column), so the
+heatmap stays within ``MAX_LINES`` lines of ``LINE_PX`` pixels whatever the campus size.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from factory_twin.twin.live import Snapshot
 from numpy.typing import NDArray
 
 PATH, TITLE = "/racks", "Racks"
+MAX_LINES = 60  # heatmap lines at most (rows of a hall fold side by side beyond it)
+LINE_PX = 12  # height of one heatmap line [px]
 METRICS = {
     "die_temp_c": "die temperature [°C]",
     "cap_pct": "GPU cap [% of TDP]",
@@ -63,34 +70,52 @@ def metric_values(snap: Snapshot, metric: str) -> NDArray[np.float64]:
 
 
 def floor_grid(snap: Snapshot, values: NDArray) -> tuple[NDArray, NDArray, list[str], NDArray, NDArray]:
-    """Place per-rack ``values`` on a (hall, row) x slot grid.
+    """Place per-rack ``values`` on a grid of lines (hall rows) x columns (slots).
 
-    Returns ``z`` [row, slot] (NaN where no rack), ``rack`` [row, slot] (index, -1 where none),
-    the row labels, and each rack's grid row and slot.
+    Up to ``MAX_LINES`` (hall, row) pairs each get a line and x is the slot. Beyond that, ``k`` consecutive
+    rows of a hall share a line: row ``j`` of the line occupies columns ``j * (slots + 1) + slot``.
+    Returns ``z`` [line, column] (NaN where no rack), ``rack`` [line, column] (index, -1 where none), the
+    line labels, and each rack's line and column.
     """
     hall = np.asarray(snap["rack_hall"], np.int64)
     row = np.asarray(snap["rack_row"], np.int64)
     slot = np.asarray(snap["rack_slot"], np.int64)
-    key = hall * (int(row.max()) + 1) + row
-    uniq, yi = np.unique(key, return_inverse=True)
-    z = np.full((uniq.size, int(slot.max()) + 1), np.nan)
+    n_row, n_slot = int(row.max()) + 1, int(slot.max()) + 1
+    uniq, yi = np.unique(hall * n_row + row, return_inverse=True)
+    u_hall, u_row = uniq // n_row, uniq % n_row
+    first = np.searchsorted(u_hall, u_hall)  # index of the hall's first row among uniq (sorted by hall)
+    rank = np.arange(uniq.size) - first
+    rows_per_hall = np.bincount(u_hall, minlength=int(u_hall.max()) + 1)
+    k = max(1, -(-uniq.size // MAX_LINES))  # rows per line: the fewest that fit, halls starting on new lines
+    while np.sum(-(-rows_per_hall // k)) > MAX_LINES:
+        k += 1
+    offset = np.r_[0, np.cumsum(-(-rows_per_hall // k))]
+    u_line = offset[u_hall] + rank // k
+    u_col0 = (rank % k) * (n_slot + 1)
+    line, col = u_line[yi], u_col0[yi] + slot
+    z = np.full((int(offset[-1]), k * (n_slot + 1) - 1), np.nan)
     rack = np.full(z.shape, -1, np.int64)
-    z[yi, slot] = values
-    rack[yi, slot] = np.arange(values.size)
+    z[line, col] = values
+    rack[line, col] = np.arange(values.size)
     names = snap.meta["hall_names"]
-    labels = [f"{names[k // (int(row.max()) + 1)]} row {k % (int(row.max()) + 1)}" for k in uniq]
-    return z, rack, labels, yi, slot
+    labels = []
+    for ln in range(z.shape[0]):
+        rows = u_row[u_line == ln]
+        span = f"row {rows[0]}" if rows.size == 1 else f"rows {rows[0]}-{rows[-1]}"
+        labels.append(f"{names[int(u_hall[u_line == ln][0])]} {span}")
+    return z, rack, labels, line, col
 
 
 def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
     """Heatmap of ``metric`` over the floor; throttled racks marked x; hover shows the rack."""
     v = metric_values(snap, metric)
-    z, rack, labels, yi, slot = floor_grid(snap, v)
+    z, rack, labels, yi, col = floor_grid(snap, v)
     die = np.asarray(snap["rack_die_temp_c"], float)
     cap = 100.0 * np.asarray(snap["rack_gpu_cap_w"], float) / np.asarray(snap["rack_tdp_w"], float)
     pw = np.asarray(snap["rack_gpu_power_w"], float)
     idx = rack.clip(0)
-    custom = np.stack([rack, die[idx], cap[idx], pw[idx]], axis=-1)
+    row, slot = np.asarray(snap["rack_row"])[idx], np.asarray(snap["rack_slot"])[idx]
+    custom = np.stack([rack, die[idx], cap[idx], pw[idx], row, slot], axis=-1)
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -99,14 +124,17 @@ def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
             colorscale="Turbo",
             hoverongaps=False,
             colorbar=dict(title=METRICS[metric]),
-            hovertemplate="rack %{customdata[0]}<br>%{y}, slot %{x}<br>"
+            xgap=1,
+            ygap=1,
+            hovertemplate="rack %{customdata[0]}<br>row %{customdata[4]}, slot %{customdata[5]}<br>"
             "die %{customdata[1]:.1f} °C<br>cap %{customdata[2]:.0f} %<br>"
             "GPU %{customdata[3]:.0f} W<extra></extra>",
         )
     )
+    folded = z.shape[1] > int(np.max(snap["rack_slot"])) + 1
     thr = np.flatnonzero(np.asarray(snap["rack_throttled"], bool))
     fig.add_scatter(
-        x=slot[thr],
+        x=col[thr],
         y=[labels[i] for i in yi[thr]],
         mode="markers",
         name="throttled",
@@ -116,8 +144,10 @@ def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
     )
     fig.update_layout(
         title=f"Floor: {METRICS[metric]} ({thr.size} racks throttled)",
-        xaxis_title="slot",
-        height=max(320, 14 * len(labels) + 120),
+        xaxis=dict(
+            title="slot" if not folded else "slot (consecutive rows of a hall side by side)", showticklabels=not folded
+        ),
+        height=max(320, LINE_PX * len(labels) + 120),
         margin=dict(l=10, r=10, t=40, b=10),
         showlegend=False,
         yaxis=dict(autorange="reversed"),
@@ -141,7 +171,14 @@ def rack_from_click(click: dict | None) -> int | None:
     if not click or not click.get("points"):
         return None
     cd = click["points"][0].get("customdata")
-    r = int(cd[0] if isinstance(cd, list) else cd) if cd is not None else -1
+    if isinstance(cd, dict):  # plotly sends a heatmap cell's customdata row as {"0": rack, "1": ...}
+        cd = cd.get("0")
+    if isinstance(cd, list):
+        cd = cd[0] if cd else None
+    try:
+        r = int(cd)
+    except (TypeError, ValueError):
+        return None
     return r if r >= 0 else None
 
 

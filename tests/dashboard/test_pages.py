@@ -139,7 +139,39 @@ def test_metrics_and_throttle_markers(snapshot):
     assert "2 racks throttled" in fig.layout.title.text
 
 
+def test_floor_of_a_gigawatt_campus_stays_within_the_line_budget(snapshot):
+    """7,200 racks in 720 rows of 10 slots over 8 halls: rows fold side by side, every rack placed once."""
+    n_hall, rows, slots = 8, 90, 10
+    hall = np.repeat(np.arange(n_hall), rows * slots)
+    row = np.tile(np.repeat(np.arange(rows), slots), n_hall)
+    slot = np.tile(np.arange(slots), n_hall * rows)
+    n = hall.size
+    big = Snapshot(
+        {**snapshot.meta, "hall_names": [f"hall-{i}" for i in range(n_hall)]},
+        {
+            **snapshot.arrays,
+            "rack_hall": hall,
+            "rack_row": row,
+            "rack_slot": slot,
+            "rack_die_temp_c": np.linspace(50, 80, n),
+            "rack_gpu_cap_w": np.full(n, 1200.0),
+            "rack_tdp_w": np.full(n, 1200.0),
+            "rack_gpu_power_w": np.full(n, 1000.0),
+            "rack_throttled": np.arange(n) == 4321,
+        },
+    )
+    z, rack, labels, line, col = racks.floor_grid(big, np.arange(n, dtype=float))
+    assert len(labels) <= racks.MAX_LINES and labels[0] == "hall-0 rows 0-12"
+    assert sorted(rack[rack >= 0]) == list(range(n))
+    np.testing.assert_array_equal(z[line, col], np.arange(n))
+    fig = racks.floor_figure(big, "die_temp_c")
+    assert fig.layout.height <= racks.MAX_LINES * racks.LINE_PX + 120  # was 14 px x 720 rows + 120 = 10,200 px
+    assert list(fig.data[1].customdata) == [4321]
+
+
 def test_rack_click_and_number(snapshot):
+    # plotly sends a heatmap cell's customdata row as an object keyed by position
+    assert racks.rack_from_click({"points": [{"customdata": {"0": 253, "1": 78.0, "2": 100, "3": 1154.4}}]}) == 253
     assert racks.rack_from_click({"points": [{"customdata": [7, 60.0, 100.0, 1000.0]}]}) == 7
     assert racks.rack_from_click({"points": [{"customdata": 9}]}) == 9
     assert racks.rack_from_click({"points": [{"customdata": [-1, 0, 0, 0]}]}) is None
@@ -177,10 +209,26 @@ def test_build_command_from_text():
         "workload_class": "training",
     }
     assert dispatch.build_command("ctl-pause", vals) == {"kind": "pause"}
-    with pytest.raises(ValueError, match="import_limit: required"):
+    with pytest.raises(ValueError, match="import limit: required"):
         dispatch.build_command("ctl-limit", vals)
-    with pytest.raises(ValueError, match="depth_pct: must be a number, got 'a lot'"):
+    with pytest.raises(ValueError, match="DR depth: must be a number, got 'a lot'"):
         dispatch.build_command("ctl-dr", {**vals, "ctl-dr-depth": "a lot"})
+
+
+@pytest.mark.parametrize(
+    ("box", "text", "message"),
+    [
+        ("ctl-dr-depth", "1e9", "DR depth: must be > 0 and <= 100 %, got 1e9 %"),
+        ("ctl-workload-level", "150", "utilization: must be >= 0 and <= 100 %, got 150 %"),
+        ("ctl-dr-ramp", "90", "ramp: 90 min is longer than duration 60 min"),
+        ("ctl-limit-mw", "-5", "import limit: must be > 0 and <= 100000 MW, got -5 MW"),
+    ],
+)
+def test_control_errors_speak_the_page_labels_and_units(box, text, message):
+    button = {"ctl-dr-depth": "ctl-dr", "ctl-dr-ramp": "ctl-dr", "ctl-limit-mw": "ctl-limit"}.get(box, "ctl-workload")
+    with pytest.raises(ValueError) as e:
+        dispatch.build_command(button, {**dispatch.DEFAULTS, box: text}, "training")
+    assert str(e.value) == message
 
 
 def test_send_reports_bad_input_without_sending():
@@ -193,7 +241,7 @@ def test_send_reports_bad_input_without_sending():
         return "id1"
 
     msg = dispatch.send("ctl-limit", {**dispatch.DEFAULTS, "ctl-limit-mw": "-20"}, None, sink)
-    assert msg.className == "message error" and "import_limit_mw: must be > 0" in msg.children
+    assert msg.className == "message error" and "import limit: must be > 0 and <= 100000 MW, got -20 MW" in msg.children
     msg = dispatch.send("ctl-limit", {**dispatch.DEFAULTS, "ctl-limit-mw": "abc"}, None, sink)
     assert "must be a number" in msg.children
     assert sent == []

@@ -1,0 +1,206 @@
+"""A first user's session in a real headless Chromium at 1024, 1400 and 1920 px: readable inputs, a rack
+click that opens the rack, errors in the page's units, an alarm for a missed grid target, and a runner
+crash that the page shows and restarts. The server runs as ``factory-twin dashboard`` (the CLI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+WIDTHS = (1024, 1400, 1920)
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright not installed"),
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(pred, timeout_s: float, what: str):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "factory_twin", "dashboard", *args, "--port", str(port)],
+        cwd=tmp,
+        stdout=(tmp / "server.out").open("w"),
+        stderr=(tmp / "server.err").open("w"),
+        env=env | {"TMPDIR": str(tmp)},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {(tmp / 'server.err').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            return False
+
+    _wait(up, 90, "the dashboard")
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, child_env):
+    tmp = tmp_path_factory.mktemp("harden")
+    proc, url = start_dashboard(tmp, child_env, "campus-100mw", "--controller", "uncapped")
+    try:
+        yield url, tmp
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _page(browser, width: int):
+    pg = browser.new_page(viewport={"width": width, "height": 900})
+    pg.failures = []
+    pg.on("response", lambda r: pg.failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    pg.on("pageerror", lambda e: pg.failures.append(str(e)))
+    return pg
+
+
+def _live(pg, url: str, path: str) -> None:
+    pg.goto(url + path)
+    pg.wait_for_selector("#status:has-text('·')", timeout=30000)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_dispatch_inputs_are_wide_enough_to_read_and_fit_the_window(server, browser, width):
+    url, _ = server
+    pg = _page(browser, width)
+    _live(pg, url, "/dispatch")
+    pg.fill("#ctl-limit-mw", "123456")
+    for box in ("ctl-dr-depth", "ctl-dr-duration", "ctl-dr-ramp", "ctl-dr-notice", "ctl-limit-mw", "ctl-offset-k",
+                "ctl-workload-level", "ctl-speed-x"):  # fmt: skip
+        b = pg.locator(f"#{box}").bounding_box()
+        assert b["width"] >= 60, (width, box, b)  # was ~12 px: a value could not be seen
+        assert b["x"] >= 0 and b["x"] + b["width"] <= width, (width, box, b)
+        # the value typed is wholly visible: the box scrolls no text out of view
+        assert pg.eval_on_selector(f"#{box}", "e => e.scrollWidth <= e.clientWidth"), (width, box)
+    assert pg.failures == []
+    pg.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_clicking_a_rack_opens_it(server, browser, width):
+    url, _ = server
+    pg = _page(browser, width)
+    _live(pg, url, "/racks")
+    pg.wait_for_selector("#racks-floor .nsewdrag")
+    box = pg.locator("#racks-floor .nsewdrag").first.bounding_box()
+    assert box["height"] <= 60 * 12 + 120 and box["width"] <= width
+    pg.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    pg.wait_for_function("document.querySelector('#racks-id').value !== ''", timeout=10000)
+    rack = pg.input_value("#racks-id")
+    pg.wait_for_selector(f"#racks-detail-text:has-text('rack: {rack}')", timeout=10000)
+    assert pg.failures == []  # was: HTTP 500 (dict customdata)
+    pg.close()
+
+
+def test_errors_speak_the_page_units(server, browser):
+    url, _ = server
+    pg = _page(browser, 1400)
+    _live(pg, url, "/dispatch")
+    pg.fill("#ctl-dr-depth", "1e9")
+    pg.click("#ctl-dr")
+    pg.wait_for_selector("#disp-msg:has-text('DR depth: must be > 0 and <= 100 %, got 1e9 %')", timeout=5000)
+    assert "np.float64" not in pg.inner_text("#disp-msg") and "depth_pct" not in pg.inner_text("#disp-msg")
+    pg.close()
+
+
+def test_a_missed_import_limit_raises_an_alarm(server, browser):
+    url, _ = server
+    pg = _page(browser, 1400)
+    _live(pg, url, "/dispatch")
+    assert pg.inner_text("#target-alarm") == ""
+    pg.fill("#ctl-limit-mw", "1")  # the uncapped twin draws ~100 MW: it cannot meet 1 MW
+    pg.click("#ctl-limit")
+    pg.wait_for_selector("#disp-msg:has-text('sent import_limit')", timeout=5000)
+    pg.goto(url + "/")  # the alarm is on every page
+    pg.wait_for_selector("#target-alarm:has-text('import limit target missed')", timeout=30000)
+    assert "vs target 1.00 MW" in pg.inner_text("#target-alarm")
+    pg.close()
+
+
+def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
+    url, tmp = server
+    pg = _page(browser, 1400)
+    _live(pg, url, "/dispatch")
+    out = (tmp / "server.out").read_text()
+    pid = int(out.split("twin running in process ")[1].split(")")[0])
+    os.kill(pid, signal.SIGKILL)
+    pg.wait_for_selector("#runner-banner:has-text('The twin has stopped')", timeout=15000)
+    pg.fill("#ctl-speed-x", "30")
+    pg.click("#ctl-speed")
+    pg.wait_for_selector("#disp-msg:has-text('not sent: the twin is not running')", timeout=5000)
+    pg.click("#runner-restart")
+    pg.wait_for_selector("#runner-banner", state="hidden", timeout=60000)
+    first = pg.inner_text("#status")
+    _wait(lambda: "·" in pg.inner_text("#status") and pg.inner_text("#status") != first, 60, "the new twin to run")
+    pg.close()
+
+
+def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
+    proc, _ = start_dashboard(tmp_path, child_env, "campus-100mw", "--controller", "uncapped")
+    _wait(lambda: list(tmp_path.glob("factory-twin-live-*/snapshot.npz")), 60, "the first snapshot")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    err = (tmp_path / "server.err").read_text()
+    assert not list(tmp_path.glob("factory-twin-live-*")), "live folder left behind"
+    assert "Traceback" not in err and "leaked semaphore" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere"], "facility 'nowhere': not a file and not a built-in name"),
+        (["--scenario", "cold-day"], "scenario file not found"),
+        (["--controller", "magic"], "controller: expected"),
+        (["--controller", "fixed:abc"], "controller: fixed:FRACTION needs a number"),
+    ],
+)
+def test_unknown_names_fail_at_start(tmp_path, capsys, args, message):
+    from factory_twin.cli import main
+
+    assert main(["dashboard", *args, "--port", str(_free_port())]) == 1  # returns: no server was started
+    cap = capsys.readouterr()
+    assert message in cap.err and "http://" not in cap.out
