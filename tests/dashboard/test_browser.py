@@ -142,7 +142,7 @@ def test_bad_control_input_shows_a_message_and_the_twin_keeps_running(server, pa
     url, run, _ = server
     page.goto(url + "/dispatch")
     page.wait_for_selector("#ctl-limit-mw")
-    for text, message in (("-5", "import_limit_mw: must be > 0"), ("abc", "must be a number")):
+    for text, message in (("-5", "import limit: must be > 0 and <= 100000 MW, got -5 MW"), ("abc", "must be a number")):
         page.fill("#ctl-limit-mw", text)
         page.click("#ctl-limit")
         page.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=5000)
