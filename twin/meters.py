@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -77,8 +77,8 @@ class IntervalMean:
         self.count = 0
 
     def add(self, r: PlantStepResult, gpu_power_w: np.ndarray) -> None:
-        for k, v in zip(STEP_FIELDS, astuple(r), strict=True):
-            self._sum[k] += v
+        for k in STEP_FIELDS:
+            self._sum[k] += getattr(r, k)
         self._gpu += gpu_power_w
         self.count += 1
 
