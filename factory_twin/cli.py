@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import factory_twin
-from factory_twin.models.units import MW, S_PER_H
+from factory_twin.models.units import S_PER_H
 from factory_twin.outputs import check_output_dir, check_output_file
 
 DEFAULT_FACILITY = "campus-100mw"
@@ -317,29 +317,20 @@ def _simulate_segmented(args) -> int:
 
 
 def summary_rows(ds, f) -> list[tuple[str, object]]:
-    """The end-of-run table from the recorded meters: energy, peak import, PUE, die temperature,
-    throttling, tokens, cost (cost per million tokens at the run's energy-weighted price)."""
-    from factory_twin.models.metrics import cost_per_mtok
+    """The end-of-run table from the recorded meters and the run's totals (twin.meters.period_totals)."""
+    from factory_twin.twin.meters import period_totals
 
-    rec_s = float(ds.attrs["record_s"])
-    hours = rec_s / S_PER_H
-    energy = float(ds.grid_import_mw.sum()) * hours
-    cost = float((ds.grid_import_mw * ds.price_per_mwh).sum()) * hours
-    tokens = float(ds.tokens_per_s.sum()) * rec_s
-    per_mtok = cost_per_mtok(
-        float(ds.grid_import_mw.mean()) * MW, cost / energy if energy else 0.0, float(ds.tokens_per_s.mean())
-    )
-    cur = ds.attrs.get("currency", "")
+    t, cur = period_totals(ds), ds.attrs.get("currency", "")
     return [
-        ("grid energy [MWh]", f"{energy:,.1f}"),
+        ("grid energy [MWh]", f"{t['grid_energy_mwh']:,.1f}"),
         ("peak import [MW]", f"{float(ds.grid_import_mw.max()):.2f}"),
         ("mean PUE", f"{float(ds.pue.mean()):.4f}"),
         ("max die temperature [degC]", f"{float(ds.die_temp_c.max()):.2f}"),
-        ("throttled GPU-hours", f"{float(ds.throttled_gpus.sum()) * hours:,.1f}"),
-        ("tokens [1e12]", f"{tokens / 1e12:,.3f}"),
+        ("throttled GPU-hours", f"{t['throttled_gpu_hours']:,.1f}"),
+        ("tokens [1e12]", f"{t['tokens'] / 1e12:,.3f}"),
         ("throughput kept", f"{float(ds.throughput.mean()):.4f}"),
-        (f"energy cost [{cur}]", f"{cost:,.0f}"),
-        (f"cost per million tokens [{cur}]", f"{float(per_mtok):,.3f}" if tokens else "n/a"),
+        (f"energy cost [{cur}]", f"{t['cost']:,.0f}"),
+        (f"cost per million tokens [{cur}]", f"{t['cost_per_mtok']:,.3f}" if t["tokens"] else "n/a"),
         ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
         ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}"),
     ]

@@ -3,7 +3,7 @@ with the campus series): energy, PUE over the year and by month, water, throttli
 the peak import and its hour, and the flexible headroom the year offered.
 
 Ratios over a period are ratios of the period's energies (The Green Grid's annual PUE), computed with the
-same functions as the instantaneous meters (:mod:`factory_twin.models.metrics`). Each record holds interval
+same functions as the instantaneous meters (:func:`factory_twin.twin.meters.period_totals`). Each record holds interval
 means over ``record_s`` (powers) or samples at its end (temperatures, water rate, prices).
 """
 
@@ -11,44 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from factory_twin.models import metrics
-from factory_twin.models.units import KG_PER_T, MW, S_PER_H
+from factory_twin.models.units import S_PER_H
+from factory_twin.twin.meters import PERIOD_UNITS, period_totals
 
-# units of the per-period figures
-UNITS = {"grid_energy_mwh": "MWh", "it_energy_mwh": "MWh", "pue": "1", "water_t": "t", "cost": "currency",
-         "tokens": "1", "cost_per_mtok": "currency", "hours_throttled": "h", "throttled_gpu_hours": "h"}  # fmt: skip
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _totals(ds: xr.Dataset) -> dict[str, float]:
-    """Energies and sums of one period (the whole run or one month)."""
-    h = float(ds.attrs["record_s"]) / S_PER_H
-    grid = float(ds.grid_import_mw.sum()) * h  # after the BESS
-    meter = float((ds.grid_import_mw + ds.bess_power_mw).sum()) * h  # at the utility meter, before the BESS
-    it = float(ds.it_power_mw.sum()) * h
-    cost = float((ds.grid_import_mw * ds.price_per_mwh).sum()) * h
-    tokens = float(ds.tokens_per_s.sum()) * h * S_PER_H
-    hours = ds.time.size * h
-    mean_import_w = grid * MW / hours if hours else 0.0
-    price = cost / grid if grid else 0.0  # import-weighted price: mean power x this price = the period's cost
-    return {
-        "grid_energy_mwh": grid,
-        "it_energy_mwh": it,
-        "pue": float(metrics.pue(meter, it)),
-        "water_t": float(ds.water_use_kg_s.sum()) * h * S_PER_H / KG_PER_T,
-        "cost": cost,
-        "tokens": tokens,
-        "cost_per_mtok": float(metrics.cost_per_mtok(mean_import_w, price, tokens / (hours * S_PER_H)))
-        if hours
-        else np.nan,
-        "hours_throttled": float((ds.throttled_gpus > 0).sum()) * h,
-        "throttled_gpu_hours": float(ds.throttled_gpus.sum()) * h,
-    }
 
 
 def annual_figures(ds: xr.Dataset) -> dict[str, object]:
     """The year's figures (keys carry their units); ``monthly`` holds the same per calendar month."""
-    out: dict[str, object] = _totals(ds)
+    out: dict[str, object] = period_totals(ds)
     i = int(np.argmax(ds.grid_import_mw.values))
     # a record's mean covers the interval that ends at its time stamp: the peak hour is the one it falls in
     peak_end = ds.time.values[i]
@@ -69,7 +40,7 @@ def annual_figures(ds: xr.Dataset) -> dict[str, object]:
         }
     # each record belongs to the month its interval lies in (its time stamp is the interval's end)
     mid = ds.time - np.timedelta64(int(ds.attrs["record_s"] // 2), "s")
-    out["monthly"] = {int(m): _totals(g) for m, g in ds.groupby(mid.dt.month.rename("month"))}
+    out["monthly"] = {int(m): period_totals(g) for m, g in ds.groupby(mid.dt.month.rename("month"))}
     return out
 
 
@@ -77,7 +48,9 @@ def annual_dataset(ds: xr.Dataset) -> xr.Dataset:
     """The monthly figures as a Dataset over ``month`` (for plots and the report)."""
     fig = annual_figures(ds)
     months = sorted(fig["monthly"])
-    data = {k: ("month", np.array([fig["monthly"][m][k] for m in months]), {"units": u}) for k, u in UNITS.items()}
+    data = {
+        k: ("month", np.array([fig["monthly"][m][k] for m in months]), {"units": u}) for k, u in PERIOD_UNITS.items()
+    }
     return xr.Dataset(data, coords={"month": ("month", np.array(months))})
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from factory_twin.models import metrics
-from factory_twin.models.units import J_PER_MWH, KG_PER_T, MJ, MW
+from factory_twin.models.units import J_PER_MWH, KG_PER_T, MJ, MW, S_PER_H
 
 
 @dataclass
@@ -245,6 +245,38 @@ METERS: dict[str, Meter] = {
     ),
 }
 RECORDED = tuple(k for k, m in METERS.items() if m.recorded)
+
+
+# units of the per-period figures of a recorded run (period_totals)
+PERIOD_UNITS = {"grid_energy_mwh": "MWh", "it_energy_mwh": "MWh", "pue": "1", "water_t": "t", "cost": "currency",
+         "tokens": "1", "cost_per_mtok": "currency", "hours_throttled": "h", "throttled_gpu_hours": "h"}  # fmt: skip
+
+
+def period_totals(ds: Any) -> dict[str, float]:
+    """Energies and sums of one period of a recorded run (the whole run or one month): ratios are ratios of
+    the period's energies (PUE at the utility meter; cost per million tokens at the import-weighted price)."""
+    h = float(ds.attrs["record_s"]) / S_PER_H
+    grid = float(ds.grid_import_mw.sum()) * h  # after the BESS
+    meter = float((ds.grid_import_mw + ds.bess_power_mw).sum()) * h  # at the utility meter, before the BESS
+    it = float(ds.it_power_mw.sum()) * h
+    cost = float((ds.grid_import_mw * ds.price_per_mwh).sum()) * h
+    tokens = float(ds.tokens_per_s.sum()) * h * S_PER_H
+    hours = ds.time.size * h
+    mean_import_w = grid * MW / hours if hours else 0.0
+    price = cost / grid if grid else 0.0  # import-weighted price: mean power x this price = the period's cost
+    return {
+        "grid_energy_mwh": grid,
+        "it_energy_mwh": it,
+        "pue": float(metrics.pue(meter, it)),
+        "water_t": float(ds.water_use_kg_s.sum()) * h * S_PER_H / KG_PER_T,
+        "cost": cost,
+        "tokens": tokens,
+        "cost_per_mtok": float(metrics.cost_per_mtok(mean_import_w, price, tokens / (hours * S_PER_H)))
+        if hours
+        else np.nan,
+        "hours_throttled": float((ds.throttled_gpus > 0).sum()) * h,
+        "throttled_gpu_hours": float(ds.throttled_gpus.sum()) * h,
+    }
 
 
 def read(reading: Reading, names: Iterable[str] = METERS) -> dict[str, float]:
