@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from factory_twin.optimization.backend_highspy import solve_highspy
+from factory_twin.optimization.backend_pyomo import solve_pyomo
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import Problem
 from factory_twin.optimization.solution import Solution
@@ -33,9 +35,5 @@ def choose_backend(p: Problem, options: DispatchOptions, extra_constraints: Call
 def solve(p: Problem, options: DispatchOptions, extra_constraints: Callable | None = None) -> Solution:
     """Build and solve ``p`` with the backend :func:`choose_backend` picks."""
     if choose_backend(p, options, extra_constraints) == "pyomo":
-        from factory_twin.optimization.backend_pyomo import solve_pyomo
-
         return solve_pyomo(p, options, extra_constraints)
-    from factory_twin.optimization.backend_highspy import solve_highspy
-
     return solve_highspy(p, options)

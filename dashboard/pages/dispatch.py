@@ -10,6 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from factory_twin.models.units import S_PER_MIN
+from factory_twin.twin.grid_signals import DR_RAMP_S
 from factory_twin.twin.live import _NUMERIC, Snapshot, parse_command
 
 PATH, TITLE = "/dispatch", "Dispatch"
@@ -49,7 +51,7 @@ LABELS = {
 DEFAULTS = {
     "ctl-dr-depth": "25",
     "ctl-dr-duration": "60",
-    "ctl-dr-ramp": "15",
+    "ctl-dr-ramp": f"{DR_RAMP_S / S_PER_MIN:g}",
     "ctl-dr-notice": "0",
     "ctl-limit-mw": "",
     "ctl-offset-k": "0",
