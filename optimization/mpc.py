@@ -9,9 +9,9 @@ Feedback: at each re-plan the measured import (from the twin state) minus the si
 prediction for the caps in force is added to the model (``bias_mw`` of
 :func:`optimization.dispatch.plan_horizon`), and the import ramp starts from the measurement. Only
 DR events announced by the re-plan time are planned for (the notice is respected). Violations of
-soft limits are logged. A failed re-plan keeps
-the previous command. The scenario in force is read from the twin state on every call, so what-if
-changes of a running twin reach the plan; the latest plan is kept as ``plan``.
+soft limits are logged. A failed re-plan keeps the previous command. The scenario in force is read
+from the twin state on every call, so what-if changes of a running twin reach the plan; the latest
+plan is kept as ``plan``.
 """
 
 from __future__ import annotations
