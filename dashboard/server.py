@@ -1,7 +1,6 @@
 """``serve``: start the live twin in its own process and the dashboard in this one.
 
-Also the one controller factory (:func:`make_controller`) shared with the CLI; Dash is imported only
-when :func:`serve` runs, so importing this module stays light.
+Dash is imported only when :func:`serve` runs, so importing this module stays light.
 """
 
 from __future__ import annotations
@@ -16,30 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory_twin.optimization.controllers import make_controller
 from factory_twin.twin.live import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
-
-
-def make_controller(name: str, facility, scenario, option: str = "controller"):
-    """``uncapped`` | ``fixed:FRACTION`` | ``mpc`` -> a controller; ``ValueError`` naming ``option``
-    (the CLI passes ``--controller``) otherwise."""
-    from factory_twin.twin.controllers import FixedCap, Uncapped
-
-    if name == "uncapped":
-        return Uncapped(facility.tdp_w)
-    if name.startswith("fixed:"):
-        text = name.split(":", 1)[1]
-        try:
-            fraction = float(text)
-        except ValueError:
-            raise ValueError(f"{option}: fixed:FRACTION needs a number in (0, 1], got {text!r}") from None
-        if not 0 < fraction <= 1:
-            raise ValueError(f"{option}: fixed:FRACTION needs a fraction of TDP in (0, 1], got {text}")
-        return FixedCap(facility.tdp_w, facility.min_cap_w, fraction)
-    if name == "mpc":
-        from factory_twin.optimization.mpc import MPCController
-
-        return MPCController(facility, scenario)
-    raise ValueError(f"{option}: expected uncapped, fixed:FRACTION or mpc, got {name!r}")
 
 
 def build_twin(facility: str, scenario: str | None, controller: str):
@@ -163,4 +140,4 @@ def serve(
     return 0
 
 
-__all__ = ["Runner", "build_twin", "check_setup", "make_controller", "serve"]
+__all__ = ["Runner", "build_twin", "check_setup", "serve"]

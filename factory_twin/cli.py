@@ -220,7 +220,7 @@ def _validate(args) -> int:
 
 def _simulate(args) -> int:
     from factory_twin import twin
-    from factory_twin.dashboard.server import make_controller
+    from factory_twin.optimization.controllers import make_controller
     from factory_twin.twin.netcdf import write_netcdf
     from factory_twin.twin.progress import ProgressBar
     from factory_twin.twin.provenance import provenance
@@ -259,7 +259,7 @@ def _simulate(args) -> int:
 def _simulate_segmented(args) -> int:
     """``--duration``: segments on Dask (or serially) streamed into ``--out``; every check before any work."""
     from factory_twin import twin
-    from factory_twin.dashboard.server import make_controller
+    from factory_twin.optimization.controllers import make_controller
     from factory_twin.twin import annual, segments
     from factory_twin.twin.progress import ProgressBar
     from factory_twin.twin.provenance import provenance
