@@ -9,11 +9,12 @@ with hypograph rows. Fitted curves ship in ``data/gpu_curves.toml`` (``bench/fit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from factory_twin.models import checks
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr
 
 Array = NDArray[np.float64]
 
@@ -113,6 +114,55 @@ class ThroughputCurve:
         b0 = (self.y[1] - self.y[0]) / (self.x[1] - self.x[0])
         below = np.maximum(self.y[0] + b0 * (xv - self.x[0]), 0.0)
         return np.where(xv < self.x[0], below, np.interp(xv, self.x, self.y))
+
+
+@dataclass(frozen=True, eq=False)
+class DrawnPower:
+    r"""Mean power a GPU draws under a power cap: a clipped normal demand.
+
+    The workload's instantaneous power, if no limit acted, is taken as normal with mean ``mu`` and
+    standard deviation ``sigma``; the power controller holds it at or below ``eta`` x cap, so the mean
+    draw is the mean of the clipped demand (all as fractions of TDP):
+
+    .. math::
+        \bar P(c) = E[\min(P, \eta c)] = \mu - \sigma\,[\varphi(z) - z\,(1 - \Phi(z))],
+        \quad z = (\eta c - \mu) / \sigma
+
+    It rises with the cap (slope ``eta`` (1 - Phi(z)) > 0) and is concave, so it has an inverse
+    (:meth:`cap_for`). The uncapped draw is the draw at the cap's maximum, TDP (``x_demand``);
+    ``mu`` may exceed TDP (the hardware limit, not the workload, binds at full power). Fitted per
+    workload class to the A100 sweep by ``bench/fit_gpu_curves.py`` (``data/gpu_curves.toml``).
+
+    Source: A100 DVFS power-cap sweep, Colangelo et al., arXiv 2507.00909 (drawn power per GPU
+    against cap, 100-400 W); the clipped-normal form is this project's model.
+    """
+
+    mu: float
+    sigma: float
+    eta: float
+    _table: tuple[Array, Array] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks.positive("mu", self.mu)
+        checks.positive("sigma", self.sigma)
+        checks.positive("eta", self.eta)
+        c = np.linspace(0.0, 1.0, 2001)
+        object.__setattr__(self, "_table", (c, self.drawn(c)))
+
+    def drawn(self, cap: ArrayLike) -> Array:
+        """Mean drawn power [-, fraction of TDP] at cap ``cap`` [-, fraction of TDP] (vectorized)."""
+        z = (self.eta * np.asarray(cap, float) - self.mu) / self.sigma
+        return self.mu - self.sigma * (np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi) - z * ndtr(-z))
+
+    @property
+    def x_demand(self) -> float:
+        """Uncapped draw: the draw at a cap of TDP [-]."""
+        return float(self._table[1][-1])
+
+    def cap_for(self, drawn: ArrayLike) -> Array:
+        """The cap [-] whose mean draw is ``drawn`` [-] (inverse; clipped to caps in [0, 1])."""
+        c, d = self._table
+        return np.interp(np.asarray(drawn, float), d, c)
 
 
 def power_drawn_w(demand_w: ArrayLike, cap_w: ArrayLike) -> Array:

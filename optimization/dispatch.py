@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.units import MW
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
-from factory_twin.optimization.groups import Groups, make_groups
+from factory_twin.optimization.groups import Groups, group_caps_w, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.plan import plan_dataset
@@ -105,7 +105,7 @@ def plan_horizon(
     fc = forecast(f, scenario, groups, times, step_s, known_at=known_at)
     if bias_mw:
         fc = replace(fc, grid_mw=fc.grid_mw + bias_mw)
-    grid0, x0 = initial_state(initial, groups)
+    grid0, x0 = initial_state(initial, groups, f)
     p = make_problem(f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps)
     prep_s = _time.perf_counter() - t0
     bess_mw = p.bess.p_max_mw if p.bess else 0.0
@@ -133,14 +133,20 @@ def plan_horizon(
         "solve_seconds": sol.solve_seconds,
         "backend": sol.backend,
     }
-    return plan_dataset(p, fc, groups, sol, attrs)
+    return _with_caps(f, groups, plan_dataset(p, fc, groups, sol, attrs))
 
 
-def initial_state(initial, groups: Groups) -> tuple[float | None, Array | None]:
+def _with_caps(f, groups: Groups, ds: xr.Dataset) -> xr.Dataset:
+    """The LP decides busy power per GPU; turn it into caps for classes that draw less than the cap."""
+    if any(d is not None for d in f.drawn):
+        ds["gpu_cap_w"].values = group_caps_w(f, groups, ds["gpu_cap_w"].values)
+    return ds
+
+
+def initial_state(initial, groups: Groups, f) -> tuple[float | None, Array | None]:
     """(import [MW], busy fraction per group) from a twin state, or (None, None)."""
     if initial is None:
         return None, None
     grid_w = float(initial.grid_import_w)
-    cap = np.asarray(initial.gpu_cap_w, float)
-    x0 = np.minimum(np.bincount(groups.rack_group, cap) / np.bincount(groups.rack_group), groups.demand_w)
+    x0 = group_drawn_w(f, groups, initial.gpu_cap_w)
     return (grid_w / MW if np.isfinite(grid_w) else None), x0 / groups.tdp_w

@@ -105,6 +105,23 @@ def disaggregate(
     return out
 
 
+def group_caps_w(f, groups: Groups, drawn_w: Array) -> Array:
+    """Group caps [W per GPU] under which busy GPUs draw ``drawn_w`` [..., group] (the LP's decision):
+    the draw itself for classes that draw ``min(demand, cap)``, the inverse of the class's fitted draw
+    (:meth:`twin.assembly.Facility.cap_for_drawn_w`) for classes with ``drawn_power = "fit"``."""
+    out = np.array(drawn_w, float)
+    for c, d in enumerate(f.drawn):
+        g = groups.cls == c
+        if d is not None and g.any():
+            out[..., g] = d.cap_for(out[..., g] / groups.tdp_w[g]) * groups.tdp_w[g]
+    return out
+
+
+def group_drawn_w(f, groups: Groups, rack_cap_w: Array) -> Array:
+    """Mean power drawn per busy GPU of each group [W] under per-rack caps ``rack_cap_w``."""
+    return aggregate(groups, f.drawn_w(np.asarray(rack_cap_w, float))) / np.bincount(groups.rack_group, None, groups.n)
+
+
 def aggregate(groups: Groups, rack_values: Array, weights: Array | None = None) -> Array:
     """Sum (or the ``weights``-weighted mean when given) of a per-rack array over each group."""
     v = np.asarray(rack_values, float)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from factory_twin.models.units import MW
 from factory_twin.optimization.dispatch import plan_horizon, plan_times
-from factory_twin.optimization.groups import disaggregate, make_groups
+from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
 from factory_twin.twin.controllers import Command, TwinState
@@ -60,6 +60,7 @@ class MPCController:
         self.groups = make_groups(self.facility, self.options.grouping)
         self._last: Command | None = None
         self.plan = None
+        self._draws_cap = np.array([self.facility.drawn[c] is None for c in self.groups.cls])
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         f = self.facility
@@ -95,8 +96,8 @@ class MPCController:
         cap = plan.gpu_cap_w.values[0]  # held by the plan over the re-plan period
         if not np.all(np.isfinite(cap)):
             return self._last or Command(f.tdp_w.copy())
-        # caps at the uncapped draw mean "no cap": hand the twin its TDP there
-        at_top = cap >= self.groups.demand_w * (1 - 1e-9)
+        # caps at the uncapped draw mean "no cap": hand the twin its TDP there (fitted draws already map to TDP)
+        at_top = (cap >= self.groups.demand_w * (1 - 1e-9)) & self._draws_cap
         cap = np.where(at_top, self.groups.tdp_w, cap)
         rack = disaggregate(self.groups, cap, f.min_cap_w, f.tdp_w)
         self._last = Command(rack, float(plan.bess_power_mw.values[0]) * MW)
@@ -108,8 +109,7 @@ class MPCController:
         if not np.isfinite(state.grid_import_w) or self._last is None:
             return 0.0
         fc = forecast(self.facility, self.scenario, self.groups, t0, step_s)
-        cap = np.bincount(self.groups.rack_group, state.gpu_cap_w) / np.bincount(self.groups.rack_group)
-        x = np.minimum(cap, self.groups.demand_w)
+        x = group_drawn_w(self.facility, self.groups, state.gpu_cap_w)
         u = fc.utilization[0]
         gpu_mw = float(np.sum(self.groups.gpus * (u * x + (1 - u) * self.groups.idle_w))) / MW
         model = fc.at_gpu_mw("grid_mw", np.array([gpu_mw]))[0] - self._last.bess_power_w / MW

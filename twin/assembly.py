@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from factory_twin.models.cooling import ntu_from_effectiveness
 from factory_twin.models.fluids import Coolant
-from factory_twin.models.gpu import ThroughputCurve
+from factory_twin.models.gpu import DrawnPower, ThroughputCurve
 from factory_twin.models.units import KW, M3_S_PER_L_MIN, MW
-from factory_twin.twin.curves import load_curve
+from factory_twin.twin.curves import load_curve, load_drawn
 from factory_twin.twin.spec import FacilitySpec, SpecError, parse_facility, read_text
 from numpy.typing import NDArray
 
@@ -64,6 +64,7 @@ class Facility:
     class_names: tuple[str, ...]
     hall_names: tuple[str, ...]
     curves: tuple[ThroughputCurve, ...]
+    drawn: tuple[DrawnPower | None, ...]  # per class: fitted draw under a cap, None = draw min(demand, cap)
     # racks
     rack_hall: IntArray
     rack_cdu: IntArray
@@ -121,6 +122,26 @@ class Facility:
         nameplate beyond the GPUs (the GPUs' heat always goes through their cold plates)."""
         return (self.liquid_fraction * self.rack_design_w - self.gpus * self.tdp_w).clip(0.0, self.non_gpu_w)
 
+    def drawn_w(self, cap_w: Array) -> Array:
+        """Mean power drawn per busy GPU under per-rack caps ``cap_w`` [W]: ``min(demand_w, cap)``, or the
+        class's fitted draw (:class:`models.gpu.DrawnPower`) where its workload sets ``drawn_power = "fit"``."""
+        out = np.minimum(self.demand_w, cap_w)
+        for i, d in enumerate(self.drawn):
+            if d is not None:
+                idx = self.rack_class == i
+                out[idx] = d.drawn(np.asarray(cap_w, float)[idx] / self.tdp_w[idx]) * self.tdp_w[idx]
+        return out
+
+    def cap_for_drawn_w(self, drawn_w: Array) -> Array:
+        """Per-rack caps [W] under which busy GPUs draw ``drawn_w`` [W] (inverse of :meth:`drawn_w`; a draw
+        at or above the uncapped draw gives TDP)."""
+        out = np.where(drawn_w >= self.demand_w * (1 - 1e-9), self.tdp_w, drawn_w)
+        for i, d in enumerate(self.drawn):
+            if d is not None:
+                idx = self.rack_class == i
+                out[idx] = d.cap_for(np.asarray(drawn_w, float)[idx] / self.tdp_w[idx]) * self.tdp_w[idx]
+        return out
+
     def summary(self) -> dict[str, float]:
         """Headline numbers: racks, GPUs, CDUs, IT MW at TDP."""
         return {
@@ -149,6 +170,14 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
     """Compile a validated spec into arrays; design checks raise :class:`SpecError` naming the key."""
     class_names = tuple(w.name for w in spec.workloads)
     curves = tuple(load_curve(w.curve) for w in spec.workloads)
+    drawn = tuple(load_drawn(w.curve) if w.drawn_power == "fit" else None for w in spec.workloads)
+    pairs = enumerate(zip(spec.workloads, drawn, strict=True))
+    no_fit = [(i, w) for i, (w, d) in pairs if d is None and w.drawn_power == "fit"]
+    if no_fit:
+        raise SpecError(
+            source,
+            [(f"workloads.{i}.drawn_power", f"curve {w.curve!r} has no drawn-power fit; use 'cap'") for i, w in no_fit],
+        )
     cdu_hall, cdu_class = _place_cdus(spec, class_names)
     racks_per_cdu = np.array([spec.halls[h].racks_per_cdu for h in cdu_hall])
     rack_cdu = np.repeat(np.arange(cdu_hall.size), racks_per_cdu)
@@ -184,6 +213,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         class_names=class_names,
         hall_names=tuple(h.name for h in spec.halls),
         curves=curves,
+        drawn=drawn,
         rack_hall=rack_hall,
         rack_cdu=rack_cdu,
         rack_class=rack_class,

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from factory_twin.models.gpu import ThroughputCurve
+from factory_twin.models.gpu import DrawnPower, ThroughputCurve
 
 from factory_twin import data
 
@@ -33,3 +33,10 @@ def load_curve(name: str) -> ThroughputCurve:
     if not isinstance(entry, dict):
         raise ValueError(f"name: unknown GPU curve {name!r}; available: {', '.join(available_curves())}")
     return ThroughputCurve(np.array(entry["x"], float), np.array(entry["y"], float))
+
+
+def load_drawn(name: str) -> DrawnPower | None:
+    """The drawn-power fit (``[<name>.drawn]``) of curve ``name``, or None if it has none."""
+    load_curve(name)  # unknown names raise with the list of curves
+    d = _curves_file()[name].get("drawn")
+    return None if d is None else DrawnPower(float(d["mu"]), float(d["sigma"]), float(d["eta"]))

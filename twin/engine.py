@@ -1,13 +1,14 @@
 """Simulation engine: the whole campus, grid meter to GPU die, as numpy arrays over racks and CDUs.
 
-Two rates. Every ``step_s`` (default 1 s) the rack side advances: GPU power = min(demand, cap, thermal
-throttle limit) -> exact two-node RC step of the die and cold plate against the local coolant. Every
-``plant_step_s`` (default 20 s) the loops advance with the rack heat of that interval: rack returns mix at
-the CDU headers -> plug-flow delay of the TCS return leg -> CDU eps-NTU with facility-valve supply control
--> facility water mix -> plug-flow delay to the plant -> heat rejection at the present ambient -> supply
-temperatures for the next interval. Air-side heat (the share not captured by liquid, plus PSU losses) is
-removed by the air system at its COP. Power: rack DC -> PSUs (IT meter) -> busway -> UPS -> transformers
--> grid, with mechanical loads on the transformers and the BESS at the meter.
+Two rates. Every ``step_s`` (default 1 s) the rack side advances: GPU power = min(drawn under the cap
+(:meth:`twin.assembly.Facility.drawn_w`), thermal throttle limit) -> exact two-node RC step of the die and
+cold plate against the local coolant. Every ``plant_step_s`` (default 20 s) the loops advance with the rack
+heat of that interval: rack returns mix at the CDU headers -> plug-flow delay of the TCS return leg -> CDU
+eps-NTU with facility-valve supply control -> facility water mix -> plug-flow delay to the plant -> heat
+rejection at the present ambient -> supply temperatures for the next interval. Air-side heat (the share not
+captured by liquid, plus PSU losses) is removed by the air system at its COP. Power: rack DC -> PSUs (IT
+meter) -> busway -> UPS -> transformers -> grid, with mechanical loads on the transformers and the BESS at the
+meter.
 
 Loops run at constant flow: CDUs control supply temperature with a three-way valve on the facility side
 (branch flow constant, part of it bypasses the exchanger), so heat-capacity rates are constant in each
@@ -99,6 +100,7 @@ class Twin:
         # inputs cached an hour of plant steps at a time (see _inputs); the scenario setter clears it
         self._chunk: tuple[Array, Array, Array] | None = None
         self._inputs_from = self._inputs_until = None
+        self.eff = f.drawn_w(self.cap)
         self._initial_state()
 
     # ------------------------------------------------------------------ state
@@ -108,7 +110,7 @@ class Twin:
         db, wb = self.scenario.ambient(np.array([self.time]))
         self.ambient: tuple[float, float] = (float(db[0]), float(wb[0]))
         u = np.stack([self.scenario.utilization(c, np.array([self.time]))[0] for c in f.class_names])[f.rack_class]
-        busy = np.minimum(f.demand_w, self.command.gpu_cap_w)
+        busy = f.drawn_w(self.command.gpu_cap_w)
         p_gpu = u * busy + (1 - u) * f.idle_w
         q_rack = f.gpus * p_gpu + self.non_gpu_liquid_w
         self.tcs_supply_c = np.full(f.n_cdus, cool.tcs.supply_setpoint_c)
@@ -211,9 +213,10 @@ class Twin:
             if cap.shape != (f.n_racks,):
                 raise ValueError(f"controller returned gpu_cap_w of shape {cap.shape}, expected ({f.n_racks},)")
             self.cap = np.clip(cap, f.min_cap_w, f.tdp_w)
+            self.eff = f.drawn_w(self.cap)
         db, wb, u, osc = self._inputs()
         self.ambient = (db, wb)
-        eff = np.minimum(f.demand_w, self.cap)
+        eff = self.eff
         idle_part = (1 - u) * f.idle_w
         p_const = u * eff + idle_part
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k

@@ -193,6 +193,11 @@ class Workload(Strict):
     flex_tier: Frac = Field(description="largest average throughput loss allowed over the window")
     flex_window_h: Pos = 6.0
     min_cap_fraction: Frac | None = Field(None, description="overrides the rack type's minimum cap / TDP")
+    drawn_power: Literal["cap", "fit"] = Field(
+        "cap",
+        description="power drawn under a cap: 'cap' draws min(uncapped draw, cap); 'fit' the curve's fitted "
+        "mean draw below the cap (models.gpu.DrawnPower; A100 curves)",
+    )
 
 
 class FacilitySpec(Strict):

@@ -229,3 +229,40 @@ def test_throttle_releases_with_hysteresis():
     assert np.all(np.isinf(lim[~thr]))
     with pytest.raises(ValueError, match=r"^hysteresis_k"):
         thermal_throttle_limit_w(t_die, 60.0, 87.0, 0.015, 500.0, was_throttled=was, hysteresis_k=-1.0)
+
+
+# ---------------------------------------------------------------- drawn power under a cap
+@needs_sweep
+def test_drawn_power_fit_matches_the_sweep_per_class():
+    """Mean draw vs cap against every measured point (100-400 W): RMSE per class as recorded in the data file,
+    and a few watts at most; e.g. fine-tuning draws ~321 W at a 350 W cap, not 350 W."""
+    from factory_twin.twin.curves import load_drawn
+
+    sweep = _sweep()
+    recorded = tomllib.loads(data.path("gpu_curves.toml").read_text())
+    for name, jobs in JOBS.items():
+        d = load_drawn(name)
+        cap = np.concatenate([sweep[j][:, 0] for j in jobs]) / 400.0
+        drawn = np.concatenate([sweep[j][:, 1] for j in jobs])
+        res_w = (drawn - d.drawn(cap)) * 400.0
+        rms = float(np.sqrt(np.mean(res_w**2)))
+        assert rms == pytest.approx(recorded[name]["drawn"]["residual_rms_w"], rel=1e-3), name
+        assert rms < 2.5 and np.max(np.abs(res_w)) < 3.5, name
+        assert d.x_demand == pytest.approx(load_curve(name).x_demand, rel=1e-12), name
+    assert load_drawn("fine-tuning").drawn(350 / 400) * 400 == pytest.approx(320.6, abs=1.5)
+
+
+def test_drawn_power_limits_inverse_and_curves_without_fit():
+    """Clipped normal: a narrow demand draws min(mu, eta c); the cap inverse is a round trip; Zeus curves
+    (drawn = cap by construction) carry no fit."""
+    from factory_twin.models.gpu import DrawnPower
+    from factory_twin.twin.curves import load_drawn
+
+    narrow = DrawnPower(mu=0.8, sigma=1e-4, eta=0.98)
+    c = np.array([0.3, 0.6, 0.9, 1.0])
+    np.testing.assert_allclose(narrow.drawn(c), np.minimum(0.8, 0.98 * c), atol=1e-4)
+    d = load_drawn("training")
+    caps = np.linspace(0.3, 1.0, 15)
+    np.testing.assert_allclose(d.cap_for(d.drawn(caps)), caps, atol=1e-6)
+    assert np.all(np.diff(d.drawn(caps)) > 0) and np.all(d.drawn(caps) <= caps * d.eta + 1e-12)
+    assert load_drawn("v100-bert") is None

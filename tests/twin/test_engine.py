@@ -171,3 +171,33 @@ def test_hot_afternoon_chain_and_heatwave_throttling(campus):
     assert float(wave.tcs_supply_c.max()) > f.spec.cooling.tcs.supply_setpoint_c + 1.0
     assert float(wave.throttled_gpus.max()) > 0.0
     assert float(wave.die_temp_c.max()) <= float(f.t_max_c.max()) + 1.0
+
+
+def _bench_with(text_change: tuple[str, str]):
+    from factory_twin.twin.assembly import assemble, rack_catalog
+    from factory_twin.twin.spec import parse_facility
+
+    text = BENCH.read_text().replace(*text_change)
+    return assemble(parse_facility(text, "bench", set(rack_catalog())), rack_catalog())
+
+
+def test_fitted_drawn_power_under_a_cap():
+    """With ``drawn_power = "fit"`` a capped GPU draws the class's fitted mean (below the cap), the uncapped
+    draw is unchanged, and the LP's draw maps back to the cap that yields it; a curve without a fit is an error
+    naming the key."""
+    from factory_twin.twin.controllers import FixedCap
+    from factory_twin.twin.curves import load_drawn
+    from factory_twin.twin.engine import Twin
+    from factory_twin.twin.spec import SpecError
+
+    f = _bench_with(('curve = "training"', 'curve = "training"\ndrawn_power = "fit"'))
+    sc = _winter(f)
+    tw = Twin(f, sc, plant_step_s=10.0, controller=FixedCap(f.tdp_w, f.min_cap_w, 0.75))
+    tw.advance()
+    expected = load_drawn("training").drawn(0.75) * f.tdp_w
+    np.testing.assert_allclose(tw.gpu_power_w, expected, rtol=1e-12)
+    assert np.all(tw.gpu_power_w < 0.75 * f.tdp_w - 5.0)
+    np.testing.assert_allclose(f.drawn_w(f.tdp_w), f.demand_w, rtol=1e-9)
+    np.testing.assert_allclose(f.cap_for_drawn_w(expected), 0.75 * f.tdp_w, rtol=1e-6)
+    with pytest.raises(SpecError, match=r"workloads\.0\.drawn_power"):
+        _bench_with(('curve = "training"', 'curve = "v100-bert"\ndrawn_power = "fit"'))
