@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import factory_twin
+from factory_twin.cli_flex import add_parsers as add_flex_parsers
 from factory_twin.models.units import S_PER_H
 from factory_twin.outputs import check_output_dir, check_output_file
 
@@ -181,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
     d.set_defaults(run=_dashboard)
+    add_flex_parsers(sub)
     return p
 
 

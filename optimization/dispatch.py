@@ -16,7 +16,7 @@ import xarray as xr
 from factory_twin.models.units import MW
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
 from factory_twin.optimization.groups import Groups, group_caps_w, group_drawn_w, make_groups
-from factory_twin.optimization.linearization import forecast
+from factory_twin.optimization.linearization import Forecast, forecast
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.plan import plan_dataset
 from factory_twin.optimization.problem import make_problem
@@ -105,6 +105,7 @@ def plan_horizon(
     fc = forecast(f, scenario, groups, times, step_s, known_at=known_at)
     if bias_mw:
         fc = replace(fc, grid_mw=fc.grid_mw + bias_mw)
+    fc = _gpu_targets_as_import_limit(fc, scenario)
     grid0, x0 = initial_state(initial, groups, f)
     p = make_problem(f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps)
     prep_s = _time.perf_counter() - t0
@@ -134,6 +135,17 @@ def plan_horizon(
         "backend": sol.backend,
     }
     return _with_caps(f, groups, plan_dataset(p, fc, groups, sol, attrs))
+
+
+def _gpu_targets_as_import_limit(fc: Forecast, scenario) -> Forecast:
+    """Grid targets metered at the GPUs become import limits through the site model (grid import rises with
+    GPU power, so ``import <= model(target)`` holds exactly when ``GPU power <= target``)."""
+    gpu = scenario.target_limit(fc.times, "gpu") if getattr(scenario, "grid_targets", ()) else None
+    if gpu is None or not np.isfinite(gpu).any():
+        return fc
+    on = np.isfinite(gpu)
+    lim = np.where(on, fc.at_gpu_mw("grid_mw", np.where(on, gpu, 0.0)), np.inf)
+    return replace(fc, import_limit_mw=np.minimum(fc.import_limit_mw, lim))
 
 
 def _with_caps(f, groups: Groups, ds: xr.Dataset) -> xr.Dataset:

@@ -75,3 +75,25 @@ def mosquitto(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+SHARED_DATA = Path(os.environ.get("FACTORY_TWIN_SHARED", Path(__file__).parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def flex_contract():
+    """``validator(name)``: a JSON Schema 2020-12 validator for ``components.schemas.<name>`` of the DSX Flex
+    contract (``shared/data/dsx-exchange/dsx-flex.yaml``, read as 2020-12 per its README); skips without it."""
+    path = SHARED_DATA / "dsx-exchange" / "dsx-flex.yaml"
+    if not path.exists():
+        pytest.skip(f"DSX Flex contract not available at {path} (set FACTORY_TWIN_SHARED)")
+    import jsonschema
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+
+    def validator(name: str) -> jsonschema.Draft202012Validator:
+        schema = {**doc, "$ref": f"#/components/schemas/{name}"}
+        return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+    return validator

@@ -72,3 +72,33 @@ class FixedCap:
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         return Command(np.maximum(self.fraction * self.tdp_w, self.min_cap_w))
+
+
+@dataclass
+class UniformCapToTarget:
+    """One cap fraction of TDP for every GPU, the highest whose drawn GPU power meets the grid target on the
+    GPU meter (``scenario.target_limit(t, "gpu")``) at each call: the plain DVFS policy of demand response
+    (the same cap everywhere, no job awareness). TDP where no target is in force; the minimum caps where even
+    they exceed the target.
+
+    ``facility`` is a :class:`twin.assembly.Facility`; ``levels`` caps are tried between the largest minimum
+    cap and TDP (resolution 1/levels of the range).
+    """
+
+    facility: object
+    period_s: float = 60.0
+    levels: int = 400
+
+    def __call__(self, state: TwinState, time: np.datetime64) -> Command:
+        f, sc = self.facility, state.scenario
+        target_mw = float(sc.target_limit(np.array([time]), "gpu")[0])
+        if not np.isfinite(target_mw):
+            return Command(f.tdp_w.copy())
+        u = np.stack([sc.utilization(c, np.array([time]))[0] for c in f.class_names])[f.rack_class]
+        lo = float(np.max(f.min_cap_w / f.tdp_w))
+        fracs = np.linspace(1.0, lo, self.levels + 1)
+        for c in fracs:  # from the top: the first cap that meets the target
+            cap = np.maximum(c * f.tdp_w, f.min_cap_w)
+            if float(f.gpus @ (u * f.drawn_w(cap) + (1 - u) * f.idle_w)) <= target_mw * 1e6:
+                return Command(cap)
+        return Command(f.min_cap_w.copy())

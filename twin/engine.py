@@ -309,6 +309,14 @@ class Twin:
         self.throttled[idx] = throttled
         return t_die, t_plate, p_sum / n, eff_sum / n, thr / n
 
+    def override(self, gpu_cap_w: Array) -> None:
+        """Hold new per-rack caps [W per GPU] from now until the controller's next call (a guardrail acting
+        before the controller has re-planned); the BESS command is kept."""
+        f = self.f
+        self.cap = np.clip(np.asarray(gpu_cap_w, float), f.min_cap_w, f.tdp_w)
+        self.eff = f.drawn_w(self.cap)
+        self.command = Command(self.cap.copy(), self.command.bess_power_w)
+
     def request_control(self) -> None:
         """Call the controller at the next plant step (e.g. after a what-if change of the scenario)."""
         self._next_control = self.time

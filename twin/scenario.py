@@ -129,6 +129,25 @@ class ScenarioSpec(_Strict):
     workload: dict[str, WorkloadProfile] = {}
 
 
+@dataclass(frozen=True)
+class GridTarget:
+    """A grid load target in force: power at ``meter`` (``"grid"`` import or campus ``"gpu"`` power) at most
+    ``limit_mw`` over ``[start, end)`` (naive local times; ``end`` None: until replaced)."""
+
+    start: np.datetime64
+    end: np.datetime64 | None
+    limit_mw: float
+    meter: Literal["grid", "gpu"] = "grid"
+
+    def limit_at(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """``limit_mw`` where the target is in force at ``times``, inf elsewhere."""
+        t = np.asarray(times, "datetime64[s]")
+        on = t >= self.start
+        if self.end is not None:
+            on &= t < self.end
+        return np.where(on, self.limit_mw, np.inf)
+
+
 @dataclass(frozen=True, eq=False)
 class Scenario:
     """Everything time-varying that drives a run. Times are naive local ``datetime64[s]``."""
@@ -143,6 +162,7 @@ class Scenario:
     import_limit_mw: float | None = None
     carbon_price_per_t: float = 0.0
     spec: ScenarioSpec = field(default_factory=ScenarioSpec)
+    grid_targets: tuple[GridTarget, ...] = ()  # load targets from the grid (DSX Flex agent)
 
     def ambient(self, times: NDArray[np.datetime64]) -> tuple[NDArray, NDArray]:
         """Dry and wet bulb [degC] at ``times`` including the what-if offset."""
@@ -151,8 +171,18 @@ class Scenario:
     def import_limit(self, times: NDArray[np.datetime64], contracted_mw: float) -> NDArray[np.float64]:
         """Import limit [MW]: the signal series, else the scenario override, else the contract."""
         if self.signals.import_limit_mw is not None:
-            return self.signals.at(times, "import_limit_mw")
-        return np.full(np.shape(times), self.import_limit_mw or contracted_mw)
+            base = self.signals.at(times, "import_limit_mw")
+        else:
+            base = np.full(np.shape(times), self.import_limit_mw or contracted_mw)
+        return np.minimum(base, self.target_limit(times, "grid")) if self.grid_targets else base
+
+    def target_limit(self, times: NDArray[np.datetime64], meter: str) -> NDArray[np.float64]:
+        """Tightest grid load target on ``meter`` at ``times`` [MW] (inf where none is in force)."""
+        out = np.full(np.shape(times), np.inf)
+        for g in self.grid_targets:
+            if g.meter == meter:
+                out = np.minimum(out, g.limit_at(times))
+        return out
 
     def dr_depth(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
         """Required reduction fraction of the baseline at ``times`` (largest over overlapping events)."""

@@ -39,6 +39,9 @@ class Site(Strict):
     climate: str = Field(description="built-in climate name (data/climate/normals.toml) or path to an EPW file")
     latitude_deg: Annotated[float, Field(ge=-90, le=90)] | None = None
     longitude_deg: Annotated[float, Field(ge=-180, le=180)] | None = None
+    utc_offset_h: Annotated[float, Field(ge=-14, le=14)] = Field(
+        0.0, description="local standard time minus UTC [h]: maps the twin's local times to the grid's UTC times"
+    )
 
 
 class Transformer(Strict):
@@ -92,6 +95,25 @@ class Bess(Strict):
         return self
 
 
+class Feed(Strict):
+    """A metered supply of the site for grid load targets (DSX Flex ``feed_tag``), e.g. one substation
+    transformer. The feed carries ``share`` of the power at its ``meter``: the grid import, or the campus GPU
+    power (a cluster metered at its GPUs, as in the Emerald field test)."""
+
+    tag: str
+    power_minimum_mw: NonNeg
+    power_maximum_mw: Pos
+    default_constraint_mw: Pos = Field(description="constraint when no load target is active")
+    share: Annotated[float, Field(gt=0, le=1)] | None = Field(None, description="default: equal shares")
+    meter: Literal["grid", "gpu"] = "grid"
+
+    @model_validator(mode="after")
+    def _order(self) -> Feed:
+        if not self.power_minimum_mw <= self.default_constraint_mw <= self.power_maximum_mw:
+            raise ValueError("need power_minimum_mw <= default_constraint_mw <= power_maximum_mw")
+        return self
+
+
 class Grid(Strict):
     import_limit_mw: Pos
     ramp_limit_mw_per_min: Pos
@@ -101,6 +123,14 @@ class Grid(Strict):
     busway: Busway
     psu: Psu = Psu()
     bess: Bess | None = None
+    feeds: list[Feed] = Field(default_factory=list, description="feeds for grid load targets (default: one 'main')")
+
+    @model_validator(mode="after")
+    def _feeds(self) -> Grid:
+        tags = [f.tag for f in self.feeds]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"feeds: tags must be unique, got {tags}")
+        return self
 
 
 class Hall(Strict):

@@ -1,0 +1,126 @@
+"""``factory-twin flex-agent`` and ``factory-twin grid-signal``: the two ends of DSX Flex (docs/flex.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    a = sub.add_parser("flex-agent", help="run the twin as the site's DSX Flex agent (grid load targets over MQTT)")
+    a.add_argument("facility", help="built-in name or TOML path (its grid.feeds name the feeds)")
+    a.add_argument("--scenario", help="scenario TOML path or built-in name (weather, workload, prices)")
+    a.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    a.add_argument("--trust-key", action="append", type=Path, required=True, help="PEM public key of a grid signer")
+    a.add_argument("--key", type=Path, required=True, help="the agent's PEM private key (signs what it publishes)")
+    a.add_argument("--identifier", default="factory-twin", help="the agent's id in its topics and source")
+    a.add_argument("--state-dir", type=Path, help="folder for the persisted targets (reloaded on start)")
+    a.add_argument("--start", help="twin start, local ISO time (default: now at the site)")
+    a.add_argument("--hours", type=float, default=24.0, help="twin time to run")
+    a.add_argument("--speed", type=float, default=1.0, help="twin seconds per wall second (1: real time)")
+    a.add_argument("--heartbeat", type=float, default=60.0, help="periodic status every this many twin seconds")
+    a.add_argument("--max-age", type=float, default=300.0, help="refuse events older than this [s]")
+    a.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
+    a.add_argument("--tls-cert", type=Path, help="client certificate for mqtts (mTLS)")
+    a.add_argument("--tls-key", type=Path, help="client key for mqtts (mTLS)")
+    a.set_defaults(run=run_agent)
+
+    g = sub.add_parser("grid-signal", help="publish a signed DSX Flex load target (the grid side)")
+    g.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    g.add_argument("--key", type=Path, required=True, help="PEM private key (EC P-256 -> ES256, RSA -> RS256)")
+    g.add_argument("--isv", required=True, help="the ISV identifier (topic and source)")
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--constraint-kw", type=float, help="load constraint [kW]")
+    what.add_argument("--remove", action="store_true", help="null constraint: remove the target")
+    g.add_argument("--feed", action="append", default=[], help="feed tag (repeat; default: every feed)")
+    g.add_argument("--start", help="interval start, ISO 8601 UTC (default: now)")
+    g.add_argument("--end", help="interval end, ISO 8601 UTC (default: until replaced)")
+    g.add_argument("--minutes", type=float, help="interval length instead of --end")
+    g.add_argument("--best-effort", action="store_true", help="shed only what the jobs' flex floors allow")
+    g.add_argument("--time", help="event time, ISO 8601 UTC (default: now; for a twin on simulated time)")
+    g.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
+    g.set_defaults(run=run_signal)
+
+
+def _utc(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{option}: expected an ISO 8601 time like 2025-05-04T23:10:00Z, got {text!r}") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def run_signal(args) -> int:
+    from factory_twin.twin import dsx_flex as dx
+    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
+
+    if args.constraint_kw is not None and not args.constraint_kw > 0:
+        raise ValueError(f"--constraint-kw: must be > 0 kW, got {args.constraint_kw:g}")
+    key = dx.load_key(args.key, private=True)
+    now = _utc(args.time, "--time") or datetime.now(UTC)
+    start, end = _utc(args.start, "--start"), _utc(args.end, "--end")
+    if args.minutes is not None:
+        if end is not None or not args.minutes > 0:
+            raise ValueError("--minutes: give a positive length, and not together with --end")
+        end = (start or now) + timedelta(minutes=args.minutes)
+    w = None if args.remove else args.constraint_kw * 1e3
+    ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
+    client = MqttClient(BrokerConfig.from_url(args.broker, ca_file=args.ca_file)).start()
+    try:
+        client.publish(dx.loadtarget_topic(args.isv), json.dumps(ev), qos=1).wait_for_publish(10)
+    finally:
+        client.stop()
+    print(f"published {ev['id']} (correlation {ev['correlationid']}) on {dx.loadtarget_topic(args.isv)}")
+    return 0
+
+
+def run_agent(args) -> int:
+    from factory_twin import twin
+    from factory_twin.optimization.flex_agent import AgentConfig, FlexAgent
+    from factory_twin.optimization.mpc import MPCController
+    from factory_twin.twin import dsx_flex as dx
+    from factory_twin.twin.engine import Twin
+    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
+    from factory_twin.twin.scenario import build_scenario
+
+    for name in ("hours", "speed", "heartbeat", "max_age"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name):g}")
+    trust = dx.TrustStore.from_files(args.trust_key)
+    key = dx.load_key(args.key, private=True)
+    broker = BrokerConfig.from_url(args.broker, ca_file=args.ca_file, cert_file=args.tls_cert, key_file=args.tls_key)
+    f = twin.load_facility(args.facility)
+    sc = twin.load_scenario(args.scenario, f)
+    if args.start is None:
+        local = datetime.now(UTC) + timedelta(hours=f.spec.site.utc_offset_h)
+        start = local.replace(tzinfo=None, microsecond=0).isoformat()
+        base = Path(args.scenario).parent if args.scenario and Path(args.scenario).is_file() else None
+        sc = build_scenario(sc.spec.model_copy(update={"start": start}), f, base, sc.name)
+    else:
+        start = args.start
+    mpc = MPCController(f, sc)
+    tw = Twin(f, sc, start=start, controller=mpc)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    client = MqttClient(broker, client_id=f"dsx-flex-agent-{args.identifier}").start()
+    cfg = AgentConfig(identifier=args.identifier, heartbeat_s=args.heartbeat, max_age_s=args.max_age)
+    agent = FlexAgent(tw, trust, key, client, args.state_dir, cfg, keep_published=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"flex agent {args.identifier}: {f.spec.name}, feeds {[x.tag for x in agent.state.feeds]}, from {start}")
+    try:
+        agent.run(args.hours * 3600, speed=args.speed, stop=stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.stop()
+    print(f"stopped at {tw.time}: {len(agent.refusals)} refused event(s)")
+    return 0
+
+
+__all__ = ["add_parsers"]
