@@ -12,7 +12,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import status_text, target_alarm
-from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
+from factory_twin.dashboard.pages import cooling, dispatch, flex, overview, racks, studies
 from factory_twin.twin.live import Snapshot
 
 PAGES = (overview, cooling, racks, dispatch, studies)
@@ -26,6 +26,7 @@ def create_app(
     studies_dir: str | Path = ".",
     interval_ms: int = 1000,
     runner: Any = None,
+    flex_dir: str | Path | None = None,
 ) -> Dash:
     """Build the dashboard.
 
@@ -44,6 +45,8 @@ def create_app(
     runner : object, optional
         The runner process handle (``alive()``, ``error()``, ``restart()``): when it has stopped, a banner
         on every page says why and offers a restart.
+    flex_dir : path, optional
+        The flex agent's state folder: adds the Grid flex page, which reads its status file there.
     """
     app = Dash(
         __name__,
@@ -54,8 +57,9 @@ def create_app(
         title="factory-twin",
         update_title=None,
     )
+    pages = PAGES + ((flex,) if flex_dir is not None else ())
     nav = [
-        dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}") for p in PAGES
+        dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}") for p in pages
     ]
     app.layout = html.Div(
         [
@@ -83,7 +87,7 @@ def create_app(
             html.Main(id="page", className="page"),
         ]
     )
-    routes = {p.PATH: p for p in PAGES}
+    routes = {p.PATH: p for p in pages}
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def _route(path: str | None):
@@ -113,6 +117,8 @@ def create_app(
 
     for p in PAGES:
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))
+    if flex_dir is not None:
+        flex.register(app, Path(flex_dir))
     return app
 
 

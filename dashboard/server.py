@@ -99,12 +99,13 @@ def serve(
     debug: bool = False,
     studies_dir: str | Path | None = None,
     folder: str | Path | None = None,
+    flex_dir: str | Path | None = None,
 ) -> int:
     """Run the twin at ``speed`` simulated s per wall s in a child process and serve the dashboard.
 
     ``folder`` holds the snapshot and the command files (a fresh temporary folder by default,
     removed on exit); ``studies_dir`` (default: the working directory) is the only place study
-    files are read from.
+    files are read from; ``flex_dir`` (a flex agent's ``--state-dir``) adds the Grid flex page.
     Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only when ``debug``.
     """
     if not speed > 0:
@@ -127,6 +128,7 @@ def serve(
             runner.send,
             Path(studies_dir or Path.cwd()),
             runner=runner,
+            flex_dir=flex_dir,
         )
         print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
         app.run(host=host, port=port, debug=debug, use_reloader=False)

@@ -180,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=_positive("x"), default=60.0, help="simulated seconds per wall second")
     d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
+    d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
     d.set_defaults(run=_dashboard)
     add_flex_parsers(sub)
@@ -432,6 +433,7 @@ def _dashboard(args) -> int:
         controller=args.controller,
         debug=args.debug,
         studies_dir=args.studies_dir,
+        flex_dir=args.flex_state,
     )
 
 

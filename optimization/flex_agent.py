@@ -22,6 +22,7 @@ import json
 import logging
 import queue
 import time as wall
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,12 +37,13 @@ from factory_twin.twin.dsx_flex import (
     TrustStore,
     breach_topic,
     build_event,
+    iso,
     loadtarget_topic,
     parse_loadtarget,
     power,
     status_topic,
 )
-from factory_twin.twin.flex_state import FlexState, feeds_of
+from factory_twin.twin.flex_state import STATUS_FILE, FlexState, feeds_of, write_json_atomic
 from factory_twin.twin.scenario import GridTarget
 
 log = logging.getLogger("factory_twin.flex")
@@ -99,6 +101,9 @@ class FlexAgent:
         opts = getattr(self.mpc, "options", None)
         self._soft = tuple(opts.soft) if opts is not None else ()
         self.latency_s: list[float] = []  # arrival -> new caps in the twin, per accepted event [wall s]
+        self.history = {x.tag: deque(maxlen=720) for x in self.state.feeds}  # (time, measured, limit) [s, W, W]
+        self.alerts: deque = deque(maxlen=50)
+        self.refused: deque = deque(maxlen=20)
         if self.state_dir is not None and self.state.load(self.state_dir):
             log.info("reloaded flex state from %s", self.state_dir)
         self._push_targets()
@@ -154,6 +159,7 @@ class FlexAgent:
             reason = f"refused loadtarget on {topic}: {e}"
             log.warning(reason)
             self.refusals.append(str(e))
+            self.refused.append((iso(now), topic, str(e)))
             return False
         self.state.prune(now, self.config.max_age_s + 60.0)
         if self.state_dir is not None:
@@ -239,12 +245,56 @@ class FlexAgent:
                 status = what.split(":")[1]
                 data = self.state.breach_data(tag, status, now, measured[tag], self.hints)
                 self._publish(breach_topic(self.config.identifier), BREACH, "powerbreach", data, qos=2)
+                self.alerts.append(data)
                 log.warning("breach %s on feed %s: %.1f kW measured", status, tag, measured[tag] / 1e3)
             else:
                 self._status({tag: what})
         if self._next_heartbeat is None or self.twin.time >= self._next_heartbeat:
             self._status({})
             self._next_heartbeat = self.twin.time + np.timedelta64(int(self.config.heartbeat_s), "s")
+        for x in self.state.feeds:
+            self.history[x.tag].append((iso(now), measured[x.tag], self.state.limit_w(x.tag, now)))
+        if self.state_dir is not None:
+            write_json_atomic(self.state_dir / STATUS_FILE, self.status_file())
+
+    def status_file(self) -> dict:
+        """What the dashboard shows: per feed the limit, measured and planned load and ramp phase; the
+        targets; recent history, breach alerts and refusals (JSON, SI units)."""
+        now, measured, planned = self.now(), self.measured_w(), self.planned_w()
+        feeds = {}
+        for x in self.state.feeds:
+            tr = self.state.tracks[x.tag]
+            feeds[x.tag] = {
+                "meter": x.meter,
+                "share": x.share,
+                "limit_w": self.state.limit_w(x.tag, now),
+                "default_w": x.default_w,
+                "measured_w": measured[x.tag],
+                "planned_w": planned[x.tag],
+                "phase": tr.phase,
+                "compliant": self.state.compliant(x.tag, now, measured[x.tag]),
+                "breach": None if tr.breach is None else {"status": tr.breach.status, "id": tr.breach.id},
+                "targets": [
+                    {
+                        "constraint_w": t.constraint_w,
+                        "start": iso(t.start),
+                        "end": iso(t.end) if t.end else None,
+                        "active": t.start <= now and (t.end is None or now < t.end),
+                        "best_effort": t.best_effort,
+                        "correlation_id": t.correlation_id,
+                    }
+                    for t in self.state.targets[x.tag]
+                ],
+                "history": list(self.history[x.tag]),
+            }
+        return {
+            "agent": self.config.identifier,
+            "facility": self.twin.f.spec.name,
+            "time": iso(now),
+            "feeds": feeds,
+            "alerts": list(self.alerts),
+            "refused": list(self.refused),
+        }
 
     def run(self, duration_s: float, speed: float | None = 1.0, stop=None) -> None:
         """Step for ``duration_s`` of twin time at ``speed`` twin seconds per wall second (None: flat out)."""

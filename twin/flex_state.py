@@ -32,6 +32,8 @@ from pathlib import Path
 from factory_twin.twin.dsx_flex import LoadTarget, LoadTargetEvent, RefusedError, iso, power
 
 MW = 1e6
+STATE_FILE = "flex-state.json"
+STATUS_FILE = "flex-status.json"  # what the agent shows the dashboard (optimization.flex_agent)
 CRITICAL_EXCESS = 0.20  # contract: critical when the excess is more than 20 % over the target
 
 
@@ -286,22 +288,12 @@ class FlexState:
         }
 
     def save(self, folder: Path) -> None:
-        """Write ``flex-state.json`` atomically (temp file in the same folder, then ``os.replace``)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".flex-state.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_json(), fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / "flex-state.json")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write ``flex-state.json`` atomically (:func:`write_json_atomic`)."""
+        write_json_atomic(Path(folder) / STATE_FILE, self.to_json())
 
     def load(self, folder: Path) -> bool:
         """Reload saved targets for the feeds that still exist; False when there is no saved state."""
-        p = folder / "flex-state.json"
+        p = Path(folder) / STATE_FILE
         if not p.is_file():
             return False
         raw = json.loads(p.read_text(encoding="utf-8"))
@@ -315,6 +307,22 @@ class FlexState:
             if tag in self.tracks:
                 self.tracks[tag].event_start = datetime.fromisoformat(t)
         return True
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON through a temporary file in the same folder and ``os.replace`` (readers never see a
+    partial file); the folder is created if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _settled(last: float | None, now: float, band: float) -> bool:

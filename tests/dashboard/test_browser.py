@@ -19,23 +19,10 @@ import numpy as np
 import pytest
 from factory_twin.twin.live import SNAPSHOT, load_snapshot
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PAGES = {"overview": "/", "cooling": "/cooling", "racks": "/racks", "dispatch": "/dispatch", "studies": "/studies"}
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright not installed"),
-]
+pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
 
 def _free_port() -> int:
@@ -89,16 +76,6 @@ def server(tmp_path_factory, child_env):
     finally:
         proc.terminate()
         proc.wait(15)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ crash that the page shows and restarts. The server runs as ``factory-twin dashbo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -15,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 WIDTHS = (1024, 1400, 1920)
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed"),
-    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright not installed"),
-]
+pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
 
 def _free_port() -> int:
@@ -78,16 +71,6 @@ def server(tmp_path_factory, child_env):
     finally:
         proc.terminate()
         proc.wait(20)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def _page(browser, width: int):

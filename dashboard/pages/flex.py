@@ -1,0 +1,144 @@
+"""Grid flex: the DSX Flex agent's feeds, active and scheduled targets, compliance, breaches and refusals.
+
+Reads the agent's ``flex-status.json`` (written atomically by :class:`optimization.flex_agent.FlexAgent` in
+its ``--state-dir``) from the one folder the server was given; nothing from the browser names a path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, waiting_figure
+from factory_twin.twin.flex_state import STATUS_FILE
+
+PATH, TITLE = "/flex", "Grid flex"
+KW = 1e3
+
+
+def layout() -> html.Div:
+    return html.Div(
+        [
+            html.H2("Grid flex (DSX Flex agent)"),
+            html.Div(id="flex-info", className="message"),
+            html.H3("Feeds"),
+            html.Div(id="flex-feeds", className="scroll"),
+            dcc.Graph(id="flex-trend", config=GRAPH_CONFIG),
+            html.H3("Targets"),
+            html.Div(id="flex-targets", className="scroll"),
+            html.H3("Breach alerts"),
+            html.Div(id="flex-breaches", className="scroll"),
+            html.H3("Refused events"),
+            html.Div(id="flex-refused", className="log"),
+        ]
+    )
+
+
+def read_status(folder: Path) -> dict | None:
+    """The agent's status file in ``folder``, or None when there is none (yet) or it is unreadable."""
+    try:
+        return json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _table(head: list[str], rows: list[list], tid: str) -> html.Table:
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
+        className="table",
+        id=tid,
+    )
+
+
+def feeds_table(st: dict) -> html.Table:
+    rows = []
+    for tag, f in st["feeds"].items():
+        breach = f["breach"]["status"] if f["breach"] else "none"
+        rows.append(
+            [
+                tag,
+                f["meter"],
+                fmt(f["limit_w"] / KW, 1),
+                fmt(f["measured_w"] / KW, 1),
+                fmt(f["planned_w"] / KW, 1),
+                f["phase"].replace("_", " "),
+                html.Span("yes", className="ok") if f["compliant"] else html.Span("NO", className="error"),
+                breach,
+            ]
+        )
+    head = ["feed", "meter", "limit [kW]", "measured [kW]", "planned [kW]", "state", "compliant", "breach"]
+    return _table(head, rows, "flex-feeds-table")
+
+
+def targets_table(st: dict) -> html.Table | html.Div:
+    rows = [
+        [
+            tag,
+            fmt(t["constraint_w"] / KW, 1),
+            t["start"].replace("T", " "),
+            (t["end"] or "until replaced").replace("T", " "),
+            "active" if t["active"] else "scheduled",
+            "yes" if t["best_effort"] else "no",
+        ]
+        for tag, f in st["feeds"].items()
+        for t in f["targets"]
+    ]
+    if not rows:
+        return html.Div("no targets: every feed at its default constraint", className="message")
+    return _table(["feed", "constraint [kW]", "start (UTC)", "end (UTC)", "status", "best effort"], rows, "flex-tt")
+
+
+def breaches_table(st: dict) -> html.Table | html.Div:
+    rows = [
+        [
+            a["breach"]["detected_at"].replace("T", " "),
+            a["feed_tag"],
+            a["status"],
+            a["severity"],
+            fmt(a["measured_load"]["value"], 1),
+            fmt(a["target"]["load_constraint"]["value"], 1),
+            len(a.get("shed_hints", [])),
+        ]
+        for a in reversed(st["alerts"])
+    ]
+    if not rows:
+        return html.Div("no breaches", className="message")
+    head = ["detected (UTC)", "feed", "status", "severity", "measured [kW]", "target [kW]", "shed hints"]
+    return _table(head, rows, "flex-breach-table")
+
+
+def trend_figure(st: dict) -> go.Figure:
+    fig = go.Figure()
+    for tag, f in st["feeds"].items():
+        h = f["history"]
+        if not h:
+            continue
+        t = np.array([r[0].rstrip("Z") for r in h], dtype="datetime64[s]")
+        fig.add_scatter(x=t, y=[r[1] / KW for r in h], name=f"{tag} measured", mode="lines")
+        fig.add_scatter(x=t, y=[r[2] / KW for r in h], name=f"{tag} limit", mode="lines", line=dict(dash="dash"))
+    fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="kW", xaxis_title="UTC")
+    fig.update_layout(legend=dict(orientation="h"))
+    return fig
+
+
+def register(app: Dash, flex_dir: Path) -> None:
+    @app.callback(
+        Output("flex-info", "children"),
+        Output("flex-feeds", "children"),
+        Output("flex-trend", "figure"),
+        Output("flex-targets", "children"),
+        Output("flex-breaches", "children"),
+        Output("flex-refused", "children"),
+        Input("tick", "n_intervals"),
+    )
+    def _update(_n):
+        st = read_status(flex_dir)
+        if st is None:
+            msg = f"no flex agent status in {flex_dir} (start factory-twin flex-agent ... --state-dir there)"
+            return msg, None, waiting_figure("waiting for the flex agent..."), None, None, None
+        info = f"agent {st['agent']} · {st['facility']} · {st['time'].replace('T', ' ')}"
+        refused = [html.Div(f"{t.replace('T', ' ')} {src}: {why}", className="error") for t, src, why in st["refused"]]
+        return info, feeds_table(st), trend_figure(st), targets_table(st), breaches_table(st), refused or "none"
