@@ -11,35 +11,39 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    a = sub.add_parser("flex-agent", help="run the twin as the site's DSX Flex agent (grid load targets over MQTT)")
-    a.add_argument("facility", help="built-in name or TOML path (its grid.feeds name the feeds)")
-    a.add_argument("--scenario", help="scenario TOML path or built-in name (weather, workload, prices)")
+    """Add ``flex-agent`` and ``grid-signal`` (``grid-signal`` takes no facility: it is the grid's side)."""
+    from factory_twin.cli import _facility_scenario, _Formatter, _positive  # the main CLI's conventions
+
+    what_for = "run the twin as the site's DSX Flex agent (grid load targets over MQTT)"
+    a = sub.add_parser("flex-agent", help=what_for, formatter_class=_Formatter)
+    _facility_scenario(a)  # the facility's grid.feeds name the feeds
     a.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
     a.add_argument("--trust-key", action="append", type=Path, required=True, help="PEM public key of a grid signer")
     a.add_argument("--key", type=Path, required=True, help="the agent's PEM private key (signs what it publishes)")
     a.add_argument("--identifier", default="factory-twin", help="the agent's id in its topics and source")
     a.add_argument("--state-dir", type=Path, help="folder for the persisted targets (reloaded on start)")
     a.add_argument("--start", help="twin start, local ISO time (default: now at the site)")
-    a.add_argument("--hours", type=float, default=24.0, help="twin time to run")
-    a.add_argument("--speed", type=float, default=1.0, help="twin seconds per wall second (1: real time)")
-    a.add_argument("--heartbeat", type=float, default=60.0, help="periodic status every this many twin seconds")
-    a.add_argument("--max-age", type=float, default=300.0, help="refuse events older than this [s]")
+    a.add_argument("--hours", type=_positive("h"), default=24.0, help="twin time to run")
+    a.add_argument("--speed", type=_positive("x"), default=1.0, help="twin seconds per wall second (1: real time)")
+    a.add_argument("--heartbeat", type=_positive("s"), default=60.0, help="status heartbeat period, twin seconds")
+    a.add_argument("--max-age", type=_positive("s"), default=300.0, help="refuse events older than this [s]")
     a.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
     a.add_argument("--tls-cert", type=Path, help="client certificate for mqtts (mTLS)")
     a.add_argument("--tls-key", type=Path, help="client key for mqtts (mTLS)")
     a.set_defaults(run=run_agent)
 
-    g = sub.add_parser("grid-signal", help="publish a signed DSX Flex load target (the grid side)")
+    what_for = "publish a signed DSX Flex load target (the grid side)"
+    g = sub.add_parser("grid-signal", help=what_for, formatter_class=_Formatter)
     g.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
     g.add_argument("--key", type=Path, required=True, help="PEM private key (EC P-256 -> ES256, RSA -> RS256)")
     g.add_argument("--isv", required=True, help="the ISV identifier (topic and source)")
     what = g.add_mutually_exclusive_group(required=True)
-    what.add_argument("--constraint-kw", type=float, help="load constraint [kW]")
+    what.add_argument("--constraint-kw", type=_positive("kW"), help="load constraint [kW]")
     what.add_argument("--remove", action="store_true", help="null constraint: remove the target")
     g.add_argument("--feed", action="append", default=[], help="feed tag (repeat; default: every feed)")
     g.add_argument("--start", help="interval start, ISO 8601 UTC (default: now)")
     g.add_argument("--end", help="interval end, ISO 8601 UTC (default: until replaced)")
-    g.add_argument("--minutes", type=float, help="interval length instead of --end")
+    g.add_argument("--minutes", type=_positive("min"), help="interval length instead of --end")
     g.add_argument("--best-effort", action="store_true", help="shed only what the jobs' flex floors allow")
     g.add_argument("--time", help="event time, ISO 8601 UTC (default: now; for a twin on simulated time)")
     g.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
@@ -60,14 +64,12 @@ def run_signal(args) -> int:
     from factory_twin.twin import dsx_flex as dx
     from factory_twin.twin.mqtt import BrokerConfig, MqttClient
 
-    if args.constraint_kw is not None and not args.constraint_kw > 0:
-        raise ValueError(f"--constraint-kw: must be > 0 kW, got {args.constraint_kw:g}")
     key = dx.load_key(args.key, private=True)
     now = _utc(args.time, "--time") or datetime.now(UTC)
     start, end = _utc(args.start, "--start"), _utc(args.end, "--end")
     if args.minutes is not None:
-        if end is not None or not args.minutes > 0:
-            raise ValueError("--minutes: give a positive length, and not together with --end")
+        if end is not None:
+            raise ValueError("--minutes: give either --minutes or --end, not both")
         end = (start or now) + timedelta(minutes=args.minutes)
     w = None if args.remove else args.constraint_kw * 1e3
     ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
@@ -89,9 +91,6 @@ def run_agent(args) -> int:
     from factory_twin.twin.mqtt import BrokerConfig, MqttClient
     from factory_twin.twin.scenario import build_scenario
 
-    for name in ("hours", "speed", "heartbeat", "max_age"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name):g}")
     trust = dx.TrustStore.from_files(args.trust_key)
     key = dx.load_key(args.key, private=True)
     broker = BrokerConfig.from_url(args.broker, ca_file=args.ca_file, cert_file=args.tls_cert, key_file=args.tls_key)
