@@ -61,6 +61,7 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 
 def run_signal(args) -> int:
+    from factory_twin.models.units import KW
     from factory_twin.twin import dsx_flex as dx
     from factory_twin.twin.mqtt import BrokerConfig, MqttClient
 
@@ -71,7 +72,7 @@ def run_signal(args) -> int:
         if end is not None:
             raise ValueError("--minutes: give either --minutes or --end, not both")
         end = (start or now) + timedelta(minutes=args.minutes)
-    w = None if args.remove else args.constraint_kw * 1e3
+    w = None if args.remove else args.constraint_kw * KW
     ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
     client = MqttClient(BrokerConfig.from_url(args.broker, ca_file=args.ca_file)).start()
     try:

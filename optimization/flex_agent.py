@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.optimization.groups import make_groups
 from factory_twin.twin.dsx_flex import (
     BREACH,
@@ -44,10 +45,10 @@ from factory_twin.twin.dsx_flex import (
     status_topic,
 )
 from factory_twin.twin.flex_state import STATUS_FILE, FlexState, feeds_of, write_json_atomic
+from factory_twin.twin.meters import grid_import_w
 from factory_twin.twin.scenario import GridTarget
 
 log = logging.getLogger("factory_twin.flex")
-MW = 1e6
 FAR = np.timedelta64(3650, "D")
 
 
@@ -89,7 +90,7 @@ class FlexAgent:
     def __post_init__(self) -> None:
         f = self.twin.f
         self.offset = timedelta(hours=f.spec.site.utc_offset_h)
-        ramp = f.spec.grid.ramp_limit_mw_per_min * MW / 60.0
+        ramp = f.spec.grid.ramp_limit_mw_per_min * MW / S_PER_MIN
         c = self.config
         self.state = FlexState(feeds_of(f.spec), tolerance=c.tolerance, grace_s=c.grace_s, escalate_s=c.escalate_s)
         self.state.ramp_w_per_s = ramp
@@ -124,7 +125,7 @@ class FlexAgent:
         r = self.twin.last
         if r is None:
             return {f.tag: 0.0 for f in self.state.feeds}
-        return {f.tag: f.share * (r.grid_w - r.bess_w if f.meter == "grid" else r.gpu_w) for f in self.state.feeds}
+        return {f.tag: f.share * (grid_import_w(r) if f.meter == "grid" else r.gpu_w) for f in self.state.feeds}
 
     def planned_w(self) -> dict[str, float]:
         plan = getattr(self.mpc, "plan", None)
@@ -246,7 +247,7 @@ class FlexAgent:
                 data = self.state.breach_data(tag, status, now, measured[tag], self.hints)
                 self._publish(breach_topic(self.config.identifier), BREACH, "powerbreach", data, qos=2)
                 self.alerts.append(data)
-                log.warning("breach %s on feed %s: %.1f kW measured", status, tag, measured[tag] / 1e3)
+                log.warning("breach %s on feed %s: %.1f kW measured", status, tag, measured[tag] / KW)
             else:
                 self._status({tag: what})
         if self._next_heartbeat is None or self.twin.time >= self._next_heartbeat:

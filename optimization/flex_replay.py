@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 import numpy as np
+from factory_twin.models.units import KW
 from factory_twin.optimization.flex_agent import AgentConfig, FlexAgent
 from factory_twin.twin import dsx_flex as dx
 from factory_twin.twin.controllers import UniformCapToTarget
@@ -154,8 +155,8 @@ def _figures(f, policy, times, data, pre, wall_s, refusals) -> PhoenixResult:
     rmse = float(np.sqrt(np.mean(((gpu[hold] - target[hold]) / target[hold]) ** 2)))
     return PhoenixResult(
         policy,
-        pre / 1e3,
-        float(target[hold].mean()) / 1e3,
+        pre / KW,
+        float(target[hold].mean()) / KW,
         jobs,
         float(weights @ thr[win].mean(axis=0)),
         float(weights @ thr[hold].mean(axis=0)),

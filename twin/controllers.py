@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from factory_twin.models.units import MW
 from numpy.typing import NDArray
 
 
@@ -99,6 +100,6 @@ class UniformCapToTarget:
         fracs = np.linspace(1.0, lo, self.levels + 1)
         for c in fracs:  # from the top: the first cap that meets the target
             cap = np.maximum(c * f.tdp_w, f.min_cap_w)
-            if float(f.gpus @ (u * f.drawn_w(cap) + (1 - u) * f.idle_w)) <= target_mw * 1e6:
+            if float(f.gpus @ (u * f.drawn_w(cap) + (1 - u) * f.idle_w)) <= target_mw * MW:
                 return Command(cap)
         return Command(f.min_cap_w.copy())

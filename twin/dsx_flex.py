@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from factory_twin.models.units import KW, MW
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
@@ -36,7 +37,7 @@ LOADTARGET = "grid.loadtarget.set.v1"
 STATUS = "grid.powerstate.status.v1"
 BREACH = "grid.powerbreach.alert.v1"
 ALGORITHMS = {"EC": "ES256", "RSA": "RS256"}
-UNITS_W = {"watt": 1.0, "kilowatt": 1e3, "megawatt": 1e6}
+UNITS_W = {"watt": 1.0, "kilowatt": KW, "megawatt": MW}
 JWS_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 

@@ -22,16 +22,15 @@ State (targets, recently seen event ids, power-event start) is saved atomically 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from factory_twin.models.units import KW, MW
+from factory_twin.twin.atomic import write_atomic
 from factory_twin.twin.dsx_flex import LoadTarget, LoadTargetEvent, RefusedError, iso, power
 
-MW = 1e6
 STATE_FILE = "flex-state.json"
 STATUS_FILE = "flex-status.json"  # what the agent shows the dashboard (optimization.flex_agent)
 CRITICAL_EXCESS = 0.20  # contract: critical when the excess is more than 20 % over the target
@@ -136,8 +135,8 @@ class FlexState:
                     raise RefusedError(f"targets.{i}.load_constraint: must be > 0, got {c:g} W")
                 if c is not None and c < feeds[tag].minimum_w:
                     raise RefusedError(
-                        f"targets.{i}.load_constraint: {c / 1e3:g} kW is below feed {tag!r} power_minimum "
-                        f"{feeds[tag].minimum_w / 1e3:g} kW"
+                        f"targets.{i}.load_constraint: {c / KW:g} kW is below feed {tag!r} power_minimum "
+                        f"{feeds[tag].minimum_w / KW:g} kW"
                     )
                 plan.append((tag, replace(t, feeds=(tag,))))
         for tag, t in plan:
@@ -310,19 +309,10 @@ class FlexState:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON through a temporary file in the same folder and ``os.replace`` (readers never see a
-    partial file); the folder is created if needed."""
+    """Write ``obj`` as JSON through :func:`twin.atomic.write_atomic` (readers never see a partial file),
+    creating the folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()), fsync=True)
 
 
 def _settled(last: float | None, now: float, band: float) -> bool:

@@ -13,10 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, waiting_figure
+from factory_twin.models.units import KW
 from factory_twin.twin.flex_state import STATUS_FILE
 
 PATH, TITLE = "/flex", "Grid flex"
-KW = 1e3
 
 
 def layout() -> html.Div:
