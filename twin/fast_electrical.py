@@ -29,7 +29,7 @@ from factory_twin.models.gpu_smoothing import SmoothingProfile, smooth_series
 from factory_twin.models.power import Bess, psu_input_w
 from factory_twin.models.storage_split import SplitLaw, run_split
 from factory_twin.models.training_power import JobEvents, job_power_w, job_running
-from factory_twin.models.units import MW, S_PER_MIN, TOKENS_PER_MTOK
+from factory_twin.models.units import MJ, MW, S_PER_MIN, TOKENS_PER_MTOK
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.plant import build_plant
 from numpy.typing import NDArray
@@ -228,11 +228,13 @@ def run_fast(
     store_loss = np.zeros(n)
     store_e0 = store_e1 = 0.0
     w = g_racks * g_gpus
+    rack_store_j = np.zeros(n)
     for layer in mitigation.rack_layers:
         rack_in, _, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
         store_loss += w @ loss
         store_e0 += float(w @ e0)
         store_e1 += float(w @ e[:, -1])
+        rack_store_j += w @ e
 
     # 3. PSUs and the chain: job groups plus the racks that hold their start power
     other = group_of_rack < 0
@@ -301,6 +303,11 @@ def run_fast(
             ),
             "bess_mw": ("time", bess_w[sl] / MW, {"units": "MW", "long_name": "site BESS, > 0 discharging"}),
             "bess_soc": ("time", soc[sl], {"units": "1", "long_name": "site BESS state of charge"}),
+            "rack_store_mj": (
+                "time",
+                rack_store_j[sl] / MJ,
+                {"units": "MJ", "long_name": "energy held in the job racks' storage layers"},
+            ),
         },
         coords={"time": ("time", t[sl], {"units": "s"})},
         attrs={

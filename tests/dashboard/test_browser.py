@@ -20,7 +20,14 @@ import pytest
 from factory_twin.twin.live import SNAPSHOT, load_snapshot
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-PAGES = {"overview": "/", "cooling": "/cooling", "racks": "/racks", "dispatch": "/dispatch", "studies": "/studies"}
+PAGES = {
+    "overview": "/",
+    "cooling": "/cooling",
+    "racks": "/racks",
+    "dispatch": "/dispatch",
+    "grid": "/grid",
+    "studies": "/studies",
+}
 
 pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
@@ -159,3 +166,42 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
     page.wait_for_selector("#kpi-import")
     page.screenshot(path=str(ARTIFACTS / "dashboard-after-dr.png"), full_page=True)
     assert page.errors == []
+
+
+def _meter_mw(pg, i: int = 0) -> float:
+    return float(pg.locator(f"#grid-meter-{i} .kpi-value").inner_text().split()[0].replace(",", ""))
+
+
+@pytest.mark.parametrize("width", [1024, 1400, 1920])
+def test_grid_page_what_if_and_voltage_dip(server, browser, width):
+    url, _, _ = server
+    ctx = browser.new_context(viewport={"width": width, "height": 1000})
+    pg = ctx.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        pg.goto(url + "/grid")
+        pg.wait_for_selector("#grid-meter-0", timeout=120000)  # the first what-if loads the facility
+        before = _meter_mw(pg)
+        assert before > 10.0 and "alarm" in pg.locator("#grid-meter-0").get_attribute("class")  # 20,000-GPU start
+        pg.fill("#grid-gpus", "6000")
+        pg.click("#grid-action")
+        pg.click("text=stop the job")
+        pg.click("text=rack battery")
+        pg.click("#grid-run")
+        pg.wait_for_selector("#grid-msg:has-text('stop the job: 6,000 GPUs')", timeout=60000)
+        after = _meter_mw(pg)
+        assert after < before and after <= 10.0  # fewer GPUs and a rack battery: within the ERCOT draft
+        assert "alarm" not in pg.locator("#grid-meter-0").get_attribute("class")
+        pg.click("#grid-dip")
+        pg.wait_for_selector("#grid-msg:has-text('voltage dip: perc1-default')", timeout=60000)
+        pg.wait_for_selector("#grid-ride .js-plotly-plot .scatterlayer .trace", timeout=15000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"dashboard-grid-{width}.png"), full_page=True)
+        pg.fill("#grid-gpus", "-3")
+        pg.click("#grid-run")
+        pg.wait_for_selector("#grid-msg:has-text('Job GPUs: enter a whole number')", timeout=30000)
+        assert _meter_mw(pg) == after  # the last what-if stays on screen
+        assert errors == []
+    finally:
+        ctx.close()
