@@ -38,6 +38,7 @@ EVENT = "nerc-2024-07-10"
 ACTIONS = {"start": "start the job", "stop": "stop the job", "run": "job running"}
 MITIGATIONS = {"floor": "GPU smoothing", "battery": "rack battery", "bess": "site BESS"}
 SPECTRUM_MAX_HZ = 10.0
+IDLE = waiting_figure("press 'Run what-if' (the first run loads the facility)")
 
 
 def layout() -> html.Div:
@@ -92,15 +93,15 @@ def layout() -> html.Div:
             html.Div(id="grid-meters", className="kpis"),
             html.Div(
                 [
-                    dcc.Graph(id="grid-power", config=GRAPH_CONFIG, className="half"),
-                    dcc.Graph(id="grid-spectrum", config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="grid-power", figure=IDLE, config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="grid-spectrum", figure=IDLE, config=GRAPH_CONFIG, className="half"),
                 ],
                 className="row",
             ),
             html.Div(
                 [
-                    dcc.Graph(id="grid-soc", config=GRAPH_CONFIG, className="half"),
-                    dcc.Graph(id="grid-ride", config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="grid-soc", figure=IDLE, config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="grid-ride", figure=IDLE, config=GRAPH_CONFIG, className="half"),
                 ],
                 className="row",
             ),
@@ -262,6 +263,7 @@ def register(app: Dash, source, sink, **_: Any) -> None:
         State("grid-mit", "value"),
         State("grid-req", "value"),
         State("grid-prot", "value"),
+        prevent_initial_call=True,  # a what-if costs seconds: only on request
     )
     def _run(_run_clicks, _dip_clicks, gpus, action, mitigations, req_name, protection):
         empty = waiting_figure("")

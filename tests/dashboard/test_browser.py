@@ -181,6 +181,7 @@ def test_grid_page_what_if_and_voltage_dip(server, browser, width):
     pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
         pg.goto(url + "/grid")
+        pg.click("#grid-run")
         pg.wait_for_selector("#grid-meter-0", timeout=120000)  # the first what-if loads the facility
         before = _meter_mw(pg)
         assert before > 10.0 and "alarm" in pg.locator("#grid-meter-0").get_attribute("class")  # 20,000-GPU start
