@@ -123,12 +123,12 @@ def _facility(name: str):
 
 def start_state(snap: Snapshot) -> StartState:
     """The fast run's start from a snapshot: per-rack GPU power and caps, cooling load, BESS charge."""
-    live = snap.meta["live"]
+    now = snap.meta["now"]
     return StartState(
         np.asarray(snap["rack_gpu_power_w"], float),
         np.asarray(snap["rack_gpu_cap_w"], float),
-        float(live["cooling_w"]),
-        float(snap.meta.get("bess_mwh", 0.0)) * J_PER_MWH,
+        float(now["cooling_power_mw"]) * MW,
+        float(now.get("bess_soc_mwh", 0.0)) * J_PER_MWH,
     )
 
 
@@ -268,7 +268,7 @@ def register(app: Dash, source, sink, **_: Any) -> None:
     def _run(_run_clicks, _dip_clicks, gpus, action, mitigations, req_name, protection):
         empty = waiting_figure("")
         snap = source()
-        if snap is None:
+        if snap is None or snap.meta["now"] is None:
             return "waiting for the twin...", "message", [], *(waiting_figure(),) * 4
         try:
             f = _facility(snap.meta["facility"])

@@ -19,7 +19,7 @@ def snap_and_facility():
     f = twin.load_facility("campus-100mw")
     tw = twin.Twin(f, twin.load_scenario(None, f))
     r = tw.advance()
-    meta = {"facility": f.spec.name, "live": {"cooling_w": r.cooling_w}, "bess_mwh": 0.0}
+    meta = {"facility": f.spec.name, "now": {"cooling_power_mw": r.cooling_w / MW, "bess_soc_mwh": 0.0}}
     arrays = {"rack_gpu_power_w": tw.gpu_power_w.copy(), "rack_gpu_cap_w": tw.cap.copy()}
     return Snapshot(meta, arrays), f, tw
 
