@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, waiting_figure
 from factory_twin.models.poi_metrics import amplitude_spectrum, compliance
 from factory_twin.models.ride_through import ride_through, voltage_series
@@ -90,6 +90,7 @@ def layout() -> html.Div:
                 className="controls",
             ),
             html.Div(id="grid-msg", className="message"),
+            html.Div(id="grid-dip-msg", className="message"),
             html.Div(id="grid-meters", className="kpis"),
             html.Div(
                 [
@@ -244,7 +245,10 @@ def ride_figure(site_mw: float, protection: str) -> tuple[go.Figure, str]:
     )
     lost = site_mw * (1 - r.online[-1])
     latched = "" if math.isnan(r.latch_s) else f", latched to backup at {r.latch_s:.2f} s"
-    return fig, f"voltage dip: {protection}: {fmt(lost, 0)} MW still off after {ev.duration_s:g} s{latched}"
+    return fig, (
+        f"voltage dip at {fmt(site_mw, 0)} MW: {protection}: {fmt(lost, 0)} MW still off after {ev.duration_s:g} s"
+        f"{latched}"
+    )
 
 
 def register(app: Dash, source, sink, **_: Any) -> None:
@@ -255,27 +259,26 @@ def register(app: Dash, source, sink, **_: Any) -> None:
         Output("grid-power", "figure"),
         Output("grid-spectrum", "figure"),
         Output("grid-soc", "figure"),
-        Output("grid-ride", "figure"),
         Input("grid-run", "n_clicks"),
-        Input("grid-dip", "n_clicks"),
         State("grid-gpus", "value"),
         State("grid-action", "value"),
         State("grid-mit", "value"),
         State("grid-req", "value"),
-        State("grid-prot", "value"),
         prevent_initial_call=True,  # a what-if costs seconds: only on request
     )
-    def _run(_run_clicks, _dip_clicks, gpus, action, mitigations, req_name, protection):
-        empty = waiting_figure("")
+    def _run(_clicks, gpus, action, mitigations, req_name):
         snap = source()
+        keep = (no_update,) * 4  # a bad entry leaves the last what-if on screen
         if snap is None or snap.meta["now"] is None:
-            return "waiting for the twin...", "message", [], *(waiting_figure(),) * 4
+            return "waiting for the twin...", "message", *keep
         try:
             f = _facility(snap.meta["facility"])
         except (FileNotFoundError, ValueError):
-            msg = f"the Grid page needs a built-in facility; the twin runs {snap.meta['facility']!r}"
-            return msg, "message error", [], *(empty,) * 4
-        keep = (no_update,) * 5  # a bad entry leaves the last what-if on screen
+            return (
+                f"the Grid page needs a built-in facility; the twin runs {snap.meta['facility']!r}",
+                "message error",
+                *keep,
+            )
         if not isinstance(gpus, int | float) or gpus < 1:
             return "Job GPUs: enter a whole number >= 1", "message error", *keep
         gpus = int(gpus)
@@ -287,10 +290,6 @@ def register(app: Dash, source, sink, **_: Any) -> None:
         verdicts = compliance(list(reqs.rules), ds.poi_mw.values * MW, float(ds.attrs["dt_s"]))
         ok = all(v.ok for v in verdicts)
         msg = f"{ACTIONS[action]}: {gpus:,} GPUs at {EVENT_AT_S:g} s; {'all rules met' if ok else 'limit exceeded'}"
-        ride = waiting_figure("press 'Apply voltage dip' to replay the NERC 2024 dips")
-        if ctx.triggered_id == "grid-dip":
-            ride, text = ride_figure(float(ds.poi_mw.mean()), protection)
-            msg = f"{msg}; {text}"
         return (
             msg,
             "message ok" if ok else "message error",
@@ -298,5 +297,18 @@ def register(app: Dash, source, sink, **_: Any) -> None:
             power_figure(ds),
             spectrum_figure(ds, reqs.rules),
             soc_figure(ds),
-            ride,
         )
+
+    @app.callback(
+        Output("grid-dip-msg", "children"),
+        Output("grid-ride", "figure"),
+        Input("grid-dip", "n_clicks"),
+        State("grid-prot", "value"),
+        prevent_initial_call=True,
+    )
+    def _dip(_clicks, protection):
+        snap = source()
+        if snap is None or snap.meta["now"] is None:
+            return "waiting for the twin...", no_update
+        fig, text = ride_figure(float(snap.meta["now"]["grid_import_mw"]), protection)
+        return text, fig

@@ -62,6 +62,6 @@ def test_mitigation_lowers_the_swing(snap_and_facility):
 
 def test_dip_replay_message():
     _, text = grid.ride_figure(100.0, "counter-3-in-60s")
-    assert "latched to backup at 15.86 s" in text and "100 MW still off" in text
+    assert "latched to backup at 15.86 s" in text and "counter-3-in-60s: 100 MW still off" in text
     _, text = grid.ride_figure(100.0, "perc1-default")
     assert "0 MW still off" in text and "latched" not in text
