@@ -16,7 +16,9 @@ from numpy.typing import ArrayLike, NDArray
 def finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
     """Return ``value`` as a float array; raise if any element is NaN or infinite."""
     a = np.asarray(value, dtype=float)
-    if not math.isfinite(a.sum()):  # an overflowing sum of finite values falls through to the exact scan
+    # scalars (the plant models' case, every plant step) skip the reduction; an overflowing sum of finite
+    # values falls through to the exact scan
+    if not math.isfinite(a.sum() if a.ndim else float(a)):
         bad = ~np.isfinite(a)
         if bad.any():
             raise ValueError(f"{name}: must be finite, got {_first_bad(a, bad)}")
@@ -26,7 +28,7 @@ def finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
 def nonnegative(name: str, value: ArrayLike) -> NDArray[np.float64]:
     """Finite and >= 0."""
     a = finite(name, value)
-    if a.size and not a.min() >= 0:
+    if a.size and not (a.min() if a.ndim else float(a)) >= 0:
         raise ValueError(f"{name}: must be >= 0, got {_first_bad(a, a < 0)}")
     return a
 
@@ -34,7 +36,7 @@ def nonnegative(name: str, value: ArrayLike) -> NDArray[np.float64]:
 def positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
     """Finite and > 0."""
     a = finite(name, value)
-    if a.size and not a.min() > 0:
+    if a.size and not (a.min() if a.ndim else float(a)) > 0:
         raise ValueError(f"{name}: must be > 0, got {_first_bad(a, a <= 0)}")
     return a
 
@@ -42,7 +44,7 @@ def positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
 def in_range(name: str, value: ArrayLike, lo: float, hi: float) -> NDArray[np.float64]:
     """Finite and within the closed interval [lo, hi]."""
     a = finite(name, value)
-    if a.size and not (a.min() >= lo and a.max() <= hi):
+    if a.size and not ((a.min() >= lo and a.max() <= hi) if a.ndim else lo <= float(a) <= hi):
         raise ValueError(f"{name}: must be within [{lo:g}, {hi:g}], got {_first_bad(a, (a < lo) | (a > hi))}")
     return a
 
