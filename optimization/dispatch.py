@@ -22,6 +22,7 @@ from factory_twin.optimization.plan import plan_dataset
 from factory_twin.optimization.problem import make_problem
 from factory_twin.optimization.solution import Solution
 from factory_twin.optimization.solve import solve
+from factory_twin.twin.inputs import facility_and_scenario
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
@@ -49,7 +50,8 @@ def dispatch(
 
     Parameters
     ----------
-    facility, scenario : twin Facility and Scenario (the scenario is the forecast).
+    facility, scenario : twin Facility and Scenario (the scenario is the forecast), or their built-in
+        names or TOML paths.
     options : :class:`optimization.options.DispatchOptions` (default: its defaults). Any of its
         fields may also be given as a keyword (``horizon="24h"``, ``soft=("dr",)``, ...); they
         override ``options``.
@@ -69,6 +71,7 @@ def dispatch(
     hard limits conflict before the solve, or the solve finds no solution, the variables are NaN and
     ``status`` says why.
     """
+    facility, scenario = facility_and_scenario(facility, scenario)
     if options is not None and not isinstance(options, DispatchOptions):
         raise ValueError(f"options: expected DispatchOptions, got {type(options).__name__}")
     opts = (options or DispatchOptions()).updated(**option_values)

@@ -44,9 +44,8 @@ def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None,
     t, g = ("time",), ("time", "group")
 
     def var(dims, data, units, desc):
-        return xr.Variable(dims, np.asarray(data, float), {"units": units, "description": desc})
+        return xr.Variable(dims, np.asarray(data, float), {"units": units, "long_name": desc, "description": desc})
 
-    cur = attrs.get("currency", "")
     data = {
         "gpu_cap_w": var(g, x * groups.tdp_w, "W", "GPU power cap per GPU of each group"),
         "grid_import_mw": var(t, grid, "MW", "planned grid import (after the BESS)"),
@@ -68,12 +67,12 @@ def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None,
             "1",
             "tokens over uncapped tokens",
         ),
-        "tokens_per_s": var(t, tok, "1/s", "tokens per second"),
-        "tokens_uncapped_per_s": var(t, tok_unc, "1/s", "tokens per second uncapped"),
+        "tokens_per_s": var(t, tok, "s-1", "tokens per second"),
+        "tokens_uncapped_per_s": var(t, tok_unc, "s-1", "tokens per second uncapped"),
         "bess_power_mw": var(t, dis - ch, "MW", "BESS power at the meter (> 0 discharges)"),
         "bess_soc_mwh": var(t, soc, "MWh", "BESS stored energy at the end of the step"),
-        "price": var(t, p.price_per_mwh, f"{cur}/MWh", "energy price"),
-        "carbon_cost": var(t, p.carbon_cost_per_mwh, f"{cur}/MWh", "carbon cost per MWh imported"),
+        "price": var(t, p.price_per_mwh, "currency MWh-1", "energy price"),
+        "carbon_cost": var(t, p.carbon_cost_per_mwh, "currency MWh-1", "carbon cost per MWh imported"),
         "dry_bulb_c": var(t, fc.dry_bulb_c, "degC", "forecast dry bulb"),
         "wet_bulb_c": var(t, fc.wet_bulb_c, "degC", "forecast wet bulb"),
     }
@@ -117,7 +116,7 @@ def plan_summary(plan: xr.Dataset) -> list[tuple[str, str]]:
     cur = a.get("currency", "")
     rows = [
         ("status", k["plan_status"]),
-        ("objective", f"{k['objective']:,.0f} {cur}"),
+        ("objective (token value - energy - carbon - penalties)", f"{k['objective']:,.0f} {cur}"),
         ("MWh shifted", f"{k['mwh_curtailed']:,.1f} MWh"),
         ("peak import", f"{k['peak_import_mw']:,.2f} MW"),
         ("throughput kept", f"{k['throughput_kept']:.4f}"),

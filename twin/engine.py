@@ -29,6 +29,7 @@ from factory_twin.models.thermal import RCStep, TwoNodeRC
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.budget import check_memory
 from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
+from factory_twin.twin.inputs import facility_and_scenario
 from factory_twin.twin.meters import PlantStepResult, grid_import_w
 from factory_twin.twin.plant import Plant, Rejection, build_plant
 from factory_twin.twin.recorder import CDU, RACK, Recorder
@@ -425,6 +426,7 @@ def simulate(
     variables are sampled at each record time; powers and throughput are means over the record interval.
     ``progress`` receives the completed fraction.
     """
+    facility, scenario = facility_and_scenario(facility, scenario)
     twin = Twin(facility, scenario, start, seconds(step, "step"), seconds(plant_step, "plant_step"), controller)
     rec_s, dur_s = seconds(record_every, "record_every"), seconds(duration, "duration")
     per_rec = rec_s / twin.plant_dt

@@ -142,20 +142,28 @@ def read_signals_csv(path: Path, currency: str = "KRW") -> GridSignals:
     """Read grid signals from CSV (format in the module docstring); errors name the row or column."""
     if not path.is_file():
         raise FileNotFoundError(f"grid.signals: CSV file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a UTF-8 CSV text file ({e})") from None
     if len(rows) < 2:
         raise ValueError(f"{path}: no data rows")
     header = [h.strip() for h in rows[0]]
-    if header[0] != "time":
-        raise ValueError(f"{path}: first column must be 'time', got {header[0]!r}")
+    if not header or header[0] != "time":
+        raise ValueError(f"{path}: first column must be 'time', got {header[0] if header else ''!r}")
     unknown = [h for h in header[1:] if h not in COLUMNS]
     if unknown:
         raise ValueError(f"{path}: unknown column(s) {unknown} (unit mismatch?); accepted: {sorted(COLUMNS)}")
-    try:
-        time = np.array([np.datetime64(r[0].strip(), "s") for r in rows[1:]])
-    except ValueError as e:
-        raise ValueError(f"{path}: bad time value ({e})") from None
+    stamps = []
+    for i, r in enumerate(rows[1:], start=2):
+        try:
+            stamps.append(np.datetime64(r[0].strip(), "s"))
+        except (IndexError, ValueError):
+            stamps.append(np.datetime64("NaT"))
+        if np.isnat(stamps[-1]):
+            raise ValueError(f"{path}: row {i}, column 'time': expected an ISO 8601 time, got {(r or [''])[0]!r}")
+    time = np.array(stamps, "datetime64[s]")
     steps = np.diff(time).astype(float)
     if steps.size and (np.any(steps <= 0) or np.any(steps != steps[0])):
         bad = int(np.flatnonzero((steps <= 0) | (steps != steps[0]))[0])

@@ -137,6 +137,11 @@ def read_epw(path: str | Path) -> Weather:
     if not p.is_file():
         raise FileNotFoundError(f"weather: EPW file not found: {p}")
     rows = [line.split(",") for line in p.read_text(encoding="latin-1").splitlines()[8:] if line.strip()]
+    short = next((i for i, r in enumerate(rows) if len(r) < 10), None)
+    if short is not None:
+        raise ValueError(
+            f"weather: {p}: data row {short + 1} has {len(rows[short])} fields; EPW rows have 35 (10 are read)"
+        )
     rows = [r for r in rows if not (r[1] == "2" and r[2] == "29")]  # drop 29 Feb of a leap-year file
     if len(rows) != 8760:
         raise ValueError(f"weather: {p} has {len(rows)} hourly rows after the header, expected 8760")
