@@ -18,6 +18,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 Frac = Annotated[float, Field(ge=0, le=1)]
 Eff = Annotated[float, Field(gt=0, le=1)]
 PosInt = Annotated[int, Field(gt=0)]
+MAX_RACKS = 1_000_000  # ~140 GW of NVL72 racks: more is a typing slip (a 1 GW campus has ~7,200)
 
 
 class SpecError(ValueError):
@@ -265,6 +266,9 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
     hall_names = [h.name for h in spec.halls]
     if len(set(hall_names)) != len(hall_names):
         errors.append(("halls", f"hall names must be unique, got {hall_names}"))
+    racks = sum(h.cdus * h.racks_per_cdu for h in spec.halls)
+    if racks > MAX_RACKS:
+        errors.append(("halls", f"{racks:,} racks (cdus x racks_per_cdu) is implausible, above {MAX_RACKS:,}"))
     for i, hall in enumerate(spec.halls):
         if hall.rack_type not in rack_types:
             errors.append(
