@@ -15,6 +15,7 @@ from factory_twin.outputs import check_output_dir, check_output_file
 DEFAULT_FACILITY = "campus-100mw"
 EXIT_MISSED_TARGET = 5  # simulate: the run missed a DR or import-limit target (results are still written)
 EXIT_FAILED_SEGMENTS = 4  # simulate --duration: segments failed (the finished ones are kept for --resume)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
 STUDY_FILES = ("results.nc", "report.html", "cases")
 FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
 
@@ -384,9 +385,18 @@ def _study(args) -> int:
     check_output_dir(args.out, STUDY_FILES, args.force, args.resume)
     if args.force and not args.resume and (args.out / "cases").is_dir():
         shutil.rmtree(args.out / "cases")  # --force: start over
-    ds = run_study_file(
-        args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
-    )
+    try:
+        ds = run_study_file(
+            args.study, args.out, resume=args.resume, scheduler=args.scheduler, workers=args.workers, serial=args.serial
+        )
+    except KeyboardInterrupt:
+        kept = len(list((args.out / "cases").glob("*.json")))
+        print(
+            f"\ninterrupted: {kept} finished case(s) kept in {args.out / 'cases'}; "
+            f"continue with: factory-twin study {args.study} --out {args.out} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     failed = int((ds.status != 0).sum())
     print(f"{int(ds.status.size) - failed} case(s) ok, {failed} failed")
     return 4 if failed else 0

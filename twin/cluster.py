@@ -4,6 +4,8 @@ scheduler (``dask scheduler`` / ``dask worker`` started by the user, address ``t
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -24,14 +26,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         raise ValueError(f"workers: must be >= 1, got {workers!r}")
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            env=ONE_THREAD_ENV,  # the work owns the parallelism: no BLAS/OpenMP threads per worker
-        )
+        with _workers_ignore_ctrl_c():
+            cluster = _local_cluster(LocalCluster, workers)
     client = Client(cluster if cluster is not None else scheduler)
     try:
         yield client
@@ -39,3 +35,29 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _local_cluster(LocalCluster, workers: int | None):
+    return LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        env=ONE_THREAD_ENV,  # the work owns the parallelism: no BLAS/OpenMP threads per worker
+    )
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (inherited through exec): Ctrl-C reaches only this
+    process, which keeps the finished work and closes the cluster, instead of every worker printing a
+    traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

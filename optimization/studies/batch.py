@@ -16,6 +16,7 @@ killed at the deadline; this also keeps a crashing solver from taking the batch 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -101,7 +102,7 @@ def run_batch(
     def finish(cid: str, case: dict[str, Any], rec: dict[str, Any]) -> None:
         _save(cdir, cid, case, rec)
         status[cid] = rec["status"]
-        meter.tick(rec["status"])
+        meter.tick(rec["status"], cid, rec["error"])
 
     if engine == "serial":
         for cid, case in todo:
@@ -309,19 +310,37 @@ def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
 
     with dask_client(scheduler, workers) as client:
         futures = {client.submit(_execute, fn, case, timeout_s, pure=False): (cid, case) for cid, case in todo}
-        for fut in as_completed(futures):
-            cid, case = futures[fut]
-            try:
-                rec = fut.result()
-            except Exception as e:  # the worker died (e.g. KilledWorker): record and go on
-                rec = {
-                    "status": "error",
-                    "error": f"{type(e).__name__}: {e}",
-                    "elapsed_s": math.nan,
-                    "result": {},
-                }
-            finish(cid, case, rec)
-            fut.release()
+        try:
+            _collect_dask(futures, as_completed, finish)
+        except KeyboardInterrupt:  # Ctrl-C: finished cases are checkpointed; stop the rest without noise
+            quiet_dask()
+            with contextlib.suppress(Exception):
+                client.run(quiet_dask, wait=True)  # the workers too: their running tasks get cancelled
+            raise
+
+
+def quiet_dask() -> None:
+    """Silence distributed's shutdown chatter (cancelled tasks, closing comms) after an interrupt."""
+    import logging
+
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _collect_dask(futures, as_completed, finish) -> None:
+    for fut in as_completed(futures):
+        cid, case = futures[fut]
+        try:
+            rec = fut.result()
+        except Exception as e:  # the worker died (e.g. KilledWorker): record and go on
+            rec = {
+                "status": "error",
+                "error": f"{type(e).__name__}: {e}",
+                "elapsed_s": math.nan,
+                "result": {},
+            }
+        finish(cid, case, rec)
+        fut.release()
 
 
 def _save(cdir: Path, cid: str, case: dict[str, Any], rec: dict[str, Any]) -> None:
@@ -354,9 +373,11 @@ class _Progress:
         self.bar = ProgressBar("batch") if enabled else None
         self.done = self.failed = 0
 
-    def tick(self, status: str) -> None:
+    def tick(self, status: str, cid: str = "", error: str = "") -> None:
         self.done += 1
         self.failed += status != "ok"
+        if status != "ok" and self.bar is not None:  # the reason now, in the console, not only in the report
+            print(f"\ncase {cid} {status}: {error}", file=sys.stderr, flush=True)
         if self.bar is not None:
             skip = f", {self.skipped} skipped (resume)" if self.skipped else ""
             self.bar(self.done / self.total, f"{self.done}/{self.total} done, {self.failed} failed{skip}")

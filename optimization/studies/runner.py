@@ -142,6 +142,44 @@ def run_case(analysis: str, context: dict[str, Any], **params: Any) -> dict[str,
     return plan_outputs(plan(f, s, p))
 
 
+def check_sweep(study: dict[str, Any]) -> None:
+    """Apply every sweep value alone to the study's facility, scenario and options before any case runs;
+    raise one ``ValueError`` listing each bad ``sweep.<key> = value`` and why (values are checked with the
+    scenario file's own rules)."""
+    from factory_twin.optimization.studies.cases import case_options, model_for
+    from factory_twin.twin.scenario import WorkloadProfile, _Grid, _Weather
+    from factory_twin.twin.spec import _describe
+    from pydantic import ValidationError
+
+    dims, _ = sweep_dims(study)
+    context = {k: study.get(k) for k in ("facility", "scenario")} | {
+        "options": study.get("options", {}),
+        "labels": study.get("labels", {}),
+    }
+    rules = {
+        "offset_k": lambda v: _Weather(offset_k=v),
+        "import_limit_mw": lambda v: _Grid(import_limit_mw=v),
+        "carbon_price_per_t": lambda v: _Grid(carbon_price_per_t=v),
+        "price_scale": lambda v: _Grid(carbon_price_per_t=v),  # the same rule: >= 0
+    }
+    problems = []
+    for key, values in dims.items():
+        for v in values:
+            try:
+                if key in rules:
+                    rules[key](v)
+                if key.startswith("workload."):
+                    WorkloadProfile.model_validate({key.split(".")[2]: v})
+                _, _, p = model_for(context, {key: v})
+                case_options(p)
+            except ValidationError as e:
+                problems.append(f"sweep.{key} = {v!r}: " + "; ".join(m for _, m in map(_describe, e.errors())))
+            except (ValueError, TypeError, KeyError) as e:
+                problems.append(f"sweep.{key} = {v!r}: {str(e).splitlines()[-1].strip() or type(e).__name__}")
+    if problems:
+        raise ValueError("sweep: bad values, nothing was run\n  " + "\n  ".join(problems))
+
+
 def run_study(
     study: dict[str, Any],
     out_dir: str | os.PathLike[str],
@@ -160,6 +198,7 @@ def run_study(
     if analysis == "replay":
         study["sweep"] = replay_sweep(study)
     cases, dims = study_cases(study)
+    check_sweep(study)
     run = study.get("run", {})
     run_batch(
         run_case,

@@ -1,0 +1,75 @@
+"""Studies as a user runs them: bad sweep values are refused before any case runs, failures are explained
+in the console as they happen, and Ctrl-C stops cleanly keeping the finished cases for --resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from factory_twin.optimization.studies.batch import run_batch
+
+from factory_twin.cli import EXIT_INTERRUPTED, main
+
+STUDY = """
+name = "small"
+facility = "campus-100mw"
+[options]
+horizon = "1h"
+step = "15min"
+[sweep]
+offset_k = {offset_k}
+"""
+
+
+def _study(tmp_path: Path, offsets: str) -> Path:
+    p = tmp_path / "study.toml"
+    p.write_text(STUDY.format(offset_k=offsets))
+    return p
+
+
+def test_bad_sweep_values_are_refused_before_any_case_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["study", str(_study(tmp_path, "[0.0, 100.0, -45.0]")), "--out", str(out), "--serial"]) == 1
+    err = capsys.readouterr().err
+    assert "sweep.offset_k = 100.0: must be <= 30, got 100.0" in err
+    assert "sweep.offset_k = -45.0: must be >= -30, got -45.0" in err
+    assert not (out / "cases").exists()  # nothing was launched
+
+
+def _boom(x: int) -> dict:
+    if x == 2:
+        raise ValueError("import_limit_mw: must be > 0, got -5")
+    return {"y": float(x)}
+
+
+def test_failure_reasons_are_printed_as_cases_fail(tmp_path, capsys):
+    status = run_batch(_boom, [{"x": 1}, {"x": 2}], tmp_path, engine="serial", progress=True)
+    assert sorted(status.values()) == ["error", "ok"]
+    err = capsys.readouterr().err
+    assert "error: ValueError: import_limit_mw: must be > 0, got -5" in err
+
+
+def test_ctrl_c_keeps_finished_cases_without_noise_and_resume_finishes(tmp_path, child_env):
+    study, out = _study(tmp_path, "{start = 0, stop = 5, num = 6}"), tmp_path / "out"
+    cmd = [sys.executable, "-m", "factory_twin", "study", str(study), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--workers", "1"], env=child_env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list((out / "cases").glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
+    _, err = proc.communicate(timeout=120)
+    kept = len(list((out / "cases").glob("*.json")))
+    assert proc.returncode == EXIT_INTERRUPTED and 1 <= kept < 6
+    assert f"interrupted: {kept} finished case(s) kept" in err and "--resume" in err
+    for noise in ("Traceback", "CancelledError", "KeyboardInterrupt", "WARNING"):
+        assert noise not in err, err[-3000:]
+    done = subprocess.run([*cmd, "--resume", "--serial"], env=child_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "6 case(s) ok, 0 failed" in done.stdout
+    assert f"{kept} skipped (resume)" in done.stderr
