@@ -15,6 +15,7 @@ from factory_twin.outputs import check_output_dir, check_output_file
 DEFAULT_FACILITY = "campus-100mw"
 EXIT_MISSED_TARGET = 5  # simulate: the run missed a DR or import-limit target (results are still written)
 EXIT_FAILED_SEGMENTS = 4  # simulate --duration: segments failed (the finished ones are kept for --resume)
+OBJECTIVE = "value of the tokens produced - energy cost - carbon cost - soft-limit penalties, maximized"
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
 STUDY_FILES = ("results.nc", "report.html", "cases")
 FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
@@ -370,7 +371,9 @@ def _optimize(args) -> int:
     sc = twin.load_scenario(args.scenario, f)
     plan = dispatch(f, sc, opts, start=args.start)
     plan.attrs |= provenance(f, sc, "dispatch LP")
+    plan.attrs["objective_definition"] = OBJECTIVE
     _table(plan_summary(plan))
+    print(f"  (objective = {OBJECTIVE})")
     if args.out:
         write_netcdf(plan, args.out)
         print(f"wrote {args.out}")

@@ -116,7 +116,7 @@ def plan_summary(plan: xr.Dataset) -> list[tuple[str, str]]:
     cur = a.get("currency", "")
     rows = [
         ("status", k["plan_status"]),
-        ("objective (token value - energy - carbon - penalties)", f"{k['objective']:,.0f} {cur}"),
+        ("objective", f"{k['objective']:,.0f} {cur}"),
         ("MWh shifted", f"{k['mwh_curtailed']:,.1f} MWh"),
         ("peak import", f"{k['peak_import_mw']:,.2f} MW"),
         ("throughput kept", f"{k['throughput_kept']:.4f}"),

@@ -163,6 +163,15 @@ def test_help_documents_every_option_and_its_default():
     assert "objective" in sub.choices["optimize"].format_help()
 
 
+def test_optimize_explains_its_objective(tmp_path, capsys):
+    assert main(["optimize", "--horizon", "1h", "--step", "15min", "--out", str(tmp_path / "plan.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "(objective = value of the tokens produced - energy cost - carbon cost" in out
+    plan = xr.load_dataset(tmp_path / "plan.nc")
+    assert plan.attrs["objective_definition"].startswith("value of the tokens produced")
+    assert plan.attrs["controller"] == "dispatch LP" and plan.attrs["software_version"] == factory_twin.__version__
+
+
 def test_validate_loads_what_simulate_loads(tmp_path, capsys):
     bad_climate = tmp_path / "f.toml"
     bad_climate.write_text(Path(ONE_RACK).read_text().replace('climate = "seoul"', 'climate = "atlantis"'))
