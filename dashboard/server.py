@@ -6,7 +6,7 @@ Dash is imported only when :func:`serve` runs, so importing this module stays li
 from __future__ import annotations
 
 import contextlib
-import functools
+import os
 import shutil
 import signal
 import tempfile
@@ -85,6 +85,34 @@ class Runner:
             self.proc.join(5)
 
 
+class LatestSnapshot:
+    """The snapshot source of the callbacks: the file is read once per published version (its inode changes
+    with every atomic replace) and shared by every session's callbacks (snapshot arrays are read-only)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._key: tuple[int, int, int] | None = None
+        self._cache: dict[bool, Any] = {}
+
+    def __call__(self, rack_history: bool = False):
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key != self._key:
+                self._key, self._cache = key, {}
+            snap = self._cache.get(rack_history)
+        if snap is None:
+            snap = load_snapshot(self.path, rack_history=rack_history)
+            with self._lock:
+                if self._key == key:
+                    self._cache[rack_history] = snap
+        return snap
+
+
 def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)  # unwinds serve(): the runner stops and the live folder is removed
 
@@ -124,7 +152,7 @@ def serve(
             {"facility": facility, "scenario": scenario, "controller": controller}, run_dir, speed, controller
         )
         app = create_app(
-            functools.partial(load_snapshot, run_dir / SNAPSHOT),
+            LatestSnapshot(run_dir / SNAPSHOT),
             runner.send,
             Path(studies_dir or Path.cwd()),
             runner=runner,

@@ -22,8 +22,10 @@ import json
 import math
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -328,19 +330,34 @@ def quiet_dask() -> None:
 
 
 def _collect_dask(futures, as_completed, finish) -> None:
-    for fut in as_completed(futures):
-        cid, case = futures[fut]
-        try:
-            rec = fut.result()
-        except Exception as e:  # the worker died (e.g. KilledWorker): record and go on
-            rec = {
-                "status": "error",
-                "error": f"{type(e).__name__}: {e}",
-                "elapsed_s": math.nan,
-                "result": {},
-            }
-        finish(cid, case, rec)
-        fut.release()
+    """Record cases as they finish. Ctrl-C only sets a flag that this loop checks between polls, so that it
+    never interrupts distributed's event loop half-way (which logs tracebacks); then KeyboardInterrupt."""
+    interrupted = threading.Event()
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main else None
+    try:
+        done = as_completed(futures)
+        while not done.is_empty():
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            batch = done.next_batch(block=False)
+            if not batch:
+                time.sleep(0.1)
+            for fut in batch:
+                _finish_future(fut, futures, finish)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+
+
+def _finish_future(fut, futures, finish) -> None:
+    cid, case = futures[fut]
+    try:
+        rec = fut.result()
+    except Exception as e:  # the worker died (e.g. KilledWorker): record and go on
+        rec = {"status": "error", "error": f"{type(e).__name__}: {e}", "elapsed_s": math.nan, "result": {}}
+    finish(cid, case, rec)
+    fut.release()
 
 
 def _save(cdir: Path, cid: str, case: dict[str, Any], rec: dict[str, Any]) -> None:
