@@ -6,6 +6,7 @@ Dash is imported only when :func:`serve` runs, so importing this module stays li
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -95,12 +96,18 @@ class LatestSnapshot:
         self._key: tuple[int, int, int] | None = None
         self._cache: dict[bool, Any] = {}
 
-    def __call__(self, rack_history: bool = False):
+    def version(self) -> tuple[int, int, int] | None:
+        """Identity of the published snapshot file (None before the first)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def __call__(self, rack_history: bool = False):
+        key = self.version()
+        if key is None:
+            return None
         with self._lock:
             if key != self._key:
                 self._key, self._cache = key, {}
@@ -111,6 +118,48 @@ class LatestSnapshot:
                 if self._key == key:
                     self._cache[rack_history] = snap
         return snap
+
+
+def share_tick_responses(server, source: LatestSnapshot) -> None:
+    """Answer identical tick callbacks once per snapshot version.
+
+    Every tab polls the same callbacks each second; a tick callback is a pure function of its inputs and
+    the snapshot (the app holds no state), so requests that differ only in the tick counter get the bytes
+    of the first answer while the snapshot is unchanged. Clicks, typed inputs and the runner banner (which
+    reads the runner process) are never shared.
+    """
+    from flask import Response, g, request
+
+    cache: dict = {"version": None, "answers": {}}
+    lock = threading.Lock()
+
+    @server.before_request
+    def _shared():
+        if request.method != "POST" or not request.path.endswith("_dash-update-component"):
+            return None
+        body = request.get_json(silent=True) or {}
+        if body.get("changedPropIds") != ["tick.n_intervals"] or "runner-" in str(body.get("output")):
+            return None  # the runner banner reads the process, not the snapshot: never shared
+        inputs = [i for i in body.get("inputs", []) if i.get("id") != "tick"]
+        key = json.dumps([body.get("output"), inputs, body.get("state")], sort_keys=True)
+        version = source.version()
+        with lock:
+            if cache["version"] != version:
+                cache["version"], cache["answers"] = version, {}
+            answer = cache["answers"].get(key)
+        if answer is not None:
+            return Response(answer, mimetype="application/json")
+        g.shared_key = (version, key)
+        return None
+
+    @server.after_request
+    def _keep(resp):
+        shared = g.pop("shared_key", None)
+        if shared is not None and resp.status_code == 200:
+            with lock:
+                if cache["version"] == shared[0]:
+                    cache["answers"][shared[1]] = resp.get_data()
+        return resp
 
 
 def _exit_on_sigterm(signum, frame) -> None:
@@ -151,13 +200,15 @@ def serve(
         runner = Runner(
             {"facility": facility, "scenario": scenario, "controller": controller}, run_dir, speed, controller
         )
+        source = LatestSnapshot(run_dir / SNAPSHOT)
         app = create_app(
-            LatestSnapshot(run_dir / SNAPSHOT),
+            source,
             runner.send,
             Path(studies_dir or Path.cwd()),
             runner=runner,
             flex_dir=flex_dir,
         )
+        share_tick_responses(app.server, source)
         print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
         app.run(host=host, port=port, debug=debug, use_reloader=False)
     except KeyboardInterrupt:
