@@ -345,6 +345,8 @@ def _collect_dask(futures, as_completed, finish) -> None:
                 time.sleep(0.1)
             for fut in batch:
                 _finish_future(fut, futures, finish)
+        if interrupted.is_set():  # Ctrl-C as the last cases finished: still a stop the user asked for
+            raise KeyboardInterrupt
     finally:
         if main:
             signal.signal(signal.SIGINT, old)
