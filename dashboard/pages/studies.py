@@ -39,13 +39,28 @@ def layout() -> html.Div:
     )
 
 
+def is_study_result(path: Path) -> bool:
+    """A study's results file: NetCDF with the ``study`` attribute the study runners write (not a run or a
+    plan that happens to sit in the same folder)."""
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return "study" in ds.attrs
+    except (OSError, ValueError):
+        return False
+
+
 def list_studies(studies_dir: Path) -> list[str]:
-    """NetCDF files under ``studies_dir`` as paths relative to it (hidden folders skipped)."""
+    """Study results files under ``studies_dir`` as paths relative to it (hidden folders skipped)."""
     root = Path(studies_dir).resolve()
     out = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if p.suffix.lower() in SUFFIXES and p.is_file() and not any(s.startswith(".") for s in rel.parts):
+        if (
+            p.suffix.lower() in SUFFIXES
+            and p.is_file()
+            and not any(s.startswith(".") for s in rel.parts)
+            and is_study_result(p)
+        ):
             out.append(rel.as_posix())
             if len(out) >= MAX_FILES:
                 break

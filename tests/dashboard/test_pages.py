@@ -287,9 +287,15 @@ def study_dir(tmp_path):
             "status": (("limit_mw",), np.array(["optimal", "optimal", "infeasible"])),
         },
         coords={"limit_mw": [110.0, 100.0, 90.0], "duration_h": [1.0, 3.0]},
+        attrs={"study": "tiny", "analysis": "sweep"},
     )
     (tmp_path / "runs").mkdir()
     ds.to_netcdf(tmp_path / "runs" / "study.nc", engine="h5netcdf")
+    # a simulation run and a broken file beside it are not study results
+    xr.Dataset({"grid_import_mw": ("time", [1.0])}, attrs={"facility": "x"}).to_netcdf(
+        tmp_path / "runs" / "run.nc", engine="h5netcdf"
+    )
+    (tmp_path / "runs" / "broken.nc").write_text("not NetCDF")
     (tmp_path / "notes.txt").write_text("not a study")
     return tmp_path
 
