@@ -186,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
     d.set_defaults(run=_dashboard)
     add_flex_parsers(sub)
+
+    from factory_twin.dsx_cli import add_parsers
+
+    add_parsers(sub, _Formatter)  # emulate-bms, connect (DSX Exchange)
     return p
 
 

@@ -114,6 +114,9 @@ class Twin:
         busy = f.drawn_w(self.command.gpu_cap_w)
         p_gpu = u * busy + (1 - u) * f.idle_w
         q_rack = f.gpus * p_gpu + self.non_gpu_liquid_w
+        # the facility-water supply setpoint may be moved at run time (a BMS reset); CDU setpoints live in
+        # self.cdus (replace it to change them)
+        self.fws_setpoint_c = float(cool.facility_water.supply_setpoint_c)
         self.tcs_supply_c = np.full(f.n_cdus, cool.tcs.supply_setpoint_c)
         self.rise_k = q_rack / self.c_rack_w_k
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
@@ -343,7 +346,7 @@ class Twin:
         t_mix = float(self.c_fws @ t_branch) / self.c_fws_total
         t_plant_in = float(self.fws_delay.push(t_mix)[0])
         self.fws_return_c = t_plant_in
-        rej = self.plant.reject(t_plant_in, self.c_fws_total, *self.ambient)
+        rej = self.plant.reject(t_plant_in, self.c_fws_total, *self.ambient, setpoint_c=self.fws_setpoint_c)
         self.tcs_supply_c = t_supply
         self.fws_supply_c = rej.t_supply_c
         self.rejection = rej

@@ -46,11 +46,19 @@ class Plant:
     bess_initial_j: float
     pump_w: float
 
-    def reject(self, t_return_c: ArrayLike, c_w_k: float, dry_bulb_c: ArrayLike, wet_bulb_c: ArrayLike) -> Rejection:
+    def reject(
+        self,
+        t_return_c: ArrayLike,
+        c_w_k: float,
+        dry_bulb_c: ArrayLike,
+        wet_bulb_c: ArrayLike,
+        setpoint_c: float | None = None,
+    ) -> Rejection:
         """Cool facility water returning at ``t_return_c`` with heat-capacity rate ``c_w_k`` [W/K] toward the
-        supply setpoint at the given ambient; returns the supply temperature achieved and the power used."""
+        supply setpoint (the spec's unless ``setpoint_c`` is given) at the given ambient; returns the supply
+        temperature achieved and the power used."""
         plant = self.f.spec.cooling.plant
-        t_set = self.f.spec.cooling.facility_water.supply_setpoint_c
+        t_set = self.f.spec.cooling.facility_water.supply_setpoint_c if setpoint_c is None else setpoint_c
         t_in = np.asarray(t_return_c, float)
         q_need = np.maximum(c_w_k * (t_in - t_set), 0.0)
         dry = dry_cooler(

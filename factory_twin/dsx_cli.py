@@ -1,0 +1,189 @@
+"""``factory-twin emulate-bms`` and ``factory-twin connect``: the DSX Exchange commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+DEFAULT_INTEGRATION = "FactoryTwin"
+
+
+def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
+    e = sub.add_parser(
+        "emulate-bms",
+        help="run the twin as the plant and publish it on DSX Exchange (MQTT)",
+        formatter_class=formatter_class,
+    )
+    e.add_argument("facility", help="built-in name or TOML path")
+    e.add_argument("--scenario", help="scenario TOML path or built-in name")
+    _broker_options(e)
+    e.add_argument("--integration", default=DEFAULT_INTEGRATION, help="integration granted the request points")
+    e.add_argument("--speed", default="1", help="simulated seconds per wall second, or 'max'")
+    e.add_argument("--duration", default=None, help="stop after this simulated time (e.g. 2h; default: run on)")
+    e.add_argument("--plant-step", default="10s", help="plant step and sampling period (simulated)")
+    e.add_argument("--fault", action="append", default=[], help="KIND:TARGET[:VALUE]@START (repeatable)")
+    e.add_argument("--sp-min", type=float, help="lowest CDU supply setpoint accepted [degC] (design - 3)")
+    e.add_argument("--sp-max", type=float, help="highest CDU supply setpoint accepted [degC] (design + 5)")
+    e.add_argument("--sp-rate", type=float, default=0.5, help="setpoint rate limit [K/min]")
+    e.add_argument("--seed", type=int, default=0, help="sensor-noise seed")
+    e.add_argument("--start", help="simulated start time, ISO or 'now' (default: the scenario's start)")
+    e.add_argument("--every-step", action="store_true", help="publish every point at every sample (load test)")
+    e.add_argument("--summary", type=Path, help="write a JSON run summary here at the end")
+    e.set_defaults(run=_emulate)
+
+    c = sub.add_parser(
+        "connect", help="run the shadow twin beside a plant on DSX Exchange (MQTT)", formatter_class=formatter_class
+    )
+    c.add_argument("facility", help="built-in name or TOML path (the spec the site is mapped against)")
+    _broker_options(c)
+    c.add_argument("--state-dir", type=Path, required=True, help="history, alarms, requests and state live here")
+    c.add_argument("--integration", default=DEFAULT_INTEGRATION, help="our integration id (request topics)")
+    c.add_argument("--point-map", type=Path, help="TOML override: [entities] site id -> twin id, [points]")
+    c.add_argument("--no-requests", action="store_true", help="never publish setpoint requests (observe only)")
+    c.add_argument("--request-min", type=float, help="lowest supply request [degC] (design)")
+    c.add_argument("--request-max", type=float, help="highest supply request [degC] (design + 4)")
+    c.add_argument("--request-rate", type=float, default=0.25, help="request rate limit [K/min]")
+    c.add_argument("--die-margin", type=float, default=3.0, help="die temperature margin kept at TDP [K]")
+    c.add_argument("--duration", help="stop after this wall time (default: until SIGINT/SIGTERM)")
+    c.set_defaults(run=_connect)
+
+
+def _broker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    p.add_argument("--username", help="broker user name (password: --password-file or $FACTORY_TWIN_MQTT_PASSWORD)")
+    p.add_argument("--password-file", type=Path, help="file whose first line is the broker password")
+    p.add_argument("--ca-file", type=Path, help="CA bundle that signed the broker's certificate (mqtts)")
+    p.add_argument("--cert-file", type=Path, help="client certificate (mqtts, with --key-file)")
+    p.add_argument("--key-file", type=Path, help="client private key (mqtts)")
+
+
+def broker_config(args):
+    from factory_twin.twin.mqtt import BrokerConfig
+
+    return BrokerConfig.from_url(
+        args.broker,
+        username=args.username,
+        password_file=args.password_file,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+    )
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _emulate(args) -> int:
+    import time
+
+    import numpy as np
+
+    from factory_twin import twin
+    from factory_twin.twin.dsx.contract import check_integration_name
+    from factory_twin.twin.dsx.emulator import BmsEmulator, Guardrails
+    from factory_twin.twin.dsx.faults import parse_fault
+    from factory_twin.twin.mqtt import MqttClient
+    from factory_twin.twin.timeparse import seconds
+
+    cfg = broker_config(args)
+    check_integration_name(args.integration)
+    speed = None if str(args.speed).lower() == "max" else float(args.speed)
+    if speed is not None and not speed > 0:
+        raise ValueError(f"--speed: must be > 0 or 'max', got {args.speed!r}")
+    duration = seconds(args.duration, "--duration") if args.duration else float("inf")
+    faults = tuple(parse_fault(s) for s in args.fault)
+    if args.summary and args.summary.exists():
+        raise ValueError(f"--summary: {args.summary} exists (remove it first)")
+    f = twin.load_facility(args.facility)
+    sc = twin.load_scenario(args.scenario, f)
+    sp = f.spec.cooling.tcs.supply_setpoint_c
+    guard = Guardrails(
+        args.sp_min if args.sp_min is not None else sp - 3.0,
+        args.sp_max if args.sp_max is not None else sp + 5.0,
+        args.sp_rate,
+    )
+    client = MqttClient(cfg, client_id=f"bms-emulator-{f.spec.name}")
+    start = None
+    if args.start == "now":
+        start = str(np.datetime64(int(time.time()), "s"))
+    elif args.start:
+        try:
+            start = str(np.datetime64(args.start, "s"))
+        except ValueError:
+            raise ValueError(f"--start: expected an ISO time or 'now', got {args.start!r}") from None
+    step = seconds(args.plant_step, "--plant-step")
+    emu = BmsEmulator(f, sc, client, args.integration, faults, guard, step, args.seed, start, args.every_step)
+    client.start()
+    stop = _stop_event()
+    print(f"emulate-bms: {f.spec.name} on {cfg.url}: {emu.cat.point_count()['bms_values']} points", flush=True)
+    try:
+        report = emu.run(duration, speed, stop.is_set)
+    finally:
+        client.stop()
+    print(
+        f"emulate-bms: {report['simulated_s']:.0f} s simulated in {report['wall_s']:.1f} s, "
+        f"{report['messages']} messages, {report['requests_received']} requests "
+        f"({report['requests_rejected']} rejected)",
+        flush=True,
+    )
+    if args.summary:
+        tmp = args.summary.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(args.summary)
+    return 0
+
+
+def _connect(args) -> int:
+    import time
+
+    from factory_twin import twin
+    from factory_twin.twin.dsx.connect import Connector, RequestGuard
+    from factory_twin.twin.dsx.contract import check_integration_name
+    from factory_twin.twin.dsx.pointmap import Override
+    from factory_twin.twin.mqtt import MqttClient
+    from factory_twin.twin.timeparse import seconds
+
+    cfg = broker_config(args)
+    check_integration_name(args.integration)
+    override = Override.load(args.point_map)
+    limit = seconds(args.duration, "--duration") if args.duration else None
+    f = twin.load_facility(args.facility)
+    sp = f.spec.cooling.tcs.supply_setpoint_c
+    guard = RequestGuard(
+        args.request_min if args.request_min is not None else sp,
+        args.request_max if args.request_max is not None else sp + 4.0,
+        args.request_rate,
+        args.die_margin,
+    )
+    client = MqttClient(cfg, client_id=f"factory-twin-connect-{args.integration}")
+    con = Connector(f, args.state_dir, client, args.integration, override, guard, not args.no_requests)
+    stop = _stop_event()
+    t_end = time.monotonic() + limit if limit else None
+    print(f"connect: {f.spec.name} <- {cfg.url}, state in {args.state_dir}" + (" (resumed)" if con.resumed else ""))
+    client.start(wait_s=None)
+    try:
+        st = con.run(lambda: stop.is_set() or (t_end is not None and time.monotonic() > t_end))
+    finally:
+        client.stop()
+    pm = st["point_map"]
+    print(
+        f"connect: {st['messages']} messages, {st['values']} values, {st['history_rows']} history rows; "
+        f"{pm['mapped']} points mapped, {pm['unmapped_count']} unmapped, {len(pm['unknown_units'])} unknown units, "
+        f"{len(pm['topology'])} topology differences, {pm['missing_count']} expected points missing"
+    )
+    print(
+        f"connect: {len(st['outages'])} broker outage(s), blind {st['blind_s']:.1f} s; "
+        f"{len(st['active_alarms'])} active alarm(s) (see {args.state_dir / 'alarms.jsonl'})",
+        flush=True,
+    )
+    return 0
+
+
+__all__ = ["add_parsers", "broker_config"]
