@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 DEFAULT_INTEGRATION = "FactoryTwin"
+DEFAULT_FACILITY = "campus-100mw"
 
 
 def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
@@ -17,7 +18,7 @@ def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
         help="run the twin as the plant and publish it on DSX Exchange (MQTT)",
         formatter_class=formatter_class,
     )
-    e.add_argument("facility", help="built-in name or TOML path")
+    e.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
     e.add_argument("--scenario", help="scenario TOML path or built-in name")
     _broker_options(e)
     e.add_argument("--integration", default=DEFAULT_INTEGRATION, help="integration granted the request points")
@@ -37,7 +38,9 @@ def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
     c = sub.add_parser(
         "connect", help="run the shadow twin beside a plant on DSX Exchange (MQTT)", formatter_class=formatter_class
     )
-    c.add_argument("facility", help="built-in name or TOML path (the spec the site is mapped against)")
+    c.add_argument(
+        "facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path (the spec the site maps onto)"
+    )
     _broker_options(c)
     c.add_argument("--state-dir", type=Path, required=True, help="history, alarms, requests and state live here")
     c.add_argument("--integration", default=DEFAULT_INTEGRATION, help="our integration id (request topics)")
