@@ -245,8 +245,8 @@ class BmsEmulator:
         fan_full_w = dry.fan_power_kw_per_mw * dry.capacity_mw * KW
         t = {
             ("rack", "power_kw"): rack_in / KW,
-            ("rack", "supply_c"): tcs_sup0[f.rack_cdu],
-            ("rack", "return_c"): tcs_sup0[f.rack_cdu] + tw.rise_k,
+            ("rack", "supply_c"): tw.tcs_supply_c[f.rack_cdu],  # the CDU's supply, now
+            ("rack", "return_c"): tcs_sup0[f.rack_cdu] + tw.rise_k,  # what the rack heated during the step
             ("rack", "flow_lpm"): rack_flow,
             ("rack", "leak"): np.zeros(f.n_racks),
             ("rack", "isolation"): np.zeros(f.n_racks),
