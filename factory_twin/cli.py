@@ -184,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
+    d.add_argument(
+        "--connect",
+        metavar="URL",
+        help="show a plant on DSX Exchange instead of the simulation: mqtt[s]://HOST:PORT (needs --state-dir)",
+    )
+    d.add_argument("--state-dir", type=Path, help="with --connect: connect's history, alarms and state")
     d.set_defaults(run=_dashboard)
     add_flex_parsers(sub)
 
@@ -439,6 +445,10 @@ def _grid_study(args) -> int:
 
 
 def _dashboard(args) -> int:
+    if args.connect:
+        from factory_twin.dsx_cli import dashboard_connected
+
+        return dashboard_connected(args)
     from factory_twin.dashboard.server import serve
 
     return serve(

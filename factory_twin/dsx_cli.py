@@ -189,4 +189,20 @@ def _connect(args) -> int:
     return 0
 
 
-__all__ = ["add_parsers", "broker_config"]
+def dashboard_connected(args) -> int:
+    """``factory-twin dashboard --connect URL --state-dir DIR``: the plant page beside a running connector."""
+    from factory_twin import twin
+    from factory_twin.dashboard.plant import serve_connected
+    from factory_twin.twin.dsx.connect import Connector
+    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
+
+    if args.state_dir is None:
+        raise ValueError("--state-dir: required with --connect (history, alarms and state are kept there)")
+    cfg = BrokerConfig.from_url(args.connect)
+    f = twin.load_facility(args.facility)
+    client = MqttClient(cfg, client_id=f"factory-twin-dashboard-{DEFAULT_INTEGRATION}")
+    con = Connector(f, args.state_dir, client, DEFAULT_INTEGRATION)
+    return serve_connected(con, args.host, args.port, args.debug)
+
+
+__all__ = ["add_parsers", "broker_config", "dashboard_connected"]

@@ -205,7 +205,7 @@ def test_supply_temperature_requests_inside_guardrails_cut_heat_rejection_power(
     mosquitto = bms_broker
     duration = 1800
     base = [sys.executable, "-m", "factory_twin", "emulate-bms", "campus-100mw", "--duration", f"{duration}s"]
-    base += ["--plant-step", "20s", "--sp-max", "39"]
+    base += ["--plant-step", "20s", "--sp-max", "39", "--scenario", str(DATA / "dsx-part-load.toml")]
     # the same plant without an integration: the reference heat-rejection power
     subprocess.run(
         [*base, "--broker", mosquitto.url, "--speed", "max", "--summary", str(tmp_path / "ref.json")],
@@ -216,6 +216,7 @@ def test_supply_temperature_requests_inside_guardrails_cut_heat_rejection_power(
     )
     state = tmp_path / "state"
     con = _connect(mosquitto, state, child_env, "--request-max", "38.5", "--request-rate", "0.5")
+    time.sleep(1.0)
     subprocess.run(
         [*base, "--broker", mosquitto.url, "--speed", "60", "--summary", str(tmp_path / "run.json")],
         env=child_env,

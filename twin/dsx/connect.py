@@ -19,6 +19,7 @@ import json
 import math
 import os
 import queue
+import threading
 import time as wall
 from collections import deque
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ HEARTBEAT_LOSS_S = 3 * HEARTBEAT_S
 METADATA_GRACE_S = REPUBLISH_S + 2 * TICK_S  # metadata is complete one republish period after start
 FOULING_PERSIST = 6
 STATE_VERSION = 1
+LOAD_STEP = 0.1  # requests leave room for the GPUs to draw this share of TDP more than measured
 LAG_SAMPLE = 20  # one value in this many has its lag (wall now - value timestamp) recorded
 
 
@@ -115,6 +117,7 @@ class Connector:
         client.on_message = self._on_message
         client.on_connect = self._on_connect
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()  # held while messages are applied; readers (the dashboard) take it too
         self.meas = {(s.entity, s.name): Meas(len(self.cat.entity_ids(s.entity))) for s in SIGNALS}
         self._integration_signal = {(s.entity, s.name): s.integration for s in SIGNALS}
         cool = facility.spec.cooling
@@ -162,6 +165,7 @@ class Connector:
         self.requests: dict[int, dict] = {}
         self._last_hb_ms = 0
         self.die_c = np.full(nr, np.nan)
+        self._p_gpu = np.full(nr, np.nan)
         self.predicted: dict[str, np.ndarray] = {}
         self.started_wall = wall.time()
         self.lag_s: deque[float] = deque(maxlen=100_000)
@@ -183,15 +187,22 @@ class Connector:
         self._inbox.put((msg.topic, msg.payload, wall.time()))
 
     # ------------------------------------------------------------------ ingest
-    def process(self, max_messages: int = 200_000, timeout_s: float = 0.2) -> int:
+    def process(self, max_messages: int = 20_000, timeout_s: float = 0.2) -> int:
         """Apply queued messages (waits up to ``timeout_s`` for the first); returns how many."""
-        n = 0
         try:
             item = self._inbox.get(timeout=timeout_s)
         except queue.Empty:
             self._housekeeping()
             return 0
         t0 = wall.perf_counter()
+        with self.lock:
+            n = self._drain(item, max_messages)
+        self.busy_s += wall.perf_counter() - t0
+        self._housekeeping()
+        return n
+
+    def _drain(self, item, max_messages: int) -> int:
+        n = 0
         while True:
             self._handle(*item)
             n += 1
@@ -201,8 +212,6 @@ class Connector:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 break
-        self.busy_s += wall.perf_counter() - t0
-        self._housekeeping()
         return n
 
     def _handle(self, topic: str, payload: bytes, recv_wall: float) -> None:
@@ -320,8 +329,8 @@ class Connector:
         still: set[str] = set()
         in_grace = t_ms < self.grace_until_ms
         for (entity, name), g in self.meas.items():
-            if self._integration_signal[(entity, name)] or not g.mapped.any():
-                continue  # values the integration writes, not the BMS
+            if self._integration_signal[(entity, name)] or entity == "bms" or not g.mapped.any():
+                continue  # values the integration writes; the BMS's heartbeats are judged as heartbeats
             last = np.where(g.ts > 0, g.ts, g.since)
             stale = g.mapped & (t_ms - last > STALE_S * 1000) & (last > 0)
             bad = g.mapped & (g.ts > 0) & (g.quality != GOOD)
@@ -593,6 +602,7 @@ class Connector:
         P, Ts, Tr = v[("rack", "power_kw")], v[("rack", "supply_c")], v[("rack", "return_c")]
         eta = np.interp(P / (f.psu_count * f.psu_rating_w), f.spec.grid.psu.load_points, f.spec.grid.psu.efficiencies)
         p_gpu = np.clip((P * eta - f.non_gpu_w) / f.gpus, 0.0, None)
+        self._p_gpu = p_gpu
         t_cool = 0.5 * (Ts + Tr)
         self.die_c = t_cool + p_gpu * (f.r_die_plate_k_w + f.r_plate_coolant_k_w)
         Tsr, Tps, sp = v[("cdu", "sec_return_c")], v[("cdu", "pri_supply_c")], v[("cdu", "setpoint_c")]
@@ -639,10 +649,13 @@ class Connector:
         if not req_meas.mapped.any():
             return
         healthy = self._healthy_cdus(t_ms, v)
-        # highest supply keeping every rack's die under t_max - margin at full TDP (P_gpu = TDP) with the
-        # estimated coolant rise at the rack's design power
-        rise_design = np.where(np.isfinite(self.rack_r.theta), self.rack_r.theta, 0.0) * f.rack_design_w * 1.02
-        t_allow = f.t_max_c - g.die_margin_k - f.tdp_w * (f.r_die_plate_k_w + f.r_plate_coolant_k_w) - 0.5 * rise_design
+        # highest supply keeping every rack's die under t_max - margin with the GPUs at their measured power
+        # plus a load step of LOAD_STEP of TDP (at most TDP), and the estimated coolant rise at that power
+        p_gpu = np.nan_to_num(self._p_gpu, nan=np.inf)
+        p_plan = np.minimum(f.tdp_w, p_gpu + LOAD_STEP * f.tdp_w)
+        rack_plan_w = f.gpus * p_plan + f.non_gpu_w
+        rise = np.where(np.isfinite(self.rack_r.theta), self.rack_r.theta, 0.0) * rack_plan_w * 1.05
+        t_allow = f.t_max_c - g.die_margin_k - p_plan * (f.r_die_plate_k_w + f.r_plate_coolant_k_w) - 0.5 * rise
         t_max_cdu = np.full(f.n_cdus, np.inf)
         np.minimum.at(t_max_cdu, f.rack_cdu, t_allow)
         target = np.clip(t_max_cdu, g.sp_min_c, g.sp_max_c)
@@ -656,27 +669,24 @@ class Connector:
                     self._log_request(t_ms, c, None, "withheld: health in doubt")
                 continue
             prev = self.requests.get(c)
-            base = prev["value"] if prev and prev.get("active") else (sp[c] if np.isfinite(sp[c]) else g.sp_min_c)
-            value = round(float(np.clip(target[c], base - step, base + step)), 2)
-            value = float(np.clip(value, g.sp_min_c, g.sp_max_c))
-            due = prev is None or not prev.get("active") or abs(value - prev["value"]) >= 0.05
-            due |= prev is not None and t_ms - prev["sent_ms"] >= g.resend_s * 1000
+            active = prev is not None and prev.get("active")
+            # the request ramps from the BMS's present setpoint toward the target at the rate limit
+            base = prev.get("ramp", prev["value"]) if active else (sp[c] if np.isfinite(sp[c]) else g.sp_min_c)
+            ramp = float(np.clip(np.clip(target[c], base - step, base + step), g.sp_min_c, g.sp_max_c))
+            value = round(ramp, 2)
+            due = not active or abs(value - prev["value"]) >= 0.05 or t_ms - prev["sent_ms"] >= g.resend_s * 1000
             if due:
                 topic = integration_value_topic(metadata_topic(m_point), self.integration)
-                body = f'{{"value":{value:.2f},"timestamp":{t_ms},"quality":1}}'
-                self.client.publish(topic, body, qos=1)
-                changed = prev is None or abs(value - prev.get("value", math.nan)) >= 0.05 or not prev.get("active")
-                self.requests[c] = {"value": value, "sent_ms": t_ms, "active": True, "acked_ms": None}
-                if changed:
+                self.client.publish(topic, f'{{"value":{value:.2f},"timestamp":{t_ms},"quality":1}}', qos=1)
+                if not active or value != prev["value"]:
+                    self.requests[c] = {"value": value, "sent_ms": t_ms, "active": True, "acked_ms": None}
                     self._log_request(t_ms, c, value, "sent")
-            r = self.requests.get(c)
-            if (
-                r
-                and r.get("active")
-                and r.get("acked_ms") is None
-                and np.isfinite(sp[c])
-                and abs(sp[c] - r["value"]) <= 0.051
-            ):
+                else:
+                    prev["sent_ms"] = t_ms
+            r = self.requests[c]
+            r["ramp"] = ramp
+            sp_ts = self.meas[("cdu", "setpoint_c")].ts[c]  # the BMS's setpoint, published after the request
+            if r["acked_ms"] is None and sp_ts > r["sent_ms"] and abs(sp[c] - r["value"]) <= 0.051:
                 r["acked_ms"] = t_ms
                 self._log_request(t_ms, c, r["value"], "acknowledged", setpoint=float(sp[c]))
 
@@ -738,6 +748,36 @@ class Connector:
             "tick_s": self.tick_s,
             "flush_s": self.history.flush_s,
         }
+
+    def view(self) -> dict:
+        """A consistent copy for readers in other threads (the dashboard): status, per-CDU measured and
+        predicted values, point health counts."""
+        with self.lock:
+            st = self.status()
+            v = self._views(self.now_ms) if self.now_ms else {}
+            health = {"mapped": 0, "stale": 0, "bad_quality": 0}
+            for (entity, name), g in self.meas.items():
+                if self._integration_signal[(entity, name)]:
+                    continue
+                health["mapped"] += int(g.mapped.sum())
+                last = np.where(g.ts > 0, g.ts, g.since)
+                health["stale"] += int((g.mapped & (self.now_ms - last > STALE_S * 1000) & (last > 0)).sum())
+                health["bad_quality"] += int((g.mapped & (g.ts > 0) & (g.quality != GOOD)).sum())
+            health["unmapped"] = st["point_map"]["unmapped_count"] + st["unmapped_value_topics"]
+            cdu = {
+                "id": list(self.cat.cdu_ids),
+                "supply_measured_c": v.get(("cdu", "sec_supply_c"), np.full(self.f.n_cdus, np.nan)).tolist(),
+                "supply_predicted_c": self.predicted.get("cdu_supply_c", np.full(self.f.n_cdus, np.nan)).tolist(),
+                "valve_measured_pct": (100 * v.get(("cdu", "valve_pct"), np.full(self.f.n_cdus, np.nan))).tolist(),
+                "valve_predicted_pct": self.predicted.get("cdu_valve_pct", np.full(self.f.n_cdus, np.nan)).tolist(),
+                "ua_ratio": (self.ua.theta / self.ua_design).tolist(),
+            }
+            rack = {
+                "return_measured_c": v.get(("rack", "return_c"), np.full(self.f.n_racks, np.nan)).tolist(),
+                "return_predicted_c": self.predicted.get("rack_return_c", np.full(self.f.n_racks, np.nan)).tolist(),
+                "die_c": self.die_c.tolist(),
+            }
+        return {"status": st, "health": health, "cdu": cdu, "rack": rack}
 
     def save_state(self) -> None:
         state = {

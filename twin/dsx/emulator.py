@@ -33,6 +33,8 @@ from factory_twin.twin.engine import Twin
 from factory_twin.twin.mqtt import MqttClient
 from factory_twin.twin.scenario import Scenario
 
+FWS_RESET_K_MIN = 0.1  # facility-water reset rate [K/min]
+VALVE_ROOM, VALVE_FULL = 0.90, 0.97  # CDU valve positions: room to warm up / too close to wide open
 PUMP_SPEED_PCT = 80.0  # lead pump speed at design flow (variable-speed pumps run below full speed)
 
 
@@ -107,6 +109,7 @@ class BmsEmulator:
         self.ua_design = facility.cdu_ua_nom_w_k.copy()
         self.flow_factor = np.ones(facility.n_cdus)
         self.pump_failed = np.zeros(facility.n_cdus, bool)
+        self._valve: np.ndarray | None = None
         self._pub = {
             id(g): _Published(
                 np.full(len(g.ids), np.nan),
@@ -209,7 +212,17 @@ class BmsEmulator:
         step = g.sp_rate_k_min * self.twin.plant_dt / 60.0
         sp = self.twin.tcs_setpoint_c
         sp[:] = sp + np.clip(target - sp, -step, step)
-        self.twin.fws_setpoint_c = max(self.fws_design, float(sp.min()) - self.approach)
+        # facility-water supply reset, trim and respond on the CDU valves (ASHRAE Guideline 36 style): warmer
+        # while every CDU valve has room, colder as soon as one is nearly wide open; never above the lowest
+        # CDU setpoint less 1 K, never below design
+        valve = self._valve if self._valve is not None else np.ones(1)
+        fws = self.twin.fws_setpoint_c
+        rate = FWS_RESET_K_MIN * self.twin.plant_dt / 60.0
+        if valve.max() < VALVE_ROOM:
+            fws += rate
+        elif valve.max() > VALVE_FULL:
+            fws -= 2 * rate
+        self.twin.fws_setpoint_c = float(np.clip(fws, self.fws_design, max(self.fws_design, sp.min() - 1.0)))
 
     # ------------------------------------------------------------------ true values
     def _truth(self, fws_sup0: float, tcs_sup0: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
@@ -230,6 +243,7 @@ class BmsEmulator:
             exponent=cool.cdu.ua_flow_exponent,
             iterations=40,
         )
+        self._valve = ctl.flow_fraction
         rho_cp_fws = f.fws.rho_kg_m3(self.fws_design) * f.fws.cp_j_kgk(self.fws_design)
         rho_tcs = f.tcs.rho_kg_m3(self.sp_design)
         l_min = 1.0 / M3_S_PER_L_MIN

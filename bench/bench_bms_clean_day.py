@@ -1,0 +1,82 @@
+"""A clean plant for a whole day: campus-100mw, 24 simulated hours with inference load steps every 30 min,
+no fault, published by ``emulate-bms`` through a real Mosquitto into ``connect``. Prints the alarms raised
+(the acceptance: none) and the time it took. Too long for the test suite (about ten million messages:
+every point republished every 100 s, metadata too), so it lives here.
+
+    python bench/bench_bms_clean_day.py [--hours 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "tests" / "data" / "dsx-steps.toml"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hours", type=float, default=24.0)
+    args = ap.parse_args()
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bms-day-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)])
+    url = f"mqtt://127.0.0.1:{port}"
+    py = [sys.executable, "-m", "factory_twin"]
+    state = tmp / "state"
+    t0 = time.time()
+    try:
+        time.sleep(0.5)
+        con = subprocess.Popen(
+            [*py, "connect", "campus-100mw", "--broker", url, "--state-dir", str(state), "--no-requests"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        while not (state / "status.json").exists():
+            time.sleep(0.2)
+        subprocess.run(
+            [*py, "emulate-bms", "campus-100mw", "--broker", url, "--scenario", str(SCENARIO), "--speed", "max",
+             "--plant-step", "20s", "--duration", f"{args.hours:g}h", "--summary", str(tmp / "emu.json")],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        last, quiet = -1, time.time()
+        while time.time() - quiet < 3.0:
+            st = json.loads((state / "status.json").read_text())
+            if st["messages"] != last:
+                last, quiet = st["messages"], time.time()
+            time.sleep(0.5)
+        con.send_signal(signal.SIGINT)
+        con.communicate(timeout=600)
+        st = json.loads((state / "status.json").read_text())
+        emu = json.loads((tmp / "emu.json").read_text())
+        alarms = [json.loads(x) for x in (state / "alarms.jsonl").read_text().splitlines()]
+    finally:
+        broker.terminate()
+        broker.wait(10)
+    raised = [a for a in alarms if a["state"] == "raised"]
+    print(f"campus-100mw clean, {emu['simulated_s'] / 3600:.1f} simulated hours in {time.time() - t0:.0f} s wall")
+    print(f"  {emu['messages']:,} messages published, {st['values']:,} values into connect, {st['ticks']} ticks")
+    print(f"  alarms raised: {len(raised)}")
+    for a in raised[:20]:
+        print("   ", a["time_ms"], a["entity"], a["kind"], a["point"], a["evidence"])
+    ratio = st["ua_ratio_min"]
+    print(f"  lowest UA estimate / design over all CDUs: {ratio:.3f}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
