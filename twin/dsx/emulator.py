@@ -22,7 +22,7 @@ import time as wall
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from factory_twin.models.heat_exchange import cdu_supply_control
+from factory_twin.models.heat_exchange import ConstantFlowCdus, cdu_supply_control
 from factory_twin.models.power import psu_input_w
 from factory_twin.models.units import J_PER_MWH, KW, M3_S_PER_L_MIN
 from factory_twin.twin.assembly import Facility
@@ -107,6 +107,7 @@ class BmsEmulator:
         self.base_c_rack = self.twin.c_rack_w_k.copy()
         self.base_c_tcs = self.twin.c_tcs.copy()
         self.ua_design = facility.cdu_ua_nom_w_k.copy()
+        self.sp = np.full(facility.n_cdus, self.sp_design)  # the CDUs' active supply setpoints [degC]
         self.flow_factor = np.ones(facility.n_cdus)
         self.pump_failed = np.zeros(facility.n_cdus, bool)
         self._valve: np.ndarray | None = None
@@ -210,7 +211,7 @@ class BmsEmulator:
         fresh = alive & (now_s - self.request_t <= g.request_timeout_s) & np.isfinite(self.requests)
         target = np.where(fresh, np.clip(self.requests, g.sp_min_c, g.sp_max_c), self.sp_design)
         step = g.sp_rate_k_min * self.twin.plant_dt / 60.0
-        sp = self.twin.tcs_setpoint_c
+        sp = self.sp
         sp[:] = sp + np.clip(target - sp, -step, step)
         # facility-water supply reset, trim and respond on the CDU valves (ASHRAE Guideline 36 style): warmer
         # while every CDU valve has room, colder as soon as one is nearly wide open; never above the lowest
@@ -223,6 +224,10 @@ class BmsEmulator:
         elif valve.max() > VALVE_FULL:
             fws -= 2 * rate
         self.twin.fws_setpoint_c = float(np.clip(fws, self.fws_design, max(self.fws_design, sp.min() - 1.0)))
+        # the engine's CDUs with today's UA (fouling), TCS flows (pump failure) and setpoints
+        tw = self.twin
+        arrangement = self.f.spec.cooling.cdu.arrangement
+        tw.cdus = ConstantFlowCdus(tw.c_tcs, tw.c_fws, self.f.cdu_ua_nom_w_k, sp.copy(), arrangement)
 
     # ------------------------------------------------------------------ true values
     def _truth(self, fws_sup0: float, tcs_sup0: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
@@ -238,7 +243,7 @@ class BmsEmulator:
             fws_sup0,
             tw.c_fws,
             f.cdu_ua_nom_w_k,
-            tw.tcs_setpoint_c,
+            self.sp,
             arrangement=cool.cdu.arrangement,
             exponent=cool.cdu.ua_flow_exponent,
             iterations=40,
@@ -272,7 +277,7 @@ class BmsEmulator:
             ("cdu", "pri_flow_lpm"): ctl.c_fws_w_k / rho_cp_fws * l_min,
             ("cdu", "pump_pct"): np.where(self.pump_failed, 0.0, PUMP_SPEED_PCT),
             ("cdu", "valve_pct"): 100.0 * ctl.flow_fraction,
-            ("cdu", "setpoint_c"): tw.tcs_setpoint_c,
+            ("cdu", "setpoint_c"): self.sp,
             ("cdu", "status"): np.where(self.pump_failed, 2.0, 1.0),
             ("meter", "power_kw"): np.array([meters[m] for m in self.cat.meters]) / KW,
             ("hr", "fan_pct"): np.array([100.0 * min(1.0, (tw.rejection.fan_w / fan_full_w) ** (1 / 3))]),
@@ -391,7 +396,7 @@ class BmsEmulator:
             t_hb = self.elapsed_s - (k - 1) * HEARTBEAT_S
             if t_hb - self._last_hb_s >= HEARTBEAT_S - 1e-6:
                 self._heartbeat(t_hb, ts_ms - int((k - 1) * HEARTBEAT_S * 1000))
-        self.summary["setpoints_c"].append(float(np.mean(self.twin.tcs_setpoint_c)))
+        self.summary["setpoints_c"].append(float(np.mean(self.sp)))
 
     def run(self, duration_s: float, speed: float | None = None, should_stop=lambda: False) -> dict:
         """Run ``duration_s`` simulated seconds at ``speed`` simulated s per wall s (None: as fast as possible)."""
@@ -426,8 +431,8 @@ class BmsEmulator:
             "points": self.cat.point_count(),
             "requests_received": self.requests_received,
             "requests_rejected": self.requests_rejected,
-            "setpoint_mean_c": float(np.mean(self.twin.tcs_setpoint_c)),
-            "setpoint_range_c": [float(self.twin.tcs_setpoint_c.min()), float(self.twin.tcs_setpoint_c.max())],
+            "setpoint_mean_c": float(np.mean(self.sp)),
+            "setpoint_range_c": [float(self.sp.min()), float(self.sp.max())],
             "fws_setpoint_c": self.twin.fws_setpoint_c,
             "hr_power_kw_first_hour": float(hr[: max(1, int(3600 / self.twin.plant_dt))].mean()) if hr.size else None,
             "hr_power_kw_last_hour": float(hr[-max(1, int(3600 / self.twin.plant_dt)) :].mean()) if hr.size else None,
