@@ -115,6 +115,7 @@ def test_every_fault_kind_alarmed_on_its_entity_and_fouling_ua_estimated(bms_bro
         t = first.get((entity, kind, point))
         assert t is not None, f"no {kind} on {entity} {point}; raised: {sorted(first)}"
         delay_s = (t - START_MS) / 1000 - start_s
+        print(f"{kind:17s} {entity:15s} {point or '':18s} after {delay_s:4.0f} s")
         assert 0 <= delay_s <= 600, f"{kind} on {entity} after {delay_s:.0f} s"
     # nothing else: no alarm on an entity without a fault
     assert set(first) <= {(e, k, p) for e, k, p, _ in expected}, sorted(set(first) - {x[:3] for x in expected})
