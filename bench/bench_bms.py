@@ -75,8 +75,10 @@ def main() -> None:
         con.communicate(timeout=300)
         st = json.loads((state / "status.json").read_text())
     finally:
-        broker.terminate()
-        broker.wait(10)
+        for proc in (locals().get("con"), broker):  # never leave a child behind
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
     pts = rep["points"]["bms_values"]
     sim, wall_pub = rep["simulated_s"], rep["wall_s"]
     print(f"facility {args.facility}: {pts} BMS points (+{rep['points']['integration']} integration points)")

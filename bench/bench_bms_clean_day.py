@@ -65,8 +65,10 @@ def main() -> None:
         emu = json.loads((tmp / "emu.json").read_text())
         alarms = [json.loads(x) for x in (state / "alarms.jsonl").read_text().splitlines()]
     finally:
-        broker.terminate()
-        broker.wait(10)
+        for proc in (locals().get("con"), broker):  # never leave a child behind
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
     raised = [a for a in alarms if a["state"] == "raised"]
     print(f"campus-100mw clean, {emu['simulated_s'] / 3600:.1f} simulated hours in {time.time() - t0:.0f} s wall")
     print(f"  {emu['messages']:,} messages published, {st['values']:,} values into connect, {st['ticks']} ticks")
