@@ -210,7 +210,12 @@ def serve(
         )
         share_tick_responses(app.server, source)
         print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
-        app.run(host=host, port=port, debug=debug, use_reloader=False)
+        if debug:  # Dash's debug mode needs Flask's development server; never the default
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+        else:
+            from waitress import serve as serve_wsgi
+
+            serve_wsgi(app.server, host=host, port=port, threads=8, _quiet=True)
     except KeyboardInterrupt:
         pass
     finally:
