@@ -9,7 +9,7 @@ index arrays: no Python loop over steps or groups. The LP is written as ``min c 
 ``row_lo <= A @ v <= row_hi`` and ``col_lo <= v <= col_hi``; the dispatch objective (value - cost -
 penalties) is ``-(c @ v)``. :class:`HighsLP` keeps the ``highspy.Highs`` object that holds the
 model, so bounds, right-hand sides and costs can be changed in place by name and the LP re-solved
-from the previous basis.
+from the previous basis; :class:`WarmHighs` does that between MPC re-plans.
 """
 
 from __future__ import annotations
@@ -359,3 +359,79 @@ def solve_highspy(p: Problem, options: DispatchOptions) -> Solution:
     status, minimum, v, solve_s = HighsLP(lp, options).run()
     values = lp.unpack(v) if v is not None else {}
     return Solution(status, -minimum, "highspy", build_s, solve_s, values)
+
+
+def _structure(lp: MatrixLP, options: DispatchOptions) -> tuple:
+    """What must not change for an LP to be updated in place: sizes, family sizes, sparsity, options."""
+    return (
+        lp.shape,
+        tuple((k, v.shape) for k, v in lp.cols.items()),
+        tuple((k, v.shape) for k, v in lp.rows.items()),
+        tuple(sorted(options.highs_options().items())),
+    )
+
+
+@dataclass
+class WarmHighs:
+    """A dispatch LP kept between solves (the MPC's re-plans): when the next problem has the same
+    structure (shape, row and column families, sparsity pattern, solver options), only the costs,
+    column bounds, row bounds and the matrix coefficients that changed are written into the kept
+    :class:`HighsLP`, and HiGHS re-solves from the previous basis. Otherwise (e.g. DR rows appear or
+    leave the horizon, the groups change, the first step gains a measured import) the model is built
+    cold. ``warm``/``cold`` count the solves of each kind; ``last_cold_reason`` says why the latest
+    cold build was needed."""
+
+    warm: int = 0
+    cold: int = 0
+    last_cold_reason: str = ""
+    _model: HighsLP | None = field(default=None, repr=False)
+    _key: tuple | None = field(default=None, repr=False)
+
+    def solve(self, p: Problem, options: DispatchOptions) -> Solution:
+        """Like :func:`solve_highspy`, updating the kept model in place when the structure allows."""
+        t0 = time.perf_counter()
+        lp = matrix_lp(p)
+        reason = self._mismatch(lp, options)
+        if reason:
+            self._model, self._key = HighsLP(lp, options), _structure(lp, options)
+            self.cold, self.last_cold_reason = self.cold + 1, reason
+        else:
+            self._update(lp)
+            self.warm += 1
+        build_s = time.perf_counter() - t0
+        status, minimum, v, solve_s = self._model.run()
+        if status != "optimal":
+            self._model = None  # never start the next re-plan from a failed state
+        values = lp.unpack(v) if v is not None else {}
+        return Solution(status, -minimum, "highspy", build_s, solve_s, values)
+
+    def _mismatch(self, lp: MatrixLP, options: DispatchOptions) -> str:
+        """Why ``lp`` cannot update the kept model ("" when it can)."""
+        if self._model is None:
+            return "no kept model"
+        if _structure(lp, options) != self._key:
+            return "structure changed (sizes, row families or options)"
+        old = self._model.lp.A
+        if not (np.array_equal(lp.A.indptr, old.indptr) and np.array_equal(lp.A.indices, old.indices)):
+            return "sparsity pattern changed"
+        return ""
+
+    def _update(self, lp: MatrixLP) -> None:
+        """Write what changed from the kept LP into the kept ``Highs`` object (its basis stays)."""
+        h, old = self._model.highs, self._model.lp
+        n, m = lp.shape[1], lp.shape[0]
+        cols, rows = np.arange(n, dtype=np.int32), np.arange(m, dtype=np.int32)
+        if not np.array_equal(lp.c, old.c):
+            h.changeColsCost(n, cols, lp.c)
+        if not (np.array_equal(lp.col_lo, old.col_lo) and np.array_equal(lp.col_hi, old.col_hi)):
+            h.changeColsBounds(n, cols, lp.col_lo, lp.col_hi)
+        if not (np.array_equal(lp.row_lo, old.row_lo) and np.array_equal(lp.row_hi, old.row_hi)):
+            h.changeRowsBounds(m, rows, lp.row_lo, lp.row_hi)
+        changed = np.flatnonzero(lp.A.data != old.A.data)
+        if changed.size:
+            row_of = np.repeat(np.arange(m), np.diff(lp.A.indptr))
+            for r, k, v in zip(
+                row_of[changed].tolist(), lp.A.indices[changed].tolist(), lp.A.data[changed].tolist(), strict=True
+            ):
+                h.changeCoeff(r, k, v)
+        self._model.lp = lp

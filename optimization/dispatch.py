@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import xarray as xr
 from factory_twin.models.units import MW
+from factory_twin.optimization.backend_highspy import WarmHighs
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
 from factory_twin.optimization.groups import Groups, group_caps_w, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import Forecast, forecast
@@ -97,11 +98,13 @@ def plan_horizon(
     extra_constraints: Callable | None = None,
     bias_mw: float = 0.0,
     hold_steps: int = 1,
+    warm: WarmHighs | None = None,
 ) -> xr.Dataset:
     """Forecast, build, pre-check and solve over ``times`` (no request validation; used by the MPC).
 
     ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import
-    offset); it shifts the cuts, the floor and the DR baseline alike.
+    offset); it shifts the cuts, the floor and the DR baseline alike. ``warm`` keeps the LP between
+    calls and updates it in place (see :class:`optimization.backend_highspy.WarmHighs`).
     """
     t0 = _time.perf_counter()
     step_s = options.step
@@ -127,7 +130,7 @@ def plan_horizon(
     if conflicts:
         sol = Solution("infeasible (hard limits below the floor)", np.nan, "none")
     else:
-        sol = solve(p, options, extra_constraints)
+        sol = solve(p, options, extra_constraints, warm)
         if "infeasible" in sol.status.lower():
             attrs["conflicts"] = "; ".join(map(str, explain_infeasible(p, times, bess_mw)))
     attrs |= {

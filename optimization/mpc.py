@@ -12,6 +12,13 @@ DR events announced by the re-plan time are planned for (the notice is respected
 soft limits are logged. A failed re-plan keeps the previous command. The scenario in force is read
 from the twin state on every call, so what-if changes of a running twin reach the plan; the latest
 plan is kept as ``plan``.
+
+Warm start (``warm_start=True``, the default unless the backend is ``"pyomo"``): the LP is kept
+between re-plans in a :class:`optimization.backend_highspy.WarmHighs` (``warm``): the new forecast
+and measured state only change costs, bounds, right-hand sides and coefficients, written in place,
+and HiGHS starts from the previous basis. When the structure changes (DR rows entering or leaving
+the horizon, the scenario's limits), the LP is built cold; ``warm.warm``/``warm.cold`` count both
+and each :class:`PlanRecord` says which it was.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from factory_twin.models.units import MW
+from factory_twin.optimization.backend_highspy import WarmHighs
 from factory_twin.optimization.dispatch import plan_horizon, plan_times
 from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import forecast
@@ -40,6 +48,7 @@ class PlanRecord:
     solve_seconds: float
     violations: str
     bias_mw: float
+    warm: bool = False  # solved by updating the previous re-plan's LP in place
 
 
 @dataclass
@@ -51,6 +60,7 @@ class MPCController:
     scenario: object
     options: DispatchOptions = MPC_OPTIONS
     replan_every: str | float = "5min"
+    warm_start: bool = True
     log: list[PlanRecord] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +71,7 @@ class MPCController:
         self._last: Command | None = None
         self.plan = None
         self._draws_cap = np.array([self.facility.drawn[c] is None for c in self.groups.cls])
+        self.warm = WarmHighs() if self.warm_start and self.options.backend != "pyomo" else None
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         f = self.facility
@@ -69,6 +80,7 @@ class MPCController:
         opts = self.options
         times = plan_times(self.scenario, time, opts)
         bias = self._bias(state, times[:1], opts.step)
+        n_warm = self.warm.warm if self.warm else 0
         plan = plan_horizon(
             f,
             self.scenario,
@@ -79,6 +91,7 @@ class MPCController:
             known_at=time,
             bias_mw=bias,
             hold_steps=max(1, min(times.size, round(self.period_s / opts.step))),
+            warm=self.warm,
         )
         self.plan = plan  # the latest plan (xarray Dataset), for dashboards
         a = plan.attrs
@@ -91,6 +104,7 @@ class MPCController:
                 a["solve_seconds"],
                 a["violations"],
                 bias,
+                bool(self.warm and self.warm.warm > n_warm),
             )
         )
         cap = plan.gpu_cap_w.values[0]  # held by the plan over the re-plan period
