@@ -90,8 +90,9 @@ def test_target_ramp_removal_refusals_breach_and_restart(mosquitto, phoenix, tmp
         ev = dx.loadtarget_event(ISV, targets, key, agent.now())
         if mutate:
             mutate(ev)
+        queued = agent.inbox.qsize()  # earlier messages may still wait in the inbox: wait for this one
         sender.publish(topic, json.dumps(ev), qos=1)
-        _wait_inbox(agent)
+        _wait_inbox(agent, n=queued + 1)
         return ev
 
     agent.run(300, speed=None)  # 5 min of twin time, uncapped
