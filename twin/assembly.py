@@ -163,6 +163,10 @@ def load_facility(name_or_path: str | Path) -> Facility:
         )
     catalog = rack_catalog()
     spec = parse_facility(read_text(p), str(p), set(catalog))
+    climate = Path(spec.site.climate)
+    if climate.suffix.lower() == ".epw" and not climate.is_absolute():  # relative to the spec file, not the CWD
+        site = spec.site.model_copy(update={"climate": str(p.parent.resolve() / climate)})
+        spec = spec.model_copy(update={"site": site})
     return assemble(spec, catalog, str(p))
 
 

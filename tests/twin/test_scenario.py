@@ -1,5 +1,7 @@
 """Scenario inputs: weather synthesis and EPW, grid-signal CSVs, DR events, workload profiles."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from factory_twin.twin.grid_signals import DREvent, read_signals_csv
@@ -42,13 +44,19 @@ def test_weather_interpolates_in_time_and_offsets(facility):
     np.testing.assert_allclose(wb5 - wb, 5.0, rtol=1e-12)
 
 
-def test_epw_round_trip(tmp_path):
+def _epw_rows() -> list[str]:
+    """A year of hourly EPW rows: dry bulb 10 + 0.5 * hour-of-day degC, RH 60-69 %, 101 kPa."""
     rows = []
     for h in range(8760):
         m, d = 1 + h // 730, 1 + (h % 730) // 24
         rows.append(
             f"2026,{min(m, 12)},{min(d, 28)},{h % 24 + 1},0,src,{10 + h % 24 * 0.5:.1f},5.0,{60 + h % 10},101000,0,0,0"
         )
+    return rows
+
+
+def test_epw_round_trip(tmp_path):
+    rows = _epw_rows()
     p = tmp_path / "x.epw"
     p.write_text("\n".join(["HEADER"] * 8 + rows))
     w = read_epw(p)
@@ -58,6 +66,21 @@ def test_epw_round_trip(tmp_path):
     p.write_text("\n".join(["HEADER"] * 8 + rows[:100]))
     with pytest.raises(ValueError, match="100 hourly rows"):
         read_epw(p)
+
+
+def test_a_facility_epw_path_is_relative_to_its_spec_file(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "weather.epw").write_text("\n".join(["HEADER"] * 8 + _epw_rows()))
+    spec = (Path(__file__).parents[1] / "data" / "one-rack.toml").read_text()
+    (site / "f.toml").write_text(spec.replace('climate = "seoul"', 'climate = "weather.epw"'))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not the spec's folder: the path must not resolve against the CWD
+    f = twin.load_facility(Path("..") / "site" / "f.toml")
+    w = twin.load_scenario(None, f).weather
+    assert w.name == "EPW weather.epw"
+    assert w.dry_bulb_c[23] == pytest.approx(10 + 23 * 0.5)
 
 
 def test_signals_csv_units_gaps_and_columns(tmp_path):
