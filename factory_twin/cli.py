@@ -18,7 +18,6 @@ EXIT_FAILED_SEGMENTS = 4  # simulate --duration: segments failed (the finished o
 OBJECTIVE = "value of the tokens produced - energy cost - carbon cost - soft-limit penalties, maximized"
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
 STUDY_FILES = ("results.nc", "report.html", "cases")
-FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,7 +362,7 @@ def _controller_choice(name: str, sc) -> tuple[str, str]:
 def _optimize(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
-    from factory_twin.twin.budget import check_memory
+    from factory_twin.optimization.dispatch import check_dispatch_memory
     from factory_twin.twin.netcdf import write_netcdf
     from factory_twin.twin.provenance import provenance
 
@@ -372,12 +371,7 @@ def _optimize(args) -> int:
         horizon=args.horizon, step=args.step, soft=args.soft, solver=args.solver, time_limit=args.time_limit
     )
     f = twin.load_facility(args.facility)
-    steps = opts.horizon / opts.step
-    check_memory(
-        steps * f.n_racks * 8 * FORECAST_ARRAYS,
-        f"optimize: {steps:,.0f} steps x {f.n_racks:,} racks",
-        "use a longer --step or a shorter --horizon",
-    )
+    check_dispatch_memory(f, opts, "use a longer --step or a shorter --horizon")
     sc = twin.load_scenario(args.scenario, f)
     plan = dispatch(f, sc, opts, start=args.start)
     plan.attrs |= provenance(f, sc, "dispatch LP")

@@ -23,10 +23,19 @@ from factory_twin.optimization.plan import plan_dataset
 from factory_twin.optimization.problem import make_problem
 from factory_twin.optimization.solution import Solution
 from factory_twin.optimization.solve import solve
+from factory_twin.twin.budget import check_memory
 from factory_twin.twin.inputs import facility_and_scenario
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
+
+FORECAST_ARRAYS = 6  # [steps, racks] float64 arrays the dispatch forecast holds at once
+
+
+def check_dispatch_memory(f, options: DispatchOptions, hint: str = "use a longer step or a shorter horizon") -> None:
+    """Refuse (``ValueError`` with the estimate) a plan whose forecast would not fit in memory."""
+    n = options.n_steps
+    check_memory(n * f.n_racks * 8 * FORECAST_ARRAYS, f"dispatch: {n:,} steps x {f.n_racks:,} racks", hint)
 
 
 def plan_times(scenario, start, options: DispatchOptions) -> NDArray[np.datetime64]:
@@ -77,6 +86,7 @@ def dispatch(
         raise ValueError(f"options: expected DispatchOptions, got {type(options).__name__}")
     opts = (options or DispatchOptions()).updated(**option_values)
     f = facility
+    check_dispatch_memory(f, opts)
     times = plan_times(scenario, start, opts)
     limit_mw = scenario.import_limit(times, f.spec.grid.import_limit_mw)
     validate_request(scenario, times, opts.horizon, opts.step, limit_mw)

@@ -145,6 +145,11 @@ def test_nonsense_requests_rejected(campus, hot, kw, name):
         dispatch(campus, hot, **({"horizon": "1h"} | kw))
 
 
+def test_a_plan_too_large_for_memory_is_refused_with_the_estimate(campus, hot):
+    with pytest.raises(ValueError, match=r"31,536,000 steps x 840 racks needs about [\d,.]+ GiB.*longer step"):
+        dispatch(campus, hot, horizon="365d", step="1s")
+
+
 def test_negative_import_limit_rejected(campus, hot):
     with pytest.raises(ValueError, match="import_limit_mw"):
         dispatch(campus, hot.with_changes(import_limit_mw=-5.0), horizon="1h")
