@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 import factory_twin
 
@@ -23,12 +24,6 @@ def child_env() -> dict[str, str]:
     """Environment for ``subprocess`` children so that they import the same factory_twin as the tests."""
     path = os.pathsep.join(p for p in (str(IMPORT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return os.environ | {"PYTHONPATH": path}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

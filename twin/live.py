@@ -277,6 +277,8 @@ class LiveRunner:
         self.paused = False
         self.messages: deque[Message] = deque(maxlen=20)
         self.dr_baseline_mw: dict[int, float] = {}
+        self._plan_seen: object = None  # the controller's latest plan already checked for shortfalls
+        self._shortfall = ""  # the limits last reported short (a change of them is logged once)
         self.seq = 0
         self.achieved_speed = 0.0
         self.interval = IntervalMean(f.n_racks)
@@ -288,9 +290,24 @@ class LiveRunner:
         """One plant step of the twin, accumulated into the next history record."""
         r = self.twin.advance()
         self._last = r
+        self._check_plan()
         self.interval.add(r, self.twin.gpu_power_w)
         if self.interval.count >= self.per_record:
             self._record()
+
+    def _check_plan(self) -> None:
+        """Log, as an error, the limits a new plan of the controller says it cannot meet (its
+        ``conflicts`` and ``violations`` attributes), once for each change of which limits are short."""
+        plan = getattr(self.twin.controller, "plan", None)
+        if plan is None or plan is self._plan_seen:
+            return
+        self._plan_seen = plan
+        a = getattr(plan, "attrs", {})
+        short = "; ".join(x for x in (a.get("conflicts", ""), a.get("violations", "")) if x)
+        limits = ", ".join(part.split(": ")[0] for part in short.split("; ")) if short else ""
+        if limits and limits != self._shortfall:  # the same limits short again at the next re-plan: no new entry
+            self._message("plan", "plan", False, f"the plan cannot meet every target: {short}")
+        self._shortfall = limits
 
     def _values(self, step: PlantStepResult) -> dict[str, float]:
         """Every meter for ``step`` at the twin's present time, plus the runner's own series."""
@@ -371,17 +388,18 @@ class LiveRunner:
         kind = raw.get("kind", "?") if isinstance(raw, Mapping) else "?"
         try:
             cmd = parse_command(raw, tuple(self.twin.f.class_names))
-            text = self._apply(cmd)
+            ok, text = self._apply(cmd)
         except ValueError as e:
             self._message(cid, kind, False, str(e))
             return False
-        self._message(cmd["id"], kind, True, text)
+        self._message(cmd["id"], kind, ok, text)
         return True
 
-    def _apply(self, c: dict[str, Any]) -> str:
+    def _apply(self, c: dict[str, Any]) -> tuple[bool, str]:
+        """Apply a parsed command: (whether it will take effect as asked, what was done)."""
         from factory_twin.twin.grid_signals import DREvent
 
-        tw, kind = self.twin, c["kind"]
+        tw, kind, ok = self.twin, c["kind"], True
         sc = tw.scenario
         if kind == "dr_event":
             start = tw.time + np.timedelta64(round(c["notice_min"] * S_PER_MIN), "s")
@@ -391,6 +409,8 @@ class LiveRunner:
             self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
             tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
             text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
+            if getattr(tw.controller, "plan", False) is False:  # a controller that does not plan ignores it
+                ok, text = False, f"{text}: the {self.controller_name or 'running'} controller ignores DR events"
         elif kind == "clear_dr_events":
             tw.scenario = sc.with_changes(dr_events=())
             self.dr_baseline_mw.clear()
@@ -411,14 +431,14 @@ class LiveRunner:
             text = f"{cls} utilization {c['level']:.0%}"
         elif kind == "speed":
             self.speed = c["speed"]
-            return f"speed {self.speed:g}x"
+            return ok, f"speed {self.speed:g}x"
         elif kind in ("pause", "resume"):
             self.paused = kind == "pause"
-            return "paused" if self.paused else "resumed"
+            return ok, "paused" if self.paused else "resumed"
         else:
             text = "re-plan requested"
         self.request_control()
-        return text
+        return ok, text
 
     def request_control(self) -> None:
         """Have the engine call the controller at the next plant step (what-ifs reach it at once;

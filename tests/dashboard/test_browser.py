@@ -8,16 +8,15 @@ under it), drives Debian's /usr/bin/chromium with Playwright and saves a screens
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from factory_twin.twin.live import SNAPSHOT, load_snapshot
+from support import free_port, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PAGES = {
@@ -32,26 +31,10 @@ PAGES = {
 pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout_s: float, what: str, poll_s: float = 0.2):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, child_env):
     run = tmp_path_factory.mktemp("live")
-    port = _free_port()
+    port = free_port()
     controller = "mpc" if importlib.util.find_spec("factory_twin.optimization.mpc") else "uncapped"
     code = (
         f"from factory_twin.dashboard.server import serve; serve(facility='campus-100mw', port={port}, "
@@ -78,7 +61,7 @@ def server(tmp_path_factory, child_env):
         return snap is not None and snap.meta["now"] is not None
 
     try:
-        _wait(up, 90, "the dashboard and the first snapshot")
+        wait_for(up, 90, "the dashboard and the first snapshot")
         yield url, run, controller
     finally:
         proc.terminate()
@@ -118,7 +101,7 @@ def test_live_values_advance(server, page):
     page.goto(url + "/")
     page.wait_for_selector("#kpi-import", timeout=15000)
     first = _status(page)
-    _wait(lambda: _status(page) != first, 10, "the simulated time to advance")
+    wait_for(lambda: _status(page) != first, 10, "the simulated time to advance")
     assert "campus-100mw" in first
 
 
@@ -131,7 +114,7 @@ def test_bad_control_input_shows_a_message_and_the_twin_keeps_running(server, pa
         page.click("#ctl-limit")
         page.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=5000)
     t0 = load_snapshot(run / SNAPSHOT).meta["time"]
-    _wait(lambda: load_snapshot(run / SNAPSHOT).meta["time"] > t0, 10, "the twin to keep running")
+    wait_for(lambda: load_snapshot(run / SNAPSHOT).meta["time"] > t0, 10, "the twin to keep running")
     assert page.errors == []
 
 
@@ -146,7 +129,7 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
     page.fill("#ctl-dr-notice", "0")
     page.click("#ctl-dr")
     page.wait_for_selector("#disp-msg:has-text('sent dr_event')", timeout=5000)
-    snap = _wait(
+    snap = wait_for(
         lambda: (s := load_snapshot(run / SNAPSHOT)) and s.meta["dr_events"] and s, 15, "the runner to accept the event"
     )
     ev = snap.meta["dr_events"][-1]
@@ -159,7 +142,7 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
         s = load_snapshot(run / SNAPSHOT)
         return s if np.datetime64(s.meta["time"], "s") >= ramp_end + np.timedelta64(60, "s") else None
 
-    snap = _wait(after_ramp, 60, "the simulated time to pass the end of the ramp")
+    snap = wait_for(after_ramp, 60, "the simulated time to pass the end of the ramp")
     import_mw = snap.meta["now"]["grid_import_mw"]
     assert import_mw <= target * (1 + 1e-3), (import_mw, target)
     page.goto(url + "/")

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port, wait_for
 
 WIDTHS = (1024, 1400, 1920)
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,26 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout_s: float, what: str):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "factory_twin", "dashboard", *args, "--port", str(port)],
         cwd=tmp,
@@ -58,7 +40,7 @@ def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen,
         except OSError:
             return False
 
-    _wait(up, 90, "the dashboard")
+    wait_for(up, 90, "the dashboard")
     return proc, url
 
 
@@ -163,13 +145,26 @@ def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
     pg.click("#runner-restart")
     pg.wait_for_selector("#runner-banner", state="hidden", timeout=60000)
     first = pg.inner_text("#status")
-    _wait(lambda: "·" in pg.inner_text("#status") and pg.inner_text("#status") != first, 60, "the new twin to run")
+    wait_for(lambda: "·" in pg.inner_text("#status") and pg.inner_text("#status") != first, 60, "the new twin to run")
+    pg.close()
+
+
+def test_a_dr_event_the_controller_ignores_is_logged_red(server, browser):
+    url, _ = server
+    pg = _page(browser, 1400)
+    _live(pg, url, "/dispatch")
+    pg.fill("#ctl-dr-depth", "99")
+    pg.click("#ctl-dr")
+    pg.wait_for_selector("#disp-msg:has-text('sent dr_event')", timeout=5000)
+    entry = pg.wait_for_selector("#disp-log .error:has-text('DR event 99%')", timeout=30000)  # was green
+    assert entry.inner_text().endswith("the uncapped controller ignores DR events")
+    assert pg.locator("#disp-log .ok:has-text('DR event 99%')").count() == 0
     pg.close()
 
 
 def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
     proc, _ = start_dashboard(tmp_path, child_env, "campus-100mw", "--controller", "uncapped")
-    _wait(lambda: list(tmp_path.glob("factory-twin-live-*/snapshot.npz")), 60, "the first snapshot")
+    wait_for(lambda: list(tmp_path.glob("factory-twin-live-*/snapshot.npz")), 60, "the first snapshot")
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
     err = (tmp_path / "server.err").read_text()
@@ -189,6 +184,6 @@ def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
 def test_unknown_names_fail_at_start(tmp_path, capsys, args, message):
     from factory_twin.cli import main
 
-    assert main(["dashboard", *args, "--port", str(_free_port())]) == 1  # returns: no server was started
+    assert main(["dashboard", *args, "--port", str(free_port())]) == 1  # returns: no server was started
     cap = capsys.readouterr()
     assert message in cap.err and "http://" not in cap.out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -178,6 +180,56 @@ def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
     # depth at 50 s of a 600 s ramp = 0.2 x 50/600; baseline 8.701 MW
     assert runner.hist["dr_target_mw"][-1] == pytest.approx((1 - 0.2 * 50 / 600) * 8.701, rel=1e-12)
     assert runner.snapshot().meta["dr_events"][0]["baseline_mw"] == pytest.approx(8.701, rel=1e-12)
+
+
+def test_a_controller_that_ignores_dr_events_says_so(stub_twin, tmp_path):
+    stub_twin.controller = SimpleNamespace(period_s=300.0)  # no ``plan``: like ``uncapped`` or ``fixed``
+    runner = LiveRunner(stub_twin, tmp_path, controller_name="uncapped")
+    runner.step()
+    assert runner.apply({"kind": "dr_event", "depth": 0.25, "duration_min": 60, "ramp_min": 15, "notice_min": 0})
+    (m,) = runner.messages
+    assert not m["ok"] and m["text"].endswith("the uncapped controller ignores DR events")
+    assert len(stub_twin.scenario.dr_events) == 1  # still in force: its target line and alarm show
+
+
+def test_each_new_plan_shortfall_is_logged_once_as_an_error(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path)
+    ctl = stub_twin.controller
+    short = "dr (event target (1 - depth) x baseline): 12 step(s) from 10:00 to 11:00, short by up to 75.000 MW"
+    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": short})
+    runner.step()
+    later = "dr (event target (1 - depth) x baseline): 11 step(s) from 10:05 to 11:00, short by up to 74.000 MW"
+    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": later})  # re-plan, the same limit short
+    runner.step()
+    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": ""})  # met again
+    runner.step()
+    ctl.plan = SimpleNamespace(attrs={"conflicts": "import_limit: 3 step(s)", "violations": short})
+    runner.step()
+    texts = [(m["ok"], m["text"]) for m in runner.messages]
+    assert texts == [
+        (False, f"the plan cannot meet every target: {short}"),
+        (False, f"the plan cannot meet every target: import_limit: 3 step(s); {short}"),
+    ]
+
+
+def test_an_impossible_dr_event_under_mpc_logs_an_error(tmp_path):
+    from factory_twin.optimization.controllers import make_controller
+
+    from factory_twin import twin
+
+    f = twin.load_facility("campus-100mw")
+    sc = twin.load_scenario(None, f)
+    tw = twin.Twin(f, sc, controller=make_controller("mpc", f, sc))
+    runner = LiveRunner(tw, tmp_path, controller_name="mpc", record_s=tw.plant_dt)
+    runner.step()
+    assert runner.apply({"kind": "dr_event", "depth": 0.99, "duration_min": 60, "ramp_min": 0, "notice_min": 0})
+    runner.step()  # the controller re-plans at this step
+    accepted, verdict = runner.messages
+    assert accepted["ok"] and accepted["text"].startswith("DR event 99% from")
+    assert not verdict["ok"] and verdict["kind"] == "plan"
+    # 1 % of the ~76 MW baseline is below the floor (every GPU at its minimum cap, cooling, losses)
+    short = re.search(r"dr \(soft\): 60 step\(s\) from [^,]+, short by up to ([\d.]+) MW", verdict["text"])
+    assert short and 50 < float(short[1]) < 76, verdict["text"]
 
 
 def test_bad_commands_leave_a_message_and_the_twin_running(stub_twin, tmp_path):

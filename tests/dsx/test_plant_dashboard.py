@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-sync"]
@@ -27,25 +26,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout_s: float, what: str):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if value := pred():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_plant_page_shows_health_alarms_and_requests(bms_broker, tmp_path, child_env):
     from playwright.sync_api import sync_playwright
 
-    state, port = tmp_path / "state", _free_port()
+    state, port = tmp_path / "state", free_port()
     url = f"http://127.0.0.1:{port}"
     dash = subprocess.Popen(
         [sys.executable, "-m", "factory_twin", "dashboard", "campus-100mw", "--connect", bms_broker.url,
@@ -62,7 +46,7 @@ def test_plant_page_shows_health_alarms_and_requests(bms_broker, tmp_path, child
             return False
 
     try:
-        _wait(up, 120, "the dashboard")
+        wait_for(up, 120, "the dashboard")
         subprocess.run(
             [sys.executable, "-m", "factory_twin", "emulate-bms", "campus-100mw", "--broker", bms_broker.url,
              "--speed", "30", "--duration", "900s", "--plant-step", "20s",
@@ -74,7 +58,7 @@ def test_plant_page_shows_health_alarms_and_requests(bms_broker, tmp_path, child
             st = json.loads((state / "status.json").read_text()) if (state / "status.json").exists() else {}
             return any(a["entity"] == "hall-a-r01-01" for a in st.get("active_alarms", []))
 
-        _wait(alarmed, 120, "the bias alarm")
+        wait_for(alarmed, 120, "the bias alarm")
         ARTIFACTS.mkdir(exist_ok=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
