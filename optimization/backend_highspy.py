@@ -128,8 +128,16 @@ def variables(b: _Builder, p: Problem) -> None:
     ``grid_mw`` with their objective terms, and the BESS columns."""
     T, G = p.busy_mw.shape
     dt_s = p.dt_h * S_PER_H
-    b.var("x", (T, G), p.x_lo, p.x_upper())
+    x_lo = p.x_lo
+    if p.stops is not None:  # the stop rows hold the lower bound x_lo (1 - s)
+        x_lo = np.where(np.isin(np.arange(G), p.stops.group), 0.0, p.x_lo)
+    b.var("x", (T, G), x_lo, p.x_upper())
     b.var("y", (T, G), 0.0, INF, -p.value_per_token * p.tokens_per_s * dt_s)
+    if p.stops is not None:
+        M = p.stops.group.size
+        b.var("stop_share", (T, M), 0.0, p.stops.share_max)
+        b.var("stop_start", (T, M), 0.0, INF)
+        b.var("stop_end", (T, M), 0.0, INF)
     b.var("grid_mw", (T,), -INF, INF, (p.price_per_mwh + p.carbon_cost_per_mwh) * p.dt_h)
     if p.bess is not None:
         e = p.bess
@@ -147,12 +155,56 @@ def throughput(b: _Builder, p: Problem) -> None:
     K = p.seg_a.shape[1]
     yk = np.repeat(y[:, :, None], K, axis=2).reshape(-1, 1)
     xk = np.repeat(x[:, :, None], K, axis=2).reshape(-1, 1)
-    b.rows(
-        "throughput",
-        [(yk, 1.0), (xk, -np.broadcast_to(p.seg_b, (T, G, K)).reshape(-1, 1))],
-        -INF,
-        np.broadcast_to(p.seg_a, (T, G, K)).ravel(),
-    )
+    terms = [(yk, 1.0), (xk, -np.broadcast_to(p.seg_b, (T, G, K)).reshape(-1, 1))]
+    seg_a = np.broadcast_to(p.seg_a, (T, G, K))
+    for cols, mask in _stop_cols(b, p):  # y <= a (1 - s) + b x
+        terms.append((np.repeat(cols[:, :, None], K, axis=2).reshape(-1, 1), (seg_a * mask[:, None]).reshape(-1, 1)))
+    b.rows("throughput", terms, -INF, seg_a.ravel())
+
+
+def _stop_cols(b: _Builder, p: Problem) -> list[tuple[IntArray, NDArray[np.bool_]]]:
+    """Per stop kind: columns of ``stop_share`` per step and group ``[T, G]`` (column 0 with a zero
+    coefficient where the group has no such mode) and the groups' mask."""
+    if p.stops is None:
+        return []
+    s = b.cols["stop_share"]
+    return [(np.where(mask, s[:, idx], 0), mask) for idx, mask in p.stops.per_kind(p.n_groups)]
+
+
+def _stop_gpu_terms(b: _Builder, p: Problem, t: IntArray, scale: Array) -> list[tuple[NDArray, NDArray]]:
+    """Terms of the stops' GPU power [MW] at steps ``t``, times ``scale`` per row."""
+    st = p.stops
+    if st is None:
+        return []
+    sc = scale[:, None]
+    return [
+        (b.cols["stop_share"][t], sc * st.idle_mw[t]),
+        (b.cols["stop_start"][t], sc * st.start_mwh[t] / p.dt_h),
+        (b.cols["stop_end"][t], sc * st.end_mwh[t] / p.dt_h),
+    ]
+
+
+def stops(b: _Builder, p: Problem) -> None:
+    """``x_lo (1 - s) <= x <= x_hi (1 - s)`` per stopping group; ``v >= s[t] - s[t-1]``, ``e >= s[t-1] -
+    s[t]`` (``s[-1] = s0``)."""
+    st = p.stops
+    if st is None:
+        return
+    T = p.n_steps
+    x, s, v, e = b.cols["x"], b.cols["stop_share"], b.cols["stop_start"], b.cols["stop_end"]
+    g = np.unique(st.group)
+    hi = p.x_upper()[:, g]
+    lo = np.broadcast_to(p.x_lo[g], hi.shape)
+    share = [(cols[:, g], mask[g]) for cols, mask in _stop_cols(b, p)]
+    xs = x[:, g].reshape(-1, 1)
+    b.rows("stop_lo", [(xs, 1.0)] + [(c.reshape(-1, 1), (lo * m).reshape(-1, 1)) for c, m in share], lo.ravel(), INF)
+    b.rows("stop_hi", [(xs, 1.0)] + [(c.reshape(-1, 1), (hi * m).reshape(-1, 1)) for c, m in share], -INF, hi.ravel())
+    prev = np.concatenate([s[:1], s[:-1]]).reshape(-1, 1)
+    first = np.broadcast_to((np.arange(T) > 0)[:, None], s.shape).reshape(-1, 1).astype(float)
+    s0 = np.zeros(s.shape)
+    s0[0] = st.s0
+    b.rows("stop_start", [(v.reshape(-1, 1), 1.0), (s.reshape(-1, 1), -1.0), (prev, first)], -s0.ravel(), INF)
+    b.rows("stop_end", [(e.reshape(-1, 1), 1.0), (s.reshape(-1, 1), 1.0), (prev, -first)], s0.ravel(), INF)
 
 
 def power_chain(b: _Builder, p: Problem) -> None:
@@ -165,6 +217,7 @@ def power_chain(b: _Builder, p: Problem) -> None:
     terms = [(grid[tc][:, None], 1.0), (x[tc], -cb[:, None] * p.busy_mw[tc])]
     if p.bess is not None:
         terms += [(b.cols["bess_discharge_mw"][tc][:, None], 1.0), (b.cols["bess_charge_mw"][tc][:, None], -1.0)]
+    terms += _stop_gpu_terms(b, p, tc, -cb)
     b.rows("power_chain", terms, (p.cut_a_mw + p.cut_b * p.idle_mw[:, None]).ravel(), INF)
 
 
@@ -190,7 +243,8 @@ def dr_events(b: _Builder, p: Problem) -> None:
 
 def heat_rejection(b: _Builder, p: Problem) -> None:
     t = np.flatnonzero(np.isfinite(p.heat_cap_mw))
-    _limit(b, p, "heat", (p.heat_cap_mw - p.liquid_base_mw)[t], [(b.cols["x"][t], p.busy_mw[t])], t)
+    terms = [(b.cols["x"][t], p.busy_mw[t]), *_stop_gpu_terms(b, p, t, np.ones(t.size))]
+    _limit(b, p, "heat", (p.heat_cap_mw - p.liquid_base_mw)[t], terms, t)
 
 
 def import_ramp(b: _Builder, p: Problem) -> None:
@@ -263,6 +317,9 @@ def hold(b: _Builder, p: Problem) -> None:
     x = b.cols["x"]
     th = np.arange(1, p.hold_steps)
     b.rows("hold", [(x[th].reshape(-1, 1), 1.0), (np.tile(x[0], th.size)[:, None], -1.0)], 0.0, 0.0)
+    if p.stops is not None:
+        s = b.cols["stop_share"]
+        b.rows("hold_stops", [(s[th].reshape(-1, 1), 1.0), (np.tile(s[0], th.size)[:, None], -1.0)], 0.0, 0.0)
     if p.bess is not None:
         ch, dis = b.cols["bess_charge_mw"], b.cols["bess_discharge_mw"]
         first = (np.full((th.size, 1), dis[0]), np.full((th.size, 1), ch[0]))
@@ -298,6 +355,7 @@ FAMILIES = (
     bess_balance,
     hold,
     flex_tiers,
+    stops,
 )
 
 

@@ -40,6 +40,7 @@ def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     m.K, m.C = pyo.RangeSet(0, p.seg_a.shape[1] - 1), pyo.RangeSet(0, p.cut_a_mw.shape[1] - 1)
     m.penalty = []  # (slack var, weight) pairs collected by the families
     cap_bounds(m, p)
+    stop_vars(m, p)
     m.y = pyo.Var(m.T, m.G, domain=pyo.NonNegativeReals)
     m.grid = pyo.Var(m.T, domain=pyo.Reals)
     throughput(m, p)
@@ -53,6 +54,7 @@ def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     smoothing(m, p)
     flex_tiers(m, p)
     hold(m, p)
+    stops(m, p)
     objective(m, p)
     if extra_constraints is not None:
         extra_constraints(m, p)
@@ -77,20 +79,86 @@ def cap_bounds(m: pyo.ConcreteModel, p: Problem) -> None:
     is soft.
     """
     hi = p.x_upper()
-    m.x = pyo.Var(m.T, m.G, bounds=lambda _, t, g: (float(p.x_lo[g]), float(hi[t, g])))
+    lo = p.x_lo if p.stops is None else np.where(np.isin(np.arange(p.n_groups), p.stops.group), 0.0, p.x_lo)
+    m.x = pyo.Var(m.T, m.G, bounds=lambda _, t, g: (float(lo[g]), float(hi[t, g])))
+
+
+def stop_vars(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Job stops (:class:`optimization.problem.Stops`), per mode :math:`m` (a group that may pause or
+    resize): stopped share :math:`0 \le s_{t,m} \le \bar s_m`, starts :math:`v_{t,m} \ge 0` and ends
+    :math:`e_{t,m} \ge 0`; ``m.stopped[t, g]`` is the group's stopped share (both kinds), 0 without stops."""
+    st = p.stops
+    if st is None:
+        return
+    M = st.group.size
+    m.M = pyo.RangeSet(0, M - 1)
+    m.s = pyo.Var(m.T, m.M, bounds=lambda _, t, k: (0.0, float(st.share_max[k])))
+    m.v = pyo.Var(m.T, m.M, domain=pyo.NonNegativeReals)
+    m.e = pyo.Var(m.T, m.M, domain=pyo.NonNegativeReals)
+    modes = {g: [k for k in range(M) if st.group[k] == g] for g in range(p.n_groups)}
+    m.stopped = pyo.Expression(m.T, m.G, rule=lambda m, t, g: sum(m.s[t, k] for k in modes[g]))
+
+
+def _stopped(m: pyo.ConcreteModel, t: int, g: int):
+    return m.stopped[t, g] if hasattr(m, "stopped") else 0.0
+
+
+def stop_gpu_mw(m: pyo.ConcreteModel, p: Problem, t: int):
+    r"""GPU power of the stops at step t [MW]: :math:`\sum_m P^{idle}_{t,m} s_{t,m} + (E^{ck}_{t,m} v_{t,m}
+    + E^{rs}_{t,m} e_{t,m}) / \Delta t`."""
+    st = p.stops
+    if st is None:
+        return 0.0
+    return sum(
+        float(st.idle_mw[t, k]) * m.s[t, k]
+        + float(st.start_mwh[t, k] / p.dt_h) * m.v[t, k]
+        + float(st.end_mwh[t, k] / p.dt_h) * m.e[t, k]
+        for k in m.M
+    )
+
+
+def stops(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Time-sharing relaxation of stops: :math:`x_{lo}(1 - s) \le x \le x_{hi}(1 - s)` per stopping group
+    (with the throughput rows :math:`y \le a_k (1 - s) + b_k x`, the perspective of the curve), starts
+    :math:`v_t \ge s_t - s_{t-1}` and ends :math:`e_t \ge s_{t-1} - s_t` with :math:`s_{-1} = s_0`, and
+    the held command :math:`s_t = s_0` over the hold steps."""
+    st = p.stops
+    if st is None:
+        return
+    hi = p.x_upper()
+    g_set = sorted({int(g) for g in st.group})
+    m.stop_lo = pyo.Constraint(
+        m.T, g_set, rule=lambda m, t, g: m.x[t, g] + float(p.x_lo[g]) * m.stopped[t, g] >= float(p.x_lo[g])
+    )
+    m.stop_hi = pyo.Constraint(
+        m.T, g_set, rule=lambda m, t, g: m.x[t, g] + float(hi[t, g]) * m.stopped[t, g] <= float(hi[t, g])
+    )
+
+    def prev(m, t, k):
+        return m.s[t - 1, k] if t > 0 else float(st.s0[k])
+
+    m.stop_start = pyo.Constraint(m.T, m.M, rule=lambda m, t, k: m.v[t, k] >= m.s[t, k] - prev(m, t, k))
+    m.stop_end = pyo.Constraint(m.T, m.M, rule=lambda m, t, k: m.e[t, k] >= prev(m, t, k) - m.s[t, k])
+    if p.hold_steps > 1:
+        idx = [(t, k) for t in range(1, p.hold_steps) for k in range(st.group.size)]
+        m.hold_stops = pyo.Constraint(idx, rule=lambda m, t, k: m.s[t, k] == m.s[0, k])
 
 
 def throughput(m: pyo.ConcreteModel, p: Problem) -> None:
     r"""Hypograph of the concave throughput curve, for every segment k:
     :math:`y_{t,g} \le a_{g,k} + b_{g,k} x_{t,g}`.
 
-    Exact without binaries because the objective rewards ``y`` and the curve is concave.
+    Exact without binaries because the objective rewards ``y`` and the curve is concave. With job stops
+    it is the curve's perspective :math:`y \le a_k (1 - s) + b_k x` (``stopped`` is 0 otherwise).
     """
     m.throughput = pyo.Constraint(
         m.T,
         m.G,
         m.K,
-        rule=lambda m, t, g, k: m.y[t, g] - float(p.seg_b[g, k]) * m.x[t, g] <= float(p.seg_a[g, k]),
+        rule=lambda m, t, g, k: (
+            m.y[t, g] - float(p.seg_b[g, k]) * m.x[t, g] + float(p.seg_a[g, k]) * _stopped(m, t, g)
+            <= float(p.seg_a[g, k])
+        ),
     )
 
 
@@ -107,7 +175,7 @@ def power_chain(m: pyo.ConcreteModel, p: Problem) -> None:
     bess = hasattr(m, "soc")
 
     def rule(m, t, c):
-        load = float(p.idle_mw[t]) + sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G)
+        load = float(p.idle_mw[t]) + sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G) + stop_gpu_mw(m, p, t)
         net = (m.dis[t] - m.ch[t]) if bess else 0.0
         return m.grid[t] + net >= float(p.cut_a_mw[t, c]) + float(p.cut_b[t, c]) * load
 
@@ -171,7 +239,7 @@ def heat_rejection(m: pyo.ConcreteModel, p: Problem) -> None:
     s = _slack(m, p, "heat", idx, 1.0)
 
     def rule(m, t):
-        q = sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G) - (s[t] if s is not None else 0)
+        q = sum(float(p.busy_mw[t, g]) * m.x[t, g] for g in m.G) + stop_gpu_mw(m, p, t) - (s[t] if s is not None else 0)
         return q <= float(p.heat_cap_mw[t] - p.liquid_base_mw[t])
 
     m.heat = pyo.Constraint(idx, rule=rule)
@@ -320,6 +388,9 @@ def model_values(m: pyo.ConcreteModel, p: Problem) -> dict[str, Array]:
             "bess_discharge_mw": arr(m.dis, (T,)),
             "bess_soc_mwh": arr(m.soc, (T,)),
         }
+    if p.stops is not None:
+        M = p.stops.group.size
+        out |= {"stop_share": arr(m.s, (T, M)), "stop_start": arr(m.v, (T, M)), "stop_end": arr(m.e, (T, M))}
     for s, _ in m.penalty:
         out[s.local_name] = np.array([s[k].value or 0.0 for k in s], float)
     return out

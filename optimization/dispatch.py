@@ -16,7 +16,7 @@ import xarray as xr
 from factory_twin.models.units import MW
 from factory_twin.optimization.backend_highspy import WarmHighs
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
-from factory_twin.optimization.groups import Groups, group_caps_w, group_drawn_w, make_groups
+from factory_twin.optimization.groups import Groups, aggregate, group_caps_w, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import Forecast, forecast
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.plan import plan_dataset
@@ -123,7 +123,8 @@ def plan_horizon(
         fc = replace(fc, grid_mw=fc.grid_mw + bias_mw)
     fc = _gpu_targets_as_import_limit(fc, scenario)
     grid0, x0 = initial_state(initial, groups, f)
-    p = make_problem(f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps)
+    stop0 = initial_stops(initial, groups, f)
+    p = make_problem(f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps, stop0=stop0)
     prep_s = _time.perf_counter() - t0
     bess_mw = p.bess.p_max_mw if p.bess else 0.0
     conflicts = check(p, times, bess_mw)
@@ -169,6 +170,13 @@ def _with_caps(f, groups: Groups, ds: xr.Dataset) -> xr.Dataset:
     if any(d is not None for d in f.drawn):
         ds["gpu_cap_w"].values = group_caps_w(f, groups, ds["gpu_cap_w"].values)
     return ds
+
+
+def initial_stops(initial, groups: Groups, f) -> tuple[Array, Array] | None:
+    """(paused, resized) shares per group (GPU-weighted means) from a twin state that reports job stops."""
+    if getattr(initial, "paused", None) is None:
+        return None
+    return aggregate(groups, initial.paused, f.gpus), aggregate(groups, initial.resized, f.gpus)
 
 
 def initial_state(initial, groups: Groups, f) -> tuple[float | None, Array | None]:

@@ -68,7 +68,7 @@ def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 
     """Hard limits (not in ``p.soft``) that the floor already violates, one :class:`Conflict`
     each."""
     x_lo = np.broadcast_to(p.x_lo, p.busy_mw.shape)
-    floor = p.site_mw(x_lo) - bess_discharge_mw
+    floor = p.site_mw_at(p.floor_gpu_mw()) - bess_discharge_mw
     out: list[Conflict] = []
 
     def add(limit: str, excess: Array, unit: str = "MW", detail: str = "") -> None:
@@ -88,7 +88,8 @@ def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 
 
     add("import_limit", floor - p.import_limit_mw)
     add("dr", floor - p.dr_cap_mw, detail="event target (1 - depth) x baseline")
-    heat = p.liquid_base_mw + np.sum(p.busy_mw * x_lo, axis=1)
+    busy_floor = np.sum(p.busy_mw * x_lo, axis=1) if p.stops is None else p.floor_gpu_mw() - p.idle_mw
+    heat = p.liquid_base_mw + busy_floor
     add("heat", heat - p.heat_cap_mw, detail="liquid heat at minimum caps vs plant capacity")
     die = np.max(p.x_lo - p.x_die_max, axis=1)
     add("die", die, "x TDP", "minimum cap above the steady die-temperature limit")

@@ -10,7 +10,13 @@ twin follows under one of two controllers:
 * ``"caps"``: the agent's MPC (job-aware caps: the LP maximizes the weighted performance under the target
   with every job's flex floor);
 * ``"uniform"``: one cap for every GPU, the highest whose drawn power meets the target
-  (:class:`twin.controllers.UniformCapToTarget`).
+  (:class:`twin.controllers.UniformCapToTarget`);
+* ``"pause"``: the agent's MPC with caps and job pauses (the jobs' ``pause`` parameters, checkpoint and
+  restart executed by the twin, :mod:`twin.jobs`);
+* ``"pause+resize"``: caps, pauses and resizing.
+
+``"caps"`` and ``"uniform"`` run the facility with its jobs' ``pause`` and ``resize`` removed, ``"pause"``
+with ``resize`` removed, so each policy has exactly the controls it names.
 
 Figures: per-job performance (mean throughput / uncapped over the window and over the hold), Emerald's
 weighted performance (weights floor / sum of floors, floor = 1 - flex tier), and the tracking error of the
@@ -42,7 +48,8 @@ DEPTH = 0.25
 ISV = "srp"
 FEED = "cluster"
 EMERALD_FIELD = {"weighted_performance": 0.91, "hold_below_pre_event": 0.31}  # arXiv 2507.00909
-POLICIES = ("caps", "uniform")
+POLICIES = ("uniform", "caps", "pause", "pause+resize")
+CONTROLS = {"uniform": (), "caps": (), "pause": ("pause",), "pause+resize": ("pause", "resize")}
 
 
 @dataclass
@@ -57,12 +64,14 @@ class PhoenixResult:
     hold_below_pre_event: float
     wall_s: float
     refusals: list[str] = field(default_factory=list)
+    pauses: float = 0.0  # pauses started (checkpoints reached), summed over the jobs' racks
+    stop_energy_kwh: float = 0.0  # GPU energy of checkpoints, restarts, rejoins and idle stopped GPUs
 
     def floors_met(self) -> bool:
         return all(j["window"] >= j["floor"] - 1e-9 for j in self.jobs.values())
 
 
-def schedule(pre_event_w: float) -> list[dict]:
+def schedule(pre_event_w: float, depth: float = DEPTH) -> list[dict]:
     """The event as ``targets`` entries (UTC intervals for MST = UTC-7): ramp steps, hold, ramp steps."""
 
     def utc(t: np.datetime64):
@@ -71,17 +80,19 @@ def schedule(pre_event_w: float) -> list[dict]:
     minute = np.timedelta64(60, "s")
     out = []
     for k in range(RAMP_MIN):  # k-th minute of the ramp down: (k+1)/15 of the cut
-        level = pre_event_w * (1 - DEPTH * (k + 1) / RAMP_MIN)
+        level = pre_event_w * (1 - depth * (k + 1) / RAMP_MIN)
         out.append(dx.loadtarget_data(level, utc(RAMP_DOWN + k * minute), utc(RAMP_DOWN + (k + 1) * minute), [FEED]))
-    out.append(dx.loadtarget_data(pre_event_w * (1 - DEPTH), utc(HOLD[0]), utc(HOLD[1]), [FEED]))
+    out.append(dx.loadtarget_data(pre_event_w * (1 - depth), utc(HOLD[0]), utc(HOLD[1]), [FEED]))
     for k in range(RAMP_MIN - 1):  # back up in 15 steps; the last minute ends at the default
-        level = pre_event_w * (1 - DEPTH * (RAMP_MIN - 1 - k) / RAMP_MIN)
+        level = pre_event_w * (1 - depth * (RAMP_MIN - 1 - k) / RAMP_MIN)
         out.append(dx.loadtarget_data(level, utc(HOLD[1] + k * minute), utc(HOLD[1] + (k + 1) * minute), [FEED]))
     return out
 
 
-def run_phoenix(facility, scenario, policy: str = "caps", client=None, sender=None, plant_step_s: float = 20.0):
-    """Replay the event (module docstring) through a :class:`FlexAgent`; with ``client``/``sender`` (started
+def run_phoenix(
+    facility, scenario, policy: str = "caps", client=None, sender=None, plant_step_s: float = 20.0, depth: float = DEPTH
+):
+    """Replay the event (module docstring; ``depth`` the cut, 0.25 as published) through a :class:`FlexAgent`; with ``client``/``sender`` (started
     :class:`twin.mqtt.MqttClient` s on one broker) the signed event travels over MQTT, else it is handed to
     the agent directly. Returns a :class:`PhoenixResult`."""
     from factory_twin.optimization.mpc import MPCController
@@ -89,11 +100,11 @@ def run_phoenix(facility, scenario, policy: str = "caps", client=None, sender=No
 
     if policy not in POLICIES:
         raise ValueError(f"policy: expected one of {POLICIES}, got {policy!r}")
-    f = facility
+    f = with_controls(facility, CONTROLS[policy])
     ctl = (
-        MPCController(f, scenario, MPC_OPTIONS.updated(horizon="1h", backend="highspy"), replan_every="5min")
-        if policy == "caps"
-        else UniformCapToTarget(f)
+        UniformCapToTarget(f)
+        if policy == "uniform"
+        else MPCController(f, scenario, MPC_OPTIONS.updated(horizon="1h", backend="highspy"), replan_every="5min")
     )
     tw = Twin(f, scenario, start=f"{DAY}T14:00:00", plant_step_s=plant_step_s, controller=ctl)
     grid_key, agent_key = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
@@ -107,6 +118,8 @@ def run_phoenix(facility, scenario, policy: str = "caps", client=None, sender=No
         for c, curve in enumerate(f.curves):
             idx = f.rack_class == c
             thr[idx] = curve.throughput(tw.eff[idx] / f.tdp_w[idx])
+        if tw.jobs is not None:  # only while computing (not paused, restarting or resized away)
+            thr = thr * tw.jobs.computing
         job_thr = (thr @ gpus_w) / gpus_w.sum(axis=0)
         limit = agent.state.limit_w(FEED, agent.now())
         rows.append((tw.time - np.timedelta64(int(plant_step_s), "s"), tw.last.gpu_w, limit, *job_thr))
@@ -116,7 +129,7 @@ def run_phoenix(facility, scenario, policy: str = "caps", client=None, sender=No
         agent.step()
         record()
     pre = float(np.mean([r[1] for r in rows if r[0] >= WINDOW[0]]))
-    ev = dx.loadtarget_event(ISV, schedule(pre), grid_key, agent.now())
+    ev = dx.loadtarget_event(ISV, schedule(pre, depth), grid_key, agent.now())
     if client is not None and sender is not None:
         sender.publish(dx.loadtarget_topic(ISV), json.dumps(ev), qos=1)
         deadline = wall.monotonic() + 10
@@ -130,7 +143,25 @@ def run_phoenix(facility, scenario, policy: str = "caps", client=None, sender=No
     wall_s = wall.perf_counter() - t0
     times = np.array([r[0] for r in rows])
     data = np.array([r[1:] for r in rows])
-    return _figures(f, policy, times, data, pre, wall_s, agent.refusals)
+    res = _figures(f, policy, times, data, pre, wall_s, agent.refusals)
+    if tw.jobs is not None:
+        per_job = np.bincount(f.rack_class, tw.jobs.pauses * f.gpus) / np.bincount(f.rack_class, f.gpus)
+        res.pauses = float(per_job.sum())
+        res.stop_energy_kwh = sum(tw.jobs.energy_j.values()) / 3.6e6
+    return res
+
+
+def with_controls(f, controls: tuple[str, ...]):
+    """Facility ``f`` with its jobs' ``pause``/``resize`` kept only for the named ``controls`` (``f`` itself
+    when nothing is removed)."""
+    drop = {k: None for k in ("pause", "resize") if k not in controls}
+    wl = f.spec.workloads
+    if all(getattr(w, k) is None for w in wl for k in drop):
+        return f
+    from factory_twin.twin.assembly import assemble, rack_catalog
+
+    spec = f.spec.model_copy(update={"workloads": [w.model_copy(update=drop) for w in wl]})
+    return assemble(spec, rack_catalog(), f.source)
 
 
 def _figures(f, policy, times, data, pre, wall_s, refusals) -> PhoenixResult:

@@ -114,8 +114,18 @@ class MPCController:
         at_top = (cap >= self.groups.demand_w * (1 - 1e-9)) & self._draws_cap
         cap = np.where(at_top, self.groups.tdp_w, cap)
         rack = disaggregate(self.groups, cap, f.min_cap_w, f.tdp_w)
-        self._last = Command(rack, float(plan.bess_power_mw.values[0]) * MW)
+        self._last = Command(rack, float(plan.bess_power_mw.values[0]) * MW, *self._stops(plan))
         return self._last
+
+    def _stops(self, plan) -> tuple:
+        """Per-rack (paused share of the period, share of the GPUs resized away while computing) from the
+        plan's first step; (None, None) without job stops."""
+        if "paused_share" not in plan:
+            return None, None
+        q = np.clip(plan.paused_share.values[0], 0.0, 1.0)
+        r = plan.resized_share.values[0]
+        gpu_share = np.where(q < 1 - 1e-9, r / np.maximum(1 - q, 1e-9), 0.0)
+        return disaggregate(self.groups, q), disaggregate(self.groups, np.clip(gpu_share, 0.0, 1.0))
 
     def _bias(self, state: TwinState, t0, step_s: float) -> float:
         """Measured minus modelled import [MW] at the caps in force (0 before the first
@@ -126,5 +136,7 @@ class MPCController:
         x = group_drawn_w(self.facility, self.groups, state.gpu_cap_w)
         u = fc.utilization[0]
         gpu_mw = float(np.sum(self.groups.gpus * (u * x + (1 - u) * self.groups.idle_w))) / MW
+        if getattr(state, "paused", None) is not None:  # jobs stop: the measured GPU power, not the caps'
+            gpu_mw = float(self.facility.gpus @ state.gpu_power_w) / MW
         model = fc.at_gpu_mw("grid_mw", np.array([gpu_mw]))[0] - self._last.bess_power_w / MW
         return float(state.grid_import_w / MW - model)

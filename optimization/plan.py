@@ -21,8 +21,16 @@ def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None,
     values = sol.values if sol is not None and sol.has_values else {}
     values = {"x": np.full((T, G), np.nan), "grid_mw": np.full(T, np.nan)} | values
     x = values["x"]
-    y = np.min(p.seg_a[None] + p.seg_b[None] * x[..., None], axis=2)
-    gpu_mw = p.gpu_mw(x)
+    st = p.stops
+    stopped = st.group_share(values["stop_share"], G) if st is not None and "stop_share" in values else None
+    if stopped is None:
+        y = np.min(p.seg_a[None] + p.seg_b[None] * x[..., None], axis=2)
+        cap = x
+    else:  # x and y are step means; the cap holds while computing
+        run = 1 - stopped
+        y = np.min(p.seg_a[None] * run[..., None] + p.seg_b[None] * x[..., None], axis=2)
+        cap = np.where(run > 1e-9, x / np.maximum(run, 1e-9), p.x_lo)
+    gpu_mw = p.gpu_mw(x, values)
     zeros = np.zeros(T)
     ch, dis = values.get("bess_charge_mw", zeros), values.get("bess_discharge_mw", zeros)
     soc = values.get("bess_soc_mwh", np.full(T, p.bess.e0_mwh) if p.bess else zeros)
@@ -47,7 +55,7 @@ def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None,
         return xr.Variable(dims, np.asarray(data, float), {"units": units, "long_name": desc, "description": desc})
 
     data = {
-        "gpu_cap_w": var(g, x * groups.tdp_w, "W", "GPU power cap per GPU of each group"),
+        "gpu_cap_w": var(g, cap * groups.tdp_w, "W", "GPU power cap per GPU of each group"),
         "grid_import_mw": var(t, grid, "MW", "planned grid import (after the BESS)"),
         "import_limit_mw": var(t, p.import_limit_mw, "MW", "import limit"),
         "dr_target_mw": var(
@@ -76,6 +84,13 @@ def plan_dataset(p: Problem, fc: Forecast, groups: Groups, sol: Solution | None,
         "dry_bulb_c": var(t, fc.dry_bulb_c, "degC", "forecast dry bulb"),
         "wet_bulb_c": var(t, fc.wet_bulb_c, "degC", "forecast wet bulb"),
     }
+    if stopped is not None:
+        kinds = ((0, "paused_share", "time share paused"), (1, "resized_share", "GPU-time share resized away"))
+        for kind, name, desc in kinds:
+            share = np.zeros((T, G))
+            m = st.kind == kind
+            np.add.at(share, (slice(None), st.group[m]), values["stop_share"][:, m])
+            data[name] = var(g, share, "1", f"{desc} (of the step, per group)")
     coords = {
         "time": fc.times,
         "group": list(groups.names),

@@ -13,6 +13,14 @@ Per group ``g`` and step ``t`` (length ``dt_h``):
 * Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut
 ``c``
   (lines through points of the steady site model; see :mod:`optimization.linearization`).
+
+Job stops (:class:`Stops`, only for jobs that may pause or resize): per group and step a stopped share
+``s`` (time-sharing relaxation: the job computes ``1 - s`` of the step at its cap and is stopped the rest,
+at idle draw), with ``x`` and ``y`` then the step means (the perspective of the cap and throughput rows:
+``x_lo (1 - s) <= x <= x_hi (1 - s)``, ``y <= seg_a (1 - s) + seg_b x``; the cap while computing is
+``x / (1 - s)``). Stop starts ``v >= s[t] - s[t-1]`` and ends ``e >= s[t-1] - s[t]`` carry the
+checkpoint and restart energy above idle. It stays an LP because power and throughput are linear in
+(x, y, s) for a fixed cap-while-computing, and a concave curve's perspective is concave.
 """
 
 from __future__ import annotations
@@ -55,6 +63,55 @@ class BessData:
 
 
 @dataclass(frozen=True)
+class Stops:
+    """Job stops in the LP (module docstring), one mode per (group, kind), ``M`` modes.
+
+    ``kind`` 0 pauses (the whole job, in time), 1 resizes (a share of its GPUs). A stopped share draws
+    ``idle_mw`` per unit (the idle draw of the group's busy GPUs); a unit of stop start (end) adds
+    ``start_mwh`` (``end_mwh``) above idle: checkpoint (restart or rejoin) time x (its draw - idle). ``s0``
+    is the stopped share before the first step."""
+
+    group: NDArray[np.int64]  # [M]
+    kind: NDArray[np.int64]  # [M]
+    share_max: Array  # [M]
+    idle_mw: Array  # [T, M]
+    start_mwh: Array  # [T, M]
+    end_mwh: Array  # [T, M]
+    s0: Array  # [M]
+
+    def __post_init__(self) -> None:
+        for name in ("share_max", "idle_mw", "start_mwh", "end_mwh", "s0"):
+            nonnegative(f"stops.{name}", getattr(self, name))
+        if np.any(self.share_max > 1):
+            raise ValueError("stops.share_max: must be within [0, 1]")
+        pairs = self.group * 2 + self.kind
+        if np.unique(pairs).size != pairs.size:
+            raise ValueError("stops: at most one mode per group and kind")
+
+    def per_kind(self, n_groups: int) -> list[tuple[NDArray[np.int64], NDArray[np.bool_]]]:
+        """Per kind present: (mode index of each group (0 where none), mask of the groups with that kind)."""
+        out = []
+        for k in np.unique(self.kind):
+            m = np.flatnonzero(self.kind == k)
+            idx = np.zeros(n_groups, np.int64)
+            idx[self.group[m]] = m
+            mask = np.zeros(n_groups, bool)
+            mask[self.group[m]] = True
+            out.append((idx, mask))
+        return out
+
+    def gpu_mw(self, s: Array, v: Array, e: Array, dt_h: float) -> Array:
+        """GPU power of the stops [MW] per step from stopped shares, starts and ends ``[T, M]``."""
+        return np.sum(self.idle_mw * s + (self.start_mwh * v + self.end_mwh * e) / dt_h, axis=1)
+
+    def group_share(self, s: Array, n_groups: int) -> Array:
+        """Stopped share per step and group (both kinds summed) ``[T, G]``."""
+        out = np.zeros((s.shape[0], n_groups))
+        np.add.at(out, (slice(None), self.group), s)
+        return out
+
+
+@dataclass(frozen=True)
 class Problem:
     """Every coefficient of one dispatch LP (shapes: T steps, G groups, K segments, C cuts, W
     windows).
@@ -94,9 +151,13 @@ class Problem:
     soft: frozenset[str] = frozenset()
     penalty_per_mwh: float = 0.0
     hold_steps: int = 1  # caps and BESS power equal over the first hold_steps steps (MPC)
+    stops: Stops | None = None
 
     def __post_init__(self) -> None:
         T, G = self.busy_mw.shape
+        st = self.stops
+        if st is not None and (st.idle_mw.shape != (T, st.group.size) or np.any(st.group >= G)):
+            raise ValueError(f"stops: expected [{T}, M] arrays over groups < {G}, got {st.idle_mw.shape}")
         positive("dt_h", self.dt_h)
         shapes = {
             "gpus": (G,),
@@ -190,14 +251,32 @@ class Problem:
             out.append((tt.ravel(), gg.ravel(), (tok / total).ravel(), share, e_mwh))
         return out
 
-    def gpu_mw(self, x: Array) -> Array:
-        """Campus GPU power [MW] per step for busy fractions ``x`` [T, G]."""
-        return self.idle_mw + np.sum(self.busy_mw * x, axis=1)
+    def gpu_mw(self, x: Array, values: dict | None = None) -> Array:
+        """Campus GPU power [MW] per step for busy fractions ``x`` [T, G] (with the stops' draw when
+        ``values`` holds their ``stop_share``, ``stop_start`` and ``stop_end``)."""
+        out = self.idle_mw + np.sum(self.busy_mw * x, axis=1)
+        if self.stops is not None and values and "stop_share" in values:
+            out = out + self.stops.gpu_mw(values["stop_share"], values["stop_start"], values["stop_end"], self.dt_h)
+        return out
 
-    def site_mw(self, x: Array) -> Array:
+    def floor_gpu_mw(self) -> Array:
+        """GPU power [MW] per step with every group at its lowest cap and every job stopped as far as it may."""
+        x = np.broadcast_to(self.x_lo, self.busy_mw.shape)
+        st = self.stops
+        if st is None:
+            return self.gpu_mw(x)
+        s = np.broadcast_to(st.share_max, st.idle_mw.shape)
+        run = 1 - np.clip(st.group_share(s, self.n_groups), 0.0, 1.0)
+        return self.gpu_mw(x * run) + np.sum(st.idle_mw * s, axis=1)
+
+    def site_mw(self, x: Array, values: dict | None = None) -> Array:
         """Site load before the BESS [MW]: the upper envelope of the cuts at the GPU power of
-        ``x``."""
-        return np.max(self.cut_a_mw + self.cut_b * self.gpu_mw(x)[:, None], axis=1)
+        ``x`` (and the stops in ``values``)."""
+        return self.site_mw_at(self.gpu_mw(x, values))
+
+    def site_mw_at(self, gpu_mw: Array) -> Array:
+        """Site load before the BESS [MW] at GPU power ``gpu_mw`` [T]."""
+        return np.max(self.cut_a_mw + self.cut_b * gpu_mw[:, None], axis=1)
 
 
 def make_problem(
@@ -211,6 +290,7 @@ def make_problem(
     x0: Array | None = None,
     heat_cap_mw: Array | None = None,
     hold_steps: int = 1,
+    stop0: tuple[Array, Array] | None = None,
 ) -> Problem:
     """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module
     docstring); ``grid0_mw`` and ``x0`` are the measured import and busy fractions the first step
@@ -289,6 +369,53 @@ def make_problem(
         soft=frozenset(options.soft),
         penalty_per_mwh=penalty,
         hold_steps=hold_steps,
+        stops=stops_data(f, groups, u, stop0),
+    )
+
+
+def stops_data(f, groups: Groups, u: Array, stop0: tuple[Array, Array] | None = None) -> Stops | None:
+    """:class:`Stops` of the groups whose job may pause (kind 0) or resize (kind 1), from the workloads'
+    ``pause`` and ``resize`` (draws above idle only: a stop never draws less than idle in the LP); None when
+    no job may stop. ``u`` is the busy share ``[T, G]``; ``stop0`` the measured (paused, resized) shares."""
+    wl = f.spec.workloads
+    if not any(w.pause or w.resize for w in wl):
+        return None
+    idle = groups.idle_w
+    modes = []  # (kind, allowed, share_max, start J per GPU, end J per GPU) per group
+    for kind, attr in ((0, "pause"), (1, "resize")):
+        spec = [getattr(wl[c], attr) for c in groups.cls]
+        ok = np.array([x is not None for x in spec])
+        if not ok.any():
+            continue
+
+        def val(name, default=0.0, spec=spec):
+            return np.array([getattr(x, name) if x is not None else default for x in spec], float)
+
+        if kind == 0:
+            share = np.ones(groups.n)
+            start = np.maximum(val("checkpoint_gpu_w") - idle, 0.0) * val("checkpoint_s")
+            end = np.maximum(val("restart_gpu_w") - idle, 0.0) * val("restart_s")
+        else:
+            share = 1.0 - val("min_share", 1.0)
+            start = np.zeros(groups.n)
+            end = np.maximum(val("rejoin_gpu_w") - idle, 0.0) * val("rejoin_s")
+        modes.append((np.full(groups.n, kind), ok, share, start, end))
+    kind, ok, share, start, end = (np.concatenate(a) for a in zip(*modes, strict=True))
+    group = np.tile(np.arange(groups.n), len(modes))[ok]
+    busy_gpus = groups.gpus * u  # [T, G]
+    s0 = np.zeros(groups.n * len(modes))
+    if stop0 is not None:
+        paused, resized = (np.asarray(a, float) for a in stop0)
+        by_kind = {0: paused, 1: resized * (1 - paused)}
+        s0 = np.concatenate([by_kind[int(k[0])] for k, *_ in modes])
+    return Stops(
+        group=group,
+        kind=kind[ok],
+        share_max=share[ok],
+        idle_mw=busy_gpus[:, group] * idle[group] / MW,
+        start_mwh=busy_gpus[:, group] * start[ok] / (MW * S_PER_H),
+        end_mwh=busy_gpus[:, group] * end[ok] / (MW * S_PER_H),
+        s0=np.clip(s0[ok], 0.0, share[ok]),
     )
 
 

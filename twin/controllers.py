@@ -17,10 +17,14 @@ from numpy.typing import NDArray
 
 @dataclass(frozen=True)
 class Command:
-    """Per-rack GPU power cap [W per GPU] and BESS power [W] (> 0 discharges into the site)."""
+    """Per-rack GPU power cap [W per GPU] and BESS power [W] (> 0 discharges into the site); optional per-rack
+    job stops (:mod:`twin.jobs`): the share of the period the rack's job is paused and the share of its GPUs
+    idled by resizing (ignored for jobs that allow neither)."""
 
     gpu_cap_w: NDArray[np.float64]
     bess_power_w: float = 0.0
+    paused_share: NDArray[np.float64] | None = None
+    resized_share: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class TwinState:
     cooling_power_w: float
     bess_energy_j: float
     scenario: object = None  # the scenario in force (what-if changes included)
+    paused: NDArray[np.float64] | None = None  # per rack: 1 where the job is not computing (pause, restart)
+    resized: NDArray[np.float64] | None = None  # per rack: share of the busy GPUs idled by resizing
 
 
 @runtime_checkable

@@ -30,6 +30,7 @@ from factory_twin.twin.assembly import Facility
 from factory_twin.twin.budget import check_memory
 from factory_twin.twin.controllers import Command, Controller, TwinState, Uncapped
 from factory_twin.twin.inputs import facility_and_scenario
+from factory_twin.twin.jobs import JobStops
 from factory_twin.twin.meters import PlantStepResult, grid_import_w
 from factory_twin.twin.plant import Plant, Rejection, build_plant
 from factory_twin.twin.recorder import CDU, RACK, Recorder
@@ -102,6 +103,7 @@ class Twin:
         self._chunk: tuple[Array, Array, Array] | None = None
         self._inputs_from = self._inputs_until = None
         self.eff = f.drawn_w(self.cap)
+        self.jobs = JobStops.of(f)  # None unless a job may pause or resize
         self._initial_state()
 
     # ------------------------------------------------------------------ state
@@ -150,6 +152,7 @@ class Twin:
 
     def state(self) -> TwinState:
         last = self.last
+        paused, resized = self.jobs.stopped() if self.jobs is not None else (None, None)
         return TwinState(
             self.time,
             self.gpu_power_w.copy(),
@@ -162,6 +165,8 @@ class Twin:
             last.cooling_w if last else np.nan,
             self.bess_energy_j,
             self.scenario,
+            paused,
+            resized,
         )
 
     # ------------------------------------------------------------------ stepping
@@ -218,10 +223,16 @@ class Twin:
                 raise ValueError(f"controller returned gpu_cap_w of shape {cap.shape}, expected ({f.n_racks},)")
             self.cap = np.clip(cap, f.min_cap_w, f.tdp_w)
             self.eff = f.drawn_w(self.cap)
-        db, wb, u, osc = self._inputs()
+            if self.jobs is not None:
+                self.jobs.command(self.command.paused_share, self.command.resized_share, self.controller.period_s)
+        db, wb, u_busy, osc = self._inputs()
         self.ambient = (db, wb)
         eff = self.eff
-        idle_part = (1 - u) * f.idle_w
+        idle_part = (1 - u_busy) * f.idle_w
+        u = u_busy
+        if self.jobs is not None:  # computing share of the busy GPUs; the rest draws the stops' power
+            run, other_w = self.jobs.step(self.plant_dt, u_busy, f.idle_w)
+            u, idle_part = u_busy * run, idle_part + u_busy * other_w
         p_const = u * eff + idle_part
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
         t_die0, t_plate0 = self.t_die, self.t_plate
@@ -262,7 +273,7 @@ class Twin:
         gpu_heat_j = f.gpus * (p_mean * self.plant_dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
         q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w
         self.rise_k = q_rack_w / self.c_rack_w_k
-        result = self._plant_and_power(p_mean, q_rack_w, u, eff_mean, thr_share)
+        result = self._plant_and_power(p_mean, q_rack_w, u, u_busy, eff_mean, thr_share)
         self.time = self.time + np.timedelta64(int(round(self.plant_dt)), "s")
         self.last = result
         return result
@@ -332,8 +343,10 @@ class Twin:
         return False
 
     def _plant_and_power(
-        self, p_gpu: Array, q_rack_w: Array, u: Array, eff_w: Array, throttled_share: Array
+        self, p_gpu: Array, q_rack_w: Array, u: Array, u_busy: Array, eff_w: Array, throttled_share: Array
     ) -> PlantStepResult:
+        """Loops, heat rejection and the power chain for one plant step; ``u`` is the computing share of each
+        rack's GPUs (throughput), ``u_busy`` the busy share (uncapped throughput)."""
         f, cool, dt = self.f, self.f.spec.cooling, self.plant_dt
         n_cdu = f.n_cdus
         q_cdu_in = np.bincount(f.rack_cdu, q_rack_w, n_cdu)
@@ -367,7 +380,7 @@ class Twin:
         tok_full = f.gpus * u * self.tokens_per_gpu
         thr = self._throughput(eff_w)
         tokens = float(tok_full @ thr)
-        tok_unc = float(tok_full.sum())
+        tok_unc = float(tok_full.sum() if u is u_busy else np.sum(f.gpus * u_busy * self.tokens_per_gpu))
         return PlantStepResult(
             gpu_w=float(f.gpus @ p_gpu),
             rack_dc_w=float(rack_dc.sum()),

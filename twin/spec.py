@@ -216,6 +216,26 @@ class Cooling(Strict):
     air: AirCooling
 
 
+class Pause(Strict):
+    """A job may stop and resume: it checkpoints (``checkpoint_s`` at ``checkpoint_gpu_w`` per GPU), idles,
+    and restarts (``restart_s`` at ``restart_gpu_w``) before it works again; no throughput meanwhile."""
+
+    checkpoint_s: NonNeg = Field(description="time to write the checkpoint after the job stops computing")
+    checkpoint_gpu_w: NonNeg = Field(description="mean draw per GPU while checkpointing")
+    restart_s: NonNeg = Field(description="time from resuming to the first useful step (load, initialize)")
+    restart_gpu_w: NonNeg = Field(description="mean draw per GPU while restarting")
+
+
+class Resize(Strict):
+    """A job may run on a share of its GPUs (the rest idle at idle draw); throughput scales linearly with
+    the GPUs it runs on (each keeps its per-GPU throughput at the cap: data-parallel replicas). GPUs that
+    rejoin spend ``rejoin_s`` at ``rejoin_gpu_w`` before they work."""
+
+    min_share: Annotated[float, Field(gt=0, le=1)] = Field(description="smallest share of its GPUs it runs on")
+    rejoin_s: NonNeg = Field(description="time a rejoining GPU needs before it works (state load, re-shard)")
+    rejoin_gpu_w: NonNeg = Field(description="mean draw per rejoining GPU meanwhile")
+
+
 class Workload(Strict):
     name: str
     curve: str = Field(description="power-throughput curve name in data/gpu_curves.toml")
@@ -229,6 +249,8 @@ class Workload(Strict):
         description="power drawn under a cap: 'cap' draws min(uncapped draw, cap); 'fit' the curve's fitted "
         "mean draw below the cap (models.gpu.DrawnPower; A100 curves)",
     )
+    pause: Pause | None = Field(None, description="the job may be paused (checkpoint and restart costs)")
+    resize: Resize | None = Field(None, description="the job may run on a share of its GPUs")
 
 
 class FacilitySpec(Strict):

@@ -1,5 +1,6 @@
 """The dispatch LP on small cases with known optima, both backends, and an independent linprog
-assembly."""
+assembly; job stops (pauses and resizing, time-sharing relaxation): an independent row-by-row assembly,
+analytic optima where pausing beats caps and where it does not, floors counted with paused time."""
 
 import factory_twin.optimization.solve as lp_solve
 import numpy as np
@@ -8,7 +9,7 @@ from factory_twin.optimization.backend_highspy import HighsLP, matrix_lp
 from factory_twin.optimization.backend_pyomo import pyomo_model
 from factory_twin.optimization.feasibility import check, violations
 from factory_twin.optimization.options import DispatchOptions
-from factory_twin.optimization.problem import BessData, Problem
+from factory_twin.optimization.problem import BessData, Problem, Stops
 from scipy.optimize import linprog
 
 # one concave curve: breakpoints at x = 0.5, 0.75 (throughput 0.8, 0.95), 1.0 at x = 1
@@ -325,3 +326,198 @@ def test_both_backends_name_the_same_constraint_families_row_for_row(kw):
     assert set(lp.cols) == {"x", "y", "grid_mw", "bess_charge_mw", "bess_discharge_mw", "bess_soc_mwh"} | {
         f"slack_{n}" for n in ALL_SOFT
     }
+
+
+# ---------------------------------------------------------------- job stops
+IDLE = 0.05  # idle draw of a stopped busy GPU, as a fraction of TDP (busy_mw = 10 MW at TDP)
+
+
+def stops(T, group=(0,), kind=(0,), share_max=(1.0,), start=(0.0,), end=(0.0,), s0=None, busy=10.0) -> Stops:
+    M = len(group)
+    col = lambda v: np.tile(np.asarray(v, float), (T, 1))  # noqa: E731
+    return Stops(
+        group=np.array(group),
+        kind=np.array(kind),
+        share_max=np.array(share_max, float),
+        idle_mw=np.full((T, M), IDLE * busy),
+        start_mwh=col(start),
+        end_mwh=col(end),
+        s0=np.zeros(M) if s0 is None else np.asarray(s0, float),
+    )
+
+
+def one_job(limit_mw: float, T=1, **kw) -> Problem:
+    """One 10 MW group, import = GPU power, minimum cap x_lo = 0.5 (the lowest useful cap)."""
+    base = dict(T=T, G=1, import_limit_mw=np.full(T, limit_mw))
+    return problem(**(base | kw))
+
+
+@pytest.mark.parametrize("backend", ["pyomo", "highspy"])
+def test_pausing_beats_caps_below_the_lowest_useful_cap(backend):
+    # 3 MW is below the 5 MW minimum-cap floor: caps alone cannot hold it (the pre-check says so)
+    caps_only = one_job(3.0)
+    assert [c.limit for c in check(caps_only, np.array(["2025-05-04T16:00"], "datetime64[s]"))] == ["import_limit"]
+    # with pausing: compute at the lowest cap (the best throughput per MW above idle) a share 1 - s of the step,
+    # idle the rest, and pay the checkpoint (0.1 MWh per whole pause): 5 (1 - s) + 0.5 s + 0.1 s = 3
+    p = one_job(3.0, stops=stops(1, start=[0.1]))
+    _, v = solve(p, backend)
+    s = 2.0 / 4.4
+    np.testing.assert_allclose(v["stop_share"], [[s]], rtol=1e-9)
+    np.testing.assert_allclose(v["stop_start"], [[s]], rtol=1e-9)
+    np.testing.assert_allclose(v["x"], [[0.5 * (1 - s)]], rtol=1e-9)  # the cap while computing: 0.5
+    np.testing.assert_allclose(v["y"], [[0.8 * (1 - s)]], rtol=1e-9)
+    np.testing.assert_allclose(v["grid_mw"], [3.0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["pyomo", "highspy"])
+def test_pausing_does_not_pay_above_the_minimum_cap_floor(backend):
+    # 6 MW: the cap x = 0.6 gives y = 0.86; the chord from idle to any cap lies below the concave curve
+    a, va = solve(one_job(6.0), backend)
+    b, vb = solve(one_job(6.0, stops=stops(1, start=[0.01], end=[0.01])), backend)
+    np.testing.assert_allclose(va["y"], [[0.86]], rtol=1e-9)
+    np.testing.assert_allclose(vb["y"], [[0.86]], rtol=1e-9)
+    assert vb["stop_share"].max() < 1e-9
+    assert b.objective == pytest.approx(a.objective, rel=1e-9)
+
+
+def test_a_pause_is_charged_once_and_the_floor_counts_paused_time():
+    # two steps at 3 MW between free ones: the job must stop ~45 % of each; one rise and one fall of the
+    # share, each paying its checkpoint (0.1 MWh) or restart (0.2 MWh) energy in its step
+    T = 4
+    lim = np.array([10.0, 3.0, 3.0, 10.0])
+    p = one_job(0.0, T=T, import_limit_mw=lim, stops=stops(T, start=[0.1], end=[0.2]))
+    _, v = solve(p)
+    s, vs, ve = v["stop_share"][:, 0], v["stop_start"][:, 0], v["stop_end"][:, 0]
+    assert s[0] == pytest.approx(0, abs=1e-9) and s[3] == pytest.approx(0, abs=1e-9)
+    assert s[1] == pytest.approx(2.0 / 4.4, rel=1e-9)  # 5 (1 - s) + 0.5 s + 0.1 s = 3
+    np.testing.assert_allclose([vs.sum(), ve.sum()], [s.max(), s.max()], rtol=1e-9)
+    np.testing.assert_allclose(v["grid_mw"][1:3], [3.0, 3.0], rtol=1e-9)
+    # the throughput is the curve's perspective: zero work while stopped
+    np.testing.assert_allclose(v["y"][:, 0], np.min(SEG_A * (1 - s[:, None]) + SEG_B * v["x"], axis=1), rtol=1e-9)
+    # a floor over the window at exactly what the stops leave holds; a hair above it cannot
+    best = float(np.mean(v["y"][:, 0]))
+    for share, ok in ((best - 1e-7, True), (best + 1e-3, False)):
+        q = one_job(0.0, T=T, import_limit_mw=lim, stops=stops(T, start=[0.1], end=[0.2]),
+                    flex_windows=[(np.array([0]), 0, T, share)])  # fmt: skip
+        assert lp_solve.solve(q, DispatchOptions()).optimal is ok
+
+
+def linprog_with_stops(p: Problem) -> float:
+    """The dispatch LP with stops written out by hand (x, y, grid, s, v, e per step), solved by scipy."""
+    T, G, K, C = p.n_steps, p.n_groups, p.seg_a.shape[1], p.cut_a_mw.shape[1]
+    st = p.stops
+    M = st.group.size
+    X = lambda t, g: t * G + g  # noqa: E731
+    Y = lambda t, g: T * G + t * G + g  # noqa: E731
+    Gr = lambda t: 2 * T * G + t  # noqa: E731
+    S = lambda t, m: 2 * T * G + T + t * M + m  # noqa: E731
+    V = lambda t, m: 2 * T * G + T + T * M + t * M + m  # noqa: E731
+    E = lambda t, m: 2 * T * G + T + 2 * T * M + t * M + m  # noqa: E731
+    n = 2 * T * G + T + 3 * T * M
+    A, b = [], []
+
+    def row(entries, rhs):
+        r = np.zeros(n)
+        for j, val in entries:
+            r[j] += val
+        A.append(r)
+        b.append(rhs)
+
+    modes = {g: [m for m in range(M) if st.group[m] == g] for g in range(G)}
+    for t in range(T):
+        stop_gpu = [(S(t, m), st.idle_mw[t, m]) for m in range(M)]
+        stop_gpu += [(V(t, m), st.start_mwh[t, m] / p.dt_h) for m in range(M)]
+        stop_gpu += [(E(t, m), st.end_mwh[t, m] / p.dt_h) for m in range(M)]
+        for g in range(G):
+            for k in range(K):  # y - b x + a s <= a
+                row([(Y(t, g), 1.0), (X(t, g), -p.seg_b[g, k])] + [(S(t, m), p.seg_a[g, k]) for m in modes[g]],
+                    p.seg_a[g, k])  # fmt: skip
+            if modes[g]:  # x_lo (1 - s) <= x <= x_hi (1 - s)
+                hi = min(p.x_hi[g], p.x_die_max[t, g])
+                row([(X(t, g), -1.0)] + [(S(t, m), -p.x_lo[g]) for m in modes[g]], -p.x_lo[g])
+                row([(X(t, g), 1.0)] + [(S(t, m), hi) for m in modes[g]], hi)
+        for c in range(C):
+            gpu = [(X(t, g), p.busy_mw[t, g]) for g in range(G)] + stop_gpu
+            row(
+                [(Gr(t), -1.0)] + [(j, p.cut_b[t, c] * val) for j, val in gpu],
+                -(p.cut_a_mw[t, c] + p.cut_b[t, c] * p.idle_mw[t]),
+            )
+        row([(Gr(t), 1.0)], p.import_limit_mw[t])
+        for m in range(M):  # s - v <= s_prev, s_prev - s - e <= 0
+            prev = [(S(t - 1, m), -1.0)] if t else []
+            row([(S(t, m), 1.0), (V(t, m), -1.0), *prev], 0.0 if t else st.s0[m])
+            prev = [(S(t - 1, m), 1.0)] if t else []
+            row([(S(t, m), -1.0), (E(t, m), -1.0), *prev], 0.0 if t else -st.s0[m])
+    c = np.zeros(n)
+    bounds = [(0, None)] * n
+    for t in range(T):
+        for g in range(G):
+            c[Y(t, g)] = -p.value_per_token[g] * p.tokens_per_s[t, g] * p.dt_h * 3600
+            hi = max(p.x_lo[g], min(p.x_hi[g], p.x_die_max[t, g]))
+            bounds[X(t, g)] = (0 if modes[g] else p.x_lo[g], hi)
+        c[Gr(t)] = (p.price_per_mwh[t] + p.carbon_cost_per_mwh[t]) * p.dt_h
+        bounds[Gr(t)] = (None, None)
+        for m in range(M):
+            bounds[S(t, m)] = (0, st.share_max[m])
+    res = linprog(c, A_ub=np.array(A), b_ub=np.array(b), bounds=bounds, method="highs")
+    assert res.status == 0, res.message
+    return -res.fun
+
+
+@pytest.mark.parametrize("s0", [0.0, 0.7])
+def test_lp_with_stops_matches_independent_linprog(s0):
+    # three groups over four steps: group 0 pauses, group 1 pauses and resizes, group 2 neither
+    T = 4
+    rng = np.random.default_rng(3)
+    st = stops(T, group=(0, 1, 1), kind=(0, 0, 1), share_max=(1.0, 1.0, 0.5), start=(0.3, 0.2, 0.0),
+               end=(0.4, 0.1, 0.05), s0=(s0, 0.0, s0 / 2), busy=2.0)  # fmt: skip
+    p = problem(
+        T=T,
+        G=3,
+        busy_mw=rng.uniform(1.5, 2.5, (T, 3)),
+        idle_mw=np.full(T, 0.3),
+        tokens_per_s=rng.uniform(1e5, 2e5, (T, 3)),
+        value_per_token=np.array([1e-3, 2e-3, 1.5e-3]),
+        cut_a_mw=np.tile([0.5, 0.1], (T, 1)),
+        cut_b=np.tile([1.1, 1.3], (T, 1)),
+        import_limit_mw=np.array([8.0, 3.2, 2.9, 6.0]),
+        price_per_mwh=rng.uniform(50, 300, T),
+        stops=st,
+    )
+    want = linprog_with_stops(p)
+    for backend in ("pyomo", "highspy"):
+        res, v = solve(p, backend)
+        assert res.objective == pytest.approx(want, rel=1e-7)
+    assert v["stop_share"].max() > 0.1  # the stops are used, so the rows are exercised
+
+
+@pytest.mark.parametrize("hold", [1, 3])
+def test_pyomo_and_matrix_paths_agree_with_stops_and_every_family(hold):
+    soft = frozenset({"ramp", "die", "flex", "import_limit", "dr", "heat"})
+    st = stops(12, group=(0, 2, 2), kind=(0, 0, 1), share_max=(1.0, 1.0, 0.6), start=(0.2, 0.1, 0.0),
+               end=(0.3, 0.1, 0.1), s0=(1.0, 0.0, 0.2), busy=2.0)  # fmt: skip
+    p = full_problem(
+        soft,
+        stops=st,
+        hold_steps=hold,
+        import_limit_mw=np.full(12, 6.0),
+        penalty_per_mwh=1e7,
+        x_ramp_per_step=None,
+        x0=None,
+    )
+    a, va = solve(p, "pyomo")
+    b, vb = solve(p, "highspy")
+    assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    assert {k: x.shape for k, x in va.items()} == {k: x.shape for k, x in vb.items()}
+    for v in (va, vb):
+        np.testing.assert_allclose(v["stop_share"][:hold], np.broadcast_to(v["stop_share"][0], (hold, 3)), atol=1e-9)
+    assert vb["stop_share"].max() > 0.1
+
+
+def test_stops_rejected_when_malformed():
+    with pytest.raises(ValueError, match=r"stops\.share_max"):
+        stops(2, share_max=(1.5,))
+    with pytest.raises(ValueError, match="one mode per group and kind"):
+        stops(2, group=(0, 0), kind=(0, 0), share_max=(1, 1), start=(0, 0), end=(0, 0))
+    with pytest.raises(ValueError, match="stops: expected"):
+        one_job(3.0, T=2, stops=stops(3))
