@@ -92,9 +92,9 @@ def schedule(pre_event_w: float, depth: float = DEPTH) -> list[dict]:
 def run_phoenix(
     facility, scenario, policy: str = "caps", client=None, sender=None, plant_step_s: float = 20.0, depth: float = DEPTH
 ):
-    """Replay the event (module docstring; ``depth`` the cut, 0.25 as published) through a :class:`FlexAgent`; with ``client``/``sender`` (started
-    :class:`twin.mqtt.MqttClient` s on one broker) the signed event travels over MQTT, else it is handed to
-    the agent directly. Returns a :class:`PhoenixResult`."""
+    """Replay the event (module docstring; ``depth`` the cut, 0.25 as published) through a :class:`FlexAgent`;
+    with ``client``/``sender`` (started :class:`twin.mqtt.MqttClient` s on one broker) the signed event travels
+    over MQTT, else it is handed to the agent directly. Returns a :class:`PhoenixResult`."""
     from factory_twin.optimization.mpc import MPCController
     from factory_twin.optimization.options import MPC_OPTIONS
 
@@ -217,4 +217,9 @@ def table(results: list[PhoenixResult]) -> str:
         + " | ".join(f"{100 * r.hold_below_pre_event:.1f} %" for r in results)
         + " |"
     )
+    met = " | ".join("yes" if r.floors_met() else "**no**" for r in results)
+    lines.append(f"| every job at or above its floor | {met} |")
+    if any(r.policy in ("pause", "pause+resize") for r in results):
+        cells = " | ".join(f"{r.pauses:.0f} / {r.stop_energy_kwh:.1f} kWh" for r in results)
+        lines.append(f"| pauses (checkpoints) / GPU energy while stopped | {cells} |")
     return "\n".join(lines)

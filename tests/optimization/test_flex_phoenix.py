@@ -54,3 +54,23 @@ def test_uniform_cap_is_the_highest_single_cap_under_the_target(phoenix):
     assert drawn <= target_mw * 1e6 < above
     no_target = ctl(tw.state(), t - np.timedelta64(60, "s")).gpu_cap_w
     np.testing.assert_array_equal(no_target, f.tdp_w)
+
+
+@pytest.mark.slow
+def test_pausing_and_resizing_hold_a_cut_below_the_minimum_caps_and_idle_above_them(phoenix):
+    f, sc = phoenix
+    floor_kw = float(f.gpus @ f.drawn_w(f.min_cap_w)) / 1e3  # every GPU at its lowest useful cap
+    caps = run_phoenix(f, sc, "caps", depth=0.5)
+    stops = run_phoenix(f, sc, "pause+resize", depth=0.5)
+    assert caps.hold_target_kw < floor_kw < caps.pre_event_kw * (1 - 0.45)
+    # caps alone stop at the minimum-cap floor and miss the target by its distance from it
+    assert caps.hold_below_pre_event == pytest.approx(1 - floor_kw / caps.pre_event_kw, abs=0.015)
+    assert caps.rmse_hold > 0.03
+    # stopping jobs reaches below it: on target, every job at or above its floor over the window
+    assert stops.rmse_hold < 0.02 and stops.floors_met()
+    assert stops.hold_below_pre_event == pytest.approx(0.5, abs=0.01)
+    assert stops.stop_energy_kwh > 0
+    # at the published 25 % cut the caps' curve beats any stop (concave above the chord from idle): unused
+    published = run_phoenix(f, sc, "pause+resize")
+    assert published.stop_energy_kwh == 0 and published.pauses == 0
+    assert published.weighted_window == pytest.approx(0.953, abs=0.002)
