@@ -134,6 +134,19 @@ def random_problem(seed, T=6, G=3):
     )
 
 
+def _dense_rows(n: int, A: list, b: list):
+    """``row(entries, rhs)`` appending one dense row ``sum coef x_j <= rhs`` of ``n`` columns to A, b."""
+
+    def row(entries, rhs):
+        r = np.zeros(n)
+        for j, v in entries:
+            r[j] += v
+        A.append(r)
+        b.append(rhs)
+
+    return row
+
+
 def linprog_objective(p: Problem) -> float:
     """The same LP written out by hand, row by row (no code under test), solved by scipy."""
     T, G, K, C = p.n_steps, p.n_groups, p.seg_a.shape[1], p.cut_a_mw.shape[1]
@@ -142,13 +155,7 @@ def linprog_objective(p: Problem) -> float:
     Y = lambda t, g: T * G + t * G + g  # noqa: E731
     Gr = lambda t: 2 * T * G + t  # noqa: E731
     A, b = [], []
-
-    def row(entries, rhs):
-        r = np.zeros(n)
-        for j, v in entries:
-            r[j] += v
-        A.append(r)
-        b.append(rhs)
+    row = _dense_rows(n, A, b)
 
     for t in range(T):
         for g in range(G):
@@ -415,13 +422,7 @@ def linprog_with_stops(p: Problem) -> float:
     E = lambda t, m: 2 * T * G + T + 2 * T * M + t * M + m  # noqa: E731
     n = 2 * T * G + T + 3 * T * M
     A, b = [], []
-
-    def row(entries, rhs):
-        r = np.zeros(n)
-        for j, val in entries:
-            r[j] += val
-        A.append(r)
-        b.append(rhs)
+    row = _dense_rows(n, A, b)
 
     modes = {g: [m for m in range(M) if st.group[m] == g] for g in range(G)}
     for t in range(T):
