@@ -135,7 +135,7 @@ def variables(b: _Builder, p: Problem) -> None:
     b.var("y", (T, G), 0.0, INF, -p.value_per_token * p.tokens_per_s * dt_s)
     if p.stops is not None:
         M = p.stops.group.size
-        b.var("stop_share", (T, M), 0.0, p.stops.share_max)
+        b.var("stop_share", (T, M), *p.stops.share_bounds(p.hold_steps))
         b.var("stop_start", (T, M), 0.0, INF)
         b.var("stop_end", (T, M), 0.0, INF)
     b.var("grid_mw", (T,), -INF, INF, (p.price_per_mwh + p.carbon_cost_per_mwh) * p.dt_h)

@@ -92,7 +92,8 @@ def stop_vars(m: pyo.ConcreteModel, p: Problem) -> None:
         return
     M = st.group.size
     m.M = pyo.RangeSet(0, M - 1)
-    m.s = pyo.Var(m.T, m.M, bounds=lambda _, t, k: (0.0, float(st.share_max[k])))
+    lo, hi = st.share_bounds(p.hold_steps)
+    m.s = pyo.Var(m.T, m.M, bounds=lambda _, t, k: (float(lo[t, k]), float(hi[t, k])))
     m.v = pyo.Var(m.T, m.M, domain=pyo.NonNegativeReals)
     m.e = pyo.Var(m.T, m.M, domain=pyo.NonNegativeReals)
     modes = {g: [k for k in range(M) if st.group[k] == g] for g in range(p.n_groups)}

@@ -109,12 +109,14 @@ def plan_horizon(
     bias_mw: float = 0.0,
     hold_steps: int = 1,
     warm: WarmHighs | None = None,
+    pause_fixed: Array | None = None,
 ) -> xr.Dataset:
     """Forecast, build, pre-check and solve over ``times`` (no request validation; used by the MPC).
 
     ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import
     offset); it shifts the cuts, the floor and the DR baseline alike. ``warm`` keeps the LP between
-    calls and updates it in place (see :class:`optimization.backend_highspy.WarmHighs`).
+    calls and updates it in place (see :class:`optimization.backend_highspy.WarmHighs`). ``pause_fixed``
+    holds the paused share of each group over the first ``hold_steps`` (NaN: free; see the MPC).
     """
     t0 = _time.perf_counter()
     step_s = options.step
@@ -124,7 +126,10 @@ def plan_horizon(
     fc = _gpu_targets_as_import_limit(fc, scenario)
     grid0, x0 = initial_state(initial, groups, f)
     stop0 = initial_stops(initial, groups, f)
-    p = make_problem(f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps, stop0=stop0)
+    p = make_problem(
+        f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps, stop0=stop0,
+        pause_fixed=pause_fixed,
+    )  # fmt: skip
     prep_s = _time.perf_counter() - t0
     bess_mw = p.bess.p_max_mw if p.bess else 0.0
     conflicts = check(p, times, bess_mw)

@@ -13,6 +13,11 @@ soft limits are logged. A failed re-plan keeps the previous command. The scenari
 from the twin state on every call, so what-if changes of a running twin reach the plan; the latest
 plan is kept as ``plan``.
 
+Job stops: when jobs may pause and the plan pauses a job for a fraction of the coming period, the
+share is rounded to a whole pause or none (``pause_fixed``) and the plan solved again, so that the caps
+absorb the remainder: a fractional pause would swing the job between full and idle draw inside the
+period (the twin executes it as one block), a whole one keeps the measured power on the plan.
+
 Warm start (``warm_start=True``, the default unless the backend is ``"pyomo"``): the LP is kept
 between re-plans in a :class:`optimization.backend_highspy.WarmHighs` (``warm``): the new forecast
 and measured state only change costs, bounds, right-hand sides and coefficients, written in place,
@@ -81,18 +86,20 @@ class MPCController:
         times = plan_times(self.scenario, time, opts)
         bias = self._bias(state, times[:1], opts.step)
         n_warm = self.warm.warm if self.warm else 0
-        plan = plan_horizon(
-            f,
-            self.scenario,
-            self.groups,
-            times,
-            opts,
+        kw = dict(
             initial=state if np.isfinite(state.grid_import_w) else None,
             known_at=time,
             bias_mw=bias,
             hold_steps=max(1, min(times.size, round(self.period_s / opts.step))),
             warm=self.warm,
         )
+        plan = plan_horizon(f, self.scenario, self.groups, times, opts, **kw)
+        if "paused_share" in plan and plan.attrs["status"] == "optimal":
+            q = plan.paused_share.values[0]
+            if np.any((q > 1e-6) & (q < 1 - 1e-6)):  # whole pauses for the period; caps absorb the rest
+                fixed = whole_pauses(q, self.groups.gpus)
+                rounded = plan_horizon(f, self.scenario, self.groups, times, opts, pause_fixed=fixed, **kw)
+                plan = rounded if rounded.attrs["status"] == "optimal" else plan
         self.plan = plan  # the latest plan (xarray Dataset), for dashboards
         a = plan.attrs
         self.log.append(
@@ -140,3 +147,19 @@ class MPCController:
             gpu_mw = float(self.facility.gpus @ state.gpu_power_w) / MW
         model = fc.at_gpu_mw("grid_mw", np.array([gpu_mw]))[0] - self._last.bess_power_w / MW
         return float(state.grid_import_w / MW - model)
+
+
+def whole_pauses(q: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+    """Paused shares rounded to 0 or 1 per group so that at least as many GPUs stop as the fractional
+    shares ``q`` stop: the most-paused fractional groups pause wholly until their GPUs cover
+    ``sum q x gpus``, the other fractional ones run."""
+    out = np.round(q)
+    frac = np.flatnonzero((q > 1e-6) & (q < 1 - 1e-6))
+    need = float(np.sum(q * gpus)) - float(np.sum(np.where((q >= 1 - 1e-6), gpus, 0.0)))
+    out[frac] = 0.0
+    for g in frac[np.argsort(-q[frac], kind="stable")]:
+        if need <= 1e-9:
+            break
+        out[g] = 1.0
+        need -= gpus[g]
+    return out

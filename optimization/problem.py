@@ -78,6 +78,7 @@ class Stops:
     start_mwh: Array  # [T, M]
     end_mwh: Array  # [T, M]
     s0: Array  # [M]
+    fixed: Array | None = None  # [M] share held over the first hold_steps (NaN: free), e.g. rounded pauses
 
     def __post_init__(self) -> None:
         for name in ("share_max", "idle_mw", "start_mwh", "end_mwh", "s0"):
@@ -87,6 +88,17 @@ class Stops:
         pairs = self.group * 2 + self.kind
         if np.unique(pairs).size != pairs.size:
             raise ValueError("stops: at most one mode per group and kind")
+
+    def share_bounds(self, hold_steps: int) -> tuple[Array, Array]:
+        """Bounds of the stopped share ``[T, M]``: [0, share_max], or ``fixed`` over the first hold steps."""
+        T = self.idle_mw.shape[0]
+        lo, hi = np.zeros((T, self.group.size)), np.broadcast_to(self.share_max, (T, self.group.size)).copy()
+        if self.fixed is not None:
+            on = np.isfinite(self.fixed)
+            v = np.clip(np.where(on, self.fixed, 0.0), 0.0, self.share_max)
+            lo[:hold_steps] = np.where(on, v, lo[:hold_steps])
+            hi[:hold_steps] = np.where(on, v, hi[:hold_steps])
+        return lo, hi
 
     def per_kind(self, n_groups: int) -> list[tuple[NDArray[np.int64], NDArray[np.bool_]]]:
         """Per kind present: (mode index of each group (0 where none), mask of the groups with that kind)."""
@@ -291,6 +303,7 @@ def make_problem(
     heat_cap_mw: Array | None = None,
     hold_steps: int = 1,
     stop0: tuple[Array, Array] | None = None,
+    pause_fixed: Array | None = None,
 ) -> Problem:
     """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module
     docstring); ``grid0_mw`` and ``x0`` are the measured import and busy fractions the first step
@@ -369,11 +382,13 @@ def make_problem(
         soft=frozenset(options.soft),
         penalty_per_mwh=penalty,
         hold_steps=hold_steps,
-        stops=stops_data(f, groups, u, stop0),
+        stops=stops_data(f, groups, u, stop0, pause_fixed),
     )
 
 
-def stops_data(f, groups: Groups, u: Array, stop0: tuple[Array, Array] | None = None) -> Stops | None:
+def stops_data(
+    f, groups: Groups, u: Array, stop0: tuple[Array, Array] | None = None, pause_fixed: Array | None = None
+) -> Stops | None:
     """:class:`Stops` of the groups whose job may pause (kind 0) or resize (kind 1), from the workloads'
     ``pause`` and ``resize`` (draws above idle only: a stop never draws less than idle in the LP); None when
     no job may stop. ``u`` is the busy share ``[T, G]``; ``stop0`` the measured (paused, resized) shares."""
@@ -416,6 +431,7 @@ def stops_data(f, groups: Groups, u: Array, stop0: tuple[Array, Array] | None = 
         start_mwh=busy_gpus[:, group] * start[ok] / (MW * S_PER_H),
         end_mwh=busy_gpus[:, group] * end[ok] / (MW * S_PER_H),
         s0=np.clip(s0[ok], 0.0, share[ok]),
+        fixed=None if pause_fixed is None else np.where(kind == 0, np.tile(pause_fixed, len(modes)), np.nan)[ok],
     )
 
 

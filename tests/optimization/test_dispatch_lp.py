@@ -2,6 +2,8 @@
 assembly; job stops (pauses and resizing, time-sharing relaxation): an independent row-by-row assembly,
 analytic optima where pausing beats caps and where it does not, floors counted with paused time."""
 
+from dataclasses import replace
+
 import factory_twin.optimization.solve as lp_solve
 import numpy as np
 import pytest
@@ -492,11 +494,13 @@ def test_lp_with_stops_matches_independent_linprog(s0):
     assert v["stop_share"].max() > 0.1  # the stops are used, so the rows are exercised
 
 
-@pytest.mark.parametrize("hold", [1, 3])
-def test_pyomo_and_matrix_paths_agree_with_stops_and_every_family(hold):
+@pytest.mark.parametrize(("hold", "fixed"), [(1, None), (3, None), (3, (0.0, 1.0, np.nan))])
+def test_pyomo_and_matrix_paths_agree_with_stops_and_every_family(hold, fixed):
     soft = frozenset({"ramp", "die", "flex", "import_limit", "dr", "heat"})
     st = stops(12, group=(0, 2, 2), kind=(0, 0, 1), share_max=(1.0, 1.0, 0.6), start=(0.2, 0.1, 0.0),
                end=(0.3, 0.1, 0.1), s0=(1.0, 0.0, 0.2), busy=2.0)  # fmt: skip
+    if fixed is not None:  # whole pauses held over the first hold steps (the MPC's rounding)
+        st = replace(st, fixed=np.array(fixed))
     p = full_problem(
         soft,
         stops=st,
@@ -512,6 +516,8 @@ def test_pyomo_and_matrix_paths_agree_with_stops_and_every_family(hold):
     assert {k: x.shape for k, x in va.items()} == {k: x.shape for k, x in vb.items()}
     for v in (va, vb):
         np.testing.assert_allclose(v["stop_share"][:hold], np.broadcast_to(v["stop_share"][0], (hold, 3)), atol=1e-9)
+        if fixed is not None:
+            np.testing.assert_allclose(v["stop_share"][:hold, :2], np.broadcast_to(fixed[:2], (hold, 2)), atol=1e-9)
     assert vb["stop_share"].max() > 0.1
 
 

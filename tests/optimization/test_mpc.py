@@ -77,3 +77,14 @@ def test_mpc_follows_what_if_changes_of_the_running_twin(campus, hot):
     tw.request_control()
     tw.advance()
     assert not np.isfinite(mpc.plan.dr_target_mw.values).any()  # cleared again
+
+
+def test_whole_pauses_stop_at_least_the_gpus_of_the_fractional_plan():
+    from factory_twin.optimization.mpc import whole_pauses
+
+    gpus = np.array([32.0, 48.0, 32.0, 48.0, 8.0])
+    # 0.3 x 32 + 0.6 x 48 = 38.4 GPUs fractionally paused: the 48-GPU job (most paused) covers them
+    np.testing.assert_array_equal(whole_pauses(np.array([0.3, 0.6, 1.0, 0.0, 0.2]), gpus), [0, 1, 1, 0, 0])
+    # 0.9 x 8 + 0.5 x 32 = 23.2: the 8-GPU job is not enough, the next one joins
+    np.testing.assert_array_equal(whole_pauses(np.array([0.5, 0.0, 0.0, 0.0, 0.9]), gpus), [1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(whole_pauses(np.array([0.0, 1.0, 0.0, 0.0, 0.0]), gpus), [0, 1, 0, 0, 0])
