@@ -10,6 +10,10 @@ captured by liquid, plus PSU losses) is removed by the air system at its COP. Po
 meter) -> busway -> UPS -> transformers -> grid, with mechanical loads on the transformers and the BESS at the
 meter.
 
+Jobs that may pause or resize (:mod:`twin.jobs`) follow the stop shares of the controller's command: per plant
+step the share of a busy GPU's time spent computing scales its busy draw and throughput, and the rest draws
+the stop phases' power (checkpoint, idle, restart, rejoin).
+
 Loops run at constant flow: CDUs control supply temperature with a three-way valve on the facility side
 (branch flow constant, part of it bypasses the exchanger), so heat-capacity rates are constant in each
 loop and the heat books close exactly. Fluid c_p is evaluated at each loop's setpoint.
