@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
+from factory_twin.dashboard import wsgi
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt
 
 ViewSource = Callable[[], dict]
@@ -187,6 +188,7 @@ def _request_table(reqs: dict) -> html.Table | html.Div:
 
 def serve_connected(connector, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> int:
     """Run ``connector`` in a background thread and serve the plant page until interrupted."""
+    sock = wsgi.listen(host, port)  # a port in use fails here, before connecting
     stop = threading.Event()
     worker = threading.Thread(target=connector.run, args=(stop.is_set,), name="connect", daemon=True)
     connector.client.start(wait_s=None)
@@ -194,8 +196,11 @@ def serve_connected(connector, host: str = "127.0.0.1", port: int = 8050, debug:
     app = create_plant_app(connector.view)
     print(f"factory-twin dashboard: http://{host}:{port}/ (connected to {connector.client.config.url})", flush=True)
     try:
-        app.run(host=host, port=port, debug=debug, use_reloader=False)
+        wsgi.run(app, sock, debug)
+    except KeyboardInterrupt:
+        pass
     finally:
+        sock.close()
         stop.set()
         worker.join(30)
         connector.client.stop()

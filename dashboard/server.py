@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory_twin.dashboard import wsgi
 from factory_twin.optimization.controllers import make_controller
 from factory_twin.twin.live import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
 
@@ -188,6 +189,7 @@ def serve(
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
     check_setup(facility, scenario, controller)
+    sock = wsgi.listen(host, port)  # a port in use fails here, before the twin starts
     own = folder is None
     run_dir = Path(tempfile.mkdtemp(prefix="factory-twin-live-") if own else folder)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -210,15 +212,11 @@ def serve(
         )
         share_tick_responses(app.server, source)
         print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
-        if debug:  # Dash's debug mode needs Flask's development server; never the default
-            app.run(host=host, port=port, debug=True, use_reloader=False)
-        else:
-            from waitress import serve as serve_wsgi
-
-            serve_wsgi(app.server, host=host, port=port, threads=8, _quiet=True)
+        wsgi.run(app, sock, debug)
     except KeyboardInterrupt:
         pass
     finally:
+        sock.close()
         if runner is not None:
             runner.close()
         if own:

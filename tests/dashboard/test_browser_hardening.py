@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -172,10 +173,31 @@ def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
     assert "Traceback" not in err and "leaked semaphore" not in err, err[-2000:]
 
 
+def test_the_server_is_a_production_wsgi_server(server):
+    url, _ = server
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.headers["Server"] == "waitress"
+
+
+def test_a_port_in_use_fails_at_once_naming_it(tmp_path, capsys, monkeypatch):
+    from factory_twin.cli import main
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["dashboard", "--port", str(port)]) == 1  # was: "serving" that URL, then a hang
+    err = capsys.readouterr().err
+    assert f"--port: cannot listen on 127.0.0.1:{port} (Address already in use)" in err
+    assert not list(tmp_path.glob("factory-twin-live-*"))  # refused before the twin started
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["nowhere"], "facility 'nowhere': not a file and not a built-in name"),
+        (["--port", "99999"], "--port: must be within 1-65535, got 99999"),
         (["--scenario", "cold-day"], "scenario file not found"),
         (["--controller", "magic"], "controller: expected"),
         (["--controller", "fixed:abc"], "controller: fixed:FRACTION needs a number"),
@@ -184,6 +206,6 @@ def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
 def test_unknown_names_fail_at_start(tmp_path, capsys, args, message):
     from factory_twin.cli import main
 
-    assert main(["dashboard", *args, "--port", str(free_port())]) == 1  # returns: no server was started
+    assert main(["dashboard", "--port", str(free_port()), *args]) == 1  # returns: no server was started
     cap = capsys.readouterr()
     assert message in cap.err and "http://" not in cap.out

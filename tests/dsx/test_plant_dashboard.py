@@ -47,6 +47,8 @@ def test_plant_page_shows_health_alarms_and_requests(bms_broker, tmp_path, child
 
     try:
         wait_for(up, 120, "the dashboard")
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.headers["Server"] == "waitress"  # a production WSGI server (was Flask's development server)
         subprocess.run(
             [sys.executable, "-m", "factory_twin", "emulate-bms", "campus-100mw", "--broker", bms_broker.url,
              "--speed", "30", "--duration", "900s", "--plant-step", "20s",
