@@ -9,6 +9,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from factory_twin.outputs import check_state_dir
+
 
 def add_parsers(sub) -> None:
     """Add ``flex-agent`` and ``grid-signal`` (``grid-signal`` takes no facility: it is the grid's side)."""
@@ -95,6 +97,8 @@ def run_agent(args) -> int:
     trust = dx.TrustStore.from_files(args.trust_key)
     key = dx.load_key(args.key, private=True)
     broker = BrokerConfig.from_url(args.broker, ca_file=args.ca_file, cert_file=args.tls_cert, key_file=args.tls_key)
+    if args.state_dir is not None:
+        check_state_dir(args.state_dir)
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
     if args.start is None:

@@ -8,6 +8,8 @@ import signal
 import threading
 from pathlib import Path
 
+from factory_twin.outputs import check_state_dir
+
 DEFAULT_INTEGRATION = "FactoryTwin"
 DEFAULT_FACILITY = "campus-100mw"
 
@@ -157,6 +159,7 @@ def _connect(args) -> int:
     check_integration_name(args.integration)
     override = Override.load(args.point_map)
     limit = seconds(args.duration, "--duration") if args.duration else None
+    check_state_dir(args.state_dir)
     f = twin.load_facility(args.facility)
     sp = f.spec.cooling.tcs.supply_setpoint_c
     guard = RequestGuard(
@@ -198,6 +201,7 @@ def dashboard_connected(args) -> int:
 
     if args.state_dir is None:
         raise ValueError("--state-dir: required with --connect (history, alarms and state are kept there)")
+    check_state_dir(args.state_dir)
     cfg = BrokerConfig.from_url(args.connect)
     f = twin.load_facility(args.facility)
     client = MqttClient(cfg, client_id=f"factory-twin-dashboard-{DEFAULT_INTEGRATION}")

@@ -32,6 +32,19 @@ def check_output_dir(path: Path, files: tuple[str, ...], force: bool, resume: bo
     _check_writable_parent(path / files[0], option)
 
 
+def check_state_dir(path: Path, option: str = "--state-dir") -> None:
+    """Create (or keep) the folder a long-running command keeps its state in and resumes from; refuse,
+    naming ``option``, a path that is not a directory or cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option}: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option}: cannot create {path} ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write to {path}")
+
+
 def _check_writable_parent(path: Path, option: str) -> None:
     parent = path.absolute().parent
     while not parent.exists():
@@ -40,4 +53,4 @@ def _check_writable_parent(path: Path, option: str) -> None:
         raise ValueError(f"{option}: cannot write to {parent} (not a writable directory)")
 
 
-__all__ = ["check_output_dir", "check_output_file"]
+__all__ = ["check_output_dir", "check_output_file", "check_state_dir"]

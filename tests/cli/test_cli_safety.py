@@ -111,6 +111,17 @@ def test_huge_problems_are_refused_with_the_estimate(capsys):
     assert time.perf_counter() - t0 < 10
 
 
+@pytest.mark.parametrize("command", ["connect --broker", "dashboard --connect"])
+def test_a_state_dir_that_cannot_be_one_fails_naming_the_option(tmp_path, capsys, command):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    args = [*command.split(), "mqtt://127.0.0.1:1", "campus-100mw", "--state-dir"]  # no broker is contacted
+    assert main([*args, str(a_file)]) == 1
+    assert f"--state-dir: {a_file} exists and is not a directory" in capsys.readouterr().err
+    assert main([*args, str(a_file / "below")]) == 1  # was: a bare "[Errno 20] Not a directory"
+    assert f"--state-dir: cannot create {a_file / 'below'} (Not a directory)" in capsys.readouterr().err
+
+
 def test_grid_csv_shorter_than_the_run_fails_before_running(tmp_path, capsys):
     csv = tmp_path / "sig.csv"
     csv.write_text("time,price_per_mwh\n" + "".join(f"2026-08-08T{h:02d}:00:00,100\n" for h in range(2)))
