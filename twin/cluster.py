@@ -28,7 +28,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     if scheduler is None:
         with _workers_ignore_ctrl_c():
             cluster = _local_cluster(LocalCluster, workers)
-    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        client = Client(cluster if cluster is not None else scheduler)
+    except (OSError, ValueError) as e:  # unreachable or not an address: say which, without distributed's traceback
+        if cluster is not None:
+            cluster.close()
+            raise
+        raise ValueError(f"scheduler: cannot connect to {scheduler!r} ({e})") from None
     try:
         yield client
     finally:
