@@ -54,9 +54,12 @@ class MatrixLP:
 
 
 class _Builder:
-    """Collects columns and rows as index/value arrays, then one CSR matrix."""
+    """Collects columns and rows as index/value arrays, then one CSR matrix. With ``every_step``
+    the step limits (:data:`STEP_LIMITS`) and the soft die rows get a row at every step (and
+    group), infinite where the limit is absent (see :func:`matrix_lp`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_step: bool = False) -> None:
+        self.every_step = every_step
         self.n = 0
         self.lo: list[Array] = []
         self.hi: list[Array] = []
@@ -231,18 +234,33 @@ def _limit(b: _Builder, p: Problem, name: str, rhs: Array, lhs: list[tuple[NDArr
     b.rows(name, lhs, -INF, rhs)
 
 
+#: Per-step limits: family -> the ``Problem`` attribute whose finite entries have a row.
+STEP_LIMITS = {"import_limit": "import_limit_mw", "dr": "dr_cap_mw", "heat": "heat_cap_mw"}
+
+
+def _rows_at(p: Problem, name: str) -> NDArray[np.bool_]:
+    """Where family ``name`` has a row in the Pyomo model ([T], or [T, G] for ``die``)."""
+    return p.die_rows() if name == "die" else np.isfinite(getattr(p, STEP_LIMITS[name]))
+
+
+def _steps(b: _Builder, p: Problem, name: str) -> tuple[NDArray, ...]:
+    """Indices of the rows of family ``name``: where it has one, or everywhere with ``every_step``."""
+    mask = _rows_at(p, name)
+    return np.nonzero(np.ones_like(mask) if b.every_step else mask)
+
+
 def import_limit(b: _Builder, p: Problem) -> None:
-    t = np.flatnonzero(np.isfinite(p.import_limit_mw))
+    (t,) = _steps(b, p, "import_limit")
     _limit(b, p, "import_limit", p.import_limit_mw[t], [(b.cols["grid_mw"][t][:, None], 1.0)], t)
 
 
 def dr_events(b: _Builder, p: Problem) -> None:
-    t = np.flatnonzero(np.isfinite(p.dr_cap_mw))
+    (t,) = _steps(b, p, "dr")
     _limit(b, p, "dr", p.dr_cap_mw[t], [(b.cols["grid_mw"][t][:, None], 1.0)], t)
 
 
 def heat_rejection(b: _Builder, p: Problem) -> None:
-    t = np.flatnonzero(np.isfinite(p.heat_cap_mw))
+    (t,) = _steps(b, p, "heat")
     terms = [(b.cols["x"][t], p.busy_mw[t]), *_stop_gpu_terms(b, p, t, np.ones(t.size))]
     _limit(b, p, "heat", (p.heat_cap_mw - p.liquid_base_mw)[t], terms, t)
 
@@ -271,7 +289,9 @@ def import_ramp(b: _Builder, p: Problem) -> None:
 
 def die_temperature(b: _Builder, p: Problem) -> None:
     """Soft only (hard folds into the bounds of ``x``): ``x - s <= x_die``."""
-    td, gd = np.nonzero(p.die_rows())
+    if "die" not in p.soft:
+        return
+    td, gd = _steps(b, p, "die")
     if td.size:
         s = b.slack(p, "die", td.size, p.penalty_per_mwh * p.dt_h * p.busy_mw[td, gd])
         b.rows("die", [(b.cols["x"][td, gd][:, None], 1.0), (s[:, None], -1.0)], -INF, p.x_die_max[td, gd])
@@ -359,12 +379,28 @@ FAMILIES = (
 )
 
 
-def matrix_lp(p: Problem) -> MatrixLP:
-    """Assemble the dispatch LP of ``p`` (families as in :mod:`optimization.backend_pyomo`)."""
-    b = _Builder()
+def matrix_lp(p: Problem, every_step: bool = False) -> MatrixLP:
+    """Assemble the dispatch LP of ``p`` (families as in :mod:`optimization.backend_pyomo`).
+
+    ``every_step=True`` gives the step limits and soft die rows a row at every step, with an
+    infinite right-hand side where the Pyomo model has none (a DR event or limit outside the
+    horizon): the same optimum, and an LP whose structure does not change as limits enter or leave
+    a sliding horizon (:class:`WarmHighs`). :func:`model_slacks` maps its slacks back."""
+    b = _Builder(every_step)
     for family in FAMILIES:
         family(b, p)
     return b.lp()
+
+
+def model_slacks(p: Problem, values: dict[str, Array]) -> dict[str, Array]:
+    """Values of an ``every_step`` LP with each slack cut to the rows of the Pyomo model (where
+    the limit exists)."""
+    out = dict(values)
+    for name in (*STEP_LIMITS, "die"):
+        key = f"slack_{name}"
+        if key in out:
+            out[key] = out[key][_rows_at(p, name).ravel()]
+    return out
 
 
 def status_text(h: highspy.Highs) -> str:
@@ -419,14 +455,14 @@ def solve_highspy(p: Problem, options: DispatchOptions) -> Solution:
     return Solution(status, -minimum, "highspy", build_s, solve_s, values)
 
 
-def _structure(lp: MatrixLP, options: DispatchOptions) -> tuple:
-    """What must not change for an LP to be updated in place: sizes, family sizes, sparsity, options."""
-    return (
-        lp.shape,
-        tuple((k, v.shape) for k, v in lp.cols.items()),
-        tuple((k, v.shape) for k, v in lp.rows.items()),
-        tuple(sorted(options.highs_options().items())),
-    )
+def _structure(lp: MatrixLP, options: DispatchOptions) -> dict[str, object]:
+    """What must not change for an LP to be updated in place: sizes of the column and row families,
+    and the solver options (the sparsity pattern is compared separately)."""
+    return {
+        **{f"columns {k}": v.shape for k, v in lp.cols.items()},
+        **{f"rows {k}": v.shape for k, v in lp.rows.items()},
+        "options": tuple(sorted(options.highs_options().items())),
+    }
 
 
 @dataclass
@@ -434,21 +470,22 @@ class WarmHighs:
     """A dispatch LP kept between solves (the MPC's re-plans): when the next problem has the same
     structure (shape, row and column families, sparsity pattern, solver options), only the costs,
     column bounds, row bounds and the matrix coefficients that changed are written into the kept
-    :class:`HighsLP`, and HiGHS re-solves from the previous basis. Otherwise (e.g. DR rows appear or
-    leave the horizon, the groups change, the first step gains a measured import) the model is built
-    cold. ``warm``/``cold`` count the solves of each kind; ``last_cold_reason`` says why the latest
-    cold build was needed."""
+    :class:`HighsLP`, and HiGHS re-solves from the previous basis. The kept LP has its step limits
+    at every step (``matrix_lp(p, every_step=True)``), so DR events and limits entering or leaving
+    the horizon only change bounds. Otherwise (e.g. the groups change, the first step gains a
+    measured import) the model is built cold. ``warm``/``cold`` count the solves of each kind;
+    ``last_cold_reason`` says why the latest cold build was needed (which families changed)."""
 
     warm: int = 0
     cold: int = 0
     last_cold_reason: str = ""
     _model: HighsLP | None = field(default=None, repr=False)
-    _key: tuple | None = field(default=None, repr=False)
+    _key: dict | None = field(default=None, repr=False)
 
     def solve(self, p: Problem, options: DispatchOptions) -> Solution:
         """Like :func:`solve_highspy`, updating the kept model in place when the structure allows."""
         t0 = time.perf_counter()
-        lp = matrix_lp(p)
+        lp = matrix_lp(p, every_step=True)
         reason = self._mismatch(lp, options)
         if reason:
             self._model, self._key = HighsLP(lp, options), _structure(lp, options)
@@ -460,15 +497,17 @@ class WarmHighs:
         status, minimum, v, solve_s = self._model.run()
         if status != "optimal":
             self._model = None  # never start the next re-plan from a failed state
-        values = lp.unpack(v) if v is not None else {}
+        values = model_slacks(p, lp.unpack(v)) if v is not None else {}
         return Solution(status, -minimum, "highspy", build_s, solve_s, values)
 
     def _mismatch(self, lp: MatrixLP, options: DispatchOptions) -> str:
         """Why ``lp`` cannot update the kept model ("" when it can)."""
         if self._model is None:
             return "no kept model"
-        if _structure(lp, options) != self._key:
-            return "structure changed (sizes, row families or options)"
+        key = _structure(lp, options)
+        if key != self._key:
+            changed = [k for k in {**self._key, **key} if key.get(k) != self._key.get(k)]
+            return "structure changed: " + ", ".join(changed)
         old = self._model.lp.A
         if not (np.array_equal(lp.A.indptr, old.indptr) and np.array_equal(lp.A.indices, old.indices)):
             return "sparsity pattern changed"

@@ -92,28 +92,18 @@ def forecast(
     known_at=None,
 ) -> Forecast:
     """Evaluate the steady site model at ``levels`` for every step (see the module docstring)."""
-    from factory_twin.twin.design import cooling_power_w, grid_power_w, heat_split_w
+    from factory_twin.twin.design import cooling_power_w, grid_power_w, rack_totals, rack_types
 
-    names = f.class_names
-    u_cls = np.stack([scenario.utilization(c, times) for c in names], axis=1)  # [T, classes]
-    u_rack = u_cls[:, f.rack_class]
+    u_cls = np.stack([scenario.utilization(c, times) for c in f.class_names], axis=1)  # [T, classes]
     db, wb = scenario.ambient(times)
-    lo = f.min_cap_w
-    hi = f.demand_w
-    T, J = times.size, len(levels)
-    gpu, rack_dc, q_liq, q_air = (np.empty((T, J)) for _ in range(4))
-    for j, lam in enumerate(levels):
-        busy = lo + lam * (hi - lo)
-        for t in range(T):
-            p = u_rack[t] * busy + (1 - u_rack[t]) * f.idle_w
-            gpu[t, j] = float(f.gpus @ p)
-            rack_dc[t, j], q_liq[t, j], q_air[t, j] = heat_split_w(f, p)
-    cooling = np.asarray(cooling_power_w(f, q_liq, q_air, db[:, None], wb[:, None]), float)
-    it, grid = np.empty((T, J)), np.empty((T, J))
-    for j, lam in enumerate(levels):
-        p = u_rack * (lo + lam * (hi - lo)) + (1 - u_rack) * f.idle_w  # [T, racks]
-        ch = grid_power_w(f, f.gpus * p + f.non_gpu_w, cooling[:, j])
-        it[:, j], grid[:, j] = ch.it_w, ch.grid_w
+    types = rack_types(f)  # racks differ only by type here: evaluate each type once
+    r = types.rack
+    u = u_cls[:, f.rack_class[r]][:, None, :]  # [T, 1, types]
+    lo, hi = f.min_cap_w[r], f.demand_w[r]
+    busy = lo + np.asarray(levels, float)[:, None] * (hi - lo)  # [J, types]
+    rt = rack_totals(f, u * busy + (1 - u) * f.idle_w[r], types)  # [T, J]
+    cooling = np.asarray(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db[:, None], wb[:, None]), float)
+    chain = grid_power_w(f, rt.it_w, cooling)
     sig = scenario.signals
     price = sig.at(times, "price_per_mwh")
     carbon = sig.at(times, "carbon_kg_per_mwh")
@@ -121,10 +111,10 @@ def forecast(
     depth = step_depth(scenario.dr_events, times, dt_s, known_at)
     return Forecast(
         times,
-        gpu / MW,
-        it / MW,
+        rt.gpu_w / MW,
+        chain.it_w / MW,
         cooling / MW,
-        grid / MW,
+        chain.grid_w / MW,
         np.asarray(db, float),
         np.asarray(wb, float),
         depth,

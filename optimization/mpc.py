@@ -21,8 +21,9 @@ period (the twin executes it as one block), a whole one keeps the measured power
 Warm start (``warm_start=True``, the default unless the backend is ``"pyomo"``): the LP is kept
 between re-plans in a :class:`optimization.backend_highspy.WarmHighs` (``warm``): the new forecast
 and measured state only change costs, bounds, right-hand sides and coefficients, written in place,
-and HiGHS starts from the previous basis. When the structure changes (DR rows entering or leaving
-the horizon, the scenario's limits), the LP is built cold; ``warm.warm``/``warm.cold`` count both
+and HiGHS starts from the previous basis; limit rows sit at every step (infinite where absent), so DR
+events entering or leaving the horizon keep it warm. When the structure changes (e.g. flex windows,
+the first measured import), the LP is built cold; ``warm.warm``/``warm.cold`` count both
 and each :class:`PlanRecord` says which it was.
 """
 

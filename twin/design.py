@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from factory_twin.models.power import psu_input_w
 from factory_twin.twin import meters
 from factory_twin.twin.assembly import Facility
 from factory_twin.twin.plant import Plant, build_plant
@@ -40,14 +41,59 @@ class SteadyPoint:
         return meters.pue(self)
 
 
-def heat_split_w(f: Facility, gpu_w_per_rack: NDArray) -> tuple[float, float, float]:
-    """(rack DC power, liquid heat, air heat) [W] for per-GPU power per rack (PSU losses go to air)."""
-    rack_dc = f.gpus * gpu_w_per_rack + f.non_gpu_w
-    non_gpu_liquid = f.non_gpu_liquid_w
-    psu_loss = _plant(f).chain_forward(rack_dc, 0.0).psu_loss_w
-    q_liquid = float(np.sum(f.gpus * gpu_w_per_rack + non_gpu_liquid))
-    q_air = float(np.sum(f.non_gpu_w - non_gpu_liquid) + np.sum(psu_loss))
-    return float(rack_dc.sum()), q_liquid, q_air
+@dataclass(frozen=True)
+class RackTypes:
+    """Racks the steady site model cannot tell apart (same class, GPU count, idle, minimum-cap and
+    uncapped GPU power, non-GPU powers and PSU rating): a representative rack per type (``rack``)
+    and how many racks share it (``count``). Campus sums over racks become sums over a few types."""
+
+    rack: NDArray
+    count: NDArray
+
+
+@lru_cache(maxsize=8)
+def rack_types(f: Facility) -> RackTypes:
+    """The :class:`RackTypes` of ``f`` (all racks when every rack differs)."""
+    key = np.column_stack(
+        [f.rack_class, f.gpus, f.idle_w, f.min_cap_w, f.demand_w, f.non_gpu_w, f.non_gpu_liquid_w,
+         f.psu_count * f.psu_rating_w]
+    )  # fmt: skip
+    _, first, count = np.unique(key, axis=0, return_index=True, return_counts=True)
+    return RackTypes(first, count.astype(float))
+
+
+@dataclass(frozen=True)
+class RackTotals:
+    """Campus sums over racks [W]: GPU power, rack DC power, IT input (after the PSUs), liquid and
+    air heat (PSU losses go to air)."""
+
+    gpu_w: NDArray | float
+    rack_dc_w: NDArray | float
+    it_w: NDArray | float
+    q_liquid_w: NDArray | float
+    q_air_w: NDArray | float
+
+
+def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> RackTotals:
+    """:class:`RackTotals` for per-GPU power ``gpu_w`` [W] over racks (last axis; leading axes,
+    e.g. time, broadcast) or, with ``types``, over rack types (sums weighted by their counts)."""
+    r = slice(None) if types is None else types.rack
+    n = 1.0 if types is None else types.count
+    gpus, non_gpu, liquid = f.gpus[r], f.non_gpu_w[r], f.non_gpu_liquid_w[r]
+    rack_dc = gpus * gpu_w + non_gpu
+    chain = _plant(f).chain
+    rack_in = psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r], chain.psu_load_points, chain.psu_efficiencies)
+
+    def total(a: NDArray) -> NDArray:
+        return np.sum(n * a, axis=-1)
+
+    return RackTotals(
+        total(gpus * gpu_w),
+        total(rack_dc),
+        total(rack_in),
+        total(gpus * gpu_w + liquid),
+        total(non_gpu - liquid) + total(rack_in - rack_dc),
+    )
 
 
 def cooling_power_w(
@@ -61,19 +107,21 @@ def cooling_power_w(
     return p.pump_w + rej.power_w + np.asarray(q_air_w, float) / f.spec.cooling.air.cop
 
 
-def grid_power_w(f: Facility, rack_dc_w: NDArray, cooling_w: ArrayLike):
-    """Chain forward for a per-rack DC power array and a (time) array of mechanical load."""
-    return _plant(f).chain_forward(rack_dc_w, cooling_w)
+def grid_power_w(f: Facility, it_w: ArrayLike, cooling_w: ArrayLike):
+    """The power chain above the IT meter (``ChainFlow``) for IT input ``it_w`` [W] (after the PSUs,
+    :attr:`RackTotals.it_w`) and mechanical load ``cooling_w`` [W]; both broadcast (e.g. over time)."""
+    return _plant(f).chain.upstream(it_w, cooling_w)
 
 
 def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bulb_c: float) -> SteadyPoint:
     """The campus at steady state for per-GPU power ``gpu_w_per_rack`` and the given ambient."""
-    _, q_liq, q_air = heat_split_w(f, gpu_w_per_rack)
+    rt = rack_totals(f, gpu_w_per_rack)
+    q_liq, q_air = rt.q_liquid_w, rt.q_air_w
     p = _plant(f)
     c = float(f.c_fws_max_w_k.sum())
     rej = p.reject(f.spec.cooling.facility_water.supply_setpoint_c + q_liq / c, c, dry_bulb_c, wet_bulb_c)
     cooling = p.pump_w + rej.power_w + q_air / f.spec.cooling.air.cop
-    chain = grid_power_w(f, f.gpus * gpu_w_per_rack + f.non_gpu_w, cooling)
+    chain = grid_power_w(f, rt.it_w, cooling)
     losses = chain.busway_loss_w + chain.ups_loss_w + chain.transformer_loss_w
     return SteadyPoint(chain.it_w, losses, cooling, chain.grid_w, q_liq, q_air, rej.t_supply_c)
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import factory_twin.optimization.solve as lp_solve
 import numpy as np
 import pytest
-from factory_twin.optimization.backend_highspy import HighsLP, matrix_lp
+from factory_twin.optimization.backend_highspy import HighsLP, WarmHighs, matrix_lp, model_slacks
 from factory_twin.optimization.backend_pyomo import pyomo_model
 from factory_twin.optimization.feasibility import check, violations
 from factory_twin.optimization.options import DispatchOptions
@@ -247,6 +247,39 @@ def test_pyomo_and_matrix_paths_agree_with_every_family(soft, kw):
         np.testing.assert_allclose(v["x"][:n], np.broadcast_to(v["x"][0], (n, p.n_groups)), atol=1e-9)
         net = v["bess_discharge_mw"][:n] - v["bess_charge_mw"][:n]
         np.testing.assert_allclose(net, net[0], atol=1e-9)
+
+
+@pytest.mark.parametrize(("soft", "kw"), [(frozenset(), LOOSE), (ALL_SOFT, {})])
+def test_every_step_lp_has_the_same_optimum_and_slacks(soft, kw):
+    """Rows at every step (infinite where a limit is absent) change nothing: same optimum, and the
+    slacks cut back to the Pyomo model's rows equal the plain LP's (binding soft limits here:
+    import limit 9 MW and DR 8 MW below what the groups would draw)."""
+    p = full_problem(soft, x_die_max=np.where(np.arange(3) == 1, 0.95, np.inf) * np.ones((12, 1)), **kw)
+    plain, every = matrix_lp(p), matrix_lp(p, every_step=True)
+    assert every.rows["dr"].size == 12 > plain.rows["dr"].size == 5
+    if soft:
+        assert every.rows["die"].size == 36 > plain.rows["die"].size == 12
+    s0, m0, v0, _ = HighsLP(plain, DispatchOptions()).run()
+    s1, m1, v1, _ = HighsLP(every, DispatchOptions()).run()
+    assert s0 == s1 == "optimal" and m1 == pytest.approx(m0, rel=1e-9)
+    a, b = plain.unpack(v0), model_slacks(p, every.unpack(v1))
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    for k in a:
+        if k.startswith("slack_"):
+            np.testing.assert_allclose(b[k], a[k], atol=1e-7, err_msg=k)
+    assert not soft or a["slack_dr"].max() > 0.1  # the DR slack is taken: the comparison means something
+
+
+def test_warm_lp_stays_warm_when_a_dr_event_enters_the_horizon():
+    """A DR event entering the horizon changes only bounds of the kept LP; its optimum equals a cold solve."""
+    warm = WarmHighs()
+    for first_dr in (12, 9, 7, 4):  # the event's steps come into view
+        p = full_problem(ALL_SOFT, dr_cap_mw=np.where(np.arange(12) >= first_dr, 8.0, np.inf))
+        sol = warm.solve(p, DispatchOptions())
+        cold = lp_solve.solve(p, DispatchOptions())
+        assert sol.objective == pytest.approx(cold.objective, rel=1e-9)
+        assert sol.slacks["dr"].size == cold.slacks["dr"].size == 12 - first_dr
+    assert (warm.warm, warm.cold) == (3, 1)
 
 
 def test_floor_conflict_reported_and_soft_limit_reports_violation():
