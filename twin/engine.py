@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import xarray as xr
@@ -37,7 +38,7 @@ from factory_twin.twin.inputs import facility_and_scenario
 from factory_twin.twin.jobs import JobStops
 from factory_twin.twin.meters import PlantStepResult, grid_import_w
 from factory_twin.twin.plant import Plant, Rejection, build_plant
-from factory_twin.twin.recorder import CDU, RACK, Recorder
+from factory_twin.twin.recorder import Recorder
 from factory_twin.twin.scenario import Scenario, WorkloadProfile
 from factory_twin.twin.timeparse import seconds
 from numpy.typing import NDArray
@@ -438,13 +439,16 @@ def simulate(
     record_every: str | float = "60s",
     controller: Controller | None = None,
     progress: Callable[[float], None] | None = None,
+    recorder: type[Recorder] | partial = Recorder,
 ) -> xr.Dataset:
     """Simulate ``facility`` under ``scenario``; return an xarray Dataset (units in attributes).
 
     ``duration``, ``step``, ``plant_step`` and ``record_every`` take seconds or strings like ``"24h"``,
     ``"5min"``, ``"1s"``; ``record_every`` must be a multiple of ``plant_step``. Per-rack and per-CDU
     variables are sampled at each record time; powers and throughput are means over the record interval.
-    ``progress`` receives the completed fraction.
+    ``progress`` receives the completed fraction. ``recorder(twin, n_records, plant_steps_per_record)``
+    makes the :class:`~factory_twin.twin.recorder.Recorder`: the class or a ``functools.partial`` of it (e.g. a
+    ``CampusRecorder`` for long runs).
     """
     facility, scenario = facility_and_scenario(facility, scenario)
     twin = Twin(facility, scenario, start, seconds(step, "step"), seconds(plant_step, "plant_step"), controller)
@@ -456,12 +460,11 @@ def simulate(
     if n_rec < 1:
         raise ValueError(f"duration: {dur_s:g} s is shorter than record_every {rec_s:g} s")
     scenario.signals.check_covers(twin.time, twin.time + np.timedelta64(int(n_rec * rec_s), "s"))
+    kind = getattr(recorder, "func", recorder)  # a Recorder class or a functools.partial of one
     check_memory(
-        n_rec * (len(RACK) * facility.n_racks + len(CDU) * facility.n_cdus) * 4,
-        "simulate: the record",
-        "record less often or simulate a shorter duration",
+        kind.record_bytes(facility, n_rec), "simulate: the record", "record less often or simulate a shorter duration"
     )
-    rec = Recorder(twin, n_rec, int(round(per_rec)))
+    rec = recorder(twin, n_rec, int(round(per_rec)))
     for k in range(n_rec):
         for _ in range(rec.per_record):
             rec.accumulate(twin.advance())

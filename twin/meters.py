@@ -106,13 +106,19 @@ class GridNow:
 
     @classmethod
     def at(cls, twin: Any) -> GridNow:
-        t, sc = np.array([twin.time]), twin.scenario
-        return cls(
-            float(sc.import_limit(t, twin.f.spec.grid.import_limit_mw)[0]),
-            float(sc.signals.at(t, "price_per_mwh")[0]),
-            float(sc.signals.at(t, "carbon_kg_per_mwh")[0]),
-            float(sc.dr_depth(t)[0]),
+        return cls.over(twin, np.array([twin.time]))[0]
+
+    @classmethod
+    def over(cls, twin: Any, times: np.ndarray) -> list[GridNow]:
+        """The signals in force at each of ``times`` under the twin's scenario (one lookup per signal)."""
+        sc = twin.scenario
+        columns = (
+            sc.import_limit(times, twin.f.spec.grid.import_limit_mw),
+            sc.signals.at(times, "price_per_mwh"),
+            sc.signals.at(times, "carbon_kg_per_mwh"),
+            sc.dr_depth(times),
         )
+        return [cls(*map(float, row)) for row in zip(*columns, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,9 @@ class Reading:
     grid: GridNow | None
 
     @classmethod
-    def of(cls, step: PlantStepResult, twin: Any) -> Reading:
-        return cls(step, twin, GridNow.at(twin))
+    def of(cls, step: PlantStepResult, twin: Any, grid: GridNow | None = None) -> Reading:
+        """The reading of ``step`` at the twin's present time (``grid``: its signals, if known)."""
+        return cls(step, twin, grid or GridNow.at(twin))
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,17 @@ only), summed; the heat book also carries the stored-heat jumps at the seams, so
 ``heat_book_residual`` (``seam_heat_mwh`` gives the jumps on their own).
 
 Output (``run_segments``): the recorded meters of :mod:`~factory_twin.twin.meters` at the record
-interval, plus the hottest die and the number of CDUs at capacity at each record (per-rack and per-CDU
-arrays are not kept: a year of them at 1 GW is ~45 GB). The file is written as segments finish, into
-``.NAME.partial`` beside the target, with each finished segment checkpointed in ``.NAME.parts/`` (written
-after its data is flushed); rerun with ``resume=True`` after a kill and only the missing segments run. The
-finished file replaces the target in one rename.
+interval, plus the hottest die and the number of CDUs at capacity at each record. A segment records only
+these (:class:`~factory_twin.twin.recorder.CampusRecorder`): per-rack and per-CDU arrays only at the end of
+its overlap and at its end, for the seam check (a year of them at 1 GW would be ~45 GB). The file is
+written as segments finish, into ``.NAME.partial`` beside the target, with each finished segment
+checkpointed in ``.NAME.parts/`` (written after its data is flushed); rerun with ``resume=True`` after a
+kill and only the missing segments run. The finished file replaces the target in one rename.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -45,18 +47,13 @@ from factory_twin.twin.assembly import Facility
 from factory_twin.twin.atomic import write_atomic
 from factory_twin.twin.controllers import Controller, FixedCap, Uncapped
 from factory_twin.twin.engine import simulate
+from factory_twin.twin.recorder import REDUCED, STATE, CampusRecorder
 from factory_twin.twin.scenario import Scenario
 from factory_twin.twin.targets import run_misses, target_attrs
 from factory_twin.twin.timeparse import seconds
 
 SEAM_TOLERANCE_K = 0.01  # the bound a segmented run promises at its seams
-# per-record reductions of the rack and CDU arrays kept in a segmented run: name -> (units, long_name)
-REDUCED = {
-    "die_temp_max_c": ("degC", "hottest GPU die at the record time"),
-    "cdus_at_capacity": ("1", "CDUs not holding their TCS supply setpoint at the record time"),
-    "flexible_mw": ("MW", "GPU power the caps could shed: busy GPUs from their cap down to the minimum cap"),
-}
-STATE_VARS = ("die_temp_c", "tcs_supply_c", "tcs_return_c", "fws_supply_c", "fws_return_c")
+STATE_VARS = (*STATE, "fws_supply_c", "fws_return_c")  # the temperatures compared at a seam
 
 
 @dataclass(frozen=True)
@@ -141,6 +138,7 @@ def run_segment(
     overlap_s = plan.overlap_s if k > 0 else 0.0
     i0, i1 = plan.bounds(k)
     start = plan.segment_start(k) - np.timedelta64(int(round(overlap_s)), "s")
+    n_over = int(round(overlap_s / plan.record_s))
     ds = simulate(
         facility,
         scenario,
@@ -150,16 +148,17 @@ def run_segment(
         plant_step=plan.plant_step_s,
         record_every=plan.record_s,
         controller=controller,
+        recorder=functools.partial(CampusRecorder, states_at=(n_over - 1, -1) if n_over else (-1,)),
     )
-    n_over = int(round(overlap_s / plan.record_s))
     kept = ds.isel(time=slice(n_over, None))
     stored = ds.stored_heat_mj.values * MJ
     stored0 = stored[n_over - 1] if n_over else stored[-1] - ds.attrs["heat_stored_change_mwh"] * J_PER_MWH
     j = plan.record_s * MW / J_PER_MWH  # MW held for one record -> MWh
-    out = {f"series/{name}": kept[name].values.astype(float) for name in meters.RECORDED}
-    out |= {f"series/{name}": values for name, values in _reduced(kept, facility, scenario).items()}
-    out |= {f"head/{v}": np.atleast_1d(ds[v].values[n_over - 1]) for v in STATE_VARS if n_over}
-    out |= {f"tail/{v}": np.atleast_1d(ds[v].values[-1]) for v in STATE_VARS}
+    out = {f"series/{name}": kept[name].values.astype(float) for name in (*meters.RECORDED, *REDUCED)}
+    # the state at the end of the overlap and of the segment: per rack/CDU (state records) or campus (series)
+    at = {v: (0, -1) if v in STATE else (n_over - 1, -1) for v in STATE_VARS}
+    out |= {f"head/{v}": np.atleast_1d(ds[v].values[at[v][0]]) for v in STATE_VARS if n_over}
+    out |= {f"tail/{v}": np.atleast_1d(ds[v].values[at[v][1]]) for v in STATE_VARS}
     out |= {
         "time": kept.time.values.astype("datetime64[s]").astype(np.int64),
         "head_stored_mwh": stored0 / J_PER_MWH,
@@ -175,18 +174,6 @@ def run_segment(
         "cpu_s": time.process_time() - t_cpu,
     }
     return out
-
-
-def _reduced(ds: xr.Dataset, f: Facility, scenario: Scenario) -> dict[str, np.ndarray]:
-    """The :data:`REDUCED` series of a run's records."""
-    times = ds.time.values
-    busy = np.stack([scenario.utilization(c, times) for c in f.class_names])[f.rack_class].T  # (time, rack)
-    above_min = np.maximum(np.minimum(f.demand_w, ds.gpu_cap_w.values) - f.min_cap_w, 0.0)
-    return {
-        "die_temp_max_c": ds.die_temp_c.max("rack").values.astype(float),
-        "cdus_at_capacity": ds.cdu_at_capacity.sum("cdu").values.astype(float),
-        "flexible_mw": (busy * above_min) @ f.gpus / MW,
-    }
 
 
 def seam_error_k(prev: dict, nxt: dict) -> float:

@@ -1,5 +1,6 @@
 """Segmented runs: equal to a serial run within the seam error, books close, a killed run resumes."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from factory_twin.twin import segments
+from factory_twin.twin.recorder import CampusRecorder
 
 from factory_twin import twin
 from factory_twin.cli import main
@@ -51,6 +53,30 @@ def test_two_segments_equal_a_serial_run_within_the_seam_error(campus, hot, tmp_
     with pytest.warns(UserWarning, match="seam error"):
         bad = segments.run_segments(campus, hot, short, tmp_path / "short.nc", serial=True)
     assert bad.attrs["seam_error_max_k"] > segments.SEAM_TOLERANCE_K and "warning" in bad.attrs
+
+
+def test_campus_recorder_equals_the_full_record_reduced(campus, hot):
+    """A segment records only the campus series and a few states; they equal the full record's arrays
+    reduced afterwards (a hot afternoon with racks throttling, caps of one class below its uncapped draw)."""
+    kw = dict(start=START, duration="20min", controller=twin.FixedCap(campus.tdp_w, campus.min_cap_w, 0.95))
+    full = twin.simulate(campus, hot, **kw)
+    lean = twin.simulate(campus, hot, recorder=functools.partial(CampusRecorder, states_at=(4, -1)), **kw)
+    assert float(full.throttled_gpus.max()) > 0 and "gpu_power_w" not in lean
+    assert lean.die_temp_c.dims == ("state", "rack") and lean.tcs_supply_c.dims == ("state", "cdu")
+    for v in full.data_vars:
+        if full[v].dims == ("time",):
+            np.testing.assert_array_equal(lean[v], full[v], err_msg=v)
+    assert lean.attrs == full.attrs
+    np.testing.assert_array_equal(lean.die_temp_max_c, full.die_temp_c.max("rack"))
+    np.testing.assert_array_equal(lean.cdus_at_capacity, full.cdu_at_capacity.sum("cdu"))
+    busy = np.stack([hot.utilization(c, full.time.values) for c in campus.class_names])[campus.rack_class].T
+    shed = np.maximum(np.minimum(campus.demand_w, full.gpu_cap_w.values) - campus.min_cap_w, 0.0)
+    flex = (busy * shed) @ campus.gpus / 1e6
+    assert flex.min() > 1.0  # MW the caps could still shed
+    np.testing.assert_allclose(lean.flexible_mw, flex, rtol=1e-12)
+    np.testing.assert_array_equal(lean.state_time, full.time[[4, -1]])
+    for v in ("die_temp_c", "tcs_supply_c", "tcs_return_c"):
+        np.testing.assert_array_equal(lean[v], full[v][[4, -1]], err_msg=v)
 
 
 def test_killed_run_resumes_without_redoing_finished_segments(campus, tmp_path, child_env, capsys):
