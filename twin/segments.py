@@ -19,19 +19,14 @@ Output (``run_segments``): the recorded meters of :mod:`~factory_twin.twin.meter
 interval, plus the hottest die and the number of CDUs at capacity at each record. A segment records only
 these (:class:`~factory_twin.twin.recorder.CampusRecorder`): per-rack and per-CDU arrays only at the end of
 its overlap and at its end, for the seam check (a year of them at 1 GW would be ~45 GB). The file is
-written as segments finish, into ``.NAME.partial`` beside the target, with each finished segment
-checkpointed in ``.NAME.parts/`` (written after its data is flushed); rerun with ``resume=True`` after a
-kill and only the missing segments run. The finished file replaces the target in one rename.
+written as segments finish and a killed run resumes (:mod:`~factory_twin.twin.streamed`).
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import json
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -44,11 +39,11 @@ import xarray as xr
 from factory_twin.models.units import J_PER_MWH, MJ, MW
 from factory_twin.twin import meters
 from factory_twin.twin.assembly import Facility
-from factory_twin.twin.atomic import write_atomic
 from factory_twin.twin.controllers import Controller, FixedCap, Uncapped
 from factory_twin.twin.engine import simulate
 from factory_twin.twin.recorder import REDUCED, STATE, CampusRecorder
 from factory_twin.twin.scenario import Scenario
+from factory_twin.twin.streamed import Layout, Summary, run_streamed
 from factory_twin.twin.targets import run_misses, target_attrs
 from factory_twin.twin.timeparse import seconds
 
@@ -131,7 +126,7 @@ def check_controller(controller: Controller | None) -> None:
 
 
 def run_segment(
-    facility: Facility, scenario: Scenario, plan: SegmentPlan, k: int, controller: Controller | None = None
+    facility: Facility, scenario: Scenario, plan: SegmentPlan, controller: Controller | None, k: int
 ) -> dict:
     """Simulate segment ``k`` (with its overlap); return its kept series, seam states and books."""
     t_wall, t_cpu = time.perf_counter(), time.process_time()
@@ -202,68 +197,43 @@ def run_segments(
     overwrites an existing ``out``; ``attrs`` are added to the file's attributes (provenance). Grid-target
     misses (:mod:`~factory_twin.twin.targets`) go into the attributes as in a serial run. A segment that
     fails does not stop the others: the run then raises ``RuntimeError`` naming the failed segments and keeps
-    what finished for ``resume``.
+    what finished for ``resume`` (see :func:`~factory_twin.twin.streamed.run_streamed`).
     """
     check_controller(controller)
-    out = Path(out)
-    partial, parts = out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.parts")
-    if out.exists() and not force:
-        raise ValueError(f"out: {out} exists; pass --force to overwrite it")
     config = {"plan": asdict(plan), "facility": facility.spec.name, "scenario": scenario.name}
     config["controller"] = repr(_controller_key(controller))
-    if parts.exists() and not resume and not force:
-        raise ValueError(f"out: an unfinished run is in {parts}; pass --resume to continue it or --force to restart")
-    if parts.exists() and resume:
-        saved = json.loads((parts / "run.json").read_text()) if (parts / "run.json").exists() else None
-        if saved != config:
-            raise ValueError(f"resume: the unfinished run in {parts} has other settings ({saved}); use --force")
-    else:
-        shutil.rmtree(parts, ignore_errors=True)
-        partial.unlink(missing_ok=True)
-        parts.mkdir(parents=True)
-        write_atomic(parts / "run.json", lambda fh: fh.write(json.dumps(config).encode()), fsync=True)
     _scenario_covers(scenario, plan)
-    done = {int(p.stem.split("-")[1]): p for p in parts.glob("seg-*.npz")}
-    writer = _SeriesFile.open(partial, plan, facility, scenario, done)
-    if writer.rebuilt:  # the partial file was lost or unreadable: its segments run again
-        for p in done.values():
-            p.unlink()
-        done = {}
-    todo = [k for k in range(plan.n_segments) if k not in done]
-    failed: dict[int, str] = {}
-    n_done = len(done)
+    described = {name: meters.attrs(name) for name in meters.RECORDED}
+    described |= {name: {"units": units, "long_name": text} for name, (units, text) in REDUCED.items()}
+    layout = Layout(
+        plan.n_records,
+        plan.per_segment,
+        np.array([plan.segment_start(k).astype(np.int64) for k in range(plan.n_segments)]),
+        {name: (("time",), a) for name, a in described.items()},
+    )
 
-    def finish(k: int, result: dict) -> None:
-        nonlocal n_done
-        writer.write(k, result)
-        _save_part(parts / f"seg-{k:05d}.npz", {key: v for key, v in result.items() if not key.startswith("series/")})
-        n_done += 1
-        if progress:
-            progress(n_done / plan.n_segments)
+    def summarize(segs: list[dict]) -> Summary:
+        return _run_summary(segs, plan, facility, scenario, attrs or {})
 
-    try:
-        if serial:
-            for k in todo:
-                try:
-                    finish(k, run_segment(facility, scenario, plan, k, controller))
-                except Exception as e:  # one bad segment does not sink the rest
-                    failed[k] = f"{type(e).__name__}: {e}"
-        elif todo:
-            _run_dask(facility, scenario, plan, controller, todo, scheduler, workers, finish, failed)
-    finally:
-        writer.close()
-    if failed:
-        listed = "; ".join(f"segment {k} ({plan.segment_start(k)}): {msg}" for k, msg in sorted(failed.items()))
-        raise RuntimeError(f"{len(failed)} segment(s) failed, the rest are kept for --resume: {listed}")
-    segs = [_load_part(parts / f"seg-{k:05d}.npz") for k in range(plan.n_segments)]
-    run_attrs = _run_attrs(segs, plan, facility, scenario) | (attrs or {})
-    writer.finish(run_attrs)
-    with xr.open_dataset(partial, engine="h5netcdf") as ds:
-        misses = run_misses(ds[["grid_import_mw", "import_limit_mw"]].load(), scenario)
-    writer.add_attrs(target_attrs(misses))
-    os.replace(partial, out)
-    shutil.rmtree(parts)
-    return xr.load_dataset(out, engine="h5netcdf")
+    def misses(partial: Path) -> dict:
+        with xr.open_dataset(partial, engine="h5netcdf") as ds:
+            return target_attrs(run_misses(ds[["grid_import_mw", "import_limit_mw"]].load(), scenario))
+
+    return run_streamed(
+        out,
+        config,
+        layout,
+        run_segment,
+        (facility, scenario, plan, controller),
+        summarize,
+        scheduler=scheduler,
+        workers=workers,
+        serial=serial,
+        resume=resume,
+        force=force,
+        progress=progress,
+        after=misses,
+    )
 
 
 def _controller_key(controller: Controller | None) -> tuple:
@@ -284,23 +254,7 @@ def _scenario_covers(scenario: Scenario, plan: SegmentPlan) -> None:
         )
 
 
-def _run_dask(facility, scenario, plan, controller, todo, scheduler, workers, finish, failed) -> None:
-    from distributed import as_completed
-    from factory_twin.twin.cluster import dask_client
-
-    with dask_client(scheduler, workers) as client:
-        f_fut, s_fut = client.scatter([facility, scenario], broadcast=True)
-        futures = {client.submit(run_segment, f_fut, s_fut, plan, k, controller, pure=False): k for k in todo}
-        for fut in as_completed(futures):
-            k = futures[fut]
-            try:
-                finish(k, fut.result())
-            except Exception as e:  # a failed segment or a dead worker: record it and go on
-                failed[k] = f"{type(e).__name__}: {e}"
-            fut.release()
-
-
-def _run_attrs(segs: list[dict], plan: SegmentPlan, facility: Facility, scenario: Scenario) -> dict:
+def _run_summary(segs: list[dict], plan: SegmentPlan, facility: Facility, scenario: Scenario, extra: dict) -> Summary:
     seams = [seam_error_k(a, b) for a, b in pairwise(segs)]
     bess = [abs(float(b["head_bess_mwh"]) - float(a["tail_bess_mwh"])) for a, b in pairwise(segs)]
     jumps = [float(b["head_stored_mwh"]) - float(a["tail_stored_mwh"]) for a, b in pairwise(segs)]
@@ -340,86 +294,9 @@ def _run_attrs(segs: list[dict], plan: SegmentPlan, facility: Facility, scenario
             f"seam error {seam_max:.3g} K exceeds {SEAM_TOLERANCE_K} K: lengthen --overlap (now {plan.overlap_s:g} s)"
         )
         warnings.warn(attrs["warning"], stacklevel=2)
-    attrs["segment_seam_error_k"] = np.array([np.nan, *seams])
-    attrs["segment_wall_s"] = np.array([float(s["wall_s"]) for s in segs])
-    attrs["segment_cpu_s"] = np.array([float(s["cpu_s"]) for s in segs])
-    return attrs
-
-
-class _SeriesFile:
-    """The partial NetCDF: every variable preallocated over the whole run (NaN until written), chunked by
-    segment; :meth:`write` fills one segment and flushes."""
-
-    def __init__(self, f, path: Path, plan: SegmentPlan, rebuilt: bool) -> None:
-        self.f, self.path, self.plan, self.rebuilt = f, path, plan, rebuilt
-
-    @classmethod
-    def open(cls, path: Path, plan: SegmentPlan, facility: Facility, scenario: Scenario, done: dict) -> _SeriesFile:
-        import h5netcdf
-        import h5py
-
-        if path.exists() and done:
-            try:
-                return cls(h5py.File(path, "r+"), path, plan, False)
-            except OSError as e:
-                warnings.warn(f"{path}: unreadable after the kill ({e}); its segments run again", stacklevel=3)
-        path.unlink(missing_ok=True)
-        with h5netcdf.File(path, "w") as f:  # the NetCDF structure; data goes in through h5py (see write)
-            f.dimensions = {"time": plan.n_records, "segment": plan.n_segments}
-            chunk = (min(plan.per_segment, plan.n_records),)
-            t = f.create_variable("time", ("time",), "i8", chunks=chunk)
-            t.attrs.update({"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian",
-                            "long_name": "end of record interval (local time)"})  # fmt: skip
-            described = {name: meters.attrs(name) for name in meters.RECORDED}
-            described |= {name: {"units": units, "long_name": text} for name, (units, text) in REDUCED.items()}
-            for name, attrs in described.items():
-                v = f.create_variable(name, ("time",), "f8", chunks=chunk, fillvalue=np.nan)
-                v.attrs.update(attrs)
-            s = f.create_variable("segment_start", ("segment",), "i8")
-            s.attrs.update({"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian"})
-            s[:] = [plan.segment_start(k).astype(np.int64) for k in range(plan.n_segments)]
-        return cls(h5py.File(path, "r+"), path, plan, bool(done))
-
-    def write(self, k: int, result: dict) -> None:
-        """Fill segment ``k`` and flush to disk (a kill after this leaves a readable file)."""
-        i0, i1 = self.plan.bounds(k)
-        self.f["time"][i0:i1] = result["time"]
-        for key, values in result.items():
-            if key.startswith("series/"):
-                self.f[key.removeprefix("series/")][i0:i1] = values
-        self.f.flush()
-
-    def finish(self, attrs: dict) -> None:
-        """Per-segment figures and the run's attributes, once every segment is in."""
-        import h5netcdf
-
-        self.close()
-        with h5netcdf.File(self.path, "a") as f:
-            for name, units in (("segment_seam_error_k", "K"), ("segment_wall_s", "s"), ("segment_cpu_s", "s")):
-                v = f.create_variable(name, ("segment",), "f8")
-                v[:] = attrs.pop(name)
-                v.attrs["units"] = units
-            f.attrs.update(attrs)
-
-    def add_attrs(self, attrs: dict) -> None:
-        import h5netcdf
-
-        with h5netcdf.File(self.path, "a") as f:
-            f.attrs.update(attrs)
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-
-
-def _save_part(path: Path, arrays: dict) -> None:
-    """Checkpoint a finished segment (seam states, books, timings) atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k.replace("/", "__"): np.asarray(v) for k, v in arrays.items()})
-    write_atomic(path, lambda fh: fh.write(buf.getvalue()), fsync=True)
-
-
-def _load_part(path: Path) -> dict:
-    with np.load(path) as z:
-        return {k.replace("__", "/"): z[k] for k in z.files}
+    per_segment = {
+        "segment_seam_error_k": (np.array([np.nan, *seams]), "K"),
+        "segment_wall_s": (np.array([float(s["wall_s"]) for s in segs]), "s"),
+        "segment_cpu_s": (np.array([float(s["cpu_s"]) for s in segs]), "s"),
+    }
+    return Summary(attrs | extra, per_segment)
