@@ -118,10 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     seg = s.add_argument_group("segmented runs (--duration)")
     seg.add_argument("--segment", default="1d", help="segment length")
     seg.add_argument("--overlap", default="30min", help="warm-up run before each segment and dropped")
-    seg.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a local cluster)")
-    seg.add_argument("--workers", type=_positive_int, help="local Dask worker processes (default: CPU count)")
-    seg.add_argument("--serial", action="store_true", help="run the segments one by one in this process")
-    seg.add_argument("--resume", action="store_true", help="continue a killed run into the same --out")
+    _parallel(seg, "segments")
     seg.add_argument("--report", type=Path, help="also write the annual figures with monthly plots (offline HTML)")
     s.set_defaults(run=_simulate)
 
@@ -144,6 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--time-limit", type=_positive("seconds"), default=300.0, help="solver time limit [s]")
     o.add_argument("--out", type=Path, help="write the plan to this NetCDF file")
     o.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    roll = o.add_argument_group("rolling plans (--duration)")
+    roll.add_argument(
+        "--duration", help="plan one --horizon after another over this period, e.g. 1y (in parallel; needs --out)"
+    )
+    _parallel(roll, "plans")
     o.set_defaults(run=_optimize)
 
     st = sub.add_parser("study", help="run a batch study (TOML) on Dask or serially", formatter_class=_Formatter)
@@ -359,6 +361,14 @@ def _controller_choice(name: str, sc) -> tuple[str, str]:
     return "uncapped", " (auto: no DR events in the scenario)"
 
 
+def _parallel(group, what: str) -> None:
+    """The options of a run split into independent pieces on Dask, streamed into --out."""
+    group.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a local cluster)")
+    group.add_argument("--workers", type=_positive_int, help="local Dask worker processes (default: CPU count)")
+    group.add_argument("--serial", action="store_true", help=f"run the {what} one by one in this process")
+    group.add_argument("--resume", action="store_true", help="continue a killed run into the same --out")
+
+
 def _optimize(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
@@ -373,6 +383,8 @@ def _optimize(args) -> int:
     f = twin.load_facility(args.facility)
     check_dispatch_memory(f, opts, "use a longer --step or a shorter --horizon")
     sc = twin.load_scenario(args.scenario, f)
+    if args.duration:
+        return _optimize_rolling(args, f, sc, opts)
     plan = dispatch(f, sc, opts, start=args.start)
     plan.attrs |= provenance(f, sc, "dispatch LP")
     plan.attrs["objective_definition"] = OBJECTIVE
@@ -382,6 +394,47 @@ def _optimize(args) -> int:
         write_netcdf(plan, args.out)
         print(f"wrote {args.out}")
     return 0 if plan.attrs["status"] == "optimal" else 3
+
+
+def _optimize_rolling(args, f, sc, opts) -> int:
+    """``optimize --duration``: one plan per --horizon, on Dask (or serially), streamed into ``--out``."""
+    from factory_twin.optimization.rolling import run_dispatch_year
+    from factory_twin.twin.progress import ProgressBar
+    from factory_twin.twin.provenance import provenance
+
+    if args.out is None:
+        raise ValueError("--out: a --duration run streams its plans into a NetCDF file; name one")
+    where = "serially" if args.serial else (args.scheduler or f"on {args.workers or 'all'} local Dask worker(s)")
+    print(f"plans of {opts.horizon / S_PER_H:g} h at {opts.step / 60:g} min over {args.duration}, {where}")
+    ds = run_dispatch_year(
+        f,
+        sc,
+        opts,
+        args.start or sc.start,
+        args.duration,
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        serial=args.serial,
+        resume=args.resume,
+        force=args.force,
+        progress=ProgressBar("plans"),
+        attrs=provenance(f, sc, "dispatch LP") | {"objective_definition": OBJECTIVE},
+    )
+    a, cur = ds.attrs, ds.attrs["currency"]
+    rows = [
+        ("plans optimal", f"{a['plans_optimal']} of {a['plans']}"),
+        ("objective", f"{a['objective_total']:,.0f} {cur}"),
+        ("grid energy", f"{a['energy_mwh_total']:,.1f} MWh"),
+        ("MWh shifted", f"{a['mwh_curtailed_total']:,.1f} MWh"),
+        ("peak import", f"{a['peak_import_mw']:,.2f} MW"),
+        ("energy + carbon cost", f"{a['energy_cost_total'] + a['carbon_cost_total']:,.0f} {cur}"),
+        ("plan CPU", f"{float(ds.segment_cpu_s.mean()):.2f} s mean per plan"),
+    ]
+    rows += [(k.replace("_", " "), str(a[k])) for k in ("plans_not_optimal", "violations") if a[k]]
+    _table(rows)
+    print(f"wrote {args.out}")
+    return 0 if a["plans_optimal"] == a["plans"] else 3
 
 
 def _study(args) -> int:

@@ -34,13 +34,14 @@ TIME_ATTRS = {"units": "seconds since 1970-01-01 00:00:00", "calendar": "prolept
 class Layout:
     """The streamed file: ``n_records`` records on ``time`` in segments of ``per_segment`` records (the last
     may be shorter) starting at ``segment_start`` [int64 seconds]; ``variables``: name -> (dims, attrs), the
-    first dim ``time``; ``sizes`` of the other dims."""
+    first dim ``time``; ``sizes`` of the other dims; ``time_name``: what a record's time stamp is."""
 
     n_records: int
     per_segment: int
     segment_start: np.ndarray
     variables: dict[str, tuple[tuple[str, ...], dict]]
     sizes: dict[str, int] = field(default_factory=dict)
+    time_name: str = "end of record interval (local time)"
 
     @property
     def n_segments(self) -> int:
@@ -180,7 +181,7 @@ class _SeriesFile:
             f.dimensions = {"time": layout.n_records, "segment": layout.n_segments, **layout.sizes}
             chunk = min(layout.per_segment, layout.n_records)
             t = f.create_variable("time", ("time",), "i8", chunks=(chunk,))
-            t.attrs.update({**TIME_ATTRS, "long_name": "end of record interval (local time)"})
+            t.attrs.update({**TIME_ATTRS, "long_name": layout.time_name})
             for name, (dims, attrs) in layout.variables.items():
                 shape = (chunk, *(layout.sizes[d] for d in dims[1:]))
                 v = f.create_variable(name, dims, "f8", chunks=shape, fillvalue=np.nan)
