@@ -135,9 +135,15 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--horizon", default="24h", help="planning horizon, with a unit (e.g. 24h, 90min, 2d)")
     o.add_argument("--step", default="5min", help="plan step, with a unit (e.g. 5min)")
     o.add_argument(
-        "--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex"
+        "--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex cdu"
     )
     o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"], help="HiGHS solver")
+    o.add_argument(
+        "--grouping",
+        default="hall",
+        choices=["hall", "cdu"],
+        help="plan one cap per workload class x hall, or per class x CDU (with each CDU's heat and flow limits)",
+    )
     o.add_argument("--time-limit", type=_positive("seconds"), default=300.0, help="solver time limit [s]")
     o.add_argument("--out", type=Path, help="write the plan to this NetCDF file")
     o.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -378,7 +384,12 @@ def _optimize(args) -> int:
 
     check_output_file(args.out, args.force)
     opts = DispatchOptions(
-        horizon=args.horizon, step=args.step, soft=args.soft, solver=args.solver, time_limit=args.time_limit
+        horizon=args.horizon,
+        step=args.step,
+        soft=args.soft,
+        solver=args.solver,
+        time_limit=args.time_limit,
+        grouping=args.grouping,
     )
     f = twin.load_facility(args.facility)
     check_dispatch_memory(f, opts, "use a longer --step or a shorter --horizon")

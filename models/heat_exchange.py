@@ -379,3 +379,16 @@ class ConstantFlowCdus:
         q_full = np.maximum(self.full_valve_w_k * (t_ret - t_fws_supply_c), 0.0)
         _, t_sup, short = _settle(t_ret, self.c_tcs_w_k, self.setpoint_c, q_full)
         return t_sup, short
+
+    def max_duty_w(self, t_fws_supply_c: ArrayLike) -> Array:
+        """Largest heat [W] each CDU removes while holding its TCS supply setpoint, at facility-water supply
+        ``t_fws_supply_c`` [degC] (scalar or ``[..., 1]`` against the CDUs): with the return at
+        ``T_set + Q / C_tcs`` the full-valve duty ``E (T_ret - T_fws)`` (``E = eps C_min``) equals Q at
+
+        ``Q_max = E (T_set - T_fws) / (1 - E / C_tcs)``
+
+        (0 when the facility water is no colder than the setpoint). A load above it floats the supply above
+        the setpoint (:meth:`control` flags ``at_capacity``)."""
+        t_fws = checks.finite("t_fws_supply_c", t_fws_supply_c)
+        e = self.full_valve_w_k
+        return np.maximum(e * (self.setpoint_c - t_fws) / (1.0 - e / self.c_tcs_w_k), 0.0)

@@ -10,6 +10,13 @@ index arrays: no Python loop over steps or groups. The LP is written as ``min c 
 penalties) is ``-(c @ v)``. :class:`HighsLP` keeps the ``highspy.Highs`` object that holds the
 model, so bounds, right-hand sides and costs can be changed in place by name and the LP re-solved
 from the previous basis; :class:`WarmHighs` does that between MPC re-plans.
+
+Throughput as increments (class x CDU grouping, where the ``K`` hypograph rows per step and group
+would dominate the LP): ``x = x_lo + sum_k d_k`` and ``y = thr(x_lo) + sum_k s_k d_k`` with
+``0 <= d_k <= w_k`` the parts of the cap range on each linear piece of the concave curve (slope
+``s_k``; widths cut at the upper bound of ``x``). Filling the pieces in order attains ``y = thr(x)``
+and any other fill gives less, so the LP is the same; ``x`` and ``y`` are substituted out and
+recovered from ``d`` (:attr:`MatrixLP.expand`). Every family is still written in ``x`` and ``y``.
 """
 
 from __future__ import annotations
@@ -43,14 +50,20 @@ class MatrixLP:
     col_hi: Array
     cols: dict[str, IntArray] = field(default_factory=dict)
     rows: dict[str, IntArray] = field(default_factory=dict)
+    offset: float = 0.0  # constant of the objective
+    expand: tuple[sp.csr_matrix, Array] | None = None  # (P, k): all named columns = P @ v + k
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.A.shape
 
     def unpack(self, v: Array) -> dict[str, Array]:
-        """Split a primal vector into named arrays shaped like their index arrays."""
-        return {k: np.asarray(v)[idx] for k, idx in self.cols.items()}
+        """Split a primal vector into named arrays shaped like their index arrays (``cols`` index the
+        expanded vector when columns were substituted out)."""
+        v = np.asarray(v)
+        if self.expand is not None:
+            v = self.expand[0] @ v + self.expand[1]
+        return {k: v[idx] for k, idx in self.cols.items()}
 
 
 class _Builder:
@@ -72,6 +85,7 @@ class _Builder:
         self.rlo: list[Array] = []
         self.rhi: list[Array] = []
         self.m = 0
+        self.subst: dict[str, tuple[IntArray, Array, Array]] = {}  # name -> (columns [..., K], coefficients, constant)
 
     def var(self, name: str, shape: tuple[int, ...], lo, hi, cost=0.0) -> IntArray:
         size = int(np.prod(shape))
@@ -100,10 +114,10 @@ class _Builder:
         self.row_names.setdefault(name, []).append(rid)
         self.m += n_rows
 
-    def slack(self, p: Problem, name: str, size: int, cost=None) -> IntArray | None:
-        """Columns of a non-negative slack when ``name`` is soft, priced at ``cost`` (default: the
-        penalty per MW of slack over one step)."""
-        if name not in p.soft:
+    def slack(self, p: Problem, name: str, size: int, cost=None, soft_key: str | None = None) -> IntArray | None:
+        """Columns of a non-negative slack when ``soft_key`` (default ``name``) is soft, priced at
+        ``cost`` (default: the penalty per MW of slack over one step)."""
+        if (soft_key or name) not in p.soft:
             return None
         return self.var(f"slack_{name}", (size,), 0.0, INF, p.penalty_per_mwh * p.dt_h if cost is None else cost)
 
@@ -113,8 +127,7 @@ class _Builder:
             shape=(self.m, self.n),
         )
         A.sum_duplicates()
-        A.eliminate_zeros()
-        return MatrixLP(
+        lp = MatrixLP(
             np.concatenate(self.cost),
             A,
             np.concatenate(self.rlo),
@@ -124,18 +137,92 @@ class _Builder:
             self.cols,
             {k: np.concatenate(v) for k, v in self.row_names.items()},
         )
+        if self.subst:
+            lp = self._substituted(lp)
+        lp.A.eliminate_zeros()
+        return lp
+
+    def _substituted(self, lp: MatrixLP) -> MatrixLP:
+        """``lp`` with the columns of :attr:`subst` replaced by their expressions: with all columns
+        ``= P @ v + k``, the matrix becomes ``A @ P``, the row bounds shift by ``A @ k`` and the costs
+        become ``P.T @ c`` plus the constant ``c @ k``."""
+        gone = np.zeros(self.n, bool)
+        k = np.zeros(self.n)
+        r, c, v = [], [], []
+        for name, (cols, coef, const) in self.subst.items():
+            var = self.cols[name]
+            gone[var.ravel()] = True
+            k[var.ravel()] = np.broadcast_to(const, var.shape).ravel()
+            r.append(np.broadcast_to(var[..., None], cols.shape).ravel())
+            c.append(cols.ravel())
+            v.append(np.broadcast_to(coef, cols.shape).ravel())
+        kept = np.flatnonzero(~gone)
+        new = np.full(self.n, -1)
+        new[kept] = np.arange(kept.size)
+        P = sp.csr_matrix(
+            (np.concatenate([np.ones(kept.size), *v]), (np.concatenate([kept, *r]), new[np.concatenate([kept, *c])])),
+            shape=(self.n, kept.size),
+        )
+        shift = lp.A @ k
+        return MatrixLP(
+            P.T @ lp.c,
+            (lp.A @ P).tocsr(),
+            lp.row_lo - shift,
+            lp.row_hi - shift,
+            lp.col_lo[kept],
+            lp.col_hi[kept],
+            lp.cols,
+            lp.rows,
+            float(lp.c @ k),
+            (P, k),
+        )
 
 
-def variables(b: _Builder, p: Problem) -> None:
+def increments(p: Problem) -> tuple[Array, Array] | None:
+    """Breakpoints of the throughput curve from ``x_lo`` to ``x_hi`` (``[G, K + 1]``) and the
+    throughput at them, when the segments are the pieces of one concave curve in order; None
+    otherwise (and with job stops, whose throughput rows are the curve's perspective). Checked at the
+    midpoint of every piece: a concave function equal to its chord at both ends and the middle is
+    linear in between."""
+    if p.stops is not None:
+        return None
+    a, s = p.seg_a, p.seg_b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = (a[:, 1:] - a[:, :-1]) / (s[:, :-1] - s[:, 1:])
+    cross = np.where(np.isfinite(cross), cross, -np.inf)  # parallel pieces (padding): no width
+    pts = np.concatenate([p.x_lo[:, None], cross, p.x_hi[:, None]], axis=1)
+    pts = np.maximum.accumulate(np.clip(pts, p.x_lo[:, None], p.x_hi[:, None]), axis=1)
+
+    def thr(x: Array) -> Array:
+        return np.min(a[:, None, :] + s[:, None, :] * x[..., None], axis=2)
+
+    ys = thr(pts)
+    mid = thr(0.5 * (pts[:, 1:] + pts[:, :-1]))
+    if not np.allclose(mid, 0.5 * (ys[:, 1:] + ys[:, :-1]), rtol=1e-12, atol=1e-12):
+        return None
+    return pts, ys
+
+
+def variables(b: _Builder, p: Problem, incremental: tuple[Array, Array] | None = None) -> None:
     """Columns ``x`` (bounds as in :func:`optimization.backend_pyomo.cap_bounds`), ``y``,
-    ``grid_mw`` with their objective terms, and the BESS columns."""
+    ``grid_mw`` with their objective terms, and the BESS columns; with ``incremental`` (from
+    :func:`increments`) also the pieces ``seg_d``, which ``x`` and ``y`` are written in."""
     T, G = p.busy_mw.shape
     dt_s = p.dt_h * S_PER_H
     x_lo = p.x_lo
     if p.stops is not None:  # the stop rows hold the lower bound x_lo (1 - s)
         x_lo = np.where(np.isin(np.arange(G), p.stops.group), 0.0, p.x_lo)
-    b.var("x", (T, G), x_lo, p.x_upper())
+    x_up = p.x_upper()
+    b.var("x", (T, G), x_lo, x_up)
     b.var("y", (T, G), 0.0, INF, -p.value_per_token * p.tokens_per_s * dt_s)
+    if incremental is not None:
+        pts, ys = incremental
+        width = np.clip(np.minimum(pts[None, :, 1:], x_up[..., None]) - pts[None, :, :-1], 0.0, None)
+        dx = np.diff(pts, axis=1)
+        slope = np.divide(np.diff(ys, axis=1), dx, out=np.zeros_like(dx), where=dx > 0)
+        d = b.var("seg_d", width.shape, 0.0, width)
+        b.subst["x"] = (d, 1.0, np.broadcast_to(p.x_lo, (T, G)))
+        b.subst["y"] = (d, slope, np.broadcast_to(ys[:, 0], (T, G)))
     if p.stops is not None:
         M = p.stops.group.size
         b.var("stop_share", (T, M), *p.stops.share_bounds(p.hold_steps))
@@ -152,7 +239,9 @@ def variables(b: _Builder, p: Problem) -> None:
 
 
 def throughput(b: _Builder, p: Problem) -> None:
-    """``y - b_k x <= a_k`` for every segment k."""
+    """``y - b_k x <= a_k`` for every segment k (none when ``y`` is written in increments)."""
+    if "y" in b.subst:
+        return
     T, G = p.busy_mw.shape
     x, y = b.cols["x"], b.cols["y"]
     K = p.seg_a.shape[1]
@@ -265,6 +354,25 @@ def heat_rejection(b: _Builder, p: Problem) -> None:
     _limit(b, p, "heat", (p.heat_cap_mw - p.liquid_base_mw)[t], terms, t)
 
 
+def cdu_limits(b: _Builder, p: Problem) -> None:
+    """``sum_{g in z} busy x - s <= room`` per step and CDU (rows of :meth:`Problem.cdu_rows`); the
+    member list is padded with the CDU's first group at coefficient 0."""
+    if not p.cdu_rooms_mw:
+        return
+    t, z, members = p.cdu_rows()
+    if not t.size:
+        return
+    g = members[z]
+    gi = np.where(g >= 0, g, g[:, :1])
+    coef = np.where(g >= 0, p.busy_mw[t[:, None], gi], 0.0)
+    for name, room in p.cdu_rooms_mw.items():
+        terms = [(b.cols["x"][t[:, None], gi], coef)]
+        s = b.slack(p, name, t.size, soft_key="cdu")
+        if s is not None:
+            terms.append((s[:, None], -1.0))
+        b.rows(name, terms, -INF, room[t, z])
+
+
 def import_ramp(b: _Builder, p: Problem) -> None:
     """Both directions, one shared slack per step (the first step against ``grid0`` if given)."""
     T, grid = p.n_steps, b.cols["grid_mw"]
@@ -369,6 +477,7 @@ FAMILIES = (
     import_limit,
     dr_events,
     heat_rejection,
+    cdu_limits,
     import_ramp,
     die_temperature,
     smoothing,
@@ -379,15 +488,19 @@ FAMILIES = (
 )
 
 
-def matrix_lp(p: Problem, every_step: bool = False) -> MatrixLP:
+def matrix_lp(p: Problem, every_step: bool = False, incremental: bool | None = None) -> MatrixLP:
     """Assemble the dispatch LP of ``p`` (families as in :mod:`optimization.backend_pyomo`).
 
     ``every_step=True`` gives the step limits and soft die rows a row at every step, with an
     infinite right-hand side where the Pyomo model has none (a DR event or limit outside the
     horizon): the same optimum, and an LP whose structure does not change as limits enter or leave
-    a sliding horizon (:class:`WarmHighs`). :func:`model_slacks` maps its slacks back."""
+    a sliding horizon (:class:`WarmHighs`). :func:`model_slacks` maps its slacks back.
+    ``incremental`` writes throughput in increments (module docstring; default: when ``p`` has CDU
+    limits, i.e. class x CDU grouping) where the curves allow it (:func:`increments`)."""
     b = _Builder(every_step)
-    for family in FAMILIES:
+    use = p.cdu_of_group is not None if incremental is None else incremental
+    variables(b, p, increments(p) if use else None)
+    for family in FAMILIES[1:]:
         family(b, p)
     return b.lp()
 
@@ -425,6 +538,7 @@ class HighsLP:
         model.num_col_, model.num_row_ = lp.shape[1], lp.shape[0]
         model.col_cost_, model.col_lower_, model.col_upper_ = lp.c, lp.col_lo, lp.col_hi
         model.row_lower_, model.row_upper_ = lp.row_lo, lp.row_hi
+        model.offset_ = lp.offset
         a = lp.A
         model.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         model.a_matrix_.start_, model.a_matrix_.index_, model.a_matrix_.value_ = a.indptr, a.indices, a.data
@@ -449,8 +563,9 @@ def solve_highspy(p: Problem, options: DispatchOptions) -> Solution:
     """Assemble ``p`` as a matrix, solve it with highspy, and name the values."""
     t0 = time.perf_counter()
     lp = matrix_lp(p)
-    build_s = time.perf_counter() - t0
-    status, minimum, v, solve_s = HighsLP(lp, options).run()
+    model = HighsLP(lp, options)
+    build_s = time.perf_counter() - t0  # assembly and loading into HiGHS
+    status, minimum, v, solve_s = model.run()
     values = lp.unpack(v) if v is not None else {}
     return Solution(status, -minimum, "highspy", build_s, solve_s, values)
 
@@ -520,6 +635,8 @@ class WarmHighs:
         cols, rows = np.arange(n, dtype=np.int32), np.arange(m, dtype=np.int32)
         if not np.array_equal(lp.c, old.c):
             h.changeColsCost(n, cols, lp.c)
+        if lp.offset != old.offset:
+            h.changeObjectiveOffset(lp.offset)
         if not (np.array_equal(lp.col_lo, old.col_lo) and np.array_equal(lp.col_hi, old.col_hi)):
             h.changeColsBounds(n, cols, lp.col_lo, lp.col_hi)
         if not (np.array_equal(lp.row_lo, old.row_lo) and np.array_equal(lp.row_hi, old.row_hi)):

@@ -50,6 +50,7 @@ def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     import_ramp(m, p)
     dr_events(m, p)
     heat_rejection(m, p)
+    cdu_limits(m, p)
     die_temperature(m, p)
     smoothing(m, p)
     flex_tiers(m, p)
@@ -61,9 +62,10 @@ def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     return m
 
 
-def _slack(m: pyo.ConcreteModel, p: Problem, name: str, index, weight) -> pyo.Var | None:
-    """A non-negative slack over ``index`` when ``name`` is soft, recorded for the penalty term."""
-    if name not in p.soft:
+def _slack(m: pyo.ConcreteModel, p: Problem, name: str, index, weight, soft_key: str | None = None) -> pyo.Var | None:
+    """A non-negative slack over ``index`` when ``soft_key`` (default ``name``) is soft, recorded for
+    the penalty term."""
+    if (soft_key or name) not in p.soft:
         return None
     s = pyo.Var(index, domain=pyo.NonNegativeReals)
     m.add_component(f"slack_{name}", s)
@@ -76,7 +78,7 @@ def cap_bounds(m: pyo.ConcreteModel, p: Problem) -> None:
 
     ``x_lo`` is the larger of the minimum cap and the power-smoothing floor, ``x_hi`` the uncapped
     busy draw (a cap above it changes nothing); the die limit folds into the upper bound unless it
-    is soft.
+    is soft, and so do hard CDU limits of CDUs that hold one group (:meth:`Problem.x_upper`).
     """
     hi = p.x_upper()
     lo = p.x_lo if p.stops is None else np.where(np.isin(np.arange(p.n_groups), p.stops.group), 0.0, p.x_lo)
@@ -244,6 +246,29 @@ def heat_rejection(m: pyo.ConcreteModel, p: Problem) -> None:
         return q <= float(p.heat_cap_mw[t] - p.liquid_base_mw[t])
 
     m.heat = pyo.Constraint(idx, rule=rule)
+
+
+def cdu_limits(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""CDU limits (class x CDU grouping): :math:`\sum_{g \in z} B_{t,g} x_{t,g} - s_{t,z} \le
+    \text{room}_{t,z}` for each limit of :mod:`optimization.cdu_limits` (exchanger heat, flow).
+
+    Rows only where :meth:`Problem.cdu_rows` asks for them: a hard limit on a CDU with one group is
+    part of the bound of ``x`` (:func:`cap_bounds`).
+    """
+    if not p.cdu_rooms_mw:
+        return
+    t, z, members = p.cdu_rows()
+    idx = list(zip(t.tolist(), z.tolist(), strict=True))
+    if not idx:
+        return
+    for name, room in p.cdu_rooms_mw.items():
+        s = _slack(m, p, name, idx, 1.0, soft_key="cdu")
+
+        def rule(m, t, z, room=room, s=s):
+            q = sum(float(p.busy_mw[t, g]) * m.x[t, int(g)] for g in members[z] if g >= 0)
+            return q - (s[t, z] if s is not None else 0) <= float(room[t, z])
+
+        m.add_component(name, pyo.Constraint(idx, rule=rule))
 
 
 def die_temperature(m: pyo.ConcreteModel, p: Problem) -> None:

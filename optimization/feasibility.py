@@ -93,16 +93,44 @@ def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 
     add("heat", heat - p.heat_cap_mw, detail="liquid heat at minimum caps vs plant capacity")
     die = np.max(p.x_lo - p.x_die_max, axis=1)
     add("die", die, "x TDP", "minimum cap above the steady die-temperature limit")
+    return out + cdu_conflicts(p, times, x_lo, "at minimum caps")
+
+
+CDU_LIMITS = {
+    "cdu_heat": "CDU heat exchanger at the facility-water setpoint",
+    "cdu_flow": "CDU TCS flow x cooling.tcs.max_rise_k",
+}
+
+
+def cdu_conflicts(p: Problem, times: NDArray[np.datetime64], x: Array, what: str) -> list[Conflict]:
+    """Hard CDU limits that the busy fractions ``x`` [T, G] exceed: one :class:`Conflict` per limit,
+    naming how many CDUs and the worst one."""
+    if not p.cdu_rooms_mw or "cdu" in p.soft:
+        return []
+    load = p.cdu_load_mw(x)
+    out = []
+    for name, room in p.cdu_rooms_mw.items():
+        excess = load - room
+        bad_t = np.flatnonzero(np.max(excess, axis=1) > 1e-9)
+        if not bad_t.size:
+            continue
+        n_cdus = int(np.sum(np.max(excess, axis=0) > 1e-9))
+        worst = int(np.argmax(np.max(excess, axis=0)))
+        label = p.cdu_labels[worst] if p.cdu_labels else f"cdu-{worst}"
+        detail = f"{n_cdus} CDU(s), worst {label}: liquid heat {what} vs the {CDU_LIMITS[name]}"
+        out.append(Conflict(name, times[bad_t[0]], times[bad_t[-1]], bad_t.size, float(excess.max()), "MW", detail))
     return out
 
 
 def explain_infeasible(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 0.0) -> list[Conflict]:
     """Likely reasons for an LP the solver proved infeasible although the minimum-cap floor fits:
-    the import limit or a DR target below the floor that the flex tiers need (:func:`flex_floor_x`)."""
+    the import limit, a DR target or a CDU limit below what the flex tiers need
+    (:func:`flex_floor_x`)."""
     if "flex" in p.soft or not p.flex_windows:
         return []
-    floor = p.site_mw(np.broadcast_to(flex_floor_x(p), p.busy_mw.shape)) - bess_discharge_mw
-    out = []
+    x_flex = np.broadcast_to(flex_floor_x(p), p.busy_mw.shape)
+    floor = p.site_mw(x_flex) - bess_discharge_mw
+    out = cdu_conflicts(p, times, x_flex, "with the flex tiers held (each group at its tier's throughput)")
     for limit, cap in (("import_limit", p.import_limit_mw), ("dr", p.dr_cap_mw)):
         excess = floor - cap
         bad = np.flatnonzero(excess > 1e-9 * np.maximum(1.0, np.abs(floor)))
@@ -135,8 +163,10 @@ def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime6
         "ramp": np.arange(0 if p.grid0_mw is not None else 1, p.n_steps),
         "die": np.nonzero(p.die_rows())[0],
     }
+    t_cdu = p.cdu_rows()[0] if p.cdu_rooms_mw else np.zeros(0, int)
+    idx |= {name: t_cdu for name in p.cdu_rooms_mw}
     out = []
-    for name in SOFT_LIMITS:
+    for name in (*SOFT_LIMITS, *p.cdu_rooms_mw):
         s = slacks.get(name)
         if s is None or s.size == 0:
             continue

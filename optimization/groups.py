@@ -105,6 +105,15 @@ def disaggregate(
     return out
 
 
+def rack_caps_w(f, groups: Groups, cap_w: Array) -> Array:
+    """Per-rack caps [W per GPU] to command from group caps ``cap_w`` [G]: a cap at the uncapped draw
+    means "no cap" (TDP) for classes that draw ``min(demand, cap)`` (fitted draws already map to TDP);
+    each rack takes its group's cap within ``[min_cap_w, tdp_w]``."""
+    draws_cap = np.array([f.drawn[c] is None for c in groups.cls])
+    at_top = (np.asarray(cap_w, float) >= groups.demand_w * (1 - 1e-9)) & draws_cap
+    return disaggregate(groups, np.where(at_top, groups.tdp_w, cap_w), f.min_cap_w, f.tdp_w)
+
+
 def group_caps_w(f, groups: Groups, drawn_w: Array) -> Array:
     """Group caps [W per GPU] under which busy GPUs draw ``drawn_w`` [..., group] (the LP's decision):
     the draw itself for classes that draw ``min(demand, cap)``, the inverse of the class's fitted draw

@@ -35,7 +35,7 @@ import numpy as np
 from factory_twin.models.units import MW
 from factory_twin.optimization.backend_highspy import WarmHighs
 from factory_twin.optimization.dispatch import plan_horizon, plan_times
-from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups
+from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups, rack_caps_w
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
 from factory_twin.twin.controllers import Command, TwinState
@@ -76,7 +76,6 @@ class MPCController:
         self.groups = make_groups(self.facility, self.options.grouping)
         self._last: Command | None = None
         self.plan = None
-        self._draws_cap = np.array([self.facility.drawn[c] is None for c in self.groups.cls])
         self.warm = WarmHighs() if self.warm_start and self.options.backend != "pyomo" else None
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
@@ -118,11 +117,9 @@ class MPCController:
         cap = plan.gpu_cap_w.values[0]  # held by the plan over the re-plan period
         if not np.all(np.isfinite(cap)):
             return self._last or Command(f.tdp_w.copy())
-        # caps at the uncapped draw mean "no cap": hand the twin its TDP there (fitted draws already map to TDP)
-        at_top = (cap >= self.groups.demand_w * (1 - 1e-9)) & self._draws_cap
-        cap = np.where(at_top, self.groups.tdp_w, cap)
-        rack = disaggregate(self.groups, cap, f.min_cap_w, f.tdp_w)
-        self._last = Command(rack, float(plan.bess_power_mw.values[0]) * MW, *self._stops(plan))
+        self._last = Command(
+            rack_caps_w(f, self.groups, cap), float(plan.bess_power_mw.values[0]) * MW, *self._stops(plan)
+        )
         return self._last
 
     def _stops(self, plan) -> tuple:

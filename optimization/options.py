@@ -16,7 +16,7 @@ from typing import Any
 from factory_twin.optimization.groups import GROUPINGS
 from factory_twin.twin.timeparse import seconds
 
-SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex")
+SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex", "cdu")
 SOLVERS = {
     "simplex": {"solver": "simplex"},
     "ipx": {"solver": "ipx", "run_crossover": "choose"},

@@ -13,6 +13,10 @@ Per group ``g`` and step ``t`` (length ``dt_h``):
 * Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut
 ``c``
   (lines through points of the steady site model; see :mod:`optimization.linearization`).
+* At class x CDU grouping, per CDU ``z``: ``sum_{g in z} busy_mw[t, g] * x[t, g] <= room[t, z]`` for
+  each CDU limit (:mod:`optimization.cdu_limits`). A hard limit on a CDU that holds one group folds
+  into the bound of ``x`` (:meth:`Problem.x_upper`), like the die limit; rows remain for CDUs shared
+  by several groups and for soft limits (:meth:`Problem.cdu_rows`).
 
 Job stops (:class:`Stops`, only for jobs that may pause or resize): per group and step a stopped share
 ``s`` (time-sharing relaxation: the job computes ``1 - s`` of the step at its cap and is stopped the rest,
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from factory_twin.models.checks import finite, nonnegative, positive
 from factory_twin.models.units import KG_PER_T, MW, S_PER_H, S_PER_MIN, TOKENS_PER_MTOK
+from factory_twin.optimization.cdu_limits import cdu_labels, cdu_rooms
 from factory_twin.optimization.groups import Groups
 from factory_twin.optimization.linearization import Forecast, heat_capacity_mw, secant_cuts
 from factory_twin.optimization.options import SOFT_LIMITS, DispatchOptions
@@ -164,12 +169,25 @@ class Problem:
     penalty_per_mwh: float = 0.0
     hold_steps: int = 1  # caps and BESS power equal over the first hold_steps steps (MPC)
     stops: Stops | None = None
+    cdu_of_group: NDArray[np.int64] | None = None  # [G] CDU of each group (class x CDU grouping)
+    cdu_rooms_mw: dict[str, Array] = field(default_factory=dict)  # limit -> [T, Z] room for busy GPUs
+    cdu_labels: tuple[str, ...] = ()  # [Z] names for messages
 
     def __post_init__(self) -> None:
         T, G = self.busy_mw.shape
         st = self.stops
         if st is not None and (st.idle_mw.shape != (T, st.group.size) or np.any(st.group >= G)):
             raise ValueError(f"stops: expected [{T}, M] arrays over groups < {G}, got {st.idle_mw.shape}")
+        if self.cdu_rooms_mw:
+            if st is not None:
+                raise ValueError("stops: job stops with CDU limits (class x CDU grouping) are not supported yet")
+            if self.cdu_of_group is None or np.shape(self.cdu_of_group) != (G,):
+                raise ValueError(f"cdu_of_group: expected one CDU index per group ({G},) with cdu_rooms_mw")
+            Z = int(np.max(self.cdu_of_group)) + 1
+            for name, room in self.cdu_rooms_mw.items():
+                shape_ok = np.ndim(room) == 2 and np.shape(room)[0] == T and np.shape(room)[1] >= Z
+                if not shape_ok or not np.all(np.isfinite(room)):
+                    raise ValueError(f"cdu_rooms_mw.{name}: expected finite values of shape ({T}, >= {Z} CDUs)")
         positive("dt_h", self.dt_h)
         shapes = {
             "gpus": (G,),
@@ -236,9 +254,45 @@ class Problem:
         return np.min(self.seg_a + self.seg_b * self.x_hi[:, None], axis=1)
 
     def x_upper(self) -> Array:
-        """Upper bound of x per step and group: the die limit folds in unless it is soft [T, G]."""
+        """Upper bound of x per step and group [T, G]: the die limit folds in unless it is soft, and so
+        do hard CDU limits of CDUs that hold one group (``room / busy_mw``)."""
         hi = np.broadcast_to(self.x_hi, self.busy_mw.shape)
-        return hi if "die" in self.soft else np.maximum(np.minimum(hi, self.x_die_max), self.x_lo)
+        if "die" not in self.soft:
+            hi = np.minimum(hi, self.x_die_max)
+        if self.cdu_rooms_mw and "cdu" not in self.soft:
+            single = self._cdu_size()[self.cdu_of_group] == 1
+            for room in self.cdu_rooms_mw.values():
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    x_cdu = np.where(self.busy_mw > 0, room[:, self.cdu_of_group] / self.busy_mw, np.inf)
+                hi = np.where(single, np.minimum(hi, x_cdu), hi)
+        return np.maximum(hi, self.x_lo)
+
+    def _cdu_size(self) -> NDArray[np.int64]:
+        """Groups per CDU [Z]."""
+        return np.bincount(self.cdu_of_group, minlength=self.n_cdus)
+
+    @property
+    def n_cdus(self) -> int:
+        return max((r.shape[1] for r in self.cdu_rooms_mw.values()), default=0)
+
+    def cdu_rows(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """Rows a CDU limit needs: ``(steps [R], CDUs [R], member groups [Z, M])``. All (step, CDU)
+        pairs when ``"cdu"`` is soft, else those of CDUs shared by several groups (the others fold into
+        :meth:`x_upper`). ``members[z]`` lists the CDU's groups, padded with -1."""
+        size = self._cdu_size()
+        order = np.argsort(self.cdu_of_group, kind="stable")
+        rank = np.arange(order.size) - np.searchsorted(self.cdu_of_group[order], self.cdu_of_group[order])
+        members = np.full((size.size, max(int(size.max()), 1)), -1)
+        members[self.cdu_of_group[order], rank] = order
+        z = np.arange(size.size) if "cdu" in self.soft else np.flatnonzero(size > 1)
+        t, z = np.meshgrid(np.arange(self.n_steps), z, indexing="ij")
+        return t.ravel(), z.ravel(), members
+
+    def cdu_load_mw(self, x: Array) -> Array:
+        """Heat of busy GPUs per step and CDU [MW] for busy fractions ``x`` [T, G] (``[T, Z]``)."""
+        out = np.zeros((self.n_steps, self.n_cdus))
+        np.add.at(out.T, self.cdu_of_group, (self.busy_mw * x).T)
+        return out
 
     def die_rows(self) -> NDArray[np.bool_]:
         """Where a soft die row is needed: the die limit is below the cap's upper bound [T, G]."""
@@ -309,6 +363,8 @@ def make_problem(
     docstring); ``grid0_mw`` and ``x0`` are the measured import and busy fractions the first step
     ramps from, ``hold_steps`` the steps over which the first command is held (MPC).
 
+    At class x CDU grouping the CDU limits of :mod:`optimization.cdu_limits` are added.
+
     Die limit per group: steady die temperature of a busy GPU ``T_cool + P (R_dp + R_pc) <= T_max``
     with the coolant at the TCS setpoint plus half the rack's uncapped temperature rise.
     """
@@ -350,6 +406,11 @@ def make_problem(
         g_idx = np.flatnonzero(groups.cls == c)
         n_w = max(1, round(w[name].flex_window_h * S_PER_H / dt_s))
         windows += [(g_idx, t0, min(t0 + n_w, T), 1.0 - w[name].flex_tier) for t0 in range(0, T, n_w)]
+    cdu = {}
+    if groups.grouping == "cdu":
+        if any(w.pause or w.resize for w in f.spec.workloads):
+            raise ValueError("grouping: 'cdu' does not support job stops yet (workloads with pause or resize)")
+        cdu = {"cdu_of_group": groups.zone, "cdu_rooms_mw": cdu_rooms(f, groups, u), "cdu_labels": cdu_labels(f)}
     ramp = None
     if options.smoothing_ramp_w_s is not None:
         ramp = np.full(G, float(options.smoothing_ramp_w_s)) * dt_s / tdp
@@ -383,6 +444,7 @@ def make_problem(
         penalty_per_mwh=penalty,
         hold_steps=hold_steps,
         stops=stops_data(f, groups, u, stop0, pause_fixed),
+        **cdu,
     )
 
 

@@ -92,7 +92,7 @@ class Facility:
     cdu_class: IntArray
     c_tcs_w_k: Array
     c_fws_max_w_k: Array
-    cdu_ua_nom_w_k: Array
+    cdu_ua_nom_w_k: Array  # at nominal flows, with cooling.cdu.fouling applied
     cdu_design_q_w: Array
     tcs_v_dot_m3_s: Array
     tcs: Coolant
@@ -210,7 +210,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
     c_tcs = np.bincount(rack_cdu, rack_m_dot, n_cdu) * tcs.cp_j_kgk(cool.tcs.supply_setpoint_c)
     cdu_q = np.bincount(rack_cdu, design_w * r["liquid_fraction"], n_cdu)
     c_fws = cool.cdu.fws_flow_ratio * c_tcs
-    ua = _design_ua(spec, cdu_q, c_tcs, c_fws, source)
+    ua = _design_ua(spec, cdu_q, c_tcs, c_fws, source) * _ua_fraction(spec, cdu_hall)
     return Facility(
         spec=spec,
         source=source,
@@ -275,6 +275,16 @@ def _place_cdus(spec: FacilitySpec, class_names: tuple[str, ...]) -> tuple[IntAr
         halls.append(np.full(hall.cdus, h))
         classes.append(np.repeat(np.arange(len(class_names)), counts))
     return np.concatenate(halls), np.concatenate(classes)
+
+
+def _ua_fraction(spec: FacilitySpec, cdu_hall: IntArray) -> Array:
+    """Remaining UA per CDU from ``cooling.cdu.fouling`` (1 for clean exchangers)."""
+    out = np.ones(cdu_hall.size)
+    hall_index = {h.name: i for i, h in enumerate(spec.halls)}
+    for foul in spec.cooling.cdu.fouling:
+        first = int(np.flatnonzero(cdu_hall == hall_index[foul.hall])[0])
+        out[first + np.asarray(foul.cdus)] = foul.ua_fraction
+    return out
 
 
 def _design_ua(spec: FacilitySpec, q_w: Array, c_tcs: Array, c_fws: Array, source: str) -> Array:

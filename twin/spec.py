@@ -159,6 +159,19 @@ class Tcs(Strict):
     loop_volume_l: Pos = Field(description="return-leg volume of one CDU loop (plug-flow delay)")
     pump_head_m: Pos
     pump_efficiency: Eff
+    max_rise_k: Pos | None = Field(
+        None,
+        description="largest TCS return-minus-supply rise a CDU may carry (its flow limit: heat <= C_tcs x rise); "
+        "none: no limit",
+    )
+
+
+class CduFouling(Strict):
+    """Heat exchangers of some CDUs of a hall that lost part of their UA (fouling, scaling)."""
+
+    hall: str
+    cdus: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, description="CDU indices within the hall, from 0")
+    ua_fraction: Annotated[float, Field(gt=0, le=1)] = Field(description="remaining UA over the clean design UA")
 
 
 class Cdu(Strict):
@@ -169,6 +182,7 @@ class Cdu(Strict):
     arrangement: Literal[
         "counterflow", "parallel", "crossflow_unmixed", "crossflow_cmax_mixed", "crossflow_cmin_mixed"
     ] = "counterflow"
+    fouling: list[CduFouling] = Field(default_factory=list, description="degraded CDU heat exchangers")
 
 
 class FacilityWater(Strict):
@@ -299,6 +313,14 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
         for w in hall.workloads:
             if w not in names:
                 errors.append((f"halls.{i}.workloads.{w}", f"no workload named {w!r}; defined: {names}"))
+    halls = {h.name: h for h in spec.halls}
+    for i, foul in enumerate(spec.cooling.cdu.fouling):
+        key = f"cooling.cdu.fouling.{i}"
+        if foul.hall not in halls:
+            errors.append((f"{key}.hall", f"no hall named {foul.hall!r}; defined: {hall_names}"))
+        elif max(foul.cdus) >= halls[foul.hall].cdus:
+            n = halls[foul.hall].cdus
+            errors.append((f"{key}.cdus", f"hall {foul.hall!r} has CDUs 0..{n - 1}, got {max(foul.cdus)}"))
     return errors
 
 

@@ -150,7 +150,12 @@ def _dense_rows(n: int, A: list, b: list):
 
 
 def linprog_objective(p: Problem) -> float:
-    """The same LP written out by hand, row by row (no code under test), solved by scipy."""
+    return linprog_solution(p)[0]
+
+
+def linprog_solution(p: Problem) -> tuple[float, np.ndarray]:
+    """The same LP written out by hand, row by row (no code under test), solved by scipy: the
+    objective and the caps ``x`` [T, G]. CDU limits are rows for every CDU (no folding)."""
     T, G, K, C = p.n_steps, p.n_groups, p.seg_a.shape[1], p.cut_a_mw.shape[1]
     n = 2 * T * G + T
     X = lambda t, g: t * G + g  # noqa: E731
@@ -173,6 +178,9 @@ def linprog_objective(p: Problem) -> float:
         if t > 0:
             row([(Gr(t), 1.0), (Gr(t - 1), -1.0)], p.ramp_mw_per_step)
             row([(Gr(t), -1.0), (Gr(t - 1), 1.0)], p.ramp_mw_per_step)
+        for room in p.cdu_rooms_mw.values():
+            for z in range(room.shape[1]):
+                row([(X(t, g), p.busy_mw[t, g]) for g in range(G) if p.cdu_of_group[g] == z], room[t, z])
     c = np.zeros(n)
     bounds = [None] * n
     for t in range(T):
@@ -184,7 +192,7 @@ def linprog_objective(p: Problem) -> float:
         bounds[Gr(t)] = (None, None)
     res = linprog(c, A_ub=np.array(A), b_ub=np.array(b), bounds=bounds, method="highs")
     assert res.status == 0, res.message
-    return -res.fun
+    return -res.fun, res.x[: T * G].reshape(T, G)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -561,3 +569,73 @@ def test_stops_rejected_when_malformed():
         stops(2, group=(0, 0), kind=(0, 0), share_max=(1, 1), start=(0, 0), end=(0, 0))
     with pytest.raises(ValueError, match="stops: expected"):
         one_job(3.0, T=2, stops=stops(3))
+
+
+def cdu_problem(soft=frozenset()) -> Problem:
+    """A random small case with 4 groups on 3 CDUs: CDU 0 holds groups 0 and 1 (rows), CDUs 1 and 2 one
+    group each (bounds when hard); a heat and a flow room that bind in turn."""
+    from dataclasses import replace
+
+    p = random_problem(5, T=6, G=4)
+    b = p.busy_mw
+    heat = np.stack([0.65 * (b[:, 0] + b[:, 1]), 0.7 * b[:, 2], 0.8 * b[:, 3]], axis=1)
+    flow = np.stack([0.75 * (b[:, 0] + b[:, 1]), 0.9 * b[:, 2], 0.62 * b[:, 3]], axis=1)
+    return replace(
+        p,
+        cdu_of_group=np.array([0, 0, 1, 2]),
+        cdu_rooms_mw={"cdu_heat": heat, "cdu_flow": flow},
+        cdu_labels=("cdu-0", "cdu-1", "cdu-2"),
+        soft=frozenset(soft),
+        penalty_per_mwh=1e8,  # above the most a MWh earns here (~1e6)
+        import_limit_mw=np.full(6, 20.0),
+    )
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_cdu_limits_match_independent_linprog_objective_and_caps(incremental):
+    p = cdu_problem()
+    want, x_want = linprog_solution(p)
+    lp = matrix_lp(p, incremental=incremental)
+    assert ("throughput" in lp.rows) != incremental and "cdu_heat" in lp.rows  # CDU 0 keeps its rows
+    status, minimum, v, _ = HighsLP(lp, DispatchOptions()).run()
+    assert status == "optimal"
+    assert -minimum == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(lp.unpack(v)["x"], x_want, atol=1e-6)
+    res, vals = solve(p, "pyomo")
+    assert res.objective == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(vals["x"], x_want, atol=1e-6)
+    # the limits hold and bind: CDU 0 at its heat room, CDU 2 at its flow room (tighter than heat)
+    load, heat, flow = p.cdu_load_mw(x_want), p.cdu_rooms_mw["cdu_heat"], p.cdu_rooms_mw["cdu_flow"]
+    assert np.all(load <= np.minimum(heat, flow) + 1e-9)
+    assert np.isclose(load[:, 0], heat[:, 0], rtol=1e-6).sum() >= 3
+    assert np.isclose(load[:, 2], flow[:, 2], rtol=1e-6).sum() >= 3
+
+
+def test_soft_cdu_limits_rows_for_every_cdu_in_both_backends():
+    import pyomo.environ as pyo
+
+    p = cdu_problem(soft={"cdu"})
+    pyomo_rows = {c.local_name: len(c) for c in pyomo_model(p).component_objects(pyo.Constraint)}
+    lp = matrix_lp(p)
+    assert lp.rows["cdu_heat"].size == lp.rows["cdu_flow"].size == pyomo_rows["cdu_heat"] == 6 * 3
+    a, _ = solve(p, "pyomo")
+    b, vb = solve(p, "highspy")
+    assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    assert vb["slack_cdu_heat"].shape == (18,) and np.all(vb["slack_cdu_heat"] < 1e-6)  # the penalty keeps them
+    hard, _ = solve(cdu_problem(), "highspy")
+    assert b.objective == pytest.approx(hard.objective, rel=1e-6)
+
+
+@pytest.mark.parametrize(("soft", "kw"), [(frozenset(), LOOSE), (ALL_SOFT, {}), (ALL_SOFT, {"hold_steps": 3})])
+def test_throughput_in_increments_is_the_same_lp(soft, kw):
+    p = full_problem(soft, **kw)
+    out = []
+    for incremental in (False, True):
+        lp = matrix_lp(p, incremental=incremental)
+        status, minimum, v, _ = HighsLP(lp, DispatchOptions()).run()
+        assert status == "optimal"
+        vals = lp.unpack(v)
+        y_curve = np.min(p.seg_a[None] + p.seg_b[None] * vals["x"][..., None], axis=2)
+        assert np.all(vals["y"] <= y_curve + 1e-9)
+        out.append(-minimum)
+    assert out[1] == pytest.approx(out[0], rel=1e-9)

@@ -78,3 +78,20 @@ def test_shares_must_sum_to_one_and_toml_syntax_is_reported():
     with pytest.raises(SpecError) as e:
         parse_facility("name = ", "bad.toml", RACKS)
     assert e.value.errors[0][0] == "<toml>"
+
+
+def test_cdu_fouling_names_the_hall_and_cdu_it_refers_to():
+    def fouling(hall, cdus, ua):
+        return _reference_text() + f'\n[[cooling.cdu.fouling]]\nhall = "{hall}"\ncdus = {cdus}\nua_fraction = {ua}\n'
+
+    spec = parse_facility(fouling("hall-b", [0, 41], 0.6), "x.toml", RACKS)
+    assert spec.cooling.cdu.fouling[0].cdus == [0, 41] and spec.cooling.tcs.max_rise_k is None
+    with pytest.raises(SpecError) as e:
+        parse_facility(fouling("hall-z", [0], 0.6), "x.toml", RACKS)
+    assert e.value.errors == [("cooling.cdu.fouling.0.hall", "no hall named 'hall-z'; defined: ['hall-a', 'hall-b']")]
+    with pytest.raises(SpecError) as e:
+        parse_facility(fouling("hall-a", [3, 42], 0.6), "x.toml", RACKS)
+    assert e.value.errors == [("cooling.cdu.fouling.0.cdus", "hall 'hall-a' has CDUs 0..41, got 42")]
+    with pytest.raises(SpecError) as e:
+        parse_facility(fouling("hall-a", [3], 0.0), "x.toml", RACKS)
+    assert e.value.errors == [("cooling.cdu.fouling.0.ua_fraction", "must be > 0, got 0.0")]
