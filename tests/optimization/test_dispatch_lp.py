@@ -639,3 +639,25 @@ def test_throughput_in_increments_is_the_same_lp(soft, kw):
         assert np.all(vals["y"] <= y_curve + 1e-9)
         out.append(-minimum)
     assert out[1] == pytest.approx(out[0], rel=1e-9)
+
+
+def test_warm_update_of_an_incremental_lp_equals_a_cold_solve():
+    from dataclasses import replace
+
+    from factory_twin.optimization.backend_highspy import WarmHighs, solve_highspy
+
+    warm = WarmHighs()
+    first = cdu_problem()
+    # new costs, bounds, the objective's constant (x_lo) and CDU rooms on each solve
+    for k, (lo, price, room) in enumerate([(1.0, 1.0, 1.0), (0.95, 1.3, 1.05), (0.9, 0.7, 0.95)]):
+        p = replace(
+            first,
+            x_lo=first.x_lo * lo,
+            price_per_mwh=first.price_per_mwh * price,
+            cdu_rooms_mw={n: r * room for n, r in first.cdu_rooms_mw.items()},
+        )
+        got, want = warm.solve(p, DispatchOptions()), solve_highspy(p, DispatchOptions())
+        assert got.status == want.status == "optimal"
+        assert "seg_d" in warm._model.lp.cols and (warm.warm, warm.cold) == (k, 1)
+        assert got.objective == pytest.approx(want.objective, rel=1e-9)
+        np.testing.assert_allclose(got.values["x"], want.values["x"], atol=1e-7)
