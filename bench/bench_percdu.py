@@ -5,14 +5,14 @@
    memory, in a fresh process, beside the targets (build + solve <= 5 s, <= 4 GB); a cProfile of the
    stages when a target is missed.
 2. Study: campus-1gw with the heat exchangers of every ``--every``-th CDU of each hall fouled to
-   ``--ua`` (default 0.7) of their clean UA (``cooling.cdu.fouling`` in the facility file), hot-day-dr (the hottest
+   ``--ua`` (default 0.65) of their clean UA (``cooling.cdu.fouling`` in the facility file), hot-day-dr (the hottest
    August day with a DR event; the same import limit for both plans). Plans per class x hall and per
    class x CDU, each run through the twin (1 s thermal step) by :class:`optimization.PlanFollower`;
    the twin judges: throughput kept, throttled GPU-hours, rack-hours at the die limit, CDU-hours above
    the TCS supply setpoint.
 
 Run from the repository root:
-``PYTHONPATH=. python bench/bench_percdu.py [--hours 24] [--every 6] [--ua 0.7] [--skip-study] [--skip-speed]``.
+``PYTHONPATH=. python bench/bench_percdu.py [--hours 24] [--every 6] [--ua 0.65] [--skip-study] [--skip-speed]``.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0, help="twin run length from the scenario start [h]")
     ap.add_argument("--every", type=int, default=6, help="foul every N-th CDU of each hall")
-    ap.add_argument("--ua", type=float, default=0.7, help="remaining UA of a fouled exchanger")
+    ap.add_argument("--ua", type=float, default=0.65, help="remaining UA of a fouled exchanger")
     ap.add_argument("--skip-study", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     a = ap.parse_args()
