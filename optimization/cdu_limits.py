@@ -6,8 +6,9 @@ heat (``base``: idle GPUs and liquid-cooled non-GPU parts, the rack heat the eng
 
 * ``cdu_heat``: ``Q_c <= E_c (T_set - T_fws) / (1 - E_c / C_tcs,c)``, the twin's own CDU model
   (:meth:`models.heat_exchange.ConstantFlowCdus.max_duty_w`; ``E_c = eps C_min`` at full valve, with the
-  UA of ``cooling.cdu.fouling``). ``T_fws`` is the facility-water supply setpoint: the plant holds it
-  while the plant-wide heat-rejection row holds.
+  UA of ``cooling.cdu.fouling``). ``T_fws`` is the current facility-water supply temperature when it is
+  measured (a re-plan from the twin's state, held over the horizon), else the setpoint, which the plant
+  holds while the plant-wide heat-rejection row holds.
 * ``cdu_flow``: ``Q_c <= C_tcs,c dT_max`` with ``dT_max = cooling.tcs.max_rise_k`` (no rows without it).
 
 :func:`cdu_rooms` returns each limit minus ``base`` (the room left for busy GPUs), ``[T, Z]``.
@@ -32,24 +33,26 @@ def cdu_labels(f) -> tuple[str, ...]:
     return tuple(f"cdu-{c} ({f.hall_names[h]} #{c - first[h]})" for c, h in enumerate(f.cdu_hall))
 
 
-def cdu_limits_w(f) -> dict[str, Array]:
-    """Per-CDU limits on liquid heat [W] (see module docstring); ``cdu_flow`` only with ``max_rise_k``."""
+def cdu_limits_w(f, fws_supply_c: float | None = None) -> dict[str, Array]:
+    """Per-CDU limits on liquid heat [W] at facility-water supply ``fws_supply_c`` [degC] (default: its
+    setpoint); see the module docstring. ``cdu_flow`` only with ``max_rise_k``."""
     cool = f.spec.cooling
+    t_fws = cool.facility_water.supply_setpoint_c if fws_supply_c is None else fws_supply_c
     c_tcs = np.bincount(f.rack_cdu, f.rack_m_dot_kg_s, f.n_cdus) * f.tcs.cp_j_kgk(cool.tcs.supply_setpoint_c)
     cdus = ConstantFlowCdus(c_tcs, f.c_fws_max_w_k, f.cdu_ua_nom_w_k, cool.tcs.supply_setpoint_c, cool.cdu.arrangement)
-    out = {"cdu_heat": cdus.max_duty_w(cool.facility_water.supply_setpoint_c)}
+    out = {"cdu_heat": cdus.max_duty_w(t_fws)}
     if cool.tcs.max_rise_k is not None:
         out["cdu_flow"] = c_tcs * cool.tcs.max_rise_k
     return out
 
 
-def cdu_rooms(f, groups: Groups, utilization: Array) -> dict[str, Array]:
+def cdu_rooms(f, groups: Groups, utilization: Array, fws_supply_c: float | None = None) -> dict[str, Array]:
     """Each CDU limit minus the heat that does not depend on the caps [MW], ``[T, Z]``, for busy shares
-    ``utilization`` ``[T, G]`` (groups at class x CDU grouping)."""
+    ``utilization`` ``[T, G]`` (groups at class x CDU grouping) and facility water at ``fws_supply_c``."""
     if groups.grouping != "cdu":
         raise ValueError(f"grouping: CDU limits need grouping='cdu', got {groups.grouping!r}")
     liq = np.bincount(groups.rack_group, f.non_gpu_liquid_w, groups.n)
     base_g = groups.gpus * (1 - utilization) * groups.idle_w + liq  # [T, G] W
     member = sp.csr_matrix((np.ones(groups.n), (np.arange(groups.n), groups.zone)), shape=(groups.n, f.n_cdus))
     base = np.asarray((member.T @ base_g.T).T)  # [T, Z] W
-    return {k: (lim[None, :] - base) / MW for k, lim in cdu_limits_w(f).items()}
+    return {k: (lim[None, :] - base) / MW for k, lim in cdu_limits_w(f, fws_supply_c).items()}

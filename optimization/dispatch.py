@@ -67,7 +67,8 @@ def dispatch(
         override ``options``.
     start : first step (ISO time or datetime64).
     initial : ``twin.controllers.TwinState`` (or an object with ``grid_import_w`` and per-rack
-        ``gpu_cap_w``): the first step ramps from it.
+        ``gpu_cap_w``): the first step ramps from it; at class x CDU grouping the CDU limits take its
+        ``fws_supply_c`` (the measured facility-water supply) when it has one.
     known_at : include only DR events announced by this time (default: all events of the scenario).
     extra_constraints : ``f(model, problem)`` adding Pyomo components before the solve (forces the
         Pyomo backend).
@@ -126,9 +127,11 @@ def plan_horizon(
     fc = _gpu_targets_as_import_limit(fc, scenario)
     grid0, x0 = initial_state(initial, groups, f)
     stop0 = initial_stops(initial, groups, f)
+    fws = getattr(initial, "fws_supply_c", None)
+    fws = float(fws) if fws is not None and np.isfinite(fws) else None
     p = make_problem(
         f, scenario, groups, fc, options, grid0_mw=grid0, x0=x0, hold_steps=hold_steps, stop0=stop0,
-        pause_fixed=pause_fixed,
+        pause_fixed=pause_fixed, fws_supply_c=fws,
     )  # fmt: skip
     prep_s = _time.perf_counter() - t0
     bess_mw = p.bess.p_max_mw if p.bess else 0.0

@@ -358,12 +358,14 @@ def make_problem(
     hold_steps: int = 1,
     stop0: tuple[Array, Array] | None = None,
     pause_fixed: Array | None = None,
+    fws_supply_c: float | None = None,
 ) -> Problem:
     """Assemble :class:`Problem` from the groups and a :class:`Forecast` (units in the module
     docstring); ``grid0_mw`` and ``x0`` are the measured import and busy fractions the first step
     ramps from, ``hold_steps`` the steps over which the first command is held (MPC).
 
-    At class x CDU grouping the CDU limits of :mod:`optimization.cdu_limits` are added.
+    At class x CDU grouping the CDU limits of :mod:`optimization.cdu_limits` are added, at the
+    measured facility-water supply ``fws_supply_c`` [degC] when given (default: its setpoint).
 
     Die limit per group: steady die temperature of a busy GPU ``T_cool + P (R_dp + R_pc) <= T_max``
     with the coolant at the TCS setpoint plus half the rack's uncapped temperature rise.
@@ -410,7 +412,11 @@ def make_problem(
     if groups.grouping == "cdu":
         if any(w.pause or w.resize for w in f.spec.workloads):
             raise ValueError("grouping: 'cdu' does not support job stops yet (workloads with pause or resize)")
-        cdu = {"cdu_of_group": groups.zone, "cdu_rooms_mw": cdu_rooms(f, groups, u), "cdu_labels": cdu_labels(f)}
+        cdu = {
+            "cdu_of_group": groups.zone,
+            "cdu_rooms_mw": cdu_rooms(f, groups, u, fws_supply_c),
+            "cdu_labels": cdu_labels(f),
+        }
     ramp = None
     if options.smoothing_ramp_w_s is not None:
         ramp = np.full(G, float(options.smoothing_ramp_w_s)) * dt_s / tdp

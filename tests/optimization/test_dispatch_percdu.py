@@ -117,6 +117,21 @@ def test_cdu_limits_bind_where_the_per_hall_plan_exceeds_them(tmp_path):
     assert np.all(caps[:, fouled].max(axis=1) < caps[:, others].min(axis=1))
 
 
+def test_cdu_limits_follow_the_measured_facility_water(tmp_path):
+    from types import SimpleNamespace
+
+    f = facility(tmp_path, ua=0.7)
+    sc = load_scenario("hot-day-dr", f)
+    warm = SimpleNamespace(grid_import_w=np.nan, gpu_cap_w=f.tdp_w, fws_supply_c=32.2)  # setpoint 32 degC
+    plan = dispatch(f, sc, horizon="1h", step="30min", start=START, grouping="cdu", initial=warm)
+    assert plan.attrs["status"] == "optimal", plan.attrs["conflicts"]
+    limit = cdu_limits_w(f, 32.2)["cdu_heat"]
+    assert np.all(limit < cdu_limits_w(f)["cdu_heat"])
+    np.testing.assert_allclose(
+        cdu_heat_w(f, plan)[:, list(FOULED)], np.broadcast_to(limit[list(FOULED)], (2, 2)), rtol=1e-6
+    )
+
+
 def test_conflicting_cdu_limits_are_named(tmp_path):
     f = facility(tmp_path, ua=0.3, max_rise_k=2.0)
     sc = load_scenario("hot-day-dr", f)
