@@ -1,4 +1,5 @@
-"""Shared helpers for the pages: snapshot time axes, placeholders, number formatting."""
+"""Shared helpers for the pages: snapshot time axes, stacked panels with readable ticks, placeholders, number
+formatting, flows in the engineering unit (L/min)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import html
+from factory_twin.models.heat_rejection import RHO_WATER_KG_M3
+from factory_twin.models.units import M3_S_PER_L_MIN
 from factory_twin.twin.grid_signals import DREvent
 from factory_twin.twin.live import Snapshot
 from factory_twin.twin.targets import Miss, dr_target_mw, missed_targets
+from plotly.subplots import make_subplots
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -18,6 +22,54 @@ GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
 def times(epoch_s: np.ndarray) -> np.ndarray:
     """Seconds since the epoch (naive local time) -> ``datetime64[s]`` for plotly axes."""
     return np.asarray(epoch_s, np.int64).astype("datetime64[s]")
+
+
+def l_per_min(m3_s: Any) -> Any:
+    """Volume flow [m3/s] -> the engineering unit, L/min."""
+    return np.asarray(m3_s, float) / M3_S_PER_L_MIN if np.ndim(m3_s) else float(m3_s) / M3_S_PER_L_MIN
+
+
+def water_l_per_min(kg_s: Any) -> Any:
+    """Make-up water mass flow [kg/s] -> L/min at the density the evaporative model turned litres into kg."""
+    return l_per_min(np.asarray(kg_s, float) / RHO_WATER_KG_M3 if np.ndim(kg_s) else float(kg_s) / RHO_WATER_KG_M3)
+
+
+def axis_ticks(values: Any, min_span: float, min_frac: float = 0.0, n_ticks: int = 5) -> dict[str, Any]:
+    """Range, tick step and format for a y axis over ``values``: ticks on round steps (1, 2 or 5 x 10^k) with
+    as many decimals as the step needs, over at least ``min_span`` and ``min_frac`` of the largest magnitude
+    (a flat line gets a readable window instead of ticks like 21.489); ``{}`` (plotly's autorange) when no
+    value is finite."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {}
+    lo, hi = float(v.min()), float(v.max())
+    min_span = max(min_span, min_frac * max(abs(lo), abs(hi)))
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    raw = (hi - lo) / n_ticks
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    pad = 0.05 * (hi - lo)
+    digits = max(0, -math.floor(math.log10(step) + 1e-9))
+    return dict(range=[lo - pad, hi + pad], tick0=0.0, dtick=step, tickformat=f",.{digits}f")
+
+
+def time_panels(titles: list[str], heights: list[float] | None = None) -> go.Figure:
+    """Panels stacked over one shared time axis, one quantity (unit) per y axis: never two scales on one plot
+    area, so no line hides behind another quantity's."""
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=heights)
+    for i, title in enumerate(titles, 1):
+        fig.update_yaxes(title_text=title, row=i, col=1)
+    return fig
+
+
+def readable(fig: go.Figure, min_span: float, *values: Any, min_frac: float = 0.0, row: int | None = None) -> None:
+    """Set the y axis of panel ``row`` (of a one-axis figure when ``None``) to :func:`axis_ticks` over ``values``."""
+    arrays = [np.asarray(v, float).ravel() for v in values]
+    ticks = axis_ticks(np.concatenate(arrays) if arrays else [], min_span, min_frac)
+    fig.update_yaxes(**ticks, **({} if row is None else {"row": row, "col": 1}))
 
 
 def waiting_figure(text: str = "waiting for the twin...") -> go.Figure:

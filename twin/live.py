@@ -156,7 +156,7 @@ class Loops(TypedDict):
 
     fws_setpoint_c: float
     tcs_setpoint_c: float
-    tcs_m_dot_kg_s: float
+    tcs_v_dot_m3_s: float
     fws_v_dot_m3_s: float
     pump_w: float
 
@@ -492,7 +492,7 @@ class LiveRunner:
             loops=Loops(
                 fws_setpoint_c=float(cool.facility_water.supply_setpoint_c),
                 tcs_setpoint_c=float(cool.tcs.supply_setpoint_c),
-                tcs_m_dot_kg_s=float(np.sum(f.rack_m_dot_kg_s)),
+                tcs_v_dot_m3_s=float(np.sum(f.tcs_v_dot_m3_s)),
                 fws_v_dot_m3_s=float(tw.fws_v_dot),
                 pump_w=float(tw.plant.pump_w),
             ),

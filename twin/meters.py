@@ -150,9 +150,12 @@ class Meter:
     recorded: bool = True
 
 
-def _rejection_capacity_mw(tw: Any) -> float:
-    plant = tw.f.spec.cooling.plant
-    return plant.dry_cooler.capacity_mw + (plant.chiller.capacity_mw if plant.chiller is not None else 0.0)
+def _plant_capacity_mw(tw: Any) -> float:
+    return float(tw.plant.capacity_w(*tw.ambient, tw.c_fws_total, tw.fws_setpoint_c)) / MW
+
+
+def _plant_load_mw(tw: Any) -> float:
+    return max(tw.c_fws_total * (tw.fws_return_c - tw.fws_setpoint_c), 0.0) / MW
 
 
 def _import_w(r: Reading) -> float:
@@ -177,7 +180,9 @@ METERS: dict[str, Meter] = {
     ),
     "bess_power_mw": Meter("MW", "BESS power into the site (> 0 discharging)", lambda r: r.step.bess_w / MW),
     "heat_rejected_mw": Meter(
-        "MW", "heat rejected by the plant and the air system", lambda r: r.step.q_rejected_w / MW
+        "MW",
+        "heat rejected in total: the plant (facility water) and the air system",
+        lambda r: r.step.q_rejected_w / MW,
     ),
     "liquid_heat_mw": Meter("MW", "heat delivered to the technology cooling loops", lambda r: r.step.q_liquid_w / MW),
     "air_heat_mw": Meter("MW", "heat removed by the air system", lambda r: r.step.q_air_w / MW),
@@ -245,10 +250,22 @@ METERS: dict[str, Meter] = {
         "MJ", "heat held in racks, pipes and loops (0 degC reference)", lambda r: r.twin.stored_heat_j() / MJ
     ),
     "plant_heat_mw": Meter(
-        "MW", "heat rejected by the plant (facility water)", lambda r: float(r.twin.rejection.q_w) / MW, recorded=False
+        "MW",
+        "heat rejected by the plant from the facility water (excludes the air system)",
+        lambda r: float(r.twin.rejection.q_w) / MW,
+        recorded=False,
+    ),
+    "plant_load_mw": Meter(
+        "MW",
+        "heat the plant must reject to return the facility water at its supply setpoint",
+        lambda r: _plant_load_mw(r.twin),
+        recorded=False,
     ),
     "rejection_capacity_mw": Meter(
-        "MW", "rated heat rejection: dry coolers + chiller", lambda r: _rejection_capacity_mw(r.twin), recorded=False
+        "MW",
+        "plant heat-rejection capacity at the present ambient and supply setpoint (Plant.capacity_w)",
+        lambda r: _plant_capacity_mw(r.twin),
+        recorded=False,
     ),
 }
 RECORDED = tuple(k for k, m in METERS.items() if m.recorded)

@@ -103,6 +103,29 @@ class Plant:
         mode = np.select([q_need <= 0, dry.feasible, use_evap & ~short, t_sup <= t_set + 1e-9], [0, 1, 2, 3], 4)
         return _squeeze(Rejection(t_sup, c_w_k * (t_in - t_sup), fan_w, chill_w, water, mode))
 
+    def capacity_w(
+        self, dry_bulb_c: ArrayLike, wet_bulb_c: ArrayLike, c_w_k: float, setpoint_c: float | None = None
+    ) -> NDArray | float:
+        """Largest facility-water heat [W] the plant rejects while holding the supply setpoint at this ambient
+        (:meth:`reject` holds it for any smaller duty and reports "over capacity" above it).
+
+        Each cooler leaves the water at ``T_ref + dT_des Q/Q_cap`` at full fan speed (dry bulb for the dry
+        coolers, wet bulb for the evaporative stage); the chiller trims the remaining
+        ``c (T_leave - T_set)`` up to its capacity ``Q_ch``. Solving ``c (T_ref + dT_des Q/Q_cap - T_set)
+        <= Q_ch`` for Q gives ``Q_max = Q_cap (T_set - T_ref + Q_ch / c) / dT_des`` for the better stage,
+        and never less than ``Q_ch`` (the chiller alone). Without a chiller ``Q_ch = 0``.
+        """
+        plant = self.f.spec.cooling.plant
+        t_set = self.f.spec.cooling.facility_water.supply_setpoint_c if setpoint_c is None else setpoint_c
+        q_cap = plant.dry_cooler.capacity_mw * MW
+        q_ch = plant.chiller.capacity_mw * MW if plant.chiller is not None else 0.0
+        stages = [(np.asarray(dry_bulb_c, float), plant.dry_cooler.design_approach_k)]
+        if plant.evaporative is not None:
+            stages.append((np.asarray(wet_bulb_c, float), plant.evaporative.design_approach_k))
+        best = np.max([q_cap * (t_set - t_ref + q_ch / c_w_k) / app for t_ref, app in stages], axis=0)
+        q = np.maximum(best, q_ch)
+        return float(q) if np.ndim(q) == 0 else q
+
     def chain_forward(self, rack_dc_w: NDArray, mech_w: ArrayLike):
         """Power chain from rack DC power (per rack) and mechanical load to the grid meter."""
         f = self.f

@@ -8,14 +8,34 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, times, waiting_figure
+from factory_twin.dashboard.common import (
+    GRAPH_CONFIG,
+    fmt,
+    l_per_min,
+    readable,
+    time_panels,
+    times,
+    waiting_figure,
+    water_l_per_min,
+)
 from factory_twin.models.units import MW
 from factory_twin.twin.live import Snapshot
 from factory_twin.twin.plant import MODES
-from plotly.subplots import make_subplots
 
 PATH, TITLE = "/cooling", "Cooling"
 SETPOINT_TOL_K = 0.1  # a supply this far above its setpoint counts as "not held" [K]
+MIN_SPAN_K = 2.0  # the ambient panel shows at least this many kelvin (a flat hour is no 0.01 K tick)
+MIN_SPAN_FRAC = 0.05  # MW panels show at least 5 % of their largest value
+OVER_FILL = "rgba(176, 0, 32, 0.15)"
+
+
+def over_capacity_text(now: dict, loops: dict) -> str:
+    """The plant's shortfall in numbers: load to reject for the setpoint against its capacity at this ambient."""
+    return (
+        f"heat-rejection plant over capacity: {now['plant_load_mw']:.2f} MW to reject to hold the facility water at "
+        f"{loops['fws_setpoint_c']:.1f} °C, capacity {now['rejection_capacity_mw']:.2f} MW at "
+        f"{now['dry_bulb_c']:.1f} / {now['wet_bulb_c']:.1f} °C db/wb"
+    )
 
 
 def layout() -> html.Div:
@@ -47,6 +67,8 @@ def alarms(snap: Snapshot, tol_k: float = SETPOINT_TOL_K) -> list[str]:
             f"{int(at_cap.sum())} CDU(s) in {where} cannot hold the TCS supply setpoint "
             f"{loops['tcs_setpoint_c']:.1f} °C (warmest supply {sup[at_cap].max():.2f} °C)"
         )
+    if MODES[snap.meta["plant_mode"]] == "over capacity":
+        out.append(over_capacity_text(now, loops))
     if now["fws_supply_c"] > loops["fws_setpoint_c"] + tol_k:
         mode = MODES[snap.meta["plant_mode"]]
         out.append(
@@ -88,7 +110,7 @@ def schematic(snap: Snapshot) -> list[html.Div]:
                 f"supply {fmt(float(sup.mean()), 2)} °C (max {fmt(float(sup.max()), 2)})",
                 f"return {fmt(float(ret.mean()), 2)} °C",
                 f"setpoint {loops['tcs_setpoint_c']:.1f} °C",
-                f"flow {fmt(loops['tcs_m_dot_kg_s'], 0)} kg/s",
+                f"flow {fmt(l_per_min(loops['tcs_v_dot_m3_s']), 0)} L/min",
             ],
             alarm=bool(at_cap.any()),
         ),
@@ -96,7 +118,7 @@ def schematic(snap: Snapshot) -> list[html.Div]:
             "CDUs",
             [
                 f"{sup.size} CDUs, {int(at_cap.sum())} at capacity",
-                f"duty {fmt(float(np.nansum(snap['cdu_q_w'])) / MW, 2)} MW",
+                f"duty (TCS -> facility water) {fmt(float(np.nansum(snap['cdu_q_w'])) / MW, 2)} MW",
                 f"design {fmt(float(np.sum(snap['cdu_design_q_w'])) / MW, 1)} MW",
             ],
             alarm=bool(at_cap.any()),
@@ -107,7 +129,7 @@ def schematic(snap: Snapshot) -> list[html.Div]:
                 f"supply {fmt(now['fws_supply_c'], 2)} °C",
                 f"return {fmt(now['fws_return_c'], 2)} °C",
                 f"setpoint {loops['fws_setpoint_c']:.1f} °C",
-                f"flow {fmt(loops['fws_v_dot_m3_s'] * 1e3, 0)} L/s",
+                f"flow {fmt(l_per_min(loops['fws_v_dot_m3_s']), 0)} L/min",
             ],
             alarm=fws_alarm,
         ),
@@ -115,9 +137,12 @@ def schematic(snap: Snapshot) -> list[html.Div]:
             "Heat rejection",
             [
                 f"mode: {MODES[mode]}",
-                f"duty {fmt(now['plant_heat_mw'], 2)} MW",
+                f"plant (facility water) {fmt(now['plant_heat_mw'], 2)} MW of {fmt(now['rejection_capacity_mw'], 2)} "
+                "MW capacity at this ambient",
+                f"+ air system {fmt(now['air_heat_mw'], 2)} MW "
+                f"= total heat rejected {fmt(now['heat_rejected_mw'], 2)} MW",
                 f"fans {fmt(now['fan_power_mw'], 2)} MW, chiller {fmt(now['chiller_power_mw'], 2)} MW",
-                f"water {fmt(now['water_use_kg_s'], 1)} kg/s",
+                f"make-up water {fmt(water_l_per_min(now['water_use_kg_s']), 0)} L/min",
                 f"ambient {fmt(now['dry_bulb_c'], 1)} / {fmt(now['wet_bulb_c'], 1)} °C db/wb",
             ],
             alarm=MODES[mode] == "over capacity",
@@ -129,38 +154,45 @@ def schematic(snap: Snapshot) -> list[html.Div]:
     return out[:-1]
 
 
+def over_capacity_spans(t: np.ndarray, load: np.ndarray, capacity: np.ndarray) -> list[tuple[Any, Any]]:
+    """(start, end) of each run of records where the plant's load exceeds its capacity."""
+    over = np.asarray(load, float) > np.asarray(capacity, float)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], over.astype(int), [0]])))
+    return [(t[a], t[min(b, t.size - 1)]) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def rejection_figure(snap: Snapshot) -> go.Figure:
-    """Heat rejected and plant capacity [MW], dry and wet bulb [°C] on the right, last 24 h."""
+    """Last 24 h. Top: heat rejected [MW] stacked as the plant's share (facility water) and the air system's
+    (their sum is the total heat rejected), the plant's load and its capacity at the ambient of each record,
+    runs over capacity shaded. Bottom: dry and wet bulb [°C]."""
     x = times(snap["hist_time"])
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_scatter(x=x, y=snap["hist_heat_rejected_mw"], name="heat rejected", line=dict(color="#1f4e79"))
-    fig.add_scatter(
-        x=x,
-        y=snap["hist_rejection_capacity_mw"],
-        name="capacity",
-        line=dict(color="#b00020", dash="dash"),
-    )
-    fig.add_scatter(
-        x=x,
-        y=snap["hist_dry_bulb_c"],
-        name="dry bulb",
-        line=dict(color="#e67e22", width=1),
-        secondary_y=True,
-    )
-    fig.add_scatter(
-        x=x,
-        y=snap["hist_wet_bulb_c"],
-        name="wet bulb",
-        line=dict(color="#16a085", width=1),
-        secondary_y=True,
-    )
-    fig.update_yaxes(title_text="MW", secondary_y=False)
-    fig.update_yaxes(title_text="°C", secondary_y=True, showgrid=False)
+    plant, air = snap["hist_plant_heat_mw"], snap["hist_air_heat_mw"]
+    load, cap = snap["hist_plant_load_mw"], snap["hist_rejection_capacity_mw"]
+    fig = time_panels(["MW", "°C"], heights=[0.65, 0.35])
+    hover = "%{y:,.2f} MW"
+    fig.add_scatter(x=x, y=plant, name="plant (facility water)", stackgroup="heat", line=dict(color="#1f4e79"),
+                    hovertemplate=hover, row=1, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=air, name="+ air system = total heat rejected", stackgroup="heat",
+                    line=dict(color="#8fb3d9"), hovertemplate=hover, row=1, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=load, name="plant load (to hold the setpoint)", line=dict(color="#000", dash="dot"),
+                    hovertemplate=hover, row=1, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=cap, name="plant capacity at ambient", line=dict(color="#b00020", dash="dash", width=2),
+                    hovertemplate=hover, row=1, col=1)  # fmt: skip
+    for x0, x1 in over_capacity_spans(x, load, cap):
+        fig.add_vrect(x0=x0, x1=x1, fillcolor=OVER_FILL, line_width=0, annotation_text="over capacity",
+                      annotation_position="top left", row=1, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=snap["hist_dry_bulb_c"], name="dry bulb", line=dict(color="#e67e22", width=1),
+                    hovertemplate="%{y:.1f} °C", row=2, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=snap["hist_wet_bulb_c"], name="wet bulb", line=dict(color="#16a085", width=1),
+                    hovertemplate="%{y:.1f} °C", row=2, col=1)  # fmt: skip
+    readable(fig, 1.0, np.add(plant, air), load, cap, min_frac=MIN_SPAN_FRAC, row=1)
+    readable(fig, MIN_SPAN_K, snap["hist_dry_bulb_c"], snap["hist_wet_bulb_c"], row=2)
     fig.update_layout(
-        title="Heat rejection vs capacity vs ambient",
-        height=360,
+        title="Heat rejected vs plant capacity; ambient",
+        height=420,
         margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", y=-0.2),
+        legend=dict(orientation="h", y=-0.15),
+        hovermode="x unified",
     )
     return fig
 
@@ -181,6 +213,7 @@ def cdu_figure(snap: Snapshot) -> go.Figure:
         )
     )
     fig.add_hline(y=snap.meta["loops"]["tcs_setpoint_c"], line_dash="dash", line_color="#999")
+    readable(fig, MIN_SPAN_K, sup, snap.meta["loops"]["tcs_setpoint_c"])
     fig.update_layout(
         title="TCS supply by CDU [°C]",
         xaxis_title="CDU",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from factory_twin.twin.grid_signals import GridSignals
 from factory_twin.twin.meters import PlantStepResult
+from factory_twin.twin.plant import Plant
 from factory_twin.twin.scenario import Scenario
 
 START = np.datetime64("2026-08-07T00:00:00", "s")
@@ -22,7 +23,8 @@ def stub_facility() -> SimpleNamespace:
         grid=SimpleNamespace(import_limit_mw=10.0),
         cooling=SimpleNamespace(
             plant=SimpleNamespace(
-                dry_cooler=SimpleNamespace(capacity_mw=9.0),
+                dry_cooler=SimpleNamespace(capacity_mw=9.0, design_approach_k=4.0),
+                evaporative=None,
                 chiller=SimpleNamespace(capacity_mw=1.5),
             ),
             facility_water=SimpleNamespace(supply_setpoint_c=30.0),
@@ -43,6 +45,7 @@ def stub_facility() -> SimpleNamespace:
         tdp_w=np.full(N_RACKS, 1200.0),
         t_max_c=np.full(N_RACKS, 87.0),
         rack_m_dot_kg_s=np.full(N_RACKS, 2.0),
+        tcs_v_dot_m3_s=np.full(N_CDUS, 0.008),  # 24 L/s of TCS fluid in all = 1,440 L/min
         cdu_hall=np.array([0, 0, 1]),
         cdu_design_q_w=np.full(N_CDUS, 1.4e6),
         n_racks=N_RACKS,
@@ -80,10 +83,11 @@ class StubTwin:
         self.c_tcs = np.full(N_CDUS, 1e5)
         self.fws_supply_c, self.fws_return_c = 30.0, 38.0
         self.fws_v_dot = 0.25
+        self.c_fws_total, self.fws_setpoint_c = 1e6, 30.0  # [W/K]: the plant's 8 MW at a 38 -> 30 degC drop
         self.ambient = (25.0, 20.0)
         self.rejection = SimpleNamespace(t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1)
         self.bess_energy_j = 3.6e9
-        self.plant = SimpleNamespace(pump_w=3e4)
+        self.plant = Plant(self.f, None, None, 0.0, 3e4)  # the real capacity model over the stub's plant
 
     def stored_heat_j(self) -> float:
         return 5e9
@@ -106,7 +110,7 @@ class StubTwin:
             bess_w=0.0,
             q_liquid_w=7e6,
             q_air_w=1e6,
-            q_rejected_w=8e6,
+            q_rejected_w=9e6,  # the plant's 8 MW (rejection.q_w) + 1 MW of air heat, as the engine books it
             tokens_per_s=9e6,
             tokens_uncapped_per_s=1e7,
             throttled_gpus=0.0,

@@ -116,10 +116,12 @@ def test_history_records_are_interval_means(stub_twin, tmp_path):
     assert list(runner.hist["it_power_mw"]) == pytest.approx([8.0035, 8.0095], rel=1e-12)
     assert runner.hist["pue"][0] == pytest.approx(8.7035 / 8.0035, rel=1e-12)
     assert runner.hist["throughput"][0] == pytest.approx(0.9, rel=1e-12)
-    # hour 0 of the stub price day is 100, contract limit 10 MW, plant capacity 9 + 1.5 MW
+    # hour 0 of the stub price day is 100, contract limit 10 MW; plant capacity at 25 degC dry bulb: dry coolers
+    # 9 MW at a 4 K approach to a 30 degC setpoint, plus the 1.5 MW chiller's trim at 1 MW/K: 9 (5 + 1.5) / 4 MW
     assert runner.hist["price_per_mwh"][0] == 100.0
     assert runner.hist["import_limit_mw"][0] == 10.0
-    assert runner.hist["rejection_capacity_mw"][0] == 10.5
+    assert runner.hist["rejection_capacity_mw"][0] == pytest.approx(14.625, rel=1e-12)
+    assert runner.hist["plant_load_mw"][0] == pytest.approx(8.0, rel=1e-12)  # 1 MW/K x (38 - 30) K
     assert set(runner.hist) == {*METERS, "dr_target_mw", "plan_mw"}  # every meter, one definition
     assert list(runner.hist_time) == [
         int(np.datetime64("2026-08-07T00:01:00", "s").astype(np.int64)),

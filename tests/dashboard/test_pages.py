@@ -83,7 +83,7 @@ def test_no_alarms_when_setpoints_hold(snapshot):
 
 
 def test_alarms_when_setpoints_cannot_be_held(snapshot):
-    now = {**snapshot.meta["now"], "fws_supply_c": 31.0}
+    now = {**snapshot.meta["now"], "fws_supply_c": 31.0, "plant_load_mw": 16.0}
     snap = _with(
         snapshot,
         meta={"now": now, "plant_mode": 4},
@@ -92,19 +92,81 @@ def test_alarms_when_setpoints_cannot_be_held(snapshot):
     )
     a = cooling.alarms(snap)
     assert a[0] == ("2 CDU(s) in hall-a, hall-b cannot hold the TCS supply setpoint 35.0 °C (warmest supply 36.20 °C)")
-    assert a[1] == "facility water supply 31.00 °C above setpoint 30.0 °C (plant: over capacity)"
+    # the stub's capacity at 25 / 20 degC: 9 MW x (30 - 25 + 1.5 MW / 1 MW/K) / 4 K = 14.625 MW
+    assert a[1] == (
+        "heat-rejection plant over capacity: 16.00 MW to reject to hold the facility water at 30.0 °C, "
+        "capacity 14.62 MW at 25.0 / 20.0 °C db/wb"
+    )
+    assert a[2] == "facility water supply 31.00 °C above setpoint 30.0 °C (plant: over capacity)"
     alarms, blocks, _, _ = cooling.update(snap)
-    assert len(alarms) == 2
+    assert len(alarms) == 3
     assert sum(b.className == "block alarm" for b in blocks if isinstance(b, html.Div)) == 4
 
 
 def test_cooling_schematic_values(snapshot):
     text = _text(html.Div(cooling.schematic(snapshot)))
-    # CDU duty 3 x 1e5 W/K x 8 K = 2.4 MW; FWS 0.25 m3/s = 250 L/s; hottest die 71 °C
-    for s in ("duty 2.40 MW", "flow 250 L/s", "hottest die 71.0 °C", "mode: dry", "24 kg/s"):
+    # CDU duty 3 x 1e5 W/K x 8 K = 2.4 MW; TCS 24 L/s and FWS 0.25 m3/s in L/min; hottest die 71 °C
+    for s in ("duty (TCS -> facility water) 2.40 MW", "flow 1,440 L/min", "flow 15,000 L/min", "hottest die 71.0 °C",
+              "mode: dry", "make-up water 0 L/min"):  # fmt: skip
         assert s in text
+    for unit in ("kg/s", "L/s", "m3/s"):  # flows in one unit, L/min
+        assert unit not in text
+    # the plant's share and the air system's add up to the total heat rejected, all three on the page
+    assert "plant (facility water) 8.00 MW of 14.62 MW capacity" in text
+    assert "+ air system 1.00 MW = total heat rejected 9.00 MW" in text
+
+
+def test_make_up_water_in_l_per_min():
+    from factory_twin.dashboard.common import water_l_per_min
+    from factory_twin.models.heat_rejection import evaporative_cooler
+
+    # 10 MW rejected at 1.8 L/kWh is 10,000 kWh/h x 1.8 L = 18,000 L/h = 300 L/min, back from the model's kg/s
+    ev = evaporative_cooler(10e6, 30.0, 20.0, 20e6, 4.0, 0.0, water_l_per_kwh=1.8)
+    assert water_l_per_min(float(ev.water_kg_s)) == pytest.approx(300.0, rel=1e-12)
+
+
+def test_rejection_chart_compares_like_with_like(snapshot):
+    """Capacity is the plant model's at each record's ambient; the stacked plant + air heat is the total heat
+    rejected meter; runs where the load exceeds the capacity are shaded."""
     fig = cooling.rejection_figure(snapshot)
-    np.testing.assert_array_equal(fig.data[1].y, np.full(20, 10.5))
+    by_name = {tr.name: tr for tr in fig.data}
+    cap = by_name["plant capacity at ambient"]
+    np.testing.assert_allclose(cap.y, np.full(20, 14.625), rtol=1e-12)
+    plant, air = by_name["plant (facility water)"], by_name["+ air system = total heat rejected"]
+    assert plant.stackgroup == air.stackgroup
+    np.testing.assert_allclose(np.add(plant.y, air.y), snapshot["hist_heat_rejected_mw"], rtol=1e-12)
+    assert fig.layout.shapes == ()  # below capacity: nothing shaded
+    load = np.array(snapshot["hist_plant_load_mw"])
+    load[5:9] = 20.0  # four records over the 14.625 MW
+    over = cooling.rejection_figure(_with(snapshot, hist_plant_load_mw=load))
+    t = snapshot["hist_time"]
+    assert len(over.layout.shapes) == 1
+    rect = over.layout.shapes[0]
+    assert (np.datetime64(rect.x0, "s"), np.datetime64(rect.x1, "s")) == (
+        np.datetime64(int(t[5]), "s"),
+        np.datetime64(int(t[9]), "s"),
+    )
+    assert over.layout.annotations[-1].text == "over capacity"
+
+
+def test_plant_capacity_meter_is_the_plant_model_at_the_snapshot_ambient(tmp_path):
+    """A real campus-100mw twin, 8 K hotter: the snapshot's capacity is Plant.capacity_w at its ambient."""
+    from factory_twin.twin.live import LiveRunner
+
+    from factory_twin import twin
+
+    f = twin.load_facility("campus-100mw")
+    tw = twin.Twin(f, twin.load_scenario(None, f).with_changes(offset_k=8.0))
+    runner = LiveRunner(tw, tmp_path, record_s=tw.plant_dt)
+    for _ in range(3):
+        runner.step()
+    snap = runner.snapshot()
+    now = snap.meta["now"]
+    db, wb = snap["hist_dry_bulb_c"], snap["hist_wet_bulb_c"]
+    expect = tw.plant.capacity_w(db, wb, tw.c_fws_total, tw.fws_setpoint_c) / MW
+    np.testing.assert_allclose(snap["hist_rejection_capacity_mw"], expect, rtol=1e-12)
+    assert now["rejection_capacity_mw"] != pytest.approx(120.0, abs=1.0)  # not the rated 100 + 20 MW
+    assert now["plant_heat_mw"] + now["air_heat_mw"] == pytest.approx(now["heat_rejected_mw"], rel=1e-12)
 
 
 # ------------------------------------------------------------------ racks
