@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, times, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, time_panels, times, waiting_figure
+from factory_twin.models.units import MW
 from factory_twin.twin.live import Snapshot
-from plotly.subplots import make_subplots
 
 PATH, TITLE = "/", "Overview"
 
@@ -54,7 +54,7 @@ def kpi_cards(snap: Snapshot) -> list[html.Div]:
 
 def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]]]:
     """Nodes and (source, target, MW) links: meter and BESS -> site bus -> losses, IT, cooling;
-    IT -> PSU losses, GPUs, other rack loads; cooling -> fans, chiller, pumps and air."""
+    IT -> PSU losses, GPUs, other rack loads; cooling -> fans, chiller, pumps, air cooling."""
     now = snap.meta["now"]
     nodes = [
         "Grid meter",
@@ -68,10 +68,11 @@ def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]
         "Other rack loads",
         "Heat-rejection fans",
         "Chiller",
-        "Pumps + air",
+        "Pumps",
+        "Air cooling",
     ]
     bess, cool = now["bess_power_mw"], now["cooling_power_mw"]
-    fan, chill = now["fan_power_mw"], now["chiller_power_mw"]
+    fan, chill, pumps = now["fan_power_mw"], now["chiller_power_mw"], snap.meta["loops"]["pump_w"] / MW
     links = [
         (0, 2, now["grid_import_mw"] - max(-bess, 0.0)),
         (1, 2, max(bess, 0.0)),
@@ -83,22 +84,48 @@ def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]
         (4, 8, now["rack_other_mw"]),
         (5, 9, fan),
         (5, 10, chill),
-        (5, 11, cool - fan - chill),
+        (5, 11, pumps),
+        (5, 12, cool - fan - chill - pumps),
     ]
     if bess < 0:  # charging: part of the meter flow goes into the battery
         links.append((0, 1, -bess))
-    return nodes, [lk for lk in links if lk[2] > 0]
+    links = [lk for lk in links if lk[2] > 0]
+    used = sorted({i for s, t, _ in links for i in (s, t)})  # a node without flow is not drawn
+    new = {old: i for i, old in enumerate(used)}
+    return [nodes[i] for i in used], [(new[s], new[t], v) for s, t, v in links]
+
+
+def node_values(n_nodes: int, links: list[tuple[int, int, float]]) -> np.ndarray:
+    """Power through each node [MW]: what enters it, or what leaves it for a source."""
+    inflow, outflow = np.zeros(n_nodes), np.zeros(n_nodes)
+    for s, t, v in links:
+        outflow[s] += v
+        inflow[t] += v
+    return np.maximum(inflow, outflow)
 
 
 def sankey_figure(snap: Snapshot) -> go.Figure:
+    """The power flow with each node's MW written on it and each link's MW on hover."""
     nodes, links = sankey_links(snap)
     s, t, v = zip(*links, strict=True)
+    value = node_values(len(nodes), links)
     fig = go.Figure(
         go.Sankey(
-            node=dict(label=nodes, pad=14),
-            valueformat=".2f",
+            node=dict(
+                label=[f"{n} {fmt(x, 2)} MW" for n, x in zip(nodes, value, strict=True)],
+                customdata=nodes,
+                hovertemplate="%{customdata}: %{value:,.2f} MW<extra></extra>",
+                pad=14,
+            ),
+            valueformat=",.2f",
             valuesuffix=" MW",
-            link=dict(source=s, target=t, value=v),
+            link=dict(
+                source=s,
+                target=t,
+                value=v,
+                customdata=[f"{nodes[a]} → {nodes[b]}" for a, b in zip(s, t, strict=True)],
+                hovertemplate="%{customdata}: %{value:,.2f} MW<extra></extra>",
+            ),
         )
     )
     fig.update_layout(title="Power flow now [MW]", height=380, margin=dict(l=10, r=10, t=40, b=10))
@@ -106,33 +133,31 @@ def sankey_figure(snap: Snapshot) -> go.Figure:
 
 
 def trend_figure(snap: Snapshot) -> go.Figure:
-    """24 h of import, limit, the optimizer's plan and price (right axis)."""
+    """24 h: import against its limit and the optimizer's plan [MW] above, price below (its own panel: a price
+    on a second axis over the MW lines hid the limit at 1 GW)."""
     x = times(snap["hist_time"])
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_scatter(x=x, y=snap["hist_grid_import_mw"], name="import", line=dict(color="#1f4e79"))
-    fig.add_scatter(x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash"))
-    if np.any(np.isfinite(snap["hist_plan_mw"])):
-        fig.add_scatter(x=x, y=snap["hist_plan_mw"], name="plan", line=dict(color="#2e7d32", dash="dot"))
-    fig.add_scatter(
-        x=x,
-        y=snap["hist_price_per_mwh"],
-        name="price",
-        line=dict(color="#999", width=1),
-        secondary_y=True,
-    )
-    fig.update_yaxes(title_text="MW", secondary_y=False)
-    fig.update_yaxes(
-        title_text=f"{snap.meta['currency']}/MWh",
-        secondary_y=True,
-        showgrid=False,
-        rangemode="tozero",
-        tickformat=",.0f",
-    )
+    cur = snap.meta["currency"]
+    imp, lim, plan = snap["hist_grid_import_mw"], snap["hist_import_limit_mw"], snap["hist_plan_mw"]
+    fig = time_panels(["MW", f"{cur}/MWh"], heights=[0.7, 0.3])
+    mw = "%{y:,.1f} MW"
+    fig.add_scatter(x=x, y=imp, name="grid import", line=dict(color="#1f4e79", width=2), hovertemplate=mw,
+                    row=1, col=1)  # fmt: skip
+    if np.any(np.isfinite(plan)):
+        fig.add_scatter(x=x, y=plan, name="plan", line=dict(color="#2e7d32", dash="dot"), hovertemplate=mw,
+                        row=1, col=1)  # fmt: skip
+    # drawn last, on top: an import held at the limit does not hide it
+    fig.add_scatter(x=x, y=lim, name="import limit", line=dict(color="#b00020", dash="dash", width=2),
+                    hovertemplate=mw, row=1, col=1)  # fmt: skip
+    fig.add_scatter(x=x, y=snap["hist_price_per_mwh"], name="price", line=dict(color="#7f7f7f", width=1, shape="hv"),
+                    hovertemplate=f"%{{y:,.0f}} {cur}/MWh", row=2, col=1)  # fmt: skip
+    readable(fig, 1.0, imp, lim, plan, min_frac=0.05, row=1)
+    readable(fig, 1.0, snap["hist_price_per_mwh"], min_frac=0.1, row=2)
     fig.update_layout(
         title="Last 24 h",
         height=380,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", y=-0.15),
+        hovermode="x unified",
     )
     return fig
 

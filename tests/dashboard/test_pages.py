@@ -49,30 +49,79 @@ def test_over_limit_card_is_an_alarm(snapshot):
     assert overview.kpi_cards(snap)[0].className == "kpi alarm"
 
 
+def _label_mw(label: str) -> tuple[str, float]:
+    name, value, unit = label.rsplit(" ", 2)
+    assert unit == "MW"
+    return name, float(value.replace(",", ""))
+
+
 @pytest.mark.parametrize("bess_mw", [0.0, 0.3, -0.4])
-def test_sankey_conserves_power_at_every_node(snapshot, bess_mw):
+def test_sankey_numbers_balance_and_equal_the_meters(snapshot, bess_mw):
+    """The MW written on each node of the drawn Sankey: what enters a node leaves it, the leaves are the
+    meters (losses explicit), and the links sum to the grid import."""
     now = {**snapshot.meta["now"], "bess_power_mw": bess_mw}
     now["grid_import_mw"] = now["it_power_mw"] + now["losses_mw"] + now["cooling_power_mw"] - bess_mw
-    nodes, links = overview.sankey_links(_with(snapshot, meta={"now": now}))
-    inflow, outflow = np.zeros(len(nodes)), np.zeros(len(nodes))
-    for s, t, v in links:
+    fig = overview.sankey_figure(_with(snapshot, meta={"now": now}))
+    sk = fig.data[0]
+    shown = dict(_label_mw(lb) for lb in sk.node.label)
+    inflow, outflow = np.zeros(len(sk.node.label)), np.zeros(len(sk.node.label))
+    for s, t, v in zip(sk.link.source, sk.link.target, sk.link.value, strict=True):
         outflow[s] += v
         inflow[t] += v
+    names = list(sk.node.customdata)
     for name in ("Site bus", "IT (PSU input)", "Cooling"):
-        i = nodes.index(name)
-        assert inflow[i] == pytest.approx(outflow[i], rel=1e-12)
-    meter = nodes.index("Grid meter")
-    assert outflow[meter] == pytest.approx(now["grid_import_mw"], rel=1e-12)
-    assert inflow[nodes.index("GPUs")] == pytest.approx(6.0, rel=1e-12)
+        i = names.index(name)
+        assert inflow[i] == pytest.approx(outflow[i], rel=1e-12), name
+    # the stub: IT 8.12, losses 0.2, cooling 0.5 (fans 0.1, chiller 0.02, pumps 0.03), GPUs 6, rack DC 7.6 MW
+    expect = {
+        "Grid meter": now["grid_import_mw"],
+        "Distribution losses": now["losses_mw"],
+        "IT (PSU input)": now["it_power_mw"],
+        "Cooling": now["cooling_power_mw"],
+        "PSU losses": now["psu_loss_mw"],
+        "GPUs": 6.0,
+        "Other rack loads": 1.6,
+        "Heat-rejection fans": 0.1,
+        "Chiller": 0.02,
+        "Pumps": 0.03,
+        "Air cooling": 0.35,
+    }
+    for name, mw in expect.items():
+        assert shown[name] == pytest.approx(mw, abs=0.005), name  # written to 0.01 MW
+    leaves = [n for n in names if n not in ("Grid meter", "BESS", "Site bus", "IT (PSU input)", "Cooling")]
+    assert sum(shown[n] for n in leaves) == pytest.approx(now["grid_import_mw"] + bess_mw, abs=0.005 * len(leaves))
+    assert (bess_mw != 0) == ("BESS" in shown) and shown.get("BESS", 0.0) == pytest.approx(abs(bess_mw), abs=0.005)
+    assert sk.link.hovertemplate.endswith("MW<extra></extra>") and sk.node.hovertemplate.endswith("MW<extra></extra>")
 
 
 def test_overview_update_and_placeholder(snapshot):
     _cards, sankey, trend = overview.update(snapshot)
     assert sankey.data[0].type == "sankey"
-    assert [t.name for t in trend.data] == ["import", "limit", "price"]  # no plan yet
+    assert [t.name for t in trend.data] == ["grid import", "import limit", "price"]  # no plan yet
     np.testing.assert_array_equal(trend.data[0].y, snapshot["hist_grid_import_mw"])
     placeholder = overview.update(None)
     assert "waiting" in _text(placeholder[0])
+
+
+def test_price_has_its_own_panel_and_the_limit_is_drawn_on_top(snapshot):
+    """At 1 GW the price on a second axis over the MW lines hid the import limit: the price is now in a panel
+    of its own (y axes that do not overlap) and the limit is the last MW line drawn."""
+    gw = _with(
+        snapshot,
+        hist_grid_import_mw=np.full(20, 1179.9),
+        hist_import_limit_mw=np.full(20, 1180.0),
+        hist_price_per_mwh=np.linspace(90_000.0, 114_167.0, 20),
+    )
+    for snap in (snapshot, gw):
+        fig = overview.trend_figure(snap)
+        mw = [t for t in fig.data if t.yaxis == "y"]
+        price = [t for t in fig.data if t.name == "price"]
+        assert [t.name for t in mw][-1] == "import limit" and price[0].yaxis == "y2"
+        lay = fig.layout
+        assert lay.yaxis2.overlaying is None and lay.yaxis.overlaying is None
+        assert lay.yaxis2.domain[1] < lay.yaxis.domain[0]  # price panel wholly below the MW panel
+        lo, hi = lay.yaxis.range
+        assert lo < np.min(snap["hist_grid_import_mw"]) and hi > np.max(snap["hist_import_limit_mw"])  # both inside
 
 
 # ------------------------------------------------------------------ cooling
