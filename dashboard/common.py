@@ -45,6 +45,8 @@ def axis_ticks(values: Any, min_span: float, min_frac: float = 0.0, n_ticks: int
         return {}
     lo, hi = float(v.min()), float(v.max())
     min_span = max(min_span, min_frac * max(abs(lo), abs(hi)))
+    if min_span <= 0 and hi == lo:  # a flat line with no span asked for: a tenth of its value (or 1)
+        min_span = 0.1 * abs(lo) or 1.0
     if hi - lo < min_span:
         mid = (lo + hi) / 2
         lo, hi = mid - min_span / 2, mid + min_span / 2

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard import wsgi
-from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt
+from factory_twin.dashboard.common import GRAPH_CONFIG, axis_ticks, card, fmt, readable
 
 ViewSource = Callable[[], dict]
 
@@ -134,6 +134,8 @@ def _cdu_figure(c: dict) -> go.Figure:
         marker_symbol="x",
         marker_size=7,
     )
+    readable(fig, 1.0, c["supply_measured_c"], c["supply_predicted_c"])
+    fig.update_traces(hovertemplate="CDU %{x}: %{y:.2f} °C")
     fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="°C", legend_orientation="h")
     return fig
 
@@ -146,6 +148,9 @@ def _rack_figure(r: dict) -> go.Figure:
     if ok.any():
         lo, hi = float(min(m[ok].min(), p[ok].min())), float(max(m[ok].max(), p[ok].max()))
         fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = predicted", line_dash="dot")
+        ticks = axis_ticks([lo, hi], 1.0)
+        fig.update_xaxes(**ticks)
+        fig.update_yaxes(**ticks)
     fig.update_layout(
         height=320,
         margin=dict(l=50, r=10, t=10, b=40),

@@ -185,13 +185,13 @@ def rejection_figure(snap: Snapshot) -> go.Figure:
                     hovertemplate="%{y:.1f} °C", row=2, col=1)  # fmt: skip
     fig.add_scatter(x=x, y=snap["hist_wet_bulb_c"], name="wet bulb", line=dict(color="#16a085", width=1),
                     hovertemplate="%{y:.1f} °C", row=2, col=1)  # fmt: skip
-    readable(fig, 1.0, np.add(plant, air), load, cap, min_frac=MIN_SPAN_FRAC, row=1)
+    readable(fig, 1.0, 0.0, np.add(plant, air), load, cap, min_frac=MIN_SPAN_FRAC, row=1)  # areas fill from 0
     readable(fig, MIN_SPAN_K, snap["hist_dry_bulb_c"], snap["hist_wet_bulb_c"], row=2)
     fig.update_layout(
         title="Heat rejected vs plant capacity; ambient",
         height=420,
         margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", y=-0.15),
+        legend=dict(orientation="h", y=-0.15, traceorder="normal"),
         hovermode="x unified",
     )
     return fig

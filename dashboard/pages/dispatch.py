@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
-from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, readable, times, waiting_figure
 from factory_twin.models.units import S_PER_MIN
 from factory_twin.twin.grid_signals import DR_RAMP_S
 from factory_twin.twin.live import _NUMERIC, Snapshot, parse_command
@@ -217,7 +217,9 @@ def plan_figure(snap: Snapshot) -> go.Figure:
             name="plan ahead",
             line=dict(color="#2e7d32", shape="hv"),
         )
-    fig.add_scatter(x=x, y=snap["hist_import_limit_mw"], name="limit", line=dict(color="#b00020", dash="dash"))
+    fig.add_scatter(
+        x=x, y=snap["hist_import_limit_mw"], name="import limit", line=dict(color="#b00020", dash="dash", width=2)
+    )
     fig.add_scatter(x=x, y=snap["hist_dr_target_mw"], name="DR target", line=dict(color="#e67e22"))
     for ev in snap.meta["dr_events"]:
         t0 = np.datetime64(ev["start"], "s")
@@ -233,8 +235,11 @@ def plan_figure(snap: Snapshot) -> go.Figure:
             name=f"DR {ev['depth']:.0%}",
         )
     fig.add_vline(x=str(np.datetime64(snap.meta["time"], "s")), line_color="#666", line_width=1)
+    readable(fig, 1.0, *(tr.y for tr in fig.data), min_frac=0.05)
+    fig.update_traces(hovertemplate="%{y:,.1f} MW")
     fig.update_layout(
         title="Grid import: plan vs actual [MW]",
+        yaxis_title="MW",
         height=380,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", y=-0.15),

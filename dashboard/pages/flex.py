@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, readable, waiting_figure
 from factory_twin.models.units import KW
 from factory_twin.twin.flex_state import STATUS_FILE
 
@@ -119,6 +119,8 @@ def trend_figure(st: dict) -> go.Figure:
         t = np.array([r[0].rstrip("Z") for r in h], dtype="datetime64[s]")
         fig.add_scatter(x=t, y=[r[1] / KW for r in h], name=f"{tag} measured", mode="lines")
         fig.add_scatter(x=t, y=[r[2] / KW for r in h], name=f"{tag} limit", mode="lines", line=dict(dash="dash"))
+    readable(fig, 1.0, *(tr.y for tr in fig.data), min_frac=0.05)
+    fig.update_traces(hovertemplate="%{y:,.1f} kW")
     fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="kW", xaxis_title="UTC")
     fig.update_layout(legend=dict(orientation="h"))
     return fig

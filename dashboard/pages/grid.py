@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
-from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, time_panels, waiting_figure
 from factory_twin.models.poi_metrics import amplitude_spectrum, compliance
 from factory_twin.models.ride_through import ride_through, voltage_series
 from factory_twin.models.training_power import JobEvents
@@ -174,6 +174,8 @@ def power_figure(ds) -> go.Figure:
     fig.add_scatter(
         x=ds.time.values, y=ds.site_mw.values, name="before site BESS", mode="lines", line={"width": 1, "dash": "dot"}
     )
+    readable(fig, 1.0, ds.poi_mw.values, ds.site_mw.values)
+    fig.update_traces(hovertemplate="%{y:,.2f} MW")
     fig.update_layout(
         title="Power at the point of interconnection (10 ms)",
         xaxis_title="s from now",
@@ -213,18 +215,19 @@ def spectrum_figure(ds, rules) -> go.Figure:
 
 
 def soc_figure(ds) -> go.Figure:
-    fig = go.Figure()
-    if np.isfinite(ds.bess_soc.values).any():
-        fig.add_scatter(x=ds.time.values, y=100 * ds.bess_soc.values, name="site BESS SOC [%]", mode="lines")
-    fig.add_scatter(x=ds.time.values, y=ds.rack_store_mj.values, name="rack storage [MJ]", mode="lines", yaxis="y2")
-    fig.update_layout(
-        title="Storage charge",
-        xaxis_title="s from now",
-        yaxis_title="BESS SOC [%]",
-        yaxis2={"title": "rack storage [MJ]", "overlaying": "y", "side": "right"},
-        height=340,
-        margin={"t": 40, "b": 40},
-    )
+    """Site BESS state of charge [%] and rack storage [MJ], each in its own panel."""
+    soc = np.isfinite(ds.bess_soc.values).any()
+    fig = time_panels(["BESS SOC [%]", "rack storage [MJ]"] if soc else ["rack storage [MJ]"])
+    if soc:
+        fig.add_scatter(x=ds.time.values, y=100 * ds.bess_soc.values, name="site BESS SOC", mode="lines",
+                        hovertemplate="%{y:.2f} %", row=1, col=1)  # fmt: skip
+        readable(fig, 1.0, 100 * ds.bess_soc.values, row=1)
+    row = 2 if soc else 1
+    fig.add_scatter(x=ds.time.values, y=ds.rack_store_mj.values, name="rack storage", mode="lines",
+                    hovertemplate="%{y:,.1f} MJ", row=row, col=1)  # fmt: skip
+    readable(fig, 1.0, ds.rack_store_mj.values, min_frac=0.05, row=row)
+    fig.update_xaxes(title_text="s from now", row=row, col=1)
+    fig.update_layout(title="Storage charge", height=340, margin={"t": 40, "b": 40})
     return fig
 
 
@@ -236,6 +239,7 @@ def ride_figure(site_mw: float, protection: str) -> tuple[go.Figure, str]:
     k = 20
     fig = go.Figure()
     fig.add_scatter(x=t[::k], y=r.online[::k] * site_mw, name="MW online", mode="lines")
+    readable(fig, 1.0, r.online * site_mw, min_frac=0.05)
     fig.update_layout(
         title=f"NERC 2024 dips, protection {protection}",
         xaxis_title="s",

@@ -54,7 +54,8 @@ def kpi_cards(snap: Snapshot) -> list[html.Div]:
 
 def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]]]:
     """Nodes and (source, target, MW) links: meter and BESS -> site bus -> losses, IT, cooling;
-    IT -> PSU losses, GPUs, other rack loads; cooling -> fans, chiller, pumps, air cooling."""
+    IT -> PSU losses, GPUs, other rack loads; the cooling loads (fans, chiller, pumps, air system) straight from
+    the bus (a "Cooling" node between wrote its label over theirs); every sink in the last column."""
     now = snap.meta["now"]
     nodes = [
         "Grid meter",
@@ -62,14 +63,13 @@ def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]
         "Site bus",
         "Distribution losses",
         "IT (PSU input)",
-        "Cooling",
         "PSU losses",
         "GPUs",
         "Other rack loads",
-        "Heat-rejection fans",
-        "Chiller",
-        "Pumps",
-        "Air cooling",
+        "Cooling: heat-rejection fans",
+        "Cooling: chiller",
+        "Cooling: pumps",
+        "Cooling: air system",
     ]
     bess, cool = now["bess_power_mw"], now["cooling_power_mw"]
     fan, chill, pumps = now["fan_power_mw"], now["chiller_power_mw"], snap.meta["loops"]["pump_w"] / MW
@@ -78,14 +78,13 @@ def sankey_links(snap: Snapshot) -> tuple[list[str], list[tuple[int, int, float]
         (1, 2, max(bess, 0.0)),
         (2, 3, now["losses_mw"]),
         (2, 4, now["it_power_mw"]),
-        (2, 5, cool),
-        (4, 6, now["psu_loss_mw"]),
-        (4, 7, now["gpu_power_mw"]),
-        (4, 8, now["rack_other_mw"]),
-        (5, 9, fan),
-        (5, 10, chill),
-        (5, 11, pumps),
-        (5, 12, cool - fan - chill - pumps),
+        (4, 5, now["psu_loss_mw"]),
+        (4, 6, now["gpu_power_mw"]),
+        (4, 7, now["rack_other_mw"]),
+        (2, 8, fan),
+        (2, 9, chill),
+        (2, 10, pumps),
+        (2, 11, cool - fan - chill - pumps),
     ]
     if bess < 0:  # charging: part of the meter flow goes into the battery
         links.append((0, 1, -bess))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html, no_update
-from factory_twin.dashboard.common import GRAPH_CONFIG, times, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, readable, time_panels, times, waiting_figure
 from factory_twin.twin.live import Snapshot
 from numpy.typing import NDArray
 
@@ -199,19 +199,25 @@ def rack_detail(snap: Snapshot, rack: int) -> tuple[list[html.Div], go.Figure]:
         ("throttled", "yes" if snap["rack_throttled"][rack] else "no"),
     ]
     text = [html.Div([html.B(f"{k}: "), str(v)]) for k, v in facts]
-    fig = go.Figure()
+    fig = time_panels(["W per GPU", "die °C"], heights=[0.55, 0.45])
     if "rack_hist_time" in snap.arrays and snap["rack_hist_time"].size:
         x = times(snap["rack_hist_time"])
-        fig.add_scatter(x=x, y=snap["rack_hist_gpu_power_w"][:, rack], name="GPU power [W]")
-        fig.add_scatter(x=x, y=snap["rack_hist_gpu_cap_w"][:, rack], name="cap [W]", line=dict(dash="dash"))
-        fig.add_scatter(x=x, y=snap["rack_hist_die_temp_c"][:, rack], name="die [°C]", yaxis="y2")
+        pw, cap = snap["rack_hist_gpu_power_w"][:, rack], snap["rack_hist_gpu_cap_w"][:, rack]
+        die = snap["rack_hist_die_temp_c"][:, rack]
+        w = "%{y:,.0f} W per GPU"
+        fig.add_scatter(x=x, y=pw, name="GPU power", hovertemplate=w, row=1, col=1)
+        fig.add_scatter(x=x, y=cap, name="cap", line=dict(dash="dash"), hovertemplate=w, row=1, col=1)
+        fig.add_scatter(x=x, y=die, name="die", hovertemplate="%{y:.1f} °C", row=2, col=1)
+        t_max = float(snap["rack_t_max_c"][rack])
+        fig.add_scatter(x=x[[0, -1]], y=[t_max, t_max], name="throttle temperature", mode="lines",
+                        line=dict(color="#b00020", dash="dash"), hovertemplate="%{y:.0f} °C", row=2, col=1)  # fmt: skip
+        readable(fig, 50.0, pw, cap, row=1)
+        readable(fig, 2.0, die, t_max, row=2)
     fig.update_layout(
         title=f"Rack {rack}: recent history",
-        height=320,
+        height=360,
         margin=dict(l=10, r=10, t=40, b=10),
-        yaxis=dict(title="W per GPU"),
         legend=dict(orientation="h", y=-0.2),
-        yaxis2=dict(title="°C", overlaying="y", side="right", showgrid=False),
     )
     return text, fig
 

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, readable, waiting_figure
 
 PATH, TITLE = "/studies", "Studies"
 SUFFIXES = (".nc", ".nc4", ".netcdf")
@@ -113,7 +113,9 @@ def variable_figure(da: xr.DataArray) -> go.Figure:
         d = da.dims[0]
         x = da.coords[d].values if d in da.coords else np.arange(da.size)
         fig = go.Figure(go.Scatter(x=x, y=da.values, mode="lines+markers"))
-        fig.update_layout(title=title, xaxis_title=d)
+        if da.dtype.kind in "fiu":
+            readable(fig, 0.0, da.values, min_frac=0.05)
+        fig.update_layout(title=title, xaxis_title=d, yaxis_title=units.strip(" []") or None)
     else:
         dy, dx = da.dims
         fig = go.Figure(

@@ -69,7 +69,7 @@ def test_sankey_numbers_balance_and_equal_the_meters(snapshot, bess_mw):
         outflow[s] += v
         inflow[t] += v
     names = list(sk.node.customdata)
-    for name in ("Site bus", "IT (PSU input)", "Cooling"):
+    for name in ("Site bus", "IT (PSU input)"):
         i = names.index(name)
         assert inflow[i] == pytest.approx(outflow[i], rel=1e-12), name
     # the stub: IT 8.12, losses 0.2, cooling 0.5 (fans 0.1, chiller 0.02, pumps 0.03), GPUs 6, rack DC 7.6 MW
@@ -77,18 +77,19 @@ def test_sankey_numbers_balance_and_equal_the_meters(snapshot, bess_mw):
         "Grid meter": now["grid_import_mw"],
         "Distribution losses": now["losses_mw"],
         "IT (PSU input)": now["it_power_mw"],
-        "Cooling": now["cooling_power_mw"],
         "PSU losses": now["psu_loss_mw"],
         "GPUs": 6.0,
         "Other rack loads": 1.6,
-        "Heat-rejection fans": 0.1,
-        "Chiller": 0.02,
-        "Pumps": 0.03,
-        "Air cooling": 0.35,
+        "Cooling: heat-rejection fans": 0.1,
+        "Cooling: chiller": 0.02,
+        "Cooling: pumps": 0.03,
+        "Cooling: air system": 0.35,
     }
     for name, mw in expect.items():
         assert shown[name] == pytest.approx(mw, abs=0.005), name  # written to 0.01 MW
-    leaves = [n for n in names if n not in ("Grid meter", "BESS", "Site bus", "IT (PSU input)", "Cooling")]
+    cooling = sum(v for n, v in shown.items() if n.startswith("Cooling: "))
+    assert cooling == pytest.approx(now["cooling_power_mw"], abs=0.02)
+    leaves = [n for n in names if n not in ("Grid meter", "BESS", "Site bus", "IT (PSU input)")]
     assert sum(shown[n] for n in leaves) == pytest.approx(now["grid_import_mw"] + bess_mw, abs=0.005 * len(leaves))
     assert (bess_mw != 0) == ("BESS" in shown) and shown.get("BESS", 0.0) == pytest.approx(abs(bess_mw), abs=0.005)
     assert sk.link.hovertemplate.endswith("MW<extra></extra>") and sk.node.hovertemplate.endswith("MW<extra></extra>")
@@ -468,3 +469,88 @@ def test_create_app_routes_and_callbacks(snapshot, tmp_path):
         assert ident in outputs
     for page in (overview, cooling, racks, dispatch, studies):
         page.layout()  # builds without a snapshot
+
+
+# ------------------------------------------------------------------ every chart: one scale per plot, round ticks
+
+
+def _tick_labels(ax: dict) -> list[str]:
+    """The labels plotly draws for a linear axis with ``range``, ``tick0`` 0, ``dtick`` and a d3 ``,.Nf``
+    ``tickformat`` (the same numbers, formatted the same way)."""
+    lo, hi = ax["range"]
+    step = ax["dtick"]
+    digits = int(ax["tickformat"].removeprefix(",.").removesuffix("f"))
+    k = np.arange(np.ceil(lo / step - 1e-9), np.floor(hi / step + 1e-9) + 1)
+    return [f"{v:,.{digits}f}" for v in k * step]
+
+
+def assert_readable(fig) -> None:
+    """No y axis overlays another (no dual axes); every linear y axis ticks on a round step (1, 2 or 5 x 10^k)
+    with just the decimals the step needs, 2 to 12 distinct labels."""
+    lay = fig.layout.to_plotly_json()
+    axes = {k: v for k, v in lay.items() if k.startswith("yaxis")}
+    assert axes, "no y axis"
+    for name, ax in axes.items():
+        assert not ax.get("overlaying"), f"{name} overlays {ax['overlaying']}"
+        if ax.get("type") == "log":
+            continue
+        step = ax["dtick"]
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-9, (name, step)
+        assert ax["tickformat"] == f",.{max(0, -int(np.floor(np.log10(step) + 1e-9)))}f", (name, ax["tickformat"])
+        labels = _tick_labels(ax)
+        assert 2 <= len(labels) <= 12 and len(set(labels)) == len(labels), (name, labels)
+
+
+def test_axis_ticks_of_a_flat_ambient_are_round():
+    """The reported case: an ambient within 21.42-21.49 degC got ticks 21.574, 21.944, ...; now a 2 K window
+    ticked every 0.5 K."""
+    from factory_twin.dashboard.common import axis_ticks
+
+    ax = axis_ticks(np.linspace(21.42, 21.49, 30), 2.0)
+    assert ax["dtick"] == 0.5 and ax["tickformat"] == ",.1f"
+    assert _tick_labels(ax) == ["20.5", "21.0", "21.5", "22.0", "22.5"]  # 20.455-22.455 K, 5 % padding
+    big = axis_ticks([1089.4, 1180.0], 1.0, min_frac=0.05)  # 1 GW import and limit: 20 MW steps, no decimals
+    assert big["dtick"] == 20.0 and big["tickformat"] == ",.0f"
+    assert axis_ticks([np.nan], 1.0) == {}  # nothing to scale: plotly's autorange
+
+
+def test_every_dashboard_chart_has_one_scale_per_plot_and_round_ticks(snapshot):
+    dry = np.linspace(22.56, 22.68, 20)  # the flat hour of the report
+    snap = _with(snapshot, hist_dry_bulb_c=dry, hist_wet_bulb_c=dry - 1.1)
+    figs = {
+        "cooling rejection": cooling.rejection_figure(snap),
+        "cooling CDUs": cooling.cdu_figure(snap),
+        "overview trend": overview.trend_figure(snap),
+        "dispatch plan": dispatch.plan_figure(snap),
+        "rack detail": racks.rack_detail(snap, 3)[1],
+    }
+    for name, fig in figs.items():
+        try:
+            assert_readable(fig)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from e
+
+
+def test_grid_flex_plant_and_study_charts_have_round_ticks():
+    from factory_twin.dashboard import plant
+    from factory_twin.dashboard.pages import flex, grid
+
+    t = np.arange(0.0, 120.0, 0.01)
+    ds = xr.Dataset(
+        {
+            "poi_mw": ("time", 100.0 + np.sin(t)),
+            "site_mw": ("time", 100.0 + 1.2 * np.sin(t)),
+            "bess_soc": ("time", 0.5 + 1e-4 * t),
+            "rack_store_mj": ("time", 400.0 - 0.01 * t),
+        },
+        coords={"time": t},
+    )
+    st = {
+        "feeds": {"F1": {"history": [["2026-08-07T00:00:00Z", 9.1e6, 9.5e6], ["2026-08-07T00:01:00Z", 9.2e6, 9.5e6]]}}
+    }
+    cdu = {"id": ["C1", "C2"], "supply_measured_c": [35.01, 35.02], "supply_predicted_c": [35.0, 35.03]}
+    da = xr.DataArray([0.91, 0.9101, 0.9102], dims="case", name="throughput", attrs={"units": "1"})
+    for fig in (grid.power_figure(ds), grid.soc_figure(ds), grid.ride_figure(100.0, "perc1-default")[0],
+                flex.trend_figure(st), plant._cdu_figure(cdu), studies.variable_figure(da)):  # fmt: skip
+        assert_readable(fig)
