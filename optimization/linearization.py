@@ -125,25 +125,12 @@ def forecast(
     )
 
 
-def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array, iterations: int = 60) -> Array:
+def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array) -> Array:
     """Largest liquid heat [MW] the plant rejects at the facility-water setpoint, per ambient
-    (bisection on :meth:`twin.plant.Plant.reject`, vectorized over time)."""
+    (:meth:`twin.plant.Plant.capacity_w` at the full facility-water flow, vectorized over time)."""
     from factory_twin.twin.plant import build_plant
 
-    plant = build_plant(f)
-    c = float(f.c_fws_max_w_k.sum())
-    t_set = f.spec.cooling.facility_water.supply_setpoint_c
-    pl = f.spec.cooling.plant
-    hi = np.full(
-        np.shape(dry_bulb_c),
-        4.0 * MW * (pl.dry_cooler.capacity_mw + (pl.chiller.capacity_mw if pl.chiller else 0.0)),
-    )
-    lo = np.zeros_like(hi)
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        ok = np.asarray(plant.reject(t_set + mid / c, c, dry_bulb_c, wet_bulb_c).t_supply_c) <= t_set + 1e-6
-        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    return lo / MW
+    return np.asarray(build_plant(f).capacity_w(dry_bulb_c, wet_bulb_c, float(f.c_fws_max_w_k.sum())), float) / MW
 
 
 def secant_cuts(fc: Forecast) -> tuple[Array, Array]:
