@@ -4,7 +4,9 @@ crash that the page shows and restarts. The server runs as ``factory-twin dashbo
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support import free_port, wait_for
 
@@ -130,6 +133,103 @@ def test_a_missed_import_limit_raises_an_alarm(server, browser):
     pg.wait_for_selector("#target-alarm:has-text('import limit target missed')", timeout=30000)
     assert "vs target 1.00 MW" in pg.inner_text("#target-alarm")
     pg.close()
+
+
+# every y axis of a graph as a person reads it: the tick labels of each plot area, top to bottom
+_TICKS_JS = """g => [...g.querySelectorAll('.yaxislayer-above')].map(
+    layer => [...layer.querySelectorAll('text')].map(t => t.textContent))"""
+# each plot area's rectangle (one per y axis)
+_AREAS_JS = """g => [...g.querySelectorAll('.nsewdrag')].map(r => { const b = r.getBoundingClientRect();
+    return [b.top, b.bottom]; })"""
+_MW = re.compile(r"^(.*) ([\d,]+\.\d\d) MW$")
+
+
+def _number(label: str) -> float:
+    return float(label.replace(",", "").replace("\u2212", "-"))
+
+
+def assert_round_ticks(pg, graph: str) -> None:
+    """Every y axis of ``graph`` is ticked on an even round step (1, 2 or 5 x 10^k) with at most 2 decimals,
+    and no two plot areas overlap (one scale per plot area)."""
+    axes = pg.eval_on_selector(graph, _TICKS_JS)
+    assert axes, graph
+    for labels in axes:
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), (graph, labels)
+        assert all(len(x.split(".")[1]) <= 2 for x in labels if "." in x), (graph, labels)  # was 21.489
+        v = np.array([_number(x) for x in labels])
+        steps = np.diff(np.sort(v))
+        assert np.allclose(steps, steps[0], rtol=1e-6), (graph, labels)  # was 2,196 / 19,271 on a second axis
+        mantissa = steps[0] / 10 ** np.floor(np.log10(steps[0]))
+        assert min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6, (graph, labels)
+    areas = sorted(pg.eval_on_selector(graph, _AREAS_JS))
+    assert len(areas) == len(axes), (graph, areas)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(areas)), (graph, areas)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_charts_read_like_a_person(server, browser, width):
+    """Overview: the Sankey writes its MW, they balance and match the import card; import limit and price in
+    their own plot areas; Cooling: flows in L/min, the plant's heat and the air system's add up to the total on
+    the page, the capacity is the plant's at this ambient (not the rated 120 MW); round ticks on every chart."""
+    url, _ = server
+    pg = _page(browser, width)
+    _live(pg, url, "/")
+    pg.wait_for_selector("#ov-sankey .node-label", timeout=30000)
+    labels, card = pg.evaluate(
+        "() => [[...document.querySelectorAll('#ov-sankey .node-label')].map(t => t.textContent),"
+        " document.querySelector('#kpi-import .kpi-value').textContent]"
+    )  # one read: the Sankey and the card come from the same snapshot
+    mw = {m[1]: _number(m[2]) for m in map(_MW.match, labels) if m}
+    assert len(mw) == len(labels) >= 8, labels  # every node writes its MW
+    assert mw["Grid meter"] == pytest.approx(_number(card.split(" / ")[0]), abs=0.051)
+    out_of_bus = [
+        v for k, v in mw.items() if k in ("Distribution losses", "IT (PSU input)") or k.startswith("Cooling:")
+    ]
+    assert mw["Site bus"] == pytest.approx(sum(out_of_bus), abs=0.01 * len(out_of_bus))
+    assert mw["IT (PSU input)"] == pytest.approx(mw["PSU losses"] + mw["GPUs"] + mw["Other rack loads"], abs=0.03)
+    pg.wait_for_selector("#ov-trend .legendtext", timeout=30000)
+    legend = pg.eval_on_selector_all("#ov-trend .legendtext", "ts => ts.map(t => t.textContent)")
+    assert {"grid import", "import limit", "price"} <= set(legend)
+    assert_round_ticks(pg, "#ov-trend")
+
+    pg.goto(url + "/cooling")
+    pg.wait_for_selector("#cool-schematic .block", timeout=30000)
+    text = pg.inner_text("#cool-schematic")
+    assert text.count("L/min") == 3 and "kg/s" not in text and "L/s" not in text
+    m = re.search(r"plant \(facility water\) ([\d,.]+) MW of ([\d,.]+) MW capacity at this ambient", text)
+    total = re.search(r"\+ air system ([\d,.]+) MW = total heat rejected ([\d,.]+) MW", text)
+    assert m and total, text
+    assert _number(m[1]) + _number(total[1]) == pytest.approx(_number(total[2]), abs=0.011)
+    assert _number(m[2]) != pytest.approx(120.0, abs=0.5)  # the rated 100 + 20 MW was shown whatever the weather
+    pg.wait_for_selector("#cool-rejection .legendtext", timeout=30000)
+    legend = pg.eval_on_selector_all("#cool-rejection .legendtext", "ts => ts.map(t => t.textContent)")
+    assert "plant capacity at ambient" in legend and "+ air system = total heat rejected" in legend
+    for graph in ("#cool-rejection", "#cool-cdus"):
+        assert_round_ticks(pg, graph)
+    assert pg.failures == []
+    pg.close()
+
+
+def test_an_over_capacity_plant_shows_with_its_numbers(server, browser):
+    """30 K hotter: the plant cannot hold its setpoint; the Cooling page says so with the load and capacity."""
+    url, _ = server
+    pg = _page(browser, 1400)
+    _live(pg, url, "/dispatch")
+    pg.fill("#ctl-offset-k", "30")
+    pg.click("#ctl-offset")
+    pg.wait_for_selector("#disp-msg:has-text('sent ambient_offset')", timeout=5000)
+    try:
+        pg.goto(url + "/cooling")
+        alarm = pg.wait_for_selector("#cool-alarms:has-text('heat-rejection plant over capacity')", timeout=30000)
+        m = re.search(r"over capacity: ([\d,.]+) MW to reject .* capacity ([\d,.]+) MW at", alarm.inner_text())
+        assert m and _number(m[1]) > _number(m[2]), alarm.inner_text()
+        pg.wait_for_selector("#cool-rejection text:has-text('over capacity')", timeout=30000)  # the shaded run
+    finally:
+        pg.goto(url + "/dispatch")
+        pg.fill("#ctl-offset-k", "0")
+        pg.click("#ctl-offset")
+        pg.wait_for_selector("#disp-msg:has-text('sent ambient_offset')", timeout=5000)
+        pg.close()
 
 
 def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
