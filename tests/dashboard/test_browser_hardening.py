@@ -1,6 +1,8 @@
 """A first user's session in a real headless Chromium at 1024, 1400 and 1920 px: readable inputs, a rack
-click that opens the rack, errors in the page's units, an alarm for a missed grid target, and a runner
-crash that the page shows and restarts. The server runs as ``factory-twin dashboard`` (the CLI)."""
+click that opens the rack, errors in the page's units, an alarm for a missed grid target, charts read as a
+person reads them (numbers on the Sankey, round ticks, one scale per plot area, flows in L/min, the plant's
+capacity and over-capacity), and a runner crash that the page shows and restarts. The server runs as
+``factory-twin dashboard`` (the CLI)."""
 
 from __future__ import annotations
 
