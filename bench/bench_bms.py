@@ -4,9 +4,12 @@ real Mosquitto into ``factory-twin connect``.
 The emulator runs in real time (``--speed 1 --start now --plant-step 1s --every-step``: every point every
 second, value timestamps on the wall clock); ``connect`` maps, stores and diagnoses. Reported: the point
 count, messages per second published and taken in, the lag from a value's timestamp to its being in the
-shadow twin (p50/p99, sampled), and where each side spends its time.
+shadow twin (p50/p99, sampled), and where the CPU goes: each process's CPU seconds (emulator, connect,
+Mosquitto, read from the kernel) per message, split into the parts each process times itself (paho's
+network thread is the rest of its process).
 
-    python bench/bench_bms.py                      # campus-1gw, 60 s
+    python bench/bench_bms.py                      # campus-1gw, 60 s, every point at 1 Hz
+    python bench/bench_bms.py --period 2s          # every point every 2 s (0.5 Hz)
     python bench/bench_bms.py --facility campus-100mw --seconds 30
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -33,12 +37,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--facility", default="campus-1gw")
     ap.add_argument("--seconds", type=float, default=60.0, help="wall seconds of publication")
+    ap.add_argument("--period", default="1s", help="every point published once per this period (plant step)")
     args = ap.parse_args()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
+    load0 = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     tmp = Path(tempfile.mkdtemp(prefix="bench-bms-"))
     port = free_port()
     conf = tmp / "mosquitto.conf"
@@ -54,14 +71,15 @@ def main() -> None:
         con = subprocess.Popen(con_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         while not (state / "status.json").exists():
             time.sleep(0.2)
-        t0 = time.time()
+        t0, emu_cpu0, broker_cpu0 = time.time(), children_cpu_s(), cpu_s(broker.pid)
         subprocess.run(
             [*py, "emulate-bms", args.facility, "--broker", url, "--speed", "1", "--start", "now",
-             "--plant-step", "1s", "--every-step", "--duration", f"{args.seconds:g}s",
+             "--plant-step", args.period, "--every-step", "--duration", f"{args.seconds:g}s",
              "--summary", str(tmp / "emu.json")],
             env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         t_pub = time.time() - t0
+        emu_cpu = children_cpu_s() - emu_cpu0
         rep = json.loads((tmp / "emu.json").read_text())
         # let connect drain what the broker still holds, then stop it
         last, quiet = -1, time.time()
@@ -70,7 +88,8 @@ def main() -> None:
             if st["messages"] != last:
                 last, quiet = st["messages"], time.time()
             time.sleep(0.3)
-        t_drain = time.time() - t0
+        t_drain = quiet - t0  # when the last value was seen arriving
+        con_cpu, broker_cpu = cpu_s(con.pid), cpu_s(broker.pid) - broker_cpu0
         con.send_signal(signal.SIGINT)
         con.communicate(timeout=300)
         st = json.loads((state / "status.json").read_text())
@@ -85,15 +104,24 @@ def main() -> None:
     print(f"emulator: {sim:.0f} s simulated in {wall_pub:.1f} s wall ({sim / wall_pub:.2f}x real time), "
           f"{rep['messages']} messages = {rep['messages'] / wall_pub:,.0f} msg/s published")  # fmt: skip
     tm = rep["timing_s"]
-    print(f"  emulator time: twin {tm['twin']:.1f} s, sensors {tm['sensors']:.1f} s, publish {tm['publish']:.1f} s")
+    n_msg = rep["messages"]
     print(f"connect: {st['values']} values in {t_drain:.1f} s = {st['values'] / t_drain:,.0f} values/s sustained "
           f"(publication took {t_pub:.1f} s); history rows {st['history_rows']}")  # fmt: skip
     print(f"  lag value timestamp -> in the shadow twin: p50 {st['lag_p50_s']:.2f} s, p99 {st['lag_p99_s']:.2f} s")
-    print(f"  connect time: busy {st['busy_s']:.1f} s (shadow-twin ticks {st['tick_s']:.1f} s), "
-          f"history flush {st['flush_s']:.1f} s")  # fmt: skip
-    reached = min(rep["messages"] / wall_pub, st["values"] / t_drain)
-    print(f"target {pts:,} msg/s (every point at 1 Hz) with p99 <= 1 s: reached {reached:,.0f} msg/s, "
-          f"p99 {st['lag_p99_s']:.2f} s")  # fmt: skip
+    us = 1e6 / n_msg
+    print(f"CPU per message [us] (CPU s x 1e6 / {n_msg:,} messages; parts: CPU of the stepping/applying thread):")
+    print(f"  emulator  {emu_cpu * us:6.1f}  (twin {tm['twin'] * us:.1f}, sensors {tm['sensors'] * us:.1f}, "
+          f"format + paho publish {tm['publish'] * us:.1f}, the rest startup and paho's network thread)")  # fmt: skip
+    print(f"  mosquitto {broker_cpu * us:6.1f}")
+    print(f"  connect   {con_cpu * us:6.1f}  (main thread {st['main_cpu_s'] * us:.1f}: apply "
+          f"{(st['busy_s'] - st['tick_s']) * us:.1f}, shadow-twin ticks {st['tick_s'] * us:.1f}, history flush "
+          f"{st['flush_s'] * us:.1f}; paho's network thread and startup the rest)")  # fmt: skip
+    total = (emu_cpu + broker_cpu + con_cpu) * us
+    print(f"  total     {total:6.1f} us/message -> {2e6 / total:,.0f} msg/s on 2 whole cores at most")
+    rate = pts / rep["plant_step_s"]
+    reached = min(n_msg / wall_pub, st["values"] / t_drain)
+    print(f"target {rate:,.0f} msg/s (every point every {rep['plant_step_s']:g} s) with p99 lag <= 1 s: reached "
+          f"{reached:,.0f} msg/s, p99 {st['lag_p99_s']:.2f} s (load before the run {load0})")  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -219,6 +219,12 @@ class MqttClient:
         """Publish; QoS 0 while disconnected is dropped (the result's ``rc`` says so), QoS 1/2 is queued."""
         return self._client.publish(topic, payload, qos, retain)
 
+    def publish_many(self, topics: list[str], payloads: list[str]) -> None:
+        """Publish ``payloads[i]`` on ``topics[i]`` at QoS 0, not retained (a telemetry burst; no info kept)."""
+        pub = self._client.publish
+        for topic, payload in zip(topics, payloads, strict=True):
+            pub(topic, payload)
+
     # ------------------------------------------------------------------ paho callbacks (network thread)
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

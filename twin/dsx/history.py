@@ -40,8 +40,10 @@ class History:
         self._next_id = max(self.ids.values(), default=0)
         self._new_points: list[tuple] = []
         self._cols: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        self._chunks: list[tuple[np.ndarray, ...]] = []  # batches added as arrays
+        self._chunk_rows = 0
         self._lock = threading.Lock()
-        self.flush_s = 0.0
+        self.flush_s = 0.0  # CPU time of the flushing thread
         self.rows_written = int(self.con.execute("SELECT count(*) FROM samples").fetchone()[0])
 
     def point_id(
@@ -63,23 +65,35 @@ class History:
         c[3].append(quality)
         c[4].append(received_ms)
 
+    def add_batch(
+        self, point_id: np.ndarray, ts_ms: np.ndarray, value: np.ndarray, quality: np.ndarray, received_ms: np.ndarray
+    ) -> None:
+        """Buffer a batch of samples given as arrays (``value`` NaN = null from the BMS)."""
+        with self._lock:
+            self._chunks.append((point_id, ts_ms, value, quality, received_ms))
+            self._chunk_rows += len(point_id)
+
     @property
     def pending(self) -> int:
-        return len(self._cols[0])
+        return len(self._cols[0]) + self._chunk_rows
 
     def flush(self) -> int:
         """Commit buffered rows (and new points) in one transaction; returns rows written."""
         with self._lock:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return self._flush()
             finally:
-                self.flush_s += time.perf_counter() - t0
+                self.flush_s += time.thread_time() - t0
 
     def _flush(self) -> int:
         cols, self._cols = self._cols, ([], [], [], [], [])
+        chunks, self._chunks, self._chunk_rows = self._chunks, [], 0
         new, self._new_points = self._new_points, []
-        n = len(cols[0])
+        types = (np.int32, np.int64, float, np.int32, np.int64)
+        if cols[0]:  # row order in the table does not matter: queries sort by time
+            chunks.insert(0, tuple(np.asarray(c, t) for c, t in zip(cols, types, strict=True)))
+        n = sum(len(c[0]) for c in chunks)
         if not n and not new:
             return 0
         self.con.execute("BEGIN")
@@ -90,13 +104,11 @@ class History:
                 self.con.execute("INSERT INTO points SELECT * FROM new_points")
                 self.con.unregister("new_points")
             if n:
+                names = ("point_id", "ts_ms", "value", "quality", "received_ms")
                 batch = pd.DataFrame(
                     {
-                        "point_id": np.asarray(cols[0], np.int32),
-                        "ts_ms": np.asarray(cols[1], np.int64),
-                        "value": np.asarray(cols[2], float),
-                        "quality": np.asarray(cols[3], np.int32),
-                        "received_ms": np.asarray(cols[4], np.int64),
+                        k: np.concatenate([c[j] for c in chunks]).astype(t, copy=False)
+                        for j, (k, t) in enumerate(zip(names, types, strict=True))
                     }
                 )
                 self.con.register("batch", batch)

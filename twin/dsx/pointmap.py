@@ -99,12 +99,15 @@ class PointMap:
         self.units: dict[str, str] = {}
         self.topology: dict[str, str] = {}
         self.withdrawn: dict[str, Mapped] = {}
+        self._changes = 0  # metadata messages that changed something (keys the cache of :meth:`missing`)
+        self._missing: tuple | None = None
 
     def on_metadata(self, point: str, payload: bytes) -> Mapped | None:
         """Apply one metadata message (empty payload = withdrawn); returns the mapping when it changed."""
         if self.raw.get(point) == payload:
             return None
         self.raw[point] = payload
+        self._changes += 1
         if not payload:
             old = self.points.pop(point, None)
             if old is not None:
@@ -183,6 +186,12 @@ class PointMap:
 
     def missing(self) -> list[tuple[str, str]]:
         """``(entity id, signal)`` the spec expects that have no metadata (mapped points only count)."""
+        key = (len(self.points), self._changes)
+        if self._missing is None or self._missing[0] != key:
+            self._missing = (key, self._find_missing())
+        return self._missing[1]
+
+    def _find_missing(self) -> list[tuple[str, str]]:
         have = {(m.entity, m.signal, m.index) for m in self.points.values()}
         out = []
         for entity, name in sorted(EXPECTED):
