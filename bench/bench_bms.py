@@ -48,6 +48,20 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def wait_caught_up(state: Path, values: int, stall_s: float = 60.0) -> float:
+    """Wait until connect has taken ``values`` values (or made no progress for ``stall_s``, e.g. a message
+    lost); returns the wall time its count last moved."""
+    last, moved = -1, time.time()
+    while time.time() - moved < stall_s:
+        st = json.loads((state / "status.json").read_text())
+        if st["values"] != last:
+            last, moved = st["values"], time.time()
+        if last >= values:
+            break
+        time.sleep(0.3)
+    return moved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--facility", default="campus-1gw")
@@ -81,13 +95,7 @@ def main() -> None:
         t_pub = time.time() - t0
         emu_cpu = children_cpu_s() - emu_cpu0
         rep = json.loads((tmp / "emu.json").read_text())
-        # let connect drain what the broker still holds, then stop it
-        last, quiet = -1, time.time()
-        while time.time() - quiet < 3.0:
-            st = json.loads((state / "status.json").read_text())
-            if st["messages"] != last:
-                last, quiet = st["messages"], time.time()
-            time.sleep(0.3)
+        quiet = wait_caught_up(state, rep["value_messages"])
         t_drain = quiet - t0  # when the last value was seen arriving
         con_cpu, broker_cpu = cpu_s(con.pid), cpu_s(broker.pid) - broker_cpu0
         con.send_signal(signal.SIGINT)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_bms import wait_caught_up  # this folder is on sys.path when the script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "data" / "dsx-steps.toml"
 
@@ -53,16 +55,11 @@ def main() -> None:
              "--plant-step", "20s", "--duration", f"{args.hours:g}h", "--summary", str(tmp / "emu.json")],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        last, quiet = -1, time.time()
-        while time.time() - quiet < 3.0:
-            st = json.loads((state / "status.json").read_text())
-            if st["messages"] != last:
-                last, quiet = st["messages"], time.time()
-            time.sleep(0.5)
+        emu = json.loads((tmp / "emu.json").read_text())
+        wait_caught_up(state, emu["value_messages"])
         con.send_signal(signal.SIGINT)
         con.communicate(timeout=600)
         st = json.loads((state / "status.json").read_text())
-        emu = json.loads((tmp / "emu.json").read_text())
         alarms = [json.loads(x) for x in (state / "alarms.jsonl").read_text().splitlines()]
     finally:
         for proc in (locals().get("con"), broker):  # never leave a child behind
@@ -71,7 +68,8 @@ def main() -> None:
                 proc.wait(30)
     raised = [a for a in alarms if a["state"] == "raised"]
     print(f"campus-100mw clean, {emu['simulated_s'] / 3600:.1f} simulated hours in {time.time() - t0:.0f} s wall")
-    print(f"  {emu['messages']:,} messages published, {st['values']:,} values into connect, {st['ticks']} ticks")
+    print(f"  {emu['messages']:,} messages published ({emu['value_messages']:,} values), {st['values']:,} values into "
+          f"connect, {st['ticks']} ticks")  # fmt: skip
     print(f"  alarms raised: {len(raised)}")
     for a in raised[:20]:
         print("   ", a["time_ms"], a["entity"], a["kind"], a["point"], a["evidence"])
