@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -41,11 +40,6 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def wait_caught_up(state: Path, values: int, stall_s: float = 60.0) -> float:
@@ -85,7 +79,8 @@ def main() -> None:
         con = subprocess.Popen(con_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         while not (state / "status.json").exists():
             time.sleep(0.2)
-        t0, emu_cpu0, broker_cpu0 = time.time(), children_cpu_s(), cpu_s(broker.pid)
+        con_cpu0 = cpu_s(con.pid)  # started and subscribed: startup CPU is not counted
+        t0, broker_cpu0 = time.time(), cpu_s(broker.pid)
         subprocess.run(
             [*py, "emulate-bms", args.facility, "--broker", url, "--speed", "1", "--start", "now",
              "--plant-step", args.period, "--every-step", "--duration", f"{args.seconds:g}s",
@@ -93,11 +88,10 @@ def main() -> None:
             env=env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         t_pub = time.time() - t0
-        emu_cpu = children_cpu_s() - emu_cpu0
         rep = json.loads((tmp / "emu.json").read_text())
         quiet = wait_caught_up(state, rep["value_messages"])
-        t_drain = quiet - t0  # when the last value was seen arriving
-        con_cpu, broker_cpu = cpu_s(con.pid), cpu_s(broker.pid) - broker_cpu0
+        t_drain = quiet - (t0 + t_pub - rep["wall_s"])  # from the first publication to the last value taken in
+        con_cpu, broker_cpu = cpu_s(con.pid) - con_cpu0, cpu_s(broker.pid) - broker_cpu0
         con.send_signal(signal.SIGINT)
         con.communicate(timeout=300)
         st = json.loads((state / "status.json").read_text())
@@ -112,18 +106,20 @@ def main() -> None:
     print(f"emulator: {sim:.0f} s simulated in {wall_pub:.1f} s wall ({sim / wall_pub:.2f}x real time), "
           f"{rep['messages']} messages = {rep['messages'] / wall_pub:,.0f} msg/s published")  # fmt: skip
     tm = rep["timing_s"]
+    emu_cpu = tm["process_cpu"]
     n_msg = rep["messages"]
     print(f"connect: {st['values']} values in {t_drain:.1f} s = {st['values'] / t_drain:,.0f} values/s sustained "
-          f"(publication took {t_pub:.1f} s); history rows {st['history_rows']}")  # fmt: skip
+          f"(publication took {rep['wall_s']:.1f} s); history rows {st['history_rows']}")  # fmt: skip
     print(f"  lag value timestamp -> in the shadow twin: p50 {st['lag_p50_s']:.2f} s, p99 {st['lag_p99_s']:.2f} s")
     us = 1e6 / n_msg
-    print(f"CPU per message [us] (CPU s x 1e6 / {n_msg:,} messages; parts: CPU of the stepping/applying thread):")
+    print(f"CPU per message [us] (CPU s x 1e6 / {n_msg:,} messages, startup excluded; parts: CPU of the stepping/"
+          "applying thread)")  # fmt: skip
     print(f"  emulator  {emu_cpu * us:6.1f}  (twin {tm['twin'] * us:.1f}, sensors {tm['sensors'] * us:.1f}, "
-          f"format + paho publish {tm['publish'] * us:.1f}, the rest startup and paho's network thread)")  # fmt: skip
+          f"format + paho publish {tm['publish'] * us:.1f}, the rest paho's network thread)")  # fmt: skip
     print(f"  mosquitto {broker_cpu * us:6.1f}")
     print(f"  connect   {con_cpu * us:6.1f}  (main thread {st['main_cpu_s'] * us:.1f}: apply "
           f"{(st['busy_s'] - st['tick_s']) * us:.1f}, shadow-twin ticks {st['tick_s'] * us:.1f}, history flush "
-          f"{st['flush_s'] * us:.1f}; paho's network thread and startup the rest)")  # fmt: skip
+          f"{st['flush_s'] * us:.1f}; the rest paho's network thread)")  # fmt: skip
     total = (emu_cpu + broker_cpu + con_cpu) * us
     print(f"  total     {total:6.1f} us/message -> {2e6 / total:,.0f} msg/s on 2 whole cores at most")
     rate = pts / rep["plant_step_s"]

@@ -166,7 +166,8 @@ class Connector:
         self.rejected = 0
         self.tick_s = 0.0  # CPU time in shadow-twin steps
         self.busy_s = 0.0  # CPU time applying messages (ticks included)
-        self.main_cpu_s = 0.0  # CPU time of the thread that applies messages (paho's thread is apart)
+        self.main_cpu_s = 0.0  # CPU time of the thread that applies messages since run() (paho's is apart)
+        self._cpu0 = wall.thread_time()
         self.unmapped_values: dict[str, int] = {}
         self._pending: dict[str, tuple] = {}  # values that came before their metadata
         self.requests: dict[int, dict] = {}
@@ -208,7 +209,7 @@ class Connector:
             n = self._drain(item, max_messages)
         self.busy_s += wall.thread_time() - t0
         self._housekeeping()
-        self.main_cpu_s = wall.thread_time()
+        self.main_cpu_s = wall.thread_time() - self._cpu0
         return n
 
     def _drain(self, item, max_messages: int) -> int:
@@ -894,6 +895,7 @@ class Connector:
 
     def run(self, should_stop=lambda: False) -> dict:
         """Process messages until ``should_stop()``; returns the final status."""
+        self._cpu0 = wall.thread_time()
         self.subscribe()
         while not should_stop():
             self.process()

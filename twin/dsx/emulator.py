@@ -410,7 +410,7 @@ class BmsEmulator:
 
     def run(self, duration_s: float, speed: float | None = None, should_stop=lambda: False) -> dict:
         """Run ``duration_s`` simulated seconds at ``speed`` simulated s per wall s (None: as fast as possible)."""
-        start = wall.monotonic()
+        start, cpu0 = wall.monotonic(), wall.process_time()
         while self.elapsed_s < duration_s - 1e-9 and not should_stop():
             if speed:  # a step's values are stamped at its end: publish them once that time has come
                 ahead = start + (self.elapsed_s + self.twin.plant_dt) / speed - wall.monotonic()
@@ -418,6 +418,7 @@ class BmsEmulator:
                     wall.sleep(ahead)
             self.step()
         self.flush()
+        self.timing_s["process_cpu"] = wall.process_time() - cpu0  # all threads, startup excluded
         return self.report(wall.monotonic() - start)
 
     def flush(self, timeout_s: float = 60.0) -> None:
