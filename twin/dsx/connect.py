@@ -160,6 +160,7 @@ class Connector:
         self.first_ms = 0
         self.next_tick_ms = 0
         self.grace_until_ms = 0
+        self._regrace = False  # the grace after a reconnect or resume starts with the next clock step
         self.ticks = 0
         self.received = 0
         self.values_received = 0
@@ -279,7 +280,7 @@ class Connector:
     def _handle(self, topic: str, payload: bytes, recv_wall: float) -> None:
         if topic == "__connect__":
             if self.now_ms:  # a reconnect: no stale verdicts until the BMS has republished everything
-                self.grace_until_ms = self.now_ms + int((REPUBLISH_S + 2 * TICK_S) * 1000)
+                self._regrace = True
             return
         self.received += 1
         parts = topic.split("/", 4)
@@ -361,6 +362,11 @@ class Connector:
             self.next_tick_ms = (ts // int(TICK_S * 1000) + 1) * int(TICK_S * 1000)
             for g in self.meas.values():
                 g.since[g.mapped & (g.since == 0)] = ts
+        if self._regrace:
+            # counted from the plant time of the data that came after the gap, not from before it: what the
+            # broker queued while connect was away may be lost (clean session), and the plant clock jumps
+            self.grace_until_ms = ts + int((REPUBLISH_S + 2 * TICK_S) * 1000)
+            self._regrace = False
         self.now_ms = ts
         while self.next_tick_ms < ts:
             self.tick(self.next_tick_ms)
@@ -883,8 +889,7 @@ class Connector:
         # the latest value of every point, applied when its metadata maps it again
         for point, ts, value, quality in self.history.latest().itertuples(index=False):
             self._pending[point] = (None if value != value else float(value), int(ts), int(quality))
-        if self.now_ms:
-            self.grace_until_ms = self.now_ms + int((REPUBLISH_S + 2 * TICK_S) * 1000)
+        self._regrace = bool(self.now_ms)  # a resume: the same grace as after a reconnect
         return True
 
     def close(self) -> None:
