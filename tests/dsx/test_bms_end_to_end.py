@@ -54,6 +54,7 @@ class Recorder:
 def _connect(broker, state: Path, env, *extra) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "factory_twin", "connect", "campus-100mw", "--broker", broker.url]
     cmd += ["--state-dir", str(state), *extra]
+    (state / "status.json").unlink(missing_ok=True)  # a resumed run's old status would read as "started"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not (state / "status.json").exists():  # written once subscribed and running
