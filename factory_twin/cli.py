@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as e:  # failed segments of a --duration run (the finished ones are kept for --resume)
             print(f"error: {e}", file=sys.stderr)
             return EXIT_FAILED_SEGMENTS
+        except KeyboardInterrupt:  # Ctrl-C: what finished is on disk (a --duration run continues with --resume)
+            print("interrupted: finished work is kept; a --duration run continues with --resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -194,3 +194,19 @@ def test_validate_loads_what_simulate_loads(tmp_path, capsys):
     sc.write_text(f'[weather]\nclimate = "{epw}"\n')
     assert main(["validate", ONE_RACK, "--scenario", str(sc)]) == 1
     assert "0 hourly rows" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_a_dispatch_year_exits_130_and_resumes(tmp_path, child_env):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "plans.nc"
+    cmd = [sys.executable, "-m", "factory_twin", "optimize", "campus-100mw", "--duration", "1y", "--serial"]
+    p = subprocess.Popen([*cmd, "--out", str(out)], env=child_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    time.sleep(8)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "continues with --resume" in err and not out.exists()
