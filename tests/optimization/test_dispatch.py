@@ -14,8 +14,6 @@ from factory_twin.optimization.problem import Problem
 from factory_twin.optimization.solve import solve
 from scipy.optimize import linprog
 
-from factory_twin import twin
-
 A100 = Path("/work/shared/data/a100_power_cap_sweep.csv")
 VARS = (
     "gpu_cap_w",
@@ -29,16 +27,6 @@ VARS = (
     "bess_soc_mwh",
     "price",
 )
-
-
-@pytest.fixture(scope="module")
-def campus():
-    return twin.load_facility("campus-100mw")
-
-
-@pytest.fixture(scope="module")
-def hot(campus):
-    return twin.load_scenario("hot-day-dr", campus)
 
 
 def _before_event(scenario):

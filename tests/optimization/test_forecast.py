@@ -9,11 +9,6 @@ from factory_twin.twin.design import rack_types, steady_point
 from factory_twin import twin
 
 
-@pytest.fixture(scope="module")
-def campus():
-    return twin.load_facility("campus-100mw")
-
-
 def test_rack_types_partition_the_racks(campus):
     f = campus
     t = rack_types(f)

@@ -2,22 +2,11 @@
 ramps."""
 
 import numpy as np
-import pytest
 from factory_twin.optimization import MPC_OPTIONS, MPCController
 from factory_twin.twin.controllers import Controller, TwinState
 from factory_twin.twin.engine import simulate
 
 from factory_twin import twin
-
-
-@pytest.fixture(scope="module")
-def campus():
-    return twin.load_facility("campus-100mw")
-
-
-@pytest.fixture(scope="module")
-def hot(campus):
-    return twin.load_scenario("hot-day-dr", campus)
 
 
 def test_mpc_is_a_controller_and_first_command_has_rack_caps(campus, hot):

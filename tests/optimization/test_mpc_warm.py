@@ -8,19 +8,7 @@ from factory_twin.optimization import MPC_OPTIONS, MPCController
 from factory_twin.twin.controllers import TwinState
 from factory_twin.twin.engine import simulate
 
-from factory_twin import twin
-
 OPTS = MPC_OPTIONS.updated(horizon="2h", step="5min", backend="highspy")
-
-
-@pytest.fixture(scope="module")
-def campus():
-    return twin.load_facility("campus-100mw")
-
-
-@pytest.fixture(scope="module")
-def hot(campus):
-    return twin.load_scenario("hot-day-dr", campus)
 
 
 def _state(f, t, import_w, cap_frac):

@@ -13,20 +13,9 @@ import xarray as xr
 from factory_twin.optimization import DispatchOptions, dispatch
 from factory_twin.optimization.rolling import run_dispatch_year
 
-from factory_twin import twin
 from factory_twin.cli import main
 
 START = "2026-08-07T00:00:00"  # the DR event of hot-day-dr is on the second day
-
-
-@pytest.fixture(scope="module")
-def campus():
-    return twin.load_facility("campus-100mw")
-
-
-@pytest.fixture(scope="module")
-def hot(campus):
-    return twin.load_scenario("hot-day-dr", campus)
 
 
 def _day(campus, hot, opts, k):
