@@ -115,9 +115,10 @@ def _emulate(args) -> int:
         args.sp_rate,
     )
     client = MqttClient(cfg, client_id=f"bms-emulator-{f.spec.name}")
-    start = None
-    if args.start == "now":
-        start = str(np.datetime64(int(time.time()), "s"))
+    start, t0_epoch = None, None
+    if args.start == "now":  # the plant clock is the wall clock
+        t0_epoch = int(time.time())
+        start = str(np.datetime64(t0_epoch, "s"))
     elif args.start:
         try:
             start = str(np.datetime64(args.start, "s"))
@@ -129,7 +130,7 @@ def _emulate(args) -> int:
     stop = _stop_event()
     print(f"emulate-bms: {f.spec.name} on {cfg.url}: {emu.cat.point_count()['bms_values']} points", flush=True)
     try:
-        report = emu.run(duration, speed, stop.is_set)
+        report = emu.run(duration, speed, stop.is_set, t0_epoch)
     finally:
         client.stop()
     print(

@@ -55,6 +55,7 @@ FOULING_PERSIST = 6
 STATE_VERSION = 1
 LOAD_STEP = 0.1  # requests leave room for the GPUs to draw this share of TDP more than measured
 LAG_SAMPLE = 20  # one value in this many has its lag (wall now - value timestamp) recorded
+LAG_RECENT_S = 30.0  # the "recent" lag figures cover samples taken this long before the latest [wall s]
 BATCH_MIN, BATCH_WAIT_S = 1000, 0.01  # fewer queued than this: wait this long for more before applying
 
 
@@ -178,6 +179,7 @@ class Connector:
         self.predicted: dict[str, np.ndarray] = {}
         self.started_wall = wall.time()
         self.lag_s: deque[float] = deque(maxlen=100_000)
+        self.lag_at: deque[float] = deque(maxlen=100_000)  # wall time each lag sample was taken
         self._last_state_wall = 0.0
         self.resumed = self._load_state()
         self.alarms = AlarmLog(self.dir / "alarms.jsonl", self._saved_alarms)
@@ -264,7 +266,9 @@ class Connector:
             count = self.values_received + np.arange(1, b - a + 1)
             sample = np.flatnonzero(count % LAG_SAMPLE == 0)
             if sample.size:
-                self.lag_s.extend((wall.time() - ts[a:b][sample] / 1000.0).tolist())
+                now = wall.time()
+                self.lag_s.extend((now - ts[a:b][sample] / 1000.0).tolist())
+                self.lag_at.extend([now] * sample.size)
             self.values_received += b - a
             a = b
 
@@ -325,7 +329,9 @@ class Connector:
         if topic not in self.fast.slot and value_topic(point) == topic:
             self.fast.add(topic, self._meas_code[(m.entity, m.signal)], m.index, m.scale, m.offset, pid)
         if self.values_received % LAG_SAMPLE == 0:
-            self.lag_s.append(wall.time() - ts / 1000.0)  # sample time -> in the shadow twin
+            now = wall.time()
+            self.lag_s.append(now - ts / 1000.0)  # sample time -> in the shadow twin
+            self.lag_at.append(now)
 
     def _store(self, m: Mapped, value: float | None, ts: int, quality: int) -> None:
         g = self.meas[(m.entity, m.signal)]
@@ -793,6 +799,9 @@ class Connector:
 
     def status(self) -> dict:
         p50, p99 = np.percentile(self.lag_s, [50, 99]) if self.lag_s else (math.nan, math.nan)
+        at = np.array(self.lag_at)
+        recent = np.array(self.lag_s)[at >= at.max() - LAG_RECENT_S] if at.size else at
+        r50, r99 = np.percentile(recent, [50, 99]) if recent.size else (math.nan, math.nan)
         return {
             "plant_time_ms": int(self.now_ms),
             "ticks": self.ticks,
@@ -815,6 +824,8 @@ class Connector:
             # meaningful when the plant clock is the wall clock (a real site, or emulate-bms --start now)
             "lag_p50_s": float(p50),
             "lag_p99_s": float(p99),
+            "lag_recent_p50_s": float(r50),  # the last LAG_RECENT_S of intake: now, without start-up
+            "lag_recent_p99_s": float(r99),
             "max_die_c": float(np.nanmax(self.die_c)) if np.isfinite(self.die_c).any() else None,
             "resumed": self.resumed,
             "busy_s": self.busy_s,

@@ -2,8 +2,9 @@
 
 Each plant step (``plant_step_s`` of simulated time) the twin advances; every point's true value is read
 from the twin's arrays, sensor faults and noise are applied, the reading is quantized to the point's
-resolution and published when it changed or :data:`REPUBLISH_S` after its last publication. Metadata goes
-out first (retained) and again every 100 s; the BMS heartbeat every 10 s.
+resolution and published when it changed or :data:`REPUBLISH_S` after its last publication (in real-time
+runs spread over the step, each value stamped when it leaves). Metadata goes out first (retained) and again
+every 100 s; the BMS heartbeat every 10 s.
 
 The emulated BMS honours the integration's CDU supply-temperature requests inside its own guardrails: a
 request counts only while it is fresh (``request_timeout_s``) and the integration's heartbeat is alive;
@@ -19,6 +20,7 @@ import json
 import math
 import queue
 import time as wall
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,6 +38,7 @@ from factory_twin.twin.scenario import Scenario
 FWS_RESET_K_MIN = 0.1  # facility-water reset rate [K/min]
 VALVE_ROOM, VALVE_FULL = 0.90, 0.97  # CDU valve positions: room to warm up / too close to wide open
 PUMP_SPEED_PCT = 80.0  # lead pump speed at design flow (variable-speed pumps run below full speed)
+SLICE_S = 0.05  # paced runs publish a step's readings in slices this far apart [wall s], short against 1 s lag
 
 
 @dataclass
@@ -53,6 +56,23 @@ class Guardrails:
             raise ValueError(f"--sp-min {self.sp_min_c:g} must be below --sp-max {self.sp_max_c:g} degC")
         if self.sp_rate_k_min <= 0:
             raise ValueError(f"--sp-rate must be > 0 K/min, got {self.sp_rate_k_min:g}")
+
+
+@dataclass
+class _Batch:
+    """Readings of one signal group due for publication: value topics, values, decimals, qualities (None:
+    all good)."""
+
+    topics: list[str]
+    values: list[float]
+    decimals: int
+    quality: list[int] | None
+
+    def split(self, at: int) -> tuple[_Batch, _Batch]:
+        q = self.quality
+        head = _Batch(self.topics[:at], self.values[:at], self.decimals, None if q is None else q[:at])
+        tail = _Batch(self.topics[at:], self.values[at:], self.decimals, None if q is None else q[at:])
+        return head, tail
 
 
 @dataclass
@@ -307,10 +327,13 @@ class BmsEmulator:
                 self.messages += 1
         self._last_meta_s = now_s
 
-    def _publish_values(self, truth: dict, now_s: float, ts_ms: int) -> None:
+    def _due_values(self, truth: dict, now_s: float) -> list[_Batch]:
+        """The readings due now (changed, or ``REPUBLISH_S`` since the last), per signal group, marked
+        published: sensor faults and noise applied, quantized to the point's resolution."""
         faults = {}
         for flt in self._active(("bias", "drift", "stuck", "dropout", "badquality")):
             faults.setdefault((flt.entity, flt.signal), []).append(flt)
+        due_batches = []
         for g in self.cat.groups:
             s = g.signal
             key = (s.entity, s.name)
@@ -349,19 +372,26 @@ class BmsEmulator:
                 continue
             v = meas[idx]
             pub.value[idx], pub.time_s[idx] = v, now_s
-            # one format per message, no per-element numpy access: payloads built from Python floats
-            head, tail = '{"value":', f',"timestamp":{ts_ms},"quality":'
-            spec = f".{pub.decimals}f"
-            if quality is None:
-                end = f"{tail}{GOOD}}}"
-                bodies = [f"{head}{x:{spec}}{end}" for x in v.tolist()]
-            else:
-                qs = [quality.get(i, GOOD) for i in idx.tolist()]
-                bodies = [f"{head}{x:{spec}}{tail}{q}}}" for x, q in zip(v.tolist(), qs, strict=True)]
             topics = g.value_topics if idx.size == len(g.ids) else [g.value_topics[i] for i in idx.tolist()]
-            self.client.publish_many(topics, bodies)
-            self.messages += idx.size
-            self.value_messages += idx.size
+            qs = None if quality is None else [quality.get(i, GOOD) for i in idx.tolist()]
+            due_batches.append(_Batch(topics, v.tolist(), pub.decimals, qs))
+        return due_batches
+
+    def _send(self, batches: list[_Batch], ts_ms: int) -> None:
+        """Publish readings stamped ``ts_ms`` (one format per message, payloads built from Python floats)."""
+        t0 = wall.thread_time()
+        head, tail = '{"value":', f',"timestamp":{ts_ms},"quality":'
+        for b in batches:
+            spec = f".{b.decimals}f"
+            if b.quality is None:
+                end = f"{tail}{GOOD}}}"
+                bodies = [f"{head}{x:{spec}}{end}" for x in b.values]
+            else:
+                bodies = [f"{head}{x:{spec}}{tail}{q}}}" for x, q in zip(b.values, b.quality, strict=True)]
+            self.client.publish_many(b.topics, bodies)
+            self.messages += len(bodies)
+            self.value_messages += len(bodies)
+        self.timing_s["publish"] += wall.thread_time() - t0
 
     def _heartbeat(self, now_s: float, ts_ms: int) -> None:
         self._last_hb_s = now_s
@@ -379,8 +409,9 @@ class BmsEmulator:
             self.value_messages += 1
 
     # ------------------------------------------------------------------ run
-    def step(self) -> None:
-        """One plant step: requests in, faults, advance, publish what is due."""
+    def step(self, release: Callable[[list[_Batch], int], None] | None = None) -> None:
+        """One plant step: requests in, faults, advance, heartbeats, then the readings due, stamped at the
+        step's end, or handed to ``release(batches, ts_ms)`` (the paced run spreads them over the step)."""
         now = self.elapsed_s
         self._read_inbox(now)
         self._apply_process_faults()
@@ -395,31 +426,69 @@ class BmsEmulator:
         self.elapsed_s += self.twin.plant_dt
         ts_ms = int(self.twin.time.astype("datetime64[ms]").astype(np.int64))
         t1 = wall.thread_time()
-        truth = self._truth(fws0, tcs0)
-        t2 = wall.thread_time()
-        self._publish_values(truth, self.elapsed_s, ts_ms)
-        t3 = wall.thread_time()
+        batches = self._due_values(self._truth(fws0, tcs0), self.elapsed_s)
         self.timing_s["twin"] += t1 - t0
-        self.timing_s["sensors"] += t2 - t1
-        self.timing_s["publish"] += t3 - t2
+        self.timing_s["sensors"] += wall.thread_time() - t1
         for k in range(int(self.twin.plant_dt // HEARTBEAT_S), 0, -1):  # heartbeats inside the step, in order
             t_hb = self.elapsed_s - (k - 1) * HEARTBEAT_S
             if t_hb - self._last_hb_s >= HEARTBEAT_S - 1e-6:
                 self._heartbeat(t_hb, ts_ms - int((k - 1) * HEARTBEAT_S * 1000))
+        (release or self._send)(batches, ts_ms)
         self.summary["setpoints_c"].append(float(np.mean(self.sp)))
 
-    def run(self, duration_s: float, speed: float | None = None, should_stop=lambda: False) -> dict:
-        """Run ``duration_s`` simulated seconds at ``speed`` simulated s per wall s (None: as fast as possible)."""
-        start, cpu0 = wall.monotonic(), wall.process_time()
+    def run(
+        self,
+        duration_s: float,
+        speed: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        t0_epoch_s: float | None = None,
+    ) -> dict:
+        """Run ``duration_s`` simulated seconds at ``speed`` simulated s per wall s (None: as fast as possible).
+
+        Paced (``speed`` given), a step's readings go out over the step's wall period in slices of at most
+        :data:`SLICE_S`, each stamped with the plant time it leaves at, as a BMS scanning its controllers
+        spreads its updates; readings are never stamped before they are published. ``t0_epoch_s``: the
+        plant clock is the wall clock (``--start now``), the plant's start being this Unix time."""
+        cpu0 = wall.process_time()
+        start = wall.monotonic() - (wall.time() - t0_epoch_s if t0_epoch_s is not None else 0.0)
+        run_start = wall.monotonic()
         while self.elapsed_s < duration_s - 1e-9 and not should_stop():
-            if speed:  # a step's values are stamped at its end: publish them once that time has come
-                ahead = start + (self.elapsed_s + self.twin.plant_dt) / speed - wall.monotonic()
-                if ahead > 0:
-                    wall.sleep(ahead)
-            self.step()
+            if not speed:
+                self.step()
+                continue
+            end = self.elapsed_s + self.twin.plant_dt  # the readings are sampled from this plant time on
+            ahead = start + end / speed - wall.monotonic()
+            if ahead > 0:
+                wall.sleep(ahead)
+            self.step(lambda batches, ts_ms, end=end: self._spread(batches, ts_ms, start + end / speed, speed))
         self.flush()
         self.timing_s["process_cpu"] = wall.process_time() - cpu0  # all threads, startup excluded
-        return self.report(wall.monotonic() - start)
+        return self.report(wall.monotonic() - run_start)
+
+    def _spread(self, batches: list[_Batch], ts_ms: int, at: float, speed: float) -> None:
+        """Publish ``batches`` in equal slices from monotonic time ``at`` over one plant step's wall period,
+        each slice stamped with the plant time it leaves at (``ts_ms`` at ``at``)."""
+        period = self.twin.plant_dt / speed
+        slices = max(1, math.ceil(period / SLICE_S))
+        size = max(1, math.ceil(sum(len(b.topics) for b in batches) / slices))
+        queue_ = list(reversed(batches))
+        for j in range(slices):
+            if not queue_:
+                return
+            late = wall.monotonic() - (at + j * period / slices)
+            if late < 0:
+                wall.sleep(-late)
+            out, n = [], 0
+            while queue_ and n < size:
+                b = queue_.pop()
+                if n + len(b.topics) > size:
+                    b, rest = b.split(size - n)
+                    queue_.append(rest)
+                out.append(b)
+                n += len(b.topics)
+            self._send(out, ts_ms + round(max(0.0, wall.monotonic() - at) * speed * 1000))
+        while queue_:  # rounding left some over: they go now
+            self._send([queue_.pop()], ts_ms + round(max(0.0, wall.monotonic() - at) * speed * 1000))
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until everything published so far has left: a QoS 1 heartbeat acknowledged by the broker comes
