@@ -446,9 +446,10 @@ class BmsEmulator:
         """Run ``duration_s`` simulated seconds at ``speed`` simulated s per wall s (None: as fast as possible).
 
         Paced (``speed`` given), a step's readings go out over the step's wall period in slices of at most
-        :data:`SLICE_S`, each stamped with the plant time it leaves at, as a BMS scanning its controllers
-        spreads its updates; readings are never stamped before they are published. ``t0_epoch_s``: the
-        plant clock is the wall clock (``--start now``), the plant's start being this Unix time."""
+        :data:`SLICE_S`, each stamped with the plant time it leaves at (at the latest the step's end), as a
+        BMS scanning its controllers spreads its updates: a timestamp is never later than its publication.
+        ``t0_epoch_s``: the plant clock is the wall clock (``--start now``), the plant's start being this Unix
+        time."""
         cpu0 = wall.process_time()
         start = wall.monotonic() - (wall.time() - t0_epoch_s if t0_epoch_s is not None else 0.0)
         run_start = wall.monotonic()
@@ -467,10 +468,13 @@ class BmsEmulator:
 
     def _spread(self, batches: list[_Batch], ts_ms: int, at: float, speed: float) -> None:
         """Publish ``batches`` in equal slices from monotonic time ``at`` over one plant step's wall period,
-        each slice stamped with the plant time it leaves at (``ts_ms`` at ``at``)."""
+        each slice stamped with the plant time it leaves at (``ts_ms`` at ``at``), at the latest just before
+        the next step: an emulator running late stamps within the step it sampled (the delay shows as lag)
+        and never past heartbeats that the next step publishes."""
         period = self.twin.plant_dt / speed
         slices = max(1, math.ceil(period / SLICE_S))
-        size = max(1, math.ceil(sum(len(b.topics) for b in batches) / slices))
+        size = math.ceil(sum(len(b.topics) for b in batches) / slices)  # slices x size covers every reading
+        last_ms = round(self.twin.plant_dt * 1000) - 1
         queue_ = list(reversed(batches))
         for j in range(slices):
             if not queue_:
@@ -486,9 +490,7 @@ class BmsEmulator:
                     queue_.append(rest)
                 out.append(b)
                 n += len(b.topics)
-            self._send(out, ts_ms + round(max(0.0, wall.monotonic() - at) * speed * 1000))
-        while queue_:  # rounding left some over: they go now
-            self._send([queue_.pop()], ts_ms + round(max(0.0, wall.monotonic() - at) * speed * 1000))
+            self._send(out, ts_ms + min(last_ms, round(max(0.0, wall.monotonic() - at) * speed * 1000)))
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until everything published so far has left: a QoS 1 heartbeat acknowledged by the broker comes
