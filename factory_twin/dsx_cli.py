@@ -125,6 +125,8 @@ def _emulate(args) -> int:
         except ValueError:
             raise ValueError(f"--start: expected an ISO time or 'now', got {args.start!r}") from None
     step = seconds(args.plant_step, "--plant-step")
+    if step != round(step):
+        raise ValueError(f"--plant-step: must be a whole number of seconds (the BMS clock), got {args.plant_step!r}")
     emu = BmsEmulator(f, sc, client, args.integration, faults, guard, step, args.seed, start, args.every_step)
     client.start()
     stop = _stop_event()

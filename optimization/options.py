@@ -60,7 +60,10 @@ class DispatchOptions:
         step_s, horizon_s = seconds(self.step, "step"), seconds(self.horizon, "horizon")
         n = horizon_s / step_s
         if abs(n - round(n)) > 1e-9 or round(n) < 1:
-            raise ValueError(f"horizon: {horizon_s:g} s must be a whole multiple of step {step_s:g} s")
+            raise ValueError(
+                f"horizon: {_as_given(self.horizon, horizon_s)} must be a whole multiple of step "
+                f"{_as_given(self.step, step_s)}"
+            )
         object.__setattr__(self, "step", step_s)
         object.__setattr__(self, "horizon", horizon_s)
         soft = (self.soft,) if isinstance(self.soft, str) else tuple(self.soft)
@@ -103,6 +106,11 @@ class DispatchOptions:
         """HiGHS option dictionary: the algorithm of ``solver``, the time limit [s] and threads."""
         return {**SOLVERS[self.solver], "time_limit": float(self.time_limit), "threads": self.threads,
                 "output_flag": False}  # fmt: skip
+
+
+def _as_given(raw: str | float, s: float) -> str:
+    """A duration as the user wrote it, with its seconds: ``"2h (7200 s)"``; numbers are seconds already."""
+    return f"{s:g} s" if isinstance(raw, int | float) else f"{str(raw).strip()} ({s:g} s)"
 
 
 NAMES = frozenset(f.name for f in fields(DispatchOptions))

@@ -65,6 +65,8 @@ class Twin:
         f = facility
         if step_s <= 0 or plant_step_s <= 0:
             raise ValueError("step: must be > 0")
+        if plant_step_s != round(plant_step_s):  # the clock below counts whole seconds
+            raise ValueError(f"plant_step: must be a whole number of seconds, got {plant_step_s:g} s")
         n_sub = plant_step_s / step_s
         if abs(n_sub - round(n_sub)) > 1e-9:
             raise ValueError(f"plant_step: {plant_step_s:g} s must be a whole multiple of step {step_s:g} s")

@@ -92,7 +92,8 @@ def run_streamed(
         raise ValueError(f"out: {out} exists; pass --force to overwrite it")
     if parts.exists() and not resume and not force:
         raise ValueError(f"out: an unfinished run is in {parts}; pass --resume to continue it or --force to restart")
-    if parts.exists() and resume:
+    fresh = not (parts.exists() and resume)
+    if not fresh:
         saved = json.loads((parts / "run.json").read_text()) if (parts / "run.json").exists() else None
         if saved != config:
             raise ValueError(f"resume: the unfinished run in {parts} has other settings ({saved}); use --force")
@@ -128,6 +129,12 @@ def run_streamed(
                     failed[k] = f"{type(e).__name__}: {e}"
         elif todo:
             _run_dask(task, shared, todo, scheduler, workers, finish, failed)
+    except BaseException:  # e.g. the scheduler unreachable, Ctrl-C: a new run that finished nothing leaves nothing
+        if fresh and n_done == 0:
+            writer.close()
+            shutil.rmtree(parts, ignore_errors=True)
+            partial.unlink(missing_ok=True)
+        raise
     finally:
         writer.close()
     if failed:

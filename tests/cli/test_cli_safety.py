@@ -155,6 +155,10 @@ def test_option_errors_name_the_option_in_its_unit(capsys):
     assert "argument --hours: must be > 0 hours, got -5" in capsys.readouterr().err
     assert main(["simulate", ONE_RACK, "--controller", "fixed:abc"]) == 1
     assert "--controller: fixed:FRACTION needs a number in (0, 1], got 'abc'" in capsys.readouterr().err
+    assert main(["optimize", ONE_RACK, "--horizon", "2h", "--step", "7min"]) == 1  # durations as typed
+    assert "horizon: 2h (7200 s) must be a whole multiple of step 7min (420 s)" in capsys.readouterr().err
+    assert main(["emulate-bms", ONE_RACK, "--broker", "mqtt://127.0.0.1:9", "--plant-step", "0.5s"]) == 1
+    assert "--plant-step: must be a whole number of seconds (the BMS clock), got '0.5s'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"factory-twin {factory_twin.__version__}"

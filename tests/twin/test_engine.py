@@ -201,3 +201,12 @@ def test_fitted_drawn_power_under_a_cap():
     np.testing.assert_allclose(f.cap_for_drawn_w(expected), 0.75 * f.tdp_w, rtol=1e-6)
     with pytest.raises(SpecError, match=r"workloads\.0\.drawn_power"):
         _bench_with(('curve = "training"', 'curve = "v100-bert"\ndrawn_power = "fit"'))
+
+
+def test_a_plant_step_off_the_clock_is_refused():
+    """The twin's clock counts whole seconds: a 0.5 s plant step would never move it (round(0.5) == 0)."""
+    from factory_twin.twin.engine import Twin
+
+    f = _bench_with(("", ""))
+    with pytest.raises(ValueError, match=r"plant_step: must be a whole number of seconds, got 0.5 s"):
+        Twin(f, _winter(f), step_s=0.5, plant_step_s=0.5)

@@ -125,3 +125,19 @@ def test_bad_segmented_options_fail_before_work(extra, message, tmp_path, capsys
     code = main(["simulate", "campus-100mw", "--duration", "2h", "--segment", "1h", "--serial", *extra])
     assert code == 1 and message in capsys.readouterr().err
     assert (tmp_path / "existing.nc").read_bytes() == b"keep" and not (tmp_path / "new.nc").exists()
+
+
+def test_an_unreachable_scheduler_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    """A run that finished no segment (here: no scheduler at the address) leaves no unfinished-run folder,
+    so the same command works again without --resume or --force."""
+    from support import free_port
+
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "1s")
+    import dask
+
+    dask.config.refresh()
+    out = tmp_path / "run.nc"
+    args = ["simulate", "campus-100mw", "--duration", "2h", "--segment", "1h", "--out", str(out)]
+    assert main([*args, "--scheduler", f"tcp://127.0.0.1:{free_port()}"]) == 1
+    assert "scheduler: cannot connect to" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
