@@ -111,6 +111,11 @@ def main() -> None:
     n_msg = rep["messages"]
     print(f"connect: {st['values']} values in {t_drain:.1f} s = {st['values'] / t_drain:,.0f} values/s sustained "
           f"(publication took {rep['wall_s']:.1f} s); history rows {st['history_rows']}")  # fmt: skip
+    lost = rep["value_messages"] - st["values"]
+    reasons = sorted({o["reason"] for o in st["outages"]})
+    print(f"  values lost: {lost:,} of {rep['value_messages']:,}; connect's broker outages: {len(st['outages'])} "
+          f"{reasons} (a connection that falls further behind than its keep-alive is dropped and the broker's "
+          "queue with it)")  # fmt: skip
     print(f"  lag value timestamp -> in the shadow twin: p50 {st['lag_p50_s']:.2f} s, p99 {st['lag_p99_s']:.2f} s over "
           f"the run; the last 30 s of intake (start-up over) p50 {st['lag_recent_p50_s']:.2f} s, p99 "
           f"{st['lag_recent_p99_s']:.2f} s")  # fmt: skip
