@@ -326,8 +326,6 @@ class Connector:
                 self.unmapped_values[point] = self.unmapped_values.get(point, 0) + 1
             return
         self._store(m, value, ts, quality)
-        if topic not in self.fast.slot and value_topic(point) == topic:
-            self.fast.add(topic, self._meas_code[(m.entity, m.signal)], m.index, m.scale, m.offset, pid)
         if self.values_received % LAG_SAMPLE == 0:
             now = wall.time()
             self.lag_s.append(now - ts / 1000.0)  # sample time -> in the shadow twin
@@ -352,6 +350,9 @@ class Connector:
         pend = self._pending.pop(point, None)
         if pend is not None:
             self._store(m, *pend)
+        # its values take the batch path from the first one on (start-up: 51,861 points at campus-1gw)
+        pid = self.history.point_id(point, m.entity, m.signal, m.unit)
+        self.fast.add(value_topic(point), self._meas_code[(m.entity, m.signal)], m.index, m.scale, m.offset, pid)
 
     def _withdraw(self, point: str) -> None:
         m = self.map.withdrawn.get(point)

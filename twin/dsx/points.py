@@ -150,10 +150,7 @@ class Catalog:
         if self.has_bess:
             meters["M-BESS"] = ["BESS-1"]
         self.meters = meters
-        self.groups = [g for s in SIGNALS if (g := self._group(s)) is not None]
-
-    def entity_ids(self, entity: str) -> list[str]:
-        return {
+        self._entity_ids = {
             "rack": self.rack_ids,
             "cdu": self.cdu_ids,
             "meter": list(self.meters),
@@ -161,7 +158,11 @@ class Catalog:
             "bess": ["BESS-1"] if self.has_bess else [],
             "bms": ["BMS"],
             "integration": [self.integration],
-        }[entity]
+        }
+        self.groups = [g for s in SIGNALS if (g := self._group(s)) is not None]
+
+    def entity_ids(self, entity: str) -> list[str]:
+        return self._entity_ids[entity]
 
     def _group(self, s: Signal) -> Group | None:
         ids = self.entity_ids(s.entity)
