@@ -31,10 +31,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
+def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
+    """Mosquitto on a free 127.0.0.1 port with no per-client queue limit (a slow consumer backs up in the
+    broker instead of losing values), given half a second to listen; returns the process and the port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)])
+    time.sleep(0.5)
+    return broker, port
 
 
 def cpu_s(pid: int) -> float:
@@ -66,15 +73,10 @@ def main() -> None:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     load0 = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     tmp = Path(tempfile.mkdtemp(prefix="bench-bms-"))
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
-    # no per-client queue limit: a slow consumer backs up in the broker instead of losing values
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)])
+    broker, port = start_broker(tmp)
     url = f"mqtt://127.0.0.1:{port}"
     py = [sys.executable, "-m", "factory_twin"]
     try:
-        time.sleep(0.5)
         state = tmp / "state"
         con_cmd = [*py, "connect", args.facility, "--broker", url, "--state-dir", str(state), "--no-requests"]
         con = subprocess.Popen(con_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -16,14 +16,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_bms import wait_caught_up  # this folder is on sys.path when the script runs
+from bench_bms import start_broker, wait_caught_up  # this folder is on sys.path when the script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "data" / "dsx-steps.toml"
@@ -36,18 +35,12 @@ def main() -> None:
     args = ap.parse_args()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     tmp = Path(tempfile.mkdtemp(prefix="bench-bms-day-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)])
+    t0 = time.time()
+    broker, port = start_broker(tmp)
     url = f"mqtt://127.0.0.1:{port}"
     py = [sys.executable, "-m", "factory_twin"]
     state = tmp / "state"
-    t0 = time.time()
     try:
-        time.sleep(0.5)
         con = subprocess.Popen(
             [*py, "connect", "campus-100mw", "--broker", url, "--state-dir", str(state), "--no-requests"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from bench_bms import cpu_s, free_port  # this folder is on sys.path when the script runs
+from bench_bms import cpu_s, start_broker  # this folder is on sys.path when the script runs
 from paho.mqtt.enums import CallbackAPIVersion
 
 SUBSCRIBER = """
@@ -44,12 +44,9 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=200_000)
     n = ap.parse_args().messages
     tmp = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
-    port = free_port()
-    (tmp / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp / "m.conf")])
+    broker, port = start_broker(tmp)
     sub = None
     try:
-        time.sleep(0.5)
         sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(port), str(n)], stdout=subprocess.PIPE, text=True)
         sub.stdout.readline()
         topics = [
