@@ -77,3 +77,17 @@ def test_real_time_readings_spread_over_the_step_and_stamped_when_they_leave(fac
         # spread: one slice every SLICE_S of the step's wall period, not one burst
         assert np.unique(stamps).size >= STEP_S / SLICE_S / 2
         assert stamps.max() - stamps.min() >= 0.5 * STEP_S * 1000
+
+
+def test_a_stop_is_answered_within_the_step_not_after_it(facility, mosquitto):
+    """Ctrl-C (``should_stop``) mid-step: the real-time run returns at once, not after the 20 s step's pacing."""
+    client = MqttClient(BrokerConfig.from_url(mosquitto.url)).start()
+    emu = BmsEmulator(facility, load_scenario(None, facility), client, plant_step_s=20.0)
+    stop_at = time.monotonic() + 1.0
+    try:
+        t0 = time.monotonic()
+        report = emu.run(3600.0, 1.0, lambda: time.monotonic() > stop_at)
+        assert time.monotonic() - t0 < 5.0  # the first step's readings are due only 20 s in
+        assert report["simulated_s"] == 0.0
+    finally:
+        client.stop()

@@ -458,19 +458,21 @@ class BmsEmulator:
                 self.step()
                 continue
             end = self.elapsed_s + self.twin.plant_dt  # the readings are sampled from this plant time on
-            ahead = start + end / speed - wall.monotonic()
-            if ahead > 0:
-                wall.sleep(ahead)
-            self.step(lambda batches, ts_ms, end=end: self._spread(batches, ts_ms, start + end / speed, speed))
+            at = start + end / speed
+            if not _wait_until(at, should_stop):
+                break
+            self.step(lambda batches, ts_ms, at=at: self._spread(batches, ts_ms, at, speed, should_stop))
         self.flush()
         self.timing_s["process_cpu"] = wall.process_time() - cpu0  # all threads, startup excluded
         return self.report(wall.monotonic() - run_start)
 
-    def _spread(self, batches: list[_Batch], ts_ms: int, at: float, speed: float) -> None:
+    def _spread(
+        self, batches: list[_Batch], ts_ms: int, at: float, speed: float, should_stop: Callable[[], bool]
+    ) -> None:
         """Publish ``batches`` in equal slices from monotonic time ``at`` over one plant step's wall period,
         each slice stamped with the plant time it leaves at (``ts_ms`` at ``at``), at the latest just before
         the next step: an emulator running late stamps within the step it sampled (the delay shows as lag)
-        and never past heartbeats that the next step publishes."""
+        and never past heartbeats that the next step publishes. Once ``should_stop()`` the rest is dropped."""
         period = self.twin.plant_dt / speed
         slices = max(1, math.ceil(period / SLICE_S))
         size = math.ceil(sum(len(b.topics) for b in batches) / slices)  # slices x size covers every reading
@@ -479,9 +481,8 @@ class BmsEmulator:
         for j in range(slices):
             if not queue_:
                 return
-            late = wall.monotonic() - (at + j * period / slices)
-            if late < 0:
-                wall.sleep(-late)
+            if not _wait_until(at + j * period / slices, should_stop):
+                return
             out, n = [], 0
             while queue_ and n < size:
                 b = queue_.pop()
@@ -526,6 +527,16 @@ class BmsEmulator:
             "timing_s": self.timing_s,
             "ua_w_k": {c: float(self.f.cdu_ua_nom_w_k[i]) for i, c in enumerate(self.cat.cdu_ids)},
         }
+
+
+def _wait_until(t_monotonic: float, should_stop: Callable[[], bool]) -> bool:
+    """Sleep until ``t_monotonic``, looking at ``should_stop()`` every 0.1 s (Ctrl-C answered within it);
+    False if told to stop."""
+    while (left := t_monotonic - wall.monotonic()) > 0:
+        if should_stop():
+            return False
+        wall.sleep(min(left, 0.1))
+    return not should_stop()
 
 
 def _decimals(resolution: float) -> int:
