@@ -3,9 +3,10 @@
     python bench/reference_outputs.py record DIR     # before a refactor
     python bench/reference_outputs.py compare DIR    # after: every variable equal to 1e-12 relative
 
-Runs simulate (hot-day-dr, 2 h: uncapped, mpc, and mpc across the DR event), optimize (24 h at 5 min)
-and a small envelope study on campus-100mw through ``python -m factory_twin`` from the repository
-root, so it works on any layout of the package. ``compare`` reports every variable or attribute that
+Runs simulate (hot-day-dr, 2 h: uncapped, mpc, and mpc across the DR event), optimize (24 h at 5 min),
+a small envelope study and a one-requirement grid study on campus-100mw through ``python -m factory_twin``
+from the repository root, so it works on any layout of the package, and the Emerald Phoenix replay (job-aware
+caps) through the Python API, its figures written as NetCDF attributes. ``compare`` reports every variable or attribute that
 differs; attributes added since the recording are listed but do not fail the comparison.
 """
 
@@ -48,6 +49,17 @@ RUNS = {
     "plan.nc": ["optimize", "campus-100mw", "--horizon", "24h", "--step", "5min"],
 }
 STUDY_RESULT = "study/results.nc"
+GRID_RESULT = "grid/results.nc"
+PHOENIX = "phoenix.nc"
+GRID_STUDY = [
+    "grid-study",
+    "campus-100mw",
+    "--requirements",
+    "ramp-20mw-min",
+    "--minutes",
+    "2",
+    "--serial",
+]
 VOLATILE = {"elapsed_s", "build_seconds", "prepare_seconds", "solve_seconds", "created", "software_version"}
 
 
@@ -56,6 +68,35 @@ def record(out: Path) -> None:
     for name, argv in RUNS.items():
         _run([*argv, "--out", str(out / name)])
     _run(["study", str(STUDY), "--out", str(out / "study"), "--serial"])
+    _run([*GRID_STUDY, "--out", str(out / "grid")])
+    _phoenix(out / PHOENIX)
+
+
+def _phoenix(path: Path) -> None:
+    """The Phoenix replay's figures (job-aware caps, the published 25 % cut) as attributes of an empty Dataset."""
+    import dataclasses
+    import importlib
+
+    from factory_twin import twin
+
+    for where in ("factory_twin.links.dsx_flex.replay", "factory_twin.optimization.flex_replay"):
+        try:
+            replay = importlib.import_module(where)
+            break
+        except ModuleNotFoundError:
+            continue
+    print("$ run_phoenix(emerald-phoenix, srp-2025-05-04, caps)", flush=True)
+    f = twin.load_facility("emerald-phoenix")
+    res = replay.run_phoenix(f, twin.load_scenario("srp-2025-05-04", f), "caps")
+    attrs = {}
+    for k, v in dataclasses.asdict(res).items():
+        if k in {"wall_s", "refusals"}:
+            continue
+        if k == "jobs":
+            attrs.update({f"job_{j}_{q}": x for j, fig in v.items() for q, x in fig.items()})
+        else:
+            attrs[k] = v
+    xr.Dataset(attrs=attrs).to_netcdf(path, engine="h5netcdf")
 
 
 def _run(argv: list[str]) -> None:
@@ -68,7 +109,7 @@ def compare(ref: Path, rtol: float = 1e-12) -> int:
         new = Path(tmp)
         record(new)
         problems = 0
-        for name in [*RUNS, STUDY_RESULT]:
+        for name in [*RUNS, STUDY_RESULT, GRID_RESULT, PHOENIX]:
             problems += _compare_file(ref / name, new / name, rtol)
     print("identical" if not problems else f"{problems} difference(s)")
     return 1 if problems else 0
