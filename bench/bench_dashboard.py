@@ -21,7 +21,7 @@ from pathlib import Path
 
 from factory_twin.dashboard.pages import cooling, dispatch, overview, racks
 from factory_twin.dashboard.server import build_twin
-from factory_twin.twin.live import SNAPSHOT, LiveRunner, load_snapshot
+from factory_twin.twin.live.runner import SNAPSHOT, LiveRunner, load_snapshot
 from plotly.utils import PlotlyJSONEncoder
 
 CHROMIUM = "/usr/bin/chromium"

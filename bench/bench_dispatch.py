@@ -26,7 +26,7 @@ def _run(args: tuple, out: mp.Queue) -> None:
     facility, horizon, step, start, solver, backend, grouping = args
     import numpy as np
     from factory_twin.optimization import MPC_OPTIONS, DispatchOptions, MPCController, dispatch
-    from factory_twin.twin.controllers import TwinState
+    from factory_twin.twin.simulation.controllers import TwinState
 
     from factory_twin import twin
 

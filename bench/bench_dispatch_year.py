@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from factory_twin.optimization import DispatchOptions, dispatch
 from factory_twin.optimization.rolling import run_dispatch_year
-from factory_twin.twin.cluster import dask_client
+from factory_twin.twin.runs.cluster import dask_client
 
 from factory_twin import twin
 

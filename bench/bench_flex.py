@@ -23,10 +23,10 @@ import numpy as np
 
 
 def latency(facility: str, repeat: int) -> None:
-    from factory_twin.optimization.flex_agent import FlexAgent
+    from factory_twin.links.dsx_flex import protocol as dx
+    from factory_twin.links.dsx_flex.agent import FlexAgent
     from factory_twin.optimization.mpc import MPCController
-    from factory_twin.twin import dsx_flex as dx
-    from factory_twin.twin.engine import Twin
+    from factory_twin.twin.simulation.engine import Twin
     from joserfc.jwk import ECKey
 
     from factory_twin import twin
@@ -72,7 +72,7 @@ def latency(facility: str, repeat: int) -> None:
 
 
 def phoenix(depths: list[float]) -> None:
-    from factory_twin.optimization.flex_replay import POLICIES, run_phoenix, table
+    from factory_twin.links.dsx_flex.replay import POLICIES, run_phoenix, table
 
     from factory_twin import twin
 

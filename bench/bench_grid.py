@@ -14,7 +14,7 @@ import time
 
 from factory_twin.models.training_power import JobEvents
 from factory_twin.optimization.studies.grid_study import mitigation_for
-from factory_twin.twin.fast_electrical import StartState, TrainingJob, run_fast
+from factory_twin.twin.grid_dynamics.fast_electrical import StartState, TrainingJob, run_fast
 
 from factory_twin import twin
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 from factory_twin.optimization import MPC_OPTIONS, MPCController
-from factory_twin.twin.controllers import TwinState
+from factory_twin.twin.simulation.controllers import TwinState
 
 from factory_twin import twin
 

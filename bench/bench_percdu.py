@@ -127,7 +127,7 @@ def speed() -> None:
 def fouled_facility(folder: Path, every: int, ua: float):
     """campus-1gw with every ``every``-th CDU of each hall fouled to ``ua`` (a facility file, as a user
     would write it)."""
-    from factory_twin.twin.assembly import load_facility
+    from factory_twin.twin.facility.assembly import load_facility
 
     from factory_twin import data
 
@@ -165,7 +165,7 @@ def judged(f, sim, record_s: float) -> dict[str, float]:
 
 def study(hours: float, every: int, ua: float) -> None:
     from factory_twin.optimization import DispatchOptions, PlanFollower, dispatch, plan_kpis
-    from factory_twin.twin.engine import simulate
+    from factory_twin.twin.simulation.engine import simulate
 
     from factory_twin import twin
 

@@ -56,7 +56,7 @@ def main() -> None:
     todo = cases(a.n)
     root = Path(tempfile.mkdtemp(prefix="bench_study_"))
     from distributed import Client, LocalCluster
-    from factory_twin.twin.cluster import ONE_THREAD_ENV
+    from factory_twin.twin.runs.cluster import ONE_THREAD_ENV
 
     try:
         warm()  # both engines are timed warm: start-up is reported on its own

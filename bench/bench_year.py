@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from factory_twin.twin import segments
-from factory_twin.twin.cluster import dask_client
+from factory_twin.twin.runs import segments
+from factory_twin.twin.runs.cluster import dask_client
 
 from factory_twin import twin
 

@@ -140,7 +140,7 @@ def main(argv: list[str]) -> None:
     shared = Path(os.environ.get("FACTORY_TWIN_SHARED", Path(__file__).parents[2] / "shared" / "data"))
     sweep = read_sweep(Path(argv[1]) if len(argv) > 1 else shared / "a100_power_cap_sweep.csv")
     out = [
-        "# GPU power -> throughput curves, concave piecewise-linear (twin.curves.load_curve).",
+        "# GPU power -> throughput curves, concave piecewise-linear (twin.facility.curves.load_curve).",
         "# x: power drawn per GPU / TDP; y: throughput normalized to 1 at the uncapped draw.",
         "# x[0]: minimum usable draw (knee / minimum cap); x[-1]: uncapped draw (flat above).",
         "# Residuals: measured y minus curve at measured x, points at or above the minimum cap.",

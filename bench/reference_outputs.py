@@ -3,11 +3,11 @@
     python bench/reference_outputs.py record DIR     # before a refactor
     python bench/reference_outputs.py compare DIR    # after: every variable equal to 1e-12 relative
 
-Runs simulate (hot-day-dr, 2 h: uncapped, mpc, and mpc across the DR event), optimize (24 h at 5 min),
-a small envelope study and a one-requirement grid study on campus-100mw through ``python -m factory_twin``
-from the repository root, so it works on any layout of the package, and the Emerald Phoenix replay (job-aware
-caps) through the Python API, its figures written as NetCDF attributes. ``compare`` reports every variable or attribute that
-differs; attributes added since the recording are listed but do not fail the comparison.
+Runs simulate (hot-day-dr, 2 h: uncapped, mpc, and mpc across the DR event), optimize (24 h at 5 min), a small
+envelope study and a one-requirement grid study on campus-100mw through ``python -m factory_twin`` from the repository
+root, so it works on any layout of the package, and the Emerald Phoenix replay (job-aware caps) through the Python
+API, its figures written as NetCDF attributes. ``compare`` reports every variable or attribute that differs;
+attributes added since the recording are listed but do not fail the comparison.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _phoenix(path: Path) -> None:
 
     from factory_twin import twin
 
-    for where in ("factory_twin.links.dsx_flex.replay", "factory_twin.optimization.flex_replay"):
+    for where in ("factory_twin.links.dsx_flex.replay", "factory_twin.links.dsx_flex.replay"):
         try:
             replay = importlib.import_module(where)
             break

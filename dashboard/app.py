@@ -13,7 +13,7 @@ from typing import Any
 from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import status_text, target_alarm
 from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, overview, racks, studies
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.live.runner import Snapshot
 
 PAGES = (overview, cooling, racks, dispatch, grid, studies)
 SnapshotSource = Callable[..., Snapshot | None]  # source(rack_history=False) -> latest snapshot or None
@@ -34,9 +34,9 @@ def create_app(
     ----------
     snapshot_source : callable
         ``snapshot_source(rack_history=False)`` returns the latest
-        :class:`twin.live.Snapshot` or None.
+        :class:`twin.live.runner.Snapshot` or None.
     command_sink : callable
-        Receives an operator command dict (see :mod:`twin.live`); returns its id or raises
+        Receives an operator command dict (see :mod:`twin.live.runner`); returns its id or raises
         ValueError.
     studies_dir : path
         The only folder the Studies page may open NetCDF files from.

@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 from dash import html
 from factory_twin.models.heat_rejection import RHO_WATER_KG_M3
 from factory_twin.models.units import M3_S_PER_L_MIN
-from factory_twin.twin.grid_signals import DREvent
-from factory_twin.twin.live import Snapshot
-from factory_twin.twin.targets import Miss, dr_target_mw, missed_targets
+from factory_twin.twin.live.runner import Snapshot
+from factory_twin.twin.scenario.grid_signals import DREvent
+from factory_twin.twin.simulation.targets import Miss, dr_target_mw, missed_targets
 from plotly.subplots import make_subplots
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
@@ -107,7 +107,7 @@ def status_text(snap: Snapshot | None) -> str:
 
 
 def snapshot_misses(snap: Snapshot) -> list[Miss]:
-    """Missed DR and import-limit targets in the snapshot's campus history (see :mod:`twin.targets`)."""
+    """Missed DR and import-limit targets in the snapshot's campus history (see :mod:`twin.simulation.targets`)."""
     t = times(snap["hist_time"])
     if t.size < 2:
         return []

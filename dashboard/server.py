@@ -18,7 +18,7 @@ from typing import Any
 
 from factory_twin.dashboard import wsgi
 from factory_twin.optimization.controllers import make_controller
-from factory_twin.twin.live import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
+from factory_twin.twin.live.runner import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
 
 
 def build_twin(facility: str, scenario: str | None, controller: str):

@@ -220,7 +220,7 @@ def _facility_scenario(p: argparse.ArgumentParser) -> None:
 
 def _validate(args) -> int:
     from factory_twin import twin
-    from factory_twin.twin.design import design_point
+    from factory_twin.twin.simulation.design import design_point
 
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)  # everything simulate loads: weather (EPW), grid signals
@@ -246,10 +246,10 @@ def _validate(args) -> int:
 def _simulate(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization.controllers import make_controller
-    from factory_twin.twin.netcdf import write_netcdf
-    from factory_twin.twin.progress import ProgressBar
-    from factory_twin.twin.provenance import provenance
-    from factory_twin.twin.targets import run_misses, target_attrs
+    from factory_twin.twin.runs.netcdf import write_netcdf
+    from factory_twin.twin.runs.progress import ProgressBar
+    from factory_twin.twin.runs.provenance import provenance
+    from factory_twin.twin.simulation.targets import run_misses, target_attrs
 
     if args.duration is not None:
         return _simulate_segmented(args)
@@ -285,9 +285,9 @@ def _simulate_segmented(args) -> int:
     """``--duration``: segments on Dask (or serially) streamed into ``--out``; every check before any work."""
     from factory_twin import twin
     from factory_twin.optimization.controllers import make_controller
-    from factory_twin.twin import annual, segments
-    from factory_twin.twin.progress import ProgressBar
-    from factory_twin.twin.provenance import provenance
+    from factory_twin.twin.runs import annual, segments
+    from factory_twin.twin.runs.progress import ProgressBar
+    from factory_twin.twin.runs.provenance import provenance
 
     if args.out is None:
         raise ValueError("--out: a --duration run streams its results into a NetCDF file; name one")
@@ -342,8 +342,8 @@ def _simulate_segmented(args) -> int:
 
 
 def summary_rows(ds, f) -> list[tuple[str, object]]:
-    """The end-of-run table from the recorded meters and the run's totals (twin.meters.period_totals)."""
-    from factory_twin.twin.meters import period_totals
+    """The end-of-run table from the recorded meters and the run's totals (twin.simulation.meters.period_totals)."""
+    from factory_twin.twin.simulation.meters import period_totals
 
     t, cur = period_totals(ds), ds.attrs.get("currency", "")
     return [
@@ -382,8 +382,8 @@ def _optimize(args) -> int:
     from factory_twin import twin
     from factory_twin.optimization import DispatchOptions, dispatch, plan_summary
     from factory_twin.optimization.dispatch import check_dispatch_memory
-    from factory_twin.twin.netcdf import write_netcdf
-    from factory_twin.twin.provenance import provenance
+    from factory_twin.twin.runs.netcdf import write_netcdf
+    from factory_twin.twin.runs.provenance import provenance
 
     check_output_file(args.out, args.force)
     opts = DispatchOptions(
@@ -413,8 +413,8 @@ def _optimize(args) -> int:
 def _optimize_rolling(args, f, sc, opts) -> int:
     """``optimize --duration``: one plan per --horizon, on Dask (or serially), streamed into ``--out``."""
     from factory_twin.optimization.rolling import run_dispatch_year
-    from factory_twin.twin.progress import ProgressBar
-    from factory_twin.twin.provenance import provenance
+    from factory_twin.twin.runs.progress import ProgressBar
+    from factory_twin.twin.runs.provenance import provenance
 
     if args.out is None:
         raise ValueError("--out: a --duration run streams its plans into a NetCDF file; name one")

@@ -63,9 +63,9 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 
 def run_signal(args) -> int:
+    from factory_twin.links.dsx_flex import protocol as dx
+    from factory_twin.links.mqtt import BrokerConfig, MqttClient
     from factory_twin.models.units import KW
-    from factory_twin.twin import dsx_flex as dx
-    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
 
     key = dx.load_key(args.key, private=True)
     now = _utc(args.time, "--time") or datetime.now(UTC)
@@ -87,12 +87,12 @@ def run_signal(args) -> int:
 
 def run_agent(args) -> int:
     from factory_twin import twin
-    from factory_twin.optimization.flex_agent import AgentConfig, FlexAgent
+    from factory_twin.links.dsx_flex import protocol as dx
+    from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
+    from factory_twin.links.mqtt import BrokerConfig, MqttClient
     from factory_twin.optimization.mpc import MPCController
-    from factory_twin.twin import dsx_flex as dx
-    from factory_twin.twin.engine import Twin
-    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
-    from factory_twin.twin.scenario import build_scenario
+    from factory_twin.twin.scenario.scenario import build_scenario
+    from factory_twin.twin.simulation.engine import Twin
 
     trust = dx.TrustStore.from_files(args.trust_key)
     key = dx.load_key(args.key, private=True)

@@ -66,7 +66,7 @@ def _broker_options(p: argparse.ArgumentParser) -> None:
 
 
 def broker_config(args):
-    from factory_twin.twin.mqtt import BrokerConfig
+    from factory_twin.links.mqtt import BrokerConfig
 
     return BrokerConfig.from_url(
         args.broker,
@@ -91,11 +91,11 @@ def _emulate(args) -> int:
     import numpy as np
 
     from factory_twin import twin
-    from factory_twin.twin.dsx.contract import check_integration_name
-    from factory_twin.twin.dsx.emulator import BmsEmulator, Guardrails
-    from factory_twin.twin.dsx.faults import parse_fault
-    from factory_twin.twin.mqtt import MqttClient
-    from factory_twin.twin.timeparse import seconds
+    from factory_twin.links.dsx_exchange.contract import check_integration_name
+    from factory_twin.links.dsx_exchange.emulator import BmsEmulator, Guardrails
+    from factory_twin.links.dsx_exchange.faults import parse_fault
+    from factory_twin.links.mqtt import MqttClient
+    from factory_twin.twin.scenario.timeparse import seconds
 
     cfg = broker_config(args)
     check_integration_name(args.integration)
@@ -152,11 +152,11 @@ def _connect(args) -> int:
     import time
 
     from factory_twin import twin
-    from factory_twin.twin.dsx.connect import Connector, RequestGuard
-    from factory_twin.twin.dsx.contract import check_integration_name
-    from factory_twin.twin.dsx.pointmap import Override
-    from factory_twin.twin.mqtt import MqttClient
-    from factory_twin.twin.timeparse import seconds
+    from factory_twin.links.dsx_exchange.connect import Connector, RequestGuard
+    from factory_twin.links.dsx_exchange.contract import check_integration_name
+    from factory_twin.links.dsx_exchange.pointmap import Override
+    from factory_twin.links.mqtt import MqttClient
+    from factory_twin.twin.scenario.timeparse import seconds
 
     cfg = broker_config(args)
     check_integration_name(args.integration)
@@ -198,9 +198,9 @@ def _connect(args) -> int:
 def dashboard_connected(args) -> int:
     """``factory-twin dashboard --connect URL --state-dir DIR``: the plant page beside a running connector."""
     from factory_twin import twin
-    from factory_twin.dashboard.plant import serve_connected
-    from factory_twin.twin.dsx.connect import Connector
-    from factory_twin.twin.mqtt import BrokerConfig, MqttClient
+    from factory_twin.dashboard.pages.plant import serve_connected
+    from factory_twin.links.dsx_exchange.connect import Connector
+    from factory_twin.links.mqtt import BrokerConfig, MqttClient
 
     if args.state_dir is None:
         raise ValueError("--state-dir: required with --connect (history, alarms and state are kept there)")

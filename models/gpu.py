@@ -4,7 +4,7 @@ Throughput against drawn power is concave above a knee (dynamic power grows roug
 of clock frequency, throughput linearly) and convex below it (physics.md section 1.8). The optimizer
 needs a concave piecewise-linear curve, :math:`thr(x) = \min_k (a_k + b_k x)`, which it enforces
 with hypograph rows. Fitted curves ship in ``data/gpu_curves.toml`` (``bench/fit_gpu_curves.py``);
-``twin/curves.py`` reads them.
+``twin/facility/curves.py`` reads them.
 """
 
 from __future__ import annotations

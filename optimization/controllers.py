@@ -9,7 +9,7 @@ from __future__ import annotations
 def make_controller(name: str, facility, scenario, option: str = "controller"):
     """``uncapped`` | ``fixed:FRACTION`` | ``mpc`` -> a controller; ``ValueError`` naming ``option``
     (the CLI passes ``--controller``) otherwise."""
-    from factory_twin.twin.controllers import FixedCap, Uncapped
+    from factory_twin.twin.simulation.controllers import FixedCap, Uncapped
 
     if name == "uncapped":
         return Uncapped(facility.tdp_w)

@@ -23,8 +23,8 @@ from factory_twin.optimization.plan import plan_dataset
 from factory_twin.optimization.problem import make_problem
 from factory_twin.optimization.solution import Solution
 from factory_twin.optimization.solve import solve
-from factory_twin.twin.budget import check_memory
-from factory_twin.twin.inputs import facility_and_scenario
+from factory_twin.twin.scenario.inputs import facility_and_scenario
+from factory_twin.twin.simulation.memory_budget import check_memory
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
@@ -66,7 +66,7 @@ def dispatch(
         fields may also be given as a keyword (``horizon="24h"``, ``soft=("dr",)``, ...); they
         override ``options``.
     start : first step (ISO time or datetime64).
-    initial : ``twin.controllers.TwinState`` (or an object with ``grid_import_w`` and per-rack
+    initial : ``twin.simulation.controllers.TwinState`` (or an object with ``grid_import_w`` and per-rack
         ``gpu_cap_w``): the first step ramps from it; at class x CDU grouping the CDU limits take its
         ``fws_supply_c`` (the measured facility-water supply) when it has one.
     known_at : include only DR events announced by this time (default: all events of the scenario).

@@ -117,7 +117,7 @@ def rack_caps_w(f, groups: Groups, cap_w: Array) -> Array:
 def group_caps_w(f, groups: Groups, drawn_w: Array) -> Array:
     """Group caps [W per GPU] under which busy GPUs draw ``drawn_w`` [..., group] (the LP's decision):
     the draw itself for classes that draw ``min(demand, cap)``, the inverse of the class's fitted draw
-    (:meth:`twin.assembly.Facility.cap_for_drawn_w`) for classes with ``drawn_power = "fit"``."""
+    (:meth:`twin.facility.assembly.Facility.cap_for_drawn_w`) for classes with ``drawn_power = "fit"``."""
     out = np.array(drawn_w, float)
     for c, d in enumerate(f.drawn):
         g = groups.cls == c

@@ -1,6 +1,6 @@
 """Stage 1, site linearization: forecast -> the site model's points per step -> secant cuts.
 
-For every step the steady site model of :mod:`twin.design` (rack DC -> PSU, busway, UPS, transformer
+For every step the steady site model of :mod:`twin.simulation.design` (rack DC -> PSU, busway, UPS, transformer
 losses; cooling = pumps + heat rejection at the forecast dry/wet bulb + air side at its COP) is
 evaluated with all groups at the same position ``lam`` between their minimum cap (lam = 0) and the
 uncapped draw (lam = 1), at ``levels`` (default 0, 0.5, 1). Grid import as a function of campus GPU
@@ -92,7 +92,7 @@ def forecast(
     known_at=None,
 ) -> Forecast:
     """Evaluate the steady site model at ``levels`` for every step (see the module docstring)."""
-    from factory_twin.twin.design import cooling_power_w, grid_power_w, rack_totals, rack_types
+    from factory_twin.twin.simulation.design import cooling_power_w, grid_power_w, rack_totals, rack_types
 
     u_cls = np.stack([scenario.utilization(c, times) for c in f.class_names], axis=1)  # [T, classes]
     db, wb = scenario.ambient(times)
@@ -127,8 +127,8 @@ def forecast(
 
 def heat_capacity_mw(f, dry_bulb_c: Array, wet_bulb_c: Array) -> Array:
     """Largest liquid heat [MW] the plant rejects at the facility-water setpoint, per ambient
-    (:meth:`twin.plant.Plant.capacity_w` at the full facility-water flow, vectorized over time)."""
-    from factory_twin.twin.plant import build_plant
+    (:meth:`twin.simulation.plant.Plant.capacity_w` at the full facility-water flow, vectorized over time)."""
+    from factory_twin.twin.simulation.plant import build_plant
 
     return np.asarray(build_plant(f).capacity_w(dry_bulb_c, wet_bulb_c, float(f.c_fws_max_w_k.sum())), float) / MW
 

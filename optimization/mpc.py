@@ -38,8 +38,8 @@ from factory_twin.optimization.dispatch import plan_horizon, plan_times
 from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups, rack_caps_w
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
-from factory_twin.twin.controllers import Command, TwinState
-from factory_twin.twin.timeparse import seconds
+from factory_twin.twin.scenario.timeparse import seconds
+from factory_twin.twin.simulation.controllers import Command, TwinState
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PlanRecord:
 
 @dataclass
 class MPCController:
-    """A :class:`twin.controllers.Controller` that re-plans with the dispatch LP (see module
+    """A :class:`twin.simulation.controllers.Controller` that re-plans with the dispatch LP (see module
     docstring)."""
 
     facility: object

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from factory_twin.optimization.groups import GROUPINGS
-from factory_twin.twin.timeparse import seconds
+from factory_twin.twin.scenario.timeparse import seconds
 
 SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex", "cdu")
 SOLVERS = {

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.units import MW
 from factory_twin.optimization.groups import make_groups, rack_caps_w
-from factory_twin.twin.controllers import Command, TwinState
+from factory_twin.twin.simulation.controllers import Command, TwinState
 
 
 class PlanFollower:

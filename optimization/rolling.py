@@ -4,7 +4,7 @@ One plan per horizon (default a day at 5 min): plan ``k`` starts at ``start + k 
 planned on its own with the scenario as the forecast, exactly as ``dispatch(..., start=...)`` plans that
 day (each starts from the spec's BESS energy; no state passes between plans). The plans run in parallel
 on Dask (or serially) and stream into one NetCDF, resumable after a kill
-(:mod:`factory_twin.twin.streamed`).
+(:mod:`factory_twin.twin.runs.streamed`).
 
 Output: every per-step variable of the plans on one ``time`` axis (the step starts; ``gpu_cap_w`` over
 ``time`` and ``group``, the groups named in the ``group_names``/``group_classes`` attributes), per plan
@@ -29,8 +29,8 @@ from factory_twin.optimization.dispatch import dispatch
 from factory_twin.optimization.feasibility import validate_request
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.plan import plan_kpis
-from factory_twin.twin.streamed import Layout, Summary, run_streamed
-from factory_twin.twin.timeparse import seconds
+from factory_twin.twin.runs.streamed import Layout, Summary, run_streamed
+from factory_twin.twin.scenario.timeparse import seconds
 
 SUMMED = ("objective", "token_value", "energy_cost", "carbon_cost", "energy_mwh", "mwh_curtailed", "tokens")
 

@@ -15,19 +15,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {
-    "Facility": "assembly",
-    "builtin_facilities": "assembly",
-    "load_facility": "assembly",
-    "Command": "controllers",
-    "Controller": "controllers",
-    "FixedCap": "controllers",
-    "TwinState": "controllers",
-    "Uncapped": "controllers",
-    "Twin": "engine",
-    "simulate": "engine",
-    "Scenario": "scenario",
-    "load_scenario": "scenario",
-    "SpecError": "spec",
+    "Facility": "facility.assembly",
+    "builtin_facilities": "facility.assembly",
+    "load_facility": "facility.assembly",
+    "Command": "simulation.controllers",
+    "Controller": "simulation.controllers",
+    "FixedCap": "simulation.controllers",
+    "TwinState": "simulation.controllers",
+    "Uncapped": "simulation.controllers",
+    "Twin": "simulation.engine",
+    "simulate": "simulation.engine",
+    "Scenario": "scenario.scenario",
+    "load_scenario": "scenario.scenario",
+    "SpecError": "facility.spec",
 }
 __all__ = [
     "Command",
@@ -59,8 +59,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from factory_twin.twin.assembly import Facility, builtin_facilities, load_facility
-    from factory_twin.twin.controllers import Command, Controller, FixedCap, TwinState, Uncapped
-    from factory_twin.twin.engine import Twin, simulate
-    from factory_twin.twin.scenario import Scenario, load_scenario
-    from factory_twin.twin.spec import SpecError
+    from factory_twin.twin.facility.assembly import Facility, builtin_facilities, load_facility
+    from factory_twin.twin.facility.spec import SpecError
+    from factory_twin.twin.scenario.scenario import Scenario, load_scenario
+    from factory_twin.twin.simulation.controllers import Command, Controller, FixedCap, TwinState, Uncapped
+    from factory_twin.twin.simulation.engine import Twin, simulate

@@ -19,8 +19,8 @@ from factory_twin.dashboard.common import (
     water_l_per_min,
 )
 from factory_twin.models.units import MW
-from factory_twin.twin.live import Snapshot
-from factory_twin.twin.plant import MODES
+from factory_twin.twin.live.runner import Snapshot
+from factory_twin.twin.simulation.plant import MODES
 
 PATH, TITLE = "/cooling", "Cooling"
 SETPOINT_TOL_K = 0.1  # a supply this far above its setpoint counts as "not held" [K]

@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, readable, times, waiting_figure
 from factory_twin.models.units import S_PER_MIN
-from factory_twin.twin.grid_signals import DR_RAMP_S
-from factory_twin.twin.live import _NUMERIC, Snapshot, parse_command
+from factory_twin.twin.live.runner import _NUMERIC, Snapshot, parse_command
+from factory_twin.twin.scenario.grid_signals import DR_RAMP_S
 
 PATH, TITLE = "/dispatch", "Dispatch"
 

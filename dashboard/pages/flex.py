@@ -1,6 +1,6 @@
 """Grid flex: the DSX Flex agent's feeds, active and scheduled targets, compliance, breaches and refusals.
 
-Reads the agent's ``flex-status.json`` (written atomically by :class:`optimization.flex_agent.FlexAgent` in
+Reads the agent's ``flex-status.json`` (written atomically by :class:`links.dsx_flex.agent.FlexAgent` in
 its ``--state-dir``) from the one folder the server was given; nothing from the browser names a path.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, readable, waiting_figure
+from factory_twin.links.dsx_flex.state import STATUS_FILE
 from factory_twin.models.units import KW
-from factory_twin.twin.flex_state import STATUS_FILE
 
 PATH, TITLE = "/flex", "Grid flex"
 

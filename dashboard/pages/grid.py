@@ -1,6 +1,6 @@
 """Grid: the campus's grid intake at 10 ms for the next minutes, from the live twin's present state.
 
-A what-if on the fast electrical engine (:mod:`twin.fast_electrical`): start, stop or keep running a large
+A what-if on the fast electrical engine (:mod:`twin.grid_dynamics.fast_electrical`): start, stop or keep running a large
 synchronous training job with the chosen mitigation, and see the power at the point of interconnection, its
 spectrum against the requirement's bands, peak-to-peak and ramp meters against their limits, the storage
 charge, and (on request) the NERC 2024 dip sequence under a protection setting. The facility is the live
@@ -22,15 +22,15 @@ from factory_twin.models.poi_metrics import amplitude_spectrum, compliance
 from factory_twin.models.ride_through import ride_through, voltage_series
 from factory_twin.models.training_power import JobEvents
 from factory_twin.models.units import J_PER_MWH, MW
-from factory_twin.twin.fast_electrical import (
+from factory_twin.twin.grid_dynamics.fast_electrical import (
     StartState,
     TrainingJob,
     mitigation_defaults,
     run_fast,
     training_racks,
 )
-from factory_twin.twin.grid_codes import builtin_requirements, load_event, load_requirements
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.grid_dynamics.grid_codes import builtin_requirements, load_event, load_requirements
+from factory_twin.twin.live.runner import Snapshot
 
 PATH, TITLE = "/grid", "Grid"
 WINDOW_S, STEP_S, EVENT_AT_S = 120.0, 0.01, 30.0  # what-if window, step, when the job starts or stops

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, time_panels, times, waiting_figure
 from factory_twin.models.units import MW
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.live.runner import Snapshot
 
 PATH, TITLE = "/", "Overview"
 

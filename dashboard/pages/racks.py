@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, readable, time_panels, times, waiting_figure
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.live.runner import Snapshot
 from numpy.typing import NDArray
 
 PATH, TITLE = "/racks", "Racks"

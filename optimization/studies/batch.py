@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import numpy as np
-from factory_twin.twin.atomic import write_atomic
-from factory_twin.twin.progress import ProgressBar
+from factory_twin.twin.runs.atomic import write_atomic
+from factory_twin.twin.runs.progress import ProgressBar
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -195,7 +195,7 @@ def collect(
             raise ValueError(f"units: no variable {k!r} in the results")
         data[k][2]["units"] = u
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
-    from factory_twin.twin.netcdf import (
+    from factory_twin.twin.runs.netcdf import (
         write_netcdf,  # here: the timeout subprocess loads this module alone, keep it light
     )
 
@@ -308,7 +308,7 @@ def _plain(result: Any) -> dict[str, np.ndarray]:
 
 def _run_dask(fn, todo, timeout_s, scheduler, workers, finish) -> None:
     from distributed import as_completed
-    from factory_twin.twin.cluster import dask_client  # here: case subprocesses load this module alone
+    from factory_twin.twin.runs.cluster import dask_client  # here: case subprocesses load this module alone
 
     with dask_client(scheduler, workers) as client:
         futures = {client.submit(_execute, fn, case, timeout_s, pure=False): (cid, case) for cid, case in todo}

@@ -4,7 +4,7 @@ Parameter names (sweep keys, label overrides, options): scenario values ``offset
 ``import_limit_mw``, ``carbon_price_per_t``, ``price_scale`` (multiplies the price signal),
 ``workload.<class>.<field>``; one DR event ``dr_start``, ``dr_duration_h``, ``dr_depth``,
 ``dr_ramp_min``, ``dr_notice_min`` (replaces the scenario's events; ramp and notice default to
-:data:`twin.grid_signals.DR_RAMP_S` and ``DR_NOTICE_S``); facility spec values
+:data:`twin.scenario.grid_signals.DR_RAMP_S` and ``DR_NOTICE_S``); facility spec values
 ``spec.<dotted.path>`` (list items by index), re-validated and re-assembled; dispatch options
 (fields of :class:`optimization.options.DispatchOptions`) and ``start``.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.optimization.options import NAMES as OPTION_NAMES
 from factory_twin.optimization.options import DispatchOptions
-from factory_twin.twin.grid_signals import DR_NOTICE_S, DR_RAMP_S, DREvent
+from factory_twin.twin.scenario.grid_signals import DR_NOTICE_S, DR_RAMP_S, DREvent
 
 DR_KEYS = ("dr_start", "dr_duration_h", "dr_depth", "dr_ramp_min", "dr_notice_min")
 DR_RAMP_MIN, DR_NOTICE_MIN = DR_RAMP_S / S_PER_MIN, DR_NOTICE_S / S_PER_MIN
@@ -41,7 +41,7 @@ def resolve(context: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 def _base(facility: str, scenario: str | None, spec_json: str):
     """Facility (spec overrides applied, re-assembled) and base scenario; cached per worker process."""
     from factory_twin.twin import load_facility, load_scenario
-    from factory_twin.twin.assembly import assemble, rack_catalog
+    from factory_twin.twin.facility.assembly import assemble, rack_catalog
 
     f = load_facility(facility)
     overrides = json.loads(spec_json)
@@ -94,7 +94,7 @@ def model_for(context: dict[str, Any], params: dict[str, Any]):
 
 
 def _profile():
-    from factory_twin.twin.scenario import WorkloadProfile
+    from factory_twin.twin.scenario.scenario import WorkloadProfile
 
     return WorkloadProfile()
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
-from factory_twin.twin.grid_signals import DREvent
+from factory_twin.twin.scenario.grid_signals import DREvent
 
 
 def envelope_cell(context: dict[str, Any], duration_h: float, **params: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from factory_twin.models.poi_metrics import (
     rolling_peak_to_peak,
 )
 from factory_twin.models.units import MW, S_PER_MIN
-from factory_twin.twin.atomic import write_atomic
+from factory_twin.twin.runs.atomic import write_atomic
 
 SHOW_POINTS = 6000  # points per trace in the full-window plots (every n-th sample)
 SPECTRUM_MAX_HZ = 10.0

@@ -2,7 +2,7 @@
 mitigation mix does it at the lowest running cost?
 
 Each case of the sweep (``data/grid_mitigation.toml``: GPU floor x rack battery x site BESS x share of the
-synchronous job kept) is one fast electrical run (:mod:`twin.fast_electrical`) scored against every rule;
+synchronous job kept) is one fast electrical run (:mod:`twin.grid_dynamics.fast_electrical`) scored against every rule;
 cases run on :func:`optimization.studies.batch.run_batch` (Dask or serial, checkpointed, resumable).
 Cost of a case per window = energy overhead (floor burn + storage losses) x energy price + value of the
 tokens not produced (ramp-limited GPUs, GPUs of the job not run). Storage capital cost is not priced (no
@@ -26,7 +26,7 @@ from factory_twin.models.ride_through import envelope_allows, ride_through, volt
 from factory_twin.models.storage_split import SplitLaw
 from factory_twin.models.training_power import JobEvents
 from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN, TOKENS_PER_MTOK
-from factory_twin.twin.fast_electrical import (
+from factory_twin.twin.grid_dynamics.fast_electrical import (
     Mitigation,
     RackLayer,
     StartState,
@@ -37,7 +37,13 @@ from factory_twin.twin.fast_electrical import (
     run_fast,
     training_racks,
 )
-from factory_twin.twin.grid_codes import RequirementSet, VoltageEvent, load_event, load_requirements, recovery_time_s
+from factory_twin.twin.grid_dynamics.grid_codes import (
+    RequirementSet,
+    VoltageEvent,
+    load_event,
+    load_requirements,
+    recovery_time_s,
+)
 
 SWEEP_KEYS = ("floor_fraction", "rack_battery_j_per_gpu", "bess_tau_s", "job_share")
 GRID_STUDY_FILES = ("cases", "results.nc", "report.html")  # what a grid study writes in its folder

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.units import KW, MW, S_PER_H, S_PER_MIN
 from factory_twin.optimization.studies.cases import DR_NOTICE_MIN, DR_RAMP_MIN, model_for, plan
-from factory_twin.twin.grid_signals import DREvent
+from factory_twin.twin.scenario.grid_signals import DREvent
 
 KPX_CAPACITY_KRW_PER_KW_YR = 40_000.0  # KPX reliability DR, 30,000-50,000 KRW/kW-yr (field guide grid.md s5)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 import xarray as xr
-from factory_twin.twin.atomic import write_atomic
+from factory_twin.twin.runs.atomic import write_atomic
 
 # x axis per analysis (first sweep dimension otherwise)
 X_DIM = {"envelope": "duration_h", "headroom": "budget", "sizing": "firm_mw", "replay": "case"}
@@ -83,7 +83,7 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head><body>
 def write_year_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Report of a long run (``simulate --duration 1y``): the annual figures, monthly bar charts and the
     daily import range; offline like the study report."""
-    from factory_twin.twin.annual import MONTHS, annual_dataset, rows
+    from factory_twin.twin.runs.annual import MONTHS, annual_dataset, rows
 
     monthly = annual_dataset(ds)
     labels = [MONTHS[m - 1] for m in monthly.month.values]

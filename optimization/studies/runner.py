@@ -42,7 +42,7 @@ from factory_twin.optimization.studies.batch import collect, run_batch
 from factory_twin.optimization.studies.cases import model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
 from factory_twin.optimization.studies.replay import replay_event, replay_sweep, replay_totals
-from factory_twin.twin.netcdf import write_netcdf
+from factory_twin.twin.runs.netcdf import write_netcdf
 
 from factory_twin import data
 
@@ -147,8 +147,8 @@ def check_sweep(study: dict[str, Any]) -> None:
     raise one ``ValueError`` listing each bad ``sweep.<key> = value`` and why (values are checked with the
     scenario file's own rules)."""
     from factory_twin.optimization.studies.cases import case_options, model_for
-    from factory_twin.twin.scenario import WorkloadProfile, _Grid, _Weather
-    from factory_twin.twin.spec import _describe
+    from factory_twin.twin.facility.spec import _describe
+    from factory_twin.twin.scenario.scenario import WorkloadProfile, _Grid, _Weather
     from pydantic import ValidationError
 
     dims, _ = sweep_dims(study)

@@ -1,4 +1,4 @@
-"""A deterministic stand-in for twin.engine.Twin, and snapshots made from it by the real runner."""
+"""A deterministic stand-in for twin.simulation.engine.Twin, and snapshots made from it by the real runner."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from factory_twin.twin.grid_signals import GridSignals
-from factory_twin.twin.meters import PlantStepResult
-from factory_twin.twin.plant import Plant
-from factory_twin.twin.scenario import Scenario
+from factory_twin.twin.scenario.grid_signals import GridSignals
+from factory_twin.twin.scenario.scenario import Scenario
+from factory_twin.twin.simulation.meters import PlantStepResult
+from factory_twin.twin.simulation.plant import Plant
 
 START = np.datetime64("2026-08-07T00:00:00", "s")
 N_RACKS, N_CDUS = 12, 3
@@ -125,7 +125,7 @@ def stub_twin() -> StubTwin:
 @pytest.fixture
 def snapshot(tmp_path):
     """A snapshot published by the real runner after 20 simulated minutes of the stub twin."""
-    from factory_twin.twin.live import LiveRunner
+    from factory_twin.twin.live.runner import LiveRunner
 
     runner = LiveRunner(StubTwin(), tmp_path, speed=60.0, controller_name="uncapped", rack_history=5)
     for _ in range(120):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factory_twin.twin.live import SNAPSHOT, load_snapshot
+from factory_twin.twin.live.runner import SNAPSHOT, load_snapshot
 from support import free_port, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

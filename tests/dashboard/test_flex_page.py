@@ -18,11 +18,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factory_twin.optimization.flex_agent import AgentConfig, FlexAgent
+from factory_twin.links.dsx_flex import protocol as dx
+from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
 from factory_twin.optimization.mpc import MPCController
 from factory_twin.optimization.options import MPC_OPTIONS
-from factory_twin.twin import dsx_flex as dx
-from factory_twin.twin.engine import Twin
+from factory_twin.twin.simulation.engine import Twin
 from joserfc.jwk import ECKey
 
 from factory_twin import twin

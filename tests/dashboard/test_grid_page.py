@@ -7,9 +7,9 @@ import pytest
 from factory_twin.dashboard.pages import grid
 from factory_twin.models.poi_metrics import compliance
 from factory_twin.models.units import MW
-from factory_twin.twin.fast_electrical import StartState
-from factory_twin.twin.grid_codes import load_requirements
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.grid_dynamics.fast_electrical import StartState
+from factory_twin.twin.grid_dynamics.grid_codes import load_requirements
+from factory_twin.twin.live.runner import Snapshot
 
 from factory_twin import twin
 

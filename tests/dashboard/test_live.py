@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from factory_twin.twin.live import (
+from factory_twin.twin.live.runner import (
     COMMANDS,
     SNAPSHOT,
     LiveRunner,
@@ -18,7 +18,7 @@ from factory_twin.twin.live import (
     send_command,
     write_snapshot,
 )
-from factory_twin.twin.meters import METERS
+from factory_twin.twin.simulation.meters import METERS
 
 # ------------------------------------------------------------------ parse_command
 

@@ -12,7 +12,7 @@ from dash import html
 from factory_twin.dashboard.app import create_app
 from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
 from factory_twin.models.units import MW
-from factory_twin.twin.live import Snapshot
+from factory_twin.twin.live.runner import Snapshot
 from plotly.utils import PlotlyJSONEncoder
 
 
@@ -201,7 +201,7 @@ def test_rejection_chart_compares_like_with_like(snapshot):
 
 def test_plant_capacity_meter_is_the_plant_model_at_the_snapshot_ambient(tmp_path):
     """A real campus-100mw twin, 8 K hotter: the snapshot's capacity is Plant.capacity_w at its ambient."""
-    from factory_twin.twin.live import LiveRunner
+    from factory_twin.twin.live.runner import LiveRunner
 
     from factory_twin import twin
 
@@ -347,7 +347,7 @@ def test_send_reports_bad_input_without_sending():
     sent = []
 
     def sink(cmd):
-        from factory_twin.twin.live import parse_command
+        from factory_twin.twin.live.runner import parse_command
 
         sent.append(parse_command(cmd))
         return "id1"
@@ -533,8 +533,7 @@ def test_every_dashboard_chart_has_one_scale_per_plot_and_round_ticks(snapshot):
 
 
 def test_grid_flex_plant_and_study_charts_have_round_ticks():
-    from factory_twin.dashboard import plant
-    from factory_twin.dashboard.pages import flex, grid
+    from factory_twin.dashboard.pages import flex, grid, plant
 
     t = np.arange(0.0, 120.0, 0.01)
     ds = xr.Dataset(

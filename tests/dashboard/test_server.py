@@ -2,7 +2,7 @@
 
 import numpy as np
 from factory_twin.dashboard.server import LatestSnapshot
-from factory_twin.twin.live import Snapshot, write_snapshot
+from factory_twin.twin.live.runner import Snapshot, write_snapshot
 
 
 def test_each_published_snapshot_is_read_once(tmp_path):

@@ -13,7 +13,7 @@ from factory_twin.models.gpu import (
     smooth_power_w,
     thermal_throttle_limit_w,
 )
-from factory_twin.twin.curves import available_curves, load_curve
+from factory_twin.twin.facility.curves import available_curves, load_curve
 from scipy.optimize import linprog
 
 from factory_twin import data
@@ -236,7 +236,7 @@ def test_throttle_releases_with_hysteresis():
 def test_drawn_power_fit_matches_the_sweep_per_class():
     """Mean draw vs cap against every measured point (100-400 W): RMSE per class as recorded in the data file,
     and a few watts at most; e.g. fine-tuning draws ~321 W at a 350 W cap, not 350 W."""
-    from factory_twin.twin.curves import load_drawn
+    from factory_twin.twin.facility.curves import load_drawn
 
     sweep = _sweep()
     recorded = tomllib.loads(data.path("gpu_curves.toml").read_text())
@@ -256,7 +256,7 @@ def test_drawn_power_limits_inverse_and_curves_without_fit():
     """Clipped normal: a narrow demand draws min(mu, eta c); the cap inverse is a round trip; Zeus curves
     (drawn = cap by construction) carry no fit."""
     from factory_twin.models.gpu import DrawnPower
-    from factory_twin.twin.curves import load_drawn
+    from factory_twin.twin.facility.curves import load_drawn
 
     narrow = DrawnPower(mu=0.8, sigma=1e-4, eta=0.98)
     c = np.array([0.3, 0.6, 0.9, 1.0])

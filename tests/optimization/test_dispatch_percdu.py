@@ -11,9 +11,9 @@ from factory_twin.models.cooling import ConstantFlowCdus
 from factory_twin.optimization import PlanFollower, dispatch
 from factory_twin.optimization.cdu_limits import cdu_limits_w, cdu_rooms
 from factory_twin.optimization.groups import make_groups, rack_caps_w
-from factory_twin.twin.assembly import load_facility
-from factory_twin.twin.engine import Twin
-from factory_twin.twin.scenario import load_scenario
+from factory_twin.twin.facility.assembly import load_facility
+from factory_twin.twin.scenario.scenario import load_scenario
+from factory_twin.twin.simulation.engine import Twin
 
 from factory_twin import data
 from factory_twin.cli import main

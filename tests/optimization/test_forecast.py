@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from factory_twin.optimization.groups import make_groups
 from factory_twin.optimization.linearization import LEVELS, forecast
-from factory_twin.twin.design import rack_types, steady_point
+from factory_twin.twin.simulation.design import rack_types, steady_point
 
 from factory_twin import twin
 

@@ -3,8 +3,8 @@ ramps."""
 
 import numpy as np
 from factory_twin.optimization import MPC_OPTIONS, MPCController
-from factory_twin.twin.controllers import Controller, TwinState
-from factory_twin.twin.engine import simulate
+from factory_twin.twin.simulation.controllers import Controller, TwinState
+from factory_twin.twin.simulation.engine import simulate
 
 from factory_twin import twin
 

@@ -5,8 +5,8 @@ announcement, with a changing measured state."""
 import numpy as np
 import pytest
 from factory_twin.optimization import MPC_OPTIONS, MPCController
-from factory_twin.twin.controllers import TwinState
-from factory_twin.twin.engine import simulate
+from factory_twin.twin.simulation.controllers import TwinState
+from factory_twin.twin.simulation.engine import simulate
 
 OPTS = MPC_OPTIONS.updated(horizon="2h", step="5min", backend="highspy")
 

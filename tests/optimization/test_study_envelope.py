@@ -5,7 +5,7 @@ import pytest
 from factory_twin.optimization.studies.cases import model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
 from factory_twin.optimization.studies.runner import load_study, run_study
-from factory_twin.twin.grid_signals import DREvent
+from factory_twin.twin.scenario.grid_signals import DREvent
 
 TOL = 0.02
 

@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from factory_twin.twin.assembly import assemble, rack_catalog
-from factory_twin.twin.grid_signals import read_signals_csv
-from factory_twin.twin.scenario import load_scenario
-from factory_twin.twin.spec import SpecError, parse_facility
-from factory_twin.twin.weather import read_epw
+from factory_twin.twin.facility.assembly import assemble, rack_catalog
+from factory_twin.twin.facility.spec import SpecError, parse_facility
+from factory_twin.twin.scenario.grid_signals import read_signals_csv
+from factory_twin.twin.scenario.scenario import load_scenario
+from factory_twin.twin.scenario.weather import read_epw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

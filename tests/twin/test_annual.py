@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from factory_twin.optimization.studies.report import write_year_report
-from factory_twin.twin.annual import annual_dataset, annual_figures, rows
+from factory_twin.twin.runs.annual import annual_dataset, annual_figures, rows
 
 RECORD_S = 3600.0
 

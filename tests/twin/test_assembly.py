@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factory_twin.models.cooling import cdu_supply_control
-from factory_twin.twin.design import design_point, steady_point
+from factory_twin.twin.simulation.design import design_point, steady_point
 
 from factory_twin import twin
 

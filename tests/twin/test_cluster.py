@@ -5,7 +5,7 @@ from __future__ import annotations
 import dask
 import distributed  # noqa: F401  (loads its config before dask.config.set below touches it)
 import pytest
-from factory_twin.twin.cluster import dask_client
+from factory_twin.twin.runs.cluster import dask_client
 from support import free_port
 
 

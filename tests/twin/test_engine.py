@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factory_twin.twin.scenario import ScenarioSpec, WorkloadProfile, build_scenario
+from factory_twin.twin.scenario.scenario import ScenarioSpec, WorkloadProfile, build_scenario
 from scipy.linalg import expm
 
 from factory_twin import twin
@@ -55,7 +55,7 @@ def test_single_rack_reproduces_two_node_step_response(bench):
 
 
 def test_adaptive_interval_step_equals_stepping_every_rack_each_second(campus, monkeypatch):
-    from factory_twin.twin import engine
+    from factory_twin.twin.simulation import engine
 
     sc = twin.load_scenario("hot-day-dr", campus)
     kw = {"start": "2026-08-08T15:50:00", "duration": "20min", "record_every": "60s"}
@@ -72,7 +72,7 @@ def test_adaptive_interval_step_equals_stepping_every_rack_each_second(campus, m
 def test_racks_near_the_limit_that_never_reach_it_take_the_interval_step(campus, monkeypatch):
     """Uncapped afternoon 4.5 K hotter than the hot day (some racks throttle): racks within the margin whose
     sampled die path stays below t_max skip the 1 s steps; the result equals stepping them every second."""
-    from factory_twin.twin import engine
+    from factory_twin.twin.simulation import engine
 
     sc = twin.load_scenario("hot-day-dr", campus).with_changes(offset_k=4.5)  # plant short: supply floats up
     kw = {"start": "2026-08-08T14:00:00", "duration": "10min", "record_every": "60s"}
@@ -174,8 +174,8 @@ def test_hot_afternoon_chain_and_heatwave_throttling(campus):
 
 
 def _bench_with(text_change: tuple[str, str]):
-    from factory_twin.twin.assembly import assemble, rack_catalog
-    from factory_twin.twin.spec import parse_facility
+    from factory_twin.twin.facility.assembly import assemble, rack_catalog
+    from factory_twin.twin.facility.spec import parse_facility
 
     text = BENCH.read_text().replace(*text_change)
     return assemble(parse_facility(text, "bench", set(rack_catalog())), rack_catalog())
@@ -185,10 +185,10 @@ def test_fitted_drawn_power_under_a_cap():
     """With ``drawn_power = "fit"`` a capped GPU draws the class's fitted mean (below the cap), the uncapped
     draw is unchanged, and the LP's draw maps back to the cap that yields it; a curve without a fit is an error
     naming the key."""
-    from factory_twin.twin.controllers import FixedCap
-    from factory_twin.twin.curves import load_drawn
-    from factory_twin.twin.engine import Twin
-    from factory_twin.twin.spec import SpecError
+    from factory_twin.twin.facility.curves import load_drawn
+    from factory_twin.twin.facility.spec import SpecError
+    from factory_twin.twin.simulation.controllers import FixedCap
+    from factory_twin.twin.simulation.engine import Twin
 
     f = _bench_with(('curve = "training"', 'curve = "training"\ndrawn_power = "fit"'))
     sc = _winter(f)
@@ -205,7 +205,7 @@ def test_fitted_drawn_power_under_a_cap():
 
 def test_a_plant_step_off_the_clock_is_refused():
     """The twin's clock counts whole seconds: a 0.5 s plant step would never move it (round(0.5) == 0)."""
-    from factory_twin.twin.engine import Twin
+    from factory_twin.twin.simulation.engine import Twin
 
     f = _bench_with(("", ""))
     with pytest.raises(ValueError, match=r"plant_step: must be a whole number of seconds, got 0.5 s"):

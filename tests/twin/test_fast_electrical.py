@@ -9,8 +9,9 @@ from factory_twin.models.gpu_smoothing import SmoothingProfile
 from factory_twin.models.power import psu_input_w
 from factory_twin.models.storage_split import SplitLaw
 from factory_twin.models.training_power import JobEvents, job_power_w
-from factory_twin.twin.assembly import assemble, rack_catalog
-from factory_twin.twin.fast_electrical import (
+from factory_twin.twin.facility.assembly import assemble, rack_catalog
+from factory_twin.twin.facility.spec import Bess as BessSpec
+from factory_twin.twin.grid_dynamics.fast_electrical import (
     Mitigation,
     RackLayer,
     StartState,
@@ -19,8 +20,7 @@ from factory_twin.twin.fast_electrical import (
     place_jobs,
     run_fast,
 )
-from factory_twin.twin.plant import build_plant
-from factory_twin.twin.spec import Bess as BessSpec
+from factory_twin.twin.simulation.plant import build_plant
 
 from factory_twin import twin
 

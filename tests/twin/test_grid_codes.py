@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 from factory_twin.models.ride_through import envelope_allows, ride_through, voltage_series
-from factory_twin.twin.grid_codes import (
+from factory_twin.twin.facility.spec import SpecError
+from factory_twin.twin.grid_dynamics.grid_codes import (
     builtin_events,
     builtin_requirements,
     load_event,
     load_requirements,
     recovery_time_s,
 )
-from factory_twin.twin.spec import SpecError
 
 
 def test_builtin_sets_carry_the_published_limits():

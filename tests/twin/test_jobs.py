@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from factory_twin.twin.controllers import Command
-from factory_twin.twin.engine import Twin
-from factory_twin.twin.jobs import ENERGY
+from factory_twin.twin.simulation.controllers import Command
+from factory_twin.twin.simulation.engine import Twin
+from factory_twin.twin.simulation.jobs import ENERGY
 
 from factory_twin import twin
 

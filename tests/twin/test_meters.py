@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from factory_twin.twin import meters
-from factory_twin.twin.meters import METERS, GridNow, IntervalMean, PlantStepResult, Reading
+from factory_twin.twin.simulation import meters
+from factory_twin.twin.simulation.meters import METERS, GridNow, IntervalMean, PlantStepResult, Reading
 
 GRID = GridNow(import_limit_mw=50.0, price_per_mwh=120.0, carbon_kg_per_mwh=300.0, dr_depth=0.0)
 

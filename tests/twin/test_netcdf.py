@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-from factory_twin.twin.netcdf import write_netcdf
+from factory_twin.twin.runs.netcdf import write_netcdf
 
 
 def test_round_trip_and_failed_write_keeps_previous(tmp_path):

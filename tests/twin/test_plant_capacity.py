@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from factory_twin.models.units import MW
 from factory_twin.twin import load_facility
-from factory_twin.twin.plant import MODES, build_plant
+from factory_twin.twin.simulation.plant import MODES, build_plant
 
 
 @pytest.fixture(scope="module")

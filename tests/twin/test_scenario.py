@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from factory_twin.twin.grid_signals import DREvent, read_signals_csv
-from factory_twin.twin.scenario import WorkloadProfile
-from factory_twin.twin.spec import SpecError
-from factory_twin.twin.weather import read_epw, typical_year
+from factory_twin.twin.facility.spec import SpecError
+from factory_twin.twin.scenario.grid_signals import DREvent, read_signals_csv
+from factory_twin.twin.scenario.scenario import WorkloadProfile
+from factory_twin.twin.scenario.weather import read_epw, typical_year
 
 from factory_twin import twin
 
@@ -18,7 +18,7 @@ def facility():
 
 
 def test_typical_year_matches_normals_and_design_tail():
-    from factory_twin.twin.weather import climate_normals
+    from factory_twin.twin.scenario.weather import climate_normals
 
     n = climate_normals()["seoul"]
     w = typical_year("seoul")

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from factory_twin.twin import segments
-from factory_twin.twin.recorder import CampusRecorder
+from factory_twin.twin.runs import segments
+from factory_twin.twin.simulation.recorder import CampusRecorder
 
 from factory_twin import twin
 from factory_twin.cli import main

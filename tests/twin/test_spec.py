@@ -3,7 +3,7 @@
 import tomllib
 
 import pytest
-from factory_twin.twin.spec import SpecError, parse_facility
+from factory_twin.twin.facility.spec import SpecError, parse_facility
 
 from factory_twin import data
 

@@ -1,0 +1,215 @@
+"""The plant as measured, with the shadow twin beside it: ``factory-twin dashboard --connect URL``.
+
+A :class:`links.dsx_exchange.connect.Connector` runs in a background thread of this process (its own MQTT client,
+history and alarm log under ``--state-dir``); the page reads :meth:`Connector.view` copies every second:
+point health (mapped, stale, bad quality, unmapped), each CDU's supply temperature and valve measured
+and predicted, the UA estimates, the racks' return temperatures measured against predicted, the active
+alarms (filterable by entity) and the setpoint requests with their acknowledgement.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, dcc, html
+from factory_twin.dashboard import wsgi
+from factory_twin.dashboard.common import GRAPH_CONFIG, axis_ticks, card, fmt, readable
+
+ViewSource = Callable[[], dict]
+
+
+def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
+    app = Dash(
+        __name__,
+        assets_folder=str(Path(__file__).with_name("assets")),
+        serve_locally=True,
+        title="factory-twin · plant",
+        update_title=None,
+    )
+    app.layout = html.Div(
+        [
+            dcc.Interval(id="tick", interval=interval_ms),
+            html.Header(
+                [
+                    html.Span("factory-twin · plant (DSX Exchange)", className="brand"),
+                    html.Span(id="status", className="status"),
+                ],
+                className="header",
+            ),
+            html.Main(
+                [
+                    html.Div(id="kpis", className="kpis"),
+                    html.Div(
+                        [
+                            html.Div(
+                                [
+                                    html.H3("CDU supply temperature: measured vs predicted"),
+                                    dcc.Graph(id="cdu-graph", config=GRAPH_CONFIG),
+                                ],
+                                className="half",
+                            ),
+                            html.Div(
+                                [
+                                    html.H3("Rack return temperature: measured vs predicted"),
+                                    dcc.Graph(id="rack-graph", config=GRAPH_CONFIG),
+                                ],
+                                className="half",
+                            ),
+                        ],
+                        className="row",
+                    ),
+                    html.H3("Active alarms"),
+                    html.Div(
+                        [
+                            html.Label("entity", htmlFor="alarm-filter"),
+                            dcc.Input(id="alarm-filter", type="text", placeholder="e.g. hall-a-cdu09", debounce=False),
+                        ],
+                        className="controls inline",
+                    ),
+                    html.Div(id="alarms"),
+                    html.H3("Setpoint requests"),
+                    html.Div(id="requests"),
+                ],
+                className="page",
+            ),
+        ]
+    )
+
+    @app.callback(
+        Output("status", "children"),
+        Output("kpis", "children"),
+        Output("cdu-graph", "figure"),
+        Output("rack-graph", "figure"),
+        Output("alarms", "children"),
+        Output("requests", "children"),
+        Input("tick", "n_intervals"),
+        Input("alarm-filter", "value"),
+    )
+    def _refresh(_n, entity_filter):
+        v = view()
+        st, h = v["status"], v["health"]
+        t = np.datetime64(int(st["plant_time_ms"]), "ms").astype("datetime64[s]") if st["plant_time_ms"] else None
+        status = (
+            f"plant time {str(t).replace('T', ' ') if t is not None else '–'} · "
+            f"{'connected' if st['connected'] else 'DISCONNECTED'} · blind {st['blind_s']:.0f} s · "
+            f"{st['messages']:,} messages"
+        )
+        alarms = st["active_alarms"]
+        reqs = st["requests"]
+        kpis = [
+            card("points mapped", f"{h['mapped']:,}", id="kpi-mapped"),
+            card("stale", f"{h['stale']:,}", alarm=h["stale"] > 0, id="kpi-stale"),
+            card("bad quality", f"{h['bad_quality']:,}", alarm=h["bad_quality"] > 0, id="kpi-bad"),
+            card("unmapped", f"{h['unmapped']:,}", alarm=h["unmapped"] > 0, id="kpi-unmapped"),
+            card("active alarms", f"{len(alarms)}", alarm=bool(alarms), id="kpi-alarms"),
+            card("lowest UA / design", fmt(st["ua_ratio_min"], 3), id="kpi-ua"),
+            card("hottest die (est.)", fmt(st["max_die_c"], 1, "°C"), id="kpi-die"),
+        ]
+        needle = (entity_filter or "").strip()
+        shown = [a for a in alarms if needle in a["entity"]] if needle else alarms
+        return (
+            status,
+            kpis,
+            _cdu_figure(v["cdu"]),
+            _rack_figure(v["rack"]),
+            _alarm_table(shown),
+            _request_table(reqs),
+        )
+
+    return app
+
+
+def _cdu_figure(c: dict) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=c["id"], y=c["supply_measured_c"], mode="markers", name="measured", marker_size=7)
+    fig.add_scatter(
+        x=c["id"],
+        y=c["supply_predicted_c"],
+        mode="markers",
+        name="predicted (est. UA)",
+        marker_symbol="x",
+        marker_size=7,
+    )
+    readable(fig, 1.0, c["supply_measured_c"], c["supply_predicted_c"])
+    fig.update_traces(hovertemplate="CDU %{x}: %{y:.2f} °C")
+    fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="°C", legend_orientation="h")
+    return fig
+
+
+def _rack_figure(r: dict) -> go.Figure:
+    m, p = np.asarray(r["return_measured_c"], float), np.asarray(r["return_predicted_c"], float)
+    fig = go.Figure()
+    ok = np.isfinite(m) & np.isfinite(p)
+    fig.add_scatter(x=p[ok], y=m[ok], mode="markers", name="racks", marker_size=4)
+    if ok.any():
+        lo, hi = float(min(m[ok].min(), p[ok].min())), float(max(m[ok].max(), p[ok].max()))
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = predicted", line_dash="dot")
+        ticks = axis_ticks([lo, hi], 1.0)
+        fig.update_xaxes(**ticks)
+        fig.update_yaxes(**ticks)
+    fig.update_layout(
+        height=320,
+        margin=dict(l=50, r=10, t=10, b=40),
+        xaxis_title="predicted °C",
+        yaxis_title="measured °C",
+        legend_orientation="h",
+    )
+    return fig
+
+
+def _alarm_table(alarms: list[dict]) -> html.Table | html.Div:
+    if not alarms:
+        return html.Div("no active alarm", className="message ok", id="no-alarms")
+    rows = [
+        html.Tr(
+            [
+                html.Td(str(np.datetime64(a["time_ms"], "ms").astype("datetime64[s]")).replace("T", " ")),
+                html.Td(a["entity"]),
+                html.Td(a["kind"]),
+                html.Td(a["point"] or ""),
+            ],
+            className="alarm-row",
+        )
+        for a in sorted(alarms, key=lambda a: a["time_ms"], reverse=True)[:200]
+    ]
+    head = html.Tr([html.Th("time"), html.Th("entity"), html.Th("kind"), html.Th("point")])
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="alarm-table")
+
+
+def _request_table(reqs: dict) -> html.Table | html.Div:
+    if not reqs:
+        return html.Div("no request sent", className="message", id="no-requests")
+    rows = []
+    for cdu, r in sorted(reqs.items()):
+        ack = "acknowledged" if r.get("acked_ms") else ("waiting" if r.get("active") else "withheld")
+        rows.append(html.Tr([html.Td(cdu), html.Td(fmt(r.get("value"), 2, "°C")), html.Td(ack)], className="req-row"))
+    head = html.Tr([html.Th("CDU"), html.Th("supply request"), html.Th("BMS")])
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="request-table")
+
+
+def serve_connected(connector, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> int:
+    """Run ``connector`` in a background thread and serve the plant page until interrupted."""
+    sock = wsgi.listen(host, port)  # a port in use fails here, before connecting
+    stop = threading.Event()
+    worker = threading.Thread(target=connector.run, args=(stop.is_set,), name="connect", daemon=True)
+    connector.client.start(wait_s=None)
+    worker.start()
+    app = create_plant_app(connector.view)
+    print(f"factory-twin dashboard: http://{host}:{port}/ (connected to {connector.client.config.url})", flush=True)
+    try:
+        wsgi.run(app, sock, debug)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+        stop.set()
+        worker.join(30)
+        connector.client.stop()
+    return 0
+
+
+__all__ = ["create_plant_app", "serve_connected"]

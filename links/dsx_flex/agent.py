@@ -1,0 +1,329 @@
+"""DSX Flex agent: verified grid load targets become limits of the running MPC; status and breaches go out.
+
+The agent owns a :class:`twin.simulation.engine.Twin` driven by an :class:`optimization.mpc.MPCController`. Inbound
+``grid.loadtarget.set.v1`` events arrive from MQTT (paho's thread puts them on a queue); between plant steps the agent
+verifies them (:mod:`links.dsx_flex.protocol`), applies them to its :class:`links.dsx_flex.state.FlexState`, saves the
+state atomically, hands the feeds' limits to the scenario as :class:`twin.scenario.scenario.GridTarget` (feed limit /
+share on the feed's meter, ``default_constraint`` where no target is in force) and asks for a re-plan, so the next
+plant step runs under new caps. The MPC's import ramp row applies the facility's ``ramp_limit_mw_per_min``.
+``best_effort`` targets keep the jobs' flex floors hard (shed only what the floors allow and report non-compliance);
+other targets may push the jobs below their floors.
+
+After each plant step the measured load per feed (share x grid import or GPU power) drives the ramp and
+breach trackers; transitions and a heartbeat every ``heartbeat_s`` of twin time publish
+``grid.powerstate.status.v1``; breaches publish ``grid.powerbreach.alert.v1`` with shed hints, one per
+dispatch group (workload class x zone), the classes with the largest tolerated throughput loss first.
+Times: the twin's local times map to UTC with the site's ``utc_offset_h``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time as wall
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from factory_twin.links.dsx_flex.protocol import (
+    BREACH,
+    STATUS,
+    Key,
+    RefusedError,
+    TrustStore,
+    breach_topic,
+    build_event,
+    iso,
+    loadtarget_topic,
+    parse_loadtarget,
+    power,
+    status_topic,
+)
+from factory_twin.links.dsx_flex.state import STATUS_FILE, FlexState, feeds_of, write_json_atomic
+from factory_twin.models.units import KW, MW, S_PER_MIN
+from factory_twin.optimization.groups import make_groups
+from factory_twin.twin.scenario.scenario import GridTarget
+from factory_twin.twin.simulation.meters import grid_import_w
+
+log = logging.getLogger("factory_twin.flex")
+FAR = np.timedelta64(3650, "D")
+
+
+@dataclass
+class AgentConfig:
+    """Agent settings: ``identifier`` names its topics and source; times in twin seconds."""
+
+    identifier: str = "factory-twin"
+    heartbeat_s: float = 60.0
+    max_age_s: float = 300.0
+    tolerance: float = 0.01
+    grace_s: float = 120.0
+    escalate_s: float = 300.0
+
+
+@dataclass
+class Published:
+    topic: str
+    event: dict
+    data: dict
+
+
+@dataclass
+class FlexAgent:
+    """See the module docstring. The twin's controller is normally an :class:`optimization.mpc.MPCController`
+    (any controller that reads the scenario's grid targets works); ``client`` is a started
+    :class:`links.mqtt.MqttClient` (or None: feed events to :meth:`handle` directly)."""
+
+    twin: object
+    trust: TrustStore
+    key: Key
+    client: object = None
+    state_dir: Path | None = None
+    config: AgentConfig = field(default_factory=AgentConfig)
+    published: list[Published] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    keep_published: bool = True
+
+    def __post_init__(self) -> None:
+        f = self.twin.f
+        self.offset = timedelta(hours=f.spec.site.utc_offset_h)
+        ramp = f.spec.grid.ramp_limit_mw_per_min * MW / S_PER_MIN
+        c = self.config
+        self.state = FlexState(feeds_of(f.spec), tolerance=c.tolerance, grace_s=c.grace_s, escalate_s=c.escalate_s)
+        self.state.ramp_w_per_s = ramp
+        self.inbox: queue.Queue = queue.Queue()
+        self.source = f"//grid/v1/dsx-flex-agent/{c.identifier}"
+        self.mpc = self.twin.controller  # an MPCController (plans, soft limits) or any other controller
+        self.hints = _shed_hints(f, getattr(self.mpc, "groups", None) or make_groups(f, "hall"))
+        self._next_heartbeat = None
+        opts = getattr(self.mpc, "options", None)
+        self._soft = tuple(opts.soft) if opts is not None else ()
+        self.latency_s: list[float] = []  # arrival -> new caps in the twin, per accepted event [wall s]
+        self.history = {x.tag: deque(maxlen=720) for x in self.state.feeds}  # (time, measured, limit) [s, W, W]
+        self.alerts: deque = deque(maxlen=50)
+        self.refused: deque = deque(maxlen=20)
+        if self.state_dir is not None and self.state.load(self.state_dir):
+            log.info("reloaded flex state from %s", self.state_dir)
+        self._push_targets()
+        if self.client is not None:
+            self.client.on_message = self.on_message
+            self.client.subscribe(loadtarget_topic("+"), qos=1)
+
+    # ------------------------------------------------------------------ time and measurements
+    def now(self) -> datetime:
+        """The twin's time in UTC."""
+        local = self.twin.time.astype("datetime64[ms]").astype(datetime)
+        return (local - self.offset).replace(tzinfo=UTC)
+
+    def _local(self, t: datetime) -> np.datetime64:
+        return np.datetime64((t.astimezone(UTC) + self.offset).replace(tzinfo=None), "s")
+
+    def measured_w(self) -> dict[str, float]:
+        r = self.twin.last
+        if r is None:
+            return {f.tag: 0.0 for f in self.state.feeds}
+        return {f.tag: f.share * (grid_import_w(r) if f.meter == "grid" else r.gpu_w) for f in self.state.feeds}
+
+    def planned_w(self) -> dict[str, float]:
+        plan = getattr(self.mpc, "plan", None)
+        if plan is None or not np.isfinite(plan.grid_import_mw.values[0]):
+            return self.measured_w()
+        grid, gpu = float(plan.grid_import_mw.values[0]), float(plan.gpu_power_mw.values[0])
+        return {f.tag: f.share * MW * (grid if f.meter == "grid" else gpu) for f in self.state.feeds}
+
+    # ------------------------------------------------------------------ inbound
+    def on_message(self, msg) -> None:
+        """MQTT thread: queue the message with its arrival time."""
+        self.inbox.put((msg.topic, bytes(msg.payload), wall.perf_counter()))
+
+    def handle_inbox(self) -> int:
+        """Verify and apply every queued message; return how many were accepted."""
+        n = 0
+        while True:
+            try:
+                topic, payload, arrived = self.inbox.get_nowait()
+            except queue.Empty:
+                return n
+            n += self.handle(topic, payload, arrived)
+
+    def handle(self, topic: str, payload: bytes, arrived: float | None = None) -> bool:
+        parts = topic.split("/")
+        isv = parts[3] if len(parts) == 6 else ""
+        now = self.now()
+        try:
+            ev = parse_loadtarget(payload, isv, self.trust, now, self.state.seen, self.config.max_age_s)
+            self.state.apply(ev)
+        except RefusedError as e:
+            reason = f"refused loadtarget on {topic}: {e}"
+            log.warning(reason)
+            self.refusals.append(str(e))
+            self.refused.append((iso(now), topic, str(e)))
+            return False
+        self.state.prune(now, self.config.max_age_s + 60.0)
+        if self.state_dir is not None:
+            self.state.save(self.state_dir)
+        self._push_targets()
+        self._reflex()
+        if arrived is not None:
+            self.latency_s.append(wall.perf_counter() - arrived)
+        log.info("accepted loadtarget %s from %s (%d target(s))", ev.id, ev.source, len(ev.targets))
+        tags = {tag for t in ev.targets for tag in (t.feeds or [f.tag for f in self.state.feeds])}
+        trace = ev.traceparent.split("-")[1]
+        for tag in sorted(tags):
+            self._status({tag: "target_set"}, ev.correlation_id, trace)
+        return True
+
+    def grid_targets(self) -> tuple[GridTarget, ...]:
+        """Each feed's limit over time as site-level targets on its meter (defaults fill the gaps)."""
+        out = []
+        now = self._local(self.now())
+        for f in self.state.feeds:
+            t0 = now - FAR
+            for t in self.state.targets[f.tag]:
+                s = self._local(t.start)
+                if s > t0:
+                    out.append(GridTarget(t0, s, f.default_w / f.share / MW, f.meter))
+                e = self._local(t.end) if t.end else None
+                out.append(GridTarget(s, e, t.constraint_w / f.share / MW, f.meter))
+                t0 = e if e is not None else None
+                if t0 is None:
+                    break
+            if t0 is not None:
+                out.append(GridTarget(t0, None, f.default_w / f.share / MW, f.meter))
+        return tuple(out)
+
+    def _reflex(self) -> None:
+        """Cut the caps at once when a new limit is below the present load, before the MPC re-plans: every
+        busy GPU gives up the same share of its headroom above its minimum cap, enough GPU power to meet the
+        tightest feed (a grid-metered excess is taken as GPU power one for one, which over-cuts slightly:
+        cooling and losses fall with it). The MPC's re-plan at the next plant step refines the caps."""
+        tw, f = self.twin, self.twin.f
+        if tw.last is None:
+            return
+        now, measured = self.now(), self.measured_w()
+        need_w = max((measured[x.tag] - self.state.limit_w(x.tag, now)) / x.share for x in self.state.feeds)
+        if need_w <= 0:
+            return
+        t = np.array([tw.time])
+        u = np.stack([tw.scenario.utilization(c, t)[0] for c in f.class_names])[f.rack_class]
+        floor = f.drawn_w(f.min_cap_w)
+        room = f.gpus * u * np.maximum(tw.eff - floor, 0.0)
+        share = min(need_w / max(float(room.sum()), 1e-9), 1.0)
+        tw.override(f.cap_for_drawn_w(tw.eff - share * np.maximum(tw.eff - floor, 0.0)))
+
+    def _push_targets(self) -> None:
+        tw = self.twin
+        tw.scenario = tw.scenario.with_changes(grid_targets=self.grid_targets())
+        if self._soft:
+            best_effort = any(t.best_effort for ts in self.state.targets.values() for t in ts)
+            soft = tuple(s for s in self._soft if s != "flex") if best_effort else self._soft
+            self.mpc.options = self.mpc.options.updated(soft=soft)
+        tw.request_control()
+
+    # ------------------------------------------------------------------ outbound
+    def _publish(self, topic: str, type_: str, subject: str, data: dict, corr=None, trace=None, qos=1) -> None:
+        ev = build_event(type_, self.source, subject, data, self.key, self.now(), corr, trace)
+        if self.keep_published:
+            self.published.append(Published(topic, ev, data))
+        if self.client is not None:
+            self.client.publish(topic, json.dumps(ev), qos=qos)
+
+    def _status(self, events: dict[str, str], corr=None, trace=None) -> None:
+        data = self.state.status_data(self.now(), self.measured_w(), self.planned_w(), events)
+        self._publish(status_topic(self.config.identifier), STATUS, "powerstate", data, corr, trace)
+
+    # ------------------------------------------------------------------ loop
+    def step(self) -> None:
+        """Apply queued targets, advance one plant step, publish transitions, breaches and the heartbeat."""
+        self.handle_inbox()
+        self.twin.advance()
+        now, measured = self.now(), self.measured_w()
+        for tag, what in self.state.tick(now, measured):
+            if what.startswith("breach:"):
+                status = what.split(":")[1]
+                data = self.state.breach_data(tag, status, now, measured[tag], self.hints)
+                self._publish(breach_topic(self.config.identifier), BREACH, "powerbreach", data, qos=2)
+                self.alerts.append(data)
+                log.warning("breach %s on feed %s: %.1f kW measured", status, tag, measured[tag] / KW)
+            else:
+                self._status({tag: what})
+        if self._next_heartbeat is None or self.twin.time >= self._next_heartbeat:
+            self._status({})
+            self._next_heartbeat = self.twin.time + np.timedelta64(int(self.config.heartbeat_s), "s")
+        for x in self.state.feeds:
+            self.history[x.tag].append((iso(now), measured[x.tag], self.state.limit_w(x.tag, now)))
+        if self.state_dir is not None:
+            write_json_atomic(self.state_dir / STATUS_FILE, self.status_file())
+
+    def status_file(self) -> dict:
+        """What the dashboard shows: per feed the limit, measured and planned load and ramp phase; the
+        targets; recent history, breach alerts and refusals (JSON, SI units)."""
+        now, measured, planned = self.now(), self.measured_w(), self.planned_w()
+        feeds = {}
+        for x in self.state.feeds:
+            tr = self.state.tracks[x.tag]
+            feeds[x.tag] = {
+                "meter": x.meter,
+                "share": x.share,
+                "limit_w": self.state.limit_w(x.tag, now),
+                "default_w": x.default_w,
+                "measured_w": measured[x.tag],
+                "planned_w": planned[x.tag],
+                "phase": tr.phase,
+                "compliant": self.state.compliant(x.tag, now, measured[x.tag]),
+                "breach": None if tr.breach is None else {"status": tr.breach.status, "id": tr.breach.id},
+                "targets": [
+                    {
+                        "constraint_w": t.constraint_w,
+                        "start": iso(t.start),
+                        "end": iso(t.end) if t.end else None,
+                        "active": t.start <= now and (t.end is None or now < t.end),
+                        "best_effort": t.best_effort,
+                        "correlation_id": t.correlation_id,
+                    }
+                    for t in self.state.targets[x.tag]
+                ],
+                "history": list(self.history[x.tag]),
+            }
+        return {
+            "agent": self.config.identifier,
+            "facility": self.twin.f.spec.name,
+            "time": iso(now),
+            "feeds": feeds,
+            "alerts": list(self.alerts),
+            "refused": list(self.refused),
+        }
+
+    def run(self, duration_s: float, speed: float | None = 1.0, stop=None) -> None:
+        """Step for ``duration_s`` of twin time at ``speed`` twin seconds per wall second (None: flat out)."""
+        t_end = self.twin.time + np.timedelta64(int(duration_s), "s")
+        start_wall, start_twin = wall.monotonic(), self.twin.time
+        while self.twin.time < t_end and not (stop is not None and stop.is_set()):
+            self.step()
+            if speed:
+                ahead = (self.twin.time - start_twin).astype(float) / speed - (wall.monotonic() - start_wall)
+                while ahead > 0 and self.inbox.empty() and not (stop is not None and stop.is_set()):
+                    wall.sleep(min(ahead, 0.05))
+                    ahead -= 0.05
+
+
+def _shed_hints(f, groups) -> list[dict]:
+    """One power-cap hint per dispatch group, largest tolerated throughput loss (flex tier) first."""
+    tier = np.array([f.spec.workloads[c].flex_tier for c in groups.cls])
+    order = sorted(range(groups.n), key=lambda g: (-tier[g], -groups.gpus[g]))
+    return [
+        {
+            "resource_id": groups.names[g],
+            "resource_type": "node",
+            "action": "power_cap",
+            "priority": i + 1,
+            "target_power": power(groups.min_cap_w[g], "watt"),
+        }
+        for i, g in enumerate(order)
+    ]
+
+
+__all__ = ["AgentConfig", "FlexAgent", "Published"]

@@ -1,0 +1,136 @@
+"""The connector's parts on their own: fault specs, point map reports, UA inversion and the Kalman filter,
+the history store, group medians."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from factory_twin.links.dsx_exchange.diagnosis import group_median
+from factory_twin.links.dsx_exchange.estimator import ScalarKalman, ua_nominal_from_measurements
+from factory_twin.links.dsx_exchange.faults import parse_fault
+from factory_twin.links.dsx_exchange.history import History
+from factory_twin.links.dsx_exchange.pointmap import Override, PointMap
+from factory_twin.links.dsx_exchange.points import Catalog
+from factory_twin.models.heat_exchange import cdu_supply_control
+from factory_twin.twin import load_facility
+
+
+@pytest.fixture(scope="module")
+def facility():
+    return load_facility("campus-100mw")
+
+
+def test_fault_specs_parse_and_errors_name_the_option():
+    f = parse_fault("drift:hall-a-cdu03/sec_supply_c:3@10min")
+    assert (f.kind, f.entity, f.signal, f.value, f.start_s) == ("drift", "hall-a-cdu03", "sec_supply_c", 3.0, 600.0)
+    assert parse_fault("pump:hall-a-cdu01").value == 0.5
+    for bad, msg in [
+        ("melt:x/y", "kind must be one of"),
+        ("bias:hall-a-r01-01/return_c", "needs a value"),
+        ("stuck:hall-a-r01-01", "ENTITY/SIGNAL"),
+        ("fouling:hall-a-cdu01:1.5", r"fraction must be in \(0, 1\)"),
+        ("bias:a/b:x", "value must be a number"),
+        ("stuck:a/b@soon", "start"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            parse_fault(bad)
+
+
+def test_ua_inversion_recovers_the_model_ua_exactly(facility):
+    """The CDU model forward (valve holding the setpoint, or at capacity), then the inversion back."""
+    f, cool = facility, facility.spec.cooling
+    n = f.n_cdus
+    ua = f.cdu_ua_nom_w_k * np.linspace(1.1, 0.5, n)
+    t_ret = 35.0 + np.linspace(0.3, 1.0, n) * f.cdu_design_q_w / f.c_tcs_w_k
+    ctl = cdu_supply_control(
+        t_ret, f.c_tcs_w_k, 32.0, f.c_fws_max_w_k, ua, 35.0, cool.cdu.arrangement, cool.cdu.ua_flow_exponent
+    )
+    assert ctl.at_capacity.any() and (~ctl.at_capacity).any()
+    est = ua_nominal_from_measurements(
+        t_ret, ctl.t_supply_c, np.full(n, 32.0), f.c_tcs_w_k, ctl.c_fws_w_k, f.c_fws_max_w_k,
+        cool.cdu.arrangement, cool.cdu.ua_flow_exponent,
+    )  # fmt: skip
+    np.testing.assert_allclose(est, ua, rtol=1e-9)
+    # no duty: no information
+    assert np.isnan(
+        ua_nominal_from_measurements(*(np.array([35.0]),) * 3, *(np.array([1e4]),) * 3, "counterflow", 0.8)
+    )[0]
+
+
+def test_kalman_converges_to_the_truth_with_the_right_variance():
+    rng = np.random.default_rng(1)
+    kf = ScalarKalman.start(np.full(500, 100.0), 0.2, 0.0)  # no drift allowed: a constant is estimated
+    for _ in range(400):
+        kf.update(70.0 + rng.normal(0, 5.0, 500), np.full(500, 25.0), 10.0)
+    err = kf.theta - 70.0
+    assert abs(err.mean()) < 0.1
+    assert err.std() == pytest.approx(kf.sd.mean(), rel=0.15)  # the filter's variance is honest
+    assert kf.sd.mean() == pytest.approx(5.0 / np.sqrt(400), rel=0.05)
+
+
+def test_group_median_matches_numpy():
+    rng = np.random.default_rng(2)
+    g = rng.integers(0, 7, 200)
+    v = rng.normal(size=200)
+    v[::9] = np.nan
+    got = group_median(v, g, 8)
+    want = [np.nanmedian(v[g == k]) if np.isfinite(v[g == k]).any() else np.nan for k in range(8)]
+    np.testing.assert_allclose(got, want)
+
+
+def test_point_map_reports_units_topology_overrides_and_missing(facility):
+    cat = Catalog(facility, "FactoryTwin")
+    pm = PointMap(cat, Override({"SITE-CDU-1": "hall-a-cdu01"}, {}))
+    g = cat.group("cdu", "sec_supply_c")
+    for p, meta in zip(g.points, g.metadata, strict=True):
+        pm.on_metadata(p, json.dumps(meta).encode())
+    assert len(pm.points) == facility.n_cdus and not pm.unmapped and not pm.topology
+    # a site id renamed through the override; a wrong servesId; an unknown unit; a foreign entity
+    meta = dict(g.metadata[0], objectId="SITE-CDU-1", objectName="CDU 1")
+    pm.on_metadata("CDU/LiquidTemperature/x/site-cdu-1", json.dumps(meta).encode())
+    assert pm.points["CDU/LiquidTemperature/x/site-cdu-1"].index == 0
+    wrong = dict(g.metadata[1], servesId=[*g.metadata[1]["servesId"][:-1], "hall-b-r01-01"])
+    pm.on_metadata(g.points[1], json.dumps(wrong).encode())
+    assert "hall-b-r01-01" in pm.topology["hall-a-cdu02"]
+    pm.on_metadata("CDU/LiquidTemperature/x/odd", json.dumps(dict(g.metadata[2], engUnit="Rankine")).encode())
+    assert pm.units["CDU/LiquidTemperature/x/odd"] == "Rankine"
+    pm.on_metadata("CDU/LiquidTemperature/x/ghost", json.dumps(dict(g.metadata[3], objectId="nope")).encode())
+    assert "not in the facility spec" in pm.unmapped["CDU/LiquidTemperature/x/ghost"]
+    # withdrawn metadata: the point leaves the map and is reported missing
+    pm.on_metadata(g.points[5], b"")
+    assert ("hall-a-cdu06", "sec_supply_c") in pm.missing()
+
+
+def test_point_map_override_file_errors(tmp_path):
+    p = tmp_path / "map.toml"
+    p.write_text('[points]\n"a/b/c" = "no-slash"\n')
+    with pytest.raises(ValueError, match="ENTITY/SIGNAL"):
+        Override.load(p)
+    p.write_text("[racks]\n")
+    with pytest.raises(ValueError, match="unknown table"):
+        Override.load(p)
+    with pytest.raises(FileNotFoundError, match="--point-map"):
+        Override.load(tmp_path / "none.toml")
+
+
+def test_history_round_trip_survives_reopen(tmp_path):
+    h = History(tmp_path / "h.duckdb")
+    a = h.point_id("Rack/RackPower/x/r1", "rack", "power_kw", "kW")
+    b = h.point_id("Rack/RackPower/x/r2", "rack", "power_kw", "kW")
+    for k in range(100):
+        h.add(a, 1000 * k, 100.0 + k, 1, 1000 * k + 5)
+        h.add(b, 1000 * k, None if k == 50 else 50.0, 0 if k == 50 else 1, 1000 * k + 5)
+    h.close()
+    h = History(tmp_path / "h.duckdb")
+    assert h.count() == 200 and h.point_id("Rack/RackPower/x/r2") == b
+    q = h.query("Rack/RackPower/x/r1", 10_000, 20_000)
+    assert q.ts_ms.tolist() == list(range(10_000, 20_000, 1000)) and q.value.tolist() == [110.0 + i for i in range(10)]
+    r2 = h.query("Rack/RackPower/x/r2", 50_000, 50_001)
+    assert np.isnan(r2.value[0]) and r2.quality[0] == 0  # a null reading stays null, with its quality
+    latest = h.latest().set_index("point")
+    assert latest.loc["Rack/RackPower/x/r1", "value"] == 199.0
+    c = h.point_id("Rack/RackPower/x/r3")
+    assert c == 3
+    h.close()

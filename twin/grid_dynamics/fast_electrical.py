@@ -1,0 +1,351 @@
+r"""Fast electrical run: minutes to an hour of the campus's grid intake at a fine step (10 ms default).
+
+Started from a state of the main twin (per-rack GPU power and caps, cooling load, BESS charge), it
+places synchronous training jobs on training racks and advances, every step ``dt``:
+
+GPU demand of each job (:func:`models.training_power.job_power_w`, one phase per job) -> GPU smoothing
+(:func:`models.gpu_smoothing.smooth_series`) -> rack storage layers, per GPU (shelf buffer, rack battery:
+:func:`models.storage_split.split_step`) -> PSUs -> busway, UPS, transformers with the (held) cooling
+load (:class:`models.power.PowerChain`) -> site BESS split at the meter -> point of interconnection.
+
+Racks of one job with the same rack type and cap move together, so the time loops run over a handful
+of *groups* (job x rack kind), never over racks; racks outside the jobs hold their power from the start
+state. Per-rack values are formed only at the end (:meth:`FastRun.rack_mean_gpu_w`). The books close per
+step: POI energy = DC load + cooling + conversion losses + storage losses + change in stored energy.
+
+An RMS power model: no network, voltages or currents (see docs/grid-dynamics.md for its limits).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import xarray as xr
+from factory_twin.models.gpu_smoothing import SmoothingProfile, smooth_series
+from factory_twin.models.power import Bess, psu_input_w
+from factory_twin.models.storage_split import SplitLaw, run_split
+from factory_twin.models.training_power import JobEvents, job_power_w, job_running
+from factory_twin.models.units import MJ, MW, S_PER_MIN, TOKENS_PER_MTOK
+from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.simulation.plant import build_plant
+from numpy.typing import NDArray
+
+from factory_twin import data
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+def mitigation_defaults() -> dict:
+    """Mitigation options and their sources (``data/grid_mitigation.toml``)."""
+    with data.path("grid_mitigation.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A synchronous training job: GPU count, iteration waveform, events. ``comm_fraction`` is the
+    communication-phase power as a share of TDP (None: the rack's idle power)."""
+
+    name: str
+    gpus: int
+    period_s: float = 2.0
+    duty: float = 0.75
+    edge_s: float = 0.05
+    phase_s: float = 0.0
+    comm_fraction: float | None = None
+    events: JobEvents = field(default_factory=JobEvents)
+
+    def __post_init__(self) -> None:
+        if self.gpus < 1 or int(self.gpus) != self.gpus:
+            raise ValueError(f"gpus: job {self.name!r} needs a whole number of GPUs >= 1, got {self.gpus!r}")
+
+
+@dataclass(frozen=True)
+class RackLayer:
+    """A rack storage layer per GPU: usable energy [J], power limit [W], one-way efficiency, split law
+    (``law.ramp_w_s`` per GPU)."""
+
+    name: str
+    j_per_gpu: float
+    w_per_gpu: float
+    eta: float
+    law: SplitLaw
+
+    def store(self) -> Bess:
+        return Bess(self.j_per_gpu, self.w_per_gpu, self.eta, self.eta)
+
+
+@dataclass(frozen=True)
+class Mitigation:
+    """GPU smoothing, rack storage layers, the site BESS's split law (None: BESS idle) and the job-start
+    power-cap ramp per GPU (NVIDIA GB300 "job start" phase: :math:`p \\le P_{idle} + r (t - t_{start})`)."""
+
+    smoothing: SmoothingProfile = field(default_factory=SmoothingProfile)
+    rack_layers: tuple[RackLayer, ...] = ()
+    bess_law: SplitLaw | None = None
+    start_ramp_w_s: float = math.inf  # per GPU: power cap ramped from idle at each job start
+
+
+@dataclass(frozen=True)
+class StartState:
+    """What the fast run takes from the main twin: per-rack GPU power and cap [W/GPU], the cooling
+    (mechanical) load [W], the BESS charge [J]."""
+
+    gpu_power_w: Array
+    gpu_cap_w: Array
+    mech_w: float
+    bess_energy_j: float
+
+    @classmethod
+    def from_twin(cls, twin) -> StartState:
+        """From a :class:`twin.simulation.engine.Twin` that has advanced at least one plant step."""
+        st = twin.state()
+        if not math.isfinite(st.cooling_power_w):
+            raise ValueError("twin: advance the twin one plant step before starting a fast run (no cooling load yet)")
+        return cls(st.gpu_power_w, st.gpu_cap_w, float(st.cooling_power_w), float(st.bess_energy_j))
+
+
+def training_racks(f: Facility) -> IntArray:
+    """Racks of the training classes (class or curve named ``training``), in facility order."""
+    cls = [i for i, w in enumerate(f.spec.workloads) if "training" in (w.name, w.curve)]
+    return np.flatnonzero(np.isin(f.rack_class, cls))
+
+
+def place_jobs(f: Facility, jobs: Sequence[TrainingJob]) -> IntArray:
+    """Rack -> job index (-1: none), filling training racks in order; a job takes whole racks."""
+    free = training_racks(f)
+    owner = np.full(f.n_racks, -1)
+    pos = 0
+    for j, job in enumerate(jobs):
+        need = int(np.searchsorted(np.cumsum(f.gpus[free[pos:]]), job.gpus)) + 1
+        if pos + need > free.size or f.gpus[free[pos:]].sum() < job.gpus:
+            left = int(f.gpus[free[pos:]].sum())
+            raise ValueError(f"--jobs: job {job.name!r} needs {job.gpus:,} GPUs; {left:,} free on training racks")
+        owner[free[pos : pos + need]] = j
+        pos += need
+    return owner
+
+
+@dataclass
+class FastRun:
+    """Result of :func:`run_fast`: POI and internal series at every step, books and hand-back values."""
+
+    dataset: xr.Dataset
+    group_of_rack: IntArray
+    group_mean_gpu_w: Array
+    start: StartState
+
+    @property
+    def poi_w(self) -> Array:
+        return self.dataset.poi_mw.values * MW
+
+    @property
+    def dt_s(self) -> float:
+        return float(self.dataset.attrs["dt_s"])
+
+    def rack_mean_gpu_w(self) -> Array:
+        """Mean GPU power per rack over the window [W/GPU]: the hand-back to the main twin's racks."""
+        out = self.start.gpu_power_w.copy()
+        inside = self.group_of_rack >= 0
+        out[inside] = self.group_mean_gpu_w[self.group_of_rack[inside]]
+        return out
+
+    def handback(self) -> dict[str, float]:
+        """Energy and throughput effects for the facility twin (SI)."""
+        a = self.dataset.attrs
+        return {
+            "poi_energy_j": a["poi_energy_j"],
+            "bess_energy_j": a["bess_energy_end_j"],
+            "floor_burn_j": a["floor_burn_j"],
+            "storage_loss_j": a["storage_loss_j"],
+            "throughput_kept": a["throughput_kept"],
+            "tokens_lost": a["tokens_lost"],
+        }
+
+
+def run_fast(
+    f: Facility,
+    start: StartState,
+    jobs: Sequence[TrainingJob],
+    mitigation: Mitigation = Mitigation(),
+    duration_s: float = 600.0,
+    dt_s: float = 0.01,
+    record_every: int = 1,
+) -> FastRun:
+    """Advance the campus's electrical side over ``duration_s`` at ``dt_s`` from ``start``.
+
+    ``record_every`` keeps every n-th step in the Dataset (metrics should use 1); the books use all.
+    """
+    if not (dt_s > 0 and duration_s >= dt_s):
+        raise ValueError(f"dt_s: must be > 0 and <= duration_s, got dt {dt_s!r}, duration {duration_s!r}")
+    n = int(round(duration_s / dt_s))
+    t = np.arange(n) * dt_s
+    plant = build_plant(f)
+    chain = plant.chain
+    psu_rating = f.psu_count * f.psu_rating_w
+    owner = place_jobs(f, jobs)
+
+    # groups: racks of one job with identical electrical parameters move together
+    job_racks = np.flatnonzero(owner >= 0)
+    p_high = np.minimum(f.demand_w, start.gpu_cap_w)
+    cols = [owner, f.gpus, f.tdp_w, f.idle_w, p_high, f.non_gpu_w, psu_rating, f.rack_class]
+    keys = np.column_stack(cols).astype(float)[job_racks]
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    group_of_rack = np.full(f.n_racks, -1)
+    group_of_rack[job_racks] = inv.ravel()
+    n_g = uniq.shape[0]
+    g_job = uniq[:, 0].astype(int)
+    g_racks = np.bincount(inv.ravel(), minlength=n_g).astype(float)
+    g_gpus, g_tdp, g_idle, g_high, g_nongpu, g_psu = (uniq[:, k] for k in range(1, 7))
+    g_class = uniq[:, 7].astype(int)
+
+    # 1. GPU demand per group [W/GPU], then smoothing
+    demand = np.empty((n_g, n))
+    running = np.empty((n_g, n), bool)
+    for g in range(n_g):
+        job = jobs[g_job[g]]
+        low = g_idle[g] if job.comm_fraction is None else job.comm_fraction * g_tdp[g]
+        demand[g] = job_power_w(
+            t, g_high[g], low, g_idle[g], job.period_s, job.duty, job.edge_s, job.phase_s, job.events
+        )
+        running[g] = job_running(t, job.events)
+    cap = None
+    if math.isfinite(mitigation.start_ramp_w_s):
+        starts = np.array([max(jobs[j].events.start_s, 0.0) for j in g_job])[:, None]
+        cap = g_idle[:, None] + mitigation.start_ramp_w_s * np.maximum(t[None, :] - starts, 0.0)
+    sm = smooth_series(np.minimum(demand, cap) if cap is not None else demand, g_tdp, dt_s, mitigation.smoothing,
+                       running, cap_w=cap)  # fmt: skip
+    gpu_w = sm.power_w
+
+    # 2. rack storage layers, per GPU (racks of a group are identical)
+    load = gpu_w + (g_nongpu / g_gpus)[:, None]  # rack DC per GPU
+    rack_in = load
+    store_loss = np.zeros(n)
+    store_e0 = store_e1 = 0.0
+    w = g_racks * g_gpus
+    rack_store_j = np.zeros(n)
+    for layer in mitigation.rack_layers:
+        rack_in, _, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
+        store_loss += w @ loss
+        store_e0 += float(w @ e0)
+        store_e1 += float(w @ e[:, -1])
+        rack_store_j += w @ e
+
+    # 3. PSUs and the chain: job groups plus the racks that hold their start power
+    other = group_of_rack < 0
+    dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
+    in_other = float(psu_input_w(dc_other, psu_rating[other], chain.psu_load_points, chain.psu_efficiencies).sum())
+    g_in = psu_input_w(rack_in * g_gpus[:, None], g_psu[:, None], chain.psu_load_points, chain.psu_efficiencies)
+    it_w = g_racks @ g_in + in_other
+    dc_w = w @ load + float(dc_other.sum())
+    rack_in_w = w @ rack_in + float(dc_other.sum())  # PSU DC output after the rack storage
+    flow = chain.upstream(it_w, start.mech_w)
+    site_w = flow.grid_w
+
+    # 4. site BESS at the meter
+    bess, law = plant.bess, mitigation.bess_law
+    if bess is not None and law is not None:
+        e_start = min(
+            max(start.bess_energy_j, bess.soc_min * bess.energy_capacity_j), bess.soc_max * bess.energy_capacity_j
+        )
+        law = replace(law, soc_ref=e_start / bess.energy_capacity_j)
+        up, p, loss, e, _ = _run_layer(site_w[None, :], dt_s, law, bess, e_start)
+        poi, bess_w, bess_loss, bess_e = up[0], p[0], loss[0], e[0]
+    else:
+        e_start = start.bess_energy_j
+        poi, bess_w, bess_loss, bess_e = site_w, np.zeros(n), np.zeros(n), np.full(n, e_start)
+
+    # books [J]
+    poi_j = float(poi.sum() * dt_s)
+    dc_j = float(dc_w.sum() * dt_s)
+    conv_j = float((it_w - rack_in_w + flow.losses_w).sum() * dt_s)  # PSUs, busway, UPS, transformers
+    st_loss_j = float((store_loss.sum() + bess_loss.sum()) * dt_s)
+    d_stored = (store_e1 - store_e0) + float(bess_e[-1] - e_start)
+    mech_j = start.mech_w * n * dt_s
+    residual = poi_j - (dc_j + mech_j + conv_j + st_loss_j + d_stored)
+
+    # throughput: energy the ramp limits withheld from the work, per job
+    work = np.maximum(demand - g_idle[:, None], 0.0).sum(axis=1) * dt_s
+    deficit = np.maximum(demand - gpu_w, 0.0).sum(axis=1) * dt_s  # work the limits held back
+    burn = np.maximum(gpu_w - demand, 0.0).sum(axis=1) * dt_s  # energy above the work's own draw
+    gw = g_racks * g_gpus
+    kept = np.ones(len(jobs))
+    tokens_lost = 0.0
+    tok = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])
+    val = np.array([w.value_per_mtok for w in f.spec.workloads])
+    value_lost = 0.0
+    for j in range(len(jobs)):
+        gs = g_job == j
+        wj, dj = float((gw * work)[gs].sum()), float((gw * deficit)[gs].sum())
+        kept[j] = 1 - dj / wj if wj > 0 else 1.0
+        rate = (gw * tok[g_class] * (1 - kept[j]))[gs]
+        tokens_lost += float(rate.sum()) * n * dt_s
+        value_lost += float((rate * val[g_class][gs]).sum()) * n * dt_s / TOKENS_PER_MTOK
+    burn_j = float(gw @ burn)
+
+    sl = slice(None, None, record_every)
+    soc = bess_e / bess.energy_capacity_j if bess is not None else np.full(n, np.nan)
+    ds = xr.Dataset(
+        {
+            "poi_mw": ("time", poi[sl] / MW, {"units": "MW", "long_name": "power at the point of interconnection"}),
+            "site_mw": ("time", site_w[sl] / MW, {"units": "MW", "long_name": "grid draw before the site BESS"}),
+            "it_mw": ("time", it_w[sl] / MW, {"units": "MW", "long_name": "IT input (rack PSUs)"}),
+            "gpu_mw": ("time", gw @ gpu_w[:, sl] / MW, {"units": "MW", "long_name": "job GPUs"}),
+            "demand_mw": (
+                "time",
+                gw @ demand[:, sl] / MW,
+                {"units": "MW", "long_name": "job GPU demand before smoothing"},
+            ),
+            "bess_mw": ("time", bess_w[sl] / MW, {"units": "MW", "long_name": "site BESS, > 0 discharging"}),
+            "bess_soc": ("time", soc[sl], {"units": "1", "long_name": "site BESS state of charge"}),
+            "rack_store_mj": (
+                "time",
+                rack_store_j[sl] / MJ,
+                {"units": "MJ", "long_name": "energy held in the job racks' storage layers"},
+            ),
+        },
+        coords={"time": ("time", t[sl], {"units": "s"})},
+        attrs={
+            "dt_s": dt_s * record_every,
+            "step_s": dt_s,
+            "duration_s": n * dt_s,
+            "jobs": ", ".join(f"{j.name}:{j.gpus}" for j in jobs),
+            "job_gpus": int(sum(j.gpus for j in jobs)),
+            "groups": n_g,
+            "poi_energy_j": poi_j,
+            "poi_mean_mw": poi_j / (n * dt_s) / MW,
+            "dc_load_j": dc_j,
+            "mech_j": mech_j,
+            "conversion_loss_j": conv_j,
+            "storage_loss_j": st_loss_j,
+            "stored_change_j": d_stored,
+            "energy_book_residual": residual / poi_j,
+            "floor_burn_j": burn_j,
+            "bess_energy_start_j": e_start,
+            "bess_energy_end_j": float(bess_e[-1]),
+            "bess_peak_mw": float(np.abs(bess_w).max() / MW),
+            "throughput_kept": float(np.min(kept)) if len(jobs) else 1.0,
+            "tokens_lost": tokens_lost,
+            "value_lost": value_lost,
+            "currency": "",
+        },
+    )
+    return FastRun(ds, group_of_rack, gpu_w.mean(axis=1), start)
+
+
+def _run_layer(load: Array, dt: float, law: SplitLaw, store: Bess, e0: float | None = None):
+    """One storage layer over (groups x time) from rest: upstream power, store power, loss, energy after
+    each step, and the start energy (``law.soc_ref`` of capacity unless ``e0`` is given)."""
+    start = np.full(load.shape[0], law.soc_ref * store.energy_capacity_j if e0 is None else e0)
+    up, p, loss, e = run_split(load, dt, law, store, start)
+    return up, p, loss, e, start
+
+
+def bess_ramp_law(ramp_mw_per_min: float, tau_s: float, soc_gain_per_s: float) -> SplitLaw:
+    """Site BESS law from engineering units."""
+    return SplitLaw(tau_s=tau_s, ramp_w_s=ramp_mw_per_min * MW / S_PER_MIN, soc_gain_per_s=soc_gain_per_s)

@@ -1,0 +1,623 @@
+"""Live runner: the twin advancing in accelerated time, steered by commands, seen by snapshots.
+
+The runner owns a :class:`twin.simulation.engine.Twin` (built in its own process by :func:`start_runner`)
+and advances it at ``speed`` simulated seconds per wall second. Readers never touch the twin:
+every ``publish_s`` wall seconds the runner writes one immutable snapshot,
+``<folder>/snapshot.npz`` (numpy arrays plus a JSON ``meta`` string, read with
+``allow_pickle=False``), to a temporary file first and then ``os.replace`` onto the final name,
+so a reader sees either the previous or the next snapshot, whole.
+
+Operators steer through JSON files dropped atomically into ``<folder>/commands/``
+(:func:`send_command`). The runner validates each one on receipt (:func:`parse_command`),
+applies it between plant steps and reports the outcome in the next snapshot's
+``meta["messages"]``. Commands (``kind`` and fields)::
+
+    dr_event         depth (0-1], duration_min, ramp_min, notice_min   starts after the notice
+    clear_dr_events
+    import_limit     import_limit_mw > 0
+    ambient_offset   offset_k in [-30, 30]
+    workload         workload_class, level [0, 1]                       constant utilization
+    speed            speed > 0                                          simulated s per wall s
+    pause | resume | replan
+
+A snapshot's ``meta`` follows :class:`SnapshotMeta`; ``meta["now"]`` holds every meter of
+:mod:`factory_twin.twin.simulation.meters` over the latest plant step plus :data:`RUNNER_SERIES` (``None`` before
+the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
+24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
+and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32);
+``plan_*`` the controller's latest plan (when it exposes an xarray ``plan`` with ``grid_import_mw``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import time as wall
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+from factory_twin.models import checks
+from factory_twin.models.units import MW, S_PER_MIN
+from factory_twin.twin.runs.atomic import write_atomic
+from factory_twin.twin.simulation import meters
+from factory_twin.twin.simulation.meters import IntervalMean, PlantStepResult, Reading
+from numpy.typing import NDArray
+
+SNAPSHOT = "snapshot.npz"
+RUNNER_ERROR = "runner-error.txt"  # why the runner process stopped, written by it before it exits
+COMMANDS = "commands"
+
+# series the runner adds to the meters (units MW): the DR target in force and the controller's plan
+RUNNER_SERIES = ("dr_target_mw", "plan_mw")
+HISTORY = (*meters.METERS, *RUNNER_SERIES)
+RACK_HISTORY = ("die_temp_c", "gpu_power_w", "gpu_cap_w")
+
+# kind -> {field: (lo, hi, lo_open)}; bounds are sanity limits for operator input
+_NUMERIC: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "dr_event": {
+        "depth": (0.0, 1.0, True),
+        "duration_min": (0.0, 1440.0, True),
+        "ramp_min": (0.0, 1440.0, False),
+        "notice_min": (0.0, 1440.0, False),
+    },
+    "import_limit": {"import_limit_mw": (0.0, 1e5, True)},
+    "ambient_offset": {"offset_k": (-30.0, 30.0, False)},
+    "workload": {"level": (0.0, 1.0, False)},
+    "speed": {"speed": (0.0, 86400.0, True)},
+}
+KINDS = (*_NUMERIC, "clear_dr_events", "pause", "resume", "replan")
+
+
+def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Validate an operator command; return it with numeric fields as floats.
+
+    Raises ``ValueError`` naming the field for an unknown kind, a missing or unknown field, text
+    where a number is expected, or a value out of range (bounds in ``_NUMERIC``;
+    ``dr_event.ramp_min`` must not exceed ``duration_min``). ``class_names``, when given,
+    restricts ``workload.workload_class``.
+    """
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"command: must be a JSON object, got {type(raw).__name__}")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+    allowed = {
+        "kind",
+        "id",
+        *_NUMERIC.get(kind, {}),
+        *(("workload_class",) if kind == "workload" else ()),
+    }
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise ValueError(f"{kind}: unknown field(s) {extra}; expected {sorted(allowed - {'kind', 'id'})}")
+    out: dict[str, Any] = {"kind": kind, "id": str(raw.get("id") or uuid.uuid4().hex[:12])}
+    for name, (lo, hi, lo_open) in _NUMERIC.get(kind, {}).items():
+        if name not in raw or raw[name] is None or (isinstance(raw[name], str) and not raw[name].strip()):
+            raise ValueError(f"{name}: required")
+        value = raw[name]
+        if isinstance(value, bool):
+            raise ValueError(f"{name}: must be a number, got {value!r}")
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: must be a number, got {value!r}") from None
+        x = float(checks.positive(name, x) if lo_open and lo == 0 else checks.finite(name, x))
+        checks.in_range(name, x, lo, hi)
+        out[name] = x
+    if kind == "dr_event" and out["ramp_min"] > out["duration_min"]:
+        raise ValueError(f"ramp_min: {out['ramp_min']:g} min is longer than duration_min {out['duration_min']:g} min")
+    if kind == "workload":
+        cls = raw.get("workload_class")
+        if not isinstance(cls, str) or (class_names is not None and cls not in class_names):
+            known = f" (one of {list(class_names)})" if class_names is not None else ""
+            raise ValueError(f"workload_class: unknown workload class {cls!r}{known}")
+        out["workload_class"] = cls
+    return out
+
+
+def send_command(folder: str | Path, raw: Mapping[str, Any]) -> str:
+    """Validate ``raw`` and drop it atomically into ``<folder>/commands``; return the command id."""
+    cmd = parse_command(raw)
+    d = Path(folder) / COMMANDS
+    d.mkdir(parents=True, exist_ok=True)
+    name = f"{wall.time_ns():020d}-{cmd['id']}.json"
+    payload = json.dumps(cmd).encode()
+    write_atomic(d / name, lambda fh: fh.write(payload))
+    return cmd["id"]
+
+
+# ---------------------------------------------------------------------------------------- snapshots
+class DREventInfo(TypedDict):
+    start: str
+    end: str
+    depth: float
+    ramp_min: float
+    notice_min: float
+    baseline_mw: float  # the import when the event was issued
+
+
+class Message(TypedDict):
+    id: str
+    kind: str
+    ok: bool
+    text: str
+    time: str
+
+
+class Loops(TypedDict):
+    """Loop constants of the facility (temperatures are meters, in ``now``)."""
+
+    fws_setpoint_c: float
+    tcs_setpoint_c: float
+    tcs_v_dot_m3_s: float
+    fws_v_dot_m3_s: float
+    pump_w: float
+
+
+class SnapshotMeta(TypedDict):
+    """The JSON part of a snapshot."""
+
+    seq: int
+    wall_time: float
+    time: str  # simulated local time, ISO seconds
+    facility: str
+    scenario: str
+    controller: str
+    speed: float
+    achieved_speed: float
+    paused: bool
+    plant_step_s: float
+    record_s: float
+    class_names: list[str]
+    hall_names: list[str]
+    currency: str
+    offset_k: float
+    workload: dict[str, float | None]  # constant utilization per class, None when profiled
+    now: dict[str, float] | None  # HISTORY names -> value over the latest plant step
+    plant_mode: int  # index into twin.simulation.plant.MODES
+    dr_events: list[DREventInfo]
+    messages: list[Message]
+    loops: Loops
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published state: ``meta`` (:class:`SnapshotMeta`) and named numpy arrays (read-only)."""
+
+    meta: SnapshotMeta
+    arrays: Mapping[str, NDArray] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> NDArray:
+        return self.arrays[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.arrays.get(name, default)
+
+
+def write_snapshot(path: str | Path, snap: Snapshot) -> None:
+    """Write ``snap`` as an uncompressed npz to a temporary file, then rename onto ``path``."""
+    meta = np.array(json.dumps(snap.meta))
+    write_atomic(path, lambda fh: np.savez(fh, meta=meta, **snap.arrays))
+
+
+def load_snapshot(path: str | Path, rack_history: bool = False) -> Snapshot | None:
+    """Read a snapshot (no pickle); ``None`` before the first. ``rack_hist_*`` only on request."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            arrays = {k: z[k] for k in z.files if k != "meta" and (rack_history or not k.startswith("rack_hist_"))}
+    except FileNotFoundError:
+        return None
+    for a in arrays.values():
+        a.flags.writeable = False
+    return Snapshot(meta, arrays)
+
+
+# ---------------------------------------------------------------------------------------- runner
+def _epoch_s(t: np.datetime64) -> int:
+    return int(np.datetime64(t, "s").astype(np.int64))
+
+
+class LiveRunner:
+    """Advance ``twin`` in accelerated time, apply commands, publish snapshots into ``folder``.
+
+    Parameters
+    ----------
+    twin : twin.simulation.engine.Twin
+        The twin to run (its ``controller`` is called by the engine; ``replan`` forces a call).
+    folder : path
+        Where ``snapshot.npz`` is written and ``commands/`` is read.
+    speed : float
+        Simulated seconds per wall second [-].
+    controller_name : str
+        Shown in the dashboard.
+    record_s : float
+        Interval of the campus history [s] (default 60 s).
+    history_s : float
+        Length of the campus history [s] (default 24 h).
+    rack_history : int
+        Records of per-rack history kept for the rack detail panel (default 60).
+    publish_s : float
+        Wall time between snapshots [s].
+    """
+
+    def __init__(
+        self,
+        twin: Any,
+        folder: str | Path,
+        speed: float = 60.0,
+        controller_name: str = "",
+        record_s: float = 60.0,
+        history_s: float = 86400.0,
+        rack_history: int = 60,
+        publish_s: float = 0.5,
+    ):
+        self.twin, self.folder = twin, Path(folder)
+        self.speed = float(checks.positive("speed", speed))
+        self.controller_name = controller_name
+        per = checks.positive("record_s", record_s) / twin.plant_dt
+        if abs(per - round(per)) > 1e-9:
+            raise ValueError(f"record_s: {record_s:g} s must be a whole multiple of the plant step")
+        self.per_record = round(per)
+        self.record_s = float(record_s)
+        n_hist = int(history_s // record_s)
+        f = twin.f
+        self.hist_time = deque(maxlen=n_hist)
+        self.hist: dict[str, deque[float]] = {k: deque(maxlen=n_hist) for k in HISTORY}
+        self.rack_hist_time = deque(maxlen=rack_history)
+        self.rack_hist = {k: deque(maxlen=rack_history) for k in RACK_HISTORY}
+        self.publish_s = float(publish_s)
+        self.paused = False
+        self.messages: deque[Message] = deque(maxlen=20)
+        self.dr_baseline_mw: dict[int, float] = {}
+        self._plan_seen: object = None  # the controller's latest plan already checked for shortfalls
+        self._shortfall = ""  # the limits last reported short (a change of them is logged once)
+        self.seq = 0
+        self.achieved_speed = 0.0
+        self.interval = IntervalMean(f.n_racks)
+        self._last: PlantStepResult | None = None
+        (self.folder / COMMANDS).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ stepping and recording
+    def step(self) -> None:
+        """One plant step of the twin, accumulated into the next history record."""
+        r = self.twin.advance()
+        self._last = r
+        self._check_plan()
+        self.interval.add(r, self.twin.gpu_power_w)
+        if self.interval.count >= self.per_record:
+            self._record()
+
+    def _check_plan(self) -> None:
+        """Log, as an error, the limits a new plan of the controller says it cannot meet (its
+        ``conflicts`` and ``violations`` attributes), once for each change of which limits are short."""
+        plan = getattr(self.twin.controller, "plan", None)
+        if plan is None or plan is self._plan_seen:
+            return
+        self._plan_seen = plan
+        a = getattr(plan, "attrs", {})
+        short = "; ".join(x for x in (a.get("conflicts", ""), a.get("violations", "")) if x)
+        limits = ", ".join(part.split(": ")[0] for part in short.split("; ")) if short else ""
+        if limits and limits != self._shortfall:  # the same limits short again at the next re-plan: no new entry
+            self._message("plan", "plan", False, f"the plan cannot meet every target: {short}")
+        self._shortfall = limits
+
+    def _values(self, step: PlantStepResult) -> dict[str, float]:
+        """Every meter for ``step`` at the twin's present time, plus the runner's own series."""
+        tw = self.twin
+        return {
+            **meters.read(Reading.of(step, tw)),
+            "dr_target_mw": self._dr_target_mw(),
+            "plan_mw": self._plan_at(tw.time),
+        }
+
+    def _record(self) -> None:
+        tw = self.twin
+        row = self._values(self.interval.mean())
+        self.hist_time.append(_epoch_s(tw.time))
+        for k in HISTORY:
+            self.hist[k].append(float(row[k]))
+        self.rack_hist_time.append(_epoch_s(tw.time))
+        self.rack_hist["die_temp_c"].append(np.asarray(tw.t_die, np.float32).copy())
+        self.rack_hist["gpu_power_w"].append(self.interval.gpu_power_w().astype(np.float32))
+        self.rack_hist["gpu_cap_w"].append(np.asarray(tw.cap, np.float32).copy())
+        self.interval.reset()
+
+    def _dr_target_mw(self) -> float:
+        """The import [MW] the DR events in force at the present time ask for (NaN without one)."""
+        t = np.array([self.twin.time])
+        target = math.inf
+        for i, ev in enumerate(self.twin.scenario.dr_events):
+            d = float(ev.depth_at(t)[0])
+            if d > 0:
+                target = min(target, (1 - d) * self._baseline(i))
+        return target if math.isfinite(target) else math.nan
+
+    def _baseline(self, i: int) -> float:
+        """DR baseline [MW]: the import when event ``i`` was issued (else the latest import)."""
+        if i in self.dr_baseline_mw:
+            return self.dr_baseline_mw[i]
+        return self.hist["grid_import_mw"][-1] if self.hist["grid_import_mw"] else self._live_import_mw()
+
+    def _live_import_mw(self) -> float:
+        r = self._last
+        return meters.grid_import_w(r) / MW if r is not None else math.nan
+
+    def _plan(self) -> tuple[NDArray, NDArray] | None:
+        plan = getattr(self.twin.controller, "plan", None)
+        if plan is None or "grid_import_mw" not in getattr(plan, "data_vars", {}):
+            return None
+        t = np.asarray(plan["time"].values, "datetime64[s]").astype(np.int64)
+        return t, np.asarray(plan["grid_import_mw"].values, float)
+
+    def _plan_at(self, t: np.datetime64) -> float:
+        p = self._plan()
+        if p is None or p[0].size == 0:
+            return math.nan
+        i = int(np.searchsorted(p[0], _epoch_s(t), side="right")) - 1
+        return float(p[1][i]) if 0 <= i < p[0].size else math.nan
+
+    # ------------------------------------------------------------------ commands
+    def poll_commands(self) -> int:
+        """Apply every command file waiting in ``commands/`` (oldest first); return how many."""
+        d = self.folder / COMMANDS
+        files = sorted(p for p in d.glob("*.json"))
+        for p in files:
+            try:
+                raw = json.loads(p.read_bytes())
+            except (OSError, ValueError) as e:
+                self._message(p.stem, "?", False, f"unreadable command file: {e}")
+                raw = None
+            finally:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            if raw is not None:
+                self.apply(raw)
+        return len(files)
+
+    def apply(self, raw: Mapping[str, Any]) -> bool:
+        """Validate and apply one command; record the outcome; never raises on bad input."""
+        cid = str(raw.get("id", "?")) if isinstance(raw, Mapping) else "?"
+        kind = raw.get("kind", "?") if isinstance(raw, Mapping) else "?"
+        try:
+            cmd = parse_command(raw, tuple(self.twin.f.class_names))
+            ok, text = self._apply(cmd)
+        except ValueError as e:
+            self._message(cid, kind, False, str(e))
+            return False
+        self._message(cmd["id"], kind, ok, text)
+        return True
+
+    def _apply(self, c: dict[str, Any]) -> tuple[bool, str]:
+        """Apply a parsed command: (whether it will take effect as asked, what was done)."""
+        from factory_twin.twin.scenario.grid_signals import DREvent
+
+        tw, kind, ok = self.twin, c["kind"], True
+        sc = tw.scenario
+        if kind == "dr_event":
+            start = tw.time + np.timedelta64(round(c["notice_min"] * S_PER_MIN), "s")
+            ev = DREvent(
+                start, c["duration_min"] * S_PER_MIN, c["depth"], c["ramp_min"] * S_PER_MIN, c["notice_min"] * S_PER_MIN
+            )
+            self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
+            tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
+            text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
+            if getattr(tw.controller, "plan", False) is False:  # a controller that does not plan ignores it
+                ok, text = False, f"{text}: the {self.controller_name or 'running'} controller ignores DR events"
+        elif kind == "clear_dr_events":
+            tw.scenario = sc.with_changes(dr_events=())
+            self.dr_baseline_mw.clear()
+            text = "DR events cleared"
+        elif kind == "import_limit":
+            tw.scenario = sc.with_changes(import_limit_mw=c["import_limit_mw"])
+            text = f"import limit {c['import_limit_mw']:g} MW"
+        elif kind == "ambient_offset":
+            tw.scenario = sc.with_changes(offset_k=c["offset_k"])
+            text = f"ambient offset {c['offset_k']:+g} K"
+        elif kind == "workload":
+            from factory_twin.twin.scenario.scenario import WorkloadProfile
+
+            cls = c["workload_class"]
+            old = sc.workload.get(cls, WorkloadProfile())
+            new = old.model_copy(update={"profile": "constant", "level": c["level"]})
+            tw.scenario = sc.with_changes(workload={**sc.workload, cls: new})
+            text = f"{cls} utilization {c['level']:.0%}"
+        elif kind == "speed":
+            self.speed = c["speed"]
+            return ok, f"speed {self.speed:g}x"
+        elif kind in ("pause", "resume"):
+            self.paused = kind == "pause"
+            return ok, "paused" if self.paused else "resumed"
+        else:
+            text = "re-plan requested"
+        self.request_control()
+        return ok, text
+
+    def request_control(self) -> None:
+        """Have the engine call the controller at the next plant step (what-ifs reach it at once;
+        controllers read the changed scenario from ``state.scenario``)."""
+        self.twin.request_control()
+
+    def _message(self, cid: str, kind: str, ok: bool, text: str) -> None:
+        time = str(np.datetime64(self.twin.time, "s"))
+        self.messages.append(Message(id=cid, kind=kind, ok=ok, text=text, time=time))
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> Snapshot:
+        """The present state, the rolling histories and the plan as a :class:`Snapshot`."""
+        tw, f = self.twin, self.twin.f
+        sc, cool = tw.scenario, f.spec.cooling
+        events = [
+            DREventInfo(
+                start=str(ev.start),
+                end=str(ev.end),
+                depth=float(ev.depth),
+                ramp_min=ev.ramp_s / S_PER_MIN,
+                notice_min=ev.notice_s / S_PER_MIN,
+                baseline_mw=self._baseline(i),
+            )
+            for i, ev in enumerate(sc.dr_events)
+        ]
+        meta = SnapshotMeta(
+            seq=self.seq,
+            wall_time=wall.time(),
+            time=str(np.datetime64(tw.time, "s")),
+            facility=f.spec.name,
+            scenario=sc.name,
+            controller=self.controller_name,
+            speed=self.speed,
+            achieved_speed=self.achieved_speed,
+            paused=self.paused,
+            plant_step_s=tw.plant_dt,
+            record_s=self.record_s,
+            class_names=list(f.class_names),
+            hall_names=list(f.hall_names),
+            currency=sc.signals.currency,
+            offset_k=float(sc.offset_k),
+            workload={
+                c: sc.workload[c].level if c in sc.workload and sc.workload[c].profile == "constant" else None
+                for c in f.class_names
+            },
+            now=self._values(self._last) if self._last is not None else None,
+            plant_mode=int(tw.rejection.mode),
+            dr_events=events,
+            messages=list(self.messages),
+            loops=Loops(
+                fws_setpoint_c=float(cool.facility_water.supply_setpoint_c),
+                tcs_setpoint_c=float(cool.tcs.supply_setpoint_c),
+                tcs_v_dot_m3_s=float(np.sum(f.tcs_v_dot_m3_s)),
+                fws_v_dot_m3_s=float(tw.fws_v_dot),
+                pump_w=float(tw.plant.pump_w),
+            ),
+        )
+        c_tcs = np.asarray(tw.c_tcs)
+        a: dict[str, NDArray] = {
+            "hist_time": np.array(self.hist_time, np.int64),
+            **{f"hist_{k}": np.array(self.hist[k], float) for k in HISTORY},
+            "rack_hall": f.rack_hall,
+            "rack_row": f.rack_row,
+            "rack_slot": f.rack_slot,
+            "rack_cdu": f.rack_cdu,
+            "rack_class": f.rack_class,
+            "rack_gpus": f.gpus,
+            "rack_tdp_w": f.tdp_w,
+            "rack_t_max_c": f.t_max_c,
+            "rack_die_temp_c": np.asarray(tw.t_die, float),
+            "rack_gpu_power_w": np.asarray(tw.gpu_power_w, float),
+            "rack_gpu_cap_w": np.asarray(tw.cap, float),
+            "rack_throttled": np.asarray(tw.throttled, bool),
+            "cdu_hall": f.cdu_hall,
+            "cdu_tcs_supply_c": np.asarray(tw.tcs_supply_c, float),
+            "cdu_tcs_return_c": np.asarray(tw.tcs_return_c, float),
+            "cdu_at_capacity": np.asarray(tw.cdu_at_capacity, bool),
+            "cdu_q_w": c_tcs * (np.asarray(tw.tcs_return_c, float) - np.asarray(tw.tcs_supply_c, float)),
+            "cdu_design_q_w": np.asarray(f.cdu_design_q_w, float),
+            "rack_hist_time": np.array(self.rack_hist_time, np.int64),
+        }
+        n = len(self.rack_hist_time)
+        for k in RACK_HISTORY:
+            a[f"rack_hist_{k}"] = np.stack(self.rack_hist[k]) if n else np.zeros((0, f.n_racks), np.float32)
+        plan = self._plan()
+        if plan is not None:
+            a["plan_time"], a["plan_grid_import_mw"] = plan
+        return Snapshot(meta, a)
+
+    def publish(self) -> None:
+        """Write the present snapshot atomically."""
+        self.seq += 1
+        write_snapshot(self.folder / SNAPSHOT, self.snapshot())
+
+    # ------------------------------------------------------------------ loop
+    def run(self, should_stop: Callable[[], bool], max_lag_s: float = 2.0) -> None:
+        """Run until ``should_stop()``: keep simulated time at ``speed`` x wall time (lag bounded to
+        ``max_lag_s`` wall seconds: a twin slower than ``speed`` runs flat out and reports
+        ``achieved_speed``), apply commands between steps, publish every ``publish_s``."""
+        self.publish()
+        last = last_pub = wall.monotonic()
+        owed_s = 0.0
+        window: deque[tuple[float, float]] = deque(maxlen=20)
+        sim_done = 0.0
+        while not should_stop():
+            changed = self.poll_commands() > 0
+            now = wall.monotonic()
+            if not self.paused:
+                owed_s = min(owed_s + (now - last) * self.speed, max_lag_s * self.speed)
+            last = now
+            while owed_s >= self.twin.plant_dt and not self.paused and wall.monotonic() - now < self.publish_s:
+                self.step()
+                owed_s -= self.twin.plant_dt
+                sim_done += self.twin.plant_dt
+            t = wall.monotonic()
+            if changed or t - last_pub >= self.publish_s:
+                window.append((t, sim_done))
+                t0, s0 = window[0]
+                self.achieved_speed = (sim_done - s0) / (t - t0) if t > t0 and not self.paused else 0.0
+                self.publish()
+                last_pub = t
+            if owed_s < self.twin.plant_dt:
+                wall.sleep(min(0.05, (self.twin.plant_dt - owed_s) / self.speed))
+
+
+def _run_process(
+    build: Callable[..., Any],
+    build_kwargs: dict,
+    folder: str,
+    speed: float,
+    controller_name: str,
+    stop: Any,
+) -> None:
+    try:
+        twin = build(**build_kwargs)
+        runner = LiveRunner(twin, folder, speed, controller_name)
+        parent = mp.parent_process()
+        runner.run(lambda: stop.is_set() or (parent is not None and not parent.is_alive()))
+    except Exception as e:  # the dashboard shows why the twin stopped and offers a restart
+        text = f"{type(e).__name__}: {e}".encode()
+        write_atomic(Path(folder) / RUNNER_ERROR, lambda fh: fh.write(text))
+        raise
+
+
+def start_runner(
+    build: Callable[..., Any],
+    build_kwargs: dict,
+    folder: str | Path,
+    speed: float = 60.0,
+    controller_name: str = "",
+) -> tuple[mp.process.BaseProcess, Any]:
+    """Start a :class:`LiveRunner` in its own (spawned) process; return ``(process, stop_event)``.
+
+    ``build(**build_kwargs)`` runs in the child and returns the twin; it must be a module-level
+    function (passed by reference). Set the event to stop the runner; it also stops when the
+    parent exits.
+    """
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    proc = ctx.Process(
+        target=_run_process,
+        args=(build, build_kwargs, str(folder), speed, controller_name, stop),
+        name="factory-twin-runner",
+        daemon=True,
+    )
+    proc.start()
+    return proc, stop
+
+
+__all__ = [
+    "HISTORY",
+    "KINDS",
+    "RUNNER_ERROR",
+    "LiveRunner",
+    "Snapshot",
+    "load_snapshot",
+    "parse_command",
+    "send_command",
+    "start_runner",
+    "write_snapshot",
+]

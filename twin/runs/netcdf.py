@@ -1,0 +1,22 @@
+"""Atomic NetCDF output (h5netcdf) through :func:`twin.runs.atomic.atomic_path`.
+
+Writing to a real path (not an in-memory buffer) also works while a dask.distributed client is active,
+where xarray takes a distributed lock named after the target.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import xarray as xr
+from factory_twin.twin.runs.atomic import atomic_path
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to ``path`` (h5netcdf engine) atomically; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    return path

@@ -1,0 +1,279 @@
+"""Scenarios: weather, grid signals, demand-response events and workload demand over time.
+
+A scenario TOML (all keys optional; paths relative to the file)::
+
+    name = "hot-day-dr"
+    start = "2026-08-07T00:00:00"        # local time
+    [weather]
+    climate = "facility"                  # the site's climate, a built-in name, or an .epw path
+    offset_k = 0.0                        # what-if: dry and wet bulb + offset
+    [grid]
+    signals = "builtin:kr-smp"            # or a CSV path (see twin.scenario.grid_signals)
+    import_limit_mw = 110.0               # overrides the facility's contracted limit
+    carbon_price_per_t = 0.0
+    [[grid.dr_events]]
+    start = "2026-08-07T16:00:00"
+    duration_h = 3.0
+    depth = 0.25
+    ramp_min = 15.0
+    notice_min = 60.0
+    [workload.training]                   # utilization = share of the class's GPUs busy
+    profile = "constant"                  # or "diurnal"
+    level = 1.0
+    oscillation_depth = 0.0               # sub-minute training power swing, share of busy power
+    oscillation_period_s = 30.0
+    [workload.inference]                  # or profile = "plateaus", plateaus = [[0, 0.6], [8, 1.0], [20, 0.8]]
+    profile = "diurnal"
+    min = 0.5
+    max = 0.95
+    peak_hour = 14.0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from factory_twin.models.units import S_PER_H, S_PER_MIN
+from factory_twin.twin.facility.spec import SpecError, _describe
+from factory_twin.twin.scenario.grid_signals import (
+    DR_NOTICE_S,
+    DR_RAMP_S,
+    DREvent,
+    GridSignals,
+    daily_signals,
+    read_signals_csv,
+)
+from factory_twin.twin.scenario.weather import Weather, load_weather
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from factory_twin import data
+
+Frac = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkloadProfile(_Strict):
+    """Utilization of a class over time: constant or a diurnal cosine; optional training oscillation."""
+
+    profile: Literal["constant", "diurnal", "plateaus"] = "constant"
+    level: Frac = 1.0
+    plateaus: list[tuple[Annotated[float, Field(ge=0, lt=24)], Frac]] = Field(
+        default_factory=list, description="(hour of day, level) steps, held until the next one (wraps)"
+    )
+    min: Frac = 0.5
+    max: Frac = 0.95
+    peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
+    oscillation_depth: Frac = 0.0
+    oscillation_period_s: Annotated[float, Field(gt=0)] = 30.0
+    oscillation_duty: Annotated[float, Field(gt=0, lt=1)] = 0.7
+
+    @model_validator(mode="after")
+    def _plateaus(self) -> WorkloadProfile:
+        hours = [h for h, _ in self.plateaus]
+        if self.profile == "plateaus" and not hours:
+            raise ValueError("profile 'plateaus' needs plateaus = [[hour, level], ...]")
+        if any(b <= a for a, b in pairwise(hours)):
+            raise ValueError(f"plateaus: hours must increase, got {hours}")
+        return self
+
+    def utilization(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """Share of the class's GPUs that are busy [-]."""
+        if self.profile == "constant":
+            return np.full(np.shape(times), self.level)
+        hour = (np.asarray(times, "datetime64[s]") - np.asarray(times, "datetime64[D]")).astype(float) / S_PER_H
+        if self.profile == "plateaus":
+            hours = np.array([h for h, _ in self.plateaus])
+            levels = np.array([v for _, v in self.plateaus])
+            return levels[np.searchsorted(hours, hour, side="right") - 1]  # index -1 wraps to the last plateau
+        mid, half = (self.max + self.min) / 2, (self.max - self.min) / 2
+        return mid + half * np.cos(2 * np.pi * (hour - self.peak_hour) / 24.0)
+
+    def power_factor(self, seconds: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Multiplier on busy-GPU power at ``seconds`` (epoch seconds, float, sub-second resolution):
+        1 in compute phases, ``1 - oscillation_depth`` in communication phases (a square wave)."""
+        if self.oscillation_depth == 0:
+            return np.ones(np.shape(seconds))
+        phase = np.mod(np.asarray(seconds, float), self.oscillation_period_s) / self.oscillation_period_s
+        return np.where(phase < self.oscillation_duty, 1.0, 1.0 - self.oscillation_depth)
+
+
+class _DR(_Strict):
+    start: str
+    duration_h: float
+    depth: float
+    ramp_min: float = DR_RAMP_S / S_PER_MIN
+    notice_min: float = DR_NOTICE_S / S_PER_MIN
+
+
+class _Weather(_Strict):
+    climate: str = "facility"
+    offset_k: Annotated[float, Field(ge=-30, le=30)] = 0.0
+
+
+class _Grid(_Strict):
+    signals: str = "builtin:kr-smp"
+    currency: str = "KRW"
+    import_limit_mw: Annotated[float, Field(gt=0)] | None = None
+    carbon_price_per_t: Annotated[float, Field(ge=0)] = 0.0
+    dr_events: list[_DR] = []
+
+
+class ScenarioSpec(_Strict):
+    name: str = "default"
+    description: str = ""
+    start: str = "2026-08-07T00:00:00"
+    weather: _Weather = _Weather()
+    grid: _Grid = _Grid()
+    workload: dict[str, WorkloadProfile] = {}
+
+
+@dataclass(frozen=True)
+class GridTarget:
+    """A grid load target in force: power at ``meter`` (``"grid"`` import or campus ``"gpu"`` power) at most
+    ``limit_mw`` over ``[start, end)`` (naive local times; ``end`` None: until replaced)."""
+
+    start: np.datetime64
+    end: np.datetime64 | None
+    limit_mw: float
+    meter: Literal["grid", "gpu"] = "grid"
+
+    def limit_at(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """``limit_mw`` where the target is in force at ``times``, inf elsewhere."""
+        t = np.asarray(times, "datetime64[s]")
+        on = t >= self.start
+        if self.end is not None:
+            on &= t < self.end
+        return np.where(on, self.limit_mw, np.inf)
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """Everything time-varying that drives a run. Times are naive local ``datetime64[s]``."""
+
+    name: str
+    start: np.datetime64
+    weather: Weather
+    signals: GridSignals
+    workload: dict[str, WorkloadProfile]
+    dr_events: tuple[DREvent, ...] = ()
+    offset_k: float = 0.0
+    import_limit_mw: float | None = None
+    carbon_price_per_t: float = 0.0
+    spec: ScenarioSpec = field(default_factory=ScenarioSpec)
+    grid_targets: tuple[GridTarget, ...] = ()  # load targets from the grid (DSX Flex agent)
+
+    def ambient(self, times: NDArray[np.datetime64]) -> tuple[NDArray, NDArray]:
+        """Dry and wet bulb [degC] at ``times`` including the what-if offset."""
+        return self.weather.at(times, self.offset_k)
+
+    def import_limit(self, times: NDArray[np.datetime64], contracted_mw: float) -> NDArray[np.float64]:
+        """Import limit [MW]: the signal series, else the scenario override, else the contract."""
+        if self.signals.import_limit_mw is not None:
+            base = self.signals.at(times, "import_limit_mw")
+        else:
+            base = np.full(np.shape(times), self.import_limit_mw or contracted_mw)
+        return np.minimum(base, self.target_limit(times, "grid")) if self.grid_targets else base
+
+    def target_limit(self, times: NDArray[np.datetime64], meter: str) -> NDArray[np.float64]:
+        """Tightest grid load target on ``meter`` at ``times`` [MW] (inf where none is in force)."""
+        out = np.full(np.shape(times), np.inf)
+        for g in self.grid_targets:
+            if g.meter == meter:
+                out = np.minimum(out, g.limit_at(times))
+        return out
+
+    def dr_depth(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """Required reduction fraction of the baseline at ``times`` (largest over overlapping events)."""
+        out = np.zeros(np.shape(times))
+        for ev in self.dr_events:
+            out = np.maximum(out, ev.depth_at(times))
+        return out
+
+    def utilization(self, cls: str, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        return self.workload.get(cls, WorkloadProfile()).utilization(times)
+
+    def with_changes(self, **changes) -> Scenario:
+        """A copy with fields replaced (what-if: ``offset_k``, ``import_limit_mw``, ``dr_events``...)."""
+        return replace(self, **changes)
+
+
+def builtin_scenarios() -> list[str]:
+    return sorted(p.stem for p in data.path("scenarios").glob("*.toml"))
+
+
+def load_scenario(path: str | Path | None, facility) -> Scenario:
+    """Load a scenario TOML (a path or a built-in name), or the defaults when ``path`` is None."""
+    if path is None:
+        return build_scenario(ScenarioSpec(), facility, None, "<defaults>")
+    p = Path(path)
+    if not p.is_file() and str(path) in builtin_scenarios():
+        p = data.path("scenarios", f"{path}.toml")
+    if not p.is_file():
+        raise FileNotFoundError(f"scenario file not found: {p} (built-in: {', '.join(builtin_scenarios())})")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(str(p), [("<toml>", str(e))]) from None
+    try:
+        spec = ScenarioSpec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(str(p), [_describe(err) for err in e.errors()]) from None
+    return build_scenario(spec, facility, p.parent, str(p))
+
+
+def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: str) -> Scenario:
+    """Resolve a validated scenario spec against a facility (its climate, workload classes)."""
+    errors: list[tuple[str, str]] = []
+    start = _time(spec.start, "start", errors)
+    unknown = sorted(set(spec.workload) - set(facility.class_names))
+    if unknown:
+        errors.append(("workload", f"unknown workload class(es) {unknown}; facility has {list(facility.class_names)}"))
+    events = []
+    for i, ev in enumerate(spec.grid.dr_events):
+        t = _time(ev.start, f"grid.dr_events.{i}.start", errors)
+        try:
+            events.append(
+                DREvent(t, ev.duration_h * S_PER_H, ev.depth, ev.ramp_min * S_PER_MIN, ev.notice_min * S_PER_MIN)
+            )
+        except ValueError as e:
+            errors.append((f"grid.dr_events.{i}", str(e)))
+    if errors:
+        raise SpecError(source, errors)
+    climate = facility.spec.site.climate if spec.weather.climate == "facility" else spec.weather.climate
+    weather = load_weather(climate, base_dir)
+    _ = weather.wet_bulb_c  # computed once here, not inside a timed run
+    sig = spec.grid.signals
+    if sig.startswith("builtin:"):
+        signals = daily_signals(sig.removeprefix("builtin:"), start - np.timedelta64(1, "D"), 400)
+    else:
+        p = Path(sig)
+        signals = read_signals_csv(p if p.is_absolute() or base_dir is None else base_dir / p, spec.grid.currency)
+    return Scenario(
+        spec.name,
+        start,
+        weather,
+        signals,
+        dict(spec.workload),
+        tuple(events),
+        spec.weather.offset_k,
+        spec.grid.import_limit_mw,
+        spec.grid.carbon_price_per_t,
+        spec,
+    )
+
+
+def _time(text: str, key: str, errors: list) -> np.datetime64:
+    try:
+        return np.datetime64(text, "s")
+    except ValueError:
+        errors.append((key, f"must be an ISO 8601 time like 2026-08-07T16:00:00, got {text!r}"))
+        return np.datetime64("NaT", "s")

@@ -1,0 +1,138 @@
+"""Steady-state evaluation of a facility: design point, cooling power vs heat and ambient, grid power.
+
+The optimizer linearizes these around its forecast; ``factory-twin validate`` prints the design point.
+All functions broadcast over time arrays (campus totals per time step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from factory_twin.models.power import psu_input_w
+from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.scenario.weather import climate_normals
+from factory_twin.twin.simulation import meters
+from factory_twin.twin.simulation.plant import Plant, build_plant
+from numpy.typing import ArrayLike, NDArray
+
+
+@lru_cache(maxsize=8)
+def _plant(f: Facility) -> Plant:
+    return build_plant(f)
+
+
+@dataclass(frozen=True)
+class SteadyPoint:
+    """Campus totals at steady state [W] (no BESS); read by the power meters of :mod:`twin.simulation.meters`."""
+
+    it_w: NDArray | float
+    losses_w: NDArray | float
+    cooling_w: NDArray | float
+    grid_w: NDArray | float
+    q_liquid_w: NDArray | float
+    q_air_w: NDArray | float
+    fws_supply_c: NDArray | float
+    bess_w: float = 0.0
+
+    @property
+    def pue(self):
+        return meters.pue(self)
+
+
+@dataclass(frozen=True)
+class RackTypes:
+    """Racks the steady site model cannot tell apart (same class, GPU count, idle, minimum-cap and
+    uncapped GPU power, non-GPU powers and PSU rating): a representative rack per type (``rack``)
+    and how many racks share it (``count``). Campus sums over racks become sums over a few types."""
+
+    rack: NDArray
+    count: NDArray
+
+
+@lru_cache(maxsize=8)
+def rack_types(f: Facility) -> RackTypes:
+    """The :class:`RackTypes` of ``f`` (all racks when every rack differs)."""
+    key = np.column_stack(
+        [f.rack_class, f.gpus, f.idle_w, f.min_cap_w, f.demand_w, f.non_gpu_w, f.non_gpu_liquid_w,
+         f.psu_count * f.psu_rating_w]
+    )  # fmt: skip
+    _, first, count = np.unique(key, axis=0, return_index=True, return_counts=True)
+    return RackTypes(first, count.astype(float))
+
+
+@dataclass(frozen=True)
+class RackTotals:
+    """Campus sums over racks [W]: GPU power, rack DC power, IT input (after the PSUs), liquid and
+    air heat (PSU losses go to air)."""
+
+    gpu_w: NDArray | float
+    rack_dc_w: NDArray | float
+    it_w: NDArray | float
+    q_liquid_w: NDArray | float
+    q_air_w: NDArray | float
+
+
+def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> RackTotals:
+    """:class:`RackTotals` for per-GPU power ``gpu_w`` [W] over racks (last axis; leading axes,
+    e.g. time, broadcast) or, with ``types``, over rack types (sums weighted by their counts)."""
+    r = slice(None) if types is None else types.rack
+    n = 1.0 if types is None else types.count
+    gpus, non_gpu, liquid = f.gpus[r], f.non_gpu_w[r], f.non_gpu_liquid_w[r]
+    rack_dc = gpus * gpu_w + non_gpu
+    chain = _plant(f).chain
+    rack_in = psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r], chain.psu_load_points, chain.psu_efficiencies)
+
+    def total(a: NDArray) -> NDArray:
+        return np.sum(n * a, axis=-1)
+
+    return RackTotals(
+        total(gpus * gpu_w),
+        total(rack_dc),
+        total(rack_in),
+        total(gpus * gpu_w + liquid),
+        total(non_gpu - liquid) + total(rack_in - rack_dc),
+    )
+
+
+def cooling_power_w(
+    f: Facility, q_liquid_w: ArrayLike, q_air_w: ArrayLike, dry_bulb_c: ArrayLike, wet_bulb_c: ArrayLike
+) -> NDArray:
+    """Steady cooling power [W]: pumps + heat rejection of ``q_liquid_w`` at the ambient + air side."""
+    p = _plant(f)
+    c = float(f.c_fws_max_w_k.sum())
+    t_ret = f.spec.cooling.facility_water.supply_setpoint_c + np.asarray(q_liquid_w, float) / c
+    rej = p.reject(t_ret, c, dry_bulb_c, wet_bulb_c)
+    return p.pump_w + rej.power_w + np.asarray(q_air_w, float) / f.spec.cooling.air.cop
+
+
+def grid_power_w(f: Facility, it_w: ArrayLike, cooling_w: ArrayLike):
+    """The power chain above the IT meter (``ChainFlow``) for IT input ``it_w`` [W] (after the PSUs,
+    :attr:`RackTotals.it_w`) and mechanical load ``cooling_w`` [W]; both broadcast (e.g. over time)."""
+    return _plant(f).chain.upstream(it_w, cooling_w)
+
+
+def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bulb_c: float) -> SteadyPoint:
+    """The campus at steady state for per-GPU power ``gpu_w_per_rack`` and the given ambient."""
+    rt = rack_totals(f, gpu_w_per_rack)
+    q_liq, q_air = rt.q_liquid_w, rt.q_air_w
+    p = _plant(f)
+    c = float(f.c_fws_max_w_k.sum())
+    rej = p.reject(f.spec.cooling.facility_water.supply_setpoint_c + q_liq / c, c, dry_bulb_c, wet_bulb_c)
+    cooling = p.pump_w + rej.power_w + q_air / f.spec.cooling.air.cop
+    chain = grid_power_w(f, rt.it_w, cooling)
+    losses = chain.busway_loss_w + chain.ups_loss_w + chain.transformer_loss_w
+    return SteadyPoint(chain.it_w, losses, cooling, chain.grid_w, q_liq, q_air, rej.t_supply_c)
+
+
+DESIGN_METERS = ("grid_import_mw", "it_power_mw", "cooling_power_mw", "losses_mw", "pue")
+
+
+def design_point(f: Facility) -> dict[str, float]:
+    """All GPUs at TDP at the site's ASHRAE 0.4 % design dry and wet bulb (built-in climates):
+    the ambient and :data:`DESIGN_METERS`."""
+    normals = climate_normals().get(f.spec.site.climate, {})
+    db, wb = normals.get("design_dry_bulb_c", 35.0), normals.get("design_wet_bulb_c", 27.0)
+    sp = steady_point(f, f.tdp_w, db, wb)
+    return {"dry_bulb_c": db, "wet_bulb_c": wb, **meters.read(meters.Reading(sp, None, None), DESIGN_METERS)}
