@@ -82,3 +82,13 @@ def test_bad_facility_paths_and_design_errors(tmp_path):
     with pytest.raises(twin.SpecError) as e:
         twin.load_facility(p)
     assert e.value.errors[0][0] == "cooling.cdu.capacity_kw"
+
+
+def test_rack_types_split_into_whole_nodes():
+    """Every rack type's GPUs fill whole compute nodes (the hosts the Redfish and Prometheus links name)."""
+    from factory_twin.twin.facility.assembly import rack_catalog
+
+    for name, t in rack_catalog().items():
+        assert t["gpus"] % t["gpus_per_node"] == 0, name
+    f = twin.load_facility("campus-100mw")
+    assert np.all(f.gpus / f.gpus_per_node == 18)  # GB200 NVL72: 18 compute trays of 4 GPUs

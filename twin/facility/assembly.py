@@ -25,6 +25,7 @@ from factory_twin import data
 
 RACK_FIELDS = (
     "gpus",
+    "gpus_per_node",
     "gpu_tdp_w",
     "gpu_idle_w",
     "gpu_min_cap_w",
@@ -72,6 +73,7 @@ class Facility:
     rack_row: IntArray
     rack_slot: IntArray
     gpus: Array
+    gpus_per_node: Array  # GPUs per compute node (one host, BMC and DCGM exporter; data/racks.toml [nodes])
     tdp_w: Array
     idle_w: Array
     min_cap_w: Array
@@ -224,6 +226,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         rack_row=rack_row,
         rack_slot=rack_slot,
         gpus=r["gpus"],
+        gpus_per_node=r["gpus_per_node"],
         tdp_w=r["gpu_tdp_w"],
         idle_w=r["gpu_idle_w"],
         min_cap_w=min_cap_w,
