@@ -30,13 +30,15 @@ def build_twin(facility: str, scenario: str | None, controller: str):
     return Twin(f, sc, controller=make_controller(controller, f, sc))
 
 
-def check_setup(facility: str, scenario: str | None, controller: str) -> None:
+def check_setup(facility: str, scenario: str | None, controller: str):
     """Load the facility and scenario and build the controller here, before anything starts, so that an
-    unknown name fails at start with its error (the runner process would only fail in the background)."""
+    unknown name fails at start with its error (the runner process would only fail in the background);
+    return the facility."""
     from factory_twin.twin import load_facility, load_scenario
 
     f = load_facility(facility)
     make_controller(controller, f, load_scenario(scenario, f))
+    return f
 
 
 class Runner:
@@ -178,17 +180,28 @@ def serve(
     studies_dir: str | Path | None = None,
     folder: str | Path | None = None,
     flex_dir: str | Path | None = None,
+    metrics_port: int | None = None,
+    gpu_series: str = "gpu",
 ) -> int:
     """Run the twin at ``speed`` simulated s per wall s in a child process and serve the dashboard.
 
     ``folder`` holds the snapshot and the command files (a fresh temporary folder by default,
     removed on exit); ``studies_dir`` (default: the working directory) is the only place study
     files are read from; ``flex_dir`` (a flex agent's ``--state-dir``) adds the Grid flex page.
-    Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only when ``debug``.
+    Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only when ``debug``. ``metrics_port`` also
+    serves the twin's Prometheus metrics at ``http://host:metrics_port/metrics`` (GPU series per GPU, or per rack
+    with ``gpu_series="rack"``; see docs/links.md).
     """
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
-    check_setup(facility, scenario, controller)
+    f = check_setup(facility, scenario, controller)
+    metrics = None
+    if metrics_port is not None:  # a bad option or a port in use fails here, before the twin starts
+        from factory_twin.links.prometheus.exporter import MetricsServer
+
+        if gpu_series not in ("gpu", "rack"):
+            raise ValueError(f"gpu series: must be 'gpu' or 'rack', got {gpu_series!r}")
+        metrics = MetricsServer(lambda: None, host, metrics_port)
     sock = wsgi.listen(host, port)  # a port in use fails here, before the twin starts
     own = folder is None
     run_dir = Path(tempfile.mkdtemp(prefix="factory-twin-live-") if own else folder)
@@ -211,12 +224,20 @@ def serve(
             flex_dir=flex_dir,
         )
         share_tick_responses(app.server, source)
+        if metrics is not None:
+            from factory_twin.dashboard.metrics import SnapshotMetrics
+
+            metrics.render = SnapshotMetrics(f, source, gpu_series)
+            metrics.start()
+            print(f"factory-twin metrics: {metrics.url}", flush=True)
         print(f"factory-twin dashboard: http://{host}:{port}/ (twin running in process {runner.proc.pid})", flush=True)
         wsgi.run(app, sock, debug)
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+        if metrics is not None:
+            metrics.close()
         if runner is not None:
             runner.close()
         if own:

@@ -75,6 +75,7 @@ class StubTwin:
         n = N_RACKS
         self.t_die = np.linspace(60.0, 71.0, n)
         self.gpu_power_w = np.full(n, 1000.0)
+        self.gpu_energy_j = np.zeros(n)
         self.cap = np.full(n, 1200.0)
         self.throttled = np.zeros(n, bool)
         self.tcs_supply_c = np.full(N_CDUS, 35.0)
@@ -92,12 +93,17 @@ class StubTwin:
     def stored_heat_j(self) -> float:
         return 5e9
 
+    @property
+    def cdu_q_w(self) -> np.ndarray:
+        return self.c_tcs * (self.tcs_return_c - self.tcs_supply_c)
+
     def request_control(self) -> None:
         self.control_requested_at = self.time
 
     def advance(self) -> PlantStepResult:
         self.k += 1
         self.gpu_power_w = np.full(N_RACKS, 1000.0 + self.k)
+        self.gpu_energy_j = self.gpu_energy_j + self.gpu_power_w * self.plant_dt
         self.time = self.time + np.timedelta64(10, "s")
         it, loss, cool = 8e6 + 1e3 * self.k, 2e5, 5e5
         return PlantStepResult(

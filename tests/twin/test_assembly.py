@@ -92,3 +92,13 @@ def test_rack_types_split_into_whole_nodes():
         assert t["gpus"] % t["gpus_per_node"] == 0, name
     f = twin.load_facility("campus-100mw")
     assert np.all(f.gpus / f.gpus_per_node == 18)  # GB200 NVL72: 18 compute trays of 4 GPUs
+
+
+def test_nodes_are_named_by_hall_row_slot_and_tray(campus):
+    from factory_twin.twin.facility.nodes import nodes, rack_names
+
+    nd = nodes(campus)
+    assert nd.n == 15_120 and int(nd.gpus.sum()) == int(campus.gpus.sum()) == 60_480  # issue 25: 15,120 nodes
+    assert nd.names[:2] == ("hall-a-000-00-n00", "hall-a-000-00-n01") and nd.names[-1] == "hall-b-041-09-n17"
+    assert len(set(nd.names)) == nd.n and len(set(rack_names(campus))) == campus.n_racks
+    assert nd.gpu_model == ("NVIDIA GB200", "NVIDIA GB200") and np.all(nd.rack[18:36] == 1)

@@ -497,7 +497,6 @@ class LiveRunner:
                 pump_w=float(tw.plant.pump_w),
             ),
         )
-        c_tcs = np.asarray(tw.c_tcs)
         a: dict[str, NDArray] = {
             "hist_time": np.array(self.hist_time, np.int64),
             **{f"hist_{k}": np.array(self.hist[k], float) for k in HISTORY},
@@ -511,13 +510,14 @@ class LiveRunner:
             "rack_t_max_c": f.t_max_c,
             "rack_die_temp_c": np.asarray(tw.t_die, float),
             "rack_gpu_power_w": np.asarray(tw.gpu_power_w, float),
+            "rack_gpu_energy_j": np.asarray(tw.gpu_energy_j, float),
             "rack_gpu_cap_w": np.asarray(tw.cap, float),
             "rack_throttled": np.asarray(tw.throttled, bool),
             "cdu_hall": f.cdu_hall,
             "cdu_tcs_supply_c": np.asarray(tw.tcs_supply_c, float),
             "cdu_tcs_return_c": np.asarray(tw.tcs_return_c, float),
             "cdu_at_capacity": np.asarray(tw.cdu_at_capacity, bool),
-            "cdu_q_w": c_tcs * (np.asarray(tw.tcs_return_c, float) - np.asarray(tw.tcs_supply_c, float)),
+            "cdu_q_w": np.asarray(tw.cdu_q_w, float),
             "cdu_design_q_w": np.asarray(f.cdu_design_q_w, float),
             "rack_hist_time": np.array(self.rack_hist_time, np.int64),
         }

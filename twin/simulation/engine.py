@@ -131,6 +131,7 @@ class Twin:
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
         self.t_die, self.t_plate = self.stepper.steady_state(p_gpu, t_cool)
         self.gpu_power_w = p_gpu
+        self.gpu_energy_j = np.zeros(f.n_racks)  # drawn per GPU of each rack since the twin started [J]
         t_ret = self.tcs_supply_c + np.bincount(f.rack_cdu, q_rack, f.n_cdus) / self.c_tcs
         self.tcs_return_c = t_ret
         self.tcs_delay = ConstantFlowDelay(
@@ -147,6 +148,12 @@ class Twin:
         self.throttled = np.zeros(f.n_racks, bool)
         self.cdu_at_capacity = np.zeros(f.n_cdus, bool)
         self.last: PlantStepResult | None = None
+
+    @property
+    def cdu_q_w(self) -> Array:
+        """Heat each CDU moves from its TCS loop to the facility water over the latest plant step [W]: the loop's
+        heat-capacity rate times its return-minus-supply difference."""
+        return self.c_tcs * (np.asarray(self.tcs_return_c, float) - np.asarray(self.tcs_supply_c, float))
 
     def stored_heat_j(self) -> float:
         """Heat held in the twin [J, relative to 0 degC]: die and plate nodes, pipes, in-transit supply."""
@@ -276,6 +283,7 @@ class Twin:
         e0 = self.rc.stored_energy_j(t_die0, t_plate0)
         self.t_die, self.t_plate = t_die, t_plate
         self.gpu_power_w = p_mean
+        self.gpu_energy_j = self.gpu_energy_j + p_mean * self.plant_dt  # a new array: readers keep theirs whole
         self.throttled[~hot] = False
         gpu_heat_j = f.gpus * (p_mean * self.plant_dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
         q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w
