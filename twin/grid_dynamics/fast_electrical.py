@@ -168,6 +168,205 @@ class FastRun:
         }
 
 
+@dataclass(frozen=True)
+class JobGroups:
+    """Racks of one job with identical electrical parameters, which move together: per group its job, rack
+    count and the racks' GPUs, TDP, idle and compute power [W/GPU], non-GPU power, PSU rating [W], class."""
+
+    of_rack: IntArray  # rack -> group (-1: outside the jobs)
+    job: IntArray
+    racks: Array
+    gpus: Array
+    tdp: Array
+    idle: Array
+    high: Array
+    non_gpu: Array
+    psu: Array
+    rack_class: IntArray
+
+    @property
+    def n(self) -> int:
+        return self.job.size
+
+    @property
+    def gpu_count(self) -> Array:
+        """GPUs per group (racks x GPUs per rack): the weights of per-GPU series."""
+        return self.racks * self.gpus
+
+
+def job_groups(f: Facility, start: StartState, owner: IntArray) -> JobGroups:
+    """Group the job racks (``owner`` >= 0) by job and electrical parameters."""
+    psu_rating = f.psu_count * f.psu_rating_w
+    job_racks = np.flatnonzero(owner >= 0)
+    p_high = np.minimum(f.demand_w, start.gpu_cap_w)
+    cols = [owner, f.gpus, f.tdp_w, f.idle_w, p_high, f.non_gpu_w, psu_rating, f.rack_class]
+    keys = np.column_stack(cols).astype(float)[job_racks]
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    of_rack = np.full(f.n_racks, -1)
+    of_rack[job_racks] = inv.ravel()
+    racks = np.bincount(inv.ravel(), minlength=uniq.shape[0]).astype(float)
+    return JobGroups(of_rack, uniq[:, 0].astype(int), racks, *(uniq[:, k] for k in range(1, 7)), uniq[:, 7].astype(int))
+
+
+def gpu_power(
+    g: JobGroups, jobs: Sequence[TrainingJob], t: Array, dt_s: float, mitigation: Mitigation
+) -> tuple[Array, Array]:
+    """Stage 1: each group's GPU demand [W/GPU] (groups x steps), then the power after the job-start cap ramp
+    and GPU smoothing."""
+    n_g, n = g.n, t.size
+    demand = np.empty((n_g, n))
+    running = np.empty((n_g, n), bool)
+    for k in range(n_g):
+        job = jobs[g.job[k]]
+        low = g.idle[k] if job.comm_fraction is None else job.comm_fraction * g.tdp[k]
+        demand[k] = job_power_w(
+            t, g.high[k], low, g.idle[k], job.period_s, job.duty, job.edge_s, job.phase_s, job.events
+        )
+        running[k] = job_running(t, job.events)
+    cap = None
+    if math.isfinite(mitigation.start_ramp_w_s):
+        starts = np.array([max(jobs[j].events.start_s, 0.0) for j in g.job])[:, None]
+        cap = g.idle[:, None] + mitigation.start_ramp_w_s * np.maximum(t[None, :] - starts, 0.0)
+    sm = smooth_series(np.minimum(demand, cap) if cap is not None else demand, g.tdp, dt_s, mitigation.smoothing,
+                       running, cap_w=cap)  # fmt: skip
+    return demand, sm.power_w
+
+
+@dataclass(frozen=True)
+class RackStorage:
+    """Stage 2's result: power into the racks after their storage layers [W/GPU] (groups x steps); over all
+    job GPUs, the layers' loss [W] and stored energy [J] per step, and the stored energy at start and end."""
+
+    rack_in: Array
+    loss_w: Array
+    stored_j: Array
+    e_start_j: float
+    e_end_j: float
+
+
+def rack_storage(load: Array, g: JobGroups, dt_s: float, layers: Sequence[RackLayer]) -> RackStorage:
+    """Stage 2: the rack storage layers, per GPU (racks of a group are identical), in order from the GPUs."""
+    n = load.shape[1]
+    rack_in = load
+    loss_w, stored_j = np.zeros(n), np.zeros(n)
+    e_start = e_end = 0.0
+    w = g.gpu_count
+    for layer in layers:
+        rack_in, _, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
+        loss_w += w @ loss
+        e_start += float(w @ e0)
+        e_end += float(w @ e[:, -1])
+        stored_j += w @ e
+    return RackStorage(rack_in, loss_w, stored_j, e_start, e_end)
+
+
+@dataclass(frozen=True)
+class SiteDraw:
+    """Stage 3's result [W per step]: IT input (rack PSUs), DC load, PSU DC output after the rack storage,
+    the chain's conversion losses and the grid draw before the site BESS."""
+
+    it_w: Array
+    dc_w: Array
+    rack_in_w: Array
+    losses_w: Array
+    site_w: Array
+
+
+def site_draw(f: Facility, chain, start: StartState, g: JobGroups, load: Array, rack_in: Array) -> SiteDraw:
+    """Stage 3: PSUs and the chain (busway, UPS, transformers with the held cooling load), for the job groups
+    plus the racks that hold their start power."""
+    psu_rating = f.psu_count * f.psu_rating_w
+    other = g.of_rack < 0
+    dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
+    in_other = float(psu_input_w(dc_other, psu_rating[other], chain.psu_load_points, chain.psu_efficiencies).sum())
+    g_in = psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None], chain.psu_load_points, chain.psu_efficiencies)
+    it_w = g.racks @ g_in + in_other
+    w = g.gpu_count
+    dc_w = w @ load + float(dc_other.sum())
+    rack_in_w = w @ rack_in + float(dc_other.sum())
+    flow = chain.upstream(it_w, start.mech_w)
+    return SiteDraw(it_w, dc_w, rack_in_w, flow.losses_w, flow.grid_w)
+
+
+@dataclass(frozen=True)
+class SiteBess:
+    """Stage 4's result: power at the POI [W], the BESS's power (> 0 discharging) and loss [W], its energy
+    after each step [J] and at start [J]."""
+
+    poi_w: Array
+    bess_w: Array
+    loss_w: Array
+    energy_j: Array
+    e_start_j: float
+
+
+def site_bess(bess: Bess | None, law: SplitLaw | None, start: StartState, site_w: Array, dt_s: float) -> SiteBess:
+    """Stage 4: the site BESS at the meter, its split law referred to the start charge (idle without a law)."""
+    n = site_w.size
+    if bess is None or law is None:
+        e = start.bess_energy_j
+        return SiteBess(site_w, np.zeros(n), np.zeros(n), np.full(n, e), e)
+    e_start = min(
+        max(start.bess_energy_j, bess.soc_min * bess.energy_capacity_j), bess.soc_max * bess.energy_capacity_j
+    )
+    law = replace(law, soc_ref=e_start / bess.energy_capacity_j)
+    up, p, loss, e, _ = _run_layer(site_w[None, :], dt_s, law, bess, e_start)
+    return SiteBess(up[0], p[0], loss[0], e[0], e_start)
+
+
+def energy_books(draw: SiteDraw, store: RackStorage, site: SiteBess, mech_w: float, dt_s: float) -> dict[str, float]:
+    """Energy over the run [J]: POI = DC load + cooling + conversion losses + storage losses + change in stored
+    energy; ``energy_book_residual`` is what is left, relative to the POI energy."""
+    n = draw.it_w.size
+    poi_j = float(site.poi_w.sum() * dt_s)
+    dc_j = float(draw.dc_w.sum() * dt_s)
+    conv_j = float((draw.it_w - draw.rack_in_w + draw.losses_w).sum() * dt_s)  # PSUs, busway, UPS, transformers
+    st_loss_j = float((store.loss_w.sum() + site.loss_w.sum()) * dt_s)
+    d_stored = (store.e_end_j - store.e_start_j) + float(site.energy_j[-1] - site.e_start_j)
+    mech_j = mech_w * n * dt_s
+    residual = poi_j - (dc_j + mech_j + conv_j + st_loss_j + d_stored)
+    return {
+        "poi_energy_j": poi_j,
+        "poi_mean_mw": poi_j / (n * dt_s) / MW,
+        "dc_load_j": dc_j,
+        "mech_j": mech_j,
+        "conversion_loss_j": conv_j,
+        "storage_loss_j": st_loss_j,
+        "stored_change_j": d_stored,
+        "energy_book_residual": residual / poi_j,
+    }
+
+
+def throughput(
+    f: Facility, jobs: Sequence[TrainingJob], g: JobGroups, demand: Array, gpu_w: Array, dt_s: float
+) -> dict[str, float]:
+    """The work the ramp limits withheld, per job (the least kept share is reported), the tokens and value
+    lost at the classes' rates, and the floor burn (energy above the work's own draw) [J]."""
+    n = demand.shape[1]
+    work = np.maximum(demand - g.idle[:, None], 0.0).sum(axis=1) * dt_s
+    deficit = np.maximum(demand - gpu_w, 0.0).sum(axis=1) * dt_s  # work the limits held back
+    burn = np.maximum(gpu_w - demand, 0.0).sum(axis=1) * dt_s  # energy above the work's own draw
+    gw = g.gpu_count
+    kept = np.ones(len(jobs))
+    tokens_lost = 0.0
+    tok = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])
+    val = np.array([w.value_per_mtok for w in f.spec.workloads])
+    value_lost = 0.0
+    for j in range(len(jobs)):
+        gs = g.job == j
+        wj, dj = float((gw * work)[gs].sum()), float((gw * deficit)[gs].sum())
+        kept[j] = 1 - dj / wj if wj > 0 else 1.0
+        rate = (gw * tok[g.rack_class] * (1 - kept[j]))[gs]
+        tokens_lost += float(rate.sum()) * n * dt_s
+        value_lost += float((rate * val[g.rack_class][gs]).sum()) * n * dt_s / TOKENS_PER_MTOK
+    return {
+        "floor_burn_j": float(gw @ burn),
+        "throughput_kept": float(np.min(kept)) if len(jobs) else 1.0,
+        "tokens_lost": tokens_lost,
+        "value_lost": value_lost,
+    }
+
+
 def run_fast(
     f: Facility,
     start: StartState,
@@ -186,126 +385,38 @@ def run_fast(
     n = int(round(duration_s / dt_s))
     t = np.arange(n) * dt_s
     plant = build_plant(f)
-    chain = plant.chain
-    psu_rating = f.psu_count * f.psu_rating_w
-    owner = place_jobs(f, jobs)
-
-    # groups: racks of one job with identical electrical parameters move together
-    job_racks = np.flatnonzero(owner >= 0)
-    p_high = np.minimum(f.demand_w, start.gpu_cap_w)
-    cols = [owner, f.gpus, f.tdp_w, f.idle_w, p_high, f.non_gpu_w, psu_rating, f.rack_class]
-    keys = np.column_stack(cols).astype(float)[job_racks]
-    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    group_of_rack = np.full(f.n_racks, -1)
-    group_of_rack[job_racks] = inv.ravel()
-    n_g = uniq.shape[0]
-    g_job = uniq[:, 0].astype(int)
-    g_racks = np.bincount(inv.ravel(), minlength=n_g).astype(float)
-    g_gpus, g_tdp, g_idle, g_high, g_nongpu, g_psu = (uniq[:, k] for k in range(1, 7))
-    g_class = uniq[:, 7].astype(int)
-
-    # 1. GPU demand per group [W/GPU], then smoothing
-    demand = np.empty((n_g, n))
-    running = np.empty((n_g, n), bool)
-    for g in range(n_g):
-        job = jobs[g_job[g]]
-        low = g_idle[g] if job.comm_fraction is None else job.comm_fraction * g_tdp[g]
-        demand[g] = job_power_w(
-            t, g_high[g], low, g_idle[g], job.period_s, job.duty, job.edge_s, job.phase_s, job.events
-        )
-        running[g] = job_running(t, job.events)
-    cap = None
-    if math.isfinite(mitigation.start_ramp_w_s):
-        starts = np.array([max(jobs[j].events.start_s, 0.0) for j in g_job])[:, None]
-        cap = g_idle[:, None] + mitigation.start_ramp_w_s * np.maximum(t[None, :] - starts, 0.0)
-    sm = smooth_series(np.minimum(demand, cap) if cap is not None else demand, g_tdp, dt_s, mitigation.smoothing,
-                       running, cap_w=cap)  # fmt: skip
-    gpu_w = sm.power_w
-
-    # 2. rack storage layers, per GPU (racks of a group are identical)
-    load = gpu_w + (g_nongpu / g_gpus)[:, None]  # rack DC per GPU
-    rack_in = load
-    store_loss = np.zeros(n)
-    store_e0 = store_e1 = 0.0
-    w = g_racks * g_gpus
-    rack_store_j = np.zeros(n)
-    for layer in mitigation.rack_layers:
-        rack_in, _, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
-        store_loss += w @ loss
-        store_e0 += float(w @ e0)
-        store_e1 += float(w @ e[:, -1])
-        rack_store_j += w @ e
-
-    # 3. PSUs and the chain: job groups plus the racks that hold their start power
-    other = group_of_rack < 0
-    dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
-    in_other = float(psu_input_w(dc_other, psu_rating[other], chain.psu_load_points, chain.psu_efficiencies).sum())
-    g_in = psu_input_w(rack_in * g_gpus[:, None], g_psu[:, None], chain.psu_load_points, chain.psu_efficiencies)
-    it_w = g_racks @ g_in + in_other
-    dc_w = w @ load + float(dc_other.sum())
-    rack_in_w = w @ rack_in + float(dc_other.sum())  # PSU DC output after the rack storage
-    flow = chain.upstream(it_w, start.mech_w)
-    site_w = flow.grid_w
-
-    # 4. site BESS at the meter
-    bess, law = plant.bess, mitigation.bess_law
-    if bess is not None and law is not None:
-        e_start = min(
-            max(start.bess_energy_j, bess.soc_min * bess.energy_capacity_j), bess.soc_max * bess.energy_capacity_j
-        )
-        law = replace(law, soc_ref=e_start / bess.energy_capacity_j)
-        up, p, loss, e, _ = _run_layer(site_w[None, :], dt_s, law, bess, e_start)
-        poi, bess_w, bess_loss, bess_e = up[0], p[0], loss[0], e[0]
-    else:
-        e_start = start.bess_energy_j
-        poi, bess_w, bess_loss, bess_e = site_w, np.zeros(n), np.zeros(n), np.full(n, e_start)
-
-    # books [J]
-    poi_j = float(poi.sum() * dt_s)
-    dc_j = float(dc_w.sum() * dt_s)
-    conv_j = float((it_w - rack_in_w + flow.losses_w).sum() * dt_s)  # PSUs, busway, UPS, transformers
-    st_loss_j = float((store_loss.sum() + bess_loss.sum()) * dt_s)
-    d_stored = (store_e1 - store_e0) + float(bess_e[-1] - e_start)
-    mech_j = start.mech_w * n * dt_s
-    residual = poi_j - (dc_j + mech_j + conv_j + st_loss_j + d_stored)
-
-    # throughput: energy the ramp limits withheld from the work, per job
-    work = np.maximum(demand - g_idle[:, None], 0.0).sum(axis=1) * dt_s
-    deficit = np.maximum(demand - gpu_w, 0.0).sum(axis=1) * dt_s  # work the limits held back
-    burn = np.maximum(gpu_w - demand, 0.0).sum(axis=1) * dt_s  # energy above the work's own draw
-    gw = g_racks * g_gpus
-    kept = np.ones(len(jobs))
-    tokens_lost = 0.0
-    tok = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])
-    val = np.array([w.value_per_mtok for w in f.spec.workloads])
-    value_lost = 0.0
-    for j in range(len(jobs)):
-        gs = g_job == j
-        wj, dj = float((gw * work)[gs].sum()), float((gw * deficit)[gs].sum())
-        kept[j] = 1 - dj / wj if wj > 0 else 1.0
-        rate = (gw * tok[g_class] * (1 - kept[j]))[gs]
-        tokens_lost += float(rate.sum()) * n * dt_s
-        value_lost += float((rate * val[g_class][gs]).sum()) * n * dt_s / TOKENS_PER_MTOK
-    burn_j = float(gw @ burn)
+    g = job_groups(f, start, place_jobs(f, jobs))
+    demand, gpu_w = gpu_power(g, jobs, t, dt_s, mitigation)
+    load = gpu_w + (g.non_gpu / g.gpus)[:, None]  # rack DC per GPU
+    store = rack_storage(load, g, dt_s, mitigation.rack_layers)
+    draw = site_draw(f, plant.chain, start, g, load, store.rack_in)
+    site = site_bess(plant.bess, mitigation.bess_law, start, draw.site_w, dt_s)
+    books = energy_books(draw, store, site, start.mech_w, dt_s)
+    work = throughput(f, jobs, g, demand, gpu_w, dt_s)
 
     sl = slice(None, None, record_every)
-    soc = bess_e / bess.energy_capacity_j if bess is not None else np.full(n, np.nan)
+    gw = g.gpu_count
+    soc = site.energy_j / plant.bess.energy_capacity_j if plant.bess is not None else np.full(n, np.nan)
     ds = xr.Dataset(
         {
-            "poi_mw": ("time", poi[sl] / MW, {"units": "MW", "long_name": "power at the point of interconnection"}),
-            "site_mw": ("time", site_w[sl] / MW, {"units": "MW", "long_name": "grid draw before the site BESS"}),
-            "it_mw": ("time", it_w[sl] / MW, {"units": "MW", "long_name": "IT input (rack PSUs)"}),
+            "poi_mw": (
+                "time",
+                site.poi_w[sl] / MW,
+                {"units": "MW", "long_name": "power at the point of interconnection"},
+            ),
+            "site_mw": ("time", draw.site_w[sl] / MW, {"units": "MW", "long_name": "grid draw before the site BESS"}),
+            "it_mw": ("time", draw.it_w[sl] / MW, {"units": "MW", "long_name": "IT input (rack PSUs)"}),
             "gpu_mw": ("time", gw @ gpu_w[:, sl] / MW, {"units": "MW", "long_name": "job GPUs"}),
             "demand_mw": (
                 "time",
                 gw @ demand[:, sl] / MW,
                 {"units": "MW", "long_name": "job GPU demand before smoothing"},
             ),
-            "bess_mw": ("time", bess_w[sl] / MW, {"units": "MW", "long_name": "site BESS, > 0 discharging"}),
+            "bess_mw": ("time", site.bess_w[sl] / MW, {"units": "MW", "long_name": "site BESS, > 0 discharging"}),
             "bess_soc": ("time", soc[sl], {"units": "1", "long_name": "site BESS state of charge"}),
             "rack_store_mj": (
                 "time",
-                rack_store_j[sl] / MJ,
+                store.stored_j[sl] / MJ,
                 {"units": "MJ", "long_name": "energy held in the job racks' storage layers"},
             ),
         },
@@ -316,26 +427,19 @@ def run_fast(
             "duration_s": n * dt_s,
             "jobs": ", ".join(f"{j.name}:{j.gpus}" for j in jobs),
             "job_gpus": int(sum(j.gpus for j in jobs)),
-            "groups": n_g,
-            "poi_energy_j": poi_j,
-            "poi_mean_mw": poi_j / (n * dt_s) / MW,
-            "dc_load_j": dc_j,
-            "mech_j": mech_j,
-            "conversion_loss_j": conv_j,
-            "storage_loss_j": st_loss_j,
-            "stored_change_j": d_stored,
-            "energy_book_residual": residual / poi_j,
-            "floor_burn_j": burn_j,
-            "bess_energy_start_j": e_start,
-            "bess_energy_end_j": float(bess_e[-1]),
-            "bess_peak_mw": float(np.abs(bess_w).max() / MW),
-            "throughput_kept": float(np.min(kept)) if len(jobs) else 1.0,
-            "tokens_lost": tokens_lost,
-            "value_lost": value_lost,
+            "groups": g.n,
+            **books,
+            "floor_burn_j": work["floor_burn_j"],
+            "bess_energy_start_j": site.e_start_j,
+            "bess_energy_end_j": float(site.energy_j[-1]),
+            "bess_peak_mw": float(np.abs(site.bess_w).max() / MW),
+            "throughput_kept": work["throughput_kept"],
+            "tokens_lost": work["tokens_lost"],
+            "value_lost": work["value_lost"],
             "currency": "",
         },
     )
-    return FastRun(ds, group_of_rack, gpu_w.mean(axis=1), start)
+    return FastRun(ds, g.of_rack, gpu_w.mean(axis=1), start)
 
 
 def _run_layer(load: Array, dt: float, law: SplitLaw, store: Bess, e0: float | None = None):

@@ -1,0 +1,132 @@
+"""What the connector reports and keeps: the status snapshot (``DIR/status.json``, the exit line), the
+dashboard's consistent view, and ``DIR/state.json`` (clock, estimates, residual filters, active alarms,
+requests), from which a restart resumes with the latest value of every point taken from the history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from factory_twin.links.dsx_exchange.connect import Connector
+
+STATE_VERSION = 1
+LAG_RECENT_S = 30.0  # the "recent" lag figures cover samples taken this long before the latest [wall s]
+
+
+def status(con: Connector) -> dict:
+    """The live summary (``status.json``)."""
+    it, est = con.intake, con.estimates
+    p50, p99 = np.percentile(it.lag_s, [50, 99]) if it.lag_s else (math.nan, math.nan)
+    at = np.array(it.lag_at)
+    recent = np.array(it.lag_s)[at >= at.max() - LAG_RECENT_S] if at.size else at
+    r50, r99 = np.percentile(recent, [50, 99]) if recent.size else (math.nan, math.nan)
+    die_c = con.shadow.die_c
+    return {
+        "plant_time_ms": int(con.clock.now_ms),
+        "ticks": con.ticks,
+        "messages": it.received,
+        "values": it.values_received,
+        "history_rows": con.history.rows_written + con.history.pending,
+        "connected": con.client.connected,
+        "outages": [
+            {"start": o.start, "end": o.end, "seconds": o.seconds, "reason": o.reason}
+            for o in con.client.outages
+            if o.reason != "not yet connected"
+        ],
+        "blind_s": con.client.blind_seconds(),
+        "point_map": con.map.report(),
+        "unmapped_value_topics": len([p for p in it.unmapped_values if p not in con.map.points]),
+        "active_alarms": list(con.alarms.active.values()),
+        "ua_estimate_w_k": dict(zip(con.cat.cdu_ids, np.round(est.ua.theta, 1).tolist(), strict=True)),
+        "ua_ratio_min": float(np.nanmin(est.ua.theta / con.design.ua)),
+        "requests": {con.cat.cdu_ids[c]: r for c, r in con.outbound.requests.items()},
+        # meaningful when the plant clock is the wall clock (a real site, or emulate-bms --start now)
+        "lag_p50_s": float(p50),
+        "lag_p99_s": float(p99),
+        "lag_recent_p50_s": float(r50),  # the last LAG_RECENT_S of intake: now, without start-up
+        "lag_recent_p99_s": float(r99),
+        "max_die_c": float(np.nanmax(die_c)) if np.isfinite(die_c).any() else None,
+        "resumed": con.resumed,
+        "busy_s": con.busy_s,
+        "tick_s": con.tick_s,
+        "flush_s": con.history.flush_s,
+        "main_cpu_s": con.main_cpu_s,
+    }
+
+
+def view(con: Connector) -> dict:
+    """A consistent copy for readers in other threads (the dashboard): status, per-CDU measured and predicted
+    values, point health counts."""
+    f = con.f
+    with con.lock:
+        st = status(con)
+        now = con.clock.now_ms
+        v = con.readings.views(now) if now else {}
+        health = con.readings.health(now)
+        health["unmapped"] = st["point_map"]["unmapped_count"] + st["unmapped_value_topics"]
+        pred = con.shadow.predicted
+        nan_cdu, nan_rack = np.full(f.n_cdus, np.nan), np.full(f.n_racks, np.nan)
+        cdu = {
+            "id": list(con.cat.cdu_ids),
+            "supply_measured_c": v.get(("cdu", "sec_supply_c"), nan_cdu).tolist(),
+            "supply_predicted_c": pred.get("cdu_supply_c", nan_cdu).tolist(),
+            "valve_measured_pct": (100 * v.get(("cdu", "valve_pct"), nan_cdu)).tolist(),
+            "valve_predicted_pct": pred.get("cdu_valve_pct", nan_cdu).tolist(),
+            "ua_ratio": (con.estimates.ua.theta / con.design.ua).tolist(),
+        }
+        rack = {
+            "return_measured_c": v.get(("rack", "return_c"), nan_rack).tolist(),
+            "return_predicted_c": pred.get("rack_return_c", nan_rack).tolist(),
+            "die_c": con.shadow.die_c.tolist(),
+        }
+    return {"status": st, "health": health, "cdu": cdu, "rack": rack}
+
+
+def save_state(con: Connector) -> None:
+    """``state.json`` and ``status.json``, each written atomically."""
+    state = {
+        "version": STATE_VERSION,
+        "facility": con.f.spec.name,
+        **con.clock.state(),
+        **con.estimates.state(),
+        "checks": con.sensors.state(),
+        "alarms_active": con.alarms.active,
+        "requests": con.outbound.state(),
+    }
+    atomic_write(con.dir / "state.json", json.dumps(state))
+    atomic_write(con.dir / "status.json", json.dumps(status(con), default=float))
+
+
+def load_state(con: Connector) -> bool:
+    """Resume from ``state.json`` if there is one (False if not); ValueError if it is another facility's."""
+    path = con.dir / "state.json"
+    if not path.is_file():
+        return False
+    s = json.loads(path.read_text(encoding="utf-8"))
+    if s.get("facility") != con.f.spec.name:
+        raise ValueError(f"--state-dir {con.dir}: holds the state of {s.get('facility')!r}, not {con.f.spec.name!r}")
+    con.clock.restore(s)
+    con.estimates.restore(s)
+    con.sensors.restore(s["checks"])
+    con.alarms.active = dict(s.get("alarms_active", {}))
+    con.outbound.restore(s.get("requests", {}))
+    # the latest value of every point, applied when its metadata maps it again
+    for point, ts, value, quality in con.history.latest().itertuples(index=False):
+        con.intake.pending[point] = (None if value != value else float(value), int(ts), int(quality))
+    return True
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+__all__ = ["LAG_RECENT_S", "STATE_VERSION", "atomic_write", "load_state", "save_state", "status", "view"]
