@@ -6,7 +6,7 @@ lives here. The emulator is paced (``--speed 120``: 24 h in 12 min) like a plant
 faster than real time; flat out (``--speed max``) it outruns connect on a busy machine, the broker queues,
 and a keep-alive reconnect loses that queue (reported as outages and lost values).
 
-    python bench/bench_bms_clean_day.py [--hours 24] [--speed 120]
+    python bench/bench_bms_clean_day.py [--duration 24h] [--speed 120]
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from pathlib import Path
 
 from bench_bms import start_broker, wait_caught_up  # this folder is on sys.path when the script runs
 
+from factory_twin.cli.options import add_duration
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "data" / "dsx-steps.toml"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hours", type=float, default=24.0)
+    add_duration(ap, "simulated time", default="24h", old="--hours")
     ap.add_argument("--speed", default="120", help="emulator speed; below what connect sustains, no backlog builds")
     args = ap.parse_args()
     env = os.environ | {"PYTHONPATH": str(ROOT)}
@@ -49,7 +51,7 @@ def main() -> None:
             time.sleep(0.2)
         subprocess.run(
             [*py, "emulate-bms", "campus-100mw", "--broker", url, "--scenario", str(SCENARIO), "--speed", args.speed,
-             "--plant-step", "20s", "--duration", f"{args.hours:g}h", "--summary", str(tmp / "emu.json")],
+             "--plant-step", "20s", "--duration", f"{args.duration:g}s", "--summary", str(tmp / "emu.json")],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
         emu = json.loads((tmp / "emu.json").read_text())

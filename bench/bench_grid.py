@@ -2,7 +2,7 @@
 synchronous training job that starts at 60 s, unmitigated and with every layer (floor, shelf buffer, rack
 battery, site BESS).
 
-Usage: python bench/bench_grid.py [--facility campus-1gw] [--minutes 10] [--step 0.01]
+Usage: python bench/bench_grid.py [--facility campus-1gw] [--duration 10min] [--step 0.01]
 Prints set-up time (facility load, twin start state), run wall time, peak RSS and the energy-book residual.
 """
 
@@ -17,12 +17,13 @@ from factory_twin.optimization.studies.grid_study import mitigation_for
 from factory_twin.twin.grid_dynamics.fast_electrical import StartState, TrainingJob, run_fast
 
 from factory_twin import twin
+from factory_twin.cli.options import add_duration
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--facility", default="campus-1gw")
-    ap.add_argument("--minutes", type=float, default=10.0)
+    add_duration(ap, "length of the fast run", default="10min", old="--minutes")
     ap.add_argument("--step", type=float, default=0.01)
     a = ap.parse_args()
     t0 = time.perf_counter()
@@ -32,7 +33,7 @@ def main() -> None:
     start = StartState.from_twin(tw)
     setup = time.perf_counter() - t0
     job = [TrainingJob("sync-100k", 100_000, events=JobEvents(start_s=60.0))]
-    steps = int(round(a.minutes * 60 / a.step))
+    steps = int(round(a.duration / a.step))
     print(f"{a.facility}: {f.n_racks:,} racks, {steps:,} steps of {a.step * 1e3:g} ms; set-up {setup:.1f} s")
     tdp = float(f.tdp_w.max())
     cases = (
@@ -41,7 +42,7 @@ def main() -> None:
     )
     for label, mit in cases:
         t1 = time.perf_counter()
-        run = run_fast(f, start, job, mit, duration_s=a.minutes * 60, dt_s=a.step)
+        run = run_fast(f, start, job, mit, duration_s=a.duration, dt_s=a.step)
         wall = time.perf_counter() - t1
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(

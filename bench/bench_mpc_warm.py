@@ -2,7 +2,7 @@
 cold, and a closed-loop campus-1gw day with a re-plan every 5 min.
 
 Targets: one warm re-plan <= 0.2 s; closed-loop 24 h <= 60 s. Run: ``python bench/bench_mpc_warm.py
-[--hours 24] [--replans 12] [--no-closed-loop]``. A re-plan's wall time includes the forecast, the
+[--duration 24h] [--replans 12] [--no-closed-loop]``. A re-plan's wall time includes the forecast, the
 problem, the LP update and the plan Dataset; ``solve`` is HiGHS alone. Figures depend on the load of
 the (shared) machine: run it when it is quiet, and print ``os.getloadavg()`` with the figures.
 """
@@ -14,10 +14,12 @@ import os
 import time
 
 import numpy as np
+from factory_twin.models.units import S_PER_H
 from factory_twin.optimization import MPC_OPTIONS, MPCController
 from factory_twin.twin.simulation.controllers import TwinState
 
 from factory_twin import twin
+from factory_twin.cli.options import add_duration
 
 
 def replans(f, sc, n: int, warm: bool, backend: str) -> list[tuple[float, float, float, bool]]:
@@ -39,15 +41,16 @@ def replans(f, sc, n: int, warm: bool, backend: str) -> list[tuple[float, float,
     return out
 
 
-def closed_loop(f, sc, hours: float, warm: bool) -> None:
+def closed_loop(f, sc, duration_s: float, warm: bool) -> None:
     mpc = MPCController(f, sc, MPC_OPTIONS.updated(backend="highspy"), replan_every="5min", warm_start=warm)
     t0 = time.perf_counter()
-    ds = twin.simulate(f, sc, duration=hours * 3600, step="1s", plant_step="20s", record_every="60s", controller=mpc)
+    ds = twin.simulate(f, sc, duration=duration_s, step="1s", plant_step="20s", record_every="60s", controller=mpc)
     wall = time.perf_counter() - t0
     plan_s = sum(r.build_seconds + r.solve_seconds for r in mpc.log)
     w = mpc.warm
     print(
-        f"closed loop {f.spec.name} {hours:g} h, MPC every 5 min, {'warm' if warm else 'cold'}: wall {wall:.1f} s "
+        f"closed loop {f.spec.name} {duration_s / S_PER_H:g} h, MPC every 5 min, {'warm' if warm else 'cold'}: "
+        f"wall {wall:.1f} s "
         f"(target <= 60 s for 24 h), {len(mpc.log)} re-plans, LP build+solve {plan_s:.1f} s, "
         f"warm/cold LPs {w.warm if w else 0}/{w.cold if w else len(mpc.log)}, "
         f"energy {float(ds.grid_import_mw.sum()) / 60:,.1f} MWh, load avg {os.getloadavg()[0]:.1f}",
@@ -59,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--facility", default="campus-1gw")
     ap.add_argument("--replans", type=int, default=12)
-    ap.add_argument("--hours", type=float, default=24.0)
+    add_duration(ap, "closed-loop run length", default="24h", old="--hours")
     ap.add_argument("--no-closed-loop", action="store_true")
     ap.add_argument("--cold-loop", action="store_true", help="also run the closed loop with cold re-plans")
     a = ap.parse_args()
@@ -79,7 +82,7 @@ def main() -> None:
         )
     if not a.no_closed_loop:
         for warm in (True, False) if a.cold_loop else (True,):
-            closed_loop(f, sc, a.hours, warm)
+            closed_loop(f, sc, a.duration, warm)
 
 
 if __name__ == "__main__":

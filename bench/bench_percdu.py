@@ -12,7 +12,7 @@
    the TCS supply setpoint.
 
 Run from the repository root:
-``PYTHONPATH=. python bench/bench_percdu.py [--hours 24] [--every 6] [--ua 0.65] [--skip-study] [--skip-speed]``.
+``PYTHONPATH=. python bench/bench_percdu.py [--duration 24h] [--every 6] [--ua 0.65] [--skip-study] [--skip-speed]``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+
+from factory_twin.models.units import S_PER_H
+
+from factory_twin.cli.options import add_duration
 
 TARGET_S = 5.0
 TARGET_MB = 4096.0
@@ -163,7 +167,7 @@ def judged(f, sim, record_s: float) -> dict[str, float]:
     }
 
 
-def study(hours: float, every: int, ua: float) -> None:
+def study(duration_s: float, every: int, ua: float) -> None:
     from factory_twin.optimization import DispatchOptions, PlanFollower, dispatch, plan_kpis
     from factory_twin.twin.simulation.engine import simulate
 
@@ -174,6 +178,7 @@ def study(hours: float, every: int, ua: float) -> None:
         f = fouled_facility(Path(tmp), every, ua)
     sc = twin.load_scenario("hot-day-dr", f)
     n_foul = sum(len(x.cdus) for x in f.spec.cooling.cdu.fouling)
+    hours = duration_s / S_PER_H
     print(f"\nstudy: campus-1gw, {n_foul} of {f.n_cdus} CDU exchangers at {ua:g} x UA, hot-day-dr, {hours:g} h")
     rows = {}
     for grouping in ("hall", "cdu"):
@@ -181,10 +186,10 @@ def study(hours: float, every: int, ua: float) -> None:
         plan = dispatch(f, sc, DispatchOptions(horizon="24h", step="5min", grouping=grouping, backend="highspy"))
         t_plan = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sim = simulate(f, sc, duration=f"{hours}h", record_every=record_s, controller=PlanFollower(f, plan))
+        sim = simulate(f, sc, duration=duration_s, record_every=record_s, controller=PlanFollower(f, plan))
         t_sim = time.perf_counter() - t0
         k = plan_kpis(plan)
-        n = round(hours * 3600 / float(plan.attrs["step_s"]))
+        n = round(duration_s / float(plan.attrs["step_s"]))
         tok, unc = plan.tokens_per_s.values[:n], plan.tokens_uncapped_per_s.values[:n]
         rows[grouping] = {
             "plan_status": k["plan_status"],
@@ -204,7 +209,7 @@ def study(hours: float, every: int, ua: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, default=24.0, help="twin run length from the scenario start [h]")
+    add_duration(ap, "twin run length from the scenario start", default="24h", old="--hours")
     ap.add_argument("--every", type=int, default=6, help="foul every N-th CDU of each hall")
     ap.add_argument("--ua", type=float, default=0.65, help="remaining UA of a fouled exchanger")
     ap.add_argument("--skip-study", action="store_true")
@@ -213,7 +218,7 @@ def main() -> None:
     if not a.skip_speed:
         speed()
     if not a.skip_study:
-        study(a.hours, a.every, a.ua)
+        study(a.duration, a.every, a.ua)
 
 
 if __name__ == "__main__":

@@ -53,33 +53,35 @@ class BrokerConfig:
         cert_file: Path | None = None,
         key_file: Path | None = None,
         keepalive_s: int = 30,
+        option: str = "--broker",
     ) -> BrokerConfig:
         """Parse ``mqtt[s]://[user[:password]@]host[:port]``; explicit arguments win over the URL's.
 
         The password comes from (first found) ``password``, ``password_file`` (first line), the URL, then
         the environment variable ``FACTORY_TWIN_MQTT_PASSWORD``. TLS files only make sense with ``mqtts``.
+        Errors name the command-line options (``option``: the one that gave ``url``).
         """
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
-            raise ValueError(f"--broker: scheme must be mqtt:// or mqtts://, got {url!r}")
+            raise ValueError(f"{option}: scheme must be mqtt:// or mqtts://, got {url!r}")
         if not parts.hostname:
-            raise ValueError(f"--broker: no host in {url!r} (e.g. mqtt://127.0.0.1:1883)")
+            raise ValueError(f"{option}: no host in {url!r} (e.g. mqtt://127.0.0.1:1883)")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"--broker: unexpected path or query in {url!r}; give mqtt[s]://host:port only")
+            raise ValueError(f"{option}: unexpected path or query in {url!r}; give mqtt[s]://host:port only")
         try:
             port = parts.port or DEFAULT_PORTS[scheme]
         except ValueError:
-            raise ValueError(f"--broker: port must be a number 1-65535 in {url!r}") from None
+            raise ValueError(f"{option}: port must be a number 1-65535 in {url!r}") from None
         tls = scheme == "mqtts"
-        for name, f in (("--ca-file", ca_file), ("--cert-file", cert_file), ("--key-file", key_file)):
+        for name, f in (("--tls-ca", ca_file), ("--tls-cert", cert_file), ("--tls-key", key_file)):
             if f is not None:
                 if not tls:
                     raise ValueError(f"{name}: TLS files need an mqtts:// broker URL, got {url!r}")
                 if not Path(f).is_file():
                     raise FileNotFoundError(f"{name}: no such file {f}")
         if (cert_file is None) != (key_file is None):
-            raise ValueError("--cert-file and --key-file: give both for a client certificate, or neither")
+            raise ValueError("--tls-cert and --tls-key: give both for a client certificate, or neither")
         if password is None and password_file is not None:
             if not Path(password_file).is_file():
                 raise FileNotFoundError(f"--password-file: no such file {password_file}")

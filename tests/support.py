@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -26,3 +28,22 @@ def wait_for(pred: Callable[[], T], timeout_s: float, what: str, poll_s: float =
             return value
         time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def make_tls_files(folder: Path) -> None:
+    """A private CA (``ca.pem``) and, signed by it, a server certificate for 127.0.0.1 (``srv.pem``,
+    ``srv.key``) and a client certificate (``client.pem``, ``client.key``), made with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=test-ca")  # fmt: skip
+    for name, subject, extra in (
+        ("srv", "/CN=127.0.0.1", ("-addext", "subjectAltName=IP:127.0.0.1")),
+        ("client", "/CN=factory-twin", ()),
+    ):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", subject, *extra)  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-copy_extensions", "copy")  # fmt: skip

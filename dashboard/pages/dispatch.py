@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, readable, times, waiting_figure
 from factory_twin.models.units import S_PER_MIN
-from factory_twin.twin.live.runner import _NUMERIC, Snapshot, parse_command
+from factory_twin.twin.live.runner import COMMAND_BOUNDS, Snapshot, parse_command
 from factory_twin.twin.scenario.grid_signals import DR_RAMP_S
 
 PATH, TITLE = "/dispatch", "Dispatch"
@@ -184,10 +184,10 @@ def _in_page_units(message: str, kind: str, values: Mapping[str, Any]) -> str:
     """A command's validation message in the page's labels and units (% fields in %, not fractions)."""
     fields = next(f for k, f in CONTROLS.values() if k == kind)
     name = message.split(":", 1)[0]
-    if name in fields and name in _NUMERIC.get(kind, {}) and "must be" in message:
+    if name in fields and name in COMMAND_BOUNDS.get(kind, {}) and "must be" in message:
         input_id, scale = fields[name]
         label, unit = LABELS[input_id]
-        lo, hi, lo_open = _NUMERIC[kind][name]
+        lo, hi, lo_open = COMMAND_BOUNDS[kind][name]
         lower = f"> {lo / scale:g}" if lo_open else f">= {lo / scale:g}"
         return f"{label}: must be {lower} and <= {hi / scale:g} {unit}, got {str(values.get(input_id)).strip()} {unit}"
     for field, (input_id, _) in fields.items():

@@ -283,7 +283,7 @@ def run_grid_study(
     out: Path,
     *,
     job_start_s: float = 60.0,
-    minutes: float = 10.0,
+    duration_s: float = 600.0,
     step_s: float = 0.01,
     event: str = "nerc-2024-07-10",
     engine: str = "dask",
@@ -297,12 +297,12 @@ def run_grid_study(
     from factory_twin.optimization.studies.batch import collect, run_batch
     from factory_twin.optimization.studies.grid_report import write_grid_report
 
-    if not minutes > 0:
-        raise ValueError(f"--minutes: must be > 0, got {minutes:g}")
+    if not duration_s > 0:
+        raise ValueError(f"--duration: must be > 0, got {duration_s:g} s")
     if not 0 < step_s <= 1.0:
         raise ValueError(f"--step: must be in (0, 1] s, got {step_s:g}")
-    if not 0 <= job_start_s < minutes * 60:
-        raise ValueError(f"--job-start: must lie in [0, {minutes * 60:g}) s, got {job_start_s:g}")
+    if not 0 <= job_start_s < duration_s:
+        raise ValueError(f"--job-start: must lie in [0, {duration_s:g}) s (the --duration), got {job_start_s:g}")
     try:
         reqs = [load_requirements(r) for r in requirements]
     except (ValueError, FileNotFoundError) as e:
@@ -317,14 +317,14 @@ def run_grid_study(
         job_specs = parse_jobs([str(int(f.gpus[training_racks(f)].sum()))], job_start_s)
     place_jobs(f, _jobs(job_specs, 1.0, 0.0))  # fits? (errors name --jobs)
     req_files = [r.source for r in reqs]
-    cases, dims = sweep_cases(facility, req_files, job_specs, minutes * 60, step_s)
+    cases, dims = sweep_cases(facility, req_files, job_specs, duration_s, step_s)
     out.mkdir(parents=True, exist_ok=True)
     run_batch(run_case, cases, out, engine=engine, scheduler=scheduler, workers=workers, resume=resume)
     ds = collect(out, dims)
     ds.attrs |= {"study": "grid-study", "facility": facility, "requirements": ", ".join(r.name for r in reqs)}
     best = best_case(ds)
     zero = {k: dims[k][0] for k in SWEEP_KEYS} | {"job_share": 1.0}
-    common = {"facility": facility, "requirements": req_files, "jobs": job_specs, "duration_s": minutes * 60}
+    common = {"facility": facility, "requirements": req_files, "jobs": job_specs, "duration_s": duration_s}
     baseline = run_case(**common, dt_s=step_s, keep_series=True, **zero)
     chosen = run_case(**common, dt_s=step_s, keep_series=True, **best) if best else None
     nogrr = next((r for r in reqs if r.ride_through), None)

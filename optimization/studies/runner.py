@@ -147,8 +147,8 @@ def check_sweep(study: dict[str, Any]) -> None:
     raise one ``ValueError`` listing each bad ``sweep.<key> = value`` and why (values are checked with the
     scenario file's own rules)."""
     from factory_twin.optimization.studies.cases import case_options, model_for
-    from factory_twin.twin.facility.spec import _describe
-    from factory_twin.twin.scenario.scenario import WorkloadProfile, _Grid, _Weather
+    from factory_twin.twin.facility.spec import describe_validation_error
+    from factory_twin.twin.scenario.scenario import ScenarioGrid, ScenarioWeather, WorkloadProfile
     from pydantic import ValidationError
 
     dims, _ = sweep_dims(study)
@@ -157,10 +157,10 @@ def check_sweep(study: dict[str, Any]) -> None:
         "labels": study.get("labels", {}),
     }
     rules = {
-        "offset_k": lambda v: _Weather(offset_k=v),
-        "import_limit_mw": lambda v: _Grid(import_limit_mw=v),
-        "carbon_price_per_t": lambda v: _Grid(carbon_price_per_t=v),
-        "price_scale": lambda v: _Grid(carbon_price_per_t=v),  # the same rule: >= 0
+        "offset_k": lambda v: ScenarioWeather(offset_k=v),
+        "import_limit_mw": lambda v: ScenarioGrid(import_limit_mw=v),
+        "carbon_price_per_t": lambda v: ScenarioGrid(carbon_price_per_t=v),
+        "price_scale": lambda v: ScenarioGrid(carbon_price_per_t=v),  # the same rule: >= 0
     }
     problems = []
     for key, values in dims.items():
@@ -173,7 +173,9 @@ def check_sweep(study: dict[str, Any]) -> None:
                 _, _, p = model_for(context, {key: v})
                 case_options(p)
             except ValidationError as e:
-                problems.append(f"sweep.{key} = {v!r}: " + "; ".join(m for _, m in map(_describe, e.errors())))
+                problems.append(
+                    f"sweep.{key} = {v!r}: " + "; ".join(m for _, m in map(describe_validation_error, e.errors()))
+                )
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(f"sweep.{key} = {v!r}: {str(e).splitlines()[-1].strip() or type(e).__name__}")
     if problems:

@@ -14,11 +14,11 @@ import pytest
 import xarray as xr
 
 import factory_twin
-from factory_twin.cli import EXIT_MISSED_TARGET, _parser, main
+from factory_twin.cli import EXIT_MISSED_TARGET, build_parser, main
 
 ONE_RACK = str(Path(__file__).resolve().parents[1] / "data" / "one-rack.toml")
 # hot-day-dr's event: announced 15:00, from 16:00, 25 %, 15 min ramp; the run starts after the announcement
-DR_WINDOW = ["--start", "2026-08-08T15:55:00", "--hours", "0.5"]
+DR_WINDOW = ["--start", "2026-08-08T15:55:00", "--duration", "30min"]
 
 
 def _simulate(tmp_path, *extra, scenario="hot-day-dr"):
@@ -70,14 +70,14 @@ def test_existing_outputs_are_never_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "notes.txt"
     out.write_text("my notes")
     t0 = time.perf_counter()
-    rc = main(["simulate", "--hours", "0.1", "--controller", "uncapped", "--out", str(out)])
+    rc = main(["simulate", "--duration", "6min", "--controller", "uncapped", "--out", str(out)])
     assert rc == 1 and time.perf_counter() - t0 < 5  # refused before the run
     assert "--out" in capsys.readouterr().err and out.read_text() == "my notes"
-    rc = main(["simulate", "--hours", "0.1", "--controller", "uncapped", "--out", str(out), "--force"])
+    rc = main(["simulate", "--duration", "6min", "--controller", "uncapped", "--out", str(out), "--force"])
     assert rc == 0 and xr.load_dataset(out).attrs["facility"] == "campus-100mw"
 
 
-@pytest.mark.parametrize("command", [["simulate", "--hours", "0.1"], ["optimize", ONE_RACK]])
+@pytest.mark.parametrize("command", [["simulate", "--duration", "6min"], ["optimize", ONE_RACK]])
 def test_unwritable_outputs_fail_before_computing(tmp_path, capsys, command):
     (tmp_path / "a-file").write_text("x")
     for target, message in ((tmp_path, "is a directory"), (tmp_path / "a-file" / "run.nc", "cannot write")):
@@ -97,7 +97,7 @@ def test_study_refuses_an_earlier_study_folder(tmp_path, capsys):
 def test_outputs_follow_the_umask(tmp_path, capsys):
     old = os.umask(0o022)
     try:
-        assert main(["simulate", "--hours", "0.1", "--out", str(tmp_path / "r.nc")]) == 0
+        assert main(["simulate", "--duration", "6min", "--out", str(tmp_path / "r.nc")]) == 0
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.nc").stat().st_mode) == 0o644
@@ -127,7 +127,7 @@ def test_grid_csv_shorter_than_the_run_fails_before_running(tmp_path, capsys):
     csv.write_text("time,price_per_mwh\n" + "".join(f"2026-08-08T{h:02d}:00:00,100\n" for h in range(2)))
     sc = tmp_path / "s.toml"
     sc.write_text(f'start = "2026-08-08T00:00:00"\n[grid]\nsignals = "{csv}"\n')
-    rc = main(["simulate", ONE_RACK, "--scenario", str(sc), "--hours", "3"])
+    rc = main(["simulate", ONE_RACK, "--scenario", str(sc), "--duration", "3h"])
     cap = capsys.readouterr()
     assert rc == 1
     assert "grid.signals: cover 2026-08-08T00:00:00 .. 2026-08-08T02:00:00" in cap.err
@@ -151,7 +151,10 @@ def test_a_duration_without_unit_warns(capsys):
 
 def test_option_errors_name_the_option_in_its_unit(capsys):
     with pytest.raises(SystemExit):
-        main(["simulate", "--hours=-5"])
+        main(["simulate", "--duration=-5h"])
+    assert "argument --duration: expected a duration like 24h" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--hours=-5"])  # the deprecated spelling, in its own unit
     assert "argument --hours: must be > 0 hours, got -5" in capsys.readouterr().err
     assert main(["simulate", ONE_RACK, "--controller", "fixed:abc"]) == 1
     assert "--controller: fixed:FRACTION needs a number in (0, 1], got 'abc'" in capsys.readouterr().err
@@ -165,7 +168,7 @@ def test_option_errors_name_the_option_in_its_unit(capsys):
 
 
 def test_help_documents_every_option_and_its_default():
-    parser = _parser()
+    parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command" or a.choices)
     for name, p in sub.choices.items():
         for a in p._actions:
@@ -174,7 +177,7 @@ def test_help_documents_every_option_and_its_default():
             assert a.help, f"{name} {a.dest}: no help"
         if name not in ("study", "grid-signal"):  # grid-signal is the grid's side: no facility
             assert "(default: campus-100mw)" in p.format_help(), name
-    assert "(default: 24.0)" in sub.choices["simulate"].format_help()
+    assert "(default: 24h)" in " ".join(sub.choices["simulate"].format_help().split())
     assert "objective" in sub.choices["optimize"].format_help()
 
 

@@ -15,7 +15,7 @@ from factory_twin.optimization.studies.grid_study import mitigation_for, parse_j
 from factory_twin.cli import main
 
 ARGS = ["campus-100mw", "--requirements", "ercot-draft", "ramp-20mw-min", "ercot-nogrr-282", "--jobs", "40000",
-        "--minutes", "3", "--serial"]  # fmt: skip
+        "--duration", "3min", "--serial"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,14 @@ def test_errors_name_the_option(tmp_path, capsys):
     for argv, msg in (
         (swap("--jobs", "1000000"), "--jobs: job 'job1' needs 1,000,000 GPUs"),
         (swap("--jobs", "40k"), "--jobs: expected GPUS"),
-        (swap("--minutes", "0"), "--minutes: must be > 0"),
+        ([*ARGS, "--job-start", "180"], "--job-start: must lie in [0, 180) s (the --duration), got 180"),
         (swap("--requirements", "nope"), "--requirements: requirement set 'nope'"),
     ):
         assert main(["grid-study", *argv, "--out", str(tmp_path / "x")]) == 1
         assert msg in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # checked as the options are read
+        main(["grid-study", *swap("--duration", "0min"), "--out", str(tmp_path / "x")])
+    assert "argument --duration: must be > 0, got '0min'" in capsys.readouterr().err
     assert not (tmp_path / "x" / "cases").exists()  # checked before computing
 
 

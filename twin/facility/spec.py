@@ -286,7 +286,7 @@ def parse_facility(text: str, source: str, rack_types: set[str]) -> FacilitySpec
     try:
         spec = FacilitySpec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(source, [_describe(err) for err in e.errors()]) from None
+        raise SpecError(source, [describe_validation_error(err) for err in e.errors()]) from None
     errors = _cross_check(spec, rack_types)
     if errors:
         raise SpecError(source, errors)
@@ -324,7 +324,7 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
     return errors
 
 
-def _describe(err: dict) -> tuple[str, str]:
+def describe_validation_error(err: dict) -> tuple[str, str]:
     """Turn one pydantic error into ``(key.path, 'rule, got value')``."""
     path = ".".join(str(p) for p in err["loc"]) or "<root>"
     ctx = err.get("ctx") or {}

@@ -28,7 +28,7 @@ from typing import Annotated, Literal
 import numpy as np
 from factory_twin.models.poi_metrics import Rule
 from factory_twin.models.ride_through import Dip, Protection
-from factory_twin.twin.facility.spec import SpecError, Strict, _describe
+from factory_twin.twin.facility.spec import SpecError, Strict, describe_validation_error
 from pydantic import Field, ValidationError, model_validator
 
 from factory_twin import data
@@ -135,7 +135,7 @@ def load_requirements(name_or_path: str | Path) -> RequirementSet:
     try:
         spec = _RequirementFile.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(source, [_describe(err) for err in e.errors()]) from None
+        raise SpecError(source, [describe_validation_error(err) for err in e.errors()]) from None
     rules = tuple(
         Rule(r.name, r.kind, r.limit, r.window_s, r.averaging_s, tuple(r.band_hz) if r.band_hz else None, r.source)
         for r in spec.rules
@@ -210,7 +210,7 @@ def load_event(name_or_path: str | Path) -> VoltageEvent:
     try:
         ev = _Event.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(source, [_describe(err) for err in e.errors()]) from None
+        raise SpecError(source, [describe_validation_error(err) for err in e.errors()]) from None
     dips = tuple(Dip(s, ms / 1e3, v) for s, ms, v in zip(ev.start_s, ev.duration_ms, ev.residual_pu, strict=True))
     prot = {k: Protection(**p.model_dump(exclude={"description"})) for k, p in ev.protection.items()}
     return VoltageEvent(ev.name, ev.description, dips, ev.duration_s, prot)

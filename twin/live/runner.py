@@ -60,7 +60,7 @@ HISTORY = (*meters.METERS, *RUNNER_SERIES)
 RACK_HISTORY = ("die_temp_c", "gpu_power_w", "gpu_cap_w")
 
 # kind -> {field: (lo, hi, lo_open)}; bounds are sanity limits for operator input
-_NUMERIC: dict[str, dict[str, tuple[float, float, bool]]] = {
+COMMAND_BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
     "dr_event": {
         "depth": (0.0, 1.0, True),
         "duration_min": (0.0, 1440.0, True),
@@ -72,14 +72,14 @@ _NUMERIC: dict[str, dict[str, tuple[float, float, bool]]] = {
     "workload": {"level": (0.0, 1.0, False)},
     "speed": {"speed": (0.0, 86400.0, True)},
 }
-KINDS = (*_NUMERIC, "clear_dr_events", "pause", "resume", "replan")
+KINDS = (*COMMAND_BOUNDS, "clear_dr_events", "pause", "resume", "replan")
 
 
 def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Validate an operator command; return it with numeric fields as floats.
 
     Raises ``ValueError`` naming the field for an unknown kind, a missing or unknown field, text
-    where a number is expected, or a value out of range (bounds in ``_NUMERIC``;
+    where a number is expected, or a value out of range (bounds in ``COMMAND_BOUNDS``;
     ``dr_event.ramp_min`` must not exceed ``duration_min``). ``class_names``, when given,
     restricts ``workload.workload_class``.
     """
@@ -91,14 +91,14 @@ def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = 
     allowed = {
         "kind",
         "id",
-        *_NUMERIC.get(kind, {}),
+        *COMMAND_BOUNDS.get(kind, {}),
         *(("workload_class",) if kind == "workload" else ()),
     }
     extra = sorted(set(raw) - allowed)
     if extra:
         raise ValueError(f"{kind}: unknown field(s) {extra}; expected {sorted(allowed - {'kind', 'id'})}")
     out: dict[str, Any] = {"kind": kind, "id": str(raw.get("id") or uuid.uuid4().hex[:12])}
-    for name, (lo, hi, lo_open) in _NUMERIC.get(kind, {}).items():
+    for name, (lo, hi, lo_open) in COMMAND_BOUNDS.get(kind, {}).items():
         if name not in raw or raw[name] is None or (isinstance(raw[name], str) and not raw[name].strip()):
             raise ValueError(f"{name}: required")
         value = raw[name]
@@ -610,6 +610,7 @@ def start_runner(
 
 
 __all__ = [
+    "COMMAND_BOUNDS",
     "HISTORY",
     "KINDS",
     "RUNNER_ERROR",

@@ -3,11 +3,21 @@ and controller, so that a NetCDF file says what produced it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from importlib import metadata
 
 import numpy as np
 
-import factory_twin
+
+@functools.cache
+def software_version() -> str:
+    """The installed factory-twin's version (its distribution metadata; the twin does not import the package
+    root above it), or ``unknown (not installed)`` when running from a checkout that was never installed."""
+    try:
+        return metadata.version("factory-twin")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _sha256(*parts: bytes) -> str:
@@ -40,7 +50,7 @@ def provenance(facility, scenario, controller: str | None = None) -> dict[str, s
     """NetCDF attributes naming what produced an output."""
     out = {
         "software": "factory-twin",
-        "software_version": factory_twin.__version__,
+        "software_version": software_version(),
         "facility": facility.spec.name,
         "facility_source": str(facility.source),
         "facility_sha256": facility_hash(facility),
@@ -52,4 +62,4 @@ def provenance(facility, scenario, controller: str | None = None) -> dict[str, s
     return out
 
 
-__all__ = ["facility_hash", "provenance", "scenario_hash"]
+__all__ = ["facility_hash", "provenance", "scenario_hash", "software_version"]

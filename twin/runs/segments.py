@@ -121,7 +121,8 @@ def check_controller(controller: Controller | None) -> None:
     if controller is not None and not isinstance(controller, Uncapped | FixedCap):
         raise ValueError(
             f"controller: {type(controller).__name__} keeps state across the run (BESS energy, plans), so a "
-            "segmented run cannot split it; use uncapped or fixed:FRACTION, or a serial run (--hours)"
+            "segmented run cannot split it; use uncapped or fixed:FRACTION, or run it in one piece (--segment "
+            "as long as --duration)"
         )
 
 

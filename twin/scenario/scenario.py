@@ -39,7 +39,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
-from factory_twin.twin.facility.spec import SpecError, _describe
+from factory_twin.twin.facility.spec import SpecError, describe_validation_error
 from factory_twin.twin.scenario.grid_signals import (
     DR_NOTICE_S,
     DR_RAMP_S,
@@ -114,12 +114,12 @@ class _DR(_Strict):
     notice_min: float = DR_NOTICE_S / S_PER_MIN
 
 
-class _Weather(_Strict):
+class ScenarioWeather(_Strict):
     climate: str = "facility"
     offset_k: Annotated[float, Field(ge=-30, le=30)] = 0.0
 
 
-class _Grid(_Strict):
+class ScenarioGrid(_Strict):
     signals: str = "builtin:kr-smp"
     currency: str = "KRW"
     import_limit_mw: Annotated[float, Field(gt=0)] | None = None
@@ -131,8 +131,8 @@ class ScenarioSpec(_Strict):
     name: str = "default"
     description: str = ""
     start: str = "2026-08-07T00:00:00"
-    weather: _Weather = _Weather()
-    grid: _Grid = _Grid()
+    weather: ScenarioWeather = ScenarioWeather()
+    grid: ScenarioGrid = ScenarioGrid()
     workload: dict[str, WorkloadProfile] = {}
 
 
@@ -226,7 +226,7 @@ def load_scenario(path: str | Path | None, facility) -> Scenario:
     try:
         spec = ScenarioSpec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(str(p), [_describe(err) for err in e.errors()]) from None
+        raise SpecError(str(p), [describe_validation_error(err) for err in e.errors()]) from None
     return build_scenario(spec, facility, p.parent, str(p))
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from factory_twin.links.mqtt import BrokerConfig, MqttClient
+from support import make_tls_files
 
 
 def test_url_parsing_defaults_credentials_and_tls(tmp_path, monkeypatch):
@@ -33,7 +34,7 @@ def test_url_parsing_defaults_credentials_and_tls(tmp_path, monkeypatch):
         ("mqtt://", {}, "no host"),
         ("mqtt://h:99999", {}, "port must be a number"),
         ("mqtt://h/topic", {}, "unexpected path"),
-        ("mqtt://h", {"ca_file": "ca.pem"}, "--ca-file: TLS files need an mqtts://"),
+        ("mqtt://h", {"ca_file": "ca.pem"}, "--tls-ca: TLS files need an mqtts://"),
         ("mqtt://h", {"password": "x"}, "--username"),
     ],
 )
@@ -43,7 +44,7 @@ def test_url_errors_name_the_option(url, kwargs, message):
 
 
 def test_missing_tls_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--ca-file"):
+    with pytest.raises(FileNotFoundError, match="--tls-ca"):
         BrokerConfig.from_url("mqtts://h", ca_file=tmp_path / "nope.pem")
 
 
@@ -99,21 +100,12 @@ def test_first_connect_timeout_names_the_broker():
         MqttClient(cfg).start(wait_s=0.5)
 
 
-def _openssl(*args: str, cwd) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.mark.skipif(not shutil.which("openssl") or not shutil.which("mosquitto_passwd"), reason="needs openssl")
 def test_tls_with_private_ca_and_password(mosquitto, tmp_path):
-    """A TLS listener with its own CA and a password file: mqtts:// + --ca-file + credentials connect,
+    """A TLS listener with its own CA and a password file: mqtts:// + --tls-ca + credentials connect,
     a wrong password and a client that does not trust the CA do not."""
     mosquitto.stop()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=test-ca", cwd=tmp_path)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
-             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", cwd=tmp_path)  # fmt: skip
-    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "srv.pem", "-days", "2", "-copy_extensions", "copy", cwd=tmp_path)  # fmt: skip
+    make_tls_files(tmp_path)
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "twin", "s3cret"], check=True)
     mosquitto.conf.write_text(
         # user root: a broker started as root would otherwise drop to "mosquitto" and not read tmp_path

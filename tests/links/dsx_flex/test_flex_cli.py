@@ -43,7 +43,7 @@ def test_agent_and_signal_processes(mosquitto, tmp_path, child_env):
     agent = subprocess.Popen(
         [sys.executable, "-m", "factory_twin", "flex-agent", "emerald-phoenix", "--scenario", "srp-2025-05-04",
          "--broker", mosquitto.url, "--trust-key", grid_pub, "--key", agent_key, "--identifier", "phx",
-         "--state-dir", tmp_path / "state", "--start", "2025-05-04T16:00:00", "--speed", "20", "--hours", "1",
+         "--state-dir", tmp_path / "state", "--start", "2025-05-04T16:00:00", "--speed", "20", "--duration", "1h",
          "--max-age", "900"],
         env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -53,7 +53,7 @@ def test_agent_and_signal_processes(mosquitto, tmp_path, child_env):
         assert trust.verify(first["data"])["feeds"]["cluster"]["event"] == "periodic"
         now = first["time"]  # the twin's clock (UTC)
         sent = _cli("grid-signal", "--broker", mosquitto.url, "--key", grid, "--isv", "srp", "--constraint-kw", "70",
-                    "--time", now, "--minutes", "30", env=child_env)  # fmt: skip
+                    "--time", now, "--duration", "30min", env=child_env)  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         events, deadline = [], time.monotonic() + 60
         while "end_ramp_down" not in events and time.monotonic() < deadline:

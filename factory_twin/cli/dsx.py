@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import threading
 from pathlib import Path
 
-from factory_twin.outputs import check_state_dir
+from factory_twin.cli.options import (
+    DefaultsFormatter,
+    add_broker_options,
+    add_duration,
+    add_facility_scenario,
+    add_speed,
+    broker_config,
+    check_state_dir,
+)
 
 DEFAULT_INTEGRATION = "FactoryTwin"
-DEFAULT_FACILITY = "campus-100mw"
 
 
-def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
+def add_parsers(sub) -> None:
     e = sub.add_parser(
         "emulate-bms",
         help="run the twin as the plant and publish it on DSX Exchange (MQTT)",
-        formatter_class=formatter_class,
+        formatter_class=DefaultsFormatter,
     )
-    e.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
-    e.add_argument("--scenario", help="scenario TOML path or built-in name")
-    _broker_options(e)
+    add_facility_scenario(e)
+    add_broker_options(e)
     e.add_argument("--integration", default=DEFAULT_INTEGRATION, help="integration granted the request points")
-    e.add_argument("--speed", default="1", help="simulated seconds per wall second, or 'max'")
-    e.add_argument("--duration", default=None, help="stop after this simulated time (e.g. 2h; default: run on)")
+    add_speed(e, default="1", flat_out=True)
+    add_duration(e, "stop after this simulated time, e.g. 2h (default: run on)")
     e.add_argument("--plant-step", default="10s", help="plant step and sampling period (simulated)")
     e.add_argument("--fault", action="append", default=[], help="KIND:TARGET[:VALUE]@START (repeatable)")
     e.add_argument("--sp-min", type=float, help="lowest CDU supply setpoint accepted [degC] (design - 3)")
@@ -35,15 +40,13 @@ def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
     e.add_argument("--start", help="simulated start time, ISO or 'now' (default: the scenario's start)")
     e.add_argument("--every-step", action="store_true", help="publish every point at every sample (load test)")
     e.add_argument("--summary", type=Path, help="write a JSON run summary here at the end")
-    e.set_defaults(run=_emulate)
+    e.set_defaults(run=run_emulate)
 
     c = sub.add_parser(
-        "connect", help="run the shadow twin beside a plant on DSX Exchange (MQTT)", formatter_class=formatter_class
+        "connect", help="run the shadow twin beside a plant on DSX Exchange (MQTT)", formatter_class=DefaultsFormatter
     )
-    c.add_argument(
-        "facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path (the spec the site maps onto)"
-    )
-    _broker_options(c)
+    add_facility_scenario(c, scenario=False)  # the spec the site maps onto
+    add_broker_options(c)
     c.add_argument("--state-dir", type=Path, required=True, help="history, alarms, requests and state live here")
     c.add_argument("--integration", default=DEFAULT_INTEGRATION, help="our integration id (request topics)")
     c.add_argument("--point-map", type=Path, help="TOML override: [entities] site id -> twin id, [points]")
@@ -52,30 +55,8 @@ def add_parsers(sub, formatter_class=argparse.HelpFormatter) -> None:
     c.add_argument("--request-max", type=float, help="highest supply request [degC] (design + 4)")
     c.add_argument("--request-rate", type=float, default=0.25, help="request rate limit [K/min]")
     c.add_argument("--die-margin", type=float, default=3.0, help="die temperature margin kept at TDP [K]")
-    c.add_argument("--duration", help="stop after this wall time (default: until SIGINT/SIGTERM)")
-    c.set_defaults(run=_connect)
-
-
-def _broker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    p.add_argument("--username", help="broker user name (password: --password-file or $FACTORY_TWIN_MQTT_PASSWORD)")
-    p.add_argument("--password-file", type=Path, help="file whose first line is the broker password")
-    p.add_argument("--ca-file", type=Path, help="CA bundle that signed the broker's certificate (mqtts)")
-    p.add_argument("--cert-file", type=Path, help="client certificate (mqtts, with --key-file)")
-    p.add_argument("--key-file", type=Path, help="client private key (mqtts)")
-
-
-def broker_config(args):
-    from factory_twin.links.mqtt import BrokerConfig
-
-    return BrokerConfig.from_url(
-        args.broker,
-        username=args.username,
-        password_file=args.password_file,
-        ca_file=args.ca_file,
-        cert_file=args.cert_file,
-        key_file=args.key_file,
-    )
+    add_duration(c, "stop after this wall time, e.g. 8h (default: until SIGINT/SIGTERM)")
+    c.set_defaults(run=run_connect)
 
 
 def _stop_event() -> threading.Event:
@@ -85,7 +66,7 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _emulate(args) -> int:
+def run_emulate(args) -> int:
     import time
 
     import numpy as np
@@ -97,12 +78,9 @@ def _emulate(args) -> int:
     from factory_twin.links.mqtt import MqttClient
     from factory_twin.twin.scenario.timeparse import seconds
 
-    cfg = broker_config(args)
+    cfg = broker_config(args, args.broker)
     check_integration_name(args.integration)
-    speed = None if str(args.speed).lower() == "max" else float(args.speed)
-    if speed is not None and not speed > 0:
-        raise ValueError(f"--speed: must be > 0 or 'max', got {args.speed!r}")
-    duration = seconds(args.duration, "--duration") if args.duration else float("inf")
+    duration = args.duration or float("inf")
     faults = tuple(parse_fault(s) for s in args.fault)
     if args.summary and args.summary.exists():
         raise ValueError(f"--summary: {args.summary} exists (remove it first)")
@@ -132,7 +110,7 @@ def _emulate(args) -> int:
     stop = _stop_event()
     print(f"emulate-bms: {f.spec.name} on {cfg.url}: {emu.cat.point_count()['bms_values']} points", flush=True)
     try:
-        report = emu.run(duration, speed, stop.is_set, t0_epoch)
+        report = emu.run(duration, args.speed, stop.is_set, t0_epoch)
     finally:
         client.stop()
     print(
@@ -148,7 +126,7 @@ def _emulate(args) -> int:
     return 0
 
 
-def _connect(args) -> int:
+def run_connect(args) -> int:
     import time
 
     from factory_twin import twin
@@ -156,12 +134,10 @@ def _connect(args) -> int:
     from factory_twin.links.dsx_exchange.contract import check_integration_name
     from factory_twin.links.dsx_exchange.pointmap import Override
     from factory_twin.links.mqtt import MqttClient
-    from factory_twin.twin.scenario.timeparse import seconds
 
-    cfg = broker_config(args)
+    cfg = broker_config(args, args.broker)
     check_integration_name(args.integration)
     override = Override.load(args.point_map)
-    limit = seconds(args.duration, "--duration") if args.duration else None
     check_state_dir(args.state_dir)
     f = twin.load_facility(args.facility)
     sp = f.spec.cooling.tcs.supply_setpoint_c
@@ -174,7 +150,7 @@ def _connect(args) -> int:
     client = MqttClient(cfg, client_id=f"factory-twin-connect-{args.integration}")
     con = Connector(f, args.state_dir, client, args.integration, override, guard, not args.no_requests)
     stop = _stop_event()
-    t_end = time.monotonic() + limit if limit else None
+    t_end = time.monotonic() + args.duration if args.duration else None
     print(f"connect: {f.spec.name} <- {cfg.url}, state in {args.state_dir}" + (" (resumed)" if con.resumed else ""))
     client.start(wait_s=None)
     try:
@@ -195,21 +171,4 @@ def _connect(args) -> int:
     return 0
 
 
-def dashboard_connected(args) -> int:
-    """``factory-twin dashboard --connect URL --state-dir DIR``: the plant page beside a running connector."""
-    from factory_twin import twin
-    from factory_twin.dashboard.pages.plant import serve_connected
-    from factory_twin.links.dsx_exchange.connect import Connector
-    from factory_twin.links.mqtt import BrokerConfig, MqttClient
-
-    if args.state_dir is None:
-        raise ValueError("--state-dir: required with --connect (history, alarms and state are kept there)")
-    check_state_dir(args.state_dir)
-    cfg = BrokerConfig.from_url(args.connect)
-    f = twin.load_facility(args.facility)
-    client = MqttClient(cfg, client_id=f"factory-twin-dashboard-{DEFAULT_INTEGRATION}")
-    con = Connector(f, args.state_dir, client, DEFAULT_INTEGRATION)
-    return serve_connected(con, args.host, args.port, args.debug)
-
-
-__all__ = ["add_parsers", "broker_config", "dashboard_connected"]
+__all__ = ["DEFAULT_INTEGRATION", "add_parsers", "run_connect", "run_emulate"]

@@ -9,46 +9,49 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from factory_twin.outputs import check_state_dir
+from factory_twin.cli.options import (
+    DefaultsFormatter,
+    add_broker_options,
+    add_duration,
+    add_facility_scenario,
+    add_speed,
+    broker_config,
+    check_state_dir,
+    positive,
+)
 
 
 def add_parsers(sub) -> None:
     """Add ``flex-agent`` and ``grid-signal`` (``grid-signal`` takes no facility: it is the grid's side)."""
-    from factory_twin.cli import _facility_scenario, _Formatter, _positive  # the main CLI's conventions
-
     what_for = "run the twin as the site's DSX Flex agent (grid load targets over MQTT)"
-    a = sub.add_parser("flex-agent", help=what_for, formatter_class=_Formatter)
-    _facility_scenario(a)  # the facility's grid.feeds name the feeds
-    a.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    a = sub.add_parser("flex-agent", help=what_for, formatter_class=DefaultsFormatter)
+    add_facility_scenario(a)  # the facility's grid.feeds name the feeds
+    add_broker_options(a)
     a.add_argument("--trust-key", action="append", type=Path, required=True, help="PEM public key of a grid signer")
     a.add_argument("--key", type=Path, required=True, help="the agent's PEM private key (signs what it publishes)")
     a.add_argument("--identifier", default="factory-twin", help="the agent's id in its topics and source")
     a.add_argument("--state-dir", type=Path, help="folder for the persisted targets (reloaded on start)")
     a.add_argument("--start", help="twin start, local ISO time (default: now at the site)")
-    a.add_argument("--hours", type=_positive("h"), default=24.0, help="twin time to run")
-    a.add_argument("--speed", type=_positive("x"), default=1.0, help="twin seconds per wall second (1: real time)")
-    a.add_argument("--heartbeat", type=_positive("s"), default=60.0, help="status heartbeat period, twin seconds")
-    a.add_argument("--max-age", type=_positive("s"), default=300.0, help="refuse events older than this [s]")
-    a.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
-    a.add_argument("--tls-cert", type=Path, help="client certificate for mqtts (mTLS)")
-    a.add_argument("--tls-key", type=Path, help="client key for mqtts (mTLS)")
+    add_duration(a, "twin time to run", default="24h", old="--hours")
+    add_speed(a, default="1", flat_out=True)
+    a.add_argument("--heartbeat", type=positive("s"), default=60.0, help="status heartbeat period, twin seconds")
+    a.add_argument("--max-age", type=positive("s"), default=300.0, help="refuse events older than this [s]")
     a.set_defaults(run=run_agent)
 
     what_for = "publish a signed DSX Flex load target (the grid side)"
-    g = sub.add_parser("grid-signal", help=what_for, formatter_class=_Formatter)
-    g.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    g = sub.add_parser("grid-signal", help=what_for, formatter_class=DefaultsFormatter)
+    add_broker_options(g)
     g.add_argument("--key", type=Path, required=True, help="PEM private key (EC P-256 -> ES256, RSA -> RS256)")
     g.add_argument("--isv", required=True, help="the ISV identifier (topic and source)")
     what = g.add_mutually_exclusive_group(required=True)
-    what.add_argument("--constraint-kw", type=_positive("kW"), help="load constraint [kW]")
+    what.add_argument("--constraint-kw", type=positive("kW"), help="load constraint [kW]")
     what.add_argument("--remove", action="store_true", help="null constraint: remove the target")
     g.add_argument("--feed", action="append", default=[], help="feed tag (repeat; default: every feed)")
     g.add_argument("--start", help="interval start, ISO 8601 UTC (default: now)")
     g.add_argument("--end", help="interval end, ISO 8601 UTC (default: until replaced)")
-    g.add_argument("--minutes", type=_positive("min"), help="interval length instead of --end")
+    add_duration(g, "interval length instead of --end, e.g. 3h", old="--minutes")
     g.add_argument("--best-effort", action="store_true", help="shed only what the jobs' flex floors allow")
     g.add_argument("--time", help="event time, ISO 8601 UTC (default: now; for a twin on simulated time)")
-    g.add_argument("--ca-file", type=Path, help="CA bundle for mqtts")
     g.set_defaults(run=run_signal)
 
 
@@ -64,19 +67,20 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 def run_signal(args) -> int:
     from factory_twin.links.dsx_flex import protocol as dx
-    from factory_twin.links.mqtt import BrokerConfig, MqttClient
+    from factory_twin.links.mqtt import MqttClient
     from factory_twin.models.units import KW
 
+    broker = broker_config(args, args.broker)
     key = dx.load_key(args.key, private=True)
     now = _utc(args.time, "--time") or datetime.now(UTC)
     start, end = _utc(args.start, "--start"), _utc(args.end, "--end")
-    if args.minutes is not None:
+    if args.duration is not None:
         if end is not None:
-            raise ValueError("--minutes: give either --minutes or --end, not both")
-        end = (start or now) + timedelta(minutes=args.minutes)
+            raise ValueError("--duration: give either --duration or --end, not both")
+        end = (start or now) + timedelta(seconds=args.duration)
     w = None if args.remove else args.constraint_kw * KW
     ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
-    client = MqttClient(BrokerConfig.from_url(args.broker, ca_file=args.ca_file)).start()
+    client = MqttClient(broker).start()
     try:
         client.publish(dx.loadtarget_topic(args.isv), json.dumps(ev), qos=1).wait_for_publish(10)
     finally:
@@ -89,14 +93,14 @@ def run_agent(args) -> int:
     from factory_twin import twin
     from factory_twin.links.dsx_flex import protocol as dx
     from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
-    from factory_twin.links.mqtt import BrokerConfig, MqttClient
+    from factory_twin.links.mqtt import MqttClient
     from factory_twin.optimization.mpc import MPCController
     from factory_twin.twin.scenario.scenario import build_scenario
     from factory_twin.twin.simulation.engine import Twin
 
     trust = dx.TrustStore.from_files(args.trust_key)
     key = dx.load_key(args.key, private=True)
-    broker = BrokerConfig.from_url(args.broker, ca_file=args.ca_file, cert_file=args.tls_cert, key_file=args.tls_key)
+    broker = broker_config(args, args.broker)
     if args.state_dir is not None:
         check_state_dir(args.state_dir)
     f = twin.load_facility(args.facility)
@@ -118,7 +122,7 @@ def run_agent(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"flex agent {args.identifier}: {f.spec.name}, feeds {[x.tag for x in agent.state.feeds]}, from {start}")
     try:
-        agent.run(args.hours * 3600, speed=args.speed, stop=stop)
+        agent.run(args.duration, speed=args.speed, stop=stop)
     except KeyboardInterrupt:
         pass
     finally:
@@ -127,4 +131,4 @@ def run_agent(args) -> int:
     return 0
 
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "run_agent", "run_signal"]

@@ -1,0 +1,81 @@
+"""``factory-twin dashboard``: the live twin and its dashboard, or (``--connect``) the plant page beside a
+running DSX Exchange connector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factory_twin.cli.dsx import DEFAULT_INTEGRATION
+from factory_twin.cli.options import (
+    DefaultsFormatter,
+    add_broker_options,
+    add_facility_scenario,
+    add_speed,
+    broker_config,
+    check_state_dir,
+    positive_int,
+)
+
+BROKER_OPTIONS = ("username", "password_file", "tls_ca", "tls_cert", "tls_key")  # only with --connect
+
+
+def add_parsers(sub) -> None:
+    d = sub.add_parser("dashboard", help="run the live twin and serve the dashboard", formatter_class=DefaultsFormatter)
+    add_facility_scenario(d)
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    d.add_argument("--port", type=positive_int, default=8050, help="TCP port")
+    add_speed(d, default="60")
+    d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
+    d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
+    d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
+    d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
+    plant = d.add_argument_group("a plant on DSX Exchange (--connect)")
+    plant.add_argument(
+        "--connect",
+        metavar="URL",
+        help="show a plant on DSX Exchange instead of the simulation: mqtt[s]://HOST:PORT (needs --state-dir)",
+    )
+    plant.add_argument("--state-dir", type=Path, help="with --connect: connect's history, alarms and state")
+    add_broker_options(plant, url=False)
+    d.set_defaults(run=run_dashboard)
+
+
+def run_dashboard(args) -> int:
+    if args.connect:
+        return run_connected(args)
+    for name in ("state_dir", *BROKER_OPTIONS):
+        if getattr(args, name) is not None:
+            raise ValueError(f"--{name.replace('_', '-')}: only with --connect (a plant on DSX Exchange)")
+    from factory_twin.dashboard.server import serve
+
+    return serve(
+        facility=args.facility,
+        scenario=args.scenario,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        controller=args.controller,
+        debug=args.debug,
+        studies_dir=args.studies_dir,
+        flex_dir=args.flex_state,
+    )
+
+
+def run_connected(args) -> int:
+    """``dashboard --connect URL --state-dir DIR``: the plant page beside a running connector."""
+    from factory_twin import twin
+    from factory_twin.dashboard.pages.plant import serve_connected
+    from factory_twin.links.dsx_exchange.connect import Connector
+    from factory_twin.links.mqtt import MqttClient
+
+    if args.state_dir is None:
+        raise ValueError("--state-dir: required with --connect (history, alarms and state are kept there)")
+    cfg = broker_config(args, args.connect, "--connect")
+    check_state_dir(args.state_dir)
+    f = twin.load_facility(args.facility)
+    client = MqttClient(cfg, client_id=f"factory-twin-dashboard-{DEFAULT_INTEGRATION}")
+    con = Connector(f, args.state_dir, client, DEFAULT_INTEGRATION)
+    return serve_connected(con, args.host, args.port, args.debug)
+
+
+__all__ = ["add_parsers", "run_connected", "run_dashboard"]

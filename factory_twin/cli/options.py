@@ -1,0 +1,263 @@
+"""What the commands share: option types and groups, deprecated spellings, output checks, exit statuses.
+
+One spelling per shared option: ``--duration`` for every length of time (``--hours`` and ``--minutes`` are
+deprecated aliases that warn), one ``--speed`` type (a positive number, or ``max`` where a command can run
+flat out), ``--tls-ca/--tls-cert/--tls-key`` on every command that connects (``--ca-file``, ``--cert-file``,
+``--key-file`` warn). Values are checked when parsed, and argparse names the option (``argument --speed:
+...``); output paths before any computation: never overwritten without ``--force``, never failing after the
+work is done because a folder is read-only or the path is a directory. Importing this module imports no
+numerical library (``factory-twin --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from factory_twin.models.units import S_PER_H, S_PER_MIN
+
+DEFAULT_FACILITY = "campus-100mw"
+EXIT_ERROR = 1  # bad input or a failed check; the message names the option
+EXIT_NOT_OPTIMAL = 3  # optimize: a plan was not optimal
+EXIT_FAILED_PIECES = 4  # segments or study cases failed (the finished ones are kept for --resume)
+EXIT_MISSED_TARGET = 5  # simulate: a DR or import-limit target was missed; grid-study: no compliant mix
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
+OLD_DURATIONS = {"--hours": ("h", S_PER_H), "--minutes": ("min", S_PER_MIN)}  # old spelling -> unit, s per unit
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help text with the default of every option that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default in (None, [], argparse.SUPPRESS) or action.default is False  # 0 is a default
+        if not unset and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def positive(unit: str) -> Callable[[str], float]:
+    """Type: a finite number > 0 in ``unit``."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not 0 < x < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be > 0 {unit}, got {text}")
+        return x
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """Type: a whole number >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def duration(text: str) -> float:
+    """Type of ``--duration``: a length of time with a unit (``90s``, ``30min``, ``2h``, ``7d``, ``1y``) ->
+    seconds, > 0 (a bare number is read as seconds, with a warning)."""
+    from factory_twin.twin.scenario.timeparse import seconds
+
+    try:
+        return seconds(text, "--duration")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--duration: ")) from None
+
+
+def speed(flat_out: bool) -> Callable[[str], float | None]:
+    """Type of ``--speed``: simulated seconds per wall second, > 0; with ``flat_out`` also ``max`` (-> None)."""
+
+    def parse(text: str) -> float | None:
+        if flat_out and text.strip().lower() == "max":
+            return None
+        try:
+            x = float(text)
+        except ValueError:
+            x = float("nan")
+        if not 0 < x < float("inf"):
+            what = "simulated seconds per wall second > 0" + (" or max" if flat_out else "")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return x
+
+    return parse
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option, hidden from the help: its value (through its ``type``) goes to the new
+    option's ``dest``, and stderr says ``warning: --hours is deprecated; use --duration 2h``."""
+
+    def __init__(self, option_strings, dest, new: str, spell: Callable[[Any], str] = str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+        self.new, self.spell = new, spell
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"warning: {option_string} is deprecated; use {self.new} {self.spell(values)}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_duration(p, help: str, default: str | None = None, old: str | None = None) -> None:
+    """``--duration`` (seconds in ``args.duration``); ``old`` (``--hours``, ``--minutes``): its deprecated
+    spelling, a plain number in that unit."""
+    group = p.add_mutually_exclusive_group() if old else p
+    group.add_argument("--duration", type=duration, default=default, help=help)
+    if old:
+        unit, factor = OLD_DURATIONS[old]
+        number = positive({"h": "hours", "min": "minutes"}[unit])
+        group.add_argument(
+            old,
+            dest="duration",
+            action=DeprecatedAlias,
+            new="--duration",
+            type=lambda text: number(text) * factor,
+            spell=lambda s: f"{s / factor:g}{unit}",
+        )
+
+
+def add_speed(p, default: str, flat_out: bool = False) -> None:
+    """``--speed``: the one pace option; ``flat_out``: the command can also run as fast as it computes."""
+    extra = "; max: as fast as it computes" if flat_out else ""
+    p.add_argument("--speed", type=speed(flat_out), default=default, help=f"simulated seconds per wall second{extra}")
+
+
+def add_facility_scenario(p: argparse.ArgumentParser, scenario: bool = True) -> None:
+    """The facility (first argument, default the 100 MW reference campus) and ``--scenario``."""
+    p.add_argument(
+        "facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name (campus-100mw, campus-1gw) or TOML path"
+    )
+    if scenario:
+        p.add_argument(
+            "--scenario",
+            help="scenario TOML path or built-in name (hot-day-dr, heatwave); default: the built-in defaults",
+        )
+
+
+def add_broker_options(p, url: bool = True) -> None:
+    """``--broker`` (unless the command names the URL otherwise), credentials and TLS."""
+    if url:
+        p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    p.add_argument("--username", help="broker user name (password: --password-file or $FACTORY_TWIN_MQTT_PASSWORD)")
+    p.add_argument("--password-file", type=Path, help="file whose first line is the broker password")
+    for new, old, what in (
+        ("--tls-ca", "--ca-file", "CA bundle that signed the broker's certificate (mqtts; default: the system CAs)"),
+        ("--tls-cert", "--cert-file", "client certificate (mqtts, with --tls-key)"),
+        ("--tls-key", "--key-file", "client private key (mqtts, with --tls-cert)"),
+    ):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(new, type=Path, help=what)
+        group.add_argument(old, dest=new[2:].replace("-", "_"), type=Path, action=DeprecatedAlias, new=new)
+
+
+def broker_config(args: argparse.Namespace, url: str, option: str = "--broker"):
+    """The :class:`~factory_twin.links.mqtt.BrokerConfig` of :func:`add_broker_options`' options."""
+    from factory_twin.links.mqtt import BrokerConfig
+
+    return BrokerConfig.from_url(
+        url,
+        username=args.username,
+        password_file=args.password_file,
+        ca_file=args.tls_ca,
+        cert_file=args.tls_cert,
+        key_file=args.tls_key,
+        option=option,
+    )
+
+
+def add_dask_options(group, what: str, workers: str = "the CPU count") -> None:
+    """The options of work split into independent pieces (segments, plans, cases) on Dask; ``workers``: the
+    default number of local workers, in words."""
+    group.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler (default: a local cluster)")
+    group.add_argument("--workers", type=positive_int, help=f"local Dask worker processes (default: {workers})")
+    group.add_argument("--serial", action="store_true", help=f"no Dask: run the {what} one by one in this process")
+    group.add_argument("--resume", action="store_true", help=f"continue a killed run in --out, keeping finished {what}")
+
+
+def check_output_file(path: Path | None, force: bool, option: str = "--out") -> None:
+    """Raise ``ValueError`` naming ``option`` when ``path`` cannot be written as a new file now."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{option}: {path} is a directory; give a file name such as {path / 'run.nc'}")
+    if path.exists() and not force:
+        raise ValueError(f"{option}: {path} exists; pass --force to overwrite it")
+    _check_writable_parent(path, option)
+
+
+def check_output_dir(path: Path, files: tuple[str, ...], force: bool, resume: bool, option: str = "--out") -> None:
+    """A folder for ``files``: it may exist (its other content is kept); existing ``files`` need ``--force``
+    unless ``resume`` continues an earlier run there."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option}: {path} exists and is not a directory")
+    existing = [name for name in files if (path / name).exists()]
+    if existing and not (force or resume):
+        raise ValueError(
+            f"{option}: {path} already holds {', '.join(existing)}; pass --resume to continue that run "
+            "or --force to overwrite it"
+        )
+    _check_writable_parent(path / files[0], option)
+
+
+def check_state_dir(path: Path, option: str = "--state-dir") -> None:
+    """Create (or keep) the folder a long-running command keeps its state in and resumes from; refuse,
+    naming ``option``, a path that is not a directory or cannot be written."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option}: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option}: cannot create {path} ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write to {path}")
+
+
+def _check_writable_parent(path: Path, option: str) -> None:
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write to {parent} (not a writable directory)")
+
+
+def print_table(rows) -> None:
+    """The end-of-run summary: one ``name  value`` row per line, names aligned."""
+    width = max(len(str(k)) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k!s:<{width}}  {v}")
+
+
+__all__ = [
+    "DEFAULT_FACILITY",
+    "EXIT_ERROR",
+    "EXIT_FAILED_PIECES",
+    "EXIT_INTERRUPTED",
+    "EXIT_MISSED_TARGET",
+    "EXIT_NOT_OPTIMAL",
+    "DefaultsFormatter",
+    "DeprecatedAlias",
+    "add_broker_options",
+    "add_dask_options",
+    "add_duration",
+    "add_facility_scenario",
+    "add_speed",
+    "broker_config",
+    "check_output_dir",
+    "check_output_file",
+    "check_state_dir",
+    "duration",
+    "positive",
+    "positive_int",
+    "print_table",
+    "speed",
+]

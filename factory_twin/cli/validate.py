@@ -1,0 +1,42 @@
+"""``factory-twin validate``: load a facility and a scenario as simulate would, and print a summary."""
+
+from __future__ import annotations
+
+from factory_twin.cli.options import DefaultsFormatter, add_facility_scenario, print_table
+
+
+def add_parsers(sub) -> None:
+    v = sub.add_parser(
+        "validate", help="check a facility (and scenario) and print a summary", formatter_class=DefaultsFormatter
+    )
+    add_facility_scenario(v)
+    v.set_defaults(run=run_validate)
+
+
+def run_validate(args) -> int:
+    from factory_twin import twin
+    from factory_twin.twin.simulation.design import design_point
+
+    f = twin.load_facility(args.facility)
+    sc = twin.load_scenario(args.scenario, f)  # everything simulate loads: weather (EPW), grid signals
+    s = f.summary()
+    d = design_point(f)
+    print(f"{f.spec.name}: valid ({f.source})")
+    print_table(
+        [
+            ("halls", len(f.hall_names)),
+            ("CDUs", s["cdus"]),
+            ("racks", s["racks"]),
+            ("GPUs", s["gpus"]),
+            ("IT at TDP [MW]", f"{s['it_design_mw']:.1f}"),
+            ("import limit [MW]", f.spec.grid.import_limit_mw),
+            ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
+            ("design grid import [MW]", f"{d['grid_import_mw']:.1f}"),
+            ("design PUE", f"{d['pue']:.3f}"),
+            ("scenario", f"{sc.name} (climate {sc.weather.name}, {len(sc.dr_events)} DR event(s))"),
+        ]
+    )
+    return 0
+
+
+__all__ = ["add_parsers", "run_validate"]
