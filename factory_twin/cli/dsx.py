@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import threading
 from pathlib import Path
 
 from factory_twin.cli.options import (
@@ -59,7 +56,11 @@ def add_parsers(sub) -> None:
     c.set_defaults(run=run_connect)
 
 
-def _stop_event() -> threading.Event:
+def _stop_event():
+    """An event set by SIGINT or SIGTERM (the loops poll it and stop cleanly)."""
+    import signal
+    import threading
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -67,6 +68,7 @@ def _stop_event() -> threading.Event:
 
 
 def run_emulate(args) -> int:
+    import json
     import time
 
     import numpy as np

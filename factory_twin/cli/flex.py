@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import signal
-import threading
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from factory_twin.cli.options import (
@@ -55,7 +50,9 @@ def add_parsers(sub) -> None:
     g.set_defaults(run=run_signal)
 
 
-def _utc(text: str | None, option: str) -> datetime | None:
+def _utc(text: str | None, option: str):
+    from datetime import UTC, datetime
+
     if text is None:
         return None
     try:
@@ -66,6 +63,9 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 
 def run_signal(args) -> int:
+    import json
+    from datetime import UTC, datetime, timedelta
+
     from factory_twin.links.dsx_flex import protocol as dx
     from factory_twin.links.mqtt import MqttClient
     from factory_twin.models.units import KW
@@ -90,6 +90,11 @@ def run_signal(args) -> int:
 
 
 def run_agent(args) -> int:
+    import logging
+    import signal
+    import threading
+    from datetime import UTC, datetime, timedelta
+
     from factory_twin import twin
     from factory_twin.links.dsx_flex import protocol as dx
     from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent

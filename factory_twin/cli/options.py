@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 
@@ -99,7 +98,7 @@ class DeprecatedAlias(argparse.Action):
     """An old spelling of an option, hidden from the help: its value (through its ``type``) goes to the new
     option's ``dest``, and stderr says ``warning: --hours is deprecated; use --duration 2h``."""
 
-    def __init__(self, option_strings, dest, new: str, spell: Callable[[Any], str] = str, **kw: Any) -> None:
+    def __init__(self, option_strings, dest, new: str, spell: Callable[[object], str] = str, **kw: object) -> None:
         super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
         self.new, self.spell = new, spell
 

@@ -3,7 +3,6 @@ compliance and the cheapest mitigation mix), both resumable on Dask."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -54,6 +53,8 @@ def add_parsers(sub) -> None:
 
 
 def run_study(args) -> int:
+    import shutil
+
     from factory_twin.optimization.studies.runner import run_study_file
 
     check_output_dir(args.out, STUDY_FILES, args.force, args.resume)
@@ -77,6 +78,8 @@ def run_study(args) -> int:
 
 
 def run_grid_study(args) -> int:
+    import shutil
+
     from factory_twin.optimization.studies.grid_study import GRID_STUDY_FILES, run_grid_study, summary_lines
 
     check_output_dir(args.out, GRID_STUDY_FILES, args.force, args.resume)
