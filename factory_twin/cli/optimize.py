@@ -11,6 +11,7 @@ from factory_twin.cli.options import (
     add_duration,
     add_facility_scenario,
     check_output_file,
+    dask_place,
     positive,
     print_table,
 )
@@ -92,7 +93,7 @@ def run_rolling(args, f, sc, opts) -> int:
 
     if args.out is None:
         raise ValueError("--out: a --duration run streams its plans into a NetCDF file; name one")
-    where = "serially" if args.serial else (args.scheduler or f"on {args.workers or 'all'} local Dask worker(s)")
+    where = dask_place(args)
     print(
         f"plans of {opts.horizon / S_PER_H:g} h at {opts.step / S_PER_MIN:g} min over "
         f"{args.duration / S_PER_H / 24:g} d, {where}"

@@ -25,7 +25,7 @@ EXIT_NOT_OPTIMAL = 3  # optimize: a plan was not optimal
 EXIT_FAILED_PIECES = 4  # segments or study cases failed (the finished ones are kept for --resume)
 EXIT_MISSED_TARGET = 5  # simulate: a DR or import-limit target was missed; grid-study: no compliant mix
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), the shell's convention
-OLD_DURATIONS = {"--hours": ("h", S_PER_H), "--minutes": ("min", S_PER_MIN)}  # old spelling -> unit, s per unit
+OLD_DURATIONS = {"--hours": ("hours", "h", S_PER_H), "--minutes": ("minutes", "min", S_PER_MIN)}  # unit, symbol, s
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -113,15 +113,15 @@ def add_duration(p, help: str, default: str | None = None, old: str | None = Non
     group = p.add_mutually_exclusive_group() if old else p
     group.add_argument("--duration", type=duration, default=default, help=help)
     if old:
-        unit, factor = OLD_DURATIONS[old]
-        number = positive({"h": "hours", "min": "minutes"}[unit])
+        unit, symbol, factor = OLD_DURATIONS[old]
+        number = positive(unit)
         group.add_argument(
             old,
             dest="duration",
             action=DeprecatedAlias,
             new="--duration",
             type=lambda text: number(text) * factor,
-            spell=lambda s: f"{s / factor:g}{unit}",
+            spell=lambda s: f"{s / factor:g}{symbol}",
         )
 
 
@@ -181,6 +181,11 @@ def add_dask_options(group, what: str, workers: str = "the CPU count") -> None:
     group.add_argument("--workers", type=positive_int, help=f"local Dask worker processes (default: {workers})")
     group.add_argument("--serial", action="store_true", help=f"no Dask: run the {what} one by one in this process")
     group.add_argument("--resume", action="store_true", help=f"continue a killed run in --out, keeping finished {what}")
+
+
+def dask_place(args: argparse.Namespace) -> str:
+    """Where :func:`add_dask_options`' work runs, in words (the progress line)."""
+    return "serially" if args.serial else (args.scheduler or f"on {args.workers or 'all'} local Dask worker(s)")
 
 
 def check_output_file(path: Path | None, force: bool, option: str = "--out") -> None:
@@ -254,6 +259,7 @@ __all__ = [
     "check_output_dir",
     "check_output_file",
     "check_state_dir",
+    "dask_place",
     "duration",
     "positive",
     "positive_int",

@@ -12,6 +12,7 @@ from factory_twin.cli.options import (
     add_duration,
     add_facility_scenario,
     check_output_file,
+    dask_place,
     print_table,
 )
 
@@ -126,7 +127,7 @@ def run_segmented(args) -> int:
     plan = segments.plan_segments(
         args.start or sc.start, args.duration, args.segment, args.overlap, args.step, args.plant_step, args.record
     )
-    where = "serially" if args.serial else (args.scheduler or f"on {args.workers or 'all'} local Dask worker(s)")
+    where = dask_place(args)
     print(f"controller: {name}{why}")
     warm = f"{plan.overlap_s / S_PER_MIN:g} min warm-up"
     print(f"{plan.n_segments} segment(s) of {plan.segment_s / S_PER_H:g} h after {warm}, {where}")
