@@ -124,14 +124,17 @@ class Facility:
         nameplate beyond the GPUs (the GPUs' heat always goes through their cold plates)."""
         return (self.liquid_fraction * self.rack_design_w - self.gpus * self.tdp_w).clip(0.0, self.non_gpu_w)
 
-    def drawn_w(self, cap_w: Array) -> Array:
+    def drawn_w(self, cap_w: Array, racks: IntArray | None = None) -> Array:
         """Mean power drawn per busy GPU under per-rack caps ``cap_w`` [W]: ``min(demand_w, cap)``, or the
-        class's fitted draw (:class:`models.gpu.DrawnPower`) where its workload sets ``drawn_power = "fit"``."""
-        out = np.minimum(self.demand_w, cap_w)
+        class's fitted draw (:class:`models.gpu.DrawnPower`) where its workload sets ``drawn_power = "fit"``.
+        With ``racks``, ``cap_w[i]`` is a cap on a GPU of rack ``racks[i]`` (e.g. one cap per GPU)."""
+        r = slice(None) if racks is None else racks
+        demand, tdp, cls = self.demand_w[r], self.tdp_w[r], self.rack_class[r]
+        out = np.minimum(demand, cap_w)
         for i, d in enumerate(self.drawn):
             if d is not None:
-                idx = self.rack_class == i
-                out[idx] = d.drawn(np.asarray(cap_w, float)[idx] / self.tdp_w[idx]) * self.tdp_w[idx]
+                idx = cls == i
+                out[idx] = d.drawn(np.asarray(cap_w, float)[idx] / tdp[idx]) * tdp[idx]
         return out
 
     def cap_for_drawn_w(self, drawn_w: Array) -> Array:
