@@ -71,8 +71,6 @@ class Documents:
         self.facility_name = f.spec.name
         self.product = product
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory-twin:redfish:{f.spec.name}"))
-        rack_types = np.array([h.rack_type for h in f.spec.halls])
-        self.node_model = rack_types[f.rack_hall][layout.node_rack]
         self.gpu_tdp_w = f.tdp_w.astype(int)
         offset_min = int(round(f.spec.site.utc_offset_h * 60))
         sign = "+" if offset_min >= 0 else "-"
@@ -189,7 +187,7 @@ class Documents:
             "Id": nid,
             "Name": f"Compute node {nid}",
             "ChassisType": "RackMount",
-            "Model": str(self.node_model[node]),
+            "Model": self.layout.gpu_model[node],
             "PowerState": "On",
             "Status": OK,
             "EnvironmentMetrics": link(f"{self.chassis_uri(nid)}/EnvironmentMetrics"),
@@ -225,7 +223,7 @@ class Documents:
             "Name": f"GPU {slot} of {self.layout.node_ids[node]}",
             "ProcessorType": "GPU",
             "Manufacturer": "NVIDIA",
-            "Model": str(self.node_model[node]),
+            "Model": self.layout.gpu_model[node],
             "TDPWatts": int(self.gpu_tdp_w[rack]),
             "Status": OK,
             "EnvironmentMetrics": link(f"{uri}/EnvironmentMetrics"),

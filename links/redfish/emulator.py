@@ -128,7 +128,7 @@ class BmcEmulator:
     def _publish(self) -> Readings:
         f, lay = self.f, self.layout
         gpu_w = gpu_power_w(f, lay, self.twin.gpu_power_w, self.limits.effective_w())
-        node_w = lay.per_node_sum(gpu_w) + (f.non_gpu_w / f.nodes)[lay.node_rack]
+        node_w = lay.per_node_sum(gpu_w) + (f.non_gpu_w * f.gpus_per_node / f.gpus)[lay.node_rack]
         return Readings(self.twin.time, node_w, gpu_w, self.twin.t_die[lay.gpu_rack])
 
     def step(self) -> PlantStepResult:

@@ -1,22 +1,26 @@
 """Nodes and GPUs of a facility as index arrays: the BMC's view of the racks.
 
-A rack of the twin holds ``Facility.nodes`` compute nodes of ``gpus / nodes`` GPUs each (an NVL72 rack: 18
-compute trays of 4 GPUs). Nodes are numbered rack by rack, GPUs node by node, so every per-node or per-rack
-quantity over GPUs is one ``np.add.reduceat``. Node ``k`` of rack ``r`` is named ``Rack<r>_Node<k>`` (zero-padded,
-0-based) and its GPUs ``GPU_0`` ... on its BMC, as NVIDIA's GB200 BMCs name them.
+A rack of the twin holds compute nodes of ``Facility.gpus_per_node`` GPUs each (an NVL72 rack: 18 compute
+trays of 4 GPUs), named as :func:`twin.facility.nodes.nodes` names them (``<hall>-<row>-<slot>-n<k>``, the
+hosts the Prometheus link labels too); a node's GPUs are ``GPU_0`` ... on its BMC, as NVIDIA's GB200 BMCs name
+them. Nodes are numbered rack by rack, GPUs node by node, so every per-node or per-rack quantity over GPUs is
+one ``np.add.reduceat``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.facility.nodes import nodes
 from numpy.typing import NDArray
 
 IntArray = NDArray[np.int64]
 Array = NDArray[np.float64]
+URI_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,28 +38,35 @@ class NodeLayout:
     gpu_rack: IntArray
     gpu_slot: IntArray  # position on its node: GPU_<slot>
 
+    node_ids: tuple[str, ...]
+    gpu_model: tuple[str, ...]  # per node
+
     @classmethod
     def of(cls, facility: Facility) -> NodeLayout:
         f = facility
-        nodes = f.nodes.astype(np.int64)
-        per_node = (f.gpus // f.nodes).astype(np.int64)
-        node_rack = np.repeat(np.arange(f.n_racks), nodes)
-        rack_first_node = np.concatenate(([0], np.cumsum(nodes)[:-1]))
-        node_slot = np.arange(node_rack.size) - rack_first_node[node_rack]
-        node_gpus = per_node[node_rack]
+        ns = nodes(f)
+        bad = next((n for n in ns.names if not URI_SAFE.fullmatch(n)), None)
+        if bad is not None:
+            raise ValueError(
+                f"halls.name: node {bad!r} has characters a Redfish URI cannot carry (use A-Z a-z 0-9 . _ -)"
+            )
+        node_gpus = ns.gpus.astype(np.int64)
         node_first_gpu = np.concatenate(([0], np.cumsum(node_gpus)[:-1]))
-        gpu_node = np.repeat(np.arange(node_rack.size), node_gpus)
+        gpu_node = np.repeat(np.arange(ns.n), node_gpus)
+        nodes_per_rack = np.bincount(ns.rack, minlength=f.n_racks)
         return cls(
             facility=f,
-            node_rack=node_rack,
-            node_slot=node_slot,
+            node_rack=ns.rack,
+            node_slot=ns.index,
             node_gpus=node_gpus,
             node_first_gpu=node_first_gpu,
-            rack_first_node=rack_first_node,
+            rack_first_node=np.concatenate(([0], np.cumsum(nodes_per_rack)[:-1])),
             rack_first_gpu=np.concatenate(([0], np.cumsum(f.gpus.astype(np.int64))[:-1])),
             gpu_node=gpu_node,
-            gpu_rack=node_rack[gpu_node],
+            gpu_rack=ns.rack[gpu_node],
             gpu_slot=np.arange(gpu_node.size) - node_first_gpu[gpu_node],
+            node_ids=ns.names,
+            gpu_model=tuple(ns.gpu_model[h] for h in ns.hall.tolist()),
         )
 
     @property
@@ -65,16 +76,6 @@ class NodeLayout:
     @property
     def n_gpus(self) -> int:
         return self.gpu_node.size
-
-    @cached_property
-    def node_ids(self) -> list[str]:
-        """``Rack<r>_Node<k>`` per node (one string per node, built once)."""
-        wr = len(str(max(self.facility.n_racks - 1, 0)))
-        wn = len(str(max(int(self.facility.nodes.max()) - 1, 0)))
-        return [
-            f"Rack{r:0{wr}d}_Node{k:0{wn}d}"
-            for r, k in zip(self.node_rack.tolist(), self.node_slot.tolist(), strict=True)
-        ]
 
     @cached_property
     def node_index(self) -> dict[str, int]:

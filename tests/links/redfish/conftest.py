@@ -42,6 +42,14 @@ role = "Administrator"
 
 
 @pytest.fixture(scope="session")
+def csdl() -> Path:
+    """DMTF's Redfish schema files (DSP8010 2025.4) in shared/data."""
+    if not CSDL.is_dir():
+        pytest.skip(f"DMTF CSDL not found at {CSDL}")
+    return CSDL
+
+
+@pytest.fixture(scope="session")
 def tls(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
     return self_signed(tmp_path_factory.mktemp("tls"))
