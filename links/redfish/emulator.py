@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time as wall
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,6 +111,7 @@ class BmcEmulator:
         self.holder_seen = 0.0
         self.fallbacks: list[Fallback] = []
         self.last: PlantStepResult | None = None
+        self.on_step: list[Callable[[PlantStepResult], None]] = []  # called after each plant step (e.g. recorders)
         self.readings = self._publish()
         self.app = RedfishService(
             self.docs,
@@ -135,6 +137,8 @@ class BmcEmulator:
         """Advance the twin one plant step and publish its readings."""
         self.last = self.twin.advance()
         self.readings = self._publish()
+        for cb in self.on_step:
+            cb(self.last)
         return self.last
 
     def run(self, stop: threading.Event | None = None) -> None:
