@@ -1,4 +1,4 @@
-"""The Redfish service as a WSGI application: routing, authentication, ETags, errors (DSP0266).
+"""The Redfish service as an ASGI application: routing, authentication, ETags, errors (DSP0266).
 
 Without credentials a client may read only what the specification makes public: ``/redfish``, the service
 root, ``$metadata``, the OData service document and the OpenAPI document; and ``POST`` the Sessions collection
@@ -19,7 +19,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 from factory_twin.links.redfish.auth import AuthError, Principal, SessionStore
@@ -66,6 +65,21 @@ class Route:
     session_id: str = ""
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the service reads of an HTTP request (header names lower case)."""
+
+    method: str
+    path: str
+    query: str = ""
+    https: bool = True
+    headers: dict[str, str] | None = None
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return (self.headers or {}).get(name)
+
+
 @dataclass
 class Response:
     status: int
@@ -75,7 +89,7 @@ class Response:
 
 
 class RedfishService:
-    """WSGI app over a facility's :class:`Documents`, :class:`LimitTable` and :class:`SessionStore`.
+    """ASGI app over a facility's :class:`Documents`, :class:`LimitTable` and :class:`SessionStore`.
 
     ``readings()`` returns the twin's latest :class:`Readings`; ``on_request(principal)`` is called for every
     authenticated request and ``on_write(principal)`` after every accepted limit write (the emulator's
@@ -100,37 +114,61 @@ class RedfishService:
         self.requests = 0
         self.patches = 0
 
-    # ------------------------------------------------------------------ WSGI
-    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """ASGI entry point (uvicorn runs it: see :mod:`server`)."""
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY_BYTES or not msg.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = scope["query_string"].decode("latin-1")
+        req = Request(scope["method"], scope["path"], query, scope["scheme"] == "https", headers, b"".join(chunks))
+        status, out_headers, body = self.respond(req)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    def respond(self, req: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Status, headers and body for ``req``; never raises (a bug answers 500 and is logged)."""
         try:
-            resp = self.handle(environ, method)
+            resp = self.handle(req)
         except Exception:  # never a traceback to the client; the log keeps it
-            log.exception("redfish: internal error on %s %s", method, environ.get("PATH_INFO"))
+            log.exception("redfish: internal error on %s %s", req.method, req.path)
             resp = _error(500, Message("InternalError"))
         self.requests += 1
         headers = [("OData-Version", "4.0"), ("Cache-Control", "no-store"), *(resp.headers or [])]
-        if resp.body or method != "HEAD":
+        if resp.body or req.method != "HEAD":
             headers.append(("Content-Type", resp.content_type))
-        if environ.get("wsgi.url_scheme") == "https":
+        if req.https:
             headers.append(("Strict-Transport-Security", "max-age=31536000"))
-        body = b"" if method == "HEAD" else resp.body
+        body = b"" if req.method == "HEAD" else resp.body
         headers.append(("Content-Length", str(len(body))))
-        start_response(f"{resp.status} {HTTPStatus(resp.status).phrase}", headers)
-        return [body]
+        return resp.status, headers, body
 
-    def handle(self, environ: dict, method: str) -> Response:
-        version = environ.get("HTTP_ODATA_VERSION")
+    def handle(self, req: Request) -> Response:
+        version = req.header("odata-version")
         if version is not None and version.strip() != "4.0":
             return _error(412, Message("HeaderInvalid", (f"OData-Version: {version}",)))
-        route = self.route(environ.get("PATH_INFO") or "/")
+        method = req.method
+        route = self.route(req.path or "/")
         public = route is not None and (
             (route.kind in PUBLIC and method in ("GET", "HEAD")) or (route.kind in LOGIN and method == "POST")
         )
         principal = None
         if not public:
-            token, authz = environ.get("HTTP_X_AUTH_TOKEN"), environ.get("HTTP_AUTHORIZATION")
-            if (token or authz) and not self._secure(environ) and not self.allow_http_auth:
+            token, authz = req.header("x-auth-token"), req.header("authorization")
+            if (token or authz) and not req.https and not self.allow_http_auth:
                 return _error(403, Message("GeneralError", resolution=HTTPS_ONLY))
             try:
                 principal = self.sessions.authenticate(token, authz)
@@ -140,25 +178,23 @@ class RedfishService:
                 return resp
             self.on_request(principal)
         if route is None:
-            return _error(404, Message("ResourceNotFound", ("Resource", environ.get("PATH_INFO", ""))))
+            return _error(404, Message("ResourceNotFound", ("Resource", req.path)))
         allowed = ALLOWED[route.kind]
         if method not in allowed:
             resp = _error(405, Message("OperationNotAllowed"))
             resp.headers = [("Allow", ", ".join(allowed))]
             return resp
-        if any(k.startswith("$") for k in _query_keys(environ.get("QUERY_STRING", ""))):
+        if len(req.body) > MAX_BODY_BYTES:
+            return _error(413, Message("PayloadTooLarge"))
+        if any(k.startswith("$") for k, _ in parse_qsl(req.query, keep_blank_values=True)):
             return _error(501, Message("QueryNotSupported"))
         if method == "POST":
-            return self.login(environ)
+            return self.login(req)
         if method == "DELETE":
             return self.logout(route, principal)
         if method == "PATCH":
-            return self.patch(route, principal, environ)
+            return self.patch(route, principal, req)
         return self.get(route, principal)
-
-    @staticmethod
-    def _secure(environ: dict) -> bool:
-        return environ.get("wsgi.url_scheme") == "https"
 
     # ------------------------------------------------------------------ routing
     def route(self, path: str) -> Route | None:
@@ -282,11 +318,11 @@ class RedfishService:
         return self.docs.session(s.id, s.account.username, created)
 
     # ------------------------------------------------------------------ sessions
-    def login(self, environ: dict) -> Response:
-        if not self._secure(environ) and not self.allow_http_auth:
+    def login(self, req: Request) -> Response:
+        if not req.https and not self.allow_http_auth:
             return _error(403, Message("GeneralError", resolution=HTTPS_ONLY))
         try:
-            body = parse_json_object(_read_body(environ))
+            body = parse_json_object(req.body)
         except BodyError as e:
             return _error(e.status, *e.messages)
         missing = [k for k in ("UserName", "Password") if k not in body]
@@ -315,7 +351,7 @@ class RedfishService:
         return Response(204)
 
     # ------------------------------------------------------------------ PATCH
-    def patch(self, route: Route, principal: Principal, environ: dict) -> Response:
+    def patch(self, route: Route, principal: Principal, req: Request) -> Response:
         if route.kind not in ("node_metrics", "gpu_metrics"):
             return _error(405, Message("OperationNotAllowed"))
         if "ConfigureComponents" not in principal.account.privileges():
@@ -323,13 +359,11 @@ class RedfishService:
         gpu = None if route.kind == "node_metrics" else self.layout.gpu(route.node, route.slot)
         view = self.limits.node_view(route.node) if gpu is None else self.limits.gpu_view(gpu)
         try:
-            change = limit_change(parse_json_object(_read_body(environ)), view)
+            change = limit_change(parse_json_object(req.body), view)
         except BodyError as e:
             return _error(e.status, *e.messages)
         try:
-            self.limits.write(
-                route.node, gpu, change.setpoint_w, change.mode, parse_if_match(environ.get("HTTP_IF_MATCH"))
-            )
+            self.limits.write(route.node, gpu, change.setpoint_w, change.mode, parse_if_match(req.header("if-match")))
         except EtagMismatchError:
             return _error(412, Message("PreconditionFailed"))
         self.patches += 1
@@ -351,18 +385,4 @@ def _error(status: int, *messages: Message) -> Response:
     return Response(status, dump(error_body(*messages)))
 
 
-def _read_body(environ: dict) -> bytes:
-    try:
-        n = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        n = 0
-    if n > MAX_BODY_BYTES:
-        raise BodyError(413, Message("PayloadTooLarge"))
-    return environ["wsgi.input"].read(n) if n > 0 else b""
-
-
-def _query_keys(query: str) -> list[str]:
-    return [k for k, _ in parse_qsl(query, keep_blank_values=True)]
-
-
-__all__ = ["ALLOWED", "PUBLIC", "RedfishService", "Response", "Route"]
+__all__ = ["ALLOWED", "PUBLIC", "RedfishService", "Request", "Response", "Route"]

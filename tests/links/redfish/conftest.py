@@ -98,7 +98,7 @@ def start_bmc(facility, accounts_file: Path, tls: tuple[Path, Path] | None, **kw
     scenario = kw.pop("scenario", None) or twin.load_scenario(None, facility)
     emu = BmcEmulator(facility, scenario, load_accounts(accounts_file), **kw)
     cert, key = tls if tls else (None, None)
-    server = Server(emu.app, "127.0.0.1", 0, cert, key, threads=8)
+    server = Server(emu.app, "127.0.0.1", 0, cert, key)
     emu.start()
     return Bmc(emu, server, cert)
 
