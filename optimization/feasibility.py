@@ -153,6 +153,30 @@ def flex_floor_x(p: Problem) -> Array:
     return np.clip(np.max(x_k, axis=1), p.x_lo, p.x_hi)
 
 
+def site_floors_mw(f, scenario, times: NDArray[np.datetime64], options, stored_mwh: float = 0.0) -> tuple[Array, Array]:
+    """The lowest grid import [MW] the site can hold at ``times`` (regular, ``options.step`` apart), and the lowest
+    with the jobs' flex tiers held (:func:`flex_floor_x`), before a grid link commits to a target.
+
+    Both are the floor of :func:`check` (every group at its lowest cap, jobs stopped as far as they may; for the
+    second each group at its tier's throughput instead) less what the BESS can give over the whole interval: its
+    power, or ``stored_mwh`` above its minimum charge spread evenly over the interval, whichever is less."""
+    from factory_twin.optimization.groups import make_groups
+    from factory_twin.optimization.linearization import forecast
+    from factory_twin.optimization.problem import make_problem
+
+    groups = make_groups(f, options.grouping)
+    p = make_problem(f, scenario, groups, forecast(f, scenario, groups, times, options.step), options)
+    bess = 0.0
+    if p.bess is not None:
+        hours = times.size * options.step / S_PER_H
+        usable = max(stored_mwh - p.bess.e_min_mwh, 0.0) * p.bess.eta_discharge
+        bess = min(p.bess.p_max_mw, usable / hours)
+    floor = p.site_mw_at(p.floor_gpu_mw()) - bess
+    if not p.flex_windows:
+        return floor, floor
+    return floor, p.site_mw(np.broadcast_to(flex_floor_x(p), p.busy_mw.shape)) - bess
+
+
 def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]) -> list[Conflict]:
     """Soft limits that the plan exceeds (slack > 0), from the solved slacks by limit name
     (:attr:`optimization.solution.Solution.slacks`)."""

@@ -5,7 +5,8 @@ The agent owns a :class:`twin.simulation.engine.Twin` driven by an :class:`optim
 verifies them (:mod:`links.dsx_flex.protocol`), applies them to its :class:`links.dsx_flex.state.FlexState`, saves the
 state atomically, hands the feeds' limits to the scenario as :class:`twin.scenario.scenario.GridTarget` (feed limit /
 share on the feed's meter, ``default_constraint`` where no target is in force) and asks for a re-plan, so the next
-plant step runs under new caps. The MPC's import ramp row applies the facility's ``ramp_limit_mw_per_min``.
+plant step runs under new caps (:mod:`links.grid_targets`, the path OpenADR takes too). The MPC's import ramp row
+applies the facility's ``ramp_limit_mw_per_min``.
 ``best_effort`` targets keep the jobs' flex floors hard (shed only what the floors allow and report non-compliance);
 other targets may push the jobs below their floors.
 
@@ -43,6 +44,7 @@ from factory_twin.links.dsx_flex.protocol import (
     status_topic,
 )
 from factory_twin.links.dsx_flex.state import STATUS_FILE, FlexState, feeds_of, write_json_atomic
+from factory_twin.links.grid_targets import cut_now, hand_over
 from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.optimization.groups import make_groups
 from factory_twin.twin.scenario.scenario import GridTarget
@@ -196,32 +198,16 @@ class FlexAgent:
         return tuple(out)
 
     def _reflex(self) -> None:
-        """Cut the caps at once when a new limit is below the present load, before the MPC re-plans: every
-        busy GPU gives up the same share of its headroom above its minimum cap, enough GPU power to meet the
-        tightest feed (a grid-metered excess is taken as GPU power one for one, which over-cuts slightly:
-        cooling and losses fall with it). The MPC's re-plan at the next plant step refines the caps."""
-        tw, f = self.twin, self.twin.f
-        if tw.last is None:
+        """Cut the caps at once when a new limit is below the present load, before the MPC re-plans
+        (:func:`links.grid_targets.cut_now`): enough GPU power to meet the tightest feed."""
+        if self.twin.last is None:
             return
         now, measured = self.now(), self.measured_w()
-        need_w = max((measured[x.tag] - self.state.limit_w(x.tag, now)) / x.share for x in self.state.feeds)
-        if need_w <= 0:
-            return
-        t = np.array([tw.time])
-        u = np.stack([tw.scenario.utilization(c, t)[0] for c in f.class_names])[f.rack_class]
-        floor = f.drawn_w(f.min_cap_w)
-        room = f.gpus * u * np.maximum(tw.eff - floor, 0.0)
-        share = min(need_w / max(float(room.sum()), 1e-9), 1.0)
-        tw.override(f.cap_for_drawn_w(tw.eff - share * np.maximum(tw.eff - floor, 0.0)))
+        cut_now(self.twin, max((measured[x.tag] - self.state.limit_w(x.tag, now)) / x.share for x in self.state.feeds))
 
     def _push_targets(self) -> None:
-        tw = self.twin
-        tw.scenario = tw.scenario.with_changes(grid_targets=self.grid_targets())
-        if self._soft:
-            best_effort = any(t.best_effort for ts in self.state.targets.values() for t in ts)
-            soft = tuple(s for s in self._soft if s != "flex") if best_effort else self._soft
-            self.mpc.options = self.mpc.options.updated(soft=soft)
-        tw.request_control()
+        best_effort = any(t.best_effort for ts in self.state.targets.values() for t in ts)
+        hand_over(self.twin, self.grid_targets(), best_effort, self._soft)
 
     # ------------------------------------------------------------------ outbound
     def _publish(self, topic: str, type_: str, subject: str, data: dict, corr=None, trace=None, qos=1) -> None:

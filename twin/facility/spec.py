@@ -11,7 +11,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from factory_twin.models.units import S_PER_MIN
+from factory_twin.twin.scenario.grid_signals import DR_RAMP_S
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -267,6 +269,48 @@ class Workload(Strict):
     resize: Resize | None = Field(None, description="the job may run on a share of its GPUs")
 
 
+class OpenADR(Strict):
+    """How the twin, as an OpenADR 2.0b VEN (``factory-twin openadr-ven``, links.openadr), reads a utility's events:
+    the site's stated mapping of each signal to a DR event or an import target."""
+
+    simple_levels: dict[int, Frac] = Field(
+        default_factory=dict,
+        description="SIMPLE signal level (1-3) -> DR depth, the share of the baseline import shed; level 0 sheds "
+        "nothing; events at a level not listed are opted out of",
+    )
+    capacity_mw: Pos | None = Field(
+        None,
+        description="import that LOAD_CONTROL x-loadControlCapacity 1.0 stands for (default: grid.import_limit_mw)",
+    )
+    dispatch_unit: Literal["W", "kW", "MW"] | None = Field(
+        None, description="unit of LOAD_DISPATCH values when the event's signal states none (its itemBase)"
+    )
+    ramp_min: NonNeg = Field(
+        DR_RAMP_S / S_PER_MIN, description="ramp to an event's target when the event states no x-eiRampUp"
+    )
+    keep_flex_floors: bool = Field(
+        True,
+        description="opt out of events below what the jobs' flex floors allow (false: opt in and let the jobs go "
+        "below their floors, as far as the minimum caps allow)",
+    )
+    market_contexts: list[str] = Field(
+        default_factory=list, description="DR programs (market contexts) the site takes part in; empty: any"
+    )
+    grid_hz: Literal[50, 60] = Field(description="nominal grid frequency at the meter (the reports' powerAttributes)")
+    meter_voltage_kv: Pos = Field(description="nominal voltage at the meter (the reports' powerAttributes)")
+
+    @field_validator("simple_levels")
+    @classmethod
+    def _levels(cls, levels: dict[int, float]) -> dict[int, float]:
+        bad = sorted(k for k in levels if k not in (1, 2, 3))
+        if bad:
+            raise ValueError(f"SIMPLE levels are 1, 2 and 3 (0 is normal operation), got {bad}")
+        depths = [levels[k] for k in sorted(levels)]
+        if any(b < a for a, b in pairwise(depths)):
+            raise ValueError("a higher level must not shed less")
+        return levels
+
+
 class FacilitySpec(Strict):
     name: str
     description: str = ""
@@ -275,6 +319,7 @@ class FacilitySpec(Strict):
     halls: list[Hall] = Field(min_length=1)
     cooling: Cooling
     workloads: list[Workload] = Field(min_length=1)
+    openadr: OpenADR | None = Field(None, description="OpenADR 2.0b event mapping (optional)")
 
 
 def parse_facility(text: str, source: str, rack_types: set[str]) -> FacilitySpec:
