@@ -12,7 +12,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import status_text, target_alarm
-from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, overview, racks, studies
+from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, openadr, overview, racks, studies
 from factory_twin.twin.live.runner import Snapshot
 
 PAGES = (overview, cooling, racks, dispatch, grid, studies)
@@ -27,6 +27,7 @@ def create_app(
     interval_ms: int = 1000,
     runner: Any = None,
     flex_dir: str | Path | None = None,
+    openadr_dir: str | Path | None = None,
 ) -> Dash:
     """Build the dashboard.
 
@@ -47,6 +48,8 @@ def create_app(
         on every page says why and offers a restart.
     flex_dir : path, optional
         The flex agent's state folder: adds the Grid flex page, which reads its status file there.
+    openadr_dir : path, optional
+        An OpenADR VEN's state folder: adds the OpenADR page, which reads its status file there.
     """
     app = Dash(
         __name__,
@@ -57,7 +60,7 @@ def create_app(
         title="factory-twin",
         update_title=None,
     )
-    pages = PAGES + ((flex,) if flex_dir is not None else ())
+    pages = PAGES + ((flex,) if flex_dir is not None else ()) + ((openadr,) if openadr_dir is not None else ())
     nav = [
         dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}") for p in pages
     ]
@@ -119,6 +122,8 @@ def create_app(
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))
     if flex_dir is not None:
         flex.register(app, Path(flex_dir))
+    if openadr_dir is not None:
+        openadr.register(app, Path(openadr_dir))
     return app
 
 

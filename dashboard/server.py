@@ -180,17 +180,20 @@ def serve(
     studies_dir: str | Path | None = None,
     folder: str | Path | None = None,
     flex_dir: str | Path | None = None,
+    openadr_dir: str | Path | None = None,
     metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
     gpu_series: str = "gpu",
 ) -> int:
     """Run the twin at ``speed`` simulated s per wall s in a child process and serve the dashboard.
 
     ``folder`` holds the snapshot and the command files (a fresh temporary folder by default,
     removed on exit); ``studies_dir`` (default: the working directory) is the only place study
-    files are read from; ``flex_dir`` (a flex agent's ``--state-dir``) adds the Grid flex page.
-    Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only when ``debug``. ``metrics_port`` also
-    serves the twin's Prometheus metrics at ``http://host:metrics_port/metrics`` (GPU series per GPU, or per rack
-    with ``gpu_series="rack"``; see docs/links.md).
+    files are read from; ``flex_dir`` (a flex agent's ``--state-dir``) adds the Grid flex page, ``openadr_dir``
+    (an OpenADR VEN's) the OpenADR page. Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only
+    when ``debug``. ``metrics_port`` also serves the twin's Prometheus metrics at
+    ``http://metrics_host:metrics_port/metrics`` (GPU series per GPU, or per rack with ``gpu_series="rack"``;
+    docs/links.md).
     """
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
@@ -201,7 +204,7 @@ def serve(
 
         if gpu_series not in ("gpu", "rack"):
             raise ValueError(f"gpu series: must be 'gpu' or 'rack', got {gpu_series!r}")
-        metrics = MetricsServer(lambda: None, host, metrics_port)
+        metrics = MetricsServer(lambda: None, metrics_host, metrics_port)
     sock = wsgi.listen(host, port)  # a port in use fails here, before the twin starts
     own = folder is None
     run_dir = Path(tempfile.mkdtemp(prefix="factory-twin-live-") if own else folder)
@@ -222,6 +225,7 @@ def serve(
             Path(studies_dir or Path.cwd()),
             runner=runner,
             flex_dir=flex_dir,
+            openadr_dir=openadr_dir,
         )
         share_tick_responses(app.server, source)
         if metrics is not None:

@@ -10,6 +10,7 @@ from factory_twin.cli.options import (
     DefaultsFormatter,
     add_broker_options,
     add_facility_scenario,
+    add_metrics_options,
     add_speed,
     broker_config,
     check_state_dir,
@@ -28,7 +29,9 @@ def add_parsers(sub) -> None:
     d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
+    d.add_argument("--openadr-state", type=Path, help="an OpenADR VEN's --state-dir: adds the OpenADR page")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
+    add_metrics_options(d)
     plant = d.add_argument_group("a plant on DSX Exchange (--connect)")
     plant.add_argument(
         "--connect",
@@ -58,6 +61,10 @@ def run_dashboard(args) -> int:
         debug=args.debug,
         studies_dir=args.studies_dir,
         flex_dir=args.flex_state,
+        openadr_dir=args.openadr_state,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        gpu_series=args.gpu_series,
     )
 
 

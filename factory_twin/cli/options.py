@@ -159,6 +159,28 @@ def add_broker_options(p, url: bool = True) -> None:
         group.add_argument(old, dest=new[2:].replace("-", "_"), type=Path, action=DeprecatedAlias, new=new)
 
 
+def add_metrics_options(p) -> None:
+    """``--metrics-port`` (serve the twin's Prometheus metrics), ``--metrics-host``, ``--gpu-series``."""
+    g = p.add_argument_group("Prometheus /metrics (docs/links.md)")
+    g.add_argument("--metrics-port", type=positive_int, help="serve the twin's metrics at http://HOST:PORT/metrics")
+    g.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics binds (127.0.0.1: this machine only)")
+    g.add_argument("--gpu-series", choices=("gpu", "rack"), default="gpu",
+                   help="DCGM GPU series per GPU, or per rack (for 1 GW campuses)")  # fmt: skip
+
+
+def metrics_server(args: argparse.Namespace):
+    """The bound (not yet serving) :class:`~factory_twin.links.prometheus.exporter.MetricsServer` of
+    :func:`add_metrics_options`' options, None without ``--metrics-port``: a port in use fails here."""
+    if args.metrics_port is None:
+        return None
+    from factory_twin.links.prometheus.exporter import MetricsServer
+
+    try:
+        return MetricsServer(lambda: None, args.metrics_host, args.metrics_port)
+    except OSError as e:
+        raise OSError(f"--metrics-port: cannot listen on {args.metrics_host}:{args.metrics_port}: {e}") from None
+
+
 def broker_config(args: argparse.Namespace, url: str, option: str = "--broker"):
     """The :class:`~factory_twin.links.mqtt.BrokerConfig` of :func:`add_broker_options`' options."""
     from factory_twin.links.mqtt import BrokerConfig

@@ -43,10 +43,11 @@ from factory_twin.links.dsx_flex.protocol import (
     power,
     status_topic,
 )
-from factory_twin.links.dsx_flex.state import STATUS_FILE, FlexState, feeds_of, write_json_atomic
+from factory_twin.links.dsx_flex.state import STATUS_FILE, FlexState, feeds_of
 from factory_twin.links.grid_targets import cut_now, hand_over
 from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.optimization.groups import make_groups
+from factory_twin.twin.runs.atomic import write_json_atomic
 from factory_twin.twin.scenario.scenario import GridTarget
 from factory_twin.twin.simulation.meters import grid_import_w
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from factory_twin.links.dsx_flex.protocol import LoadTarget, LoadTargetEvent, RefusedError, iso, power
 from factory_twin.models.units import KW, MW
-from factory_twin.twin.runs.atomic import write_atomic
+from factory_twin.twin.runs.atomic import write_json_atomic
 
 STATE_FILE = "flex-state.json"
 STATUS_FILE = "flex-status.json"  # what the agent shows the dashboard (links.dsx_flex.agent)
@@ -306,13 +306,6 @@ class FlexState:
             if tag in self.tracks:
                 self.tracks[tag].event_start = datetime.fromisoformat(t)
         return True
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON through :func:`twin.runs.atomic.write_atomic` (readers never see a partial file),
-    creating the folder if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()), fsync=True)
 
 
 def _settled(last: float | None, now: float, band: float) -> bool:

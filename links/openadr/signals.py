@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from factory_twin.models.units import KW, MW, S_PER_MIN
+from factory_twin.twin.scenario.grid_signals import DR_RAMP_S
 
 STATUSES = ("far", "near", "active", "completed", "cancelled")
 SCALES = {"none": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}  # SI scale codes (siScaleCode) a power may use
@@ -80,7 +81,8 @@ def map_event(event: dict[str, Any], cfg, import_limit_w: float, baseline_w: flo
     ap = _get(event, "active_period", dict)
     start = _when(_get(ap, "dtstart", datetime), "active_period.dtstart", now)
     ramp = ap.get("ramp_up")
-    ramp_s = cfg.ramp_min * S_PER_MIN if ramp is None else _span(ramp, "active_period.x-eiRampUp", zero_ok=True)
+    default_ramp_s = DR_RAMP_S if cfg.ramp_min is None else cfg.ramp_min * S_PER_MIN
+    ramp_s = default_ramp_s if ramp is None else _span(ramp, "active_period.x-eiRampUp", zero_ok=True)
     signals = _get(event, "event_signals", list)
     targets: list[Target] = []
     notes: list[str] = []

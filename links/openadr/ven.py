@@ -36,12 +36,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from factory_twin.links.dsx_flex.state import write_json_atomic
 from factory_twin.links.grid_targets import cut_now, hand_over
 from factory_twin.links.openadr.signals import Mapped, Target, UnmappableError, map_event
 from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN
 from factory_twin.optimization.feasibility import site_floors_mw
 from factory_twin.optimization.options import MPC_OPTIONS
+from factory_twin.twin.runs.atomic import write_json_atomic
 from factory_twin.twin.scenario.grid_signals import DREvent
 from factory_twin.twin.scenario.scenario import GridTarget
 from factory_twin.twin.simulation.meters import grid_import_w

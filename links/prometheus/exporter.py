@@ -130,7 +130,8 @@ class MetricsServer:
 
 class TwinMetrics:
     """``/metrics`` of a twin stepped in this process: :meth:`update` after each plant step copies what a scrape
-    shows; scrapes render the latest copy (once per update). ``alarms()`` gives active alarm counts by source."""
+    shows; scrapes render the latest copy (once per update). ``alarms()`` gives active alarm counts by source.
+    ``server``: a bound :class:`MetricsServer` to serve from (else one on ``host:port``)."""
 
     def __init__(
         self,
@@ -140,13 +141,16 @@ class TwinMetrics:
         gpu_series: GpuSeries = "gpu",
         controller: str = "",
         alarms: Callable[[], Mapping[str, int]] | None = None,
+        server: MetricsServer | None = None,
     ):
         self.twin, self.controller, self.alarms = twin, controller, alarms
         self.exporter = Exporter(twin.f, gpu_series)
         self._lock = threading.Lock()
         self._readings: Readings | None = None
         self._body: bytes | None = None
-        self.server = MetricsServer(self.render, host, port).start()
+        self.server = server or MetricsServer(self.render, host, port)
+        self.server.render = self.render
+        self.server.start()
 
     def update(self) -> None:
         r = Readings.from_twin(self.twin, self.controller, self.alarms() if self.alarms else None)

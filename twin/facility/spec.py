@@ -11,8 +11,6 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
-from factory_twin.models.units import S_PER_MIN
-from factory_twin.twin.scenario.grid_signals import DR_RAMP_S
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Pos = Annotated[float, Field(gt=0)]
@@ -285,8 +283,10 @@ class OpenADR(Strict):
     dispatch_unit: Literal["W", "kW", "MW"] | None = Field(
         None, description="unit of LOAD_DISPATCH values when the event's signal states none (its itemBase)"
     )
-    ramp_min: NonNeg = Field(
-        DR_RAMP_S / S_PER_MIN, description="ramp to an event's target when the event states no x-eiRampUp"
+    ramp_min: NonNeg | None = Field(
+        None,
+        description="ramp to an event's target when the event states no x-eiRampUp (default: the DR ramp of the "
+        "scenarios, twin.scenario.grid_signals.DR_RAMP_S, 15 min)",
     )
     keep_flex_floors: bool = Field(
         True,

@@ -6,6 +6,7 @@ intact and no temporary file behind. Every file the project writes for others to
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -46,3 +47,10 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
             fh.flush()
             os.fsync(fh.fileno())
     return path
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON through :func:`write_atomic` (fsynced), creating the folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()), fsync=True)

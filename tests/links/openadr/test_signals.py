@@ -83,7 +83,9 @@ def test_load_dispatch_setpoint_and_delta_in_stated_units():
 def test_times_ramps_programs_and_unsupported_signals():
     m = mapped(event("LOAD_CONTROL", "x-loadControlCapacity", [0.9, 0.8], interval_starts=False))
     assert [t.start for t in m.targets] == [NOW + timedelta(minutes=5), NOW + timedelta(minutes=15)]
-    assert m.ramp_s == CFG.ramp_min * 60  # no x-eiRampUp: the facility's ramp
+    assert m.ramp_s == 900  # no x-eiRampUp and no [openadr] ramp_min: the scenarios' DR ramp, 15 min
+    ramped = CFG.model_copy(update={"ramp_min": 5.0})
+    assert mapped(event("SIMPLE", "level", [1.0]), ramped).ramp_s == 300
     open_ended = mapped(event("LOAD_CONTROL", "x-loadControlCapacity", [0.9], seconds=0))
     assert open_ended.targets[0].end is None
     with pytest.raises(UnmappableError, match="no supported signal"):
