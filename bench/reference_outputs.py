@@ -65,6 +65,7 @@ VOLATILE = {"elapsed_s", "build_seconds", "prepare_seconds", "solve_seconds", "c
 
 def record(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    (out / "root.txt").write_text(str(ROOT))  # attributes name files under the checkout: compared relative to it
     for name, argv in RUNS.items():
         _run([*argv, "--out", str(out / name)])
     _run(["study", str(STUDY), "--out", str(out / "study"), "--serial"])
@@ -109,13 +110,14 @@ def compare(ref: Path, rtol: float = 1e-12) -> int:
         new = Path(tmp)
         record(new)
         problems = 0
+        roots = ((ref / "root.txt").read_text().strip() if (ref / "root.txt").exists() else str(ROOT), str(ROOT))
         for name in [*RUNS, STUDY_RESULT, GRID_RESULT, PHOENIX]:
-            problems += _compare_file(ref / name, new / name, rtol)
+            problems += _compare_file(ref / name, new / name, rtol, roots)
     print("identical" if not problems else f"{problems} difference(s)")
     return 1 if problems else 0
 
 
-def _compare_file(a_path: Path, b_path: Path, rtol: float) -> int:
+def _compare_file(a_path: Path, b_path: Path, rtol: float, roots: tuple[str, str]) -> int:
     a, b = xr.load_dataset(a_path), xr.load_dataset(b_path)
     problems = 0
     for v in sorted((set(a.variables) | set(b.variables)) - VOLATILE):
@@ -138,12 +140,17 @@ def _compare_file(a_path: Path, b_path: Path, rtol: float) -> int:
         elif not np.array_equal(x.values, y.values):
             print(f"{a_path.name}: {v} values differ")
             problems += 1
-        problems += _compare_attrs(f"{a_path.name}:{v}", x.attrs, y.attrs)
-    problems += _compare_attrs(a_path.name, a.attrs, b.attrs)
+        problems += _compare_attrs(f"{a_path.name}:{v}", x.attrs, y.attrs, roots)
+    problems += _compare_attrs(a_path.name, a.attrs, b.attrs, roots)
     return problems
 
 
-def _compare_attrs(where: str, a: dict, b: dict) -> int:
+def _relative(value, root: str):
+    """A string attribute with the checkout's path replaced (a recording made in another checkout compares)."""
+    return value.replace(root, "<checkout>") if isinstance(value, str) else value
+
+
+def _compare_attrs(where: str, a: dict, b: dict, roots: tuple[str, str]) -> int:
     problems = 0
     for k in sorted(set(a) | set(b)):
         if k in VOLATILE:
@@ -153,7 +160,7 @@ def _compare_attrs(where: str, a: dict, b: dict) -> int:
         elif k not in b:
             print(f"{where}: attribute {k} missing")
             problems += 1
-        elif not np.array_equal(np.asarray(a[k]), np.asarray(b[k])):
+        elif not np.array_equal(np.asarray(_relative(a[k], roots[0])), np.asarray(_relative(b[k], roots[1]))):
             print(f"{where}: attribute {k}: {a[k]!r} -> {b[k]!r}")
             problems += 1
     return problems
