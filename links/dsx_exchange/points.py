@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 from factory_twin.links.dsx_exchange.contract import metadata_topic, value_topic
 from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.facility.nodes import cdu_names, rack_names
 
 NORMAL_LEAK = ((0, "Normal"), (1, "Leak"))
 ISOLATION = ((0, "NotIsolated"), (1, "Isolated"))
@@ -130,11 +131,8 @@ class Catalog:
     def __post_init__(self) -> None:
         f = self.facility
         halls = f.hall_names
-        self.rack_ids = [
-            f"{halls[h]}-r{r:02d}-{s:02d}" for h, r, s in zip(f.rack_hall, f.rack_row + 1, f.rack_slot + 1, strict=True)
-        ]
-        cdu_row = np.arange(f.n_cdus) - np.searchsorted(f.cdu_hall, f.cdu_hall)
-        self.cdu_ids = [f"{halls[h]}-cdu{r:02d}" for h, r in zip(f.cdu_hall, cdu_row + 1, strict=True)]
+        self.rack_ids = rack_names(f)  # one naming for every link (twin.facility.nodes)
+        self.cdu_ids = cdu_names(f)
         self.cdu_index = {c: i for i, c in enumerate(self.cdu_ids)}
         self.cdu_racks = [[self.rack_ids[i] for i in np.flatnonzero(f.rack_cdu == c)] for c in range(f.n_cdus)]
         self.has_bess = f.spec.grid.bess is not None

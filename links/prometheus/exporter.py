@@ -29,7 +29,7 @@ class Exporter:
 
     def __init__(self, f, gpu_series: GpuSeries = "gpu"):
         self.dcgm = DcgmSeries(f, gpu_series)
-        self.cdu_labels = cdu_label_sets(f.hall_names, f.cdu_hall)
+        self.cdu_labels = cdu_label_sets(f)
 
     def render(self, r: Readings) -> bytes:
         info = labels({"facility": r.facility, "scenario": r.scenario, "controller": r.controller})

@@ -8,8 +8,9 @@ units; prices and costs keep the scenario's currency as a ``currency`` label. Th
 meter; a meter added to ``meters.METERS`` without an entry here fails the package's test, so nothing is left out
 silently.
 
-Per-element families take label sets: the CDUs (``hall``, ``cdu`` = ``<hall>-<row:03d>``, as the rack names of
-:mod:`twin.facility.nodes`) with their supply and return temperatures, heat and whether they are at capacity.
+Per-element families take label sets: the CDUs (``hall``, ``cdu`` = ``<hall>-cdu<row:02d>``, as
+:mod:`twin.facility.nodes` and the BMS name them) with their supply and return temperatures, heat and whether they
+are at capacity.
 Further element families (tier loading per transformer, UPS or busway, once the topology work defines it as a meter
 over elements) are :class:`Labelled` families passed in ``Readings.elements``.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from factory_twin.links.prometheus.exposition import family, header, labels, number
 from factory_twin.models.units import J_PER_MWH, KG_PER_T, KW, MJ, MW, S_PER_H
+from factory_twin.twin.facility.nodes import cdu_names
 from factory_twin.twin.simulation.meters import METERS
 
 PREFIX = "factory_twin_"
@@ -130,11 +132,9 @@ def render_meters(values: Mapping[str, float], currency: str) -> str:
     return "".join(out)
 
 
-def cdu_label_sets(hall_names: Sequence[str], cdu_hall) -> list[dict[str, str]]:
-    """``hall`` and ``cdu`` (``<hall>-<row:03d>``) of every CDU."""
-    hall = np.asarray(cdu_hall, np.int64)
-    first = {h: int(np.flatnonzero(hall == h)[0]) for h in np.unique(hall).tolist()}
-    return [{"hall": hall_names[h], "cdu": f"{hall_names[h]}-{i - first[h]:03d}"} for i, h in enumerate(hall.tolist())]
+def cdu_label_sets(f) -> list[dict[str, str]]:
+    """``hall`` and ``cdu`` (:func:`twin.facility.nodes.cdu_names`, as the BMS names it) of every CDU."""
+    return [{"hall": f.hall_names[h], "cdu": c} for h, c in zip(f.cdu_hall.tolist(), cdu_names(f), strict=True)]
 
 
 def cdu_families(label_sets, supply_c, return_c, q_w, at_capacity) -> list[Labelled]:

@@ -95,10 +95,14 @@ def test_rack_types_split_into_whole_nodes():
 
 
 def test_nodes_are_named_by_hall_row_slot_and_tray(campus):
-    from factory_twin.twin.facility.nodes import nodes, rack_names
+    from factory_twin.links.dsx_exchange.points import Catalog
+    from factory_twin.twin.facility.nodes import cdu_names, nodes, rack_names
 
     nd = nodes(campus)
     assert nd.n == 15_120 and int(nd.gpus.sum()) == int(campus.gpus.sum()) == 60_480  # issue 25: 15,120 nodes
-    assert nd.names[:2] == ("hall-a-000-00-n00", "hall-a-000-00-n01") and nd.names[-1] == "hall-b-041-09-n17"
+    assert nd.names[:2] == ("hall-a-r01-01-n00", "hall-a-r01-01-n01") and nd.names[-1] == "hall-b-r42-10-n17"
     assert len(set(nd.names)) == nd.n and len(set(rack_names(campus))) == campus.n_racks
+    cat = Catalog(campus, "FactoryTwin")  # the BMS points name racks and CDUs the same way
+    assert cat.rack_ids == rack_names(campus) and cat.cdu_ids == cdu_names(campus)
+    assert cdu_names(campus)[41:43] == ["hall-a-cdu42", "hall-b-cdu01"]
     assert nd.gpu_model == ("NVIDIA GB200", "NVIDIA GB200") and np.all(nd.rack[18:36] == 1)

@@ -1,10 +1,12 @@
-"""Racks, compute nodes and GPUs by name: the hosts a site's BMCs (Redfish) and GPU exporters (DCGM) present.
+"""Racks, CDUs, compute nodes and GPUs by name: one naming for every link (the BMS points of DSX Exchange, the BMCs
+of Redfish, the hosts of the DCGM metrics).
 
 Each rack's GPUs split into compute nodes of ``gpus_per_node`` (``data/racks.toml`` [nodes]: 18 trays of 4 on an
-NVL72 rack). Names follow the dashboard's rack map: rack ``<hall>-<row:03d>-<slot:02d>`` (row = the rack's CDU in its
-hall, slot = its place on that CDU), node ``<rack>-n<k:02d>``; nodes are numbered from 0 within their rack, GPUs from
-0 within their node, racks in the facility's order. Each node carries its rack type's GPU model name (``gpu_model``,
-the name nvidia-smi and DCGM report).
+NVL72 rack). Rack ``<hall>-r<row:02d>-<slot:02d>`` and CDU ``<hall>-cdu<row:02d>``, counted from 1 (row = the CDU
+within its hall, slot = the rack's place on that CDU: the dashboard's rack map), node ``<rack>-n<k:02d>`` counted
+from 0 within its rack as a BMC counts its trays, GPUs from 0 within their node (``GPU_0``, ``nvidia0``); racks and
+nodes in the facility's order. Each node carries its rack type's GPU model name (``gpu_model``, the name nvidia-smi
+and DCGM report).
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ class Nodes:
 
 
 def rack_names(f) -> list[str]:
-    """``<hall>-<row:03d>-<slot:02d>`` for every rack of facility ``f``."""
+    """``<hall>-r<row:02d>-<slot:02d>`` (from 1) for every rack of facility ``f``."""
     halls = f.hall_names
-    return [f"{halls[h]}-{r:03d}-{s:02d}" for h, r, s in zip(f.rack_hall, f.rack_row, f.rack_slot, strict=True)]
+    rows = zip(f.rack_hall, f.rack_row + 1, f.rack_slot + 1, strict=True)
+    return [f"{halls[h]}-r{r:02d}-{s:02d}" for h, r, s in rows]
+
+
+def cdu_names(f) -> list[str]:
+    """``<hall>-cdu<row:02d>`` (from 1) for every CDU of facility ``f``."""
+    hall = np.asarray(f.cdu_hall)
+    row = np.arange(hall.size) - np.searchsorted(hall, hall) + 1
+    return [f"{f.hall_names[h]}-cdu{r:02d}" for h, r in zip(hall, row, strict=True)]
 
 
 def nodes(f) -> Nodes:
@@ -58,4 +68,4 @@ def gpu_models(f) -> tuple[str, ...]:
     return tuple(catalog[h.rack_type]["gpu_model"] for h in f.spec.halls)
 
 
-__all__ = ["Nodes", "gpu_models", "nodes", "rack_names"]
+__all__ = ["Nodes", "cdu_names", "gpu_models", "nodes", "rack_names"]

@@ -63,7 +63,7 @@ def test_body_lists_the_families_in_the_dcgm_exporters_terms(phoenix_body):
     line = next(x for x in text.splitlines() if x.startswith("DCGM_FI_DEV_POWER_USAGE{"))
     assert re.fullmatch(
         r'DCGM_FI_DEV_POWER_USAGE\{gpu="0",UUID="GPU-[0-9a-f-]{36}",pci_bus_id="00000000:01:00.0",device="nvidia0",'
-        r'modelName="NVIDIA A100-SXM4-40GB",Hostname="oci-phoenix-000-00-n00"\} \d+\.\d{6}',
+        r'modelName="NVIDIA A100-SXM4-40GB",Hostname="oci-phoenix-r01-01-n00"\} \d+\.\d{6}',
         line,
     )
 

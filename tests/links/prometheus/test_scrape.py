@@ -107,8 +107,8 @@ def test_dashboard_metrics_equal_the_published_snapshot(prom, dashboard):
     assert len(sup) == 84
     halls, hall = snap.meta["hall_names"], np.asarray(snap["cdu_hall"])
     for i, t in enumerate(np.asarray(snap["cdu_tcs_supply_c"])):
-        row = i - int(np.flatnonzero(hall == hall[i])[0])
-        assert sup[f"{halls[hall[i]]}-{row:03d}"] == pytest.approx(t, rel=1e-12)
+        row = i - int(np.flatnonzero(hall == hall[i])[0]) + 1
+        assert sup[f"{halls[hall[i]]}-cdu{row:02d}"] == pytest.approx(t, rel=1e-12)
 
     # DCGM per rack: power sums to the campus GPU meter, energy counts the racks' draw, temperature per rack
     rows = prom.query("DCGM_FI_DEV_POWER_USAGE" + sel)
@@ -116,7 +116,7 @@ def test_dashboard_metrics_equal_the_published_snapshot(prom, dashboard):
     assert sum(v for _, v in rows) == pytest.approx(now["gpu_power_mw"] * 1e6, rel=1e-9)
     assert prom.scalar("sum(DCGM_FI_DEV_POWER_USAGE" + sel + ")") == pytest.approx(now["gpu_power_mw"] * 1e6, rel=1e-9)
     where = zip(snap["rack_hall"], snap["rack_row"], snap["rack_slot"], strict=True)
-    names = [f"{halls[h]}-{r:03d}-{s:02d}" for h, r, s in where]
+    names = [f"{halls[h]}-r{r + 1:02d}-{s + 1:02d}" for h, r, s in where]
     energy = _by(prom.query("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" + sel), "Hostname")
     want = np.floor(np.asarray(snap["rack_gpu_energy_j"]) * 72 * 1000)
     assert want.min() > 0 and [energy[n] for n in names] == want.tolist()

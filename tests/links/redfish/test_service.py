@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-NODE = "/redfish/v1/Chassis/bench-000-00-n03/EnvironmentMetrics"
-GPU = "/redfish/v1/Systems/bench-000-00-n03/Processors/GPU_2/EnvironmentMetrics"
+NODE = "/redfish/v1/Chassis/bench-r01-01-n03/EnvironmentMetrics"
+GPU = "/redfish/v1/Systems/bench-r01-01-n03/Processors/GPU_2/EnvironmentMetrics"
 STEER = ("steer", "steer-password-1")
 PUBLIC = (
     "/redfish",
@@ -22,10 +22,10 @@ PUBLIC = (
 )
 PRIVATE = (
     "/redfish/v1/Chassis",
-    "/redfish/v1/Chassis/bench-000-00-n03",
+    "/redfish/v1/Chassis/bench-r01-01-n03",
     NODE,
     GPU,
-    "/redfish/v1/Systems/bench-000-00-n03/Processors",
+    "/redfish/v1/Systems/bench-r01-01-n03/Processors",
     "/redfish/v1/SessionService",
     "/redfish/v1/SessionService/Sessions",
     "/redfish/v1/Managers/BMC",
@@ -116,7 +116,7 @@ def test_a_limit_write_takes_effect_with_a_new_etag(bmc):
     assert r.json()["PowerLimitWatts"]["SetPoint"] == 3200.0
     assert r.headers["ETag"] != etag
     for k in range(4):  # the node's limit is split equally over its GPUs
-        g = bmc.call("GET", f"/redfish/v1/Systems/bench-000-00-n03/Processors/GPU_{k}/EnvironmentMetrics", auth=STEER)
+        g = bmc.call("GET", f"/redfish/v1/Systems/bench-r01-01-n03/Processors/GPU_{k}/EnvironmentMetrics", auth=STEER)
         assert g.json()["PowerLimitWatts"]["SetPoint"] == 800.0
     # the twin applies it: under the rack's cap a busy GPU draws the mean of what its 72 GPUs draw under their
     # own limits (68 at 1200 W, these four at 800 W)
@@ -219,11 +219,11 @@ def test_methods_and_uris_the_service_does_not_have(bmc):
     r = bmc.call("DELETE", NODE, auth=STEER)
     assert r.status_code == 405
     assert r.headers["Allow"] == "GET, HEAD, PATCH"
-    assert bmc.call("PATCH", "/redfish/v1/Chassis/bench-000-00-n03", auth=STEER, json={"Name": "x"}).status_code == 405
+    assert bmc.call("PATCH", "/redfish/v1/Chassis/bench-r01-01-n03", auth=STEER, json={"Name": "x"}).status_code == 405
     for path in (
-        "/redfish/v1/Chassis/bench-000-00-n18",
-        "/redfish/v1/Systems/bench-000-00-n03/Processors/GPU_4",
-        "/redfish/v1/Systems/bench-000-00-n03/Processors/GPU_01",
+        "/redfish/v1/Chassis/bench-r01-01-n18",
+        "/redfish/v1/Systems/bench-r01-01-n03/Processors/GPU_4",
+        "/redfish/v1/Systems/bench-r01-01-n03/Processors/GPU_01",
     ):
         assert bmc.call("GET", path, auth=STEER).status_code == 404, path
     assert bmc.call("GET", "/redfish/v1/Chassis?$top=2", auth=STEER).status_code == 501
