@@ -9,9 +9,11 @@ from factory_twin.cli.options import (
     add_broker_options,
     add_duration,
     add_facility_scenario,
+    add_metrics_options,
     add_speed,
     broker_config,
     check_state_dir,
+    metrics_server,
 )
 
 DEFAULT_INTEGRATION = "FactoryTwin"
@@ -53,6 +55,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--request-rate", type=float, default=0.25, help="request rate limit [K/min]")
     c.add_argument("--die-margin", type=float, default=3.0, help="die temperature margin kept at TDP [K]")
     add_duration(c, "stop after this wall time, e.g. 8h (default: until SIGINT/SIGTERM)")
+    add_metrics_options(c, gpu_series=False)
     c.set_defaults(run=run_connect)
 
 
@@ -149,8 +152,14 @@ def run_connect(args) -> int:
         args.request_rate,
         args.die_margin,
     )
+    metrics = metrics_server(args)  # a port in use fails here, before anything connects
     client = MqttClient(cfg, client_id=f"factory-twin-connect-{args.integration}")
     con = Connector(f, args.state_dir, client, args.integration, override, guard, not args.no_requests)
+    if metrics is not None:
+        from factory_twin.links.dsx_exchange import metrics as connect_metrics
+
+        metrics.render = lambda: connect_metrics.render(con)
+        metrics.start()
     stop = _stop_event()
     t_end = time.monotonic() + args.duration if args.duration else None
     print(f"connect: {f.spec.name} <- {cfg.url}, state in {args.state_dir}" + (" (resumed)" if con.resumed else ""))
@@ -159,6 +168,8 @@ def run_connect(args) -> int:
         st = con.run(lambda: stop.is_set() or (t_end is not None and time.monotonic() > t_end))
     finally:
         client.stop()
+        if metrics is not None:
+            metrics.close()
     pm = st["point_map"]
     print(
         f"connect: {st['messages']} messages, {st['values']} values, {st['history_rows']} history rows; "

@@ -159,13 +159,15 @@ def add_broker_options(p, url: bool = True) -> None:
         group.add_argument(old, dest=new[2:].replace("-", "_"), type=Path, action=DeprecatedAlias, new=new)
 
 
-def add_metrics_options(p) -> None:
-    """``--metrics-port`` (serve the twin's Prometheus metrics), ``--metrics-host``, ``--gpu-series``."""
+def add_metrics_options(p, gpu_series: bool = True) -> None:
+    """``--metrics-port`` (serve the twin's Prometheus metrics), ``--metrics-host``; ``--gpu-series`` where the
+    command has the twin's GPUs."""
     g = p.add_argument_group("Prometheus /metrics (docs/links.md)")
     g.add_argument("--metrics-port", type=positive_int, help="serve the twin's metrics at http://HOST:PORT/metrics")
     g.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics binds (127.0.0.1: this machine only)")
-    g.add_argument("--gpu-series", choices=("gpu", "rack"), default="gpu",
-                   help="DCGM GPU series per GPU, or per rack (for 1 GW campuses)")  # fmt: skip
+    if gpu_series:
+        g.add_argument("--gpu-series", choices=("gpu", "rack"), default="gpu",
+                       help="DCGM GPU series per GPU, or per rack (for 1 GW campuses)")  # fmt: skip
 
 
 def metrics_server(args: argparse.Namespace):
