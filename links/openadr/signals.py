@@ -18,7 +18,8 @@ The baseline is the campus import when the event arrives (the twin's meter: :fun
 grid_import_w`), the DR baseline of :mod:`twin.simulation.targets`. Intervals follow one another from the active
 period's start when they carry no start of their own; an interval of zero duration lasts until the event is
 cancelled. The ramp (``x-eiRampUp``, else ``ramp_min``) precedes the start: the target holds from the start.
-Other signals are ignored with a note; an event with no supported signal is opted out of.
+Other signals are ignored with a note; an event with no supported signal is opted out of. A test event
+(``testEvent``) is read and answered but sets no target.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def map_event(event: dict[str, Any], cfg, import_limit_w: float, baseline_w: flo
             t0 = end
     if not any(_READERS.get((s.get("signal_name"), s.get("signal_type"))) for s in signals):
         raise UnmappableError("no supported signal (" + "; ".join(notes or ["the event has no signal"]) + ")")
+    if d.get("test_event"):  # OpenADR: a test event is answered, not acted on
+        return Mapped(event_id, mod, status, context, ramp_s, (), ("test event: answered, not acted on", *notes))
     return Mapped(event_id, mod, status, context, ramp_s, tuple(targets), tuple(notes))
 
 

@@ -99,6 +99,9 @@ def test_times_ramps_programs_and_unsupported_signals():
         mapped(event("SIMPLE", "level", [1.0], start=datetime(2026, 8, 7, 6, 5)))
     with pytest.raises(UnmappableError, match="x-eiRampUp"):
         mapped(event("SIMPLE", "level", [1.0], ramp=-5))
+    test = event("SIMPLE", "level", [2.0])
+    test["event_descriptor"]["test_event"] = True
+    assert mapped(test).targets == () and mapped(test).notes[0] == "test event: answered, not acted on"
     two = event("SIMPLE", "level", [1.0])
     two["event_signals"].append({**two["event_signals"][0], "signal_name": "BID_PRICE", "signal_type": "price"})
     assert any("BID_PRICE/price: not supported, ignored" in n for n in mapped(two).notes)
