@@ -89,7 +89,7 @@ def dispatch(
     f = facility
     check_dispatch_memory(f, opts)
     times = plan_times(scenario, start, opts)
-    limit_mw = scenario.import_limit(times, f.spec.grid.import_limit_mw)
+    limit_mw = scenario.import_limit(times)
     validate_request(scenario, times, opts.horizon, opts.step, limit_mw)
     groups = make_groups(f, opts.grouping)
     return plan_horizon(

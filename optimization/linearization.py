@@ -107,7 +107,7 @@ def forecast(
     sig = scenario.signals
     price = sig.at(times, "price_per_mwh")
     carbon = sig.at(times, "carbon_kg_per_mwh")
-    limit = scenario.import_limit(times, f.spec.grid.import_limit_mw)
+    limit = scenario.import_limit(times)
     depth = step_depth(scenario.dr_events, times, dt_s, known_at)
     return Forecast(
         times,

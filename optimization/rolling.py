@@ -82,9 +82,7 @@ def run_dispatch_year(
     starts = plan_starts(start, duration, options)
     n = options.n_steps
     times = (starts[:, None] + (np.arange(n) * options.step).astype("timedelta64[s]")).ravel()
-    validate_request(
-        scenario, times, options.horizon, options.step, scenario.import_limit(times, facility.spec.grid.import_limit_mw)
-    )
+    validate_request(scenario, times, options.horizon, options.step, scenario.import_limit(times))
     template = dispatch(facility, scenario, options, start=starts[0])  # names, dims and units of the plans
     layout = Layout(
         starts.size * n,

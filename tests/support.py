@@ -47,3 +47,18 @@ def make_tls_files(folder: Path) -> None:
                 "-subj", subject, *extra)  # fmt: skip
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.pem", "-days", "2", "-copy_extensions", "copy")  # fmt: skip
+
+
+def scenario_with_csv_limit(folder, facility, limit_mw: float, scenario_limit_mw: float | None = None):
+    """A scenario whose grid-signals CSV (two days from 2026-08-07, hourly) carries an ``import_limit_mw``
+    column of ``limit_mw``, and optionally its own ``[grid] import_limit_mw``; built for ``facility``."""
+    from factory_twin import twin
+
+    folder = Path(folder)
+    rows = "".join(f"2026-08-{7 + h // 24:02d}T{h % 24:02d}:00:00,100,400,{limit_mw}\n" for h in range(48))
+    (folder / "limit.csv").write_text("time,price_per_mwh,carbon_kg_per_mwh,import_limit_mw\n" + rows)
+    own = f"import_limit_mw = {scenario_limit_mw}\n" if scenario_limit_mw is not None else ""
+    (folder / "csv-limit.toml").write_text(
+        f'name = "csv-limit"\nstart = "2026-08-07T00:00:00"\n[grid]\nsignals = "limit.csv"\n{own}'
+    )
+    return twin.load_scenario(folder / "csv-limit.toml", facility)

@@ -101,6 +101,7 @@ def layout() -> html.Div:
                                 [
                                     _field("ctl-limit-mw"),
                                     _button("ctl-limit", "Set limit"),
+                                    html.Span(id="disp-limit", className="message"),
                                 ],
                                 className="controls",
                             ),
@@ -272,6 +273,12 @@ def events_table(snap: Snapshot) -> html.Table | html.Div:
     return html.Table([html.Thead(head), html.Tbody(rows)], className="table")
 
 
+def limit_in_force(snap: Snapshot) -> str:
+    """The import limit in force and its source (what-if, grid signals, scenario, contract, grid target)."""
+    lim = snap.meta["import_limit"]
+    return f"in force: {lim['mw']:,.1f} MW ({lim['source']})"
+
+
 def log(snap: Snapshot) -> list[html.Div]:
     return [
         html.Div(
@@ -287,13 +294,14 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
         Output("disp-plan", "figure"),
         Output("disp-events", "children"),
         Output("disp-log", "children"),
+        Output("disp-limit", "children"),
         Input("tick", "n_intervals"),
     )
     def _update(_n):
         snap = source()
         if snap is None:
-            return waiting_figure(), no_update, no_update
-        return plan_figure(snap), events_table(snap), log(snap)
+            return waiting_figure(), no_update, no_update, no_update
+        return plan_figure(snap), events_table(snap), log(snap), limit_in_force(snap)
 
     @app.callback(
         Output("ctl-workload-class", "options"),

@@ -1,12 +1,12 @@
 """One study case: its facility, scenario and dispatch options with every change applied.
 
 Parameter names (sweep keys, label overrides, options): scenario values ``offset_k``,
-``import_limit_mw``, ``carbon_price_per_t``, ``price_scale`` (multiplies the price signal),
-``workload.<class>.<field>``; one DR event ``dr_start``, ``dr_duration_h``, ``dr_depth``,
-``dr_ramp_min``, ``dr_notice_min`` (replaces the scenario's events; ramp and notice default to
-:data:`twin.scenario.grid_signals.DR_RAMP_S` and ``DR_NOTICE_S``); facility spec values
-``spec.<dotted.path>`` (list items by index), re-validated and re-assembled; dispatch options
-(fields of :class:`optimization.options.DispatchOptions`) and ``start``.
+``import_limit_mw`` (a what-if: it wins over the scenario's limits, :mod:`twin.scenario.scenario`),
+``carbon_price_per_t``, ``price_scale`` (multiplies the price signal), ``workload.<class>.<field>``; one DR
+event ``dr_start``, ``dr_duration_h``, ``dr_depth``, ``dr_ramp_min``, ``dr_notice_min`` (replaces the
+scenario's events; ramp and notice default to :data:`twin.scenario.grid_signals.DR_RAMP_S` and
+``DR_NOTICE_S``); facility spec values ``spec.<dotted.path>`` (list items by index), re-validated and
+re-assembled; dispatch options (fields of :class:`optimization.options.DispatchOptions`) and ``start``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def model_for(context: dict[str, Any], params: dict[str, Any]):
     p = resolve(context, params)
     spec = {k.removeprefix("spec."): v for k, v in p.items() if k.startswith("spec.")}
     f, s = _base(context["facility"], context.get("scenario"), json.dumps(spec, sort_keys=True))
-    changes = {k: p[k] for k in ("offset_k", "import_limit_mw", "carbon_price_per_t") if k in p}
+    changes = {k: p[k] for k in ("offset_k", "carbon_price_per_t") if k in p}
+    if "import_limit_mw" in p:
+        changes["what_if_import_limit_mw"] = p["import_limit_mw"]
     if "price_scale" in p:
         changes["signals"] = replace(s.signals, price_per_mwh=s.signals.price_per_mwh * float(p["price_scale"]))
     work = {k: v for k, v in p.items() if k.startswith("workload.")}

@@ -57,7 +57,7 @@ def stub_scenario() -> Scenario:
     t = START - np.timedelta64(1, "D") + np.arange(72) * np.timedelta64(3600, "s")
     price = 100.0 + np.arange(72) % 24  # [KRW/MWh], hour of day + 100
     signals = GridSignals(t, price.astype(float), np.full(72, 400.0), None, "KRW")
-    return Scenario("stub", START, None, signals, {})
+    return Scenario("stub", START, None, signals, {}, contract_import_limit_mw=10.0)
 
 
 class StubTwin:

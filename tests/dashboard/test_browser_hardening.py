@@ -131,6 +131,7 @@ def test_a_missed_import_limit_raises_an_alarm(server, browser):
     pg.fill("#ctl-limit-mw", "1")  # the uncapped twin draws ~100 MW: it cannot meet 1 MW
     pg.click("#ctl-limit")
     pg.wait_for_selector("#disp-msg:has-text('sent import_limit')", timeout=5000)
+    pg.wait_for_selector("#disp-limit:has-text('in force: 1.0 MW (what-if)')", timeout=10000)
     pg.goto(url + "/")  # the alarm is on every page
     pg.wait_for_selector("#target-alarm:has-text('import limit target missed')", timeout=30000)
     assert "vs target 1.00 MW" in pg.inner_text("#target-alarm")

@@ -160,7 +160,7 @@ def test_commands_change_the_scenario(stub_twin, tmp_path):
     )
     assert runner.poll_commands() == 4
     sc = stub_twin.scenario
-    assert sc.import_limit(np.array([t0]), 10.0)[0] == 7.5
+    assert sc.import_limit(np.array([t0]))[0] == 7.5
     assert sc.offset_k == 4.0
     assert sc.workload["inference"].level == 0.5 and sc.workload["inference"].profile == "constant"
     (ev,) = sc.dr_events
@@ -234,6 +234,23 @@ def test_an_impossible_dr_event_under_mpc_logs_an_error(tmp_path):
     assert short and 50 < float(short[1]) < 76, verdict["text"]
 
 
+def test_an_import_limit_what_if_wins_over_the_csv_column_and_is_shown_in_force(stub_twin, tmp_path):
+    from dataclasses import replace
+
+    sc = stub_twin.scenario
+    stub_twin.scenario = sc.with_changes(signals=replace(sc.signals, import_limit_mw=np.full(72, 12.0)))
+    runner = LiveRunner(stub_twin, tmp_path, record_s=10.0)
+    runner.step()
+    assert runner.hist["import_limit_mw"][-1] == 12.0  # the CSV column over the 10 MW contract
+    assert runner.snapshot().meta["import_limit"] == {"mw": 12.0, "source": "grid signals"}
+    send_command(tmp_path, {"kind": "import_limit", "import_limit_mw": 7.5})
+    runner.poll_commands()
+    runner.step()
+    assert runner.hist["import_limit_mw"][-1] == 7.5  # the what-if, not the CSV column
+    assert runner.snapshot().meta["import_limit"] == {"mw": 7.5, "source": "what-if"}
+    assert runner.messages[-1]["text"] == "import limit 7.5 MW (what-if, in force; was time series (grid signals))"
+
+
 def test_bad_commands_leave_a_message_and_the_twin_running(stub_twin, tmp_path):
     runner = LiveRunner(stub_twin, tmp_path)
     (tmp_path / COMMANDS / "0001-bad.json").write_text(json.dumps({"kind": "import_limit", "import_limit_mw": -3}))
@@ -244,7 +261,7 @@ def test_bad_commands_leave_a_message_and_the_twin_running(stub_twin, tmp_path):
     assert "unreadable" in runner.messages[1]["text"]
     runner.step()
     assert stub_twin.k == 1
-    assert stub_twin.scenario.import_limit_mw is None
+    assert stub_twin.scenario.what_if_import_limit_mw is None
 
 
 def test_send_command_validates_before_writing(tmp_path):

@@ -386,6 +386,12 @@ def test_plan_figure_and_events(snapshot):
     assert "no DR events" in _text(dispatch.events_table(snapshot))
 
 
+def test_dispatch_shows_the_import_limit_in_force(snapshot):
+    assert dispatch.limit_in_force(snapshot) == "in force: 10.0 MW (contract)"  # the stub's contract
+    snap = _with(snapshot, meta={"import_limit": {"mw": 95.0, "source": "what-if"}})
+    assert dispatch.limit_in_force(snap) == "in force: 95.0 MW (what-if)"
+
+
 # ------------------------------------------------------------------ studies
 
 

@@ -103,13 +103,28 @@ def test_disaggregate_and_aggregate_round_trip(campus):
 
 
 def test_import_limit_below_floor_is_reported_then_soft(campus, hot):
-    low = hot.with_changes(import_limit_mw=40.0)
+    low = hot.with_changes(what_if_import_limit_mw=40.0)
     p = dispatch(campus, low, horizon="1h", step="5min")
     assert p.attrs["status"].startswith("infeasible") and "import_limit" in p.attrs["conflicts"]
     assert "MW" in p.attrs["conflicts"] and np.all(np.isnan(p.gpu_cap_w.values))
     s = dispatch(campus, low, horizon="1h", step="5min", soft=("import_limit",))
     assert s.attrs["status"] == "optimal" and "import_limit" in s.attrs["violations"]
     assert np.all(s.grid_import_mw.values > 40.0)
+
+
+def test_dispatch_plans_against_the_limit_in_force(campus, tmp_path):
+    """The grid-signals CSV's limit column over the contract; a what-if over the column (before, the what-if
+    was dropped whenever the CSV had the column)."""
+    from support import scenario_with_csv_limit
+
+    sc = scenario_with_csv_limit(tmp_path, campus, 105.0)
+    p = dispatch(campus, sc, horizon="1h", step="15min", start="2026-08-07T12:00:00")
+    np.testing.assert_array_equal(p.import_limit_mw.values, 105.0)
+    low = dispatch(campus, sc.with_changes(what_if_import_limit_mw=90.0), horizon="1h", step="15min",
+                   start="2026-08-07T12:00:00")  # fmt: skip
+    np.testing.assert_array_equal(low.import_limit_mw.values, 90.0)
+    assert low.attrs["status"] == "optimal" and np.all(low.grid_import_mw.values <= 90.0 * (1 + 1e-9))
+    assert p.grid_import_mw.values.max() > 100.0  # the what-if binds: the column alone lets the campus draw more
 
 
 @pytest.mark.parametrize(
@@ -140,7 +155,7 @@ def test_a_plan_too_large_for_memory_is_refused_with_the_estimate(campus, hot):
 
 def test_negative_import_limit_rejected(campus, hot):
     with pytest.raises(ValueError, match="import_limit_mw"):
-        dispatch(campus, hot.with_changes(import_limit_mw=-5.0), horizon="1h")
+        dispatch(campus, hot.with_changes(what_if_import_limit_mw=-5.0), horizon="1h")
 
 
 def test_extra_constraints_hook(campus, hot):
@@ -247,10 +262,10 @@ def test_a100_cap_sweep_keeps_emerald_weighted_throughput():
 def test_limit_between_min_cap_floor_and_flex_floor_is_explained(campus, hot):
     """Above the minimum-cap floor the LP is tried; when the flex tiers make it infeasible the result says
     so with the shortfall against the floor the tiers need, and soft flex tiers make it solvable."""
-    base = hot.with_changes(dr_events=(), import_limit_mw=1000.0)
+    base = hot.with_changes(dr_events=(), what_if_import_limit_mw=1000.0)
     kw = {"start": "2026-08-08T02:00:00", "horizon": "2h", "step": "15min"}
     floor = float(dispatch(campus, base, **kw).floor_mw.max())
-    tight = base.with_changes(import_limit_mw=floor + 2.0)
+    tight = base.with_changes(what_if_import_limit_mw=floor + 2.0)
     plan = dispatch(campus, tight, **kw)
     assert plan.attrs["optimal"] == 0 and "infeasible" in plan.attrs["status"].lower()
     assert plan.attrs["conflicts"].startswith("import_limit (vs the floor with the flex tiers held")

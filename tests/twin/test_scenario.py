@@ -147,3 +147,42 @@ def test_scenario_file_errors(tmp_path, facility):
         twin.load_scenario(tmp_path / "missing.toml", facility)
     sc = twin.load_scenario("hot-day-dr", facility)
     assert sc.dr_events[0].depth == 0.25 and sc.offset_k == 0.5
+
+
+def test_import_limit_precedence_what_if_then_csv_then_scenario_then_contract(tmp_path, facility):
+    from support import scenario_with_csv_limit
+
+    t = np.array(["2026-08-07T10:00", "2026-08-08T23:30"], dtype="datetime64[s]")
+    contract = facility.spec.grid.import_limit_mw
+    plain = twin.load_scenario(None, facility)
+    assert plain.import_limit_in_force.source == "contract"
+    np.testing.assert_array_equal(plain.import_limit(t), [contract, contract])
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "s.toml").write_text("[grid]\nimport_limit_mw = 77.0\n")
+    own = twin.load_scenario(tmp_path / "own" / "s.toml", facility)
+    assert (own.import_limit_in_force.source, own.import_limit_in_force.limit_mw) == ("scenario", 77.0)
+    # the CSV column wins over the scenario file's constant, a what-if over both, and clearing it restores them
+    sc = scenario_with_csv_limit(tmp_path, facility, 90.0, scenario_limit_mw=77.0)
+    assert sc.import_limit_in_force.source == "grid signals" and sc.import_limit_in_force.describe() == (
+        "time series (grid signals)"
+    )
+    np.testing.assert_array_equal(sc.import_limit(t), [90.0, 90.0])
+    what_if = sc.with_changes(what_if_import_limit_mw=60.0)
+    assert what_if.import_limit_in_force.describe() == "60 MW (what-if)"
+    np.testing.assert_array_equal(what_if.import_limit(t), [60.0, 60.0])
+    assert what_if.with_changes(what_if_import_limit_mw=None).import_limit_in_force.source == "grid signals"
+    # a tighter DSX Flex target on the grid meter is reported as the source while it is in force
+    from factory_twin.twin.scenario.scenario import GridTarget
+
+    target = what_if.with_changes(grid_targets=(GridTarget(t[0], t[0] + np.timedelta64(3600, "s"), 50.0),))
+    assert target.import_limit_now(t[0]) == (50.0, "grid target")
+    assert target.import_limit_now(t[1]) == (60.0, "what-if")
+    with pytest.raises(ValueError, match="import_limit_mw: a what-if must be finite and > 0 MW, got -5"):
+        sc.with_changes(what_if_import_limit_mw=-5.0)
+
+
+def test_a_scenario_built_for_another_contract_is_refused(facility):
+    other = twin.load_facility("campus-1gw")
+    sc = twin.load_scenario(None, other)
+    with pytest.raises(ValueError, match=r"contracted import limit of .* MW, the facility 'campus-100mw' has"):
+        twin.Twin(facility, sc)

@@ -14,13 +14,15 @@ applies it between plant steps and reports the outcome in the next snapshot's
 
     dr_event         depth (0-1], duration_min, ramp_min, notice_min   starts after the notice
     clear_dr_events
-    import_limit     import_limit_mw > 0
+    import_limit     import_limit_mw > 0                                a what-if: wins over every other limit
     ambient_offset   offset_k in [-30, 30]
     workload         workload_class, level [0, 1]                       constant utilization
     speed            speed > 0                                          simulated s per wall s
     pause | resume | replan
 
-A snapshot's ``meta`` follows :class:`SnapshotMeta`; ``meta["now"]`` holds every meter of
+A snapshot's ``meta`` follows :class:`SnapshotMeta`; ``meta["import_limit"]`` is the import limit in force and
+its source (what-if, grid signals, scenario, contract or grid target: :mod:`twin.scenario.scenario`);
+``meta["now"]`` holds every meter of
 :mod:`factory_twin.twin.simulation.meters` over the latest plant step plus :data:`RUNNER_SERIES` (``None`` before
 the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
 24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
@@ -151,6 +153,13 @@ class Message(TypedDict):
     time: str
 
 
+class ImportLimitInfo(TypedDict):
+    """The import limit in force at the snapshot's time and where it comes from."""
+
+    mw: float
+    source: str  # twin.scenario.scenario.IMPORT_LIMIT_SOURCES or GRID_TARGET
+
+
 class Loops(TypedDict):
     """Loop constants of the facility (temperatures are meters, in ``now``)."""
 
@@ -181,6 +190,7 @@ class SnapshotMeta(TypedDict):
     offset_k: float
     workload: dict[str, float | None]  # constant utilization per class, None when profiled
     now: dict[str, float] | None  # HISTORY names -> value over the latest plant step
+    import_limit: ImportLimitInfo
     plant_mode: int  # index into twin.simulation.plant.MODES
     dr_events: list[DREventInfo]
     messages: list[Message]
@@ -416,8 +426,9 @@ class LiveRunner:
             self.dr_baseline_mw.clear()
             text = "DR events cleared"
         elif kind == "import_limit":
-            tw.scenario = sc.with_changes(import_limit_mw=c["import_limit_mw"])
-            text = f"import limit {c['import_limit_mw']:g} MW"
+            was = sc.import_limit_in_force.describe()
+            tw.scenario = sc.with_changes(what_if_import_limit_mw=c["import_limit_mw"])
+            text = f"import limit {c['import_limit_mw']:g} MW (what-if, in force; was {was})"
         elif kind == "ambient_offset":
             tw.scenario = sc.with_changes(offset_k=c["offset_k"])
             text = f"ambient offset {c['offset_k']:+g} K"
@@ -454,6 +465,7 @@ class LiveRunner:
         """The present state, the rolling histories and the plan as a :class:`Snapshot`."""
         tw, f = self.twin, self.twin.f
         sc, cool = tw.scenario, f.spec.cooling
+        limit_mw, limit_source = sc.import_limit_now(tw.time)
         events = [
             DREventInfo(
                 start=str(ev.start),
@@ -486,6 +498,7 @@ class LiveRunner:
                 for c in f.class_names
             },
             now=self._values(self._last) if self._last is not None else None,
+            import_limit=ImportLimitInfo(mw=limit_mw, source=limit_source),
             plant_mode=int(tw.rejection.mode),
             dr_events=events,
             messages=list(self.messages),

@@ -40,7 +40,9 @@ def scenario_hash(sc) -> str:
         arrays.append(sig.import_limit_mw)
     if w is not None:
         arrays += [w.dry_bulb_c, w.rel_humidity, np.array([w.pressure_pa])]
-    extra = repr((sc.dr_events, sc.offset_k, sc.import_limit_mw, sc.carbon_price_per_t, sorted(sc.workload.items())))
+    extra = repr(
+        (sc.dr_events, sc.offset_k, sc.what_if_import_limit_mw, sc.carbon_price_per_t, sorted(sc.workload.items()))
+    )
     return _sha256(
         sc.spec.model_dump_json().encode(), *(np.ascontiguousarray(a).tobytes() for a in arrays), extra.encode()
     )

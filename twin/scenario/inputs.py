@@ -8,7 +8,8 @@ from pathlib import Path
 def facility_and_scenario(facility, scenario=None):
     """``(Facility, Scenario)`` from objects, names or paths (``scenario=None``: the defaults).
 
-    Raises ``TypeError`` naming the argument and what it accepts for anything else.
+    Raises ``TypeError`` naming the argument and what it accepts for anything else, ``ValueError`` for a
+    scenario built for a facility with another contracted import limit.
     """
     from factory_twin.twin.facility.assembly import Facility, load_facility
     from factory_twin.twin.scenario.scenario import Scenario, load_scenario
@@ -27,6 +28,7 @@ def facility_and_scenario(facility, scenario=None):
             "scenario: expected a Scenario (twin.load_scenario), a built-in name such as 'hot-day-dr', "
             f"a TOML path or None, got {type(scenario).__name__}"
         )
+    scenario.check_facility(facility)
     return facility, scenario
 
 

@@ -9,7 +9,7 @@ A scenario TOML (all keys optional; paths relative to the file)::
     offset_k = 0.0                        # what-if: dry and wet bulb + offset
     [grid]
     signals = "builtin:kr-smp"            # or a CSV path (see twin.scenario.grid_signals)
-    import_limit_mw = 110.0               # overrides the facility's contracted limit
+    import_limit_mw = 110.0               # overrides the facility's contracted limit (precedence below)
     carbon_price_per_t = 0.0
     [[grid.dr_events]]
     start = "2026-08-07T16:00:00"
@@ -27,6 +27,17 @@ A scenario TOML (all keys optional; paths relative to the file)::
     min = 0.5
     max = 0.95
     peak_hour = 14.0
+
+The import limit in force is resolved once, when the scenario is built and again whenever a what-if
+replaces a field (:class:`ImportLimit`, ``Scenario.import_limit_in_force``). Precedence, highest first:
+
+1. a what-if on the built scenario (``what_if_import_limit_mw``: the dashboard's import-limit control, a
+   study case's ``import_limit_mw``);
+2. the grid-signals CSV's ``import_limit_mw`` column (a time series);
+3. the scenario file's ``[grid] import_limit_mw``;
+4. the facility's contracted ``[grid] import_limit_mw``.
+
+Grid load targets on the ``grid`` meter (DSX Flex) tighten whichever is in force (the minimum of both).
 """
 
 from __future__ import annotations
@@ -155,9 +166,59 @@ class GridTarget:
         return np.where(on, self.limit_mw, np.inf)
 
 
+IMPORT_LIMIT_SOURCES = ("what-if", "grid signals", "scenario", "contract")  # precedence, highest first
+GRID_TARGET = "grid target"  # the source when a DSX Flex target on the grid meter is tighter
+
+
+@dataclass(frozen=True, eq=False)
+class ImportLimit:
+    """The import limit in force at the point of interconnection and where it comes from (one of
+    :data:`IMPORT_LIMIT_SOURCES`): a constant ``limit_mw`` [MW], or the ``signals`` whose
+    ``import_limit_mw`` column is in force (``limit_mw`` None)."""
+
+    source: str
+    limit_mw: float | None
+    signals: GridSignals | None = None
+
+    def at(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """The limit [MW] at ``times``."""
+        if self.signals is not None:
+            return self.signals.at(times, "import_limit_mw")
+        return np.full(np.shape(times), self.limit_mw, dtype=float)
+
+    def describe(self) -> str:
+        """For people: ``"95 MW (what-if)"``, ``"time series (grid signals)"``."""
+        value = "time series" if self.limit_mw is None else f"{self.limit_mw:g} MW"
+        return f"{value} ({self.source})"
+
+
+def resolve_import_limit(
+    what_if_mw: float | None, signals: GridSignals, scenario_mw: float | None, contract_mw: float | None
+) -> ImportLimit | None:
+    """The import limit in force by the module docstring's precedence; None when nothing sets one (a scenario
+    built without a facility). A what-if must be finite and > 0 [MW]."""
+    if what_if_mw is not None:
+        if not (np.isfinite(what_if_mw) and what_if_mw > 0):
+            raise ValueError(f"import_limit_mw: a what-if must be finite and > 0 MW, got {what_if_mw!r}")
+        return ImportLimit("what-if", float(what_if_mw))
+    if signals.import_limit_mw is not None:
+        return ImportLimit("grid signals", None, signals)
+    if scenario_mw is not None:
+        return ImportLimit("scenario", float(scenario_mw))
+    if contract_mw is not None:
+        return ImportLimit("contract", float(contract_mw))
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class Scenario:
-    """Everything time-varying that drives a run. Times are naive local ``datetime64[s]``."""
+    """Everything time-varying that drives a run. Times are naive local ``datetime64[s]``.
+
+    ``contract_import_limit_mw`` is the facility's contracted limit (set by :func:`build_scenario`);
+    ``what_if_import_limit_mw`` an override set on the built scenario; ``import_limit_in_force`` the
+    limit resolved from them, the grid signals and ``spec.grid.import_limit_mw`` (module docstring), again
+    on every :meth:`with_changes`.
+    """
 
     name: str
     start: np.datetime64
@@ -166,22 +227,53 @@ class Scenario:
     workload: dict[str, WorkloadProfile]
     dr_events: tuple[DREvent, ...] = ()
     offset_k: float = 0.0
-    import_limit_mw: float | None = None
     carbon_price_per_t: float = 0.0
     spec: ScenarioSpec = field(default_factory=ScenarioSpec)
     grid_targets: tuple[GridTarget, ...] = ()  # load targets from the grid (DSX Flex agent)
+    contract_import_limit_mw: float | None = None
+    what_if_import_limit_mw: float | None = None
+    import_limit_in_force: ImportLimit | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        limit = resolve_import_limit(
+            self.what_if_import_limit_mw, self.signals, self.spec.grid.import_limit_mw, self.contract_import_limit_mw
+        )
+        object.__setattr__(self, "import_limit_in_force", limit)
 
     def ambient(self, times: NDArray[np.datetime64]) -> tuple[NDArray, NDArray]:
         """Dry and wet bulb [degC] at ``times`` including the what-if offset."""
         return self.weather.at(times, self.offset_k)
 
-    def import_limit(self, times: NDArray[np.datetime64], contracted_mw: float) -> NDArray[np.float64]:
-        """Import limit [MW]: the signal series, else the scenario override, else the contract."""
-        if self.signals.import_limit_mw is not None:
-            base = self.signals.at(times, "import_limit_mw")
-        else:
-            base = np.full(np.shape(times), self.import_limit_mw or contracted_mw)
+    def import_limit(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """Import limit [MW] at ``times``: the one in force (``import_limit_in_force``), tightened by grid
+        targets on the grid meter."""
+        base = self._limit().at(times)
         return np.minimum(base, self.target_limit(times, "grid")) if self.grid_targets else base
+
+    def import_limit_now(self, time: np.datetime64) -> tuple[float, str]:
+        """(limit [MW], source) in force at ``time``: the source is :data:`GRID_TARGET` where a grid target
+        is tighter than the resolved limit."""
+        t = np.array([np.datetime64(time, "s")])
+        base, target = float(self._limit().at(t)[0]), float(self.target_limit(t, "grid")[0])
+        return (target, GRID_TARGET) if target < base else (base, self._limit().source)
+
+    def _limit(self) -> ImportLimit:
+        if self.import_limit_in_force is None:
+            raise ValueError(
+                f"scenario {self.name!r}: no import limit (build it for a facility: load_scenario(path, facility))"
+            )
+        return self.import_limit_in_force
+
+    def check_facility(self, facility) -> None:
+        """``ValueError`` when this scenario was built for a facility with another contracted import limit
+        (its limit in force was resolved against that contract)."""
+        want, have = facility.spec.grid.import_limit_mw, self.contract_import_limit_mw
+        if have != want:
+            built = "without a facility" if have is None else f"for a contracted import limit of {have:g} MW"
+            raise ValueError(
+                f"scenario {self.name!r}: built {built}, the facility {facility.spec.name!r} has {want:g} MW; "
+                "build the scenario for this facility (load_scenario(path, facility))"
+            )
 
     def target_limit(self, times: NDArray[np.datetime64], meter: str) -> NDArray[np.float64]:
         """Tightest grid load target on ``meter`` at ``times`` [MW] (inf where none is in force)."""
@@ -202,7 +294,8 @@ class Scenario:
         return self.workload.get(cls, WorkloadProfile()).utilization(times)
 
     def with_changes(self, **changes) -> Scenario:
-        """A copy with fields replaced (what-if: ``offset_k``, ``import_limit_mw``, ``dr_events``...)."""
+        """A copy with fields replaced (what-if: ``offset_k``, ``what_if_import_limit_mw``, ``dr_events``...);
+        the import limit in force is resolved again."""
         return replace(self, **changes)
 
 
@@ -265,9 +358,9 @@ def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: 
         dict(spec.workload),
         tuple(events),
         spec.weather.offset_k,
-        spec.grid.import_limit_mw,
         spec.grid.carbon_price_per_t,
         spec,
+        contract_import_limit_mw=facility.spec.grid.import_limit_mw,
     )
 
 

@@ -70,6 +70,7 @@ class Twin:
         n_sub = plant_step_s / step_s
         if abs(n_sub - round(n_sub)) > 1e-9:
             raise ValueError(f"plant_step: {plant_step_s:g} s must be a whole multiple of step {step_s:g} s")
+        scenario.check_facility(f)
         self.f = f
         self.scenario = scenario
         self.dt, self.plant_dt, self.n_sub = float(step_s), float(plant_step_s), int(round(n_sub))

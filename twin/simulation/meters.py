@@ -113,7 +113,7 @@ class GridNow:
         """The signals in force at each of ``times`` under the twin's scenario (one lookup per signal)."""
         sc = twin.scenario
         columns = (
-            sc.import_limit(times, twin.f.spec.grid.import_limit_mw),
+            sc.import_limit(times),
             sc.signals.at(times, "price_per_mwh"),
             sc.signals.at(times, "carbon_kg_per_mwh"),
             sc.dr_depth(times),
