@@ -32,10 +32,16 @@ class Credentials:
     password: str = field(repr=False)
     auth: str = "session"
     ca_file: Path | None = None
+    client_cert: Path | None = None  # for services that also ask for a client certificate (mutual TLS)
+    client_key: Path | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        """Verifying TLS context: the ``ca_file`` bundle, else the system's trust store (hostnames checked)."""
-        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        """Verifying TLS context: the ``ca_file`` bundle, else the system's trust store (hostnames checked);
+        with the client certificate when one is given."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.client_cert is not None:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key) if self.client_key else None)
+        return ctx
 
 
 def load_credentials(path: Path | None, option: str = "--credentials") -> Credentials:

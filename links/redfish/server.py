@@ -5,13 +5,15 @@ front). Of the servers that terminate TLS themselves, measured on this project's
 emulated campus-100mw (``bench/bench_redfish.py``): cheroot (CherryPy's threaded WSGI server) spent 0.34 ms
 of CPU per request, mostly in its pure-Python request reading; uvicorn 0.17 ms. It keeps connections alive,
 sets TCP_NODELAY, and is bound to 127.0.0.1 unless told otherwise. The socket is bound before the server
-thread starts, so a port in use fails at once, naming it.
+thread starts, so a port in use fails at once, naming it. With ``tls_ca`` clients must also present a
+certificate that CA signed (mutual TLS), besides their Redfish credentials.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -41,11 +43,14 @@ class Server:
         port: int,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        tls_ca: Path | None = None,
         option: str = "--listen",
     ) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
-        for name, p in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if tls_ca is not None and tls_cert is None:
+            raise ValueError("--tls-ca: client certificates need HTTPS (--tls-cert/--tls-key)")
+        for name, p in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-ca", tls_ca)):
             if p is not None and not Path(p).is_file():
                 raise FileNotFoundError(f"{name}: no such file {p}")
         self.https = tls_cert is not None
@@ -63,6 +68,8 @@ class Server:
             interface="asgi3",
             ssl_certfile=str(tls_cert) if tls_cert else None,
             ssl_keyfile=str(tls_key) if tls_key else None,
+            ssl_ca_certs=str(tls_ca) if tls_ca else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls_ca else ssl.CERT_NONE,
             loop="uvloop" if fast else "asyncio",
             http="httptools" if fast else "h11",
             lifespan="off",

@@ -38,8 +38,10 @@ async def run_steering(
     until: Callable[[np.datetime64 | None], bool] | None = None,
     stop: asyncio.Event | None = None,
     on_push: Callable[[PushReport], None] | None = None,
+    on_step: Callable[[SteerState], None] | None = None,
 ) -> SteerState:
-    """Steer until ``stop`` is set or ``until(simulated time)`` is true; return the state."""
+    """Steer until ``stop`` is set or ``until(simulated time, None while the service does not answer)`` is true;
+    ``on_push`` gets every push that wrote something, ``on_step`` the state after every step."""
     st: SteerState = pusher.state
     lay = pusher.layout
     stop = stop or asyncio.Event()
@@ -76,10 +78,13 @@ async def run_steering(
                 next_call = now + np.timedelta64(int(round(controller.period_s)), "s")
                 st.controller_calls += 1
             if pending is not None and pending.done():
-                command: Command = pending.result()
-                pending = None
-                caps = np.asarray(command.gpu_cap_w, float)
-                want = caps[lay.gpu_rack]
+                task, pending = pending, None
+                try:
+                    command: Command = task.result()
+                    caps = np.asarray(command.gpu_cap_w, float)
+                    want = caps[lay.gpu_rack]
+                except Exception as e:  # a failed controller call keeps the limits in force
+                    st.note_error(f"the controller failed at {now}: {e!r}; the limits in force are kept")
             if want is not None:
                 rep = await pusher.push(want, deadline_s=step_s, sim_time=str(now))
                 if rep.writes and on_push is not None:
@@ -88,8 +93,10 @@ async def run_steering(
                 st.note_error("a node's limit changed behind steering's back: rewriting every node")
                 pusher.forget()
                 st.resyncs += 1
-            if until is not None and until(now):
-                break
+        if on_step is not None:
+            on_step(st)
+        if until is not None and until(now):
+            break
         await _wait(stop, step_s - (wall.monotonic() - t0))
     if pending is not None:
         await pending

@@ -24,6 +24,8 @@ ONE_RACK = str(Path(__file__).resolve().parents[1] / "data" / "one-rack.toml")
 URL = "mqtts://127.0.0.1:8883"
 FLEX = ["flex-agent", "--broker", URL, "--trust-key", "grid.pub.pem", "--key", "agent.pem"]
 SIGNAL = ["grid-signal", "--broker", URL, "--key", "grid.pem", "--isv", "srp", "--remove"]
+# no old spelling: openadr-ven (a VTN), emulate-bmc (an HTTPS server; --tls-ca: mutual TLS) and steer (a client)
+TLS_SERVED = {"openadr-ven", "emulate-bmc", "steer"}
 CONNECTING = {  # every command that connects to a broker: the command line without its TLS options
     "flex-agent": FLEX,
     "grid-signal": SIGNAL,
@@ -81,7 +83,7 @@ def test_help_shows_one_spelling_and_the_tls_set_where_a_command_connects():
         for old in ("--hours", "--minutes", "--ca-file", "--cert-file", "--key-file"):
             assert old not in text, (name, old)
         tls = [option in text for option in ("--tls-ca", "--tls-cert", "--tls-key")]
-        assert tls == [name in CONNECTING or name == "openadr-ven"] * 3, name  # openadr-ven: a VTN, no old spelling
+        assert tls == [name in CONNECTING or name in TLS_SERVED] * 3, name  # TLS_SERVED: no old spelling
     for name in ("simulate", "grid-study", "flex-agent", "grid-signal", "emulate-bms", "connect", "optimize"):
         assert "--duration DURATION" in commands[name].format_help(), name
     for name, default in (("simulate", "24h"), ("flex-agent", "24h"), ("grid-study", "10min")):

@@ -7,7 +7,14 @@ import threading
 
 import numpy as np
 import pytest
+import requests
 import yaml
+from factory_twin.links.redfish.auth import load_accounts
+from factory_twin.links.redfish.emulator import BmcEmulator
+from factory_twin.links.redfish.server import Server
+from factory_twin.links.redfish.tls import self_signed
+
+from factory_twin import twin
 
 NODE = "/redfish/v1/Chassis/bench-r01-01-n03/EnvironmentMetrics"
 GPU = "/redfish/v1/Systems/bench-r01-01-n03/Processors/GPU_2/EnvironmentMetrics"
@@ -228,3 +235,17 @@ def test_methods_and_uris_the_service_does_not_have(bmc):
         assert bmc.call("GET", path, auth=STEER).status_code == 404, path
     assert bmc.call("GET", "/redfish/v1/Chassis?$top=2", auth=STEER).status_code == 501
     assert bmc.call("GET", "/redfish/v1/", headers={"OData-Version": "4.1"}).status_code == 412
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(one_rack, accounts_file, tls, tmp_path):
+    client_cert, client_key = self_signed(tmp_path / "client", ("steer",))  # its own CA
+    emu = BmcEmulator(one_rack, twin.load_scenario(None, one_rack), load_accounts(accounts_file))
+    server = Server(emu.app, "127.0.0.1", 0, *tls, tls_ca=client_cert)
+    try:
+        url, ca = server.url + NODE, str(tls[0])
+        with pytest.raises(requests.exceptions.ConnectionError):  # the handshake (TLS 1.3: the first read) fails
+            requests.get(url, auth=STEER, verify=ca, timeout=5)
+        r = requests.get(url, auth=STEER, verify=ca, cert=(str(client_cert), str(client_key)), timeout=5)
+        assert r.status_code == 200
+    finally:
+        server.stop()

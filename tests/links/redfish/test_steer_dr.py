@@ -43,7 +43,12 @@ def test_steer_drives_the_twin_through_a_dr_event(bmc_factory):
             await pusher.discover()
             on_push = lambda rep: pushed.append(bmc.emu.limits.effective_w())  # noqa: E731
             return await run_steering(
-                pusher, make_controller("mpc", f, sc), f, sc, until=lambda t: t >= STOP, on_push=on_push
+                pusher,
+                make_controller("mpc", f, sc),
+                f,
+                sc,
+                until=lambda t: t is not None and t >= STOP,
+                on_push=on_push,
             )
         finally:
             await conn.close()
