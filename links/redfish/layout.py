@@ -1,7 +1,7 @@
 """Nodes and GPUs of a facility as index arrays: the BMC's view of the racks.
 
 A rack of the twin holds compute nodes of ``Facility.gpus_per_node`` GPUs each (an NVL72 rack: 18 compute
-trays of 4 GPUs), named as :func:`twin.facility.nodes.nodes` names them (``<hall>-<row>-<slot>-n<k>``, the
+trays of 4 GPUs), named as :func:`twin.facility.nodes.nodes` names them (``<hall>-r<row>-<slot>-n<k>``, the
 hosts the Prometheus link labels too); a node's GPUs are ``GPU_0`` ... on its BMC, as NVIDIA's GB200 BMCs name
 them. Nodes are numbered rack by rack, GPUs node by node, so every per-node or per-rack quantity over GPUs is
 one ``np.add.reduceat``.

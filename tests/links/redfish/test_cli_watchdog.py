@@ -17,7 +17,7 @@ from support import free_port, wait_for
 
 ONE_RACK = Path(__file__).parents[2] / "data" / "one-rack.toml"
 WATCHDOG_S = 4.0
-NODE = "/redfish/v1/Chassis/bench-000-00-n07/EnvironmentMetrics"
+NODE = "/redfish/v1/Chassis/bench-r01-01-n07/EnvironmentMetrics"
 
 
 def _cli(*args, env, **kw) -> subprocess.Popen:
