@@ -3,7 +3,9 @@ formatting, flows in the engineering unit (L/min)."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,24 @@ def fmt(x: Any, digits: int = 1, unit: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:,.{digits}f}{' ' + unit if unit else ''}"
+
+
+def table(head: list[str], rows: list[list], tid: str) -> html.Table:
+    """A plain table: one header row, then ``rows`` (cells may be components)."""
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
+        className="table",
+        id=tid,
+    )
+
+
+def read_json(folder: Path, name: str) -> dict | None:
+    """A link's status file ``name`` in the one ``folder`` the server was given (None when there is none yet or
+    it is unreadable: the writers replace it atomically)."""
+    try:
+        return json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def card(label: str, value: str, alarm: bool = False, **kw: Any) -> html.Div:

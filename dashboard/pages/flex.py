@@ -6,13 +6,12 @@ its ``--state-dir``) from the one folder the server was given; nothing from the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, readable, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, read_json, readable, table, waiting_figure
 from factory_twin.links.dsx_flex.state import STATUS_FILE
 from factory_twin.models.units import KW
 
@@ -39,18 +38,7 @@ def layout() -> html.Div:
 
 def read_status(folder: Path) -> dict | None:
     """The agent's status file in ``folder``, or None when there is none (yet) or it is unreadable."""
-    try:
-        return json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _table(head: list[str], rows: list[list], tid: str) -> html.Table:
-    return html.Table(
-        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
-        className="table",
-        id=tid,
-    )
+    return read_json(folder, STATUS_FILE)
 
 
 def feeds_table(st: dict) -> html.Table:
@@ -70,7 +58,7 @@ def feeds_table(st: dict) -> html.Table:
             ]
         )
     head = ["feed", "meter", "limit [kW]", "measured [kW]", "planned [kW]", "state", "compliant", "breach"]
-    return _table(head, rows, "flex-feeds-table")
+    return table(head, rows, "flex-feeds-table")
 
 
 def targets_table(st: dict) -> html.Table | html.Div:
@@ -88,7 +76,7 @@ def targets_table(st: dict) -> html.Table | html.Div:
     ]
     if not rows:
         return html.Div("no targets: every feed at its default constraint", className="message")
-    return _table(["feed", "constraint [kW]", "start (UTC)", "end (UTC)", "status", "best effort"], rows, "flex-tt")
+    return table(["feed", "constraint [kW]", "start (UTC)", "end (UTC)", "status", "best effort"], rows, "flex-tt")
 
 
 def breaches_table(st: dict) -> html.Table | html.Div:
@@ -107,7 +95,7 @@ def breaches_table(st: dict) -> html.Table | html.Div:
     if not rows:
         return html.Div("no breaches", className="message")
     head = ["detected (UTC)", "feed", "status", "severity", "measured [kW]", "target [kW]", "shed hints"]
-    return _table(head, rows, "flex-breach-table")
+    return table(head, rows, "flex-breach-table")
 
 
 def trend_figure(st: dict) -> go.Figure:

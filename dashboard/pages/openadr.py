@@ -7,13 +7,12 @@ Reads the VEN's ``openadr-status.json`` (written atomically by :class:`links.ope
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, readable, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, read_json, readable, table, waiting_figure
 from factory_twin.links.openadr.ven import STATUS
 
 PATH, TITLE = "/openadr", "OpenADR"
@@ -35,18 +34,7 @@ def layout() -> html.Div:
 
 def read_status(folder: Path) -> dict | None:
     """The VEN's status file in ``folder``, or None when there is none (yet) or it is unreadable."""
-    try:
-        return json.loads((Path(folder) / STATUS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _table(head: list[str], rows: list[list], tid: str) -> html.Table:
-    return html.Table(
-        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])],
-        className="table",
-        id=tid,
-    )
+    return read_json(folder, STATUS)
 
 
 def _when(t: str | None) -> str:
@@ -88,7 +76,7 @@ def events_table(st: dict) -> html.Table | html.Div:
     if not rows:
         return html.Div("none: no event in force or scheduled", className="message")
     head = ["event", "mod.", "program", "baseline [MW]", "targets (UTC)", "ramp [s]", "met after [s]"]
-    return _table(head, rows, "oadr-events-table")
+    return table(head, rows, "oadr-events-table")
 
 
 def decisions_table(st: dict) -> html.Table | html.Div:
@@ -106,7 +94,7 @@ def decisions_table(st: dict) -> html.Table | html.Div:
     ]
     if not rows:
         return html.Div("no event received yet", className="message")
-    return _table(["time (UTC)", "event", "mod.", "status", "opt", "reason", "mapping"], rows, "oadr-decisions-table")
+    return table(["time (UTC)", "event", "mod.", "status", "opt", "reason", "mapping"], rows, "oadr-decisions-table")
 
 
 def trend_figure(st: dict) -> go.Figure:
