@@ -92,7 +92,7 @@ def forecast(
     known_at=None,
 ) -> Forecast:
     """Evaluate the steady site model at ``levels`` for every step (see the module docstring)."""
-    from factory_twin.twin.simulation.design import cooling_power_w, grid_power_w, rack_totals, rack_types
+    from factory_twin.twin.simulation.design import cooling_power_w, grid_flow, rack_totals, rack_types
 
     u_cls = np.stack([scenario.utilization(c, times) for c in f.class_names], axis=1)  # [T, classes]
     db, wb = scenario.ambient(times)
@@ -103,7 +103,7 @@ def forecast(
     busy = lo + np.asarray(levels, float)[:, None] * (hi - lo)  # [J, types]
     rt = rack_totals(f, u * busy + (1 - u) * f.idle_w[r], types)  # [T, J]
     cooling = np.asarray(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db[:, None], wb[:, None]), float)
-    chain = grid_power_w(f, rt.it_w, cooling)
+    flow = grid_flow(f, rt, cooling, types)
     sig = scenario.signals
     price = sig.at(times, "price_per_mwh")
     carbon = sig.at(times, "carbon_kg_per_mwh")
@@ -112,9 +112,9 @@ def forecast(
     return Forecast(
         times,
         rt.gpu_w / MW,
-        chain.it_w / MW,
+        rt.it_w / MW,
         cooling / MW,
-        chain.grid_w / MW,
+        flow.grid_w / MW,
         np.asarray(db, float),
         np.asarray(wb, float),
         depth,

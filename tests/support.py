@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+import pytest
+
 T = TypeVar("T")
 
 
@@ -62,3 +65,29 @@ def scenario_with_csv_limit(folder, facility, limit_mw: float, scenario_limit_mw
         f'name = "csv-limit"\nstart = "2026-08-07T00:00:00"\n[grid]\nsignals = "limit.csv"\n{own}'
     )
     return twin.load_scenario(folder / "csv-limit.toml", facility)
+
+
+def check_conservation(topo, routing, rack_in, mech, flow):
+    """Every parent's output = its children's inputs times their shares (racks, mechanical loads, elements), written
+    edge by edge in plain Python; input = output + losses; the feeds carry IT + mechanical + all losses."""
+    out = np.zeros(topo.n)
+    live = routing.energized
+    for r in range(topo.n_racks):
+        ps = topo.rack_parents(r)
+        on = ps[live[ps]]
+        for p in on:
+            out[p] += rack_in[r] / on.size
+    for j, share in enumerate(topo.mech_share):
+        ps = topo.mech_edge_parent[topo.mech_edge_load == j]
+        on = ps[live[ps]]
+        for p in on:
+            out[p] += share * mech / on.size
+    for c, p in zip(topo.edge_child.tolist(), topo.edge_parent.tolist(), strict=True):
+        ps = topo.parents(c)
+        if live[p]:
+            out[p] += flow.in_w[c] / live[ps].sum()
+    assert np.allclose(flow.out_w, out, rtol=1e-9, atol=1e-9 * np.abs(out).max())
+    assert np.allclose(flow.in_w, flow.out_w + flow.loss_w, rtol=0, atol=1e-6)
+    fed = rack_in[routing.rack_on].sum() + mech * routing.mech_on.any()
+    assert flow.grid_w == pytest.approx(fed + flow.losses_w, rel=1e-9)
+    assert flow.losses_w == pytest.approx(flow.loss_w.sum(), rel=1e-9)

@@ -3,9 +3,9 @@
 ``validate`` (validate.py), ``simulate`` (simulate.py), ``optimize`` (optimize.py), ``study`` and
 ``grid-study`` (study.py), ``dashboard`` (dashboard.py), ``flex-agent`` and ``grid-signal`` (flex.py),
 ``emulate-bms`` and ``connect`` (dsx.py), ``openadr-ven`` (openadr.py), ``emulate-bmc`` and ``steer``
-(redfish.py). What they share (option types and groups, the deprecated spellings, output checks, exit
-statuses) is in options.py. Each module adds its commands with ``add_parsers`` and imports the twin, the
-optimizer or a link only when its command runs.
+(redfish.py), ``topology`` (topology.py). What they share (option types and groups, the deprecated spellings,
+output checks, exit statuses) is in options.py. Each module adds its commands with ``add_parsers`` and imports the
+twin, the optimizer or a link only when its command runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from factory_twin import __version__
-from factory_twin.cli import dashboard, dsx, flex, openadr, optimize, redfish, simulate, study, validate
+from factory_twin.cli import dashboard, dsx, flex, openadr, optimize, redfish, simulate, study, topology, validate
 from factory_twin.cli.options import (
     DEFAULT_FACILITY,
     EXIT_ERROR,
@@ -24,7 +24,8 @@ from factory_twin.cli.options import (
     EXIT_MISSED_TARGET,
 )
 
-COMMAND_GROUPS = (validate, simulate, optimize, study, dashboard, flex, openadr, dsx, redfish)  # in the order of --help
+# in the order of --help
+COMMAND_GROUPS = (validate, simulate, optimize, study, dashboard, flex, openadr, dsx, redfish, topology)
 
 
 def main(argv: list[str] | None = None) -> int:

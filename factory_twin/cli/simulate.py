@@ -44,6 +44,14 @@ def add_parsers(sub) -> None:
     )
     s.add_argument("--out", type=Path, help="write the run to this NetCDF file")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists (or restart an unfinished run)")
+    s.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:NAME@TIME[+DURATION]",
+        help="open an element of the one-line diagram on purpose, e.g. feed-loss:utility-A@2026-08-08T14:00 "
+        "(repeatable; added to the scenario's faults)",
+    )
     seg = s.add_argument_group("segmented runs (a --duration longer than --segment)")
     seg.add_argument(
         "--segment", default="1d", help="segment length, run in parallel; a run up to this long runs in one piece"
@@ -74,7 +82,7 @@ def run_simulate(args) -> int:
             )
     check_output_file(args.out, args.force)
     f = twin.load_facility(args.facility)
-    sc = twin.load_scenario(args.scenario, f)
+    sc = with_faults(twin.load_scenario(args.scenario, f), f, args.fault)
     name, why = controller_choice(args.controller, sc)
     ctl = make_controller(name, f, sc, option="--controller")
     print(f"controller: {name}{why}")
@@ -93,6 +101,8 @@ def run_simulate(args) -> int:
     ds.attrs |= provenance(f, sc, name) | target_attrs(misses)
     print_table([*summary_rows(ds), ("grid targets", "met" if not misses else f"MISSED ({len(misses)})")])
     for m in misses:
+        print(f"warning: {m}", file=sys.stderr)
+    for m in tier_warnings(ds):
         print(f"warning: {m}", file=sys.stderr)
     if args.out:
         write_netcdf(ds, args.out)
@@ -118,7 +128,7 @@ def run_segmented(args) -> int:
     check_output_file(args.out, args.force)
     check_output_file(args.report, args.force, "--report")
     f = twin.load_facility(args.facility)
-    sc = twin.load_scenario(args.scenario, f)
+    sc = with_faults(twin.load_scenario(args.scenario, f), f, args.fault)
     name, why = args.controller, ""
     if name == "auto":  # the MPC keeps state (BESS energy, plans) and cannot be cut into segments
         name, why = "uncapped", " (auto: a segmented run needs a controller without memory; DR events not followed)"
@@ -182,7 +192,43 @@ def summary_rows(ds) -> list[tuple[str, object]]:
         (f"cost per million tokens [{cur}]", f"{t['cost_per_mtok']:,.3f}" if t["tokens"] else "n/a"),
         ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
         ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}"),
+        *tier_rows(ds),
     ]
+
+
+def tier_rows(ds) -> list[tuple[str, object]]:
+    """Rows of the one-line diagram (facilities with a ``[topology]``): trips, dark racks, highest loading."""
+    if "tier_loading_max" not in ds:
+        return []
+    return [
+        ("highest element loading", f"{float(ds.tier_loading_max.max()):.1%}"),
+        ("breaker trips", ds.attrs.get("tier_trips", 0)),
+        ("racks dark at the end", int(ds.racks_dark.values[-1])),
+    ]
+
+
+def tier_warnings(ds) -> list[str]:
+    """Trips, dark racks and elements above their continuous limit, one line each (never a silent overload)."""
+    out = []
+    if ds.attrs.get("tier_over_limit"):
+        out.append(f"elements above their continuous limit: {ds.attrs['tier_over_limit']}")
+    if ds.attrs.get("tier_trips"):
+        out.append(f"{ds.attrs['tier_trips']} breaker trip(s); events: {ds.attrs['tier_events'][:600]}")
+    return out
+
+
+def with_faults(sc, f, faults: list[str]):
+    """The scenario with ``--fault`` entries added (each checked against the facility's one-line diagram)."""
+    if not faults:
+        return sc
+    from factory_twin.twin.scenario.faults import parse_fault
+
+    parsed = tuple(parse_fault(text) for text in faults)
+    unknown = [p.element for p in parsed if p.element not in f.topology.index]
+    if unknown:
+        raise ValueError(f"--fault: no element {unknown} in the one-line diagram of {f.spec.name} (its feeds: "
+                         f"{[f.topology.names[i] for i in f.topology.roots]})")  # fmt: skip
+    return sc.with_changes(faults=sc.faults + parsed)
 
 
 def controller_choice(name: str, sc) -> tuple[str, str]:
@@ -194,4 +240,4 @@ def controller_choice(name: str, sc) -> tuple[str, str]:
     return "uncapped", " (auto: no DR events in the scenario)"
 
 
-__all__ = ["add_parsers", "controller_choice", "run_segmented", "run_simulate", "summary_rows"]
+__all__ = ["add_parsers", "controller_choice", "run_segmented", "run_simulate", "summary_rows", "with_faults"]

@@ -33,10 +33,22 @@ def run_validate(args) -> int:
             ("design ambient [degC db/wb]", f"{d['dry_bulb_c']:.1f} / {d['wet_bulb_c']:.1f}"),
             ("design grid import [MW]", f"{d['grid_import_mw']:.1f}"),
             ("design PUE", f"{d['pue']:.3f}"),
+            ("one-line diagram", _diagram(f.topology)),
             ("scenario", f"{sc.name} (climate {sc.weather.name}, {len(sc.dr_events)} DR event(s))"),
         ]
     )
     return 0
+
+
+def _diagram(t) -> str:
+    """The facility's one-line diagram in a few words (twin.facility.topology)."""
+    if not t.explicit:
+        return "the aggregate chain (grid.transformer, grid.ups, grid.busway)"
+    paths = sorted({p for p in t.path if p})
+    with_paths = f", paths {'/'.join(paths)}" if paths else ""
+    devices = int((t.trip.characteristic > 0).sum())
+    levels = int(t.depth.max()) + 1
+    return f"{t.n} elements in {levels} levels, {t.roots.size} feed(s){with_paths}, {devices} protective devices"
 
 
 __all__ = ["add_parsers", "run_validate"]

@@ -29,7 +29,6 @@ from factory_twin.links.dsx_exchange.faults import Fault
 from factory_twin.links.dsx_exchange.points import Catalog, Group
 from factory_twin.links.mqtt import MqttClient
 from factory_twin.models.heat_exchange import ConstantFlowCdus, cdu_supply_control
-from factory_twin.models.power import psu_input_w
 from factory_twin.models.units import J_PER_MWH, KW, M3_S_PER_L_MIN
 from factory_twin.twin.facility.assembly import Facility
 from factory_twin.twin.scenario.scenario import Scenario
@@ -254,9 +253,8 @@ class BmsEmulator:
         """Every signal's true value in its engineering unit, as arrays over the group's entities."""
         tw, f, last = self.twin, self.f, self.twin.last
         cool = f.spec.cooling
-        chain = tw.plant.chain
         rack_dc = f.gpus * tw.gpu_power_w + f.non_gpu_w
-        rack_in = psu_input_w(rack_dc, tw.psu_rating_w, chain.psu_load_points, chain.psu_efficiencies)
+        rack_in = tw.plant.psu_input_w(rack_dc, tw.psu_rating_w)
         ctl = cdu_supply_control(
             tw.tcs_return_c,
             tw.c_tcs,

@@ -59,6 +59,9 @@ NAMES: dict[str, str] = {
     "throughput": "throughput",
     "tokens_per_s": "tokens",
     "throttled_gpus": "throttled_gpus",
+    "racks_dark": "racks_dark",
+    "tier_loading_max": "one_line_loading_max",
+    "tier_headroom_min_mw": "one_line_headroom_min",
     "gpu_power_mw": "gpu_power",
     "psu_loss_mw": "psu_losses",
     "rack_other_mw": "rack_other_power",
@@ -85,7 +88,7 @@ NAMES: dict[str, str] = {
     "plant_load_mw": "plant_load",
     "rejection_capacity_mw": "heat_rejection_capacity",
 }
-COUNTS = frozenset({"throttled_gpus"})  # unit "1" but a count, not a ratio: no unit suffix
+COUNTS = frozenset({"throttled_gpus", "racks_dark"})  # unit "1" but a count, not a ratio: no unit suffix
 #: series the live runner adds to the meters (twin.live.runner.RUNNER_SERIES): units, long name, name
 RUNNER = {
     "dr_target_mw": ("MW", "import the demand-response events in force ask for", "dr_target"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from factory_twin.models.gpu_smoothing import SmoothingProfile
-from factory_twin.models.power import psu_input_w
 from factory_twin.models.storage_split import SplitLaw
 from factory_twin.models.training_power import JobEvents, job_power_w
 from factory_twin.twin.facility.assembly import assemble, rack_catalog
@@ -60,9 +59,8 @@ def test_groups_equal_the_per_rack_sum(site):
         gpu[r] = job_power_w(t, p_high[r], f.idle_w[r], f.idle_w[r], 1.5, 0.6, 0.1, 0.3, job.events)
     dc = f.gpus[:, None] * gpu + f.non_gpu_w[:, None]
     plant = build_plant(f)
-    it = psu_input_w(dc, (f.psu_count * f.psu_rating_w)[:, None], plant.chain.psu_load_points,
-                     plant.chain.psu_efficiencies).sum(axis=0)  # fmt: skip
-    want = plant.chain.upstream(it, start.mech_w).grid_w
+    rack_in = plant.psu_input_w(dc, (f.psu_count * f.psu_rating_w)[:, None])
+    want = f.topology.flow(f.topology.routing(), rack_in, start.mech_w).grid_w  # every rack through the diagram
     assert run.poi_w == pytest.approx(want, rel=1e-12)
 
 

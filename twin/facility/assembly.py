@@ -19,6 +19,7 @@ from factory_twin.models.gpu import DrawnPower, ThroughputCurve
 from factory_twin.models.units import KW, M3_S_PER_L_MIN, MW
 from factory_twin.twin.facility.curves import load_curve, load_drawn
 from factory_twin.twin.facility.spec import FacilitySpec, SpecError, parse_facility, read_text
+from factory_twin.twin.facility.topology import Topology, compile_topology
 from numpy.typing import NDArray
 
 from factory_twin import data
@@ -99,6 +100,7 @@ class Facility:
     tcs_v_dot_m3_s: Array
     tcs: Coolant
     fws: Coolant
+    topology: Topology  # the one-line diagram (twin.facility.topology), the aggregate chain by default
 
     @property
     def n_racks(self) -> int:
@@ -177,6 +179,7 @@ def load_facility(name_or_path: str | Path) -> Facility:
 
 def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>") -> Facility:
     """Compile a validated spec into arrays; design checks raise :class:`SpecError` naming the key."""
+    topology = compile_topology(spec, source)
     class_names = tuple(w.name for w in spec.workloads)
     curves = tuple(load_curve(w.curve) for w in spec.workloads)
     drawn = tuple(load_drawn(w.curve) if w.drawn_power == "fit" else None for w in spec.workloads)
@@ -254,6 +257,7 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         tcs_v_dot_m3_s=tcs_v_dot,
         tcs=tcs,
         fws=fws,
+        topology=topology,
     )
 
 

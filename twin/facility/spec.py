@@ -11,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
+from factory_twin.twin.facility.topology_spec import TopologySpec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Pos = Annotated[float, Field(gt=0)]
@@ -116,12 +117,15 @@ class Feed(Strict):
 
 
 class Grid(Strict):
+    """Grid connection and, without a ``[topology]``, the aggregate power chain (transformers, UPS, busway: the
+    degenerate one-line diagram, see :mod:`twin.facility.topology`)."""
+
     import_limit_mw: Pos
     ramp_limit_mw_per_min: Pos
     power_factor: Annotated[float, Field(gt=0, le=1)] = 0.95
-    transformer: Transformer
-    ups: Ups
-    busway: Busway
+    transformer: Transformer | None = None
+    ups: Ups | None = None
+    busway: Busway | None = None
     psu: Psu = Psu()
     bess: Bess | None = None
     feeds: list[Feed] = Field(default_factory=list, description="feeds for grid load targets (default: one 'main')")
@@ -320,6 +324,10 @@ class FacilitySpec(Strict):
     cooling: Cooling
     workloads: list[Workload] = Field(min_length=1)
     openadr: OpenADR | None = Field(None, description="OpenADR 2.0b event mapping (optional)")
+    topology: TopologySpec | None = Field(None, description="the one-line diagram (default: the aggregate chain)")
+
+
+AGGREGATE_CHAIN = ("transformer", "ups", "busway")
 
 
 def parse_facility(text: str, source: str, rack_types: set[str]) -> FacilitySpec:
@@ -358,6 +366,12 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
         for w in hall.workloads:
             if w not in names:
                 errors.append((f"halls.{i}.workloads.{w}", f"no workload named {w!r}; defined: {names}"))
+    chain = [k for k in AGGREGATE_CHAIN if getattr(spec.grid, k) is not None]
+    if spec.topology is None:
+        errors += [(f"grid.{k}", "required key is missing (or give a [topology])") for k in AGGREGATE_CHAIN
+                   if k not in chain]  # fmt: skip
+    else:
+        errors += [(f"grid.{k}", "the [topology] replaces the aggregate chain: remove this table") for k in chain]
     halls = {h.name: h for h in spec.halls}
     for i, foul in enumerate(spec.cooling.cdu.fouling):
         key = f"cooling.cdu.fouling.{i}"

@@ -5,8 +5,8 @@ places synchronous training jobs on training racks and advances, every step ``dt
 
 GPU demand of each job (:func:`models.training_power.job_power_w`, one phase per job) -> GPU smoothing
 (:func:`models.gpu_smoothing.smooth_series`) -> rack storage layers, per GPU (shelf buffer, rack battery:
-:func:`models.storage_split.split_step`) -> PSUs -> busway, UPS, transformers with the (held) cooling
-load (:class:`models.power.PowerChain`) -> site BESS split at the meter -> point of interconnection.
+:func:`models.storage_split.split_step`) -> PSUs -> the one-line diagram (:class:`twin.facility.topology.Topology`,
+all paths closed) with the (held) cooling load -> site BESS split at the meter -> point of interconnection.
 
 Racks of one job with the same rack type and cap move together, so the time loops run over a handful
 of *groups* (job x rack kind), never over racks; racks outside the jobs hold their power from the start
@@ -24,14 +24,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.sparse as sp
 import xarray as xr
 from factory_twin.models.gpu_smoothing import SmoothingProfile, smooth_series
-from factory_twin.models.power import Bess, psu_input_w
+from factory_twin.models.power import Bess
 from factory_twin.models.storage_split import SplitLaw, run_split
 from factory_twin.models.training_power import JobEvents, job_power_w, job_running
 from factory_twin.models.units import MJ, MW, S_PER_MIN, TOKENS_PER_MTOK
 from factory_twin.twin.facility.assembly import Facility
-from factory_twin.twin.simulation.plant import build_plant
+from factory_twin.twin.simulation.design import routing
+from factory_twin.twin.simulation.plant import Plant, build_plant
 from numpy.typing import NDArray
 
 from factory_twin import data
@@ -272,20 +274,38 @@ class SiteDraw:
     site_w: Array
 
 
-def site_draw(f: Facility, chain, start: StartState, g: JobGroups, load: Array, rack_in: Array) -> SiteDraw:
-    """Stage 3: PSUs and the chain (busway, UPS, transformers with the held cooling load), for the job groups
-    plus the racks that hold their start power."""
+def site_draw(f: Facility, plant: Plant, start: StartState, g: JobGroups, load: Array, rack_in: Array) -> SiteDraw:
+    """Stage 3: PSUs and the one-line diagram (with the held cooling load), for the job groups plus the racks that
+    hold their start power."""
     psu_rating = f.psu_count * f.psu_rating_w
     other = g.of_rack < 0
     dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
-    in_other = float(psu_input_w(dc_other, psu_rating[other], chain.psu_load_points, chain.psu_efficiencies).sum())
-    g_in = psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None], chain.psu_load_points, chain.psu_efficiencies)
+    in_other_rack = plant.psu_input_w(dc_other, psu_rating[other])
+    in_other = float(in_other_rack.sum())
+    g_in = plant.psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None])
     it_w = g.racks @ g_in + in_other
     w = g.gpu_count
     dc_w = w @ load + float(dc_other.sum())
     rack_in_w = w @ rack_in + float(dc_other.sum())
-    flow = chain.upstream(it_w, start.mech_w)
+    flow = _network_flow(f, it_w, g_in, g.of_rack, in_other_rack, start.mech_w)
     return SiteDraw(it_w, dc_w, rack_in_w, flow.losses_w, flow.grid_w)
+
+
+def _network_flow(f: Facility, it_w: Array, g_in: Array, of_rack: Array, in_other: Array, mech_w: float):
+    """One-line diagram flows over the run: per-rack input ``g_in`` [W] of each job group over time
+    (``[groups, steps]``), the held input of the other racks ``in_other`` [W], the held mechanical load [W]
+    (the aggregate chain reads only the campus IT input ``it_w``)."""
+    topo, rt = f.topology, routing(f)
+    if rt.single_rack_parent >= 0:
+        direct = np.zeros((topo.n, it_w.size))
+        direct[rt.single_rack_parent] = it_w
+    else:
+        job = np.flatnonzero(of_rack >= 0)
+        onehot = sp.csr_matrix((np.ones(job.size), (job, of_rack[job])), (f.n_racks, g_in.shape[0]))
+        held = np.zeros(f.n_racks)
+        held[of_rack < 0] = in_other
+        direct = (rt.rack @ onehot) @ g_in + (rt.rack @ held)[:, None]
+    return topo.flow_direct(rt, direct + topo.mech_direct(rt, np.full(it_w.size, mech_w)))
 
 
 @dataclass(frozen=True)
@@ -389,7 +409,7 @@ def run_fast(
     demand, gpu_w = gpu_power(g, jobs, t, dt_s, mitigation)
     load = gpu_w + (g.non_gpu / g.gpus)[:, None]  # rack DC per GPU
     store = rack_storage(load, g, dt_s, mitigation.rack_layers)
-    draw = site_draw(f, plant.chain, start, g, load, store.rack_in)
+    draw = site_draw(f, plant, start, g, load, store.rack_in)
     site = site_bess(plant.bess, mitigation.bess_law, start, draw.site_w, dt_s)
     books = energy_books(draw, store, site, start.mech_w, dt_s)
     work = throughput(f, jobs, g, demand, gpu_w, dt_s)

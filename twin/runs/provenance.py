@@ -28,8 +28,9 @@ def _sha256(*parts: bytes) -> str:
 
 
 def facility_hash(f) -> str:
-    """Content hash of a facility: its validated spec (every value, defaults included)."""
-    return _sha256(f.spec.model_dump_json().encode())
+    """Content hash of a facility: its validated spec (every value, defaults included; a file without a
+    ``[topology]`` hashes as it did before the one-line diagram existed)."""
+    return _sha256(f.spec.model_dump_json(exclude={"topology"} if f.spec.topology is None else None).encode())
 
 
 def scenario_hash(sc) -> str:
@@ -43,9 +44,9 @@ def scenario_hash(sc) -> str:
     extra = repr(
         (sc.dr_events, sc.offset_k, sc.what_if_import_limit_mw, sc.carbon_price_per_t, sorted(sc.workload.items()))
     )
-    return _sha256(
-        sc.spec.model_dump_json().encode(), *(np.ascontiguousarray(a).tobytes() for a in arrays), extra.encode()
-    )
+    spec = sc.spec.model_dump_json(exclude={"faults"} if not sc.spec.faults else None)  # as before faults existed
+    extra += repr(sc.faults) if sc.faults else ""
+    return _sha256(spec.encode(), *(np.ascontiguousarray(a).tobytes() for a in arrays), extra.encode())
 
 
 def provenance(facility, scenario, controller: str | None = None) -> dict[str, str]:

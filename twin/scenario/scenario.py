@@ -27,6 +27,10 @@ A scenario TOML (all keys optional; paths relative to the file)::
     min = 0.5
     max = 0.95
     peak_hour = 14.0
+    [[faults]]                            # a path of the one-line diagram opens (twin.scenario.faults)
+    kind = "feed-loss"
+    element = "utility-A"
+    at = "2026-08-07T14:00:00"
 
 The import limit in force is resolved once, when the scenario is built and again whenever a what-if
 replaces a field (:class:`ImportLimit`, ``Scenario.import_limit_in_force``). Precedence, highest first:
@@ -51,6 +55,7 @@ from typing import Annotated, Literal
 import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.twin.facility.spec import SpecError, describe_validation_error
+from factory_twin.twin.scenario.faults import Fault, FaultSpec, fault_from_spec
 from factory_twin.twin.scenario.grid_signals import (
     DR_NOTICE_S,
     DR_RAMP_S,
@@ -145,6 +150,7 @@ class ScenarioSpec(_Strict):
     weather: ScenarioWeather = ScenarioWeather()
     grid: ScenarioGrid = ScenarioGrid()
     workload: dict[str, WorkloadProfile] = {}
+    faults: list[FaultSpec] = []
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,7 @@ class Scenario:
     contract_import_limit_mw: float | None = None
     what_if_import_limit_mw: float | None = None
     import_limit_in_force: ImportLimit | None = field(init=False, repr=False)
+    faults: tuple[Fault, ...] = ()  # paths of the one-line diagram opened on purpose
 
     def __post_init__(self) -> None:
         limit = resolve_import_limit(
@@ -339,6 +346,15 @@ def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: 
             )
         except ValueError as e:
             errors.append((f"grid.dr_events.{i}", str(e)))
+    faults = []
+    for i, fs in enumerate(spec.faults):
+        try:
+            faults.append(fault_from_spec(fs))
+        except ValueError as e:
+            errors.append((f"faults.{i}.at", str(e).partition(": ")[2]))
+    names = set(facility.topology.names)
+    errors += [(f"faults.{i}.element", f"no element {fs.element!r} in the facility's one-line diagram")
+               for i, fs in enumerate(spec.faults) if fs.element not in names]  # fmt: skip
     if errors:
         raise SpecError(source, errors)
     climate = facility.spec.site.climate if spec.weather.climate == "facility" else spec.weather.climate
@@ -361,6 +377,7 @@ def build_scenario(spec: ScenarioSpec, facility, base_dir: Path | None, source: 
         spec.grid.carbon_price_per_t,
         spec,
         contract_import_limit_mw=facility.spec.grid.import_limit_mw,
+        faults=tuple(faults),
     )
 
 

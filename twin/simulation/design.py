@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from factory_twin.models.power import psu_input_w
 from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.facility.topology import Flow, Reduced, Routing
 from factory_twin.twin.scenario.weather import climate_normals
 from factory_twin.twin.simulation import meters
 from factory_twin.twin.simulation.plant import Plant, build_plant
@@ -49,6 +49,7 @@ class RackTypes:
 
     rack: NDArray
     count: NDArray
+    of_rack: NDArray | None = None  # type index of every rack
 
 
 @lru_cache(maxsize=8)
@@ -58,8 +59,22 @@ def rack_types(f: Facility) -> RackTypes:
         [f.rack_class, f.gpus, f.idle_w, f.min_cap_w, f.demand_w, f.non_gpu_w, f.non_gpu_liquid_w,
          f.psu_count * f.psu_rating_w]
     )  # fmt: skip
-    _, first, count = np.unique(key, axis=0, return_index=True, return_counts=True)
-    return RackTypes(first, count.astype(float))
+    _, first, inverse, count = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return RackTypes(first, count.astype(float), inverse.ravel())
+
+
+@lru_cache(maxsize=8)
+def routing(f: Facility) -> Routing:
+    """The one-line diagram with every path closed (the steady model's routing)."""
+    return f.topology.routing()
+
+
+@lru_cache(maxsize=32)
+def reduced(f: Facility, rt: Routing | None = None) -> Reduced:
+    """The one-line diagram of ``f`` under ``rt`` (default: every path closed) with the elements that carry the
+    same load merged (:meth:`twin.facility.topology.Topology.reduce`), racks by their :func:`rack_types`."""
+    types = rack_types(f)
+    return f.topology.reduce(rt or routing(f), types.of_rack, types.rack.size)
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,7 @@ class RackTotals:
     it_w: NDArray | float
     q_liquid_w: NDArray | float
     q_air_w: NDArray | float
+    rack_in_w: NDArray | None = None  # input of each rack (or one rack of each type) before the sums [W]
 
 
 def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> RackTotals:
@@ -81,8 +97,7 @@ def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> 
     n = 1.0 if types is None else types.count
     gpus, non_gpu, liquid = f.gpus[r], f.non_gpu_w[r], f.non_gpu_liquid_w[r]
     rack_dc = gpus * gpu_w + non_gpu
-    chain = _plant(f).chain
-    rack_in = psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r], chain.psu_load_points, chain.psu_efficiencies)
+    rack_in = _plant(f).psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r])
 
     def total(a: NDArray) -> NDArray:
         return np.sum(n * a, axis=-1)
@@ -93,6 +108,7 @@ def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> 
         total(rack_in),
         total(gpus * gpu_w + liquid),
         total(non_gpu - liquid) + total(rack_in - rack_dc),
+        rack_in,
     )
 
 
@@ -107,10 +123,34 @@ def cooling_power_w(
     return p.pump_w + rej.power_w + np.asarray(q_air_w, float) / f.spec.cooling.air.cop
 
 
-def grid_power_w(f: Facility, it_w: ArrayLike, cooling_w: ArrayLike):
-    """The power chain above the IT meter (``ChainFlow``) for IT input ``it_w`` [W] (after the PSUs,
-    :attr:`RackTotals.it_w`) and mechanical load ``cooling_w`` [W]; both broadcast (e.g. over time)."""
-    return _plant(f).chain.upstream(it_w, cooling_w)
+@dataclass(frozen=True)
+class SiteFlow:
+    """The diagram's campus totals [W]: losses of every element and the grid flow (the sum of the feeds' inputs)."""
+
+    losses_w: NDArray | float
+    grid_w: NDArray | float
+
+
+def grid_flow(f: Facility, rt: RackTotals, cooling_w: ArrayLike, types: RackTypes | None = None) -> Flow | SiteFlow:
+    """The one-line diagram above the IT meter at steady state with every path closed, for the racks of ``rt``
+    (:func:`rack_totals`, per rack or, with ``types``, per rack type) and the mechanical load ``cooling_w`` [W];
+    leading axes (e.g. time) broadcast. Per rack: every element's :class:`twin.facility.topology.Flow`; per rack type
+    (the optimizer's forecast) only the campus totals, over the diagram's classes of identical elements. The
+    aggregate chain reads only the campus IT input ``rt.it_w``."""
+    topo, rt_routing = f.topology, routing(f)
+    mech = np.asarray(cooling_w, float)
+    tail = np.broadcast_shapes(np.shape(rt.it_w), mech.shape)
+    if rt_routing.single_rack_parent >= 0:
+        direct = np.zeros((topo.n, *tail))
+        direct[rt_routing.single_rack_parent] = rt.it_w
+        return topo.flow_direct(rt_routing, direct + topo.mech_direct(rt_routing, mech))
+    x = np.asarray(rt.rack_in_w, float)
+    x = np.moveaxis(np.broadcast_to(x, (*tail, x.shape[-1])), -1, 0)
+    if types is not None:
+        _, _, losses, grid = topo.flow_reduced(reduced(f), x, np.broadcast_to(mech, tail))
+        return SiteFlow(losses, grid)
+    direct = (rt_routing.rack @ x.reshape(x.shape[0], -1)).reshape((topo.n, *tail))
+    return topo.flow_direct(rt_routing, direct + topo.mech_direct(rt_routing, mech))
 
 
 def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bulb_c: float) -> SteadyPoint:
@@ -121,9 +161,8 @@ def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bu
     c = float(f.c_fws_max_w_k.sum())
     rej = p.reject(f.spec.cooling.facility_water.supply_setpoint_c + q_liq / c, c, dry_bulb_c, wet_bulb_c)
     cooling = p.pump_w + rej.power_w + q_air / f.spec.cooling.air.cop
-    chain = grid_power_w(f, rt.it_w, cooling)
-    losses = chain.busway_loss_w + chain.ups_loss_w + chain.transformer_loss_w
-    return SteadyPoint(chain.it_w, losses, cooling, chain.grid_w, q_liq, q_air, rej.t_supply_c)
+    flow = grid_flow(f, rt, cooling)
+    return SteadyPoint(rt.it_w, flow.losses_w, cooling, flow.grid_w, q_liq, q_air, rej.t_supply_c)
 
 
 DESIGN_METERS = ("grid_import_mw", "it_power_mw", "cooling_power_mw", "losses_mw", "pue")

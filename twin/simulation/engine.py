@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.cooling import ConstantFlowCdus, ConstantFlowDelay
 from factory_twin.models.gpu import ThermalThrottle
-from factory_twin.models.power import bess_step, psu_input_w
+from factory_twin.models.power import bess_step
 from factory_twin.models.thermal import RCStep, TwoNodeRC
 from factory_twin.twin.facility.assembly import Facility
 from factory_twin.twin.scenario.inputs import facility_and_scenario
@@ -39,6 +39,7 @@ from factory_twin.twin.simulation.controllers import Command, Controller, TwinSt
 from factory_twin.twin.simulation.jobs import JobStops
 from factory_twin.twin.simulation.memory_budget import check_memory
 from factory_twin.twin.simulation.meters import PlantStepResult, grid_import_w
+from factory_twin.twin.simulation.paths import PowerPaths
 from factory_twin.twin.simulation.plant import Plant, Rejection, build_plant
 from factory_twin.twin.simulation.recorder import Recorder
 from numpy.typing import NDArray
@@ -101,6 +102,7 @@ class Twin:
         self.curves_x = [(c, np.flatnonzero(f.rack_class == i)) for i, c in enumerate(f.curves)]
         self.tokens_per_gpu = np.array([w.tokens_per_s_per_gpu for w in f.spec.workloads])[f.rack_class]
         self.bess = self.plant.bess
+        self.paths = PowerPaths(f.topology, scenario.faults)  # who feeds whom: changes when a path opens
         self.psu_rating_w = f.psu_count * f.psu_rating_w
         self.air_const_w = float(np.sum(f.non_gpu_w - self.non_gpu_liquid_w))
         self.bess_energy_j = self.plant.bess_initial_j
@@ -194,6 +196,8 @@ class Twin:
         """Replace the scenario (what-if changes); cached inputs are recomputed from the next step."""
         self._scenario = value
         self._inputs_until = None
+        if hasattr(self, "paths"):
+            self.paths.set_faults(value.faults)
 
     def _inputs(self) -> tuple[float, float, Array, Array | None]:
         """Ambient, per-rack utilization and the oscillation table for the coming plant step.
@@ -242,12 +246,16 @@ class Twin:
                 self.jobs.command(self.command.paused_share, self.command.resized_share, self.controller.period_s)
         db, wb, u_busy, osc = self._inputs()
         self.ambient = (db, wb)
+        self.paths.apply_faults(self.time, f.gpus, f.gpus * u_busy)
         eff = self.eff
         idle_part = (1 - u_busy) * f.idle_w
         u = u_busy
         if self.jobs is not None:  # computing share of the busy GPUs; the rest draws the stops' power
             run, other_w = self.jobs.step(self.plant_dt, u_busy, f.idle_w)
             u, idle_part = u_busy * run, idle_part + u_busy * other_w
+        if not self.paths.all_on:  # dark racks: no power, no work
+            on = self.paths.rack_on
+            u, idle_part = u * on, idle_part * on
         p_const = u * eff + idle_part
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
         t_die0, t_plate0 = self.t_die, self.t_plate
@@ -287,7 +295,7 @@ class Twin:
         self.gpu_energy_j = self.gpu_energy_j + p_mean * self.plant_dt  # a new array: readers keep theirs whole
         self.throttled[~hot] = False
         gpu_heat_j = f.gpus * (p_mean * self.plant_dt - (self.rc.stored_energy_j(t_die, t_plate) - e0))
-        q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w
+        q_rack_w = gpu_heat_j / self.plant_dt + self.non_gpu_liquid_w * self._on()
         self.rise_k = q_rack_w / self.c_rack_w_k
         result = self._plant_and_power(p_mean, q_rack_w, u, u_busy, eff_mean, thr_share)
         self.time = self.time + np.timedelta64(int(round(self.plant_dt)), "s")
@@ -358,6 +366,10 @@ class Twin:
             return True
         return False
 
+    def _on(self) -> Array | float:
+        """1 for racks with power, 0 for dark ones (the scalar 1 while every rack has power)."""
+        return 1.0 if self.paths.all_on else self.paths.rack_on.astype(float)
+
     def _plant_and_power(
         self, p_gpu: Array, q_rack_w: Array, u: Array, u_busy: Array, eff_w: Array, throttled_share: Array
     ) -> PlantStepResult:
@@ -380,14 +392,16 @@ class Twin:
         self.fws_supply_c = rej.t_supply_c
         self.rejection = rej
 
-        rack_dc = f.gpus * p_gpu + f.non_gpu_w
-        rack_in = psu_input_w(
-            rack_dc, self.psu_rating_w, self.plant.chain.psu_load_points, self.plant.chain.psu_efficiencies
-        )
+        on = self._on()
+        rack_dc = f.gpus * p_gpu + f.non_gpu_w * on
+        rack_in = self.plant.psu_input_w(rack_dc, self.psu_rating_w)
         it_w = float(rack_in.sum())
-        q_air = self.air_const_w + it_w - float(rack_dc.sum())  # non-GPU air share + PSU losses
+        air_const = self.air_const_w if self.paths.all_on else float(on @ (f.non_gpu_w - self.non_gpu_liquid_w))
+        q_air = air_const + it_w - float(rack_dc.sum())  # non-GPU air share + PSU losses
         cooling_w = rej.power_w + self.plant.pump_w + q_air / cool.air.cop
-        chain = self.plant.chain.upstream(it_w, cooling_w)
+        flow = f.topology.flow(self.paths.routing, rack_in, cooling_w)
+        racks_dark = float(f.n_racks - np.count_nonzero(self.paths.rack_on))
+        self.paths.protect(flow, self.time, dt, f.gpus, f.gpus * u_busy)
         bess_cmd = float(self.command.bess_power_w)
         bess_w = 0.0
         if self.bess is not None:
@@ -400,10 +414,10 @@ class Twin:
         return PlantStepResult(
             gpu_w=float(f.gpus @ p_gpu),
             rack_dc_w=float(rack_dc.sum()),
-            it_w=float(chain.it_w),
-            losses_w=float(chain.busway_loss_w + chain.ups_loss_w + chain.transformer_loss_w),
+            it_w=it_w,
+            losses_w=float(flow.losses_w),
             cooling_w=cooling_w,
-            grid_w=float(chain.grid_w),
+            grid_w=float(flow.grid_w),
             bess_w=bess_w,
             q_liquid_w=float(q_rack_w.sum()),
             q_air_w=q_air,
@@ -411,6 +425,9 @@ class Twin:
             tokens_per_s=tokens,
             tokens_uncapped_per_s=tok_unc,
             throttled_gpus=float(f.gpus @ throttled_share),
+            racks_dark=racks_dark,
+            tier_in_w=flow.in_w,
+            tier_loss_w=flow.loss_w,
         )
 
     def _throughput(self, eff_w: Array) -> Array:

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 from factory_twin.models import metrics
-from factory_twin.models.units import J_PER_MWH, KG_PER_T, MJ, MW, S_PER_H
+from factory_twin.models.units import J_PER_MWH, KG_PER_T, KW, MJ, MW, S_PER_H
 
 
 @dataclass
 class PlantStepResult:
-    """Interval means over one plant step [W unless stated] (the engine's raw meter books)."""
+    """Interval means over one plant step [W unless stated] (the engine's raw meter books); ``tier_in_w`` and
+    ``tier_loss_w`` hold the load and losses of every element of the one-line diagram [W] (``[n_elements]``)."""
 
     gpu_w: float
     rack_dc_w: float
@@ -38,9 +39,13 @@ class PlantStepResult:
     tokens_per_s: float
     tokens_uncapped_per_s: float
     throttled_gpus: float
+    racks_dark: float = 0.0  # racks with every path to them open
+    tier_in_w: np.ndarray | None = None
+    tier_loss_w: np.ndarray | None = None
 
 
-STEP_FIELDS = tuple(fl.name for fl in fields(PlantStepResult))
+TIER_FIELDS = ("tier_in_w", "tier_loss_w")
+STEP_FIELDS = tuple(fl.name for fl in fields(PlantStepResult) if fl.name not in TIER_FIELDS)
 
 
 class PowerBooks(Protocol):
@@ -69,21 +74,28 @@ def throughput(s: PlantStepResult) -> float:
 
 
 class IntervalMean:
-    """Running mean of plant-step results and of per-rack GPU power over one record interval."""
+    """Running mean of plant-step results (the one-line diagram's element books included) and of per-rack GPU
+    power over one record interval."""
 
     def __init__(self, n_racks: int):
         self._sum = dict.fromkeys(STEP_FIELDS, 0.0)
+        self._tier: dict[str, np.ndarray] = {}
         self._gpu = np.zeros(n_racks)
         self.count = 0
 
     def add(self, r: PlantStepResult, gpu_power_w: np.ndarray) -> None:
         for k in STEP_FIELDS:
             self._sum[k] += getattr(r, k)
+        for k in TIER_FIELDS:
+            v = getattr(r, k)
+            if v is not None:
+                self._tier[k] = self._tier[k] + v if k in self._tier else v.copy()
         self._gpu += gpu_power_w
         self.count += 1
 
     def mean(self) -> PlantStepResult:
-        return PlantStepResult(**{k: v / self.count for k, v in self._sum.items()})
+        tier = {k: v / self.count for k, v in self._tier.items()}
+        return PlantStepResult(**{k: v / self.count for k, v in self._sum.items()}, **tier)
 
     def gpu_power_w(self) -> np.ndarray:
         """Mean power per GPU of each rack over the interval [W]."""
@@ -91,6 +103,7 @@ class IntervalMean:
 
     def reset(self) -> None:
         self._sum = dict.fromkeys(STEP_FIELDS, 0.0)
+        self._tier = {}
         self._gpu[:] = 0.0
         self.count = 0
 
@@ -158,6 +171,17 @@ def _plant_load_mw(tw: Any) -> float:
     return max(tw.c_fws_total * (tw.fws_return_c - tw.fws_setpoint_c), 0.0) / MW
 
 
+def _tier(r: Reading, what: str) -> float:
+    """Campus reduction of the one-line diagram's element meters (NaN before the first step)."""
+    tin = r.step.tier_in_w
+    if tin is None:
+        return math.nan
+    topo = r.twin.f.topology
+    if what == "loading":
+        return float(np.max(topo.loading(tin)))
+    return float(np.min(topo.headroom_w(tin))) / MW
+
+
 def _import_w(r: Reading) -> float:
     return grid_import_w(r.step)
 
@@ -190,6 +214,21 @@ METERS: dict[str, Meter] = {
     "throughput": Meter("1", "token throughput relative to uncapped at the same demand", lambda r: throughput(r.step)),
     "tokens_per_s": Meter("s-1", "tokens produced per second", lambda r: r.step.tokens_per_s),
     "throttled_gpus": Meter("1", "GPUs held by the thermal throttle (interval mean)", lambda r: r.step.throttled_gpus),
+    "racks_dark": Meter(
+        "1", "racks without power: every path to them open (interval mean)", lambda r: r.step.racks_dark, False
+    ),
+    "tier_loading_max": Meter(
+        "1",
+        "highest loading (load over rating) of an element of the one-line diagram",
+        lambda r: _tier(r, "loading"),
+        False,
+    ),
+    "tier_headroom_min_mw": Meter(
+        "MW",
+        "smallest headroom (continuous limit minus load) of an element of the one-line diagram",
+        lambda r: _tier(r, "headroom"),
+        False,
+    ),
     "gpu_power_mw": Meter("MW", "GPU power", lambda r: r.step.gpu_w / MW, recorded=False),
     "psu_loss_mw": Meter(
         "MW", "PSU losses (IT meter minus rack DC)", lambda r: (r.step.it_w - r.step.rack_dc_w) / MW, recorded=False
@@ -269,6 +308,42 @@ METERS: dict[str, Meter] = {
     ),
 }
 RECORDED = tuple(k for k, m in METERS.items() if m.recorded)
+#: Recorded as well when the facility has its own one-line diagram (``[topology]``).
+TOPOLOGY_RECORDED = ("racks_dark", "tier_loading_max", "tier_headroom_min_mw")
+
+
+@dataclass(frozen=True)
+class TierMeter:
+    """A per-element quantity of the one-line diagram: units, long name, formula over the topology and the interval
+    means of element loads and losses [W] (``[n_elements]`` or ``[..., n_elements]``)."""
+
+    units: str
+    long_name: str
+    read: Callable[[Any, np.ndarray, np.ndarray], np.ndarray]
+
+
+TIER_METERS: dict[str, TierMeter] = {
+    "tier_load_kw": TierMeter("kW", "power into the element (its load; 0 when open)", lambda t, i, lo: i / KW),
+    "tier_loss_kw": TierMeter("kW", "losses of the element (its kind's loss model)", lambda t, i, lo: lo / KW),
+    "tier_loading": TierMeter(
+        "1", "load over rating (apparent power over kVA for kVA-rated elements)", lambda t, i, lo: _last(t.loading, i)
+    ),
+    "tier_headroom_kw": TierMeter(
+        "kW", "continuous limit (rating x continuous derate) minus load", lambda t, i, lo: _last(t.headroom_w, i) / KW
+    ),
+}
+
+
+def _last(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Apply a per-element function of the topology (elements first) to ``x`` with elements last."""
+    return np.moveaxis(fn(np.moveaxis(x, -1, 0)), 0, -1)
+
+
+def tier_read(topology: Any, step: PlantStepResult | PowerBooks) -> dict[str, np.ndarray]:
+    """Every :data:`TIER_METERS` value per element for interval means ``step`` (empty before the first step)."""
+    if getattr(step, "tier_in_w", None) is None:
+        return {}
+    return {k: m.read(topology, step.tier_in_w, step.tier_loss_w) for k, m in TIER_METERS.items()}
 
 
 # units of the per-period figures of a recorded run (period_totals)

@@ -1,4 +1,5 @@
-"""The facility plant around the IT floor: heat-rejection staging, pumps, power chain and BESS.
+"""The facility plant around the IT floor: heat-rejection staging, pumps, PSU curve and BESS (the power network
+above the racks is the facility's one-line diagram, :attr:`twin.facility.assembly.Facility.topology`).
 
 Heat rejection is staged the way warm-water plants run: dry coolers first (fans modulate to hold the
 facility-water supply setpoint), adiabatic/evaporative assist when the dry bulb is too warm, chiller trim
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from factory_twin.models.cooling import chiller_power_w, dry_cooler, evaporative_cooler, pump_power_w
-from factory_twin.models.power import Bess, PowerChain
+from factory_twin.models.power import Bess, psu_input_w
 from factory_twin.models.units import J_PER_MWH, KW, MW
 from factory_twin.twin.facility.assembly import Facility
 from numpy.typing import ArrayLike, NDArray
@@ -41,7 +42,8 @@ class Rejection:
 @dataclass(frozen=True, eq=False)
 class Plant:
     f: Facility
-    chain: PowerChain
+    psu_load_points: tuple[float, ...]
+    psu_efficiencies: tuple[float, ...]
     bess: Bess | None
     bess_initial_j: float
     pump_w: float
@@ -126,10 +128,10 @@ class Plant:
         q = np.maximum(best, q_ch)
         return float(q) if np.ndim(q) == 0 else q
 
-    def chain_forward(self, rack_dc_w: NDArray, mech_w: ArrayLike):
-        """Power chain from rack DC power (per rack) and mechanical load to the grid meter."""
-        f = self.f
-        return self.chain.forward(rack_dc_w, mech_w, psu_rating_w=f.psu_count * f.psu_rating_w)
+    def psu_input_w(self, rack_dc_w: ArrayLike, psu_rating_w: ArrayLike) -> NDArray:
+        """Rack input [W] (the IT meter) for rack DC power ``rack_dc_w`` [W] on PSUs rated ``psu_rating_w`` [W]
+        (:func:`models.power.psu_input_w` with the facility's PSU curve)."""
+        return psu_input_w(rack_dc_w, psu_rating_w, self.psu_load_points, self.psu_efficiencies)
 
 
 def _squeeze(r: Rejection) -> Rejection:
@@ -142,24 +144,8 @@ def _squeeze(r: Rejection) -> Rejection:
 
 
 def build_plant(f: Facility) -> Plant:
-    """Power chain, BESS and constant-flow pump power from the facility spec."""
+    """PSU curve, BESS and constant-flow pump power from the facility spec."""
     g, cool = f.spec.grid, f.spec.cooling
-    chain = PowerChain(
-        transformer_count=g.transformer.count,
-        transformer_rating_va=g.transformer.rating_mva * MW,
-        transformer_no_load_loss_w=g.transformer.no_load_loss_kw * KW,
-        transformer_load_loss_w=g.transformer.load_loss_kw * KW,
-        power_factor=g.power_factor,
-        ups_count=g.ups.modules,
-        ups_rating_w=g.ups.module_rating_mw * MW,
-        ups_c0=g.ups.c0,
-        ups_c1=g.ups.c1,
-        ups_c2=g.ups.c2,
-        busway_rating_w=g.busway.rating_mw * MW,
-        busway_loss_fraction=g.busway.loss_fraction_at_rating,
-        psu_load_points=tuple(g.psu.load_points),
-        psu_efficiencies=tuple(g.psu.efficiencies),
-    )
     bess, e0 = None, 0.0
     if g.bess is not None:
         b = g.bess
@@ -182,4 +168,4 @@ def build_plant(f: Facility) -> Plant:
             fws_v, cool.facility_water.pump_head_m, f.fws.rho_kg_m3(fws_t), cool.facility_water.pump_efficiency
         )
     )
-    return Plant(f, chain, bess, e0, pump)
+    return Plant(f, tuple(g.psu.load_points), tuple(g.psu.efficiencies), bess, e0, pump)

@@ -4,15 +4,21 @@
 only what its output holds (:class:`CampusRecorder`): the campus meters, the campus reductions of the rack
 and CDU arrays (:data:`REDUCED`) and the full per-rack/per-CDU state at a few records (for the seams of a
 segmented run); the same values as the arrays of a :class:`Recorder` would give.
+
+A facility with its own one-line diagram (``[topology]``) adds its meters: per element (:data:`meters.TIER_METERS`,
+dimension ``element``) and per rack ``rack_powered`` in a :class:`Recorder`, the campus reductions
+(:data:`meters.TOPOLOGY_RECORDED`) in both, and the diagram's events (trips, paths opened, racks dark) on an
+``event`` dimension.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from factory_twin.models.units import J_PER_MWH, MW
+from factory_twin.models.units import J_PER_MWH, KW, MW
 from factory_twin.twin.simulation import meters
 from factory_twin.twin.simulation.meters import GridNow, IntervalMean, PlantStepResult, Reading
+from factory_twin.twin.simulation.paths import PathEvent
 
 RACK = {
     "gpu_power_w": ("W", "mean power per GPU"),
@@ -40,8 +46,10 @@ class Recorder:
     def __init__(self, twin, n: int, per_record: int):
         f = twin.f
         self.twin, self.n, self.per_record = twin, n, per_record
+        self.explicit = f.topology.explicit
+        self.recorded = meters.RECORDED + (meters.TOPOLOGY_RECORDED if self.explicit else ())
         self.time = np.empty(n, "datetime64[s]")
-        self.campus = {k: np.zeros(n) for k in meters.RECORDED}
+        self.campus = {k: np.zeros(n) for k in self.recorded}
         self._allocate(f, n)
         self.interval = IntervalMean(f.n_racks)
         self.heat_in_j = self.heat_out_j = 0.0
@@ -61,6 +69,11 @@ class Recorder:
     def _allocate(self, f, n: int) -> None:
         self.rack = {k: np.zeros((n, f.n_racks), np.float32) for k in RACK}
         self.cdu = {k: np.zeros((n, f.n_cdus), np.float32) for k in CDU}
+        if self.explicit:
+            n_el = f.topology.n
+            self.tier = {k: np.zeros((n, n_el), np.float32) for k in meters.TIER_METERS}
+            self.tier_closed = np.zeros((n, n_el), np.int8)
+            self.rack_powered = np.zeros((n, f.n_racks), np.int8)
 
     def accumulate(self, r: PlantStepResult) -> None:
         self.interval.add(r, self.twin.gpu_power_w)
@@ -74,12 +87,19 @@ class Recorder:
         tw = self.twin
         self.time[k] = tw.time
         grid = self._grid[k] if tw.time == self._due[k] else None
-        for name, value in meters.read(Reading.of(self.interval.mean(), tw, grid), meters.RECORDED).items():
+        mean = self.interval.mean()
+        for name, value in meters.read(Reading.of(mean, tw, grid), self.recorded).items():
             self.campus[name][k] = value
+        return mean
 
     def record(self, k: int) -> None:
         tw = self.twin
-        self._record_campus(k)
+        mean = self._record_campus(k)
+        if self.explicit:
+            for name, value in meters.tier_read(tw.f.topology, mean).items():
+                self.tier[name][k] = value
+            self.tier_closed[k] = tw.paths.closed
+            self.rack_powered[k] = tw.paths.rack_on
         self.rack["gpu_power_w"][k] = self.interval.gpu_power_w()
         self.rack["gpu_cap_w"][k] = tw.cap
         self.rack["die_temp_c"][k] = tw.t_die
@@ -96,7 +116,58 @@ class Recorder:
         ):
             for k, (units, long_name) in table.items():
                 vars_[k] = (dims, store[k], {"units": units, "long_name": long_name})
-        return xr.Dataset(vars_, coords=self._coords(), attrs=self._attrs())
+        coords = self._coords()
+        if self.explicit:
+            for k, m in meters.TIER_METERS.items():
+                vars_[k] = (("time", "element"), self.tier[k], {"units": m.units, "long_name": m.long_name})
+            closed = {"units": "1", "long_name": "element closed (1) or open: tripped or opened (0)"}
+            powered = {"units": "1", "long_name": "rack has power on some path (1) or is dark (0)"}
+            vars_["tier_closed"] = (("time", "element"), self.tier_closed, closed)
+            vars_["rack_powered"] = (("time", "rack"), self.rack_powered, powered)
+            coords |= topology_coords(self.twin.f.topology)
+        return self._with_events(xr.Dataset(vars_, coords=coords, attrs=self._attrs()))
+
+    def _with_events(self, ds: xr.Dataset) -> xr.Dataset:
+        """The one-line diagram's events as variables on an ``event`` dimension, and their counts as attributes."""
+        if not self.explicit:
+            return ds
+        ev: list[PathEvent] = self.twin.paths.events
+        ds = ds.assign_coords(
+            event_time=("event", np.array([e.time for e in ev], "datetime64[s]")),
+            event_kind=("event", np.array([e.kind for e in ev], dtype=str)),
+            event_element=("event", np.array([e.element for e in ev], dtype=str)),
+            event_detail=("event", np.array([e.detail for e in ev], dtype=str)),
+        ).assign(
+            event_racks=("event", np.array([e.racks for e in ev], np.int64), {"units": "1", "long_name": "racks"}),
+            event_busy_gpus=(
+                "event",
+                np.array([e.busy_gpus for e in ev], float),
+                {"units": "1", "long_name": "busy GPUs on the racks (jobs lost when they go dark)"},
+            ),
+        )
+        kinds = [e.kind for e in ev]
+        ds.attrs["tier_trips"] = kinds.count("trip")
+        ds.attrs["tier_events"] = "; ".join(map(str, ev))
+        ds.attrs["tier_over_limit"] = self._over_limit()
+        return ds
+
+    def _over_limit(self) -> str:
+        """Elements whose recorded load exceeded their continuous limit: the worst few, with their peak loading and
+        the time above it."""
+        if not hasattr(self, "tier"):
+            return ""
+        topo = self.twin.f.topology
+        over = self.tier["tier_headroom_kw"] < 0
+        worst = np.flatnonzero(over.any(axis=0))
+        if not worst.size:
+            return ""
+        peak = self.tier["tier_loading"].max(axis=0)
+        worst = worst[np.argsort(-peak[worst])]
+        rec_min = self.per_record * self.twin.plant_dt / 60.0
+        parts = [f"{topo.names[e]} {peak[e]:.0%} of rating (limit {topo.derate[e]:.0%}) for "
+                 f"{int(over[:, e].sum()) * rec_min:g} min" for e in worst[:5]]  # fmt: skip
+        more = f" (+{worst.size - 5} more)" if worst.size > 5 else ""
+        return "; ".join(parts) + more
 
     def _coords(self) -> dict:
         f = self.twin.f
@@ -183,4 +254,27 @@ class CampusRecorder(Recorder):
             units, long_name = (RACK | CDU)[k]
             vars_[k] = (("state", dim), self.states[k], {"units": units, "long_name": f"{long_name} (state records)"})
         coords = self._coords() | {"state_time": ("state", self.time[self.states_at])}
-        return xr.Dataset(vars_, coords=coords, attrs=self._attrs())
+        return self._with_events(xr.Dataset(vars_, coords=coords, attrs=self._attrs()))
+
+
+def topology_coords(topo) -> dict:
+    """Coordinates describing the one-line diagram: per element its name, kind, path, redundancy group, rating,
+    continuous limit and depth; its edges (``edge``: child and parent element) and the racks' parents
+    (``rack_edge``)."""
+    from factory_twin.twin.facility.topology_spec import KINDS
+
+    none = ""
+    return {
+        "element": ("element", np.array(topo.names, dtype=str)),
+        "element_kind": ("element", np.array([KINDS[k] for k in topo.kind], dtype=str)),
+        "element_path": ("element", np.array([p or none for p in topo.path], dtype=str)),
+        "element_redundancy": ("element", np.array([r or none for r in topo.redundancy], dtype=str)),
+        "element_rating_kw": ("element", topo.rating_w / KW, {"units": "kW", "long_name": "rating as real power"}),
+        "element_limit_kw": ("element", topo.continuous_limit_w / KW,
+                             {"units": "kW", "long_name": "continuous limit (rating x continuous derate)"}),
+        "element_depth": ("element", topo.depth),
+        "edge_child": ("edge", topo.edge_child),
+        "edge_parent": ("edge", topo.edge_parent),
+        "rack_edge_rack": ("rack_edge", topo.rack_edge_rack),
+        "rack_edge_parent": ("rack_edge", topo.rack_edge_parent),
+    }  # fmt: skip
