@@ -91,6 +91,10 @@ class NodeLayout:
         """Sum over each node's GPUs."""
         return np.add.reduceat(gpu_values, self.node_first_gpu)
 
+    def node_to_gpus(self, node_values: Array) -> Array:
+        """Per-node totals (e.g. a node's power limit) as per-GPU values: an equal share on each of its GPUs."""
+        return (np.asarray(node_values, float) / self.node_gpus)[self.gpu_node]
+
     def per_rack(self, rack_values: Array) -> Array:
         """A per-rack array repeated for every GPU."""
         return np.asarray(rack_values)[self.gpu_rack]

@@ -64,7 +64,8 @@ def test_steer_killed_by_sigkill_and_the_nodes_fall_back(tmp_path, accounts_file
         assert time.monotonic() - held_since > 2 * WATCHDOG_S
         wait_for(lambda: setpoint() == 4 * 600.0, 3 * WATCHDOG_S + 5, "the fallback to AllowableMin")
         took = time.monotonic() - killed
-        assert WATCHDOG_S - 0.5 < took < WATCHDOG_S + 3.0, took
+        # the lease ran from steer's last request, at most one steering step (1 s) before the kill
+        assert WATCHDOG_S - 1.3 < took < WATCHDOG_S + 4.0, took
     finally:
         if steer is not None and steer.poll() is None:
             steer.kill()

@@ -32,6 +32,8 @@ def test_campus_layout(campus):
     with pytest.raises(IndexError):
         lay.gpu(node, 4)
     assert np.array_equal(lay.per_node_sum(np.ones(lay.n_gpus)), np.full(lay.n_nodes, 4.0))
+    node_w = np.arange(lay.n_nodes, dtype=float)
+    assert np.array_equal(lay.per_node_sum(lay.node_to_gpus(node_w)), node_w)
 
 
 @pytest.mark.parametrize("name", ["campus", "phoenix"])
