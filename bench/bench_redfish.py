@@ -82,6 +82,14 @@ async def run(url: str, cert: Path, layout: NodeLayout, server_pid: int, conc: i
     return out
 
 
+def run_loop(coro, plain: bool):
+    if plain:
+        return asyncio.run(coro)
+    import uvloop
+
+    return uvloop.run(coro)
+
+
 def _answers(url: str, cert: Path) -> bool:
     import ssl
     import urllib.request
@@ -98,6 +106,7 @@ def main() -> None:
     ap.add_argument("--facility", default="campus-100mw")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--step-nodes", type=int, nargs="+", default=[500, 1000, 1500, 2000])
+    ap.add_argument("--asyncio", action="store_true", help="the client on asyncio's own loop, not uvloop")
     a = ap.parse_args()
     f = twin.load_facility(a.facility)
     layout = NodeLayout.of(f)
@@ -119,7 +128,7 @@ def main() -> None:
             print(f"load average before: {os.getloadavg()[0]:.2f}")
             best = None
             for conc in a.concurrency:
-                res = asyncio.run(run(url, cert, layout, emu.pid, conc, a.step_nodes))
+                res = run_loop(run(url, cert, layout, emu.pid, conc, a.step_nodes), a.asyncio)
                 print(f"\nconcurrency {conc}:")
                 print(f"  {'':34s} {'wall s':>8s} {'ms/req':>8s} {'client CPU ms/req':>18s} {'server CPU ms/req':>18s}")
                 for what, row in res.items():

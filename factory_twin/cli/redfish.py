@@ -246,7 +246,12 @@ def run_steer(args) -> int:
         finally:
             await conn.close()
 
-    state = asyncio.run(main())
+    try:  # uvloop's TLS is compiled: 15 % less client CPU per request than asyncio's (bench/bench_redfish.py)
+        import uvloop
+
+        state = uvloop.run(main())
+    except ImportError:
+        state = asyncio.run(main())
     write_status(state)
     print(
         f"steer: {state.steps} steps, {state.pushes} pushes, {state.requests} requests, {state.refused_total} "
