@@ -25,7 +25,7 @@ REPLAN_S = 300  # the MPC re-plans every 5 min: a cap for a new target can come 
 
 
 @pytest.mark.slow
-def test_steer_drives_the_twin_through_a_dr_event(bmc_factory):
+def test_steer_drives_the_twin_through_a_dr_event(bmc_factory, capsys):
     f = twin.load_facility(BENCH)
     event = DREvent(EVENT, duration_s=40 * 60, depth=0.25, ramp_s=600, notice_s=600)
     sc = twin.load_scenario("hot-day-dr", f).with_changes(dr_events=(event,))
@@ -68,3 +68,9 @@ def test_steer_drives_the_twin_through_a_dr_event(bmc_factory):
     assert np.all(imp[held] <= target * (1 + REL_TOL)), (imp[held].max(), target)
     assert imp[held].mean() > 0.9 * target  # it follows the target, not far below it
     assert cap[held].max() < 1000.0
+    with capsys.disabled():
+        print(
+            f"\nDR over Redfish: baseline {baseline:.3f} MW, target {target:.3f} MW, held import "
+            f"{imp[held].min():.3f}-{imp[held].max():.3f} MW, caps {cap[held].min():.0f}-{cap[held].max():.0f} W, "
+            f"{len(pushed)} pushes, {state.requests} requests"
+        )
