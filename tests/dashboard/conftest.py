@@ -88,7 +88,7 @@ class StubTwin:
         self.ambient = (25.0, 20.0)
         self.rejection = SimpleNamespace(t_supply_c=30.0, q_w=8e6, fan_w=1e5, chiller_w=2e4, water_kg_s=0.0, mode=1)
         self.bess_energy_j = 3.6e9
-        self.plant = Plant(self.f, None, None, 0.0, 3e4)  # the real capacity model over the stub's plant
+        self.plant = Plant(self.f, (), (), None, 0.0, 3e4)  # the real capacity model over the stub's plant
 
     def stored_heat_j(self) -> float:
         return 5e9
