@@ -31,7 +31,7 @@ def replans(f, sc, n: int, warm: bool, backend: str) -> list[tuple[float, float,
     out = []
     for k in range(n):
         t = t0 + np.timedelta64(300 * k, "s")
-        imp = np.nan if k == 0 else mpc.plan.grid_import_mw.values[0] * 1e6 * (1 - 0.002 * k)
+        imp = np.nan if k == 0 else mpc.plan.grid_import_w[0] * (1 - 0.002 * k)
         s = TwinState(t, f.demand_w, f.tdp_w, np.full(f.n_racks, 60.0), np.full(f.n_cdus, 35.0), 32.0, imp,
                       np.nan, np.nan, 0.0)  # fmt: skip
         w0 = time.perf_counter()

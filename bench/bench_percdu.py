@@ -168,7 +168,8 @@ def judged(f, sim, record_s: float) -> dict[str, float]:
 
 
 def study(duration_s: float, every: int, ua: float) -> None:
-    from factory_twin.optimization import DispatchOptions, PlanFollower, dispatch, plan_kpis
+    from factory_twin.optimization import DispatchOptions, PlanFollower, dispatch_plan, plan_kpis
+    from factory_twin.optimization.plan import plan_dataset
     from factory_twin.twin.simulation.engine import simulate
 
     from factory_twin import twin
@@ -183,10 +184,11 @@ def study(duration_s: float, every: int, ua: float) -> None:
     rows = {}
     for grouping in ("hall", "cdu"):
         t0 = time.perf_counter()
-        plan = dispatch(f, sc, DispatchOptions(horizon="24h", step="5min", grouping=grouping, backend="highspy"))
+        typed = dispatch_plan(f, sc, DispatchOptions(horizon="24h", step="5min", grouping=grouping, backend="highspy"))
+        plan = plan_dataset(typed)
         t_plan = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sim = simulate(f, sc, duration=duration_s, record_every=record_s, controller=PlanFollower(f, plan))
+        sim = simulate(f, sc, duration=duration_s, record_every=record_s, controller=PlanFollower(f, typed))
         t_sim = time.perf_counter() - t0
         k = plan_kpis(plan)
         n = round(duration_s / float(plan.attrs["step_s"]))

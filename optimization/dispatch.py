@@ -1,8 +1,10 @@
-"""``dispatch``: GPU caps and BESS power over a horizon, as an xarray Dataset.
+"""``dispatch``: GPU caps and BESS power over a horizon, as an xarray Dataset (``dispatch_plan``: the typed
+:class:`optimization.plan.DispatchPlan` it is made from).
 
 The stages in order: ``groups.make_groups`` (racks -> groups), ``linearization.forecast`` (the site
 model per step), ``problem.make_problem`` (the ``Problem``), ``feasibility.check`` (hard limits
-below the floor), ``solve.solve`` (a backend -> ``Solution``), ``plan.plan_dataset`` (the Dataset).
+below the floor), ``solve.solve`` (a backend -> ``Solution``), ``plan.make_plan`` (the ``DispatchPlan``),
+``plan.plan_dataset`` (the Dataset).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import xarray as xr
 from factory_twin.models.units import MW
 from factory_twin.optimization.backend_highspy import WarmHighs
 from factory_twin.optimization.feasibility import check, explain_infeasible, validate_request
-from factory_twin.optimization.groups import Groups, aggregate, group_caps_w, group_drawn_w, make_groups
+from factory_twin.optimization.groups import Groups, aggregate, group_drawn_w, make_groups
 from factory_twin.optimization.linearization import Forecast, forecast
 from factory_twin.optimization.options import DispatchOptions
-from factory_twin.optimization.plan import plan_dataset
+from factory_twin.optimization.plan import DispatchPlan, make_plan, plan_dataset
 from factory_twin.optimization.problem import make_problem
 from factory_twin.optimization.solution import Solution
 from factory_twin.optimization.solve import solve
@@ -44,7 +46,23 @@ def plan_times(scenario, start, options: DispatchOptions) -> NDArray[np.datetime
     return t0 + (np.arange(options.n_steps) * options.step).astype("timedelta64[s]")
 
 
-def dispatch(
+def dispatch(facility, scenario, options: DispatchOptions | None = None, **arguments) -> xr.Dataset:
+    """Optimal GPU caps per group and BESS power over the horizon from ``start`` (default: scenario
+    start): :func:`dispatch_plan` (the same arguments) as the Dataset ``factory-twin optimize`` writes.
+
+    Returns
+    -------
+    xarray.Dataset with ``gpu_cap_w(time, group)`` and per-step ``grid_import_mw``,
+    ``import_limit_mw``, ``it_power_mw``, ``cooling_power_mw``, ``throughput``, ``tokens_per_s``,
+    ``bess_power_mw``, ``bess_soc_mwh``, ``price``...; attributes ``status`` (``"optimal"`` or why
+    not), ``objective``, ``build_seconds``, ``solve_seconds``, ``conflicts``, ``violations``. When
+    hard limits conflict before the solve, or the solve finds no solution, the variables are NaN and
+    ``status`` says why.
+    """
+    return plan_dataset(dispatch_plan(facility, scenario, options, **arguments))
+
+
+def dispatch_plan(
     facility,
     scenario,
     options: DispatchOptions | None = None,
@@ -54,9 +72,9 @@ def dispatch(
     known_at=None,
     extra_constraints: Callable | None = None,
     **option_values,
-) -> xr.Dataset:
-    """Optimal GPU caps per group and BESS power over the horizon from ``start`` (default: scenario
-    start).
+) -> DispatchPlan:
+    """The plan over the horizon from ``start`` as a :class:`optimization.plan.DispatchPlan` (SI units; what
+    :class:`optimization.plan_follower.PlanFollower` follows; :func:`dispatch` makes it a Dataset).
 
     Parameters
     ----------
@@ -72,15 +90,6 @@ def dispatch(
     known_at : include only DR events announced by this time (default: all events of the scenario).
     extra_constraints : ``f(model, problem)`` adding Pyomo components before the solve (forces the
         Pyomo backend).
-
-    Returns
-    -------
-    xarray.Dataset with ``gpu_cap_w(time, group)`` and per-step ``grid_import_mw``,
-    ``import_limit_mw``, ``it_power_mw``, ``cooling_power_mw``, ``throughput``, ``tokens_per_s``,
-    ``bess_power_mw``, ``bess_soc_mwh``, ``price``...; attributes ``status`` (``"optimal"`` or why
-    not), ``objective``, ``build_seconds``, ``solve_seconds``, ``conflicts``, ``violations``. When
-    hard limits conflict before the solve, or the solve finds no solution, the variables are NaN and
-    ``status`` says why.
     """
     facility, scenario = facility_and_scenario(facility, scenario)
     if options is not None and not isinstance(options, DispatchOptions):
@@ -111,7 +120,7 @@ def plan_horizon(
     hold_steps: int = 1,
     warm: WarmHighs | None = None,
     pause_fixed: Array | None = None,
-) -> xr.Dataset:
+) -> DispatchPlan:
     """Forecast, build, pre-check and solve over ``times`` (no request validation; used by the MPC).
 
     ``bias_mw`` is added to the site model at every level (a measured-minus-predicted import
@@ -136,30 +145,27 @@ def plan_horizon(
     prep_s = _time.perf_counter() - t0
     bess_mw = p.bess.p_max_mw if p.bess else 0.0
     conflicts = check(p, times, bess_mw)
-    attrs = {
-        "facility": f.spec.name,
-        "scenario": scenario.name,
-        "solver": options.solver,
-        "grouping": groups.grouping,
-        "step_s": step_s,
-        "currency": scenario.signals.currency,
-        "prepare_seconds": prep_s,
-        "conflicts": "; ".join(map(str, conflicts)),
-    }
     if conflicts:
         sol = Solution("infeasible (hard limits below the floor)", np.nan, "none")
     else:
         sol = solve(p, options, extra_constraints, warm)
         if "infeasible" in sol.status.lower():
-            attrs["conflicts"] = "; ".join(map(str, explain_infeasible(p, times, bess_mw)))
-    attrs |= {
-        "status": sol.status,
-        "objective": sol.objective,
-        "build_seconds": sol.build_seconds,
-        "solve_seconds": sol.solve_seconds,
-        "backend": sol.backend,
-    }
-    return _with_caps(f, groups, plan_dataset(p, fc, groups, sol, attrs))
+            conflicts = explain_infeasible(p, times, bess_mw)
+    return make_plan(
+        f,
+        p,
+        fc,
+        groups,
+        sol,
+        conflicts="; ".join(map(str, conflicts)),
+        facility=f.spec.name,
+        scenario=scenario.name,
+        solver=options.solver,
+        grouping=groups.grouping,
+        step_s=step_s,
+        currency=scenario.signals.currency,
+        prepare_seconds=prep_s,
+    )
 
 
 def _gpu_targets_as_import_limit(fc: Forecast, scenario) -> Forecast:
@@ -171,13 +177,6 @@ def _gpu_targets_as_import_limit(fc: Forecast, scenario) -> Forecast:
     on = np.isfinite(gpu)
     lim = np.where(on, fc.at_gpu_mw("grid_mw", np.where(on, gpu, 0.0)), np.inf)
     return replace(fc, import_limit_mw=np.minimum(fc.import_limit_mw, lim))
-
-
-def _with_caps(f, groups: Groups, ds: xr.Dataset) -> xr.Dataset:
-    """The LP decides busy power per GPU; turn it into caps for classes that draw less than the cap."""
-    if any(d is not None for d in f.drawn):
-        ds["gpu_cap_w"].values = group_caps_w(f, groups, ds["gpu_cap_w"].values)
-    return ds
 
 
 def initial_stops(initial, groups: Groups, f) -> tuple[Array, Array] | None:

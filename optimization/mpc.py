@@ -10,8 +10,9 @@ prediction for the caps in force is added to the model (``bias_mw`` of
 :func:`optimization.dispatch.plan_horizon`), and the import ramp starts from the measurement. Only
 DR events announced by the re-plan time are planned for (the notice is respected). Violations of
 soft limits are logged. A failed re-plan keeps the previous command. The scenario in force is read
-from the twin state on every call, so what-if changes of a running twin reach the plan; the latest
-plan is kept as ``plan``.
+from the twin state on every call, so what-if changes of a running twin reach the plan (``replans``); the
+latest plan is kept as ``plan``, an :class:`optimization.plan.DispatchPlan` (the twin reads it as its
+:class:`~twin.simulation.controllers.ControlPlan`).
 
 Job stops: when jobs may pause and the plan pauses a job for a fraction of the coming period, the
 share is rounded to a whole pause or none (``pause_fixed``) and the plan solved again, so that the caps
@@ -38,6 +39,7 @@ from factory_twin.optimization.dispatch import plan_horizon, plan_times
 from factory_twin.optimization.groups import disaggregate, group_drawn_w, make_groups, rack_caps_w
 from factory_twin.optimization.linearization import forecast
 from factory_twin.optimization.options import MPC_OPTIONS, DispatchOptions
+from factory_twin.optimization.plan import DispatchPlan
 from factory_twin.twin.scenario.timeparse import seconds
 from factory_twin.twin.simulation.controllers import Command, TwinState
 
@@ -68,6 +70,7 @@ class MPCController:
     replan_every: str | float = "5min"
     warm_start: bool = True
     log: list[PlanRecord] = field(default_factory=list, init=False)
+    replans = True  # plans again from the scenario in force at every call
 
     def __post_init__(self) -> None:
         if not isinstance(self.options, DispatchOptions):
@@ -75,7 +78,7 @@ class MPCController:
         self.period_s = seconds(self.replan_every, "replan_every")
         self.groups = make_groups(self.facility, self.options.grouping)
         self._last: Command | None = None
-        self.plan = None
+        self.plan: DispatchPlan | None = None
         self.warm = WarmHighs() if self.warm_start and self.options.backend != "pyomo" else None
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
@@ -94,41 +97,38 @@ class MPCController:
             warm=self.warm,
         )
         plan = plan_horizon(f, self.scenario, self.groups, times, opts, **kw)
-        if "paused_share" in plan and plan.attrs["status"] == "optimal":
-            q = plan.paused_share.values[0]
+        if plan.paused_share is not None and plan.optimal:
+            q = plan.paused_share[0]
             if np.any((q > 1e-6) & (q < 1 - 1e-6)):  # whole pauses for the period; caps absorb the rest
                 fixed = whole_pauses(q, self.groups.gpus)
                 rounded = plan_horizon(f, self.scenario, self.groups, times, opts, pause_fixed=fixed, **kw)
-                plan = rounded if rounded.attrs["status"] == "optimal" else plan
-        self.plan = plan  # the latest plan (xarray Dataset), for dashboards
-        a = plan.attrs
+                plan = rounded if rounded.optimal else plan
+        self.plan = plan  # the latest plan, for the live runner, the links and the dashboard
         self.log.append(
             PlanRecord(
                 np.datetime64(time, "s"),
-                a["status"],
-                a["objective"],
-                a["build_seconds"],
-                a["solve_seconds"],
-                a["violations"],
+                plan.status,
+                plan.objective,
+                plan.build_seconds,
+                plan.solve_seconds,
+                plan.violations,
                 bias,
                 bool(self.warm and self.warm.warm > n_warm),
             )
         )
-        cap = plan.gpu_cap_w.values[0]  # held by the plan over the re-plan period
+        cap = plan.gpu_cap_w[0]  # held by the plan over the re-plan period
         if not np.all(np.isfinite(cap)):
             return self._last or Command(f.tdp_w.copy())
-        self._last = Command(
-            rack_caps_w(f, self.groups, cap), float(plan.bess_power_mw.values[0]) * MW, *self._stops(plan)
-        )
+        self._last = Command(rack_caps_w(f, self.groups, cap), float(plan.bess_power_w[0]), *self._stops(plan))
         return self._last
 
-    def _stops(self, plan) -> tuple:
+    def _stops(self, plan: DispatchPlan) -> tuple:
         """Per-rack (paused share of the period, share of the GPUs resized away while computing) from the
         plan's first step; (None, None) without job stops."""
-        if "paused_share" not in plan:
+        if plan.paused_share is None:
             return None, None
-        q = np.clip(plan.paused_share.values[0], 0.0, 1.0)
-        r = plan.resized_share.values[0]
+        q = np.clip(plan.paused_share[0], 0.0, 1.0)
+        r = plan.resized_share[0]
         gpu_share = np.where(q < 1 - 1e-9, r / np.maximum(1 - q, 1e-9), 0.0)
         return disaggregate(self.groups, q), disaggregate(self.groups, np.clip(gpu_share, 0.0, 1.0))
 

@@ -19,6 +19,7 @@ _WHERE = {
     "builtin_facilities": "facility.assembly",
     "load_facility": "facility.assembly",
     "Command": "simulation.controllers",
+    "ControlPlan": "simulation.controllers",
     "Controller": "simulation.controllers",
     "FixedCap": "simulation.controllers",
     "TwinState": "simulation.controllers",
@@ -31,6 +32,7 @@ _WHERE = {
 }
 __all__ = [
     "Command",
+    "ControlPlan",
     "Controller",
     "Facility",
     "FixedCap",
@@ -62,5 +64,12 @@ if TYPE_CHECKING:
     from factory_twin.twin.facility.assembly import Facility, builtin_facilities, load_facility
     from factory_twin.twin.facility.spec import SpecError
     from factory_twin.twin.scenario.scenario import Scenario, load_scenario
-    from factory_twin.twin.simulation.controllers import Command, Controller, FixedCap, TwinState, Uncapped
+    from factory_twin.twin.simulation.controllers import (
+        Command,
+        Controller,
+        ControlPlan,
+        FixedCap,
+        TwinState,
+        Uncapped,
+    )
     from factory_twin.twin.simulation.engine import Twin, simulate

@@ -131,11 +131,11 @@ class FlexAgent:
         return {f.tag: f.share * (grid_import_w(r) if f.meter == "grid" else r.gpu_w) for f in self.state.feeds}
 
     def planned_w(self) -> dict[str, float]:
-        plan = getattr(self.mpc, "plan", None)
-        if plan is None or not np.isfinite(plan.grid_import_mw.values[0]):
+        plan = self.mpc.plan
+        if plan is None or not np.isfinite(plan.grid_import_w[0]):
             return self.measured_w()
-        grid, gpu = float(plan.grid_import_mw.values[0]), float(plan.gpu_power_mw.values[0])
-        return {f.tag: f.share * MW * (grid if f.meter == "grid" else gpu) for f in self.state.feeds}
+        grid, gpu = float(plan.grid_import_w[0]), float(plan.gpu_power_w[0])
+        return {f.tag: f.share * (grid if f.meter == "grid" else gpu) for f in self.state.feeds}
 
     # ------------------------------------------------------------------ inbound
     def on_message(self, msg) -> None:

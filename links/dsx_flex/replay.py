@@ -95,7 +95,7 @@ def run_phoenix(
     """Replay the event (module docstring; ``depth`` the cut, 0.25 as published) through a :class:`FlexAgent`;
     with ``client``/``sender`` (started :class:`links.mqtt.MqttClient` s on one broker) the signed event travels
     over MQTT, else it is handed to the agent directly. Returns a :class:`PhoenixResult`."""
-    from factory_twin.optimization.mpc import MPCController
+    from factory_twin.optimization.controllers import make_controller
     from factory_twin.optimization.options import MPC_OPTIONS
 
     if policy not in POLICIES:
@@ -104,7 +104,7 @@ def run_phoenix(
     ctl = (
         UniformCapToTarget(f)
         if policy == "uniform"
-        else MPCController(f, scenario, MPC_OPTIONS.updated(horizon="1h", backend="highspy"), replan_every="5min")
+        else make_controller("mpc", f, scenario, options=MPC_OPTIONS.updated(horizon="1h", backend="highspy"))
     )
     tw = Twin(f, scenario, start=f"{DAY}T14:00:00", plant_step_s=plant_step_s, controller=ctl)
     grid_key, agent_key = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")

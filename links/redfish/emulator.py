@@ -48,6 +48,8 @@ class BmcLimits:
     limits: LimitTable
     period_s: float
     _cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+    plan = None  # plans nothing (twin.simulation.controllers.Controller)
+    replans = False
 
     def caps_w(self) -> np.ndarray:
         changes = self.limits.changes

@@ -69,7 +69,7 @@ class StubTwin:
     def __init__(self):
         self.f = stub_facility()
         self.scenario = stub_scenario()
-        self.controller = SimpleNamespace(period_s=300.0, plan=None)  # a planning controller, no plan yet
+        self.controller = SimpleNamespace(period_s=300.0, plan=None, replans=True)  # a planning one, no plan yet
         self.time = START
         self.k = 0
         n = N_RACKS

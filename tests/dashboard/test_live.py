@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from factory_twin.models.units import MW
 from factory_twin.twin.live.runner import (
     COMMANDS,
     SNAPSHOT,
@@ -18,7 +19,10 @@ from factory_twin.twin.live.runner import (
     send_command,
     write_snapshot,
 )
+from factory_twin.twin.simulation.controllers import ControlPlan
 from factory_twin.twin.simulation.meters import METERS
+
+START = np.datetime64("2026-08-07T00:00:00", "s")  # the stub twin's start (conftest)
 
 # ------------------------------------------------------------------ parse_command
 
@@ -185,7 +189,7 @@ def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
 
 
 def test_a_controller_that_ignores_dr_events_says_so(stub_twin, tmp_path):
-    stub_twin.controller = SimpleNamespace(period_s=300.0)  # no ``plan``: like ``uncapped`` or ``fixed``
+    stub_twin.controller = SimpleNamespace(period_s=300.0, plan=None, replans=False)  # like uncapped or fixed
     runner = LiveRunner(stub_twin, tmp_path, controller_name="uncapped")
     runner.step()
     assert runner.apply({"kind": "dr_event", "depth": 0.25, "duration_min": 60, "ramp_min": 15, "notice_min": 0})
@@ -194,18 +198,50 @@ def test_a_controller_that_ignores_dr_events_says_so(stub_twin, tmp_path):
     assert len(stub_twin.scenario.dr_events) == 1  # still in force: its target line and alarm show
 
 
+def _plan(violations: str = "", conflicts: str = "", import_mw=(8.5, 8.0)) -> ControlPlan:
+    """A two-step plan of the stub's one group from its start, 5 min apart."""
+    n = len(import_mw)
+    w = np.asarray(import_mw, float) * MW
+    return ControlPlan(
+        times=START + np.arange(n) * np.timedelta64(300, "s"),
+        step_s=300.0,
+        group_names=("training@hall-a",),
+        gpu_cap_w=np.full((n, 1), 1000.0),
+        gpu_drawn_w=np.full((n, 1), 950.0),
+        gpu_power_w=w * 0.7,
+        grid_import_w=w,
+        bess_power_w=np.zeros(n),
+        import_limit_w=np.full(n, 10.0 * MW),
+        dr_target_w=np.full(n, np.nan),
+        status="optimal",
+        objective=1.0,
+        violations=violations,
+        conflicts=conflicts,
+    )
+
+
+def test_the_plan_ahead_is_read_from_the_controllers_control_plan(stub_twin, tmp_path):
+    runner = LiveRunner(stub_twin, tmp_path, record_s=10.0)
+    stub_twin.controller.plan = _plan(import_mw=(8.5, 8.0))
+    runner.step()  # 00:00:10, inside the plan's first step
+    assert runner.hist["plan_mw"][-1] == pytest.approx(8.5, rel=1e-12)
+    snap = runner.snapshot()
+    np.testing.assert_allclose(snap["plan_grid_import_mw"], [8.5, 8.0], rtol=1e-12)
+    assert list(snap["plan_time"]) == [int(START.astype(np.int64)), int(START.astype(np.int64)) + 300]
+
+
 def test_each_new_plan_shortfall_is_logged_once_as_an_error(stub_twin, tmp_path):
     runner = LiveRunner(stub_twin, tmp_path)
     ctl = stub_twin.controller
     short = "dr (event target (1 - depth) x baseline): 12 step(s) from 10:00 to 11:00, short by up to 75.000 MW"
-    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": short})
+    ctl.plan = _plan(violations=short)
     runner.step()
     later = "dr (event target (1 - depth) x baseline): 11 step(s) from 10:05 to 11:00, short by up to 74.000 MW"
-    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": later})  # re-plan, the same limit short
+    ctl.plan = _plan(violations=later)  # re-plan, the same limit short
     runner.step()
-    ctl.plan = SimpleNamespace(attrs={"conflicts": "", "violations": ""})  # met again
+    ctl.plan = _plan()  # met again
     runner.step()
-    ctl.plan = SimpleNamespace(attrs={"conflicts": "import_limit: 3 step(s)", "violations": short})
+    ctl.plan = _plan(conflicts="import_limit: 3 step(s)", violations=short)
     runner.step()
     texts = [(m["ok"], m["text"]) for m in runner.messages]
     assert texts == [

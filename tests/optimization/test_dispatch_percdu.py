@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from factory_twin.models.cooling import ConstantFlowCdus
-from factory_twin.optimization import PlanFollower, dispatch
+from factory_twin.optimization import PlanFollower, dispatch, dispatch_plan
 from factory_twin.optimization.cdu_limits import cdu_limits_w, cdu_rooms
 from factory_twin.optimization.groups import make_groups, rack_caps_w
 from factory_twin.twin.facility.assembly import load_facility
@@ -149,14 +149,14 @@ def test_conflicting_cdu_limits_are_named(tmp_path):
 def test_twin_follows_the_plan_step_by_step(tmp_path):
     f = facility(tmp_path)
     sc = load_scenario("hot-day-dr", f)
-    plan = dispatch(f, sc, horizon="1h", step="30min", start=START, grouping="cdu")
+    plan = dispatch_plan(f, sc, horizon="1h", step="30min", start=START, grouping="cdu")
     follower = PlanFollower(f, plan)
     tw = Twin(f, sc, start=START, controller=follower)
     groups = make_groups(f, "cdu")
     for step in range(2):
         for _ in range(90):  # 30 min of 20 s plant steps
             tw.advance()
-            want = np.clip(rack_caps_w(f, groups, plan.gpu_cap_w.values[step]), f.min_cap_w, f.tdp_w)
+            want = np.clip(rack_caps_w(f, groups, plan.gpu_cap_w[step]), f.min_cap_w, f.tdp_w)
             np.testing.assert_array_equal(tw.cap, want)
     assert follower.period_s == 1800.0
     with pytest.raises(ValueError, match="plan: 84 groups"):

@@ -58,14 +58,14 @@ def test_mpc_follows_what_if_changes_of_the_running_twin(campus, hot):
     mpc = MPCController(campus, base, MPC_OPTIONS.updated(horizon="30min", step="5min"), replan_every="5min")
     tw = twin.Twin(campus, hot, start=ev.start - np.timedelta64(10, "m"), controller=mpc)
     tw.advance()
-    target = mpc.plan.dr_target_mw.values
+    target = mpc.plan.dr_target_w
     assert np.isfinite(target).any()  # the event entered the plan
     inside = np.isfinite(target)
-    assert np.all(mpc.plan.grid_import_mw.values[inside] <= target[inside] * (1 + 1e-6))
+    assert np.all(mpc.plan.grid_import_w[inside] <= target[inside] * (1 + 1e-6))
     tw.scenario = hot.with_changes(dr_events=())
     tw.request_control()
     tw.advance()
-    assert not np.isfinite(mpc.plan.dr_target_mw.values).any()  # cleared again
+    assert not np.isfinite(mpc.plan.dr_target_w).any()  # cleared again
 
 
 def test_whole_pauses_stop_at_least_the_gpus_of_the_fractional_plan():

@@ -21,20 +21,20 @@ def test_warm_replans_equal_cold_replans(campus, hot):
     warm = MPCController(campus, hot, OPTS, warm_start=True)
     cold = MPCController(campus, hot, OPTS, warm_start=False)
     t0 = hot.dr_events[0].announced - np.timedelta64(20, "m")  # the event enters the plans at k = 4
-    base_mw = None
+    base_w = None
     for k in range(8):
         t = t0 + np.timedelta64(300 * k, "s")
-        imp = np.nan if k == 0 else base_mw * 1e6 * (1.0 - 0.01 * k)  # measured import drifts
+        imp = np.nan if k == 0 else base_w * (1.0 - 0.01 * k)  # measured import drifts
         s = _state(campus, t, imp, 1.0 - 0.05 * (k % 3))
         cw, cc = warm(s, t), cold(s, t)
         rw, rc = warm.log[-1], cold.log[-1]
-        base_mw = float(cold.plan.grid_import_mw.values[0])
-        assert np.isfinite(warm.plan.dr_target_mw.values).any() == (t >= hot.dr_events[0].announced)
+        base_w = float(cold.plan.grid_import_w[0])
+        assert np.isfinite(warm.plan.dr_target_w).any() == (t >= hot.dr_events[0].announced)
         assert rw.status == rc.status == "optimal"
         assert rw.objective == pytest.approx(rc.objective, rel=1e-6)
         # the first command is unique here (checked: the caps agree to the solver's tolerance)
         np.testing.assert_allclose(cw.gpu_cap_w, cc.gpu_cap_w, rtol=1e-6)
-        np.testing.assert_allclose(warm.plan.grid_import_mw.values, cold.plan.grid_import_mw.values, rtol=1e-6)
+        np.testing.assert_allclose(warm.plan.grid_import_w, cold.plan.grid_import_w, rtol=1e-6)
     # rebuilt only for the first plan and the first measured import: the DR rows were there all along
     assert (warm.warm.warm, warm.warm.cold) == (6, 2)
     assert sum(r.warm for r in warm.log) == warm.warm.warm

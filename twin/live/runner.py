@@ -27,7 +27,7 @@ its source (what-if, grid signals, scenario, contract or grid target: :mod:`twin
 the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
 24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
 and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32);
-``plan_*`` the controller's latest plan (when it exposes an xarray ``plan`` with ``grid_import_mw``).
+``plan_*`` the controller's latest plan (its :class:`~twin.simulation.controllers.ControlPlan`, when it plans).
 """
 
 from __future__ import annotations
@@ -308,12 +308,11 @@ class LiveRunner:
     def _check_plan(self) -> None:
         """Log, as an error, the limits a new plan of the controller says it cannot meet (its
         ``conflicts`` and ``violations`` attributes), once for each change of which limits are short."""
-        plan = getattr(self.twin.controller, "plan", None)
+        plan = self.twin.controller.plan
         if plan is None or plan is self._plan_seen:
             return
         self._plan_seen = plan
-        a = getattr(plan, "attrs", {})
-        short = "; ".join(x for x in (a.get("conflicts", ""), a.get("violations", "")) if x)
+        short = "; ".join(x for x in (plan.conflicts, plan.violations) if x)
         limits = ", ".join(part.split(": ")[0] for part in short.split("; ")) if short else ""
         if limits and limits != self._shortfall:  # the same limits short again at the next re-plan: no new entry
             self._message("plan", "plan", False, f"the plan cannot meet every target: {short}")
@@ -361,11 +360,11 @@ class LiveRunner:
         return meters.grid_import_w(r) / MW if r is not None else math.nan
 
     def _plan(self) -> tuple[NDArray, NDArray] | None:
-        plan = getattr(self.twin.controller, "plan", None)
-        if plan is None or "grid_import_mw" not in getattr(plan, "data_vars", {}):
+        """(step starts [s since the epoch], planned import [MW]) of the controller's plan, None without one."""
+        plan = self.twin.controller.plan
+        if plan is None:
             return None
-        t = np.asarray(plan["time"].values, "datetime64[s]").astype(np.int64)
-        return t, np.asarray(plan["grid_import_mw"].values, float)
+        return np.asarray(plan.times, "datetime64[s]").astype(np.int64), plan.grid_import_w / MW
 
     def _plan_at(self, t: np.datetime64) -> float:
         p = self._plan()
@@ -419,7 +418,7 @@ class LiveRunner:
             self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
             tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
             text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
-            if getattr(tw.controller, "plan", False) is False:  # a controller that does not plan ignores it
+            if not tw.controller.replans:  # a controller that does not re-plan ignores it
                 ok, text = False, f"{text}: the {self.controller_name or 'running'} controller ignores DR events"
         elif kind == "clear_dr_events":
             tw.scenario = sc.with_changes(dr_events=())

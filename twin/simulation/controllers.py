@@ -1,8 +1,12 @@
-"""Controller interface: anything that, given the twin state and time, returns GPU caps and BESS power.
+"""The control hand-off: what a controller reads (:class:`TwinState`), commands (:class:`Command`) and plans
+(:class:`ControlPlan`), the :class:`Controller` protocol, and the controllers that need only the twin.
 
 The engine calls ``controller(state, time)`` every ``controller.period_s`` seconds of simulated time and
-holds the returned :class:`Command` until the next call. Controllers live outside the engine (the
-optimizer's MPC controller implements the same protocol); the engine never imports them.
+holds the returned :class:`Command` until the next call. The live runner also reads ``controller.plan``
+(the latest :class:`ControlPlan`, None for a controller that does not plan: the plan ahead and the
+limits it cannot meet) and ``controller.replans`` (whether what-ifs reach the commands). The engine
+never imports a controller: one is passed in. Every controller that can be named (CLI ``--controller``,
+the dashboard) is registered in :mod:`optimization.controllers`, with ``make_controller``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,57 @@ class Command:
     resized_share: NDArray[np.float64] | None = None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ControlPlan:
+    """A planning controller's plan over its horizon (SI units): what it will command per group of racks and
+    what it expects. Built by the optimizer (:func:`optimization.plan.make_plan`, whose
+    :class:`~optimization.plan.DispatchPlan` adds the forecast and the economics); read by the live runner
+    (the plan ahead, the limits it cannot meet), the grid links (planned load) and the dashboard.
+
+    ``times`` [T] step starts (naive local ``datetime64[s]``), ``step_s`` [s], ``group_names`` [G].
+    Per step and group ``[T, G]``: ``gpu_cap_w`` the power cap per GPU [W], a cap the GPUs take
+    (``min_cap_w <= cap <= tdp_w``; the lowest cap that yields the planned draw); ``gpu_drawn_w`` the mean
+    power a busy GPU of the group is expected to draw under that cap while its job computes [W] (<= the
+    cap). Both are NaN where the plan failed. Per step ``[T]``: the expected campus ``gpu_power_w``, the
+    expected ``grid_import_w`` (after the BESS), the ``bess_power_w`` to command (> 0 discharges), and the
+    targets planned against: ``import_limit_w`` and ``dr_target_w`` (NaN without a DR event). With job
+    stops, ``paused_share`` and ``resized_share`` [T, G] (of the step; of the GPUs while computing).
+    ``status`` (``"optimal"`` or why not), ``objective``, ``violations`` (soft limits exceeded) and
+    ``conflicts`` (hard limits that cannot hold) say how good it is: a missed target is never silent.
+    """
+
+    times: NDArray[np.datetime64]
+    step_s: float
+    group_names: tuple[str, ...]
+    gpu_cap_w: NDArray[np.float64]
+    gpu_drawn_w: NDArray[np.float64]
+    gpu_power_w: NDArray[np.float64]
+    grid_import_w: NDArray[np.float64]
+    bess_power_w: NDArray[np.float64]
+    import_limit_w: NDArray[np.float64]
+    dr_target_w: NDArray[np.float64]
+    status: str
+    objective: float
+    violations: str = ""
+    conflicts: str = ""
+    paused_share: NDArray[np.float64] | None = None
+    resized_share: NDArray[np.float64] | None = None
+
+    def __post_init__(self) -> None:
+        T, G = len(self.times), len(self.group_names)
+        for name in ("gpu_cap_w", "gpu_drawn_w", "paused_share", "resized_share"):
+            a = getattr(self, name)
+            if a is not None and np.shape(a) != (T, G):
+                raise ValueError(f"{name}: expected [steps, groups] = ({T}, {G}), got {np.shape(a)}")
+        for name in ("gpu_power_w", "grid_import_w", "bess_power_w", "import_limit_w", "dr_target_w"):
+            if np.shape(getattr(self, name)) != (T,):
+                raise ValueError(f"{name}: expected [steps] = ({T},), got {np.shape(getattr(self, name))}")
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
 @dataclass(frozen=True)
 class TwinState:
     """Read-only view of the twin handed to controllers (SI units; copies, safe to keep)."""
@@ -48,7 +103,14 @@ class TwinState:
 
 @runtime_checkable
 class Controller(Protocol):
+    """What the engine and the live runner read: ``period_s`` [s] between calls, the call itself, ``plan``
+    (the latest :class:`ControlPlan`, None for controllers that do not plan) and ``replans`` (True when
+    each call plans again from ``state.scenario``, so that what-ifs such as DR events and import limits
+    reach the commands)."""
+
     period_s: float
+    plan: ControlPlan | None
+    replans: bool
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command: ...
 
@@ -59,6 +121,8 @@ class Uncapped:
 
     tdp_w: NDArray[np.float64]
     period_s: float = 3600.0
+    plan = None  # plans nothing
+    replans = False
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         return Command(self.tdp_w)
@@ -72,6 +136,8 @@ class FixedCap:
     min_cap_w: NDArray[np.float64]
     fraction: float
     period_s: float = 3600.0
+    plan = None  # plans nothing
+    replans = False
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
@@ -95,6 +161,8 @@ class UniformCapToTarget:
     facility: object
     period_s: float = 60.0
     levels: int = 400
+    plan = None  # plans nothing; follows GPU-meter targets, not DR events or import limits
+    replans = False
 
     def __call__(self, state: TwinState, time: np.datetime64) -> Command:
         f, sc = self.facility, state.scenario
