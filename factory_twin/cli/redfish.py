@@ -141,12 +141,16 @@ def run_emulate_bmc(args) -> int:
         flush=True,
     )
     t0, sim0 = time.monotonic(), emu.twin.time
-    emu.start()
+    next_status = t0 + args.status_every
+    emu.start(args.duration or np.inf)
     try:
-        while not stop.wait(min(args.status_every, 0.5) if args.duration else args.status_every):
+        while not stop.wait(0.1):
             done = float((emu.twin.time - sim0) / np.timedelta64(1, "s"))
             if args.duration and done >= args.duration:
                 break
+            if time.monotonic() < next_status:
+                continue
+            next_status += args.status_every
             last = emu.last
             imp = f"{grid_import_w(last) / 1e6:.3f} MW" if last else "-"
             print(

@@ -143,8 +143,9 @@ class BmcEmulator:
             cb(self.last)
         return self.last
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Pace the twin at ``speed`` and run the watchdog until ``stop`` (or :meth:`stop`) is set."""
+    def run(self, stop: threading.Event | None = None, until_s: float = np.inf) -> None:
+        """Pace the twin at ``speed`` and run the watchdog until ``stop`` (or :meth:`stop`) is set; the twin
+        stops advancing after ``until_s`` simulated seconds (the service keeps answering)."""
         stop = stop or self._stop
         dt = self.twin.plant_dt
         wall0, sim0 = wall.monotonic(), self.twin.time
@@ -153,17 +154,17 @@ class BmcEmulator:
             due = self.speed * (wall.monotonic() - wall0)
             done = float((self.twin.time - sim0) / np.timedelta64(1, "s"))
             for _ in range(MAX_CATCH_UP_STEPS):
-                if done + dt > due:
+                if done + dt > min(due, until_s):
                     break
                 self.step()
                 done += dt
-            self.behind_s = max(0.0, due - done - dt)
-            wait = (done + dt - due) / self.speed
+            self.behind_s = max(0.0, due - done - dt) if done + dt <= until_s else 0.0
+            wait = (done + dt - due) / self.speed if done + dt <= until_s else TICK_S
             stop.wait(min(max(wait, 0.0), TICK_S))
 
-    def start(self) -> None:
+    def start(self, until_s: float = np.inf) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="bmc-emulator", daemon=True)
+        self._thread = threading.Thread(target=self.run, args=(None, until_s), name="bmc-emulator", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
