@@ -153,9 +153,10 @@ def run_emulate_bmc(args) -> int:
             next_status += args.status_every
             last = emu.last
             imp = f"{grid_import_w(last) / 1e6:.3f} MW" if last else "-"
+            late = f", {emu.behind_s:.0f} s behind --speed" if emu.behind_s > 2 * plant_step else ""
             print(
                 f"emulate-bmc: {emu.twin.time} import {imp}, {emu.app.requests} requests, {emu.app.patches} writes, "
-                f"lease {emu.holder or 'vacant'}, {len(emu.fallbacks)} fallbacks",
+                f"lease {emu.holder or 'vacant'}, {len(emu.fallbacks)} fallbacks{late}",
                 flush=True,
             )
     finally:
