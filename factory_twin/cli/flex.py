@@ -99,7 +99,7 @@ def run_agent(args) -> int:
     from factory_twin.links.dsx_flex import protocol as dx
     from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
     from factory_twin.links.mqtt import MqttClient
-    from factory_twin.optimization.mpc import MPCController
+    from factory_twin.optimization.controllers import make_controller
     from factory_twin.twin.scenario.scenario import build_scenario
     from factory_twin.twin.simulation.engine import Twin
 
@@ -117,7 +117,7 @@ def run_agent(args) -> int:
         sc = build_scenario(sc.spec.model_copy(update={"start": start}), f, base, sc.name)
     else:
         start = args.start
-    mpc = MPCController(f, sc)
+    mpc = make_controller("mpc", f, sc)
     tw = Twin(f, sc, start=start, controller=mpc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     client = MqttClient(broker, client_id=f"dsx-flex-agent-{args.identifier}").start()

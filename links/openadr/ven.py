@@ -119,7 +119,7 @@ class TwinVen:
               plant_step_s: float = 20.0, options=None, replan_every: str = "5min") -> TwinVen:  # fmt: skip
         """A VEN over a new MPC-driven twin of ``facility`` (a name or path) on the site's clock from now: the
         scenario (a name, path or None for the defaults) is rebuilt to start at the twin's present time."""
-        from factory_twin.optimization.mpc import MPCController
+        from factory_twin.optimization.controllers import make_controller
         from factory_twin.twin import Twin, load_facility, load_scenario
         from factory_twin.twin.scenario.scenario import build_scenario
 
@@ -131,7 +131,7 @@ class TwinVen:
         sc = load_scenario(scenario, f)
         base = Path(scenario).parent if scenario and Path(scenario).is_file() else None
         sc = build_scenario(sc.spec.model_copy(update={"start": str(clock.twin0)}), f, base, sc.name)
-        mpc = MPCController(f, sc, options or MPC_OPTIONS, replan_every=replan_every)
+        mpc = make_controller("mpc", f, sc, options=options or MPC_OPTIONS, replan_every=replan_every)
         tw = Twin(f, sc, start=clock.twin0, plant_step_s=plant_step_s, controller=mpc)
         return cls(tw, f.spec.openadr, clock, state_dir)
 

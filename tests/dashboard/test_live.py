@@ -188,7 +188,7 @@ def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
     assert runner.snapshot().meta["dr_events"][0]["baseline_mw"] == pytest.approx(8.701, rel=1e-12)
 
 
-def test_a_controller_that_ignores_dr_events_says_so(stub_twin, tmp_path):
+def test_a_controller_that_does_not_replan_says_what_it_ignores(stub_twin, tmp_path):
     stub_twin.controller = SimpleNamespace(period_s=300.0, plan=None, replans=False)  # like uncapped or fixed
     runner = LiveRunner(stub_twin, tmp_path, controller_name="uncapped")
     runner.step()
@@ -196,6 +196,11 @@ def test_a_controller_that_ignores_dr_events_says_so(stub_twin, tmp_path):
     (m,) = runner.messages
     assert not m["ok"] and m["text"].endswith("the uncapped controller ignores DR events")
     assert len(stub_twin.scenario.dr_events) == 1  # still in force: its target line and alarm show
+    assert runner.apply({"kind": "import_limit", "import_limit_mw": 9})
+    m = runner.messages[-1]
+    assert not m["ok"] and m["text"].endswith("9 MW (what-if, in force; was 10 MW (contract)): the uncapped "
+                                              "controller does not follow it")  # fmt: skip
+    assert stub_twin.scenario.import_limit_in_force.describe() == "9 MW (what-if)"  # in force: recorded, alarmed
 
 
 def _plan(violations: str = "", conflicts: str = "", import_mw=(8.5, 8.0)) -> ControlPlan:

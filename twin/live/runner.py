@@ -428,6 +428,8 @@ class LiveRunner:
             was = sc.import_limit_in_force.describe()
             tw.scenario = sc.with_changes(what_if_import_limit_mw=c["import_limit_mw"])
             text = f"import limit {c['import_limit_mw']:g} MW (what-if, in force; was {was})"
+            if not tw.controller.replans:  # recorded and alarmed on, but the caps do not follow it
+                ok, text = False, f"{text}: the {self.controller_name or 'running'} controller does not follow it"
         elif kind == "ambient_offset":
             tw.scenario = sc.with_changes(offset_k=c["offset_k"])
             text = f"ambient offset {c['offset_k']:+g} K"
