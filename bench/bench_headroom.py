@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 from factory_twin.optimization.studies.balancing_area import synthetic_load
-from factory_twin.optimization.studies.batch import collect, run_batch
 from factory_twin.optimization.studies.headroom import HeadroomBasis, headroom
+from factory_twin.twin.runs.batch import collect, run_batch
 
 
 def seed_case(seed: int) -> dict[str, np.ndarray | float]:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from factory_twin.optimization.studies.batch import collect, run_batch
 from factory_twin.optimization.studies.runner import run_case
+from factory_twin.twin.runs.batch import collect, run_batch
 
 
 def cases(n: int, seed: int = 0) -> list[dict]:

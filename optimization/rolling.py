@@ -29,6 +29,7 @@ from factory_twin.optimization.dispatch import dispatch
 from factory_twin.optimization.feasibility import validate_request
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.plan import plan_kpis
+from factory_twin.twin.runs.provenance import fingerprint
 from factory_twin.twin.runs.streamed import Layout, Summary, run_streamed
 from factory_twin.twin.scenario.timeparse import seconds
 
@@ -70,7 +71,7 @@ def run_dispatch_year(
     serial: bool = False,
     resume: bool = False,
     force: bool = False,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """Plan every horizon from ``start`` over ``duration`` and stream the plans into ``out`` (see the module
@@ -92,9 +93,7 @@ def run_dispatch_year(
         {"group": template.sizes["group"]},
         time_name="start of the plan step (local time)",
     )
-    config = {
-        "facility": facility.spec.name,
-        "scenario": scenario.name,
+    config = fingerprint(facility, scenario) | {
         "start": str(starts[0]),
         "plans": int(starts.size),
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.as_dict().items()},

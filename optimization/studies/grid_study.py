@@ -3,7 +3,7 @@ mitigation mix does it at the lowest running cost?
 
 Each case of the sweep (``data/grid_mitigation.toml``: GPU floor x rack battery x site BESS x share of the
 synchronous job kept) is one fast electrical run (:mod:`twin.grid_dynamics.fast_electrical`) scored against every rule;
-cases run on :func:`optimization.studies.batch.run_batch` (Dask or serial, checkpointed, resumable).
+cases run on :func:`twin.runs.batch.run_batch` (Dask or serial, checkpointed, resumable).
 Cost of a case per window = energy overhead (floor burn + storage losses) x energy price + value of the
 tokens not produced (ramp-limited GPUs, GPUs of the job not run). Storage capital cost is not priced (no
 sourced figure): the report lists each case's added storage beside its running cost. A voltage-event
@@ -294,8 +294,8 @@ def run_grid_study(
     """Validate every input, run the sweep on the batch runner, pick the cheapest compliant mix, replay the
     voltage event and write ``report.html``; errors name the CLI option. The caller checks ``out`` first
     (the CLI: no overwrite without --force)."""
-    from factory_twin.optimization.studies.batch import collect, run_batch
     from factory_twin.optimization.studies.grid_report import write_grid_report
+    from factory_twin.twin.runs.batch import collect, run_batch
 
     if not duration_s > 0:
         raise ValueError(f"--duration: must be > 0, got {duration_s:g} s")

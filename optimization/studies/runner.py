@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from factory_twin.optimization.plan import plan_kpis
-from factory_twin.optimization.studies.batch import collect, run_batch
 from factory_twin.optimization.studies.cases import model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
 from factory_twin.optimization.studies.replay import replay_event, replay_sweep, replay_totals
+from factory_twin.twin.runs.batch import collect, run_batch
 from factory_twin.twin.runs.netcdf import write_netcdf
 
 from factory_twin import data

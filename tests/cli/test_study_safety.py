@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory_twin.optimization.studies.batch import run_batch
+from factory_twin.twin.runs.batch import run_batch
 
 from factory_twin.cli import EXIT_INTERRUPTED, main
 

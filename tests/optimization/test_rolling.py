@@ -50,12 +50,12 @@ def test_killed_rolling_run_resumes_without_replanning_finished_days(campus, hot
     parts = tmp_path / ".plans.nc.parts"
     proc = subprocess.Popen([sys.executable, "-m", "factory_twin", *args], env=child_env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (parts / "seg-00001.npz").exists():
+    while not (parts / "seg-00001.json").exists():  # the marker of a finished segment
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its checkpoints"
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = sorted(p.name for p in parts.glob("seg-*.npz"))
+    done = sorted(p.with_suffix(".npz").name for p in parts.glob("seg-*.json"))
     first_wall = {n: float(np.load(parts / n)["wall_s"]) for n in done}
     assert not out.exists() and 2 <= len(done) < 6
     assert main(args) == 1 and "--resume" in capsys.readouterr().err  # never silently restarted

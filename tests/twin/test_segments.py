@@ -86,13 +86,13 @@ def test_killed_run_resumes_without_redoing_finished_segments(campus, tmp_path, 
     parts = tmp_path / ".year.nc.parts"
     proc = subprocess.Popen([sys.executable, "-m", "factory_twin", *args], env=child_env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (parts / "seg-00000.npz").exists():
+    while not (parts / "seg-00000.json").exists():  # the marker of a finished segment
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists() and (tmp_path / ".year.nc.partial").exists()
-    done = sorted(p.name for p in parts.glob("seg-*.npz"))
+    done = sorted(p.with_suffix(".npz").name for p in parts.glob("seg-*.json"))
     first_wall = {n: float(np.load(parts / n)["wall_s"]) for n in done}
     assert len(done) < 4
     assert main(args) == 1 and "--resume" in capsys.readouterr().err  # never silently restarted

@@ -49,6 +49,13 @@ def scenario_hash(sc) -> str:
     return _sha256(spec.encode(), *(np.ascontiguousarray(a).tobytes() for a in arrays), extra.encode())
 
 
+def fingerprint(facility, scenario) -> dict[str, str]:
+    """The facility and scenario of a resumable run, by name and content (a file edited between a kill and
+    ``--resume`` is refused, not mixed in)."""
+    return {"facility": facility.spec.name, "scenario": scenario.name, "facility_sha256": facility_hash(facility),
+            "scenario_sha256": scenario_hash(scenario)}  # fmt: skip
+
+
 def provenance(facility, scenario, controller: str | None = None) -> dict[str, str]:
     """NetCDF attributes naming what produced an output."""
     out = {
@@ -65,4 +72,4 @@ def provenance(facility, scenario, controller: str | None = None) -> dict[str, s
     return out
 
 
-__all__ = ["facility_hash", "provenance", "scenario_hash", "software_version"]
+__all__ = ["facility_hash", "fingerprint", "provenance", "scenario_hash", "software_version"]

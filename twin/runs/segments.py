@@ -38,6 +38,7 @@ import numpy as np
 import xarray as xr
 from factory_twin.models.units import J_PER_MWH, MJ, MW
 from factory_twin.twin.facility.assembly import Facility
+from factory_twin.twin.runs.provenance import fingerprint
 from factory_twin.twin.runs.streamed import Layout, Summary, run_streamed
 from factory_twin.twin.scenario.scenario import Scenario
 from factory_twin.twin.scenario.timeparse import seconds
@@ -188,7 +189,7 @@ def run_segments(
     serial: bool = False,
     resume: bool = False,
     force: bool = False,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
     attrs: dict | None = None,
 ) -> xr.Dataset:
     """Run every segment of ``plan`` (serially, or on Dask: a local cluster of ``workers`` processes or the
@@ -201,8 +202,7 @@ def run_segments(
     what finished for ``resume`` (see :func:`~factory_twin.twin.runs.streamed.run_streamed`).
     """
     check_controller(controller)
-    config = {"plan": asdict(plan), "facility": facility.spec.name, "scenario": scenario.name}
-    config["controller"] = repr(_controller_key(controller))
+    config = {"plan": asdict(plan), "controller": repr(_controller_key(controller))} | fingerprint(facility, scenario)
     _scenario_covers(scenario, plan)
     described = {name: meters.attrs(name) for name in meters.RECORDED}
     described |= {name: {"units": units, "long_name": text} for name, (units, text) in REDUCED.items()}

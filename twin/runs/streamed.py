@@ -1,12 +1,12 @@
-"""Independent pieces of a long run (segments of a year simulation, the days of a dispatch year) run
-serially or on Dask and streamed into one NetCDF as they finish, resumable after a kill.
+"""Independent pieces of a long run (segments of a year simulation, the days of a dispatch year) run on
+:mod:`~factory_twin.twin.runs.pieces` and streamed into one NetCDF as they finish, resumable after a kill.
 
 The file is written into ``.NAME.partial`` beside the target: every variable preallocated over the whole
-run (NaN until written), chunked by segment. Each finished segment is written and flushed, then
-checkpointed in ``.NAME.parts/seg-KKKKK.npz`` (its non-series results: books, seam states, timings). A rerun
-with ``resume=True`` runs only the missing segments; the settings of the run (``config``) must match those
-saved in ``.NAME.parts/run.json``. When every segment is in, the run's attributes and per-segment figures
-are added and the finished file replaces the target in one rename.
+run (NaN until written), chunked by segment. Each finished segment is written and flushed, then its
+non-series results (books, seam states, timings) checkpointed in ``.NAME.parts/seg-KKKKK.npz``/``.json``.
+A rerun with ``resume=True`` runs only the missing segments; the run's settings and inputs (``config``)
+must match those saved in ``.NAME.parts/run.json``. When every segment is in, the run's attributes and
+per-segment figures are added and the finished file replaces the target in one rename.
 
 A segment's task returns a dict: ``time`` (int64 seconds of its records), ``series/NAME`` arrays of its
 records for each variable of the :class:`Layout`, and anything else to checkpoint (numbers, arrays).
@@ -14,7 +14,6 @@ records for each variable of the :class:`Layout`, and anything else to checkpoin
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from factory_twin.twin.runs.atomic import write_atomic
+from factory_twin.twin.runs.pieces import Checkpoints, run_pieces
 
 TIME_ATTRS = {"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian"}
 
@@ -74,12 +74,12 @@ def run_streamed(
     serial: bool = False,
     resume: bool = False,
     force: bool = False,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
     after: Callable[[Path], dict] | None = None,
 ) -> xr.Dataset:
-    """Run ``task(*shared, k)`` for every segment ``k`` of ``layout`` (serially, or on Dask: a local cluster
-    of ``workers`` processes or the scheduler at ``scheduler``; ``shared`` is sent to each worker once) and
-    stream the results into ``out``; return the finished Dataset.
+    """Run ``task(*shared, k)`` for every segment ``k`` of ``layout`` on :func:`~.pieces.run_pieces`
+    (serially, or on Dask: a local cluster of ``workers`` processes or the scheduler at ``scheduler``;
+    ``shared`` is sent to each worker once) and stream the results into ``out``; return the finished Dataset.
 
     ``summarize(checkpoints)`` gives the run's attributes from every segment's checkpoint; ``after(partial)``
     may add attributes read from the complete file before it is renamed. ``resume`` continues a killed run
@@ -102,68 +102,40 @@ def run_streamed(
         partial.unlink(missing_ok=True)
         parts.mkdir(parents=True)
         write_atomic(parts / "run.json", lambda fh: fh.write(json.dumps(config).encode()), fsync=True)
-    done = {int(p.stem.split("-")[1]): p for p in parts.glob("seg-*.npz")}
-    writer = _SeriesFile.open(partial, layout, done)
+    store, cases = Checkpoints(parts), {f"seg-{k:05d}": k for k in range(layout.n_segments)}
+    writer = _SeriesFile.open(partial, layout, bool(store.finished(cases)))
     if writer.rebuilt:  # the partial file was lost or unreadable: its segments run again
-        for p in done.values():
+        for p in parts.glob("seg-*"):
             p.unlink()
-        done = {}
-    todo = [k for k in range(layout.n_segments) if k not in done]
-    failed: dict[int, str] = {}
-    n_done = len(done)
+    starts = layout.segment_start.astype("datetime64[s]")
 
-    def finish(k: int, result: dict) -> None:
-        nonlocal n_done
-        writer.write(k, result)
-        _save_part(parts / f"seg-{k:05d}.npz", {key: v for key, v in result.items() if not key.startswith("series/")})
-        n_done += 1
-        if progress:
-            progress(n_done / layout.n_segments)
+    def keep(cid: str, result: dict) -> dict:  # the series into the file, the rest into the checkpoint
+        writer.write(cases[cid], result)
+        return {key.replace("/", "__"): v for key, v in result.items() if not key.startswith("series/")}
+
+    def name(cid: str) -> str:
+        return f"segment {cases[cid]} ({starts[cases[cid]]})"
 
     try:
-        if serial:
-            for k in todo:
-                try:
-                    finish(k, task(*shared, k))
-                except Exception as e:  # one bad segment does not sink the rest
-                    failed[k] = f"{type(e).__name__}: {e}"
-        elif todo:
-            _run_dask(task, shared, todo, scheduler, workers, finish, failed)
+        ran = run_pieces(task, cases, store, shared=shared, serial=serial, scheduler=scheduler,
+                         workers=workers, progress=progress, name=name, keep=keep)  # fmt: skip
     except BaseException:  # e.g. the scheduler unreachable, Ctrl-C: a new run that finished nothing leaves nothing
-        if fresh and n_done == 0:
+        if fresh and not store.finished(cases):
             writer.close()
             shutil.rmtree(parts, ignore_errors=True)
             partial.unlink(missing_ok=True)
         raise
     finally:
         writer.close()
+    failed = sorted((cid, r["error"]) for cid, r in ran.items() if r["status"] != "ok")
     if failed:
-        starts = layout.segment_start.astype("datetime64[s]")
-        listed = "; ".join(f"segment {k} ({starts[k]}): {msg}" for k, msg in sorted(failed.items()))
+        listed = "; ".join(f"{name(cid)}: {msg}" for cid, msg in failed)
         raise RuntimeError(f"{len(failed)} segment(s) failed, the rest are kept for --resume: {listed}")
-    summary = summarize([_load_part(parts / f"seg-{k:05d}.npz") for k in range(layout.n_segments)])
-    writer.finish(summary)
-    if after is not None:
-        writer.add_attrs(after(partial))
+    decoded = [{key.replace("__", "/"): v for key, v in store.values(cid).items()} for cid in cases]
+    writer.finish(summarize(decoded), after)
     os.replace(partial, out)
     shutil.rmtree(parts)
     return xr.load_dataset(out, engine="h5netcdf")
-
-
-def _run_dask(task, shared, todo, scheduler, workers, finish, failed) -> None:
-    from distributed import as_completed
-    from factory_twin.twin.runs.cluster import dask_client
-
-    with dask_client(scheduler, workers) as client:
-        sent = client.scatter(list(shared), broadcast=True)
-        futures = {client.submit(task, *sent, k, pure=False): k for k in todo}
-        for fut in as_completed(futures):
-            k = futures[fut]
-            try:
-                finish(k, fut.result())
-            except Exception as e:  # a failed segment or a dead worker: record it and go on
-                failed[k] = f"{type(e).__name__}: {e}"
-            fut.release()
 
 
 class _SeriesFile:
@@ -174,7 +146,7 @@ class _SeriesFile:
         self.f, self.path, self.layout, self.rebuilt = f, path, layout, rebuilt
 
     @classmethod
-    def open(cls, path: Path, layout: Layout, done: dict) -> _SeriesFile:
+    def open(cls, path: Path, layout: Layout, done: bool) -> _SeriesFile:
         import h5netcdf
         import h5py
 
@@ -196,7 +168,7 @@ class _SeriesFile:
             s = f.create_variable("segment_start", ("segment",), "i8")
             s.attrs.update(TIME_ATTRS)
             s[:] = layout.segment_start
-        return cls(h5py.File(path, "r+"), path, layout, bool(done))
+        return cls(h5py.File(path, "r+"), path, layout, done)
 
     def write(self, k: int, result: dict) -> None:
         """Fill segment ``k`` and flush to disk (a kill after this leaves a readable file)."""
@@ -207,8 +179,8 @@ class _SeriesFile:
                 self.f[key.removeprefix("series/")][i0:i1] = values
         self.f.flush()
 
-    def finish(self, summary: Summary) -> None:
-        """Per-segment figures and the run's attributes, once every segment is in."""
+    def finish(self, summary: Summary, after: Callable[[Path], dict] | None) -> None:
+        """Per-segment figures and the run's attributes, once every segment is in, then ``after``'s."""
         import h5netcdf
 
         self.close()
@@ -218,26 +190,12 @@ class _SeriesFile:
                 v[:] = values
                 v.attrs["units"] = units
             f.attrs.update(summary.attrs)
-
-    def add_attrs(self, attrs: dict) -> None:
-        import h5netcdf
-
-        with h5netcdf.File(self.path, "a") as f:
-            f.attrs.update(attrs)
+        if after is not None:
+            extra = after(self.path)
+            with h5netcdf.File(self.path, "a") as f:
+                f.attrs.update(extra)
 
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
             self.f = None
-
-
-def _save_part(path: Path, arrays: dict) -> None:
-    """Checkpoint a finished segment (its non-series results) atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k.replace("/", "__"): np.asarray(v) for k, v in arrays.items()})
-    write_atomic(path, lambda fh: fh.write(buf.getvalue()), fsync=True)
-
-
-def _load_part(path: Path) -> dict:
-    with np.load(path) as z:
-        return {k.replace("__", "/"): z[k] for k in z.files}

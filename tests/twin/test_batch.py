@@ -12,7 +12,7 @@ import cloudpickle
 import numpy as np
 import pytest
 import xarray as xr
-from factory_twin.optimization.studies.batch import STATUS, case_id, collect, run_batch
+from factory_twin.twin.runs.batch import STATUS, case_id, collect, run_batch
 
 # send this module's functions by value, so case subprocesses and dask workers need not import it
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -81,7 +81,7 @@ def test_interrupted_study_resumes_to_the_same_dataset(tmp_path, monkeypatch):
 SCRIPT = """
 import os, signal, sys
 import numpy as np
-from factory_twin.optimization.studies.batch import run_batch
+from factory_twin.twin.runs.batch import run_batch
 
 def work(a, b):
     if os.environ.get("KILL_AT") == f"{a}-{b}":
@@ -120,6 +120,17 @@ def test_timeout_is_recorded_and_the_rest_complete(tmp_path):
     late = ds.sel(case=case_id(cases[1]))
     assert int(late.status) == STATUS.index("timeout") and "timeout_s=4" in str(late.error.values)
     assert float(ds.y.sel(case=case_id(cases[0]))) == 1.0 and np.isnan(late.y)
+
+
+def chatty(a, b):
+    print(f"solving a={a}, b={b}")  # a solver's log on stdout
+    return {"y": a * b}
+
+
+def test_a_case_that_prints_under_a_timeout_is_kept(tmp_path):
+    status = run_batch(chatty, CASES[:2], tmp_path, timeout_s=60.0, progress=False)
+    assert list(status.values()) == ["ok", "ok"]
+    np.testing.assert_array_equal(collect(tmp_path, {"a": [1], "b": [0.5, 1.5]}).y, [[0.5, 1.5]])
 
 
 def test_dask_and_serial_give_identical_results(tmp_path):
