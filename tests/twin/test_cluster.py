@@ -29,3 +29,21 @@ def test_a_scheduler_that_is_not_an_address_is_named():
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers: must be >= 1, got 0"), dask_client(workers=0):
         pass
+
+
+def test_a_failed_connection_leaves_no_default_client(tmp_path):
+    # distributed's Client made itself the process-wide default in its constructor, before failing to connect;
+    # later xarray writes then looked for a scheduler called 'nonsense' (the suite failed in test_netcdf)
+    import numpy as np
+    import xarray as xr
+    from distributed import default_client
+    from factory_twin.twin.runs.netcdf import write_netcdf
+
+    scheduler_before = dask.config.get("scheduler", None)
+    with pytest.raises(ValueError, match="scheduler: cannot connect"), dask_client("nonsense"):
+        pass
+    assert dask.config.get("scheduler", None) == scheduler_before
+    with pytest.raises(ValueError, match="No clients found"):
+        default_client()
+    ds = xr.Dataset({"p": ("time", np.arange(3.0))})
+    xr.testing.assert_identical(xr.load_dataset(write_netcdf(ds, tmp_path / "x.nc"), engine="h5netcdf"), ds)

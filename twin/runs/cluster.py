@@ -20,6 +20,7 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """Connect to ``scheduler``, or start a ``LocalCluster`` of ``workers`` processes (default: CPU count)
     with one thread each, bound to 127.0.0.1 and without the web dashboard; closed on exit."""
+    import dask
     from distributed import Client, LocalCluster
 
     if workers is not None and workers < 1:
@@ -29,14 +30,18 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         with _workers_ignore_ctrl_c():
             cluster = _local_cluster(LocalCluster, workers)
     try:
-        client = Client(cluster if cluster is not None else scheduler)
+        # not set as the process-wide default while connecting: a Client that fails in its constructor has already
+        # made itself the default (dask's scheduler setting included) and cannot be closed, so every later
+        # xarray write looked for that scheduler; the client is made current below, once it is connected
+        client = Client(cluster if cluster is not None else scheduler, set_as_default=False)
     except (OSError, ValueError) as e:  # unreachable or not an address: say which, without distributed's traceback
         if cluster is not None:
             cluster.close()
             raise
         raise ValueError(f"scheduler: cannot connect to {scheduler!r} ({e})") from None
     try:
-        yield client
+        with client.as_current(), dask.config.set(scheduler=client):
+            yield client
     finally:
         client.close()
         if cluster is not None:
