@@ -523,6 +523,17 @@ def status_text(h: highspy.Highs) -> str:
     return "optimal" if st == highspy.HighsModelStatus.kOptimal else h.modelStatusToString(st).lower()
 
 
+class QuietHighs(highspy.Highs):
+    """``highspy.Highs`` that prints nothing, not even its banner ("Running HiGHS ... Copyright"), which HiGHS
+    logs at the first call after construction unless ``output_flag`` is already false: highspy's constructor
+    makes that call (``enableCallbacks`` -> ``setCallback``), so the option is set first, here. Its log stays
+    available: set ``output_flag`` (or ``log_to_console``) true after construction."""
+
+    def enableCallbacks(self) -> None:  # noqa: N802 (highspy's name)
+        self.setOptionValue("output_flag", False)
+        super().enableCallbacks()
+
+
 class HighsLP:
     """A :class:`MatrixLP` loaded into one ``highspy.Highs`` object (``highs``), with the options
     set. The object keeps the model and, after a solve, its basis: change column bounds, row bounds
@@ -531,7 +542,7 @@ class HighsLP:
 
     def __init__(self, lp: MatrixLP, options: DispatchOptions) -> None:
         self.lp = lp
-        self.highs = h = highspy.Highs()
+        self.highs = h = QuietHighs()
         for k, v in options.highs_options().items():
             h.setOptionValue(k, v)
         model = highspy.HighsLp()
