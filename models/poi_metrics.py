@@ -96,6 +96,23 @@ def amplitude_spectrum(x_w: ArrayLike, dt_s: float) -> tuple[Array, Array]:
     return np.fft.rfftfreq(x.size, dt_s), a
 
 
+def line_share(freq_hz: ArrayLike, amp_w: ArrayLike, band_hz: tuple[float, float], mean_w: float) -> float:
+    r"""Energy of the largest spectral line inside ``[lo, hi]`` Hz as a share of the record's total energy [-].
+
+    .. math:: s = \max_{f_k \in [lo, hi]} \frac{A_k^2/2}{\bar P^2 + \sum_{f_j > 0} A_j^2/2}
+
+    The denominator is the mean square of the record (Parseval: the DC line plus the AC variance), so a swing
+    small against the mean load passes and smoothing or storage that shrinks the line lowers the share. Reading
+    of the example specification of arXiv 2508.14318 v2 section III-A ("maximum allowed spectral magnitude" in
+    the critical band, "20 % of total harmonic energy") as a cap per line; ``data/grid_codes`` says why.
+    ``amp_w`` are one-sided peak amplitudes of the mean-removed record (:func:`amplitude_spectrum`).
+    """
+    f, a = np.asarray(freq_hz), np.asarray(amp_w)
+    inside = (f >= band_hz[0]) & (f <= band_hz[1]) & (f > 0)
+    total = float(mean_w) ** 2 + float(np.sum(a[f > 0] ** 2)) / 2
+    return float(a[inside].max(initial=0.0) ** 2 / 2 / total) if total > 0 else 0.0
+
+
 def band_metrics(freq_hz: ArrayLike, amp_w: ArrayLike, band_hz: tuple[float, float]) -> tuple[float, float]:
     """``(largest amplitude [W], share of AC variance [-])`` inside ``[lo, hi]`` Hz."""
     f, a = np.asarray(freq_hz), np.asarray(amp_w)
@@ -105,13 +122,17 @@ def band_metrics(freq_hz: ArrayLike, amp_w: ArrayLike, band_hz: tuple[float, flo
 
 
 # ----------------------------------------------------------------------------- requirement rules
+SPECTRAL = ("band_amplitude", "band_share", "line_share")  # rule kinds measured on the amplitude spectrum
+
+
 @dataclass(frozen=True)
 class Rule:
     """One limit of a requirement set (engineering units at this edge).
 
     ``kind``: ``"ramp"`` (``limit`` MW/min over ``window_s``, mean over ``averaging_s``), ``"peak_to_peak"``
     (``limit`` MW over ``window_s`` after ``band_hz``), ``"band_amplitude"`` (``limit`` MW peak amplitude of
-    any line in ``band_hz``), ``"band_share"`` (``limit`` share of AC variance in ``band_hz``).
+    any line in ``band_hz``), ``"band_share"`` (``limit`` share of AC variance in ``band_hz``), ``"line_share"``
+    (``limit`` share of the record's total energy in any one line in ``band_hz``: :func:`line_share`).
     """
 
     name: str
@@ -124,7 +145,7 @@ class Rule:
 
     @property
     def units(self) -> str:
-        return {"ramp": "MW/min", "peak_to_peak": "MW", "band_amplitude": "MW", "band_share": "-"}[self.kind]
+        return {"ramp": "MW/min", "peak_to_peak": "MW", "band_amplitude": "MW"}.get(self.kind, "-")
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,9 @@ def evaluate(rule: Rule, x_w: ArrayLike, dt_s: float, spectrum: tuple[Array, Arr
         f, a = spectrum if spectrum is not None else amplitude_spectrum(x_w, dt_s)
         amp, share = band_metrics(f, a, rule.band_hz or (0.0, np.inf))
         v = amp / MW if rule.kind == "band_amplitude" else share
+    elif rule.kind == "line_share":
+        f, a = spectrum if spectrum is not None else amplitude_spectrum(x_w, dt_s)
+        v = line_share(f, a, rule.band_hz or (0.0, np.inf), float(np.mean(x_w)))
     else:
         raise ValueError(f"kind: unknown rule kind {rule.kind!r} in rule {rule.name!r}")
     return Verdict(rule, float(v))
@@ -161,5 +185,5 @@ def evaluate(rule: Rule, x_w: ArrayLike, dt_s: float, spectrum: tuple[Array, Arr
 
 def compliance(rules: list[Rule], x_w: ArrayLike, dt_s: float) -> list[Verdict]:
     """Verdicts of every rule on one record (the spectrum computed once)."""
-    spec = amplitude_spectrum(x_w, dt_s) if any(r.kind.startswith("band") for r in rules) else None
+    spec = amplitude_spectrum(x_w, dt_s) if any(r.kind in SPECTRAL for r in rules) else None
     return [evaluate(r, x_w, dt_s, spec) for r in rules]

@@ -79,7 +79,10 @@ def test_errors_name_the_option(tmp_path, capsys):
 
 def test_job_parsing_and_start_ramp():
     jobs = parse_jobs(["100_000", "2000:1.5:0.6"], 60.0)
-    assert [(j["gpus"], j["period_s"], j["duty"]) for j in jobs] == [(100_000, 2.0, 0.75), (2000, 1.5, 0.6)]
+    assert [(j["gpus"], j["period_s"], j["duty"]) for j in jobs] == [
+        (100_000, 2.0, 0.875),
+        (2000, 1.5, 0.6),
+    ]  # the data file's default duty
     m = mitigation_for(1400.0, 50_000, 0.9, 0.0, 0.0)
     assert m.start_ramp_w_s == pytest.approx(15e6 / 60 / 50_000, rel=1e-12)  # site 15 MW/min shared (V3 form)
     assert math.isinf(mitigation_for(1400.0, 50_000, 0.0, 0.0, 0.0).start_ramp_w_s)

@@ -4,10 +4,10 @@
 A requirement set (engineering units: MW, MW/min, s, Hz, pu)::
 
     name = "my-utility"
-    [[rules]]                   # any number; kind: ramp | peak_to_peak | band_amplitude | band_share
+    [[rules]]                   # any number; kind: ramp | peak_to_peak | band_amplitude | band_share | line_share
     name = "pp_5s"
     kind = "peak_to_peak"
-    limit = 10.0                # MW (ramp: MW/min; band_share: share of AC variance)
+    limit = 10.0                # MW (ramp: MW/min; band_share: share of AC variance; line_share: of total energy)
     window_s = 5.0
     band_hz = [0.1, 55.0]
     [ride_through]              # optional
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from factory_twin.models.poi_metrics import Rule
+from factory_twin.models.poi_metrics import SPECTRAL, Rule
 from factory_twin.models.ride_through import Dip, Protection
 from factory_twin.twin.facility.spec import SpecError, Strict, describe_validation_error
 from pydantic import Field, ValidationError, model_validator
@@ -39,7 +39,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 
 class _Rule(Strict):
     name: str
-    kind: Literal["ramp", "peak_to_peak", "band_amplitude", "band_share"]
+    kind: Literal["ramp", "peak_to_peak", "band_amplitude", "band_share", "line_share"]
     limit: Pos
     window_s: NonNeg = 0.0
     averaging_s: NonNeg = 0.0
@@ -50,12 +50,12 @@ class _Rule(Strict):
     def _fields_of_kind(self) -> _Rule:
         if self.kind in ("ramp", "peak_to_peak") and self.window_s <= 0:
             raise ValueError(f"window_s: rule kind {self.kind!r} needs window_s > 0")
-        if self.kind.startswith("band") and self.band_hz is None:
+        if self.kind in SPECTRAL and self.band_hz is None:
             raise ValueError(f"band_hz: rule kind {self.kind!r} needs band_hz = [low, high]")
         if self.band_hz is not None and not self.band_hz[0] < self.band_hz[1]:
             raise ValueError(f"band_hz: low must be < high, got {list(self.band_hz)}")
-        if self.kind == "band_share" and self.limit > 1:
-            raise ValueError(f"limit: a band_share limit is a share in (0, 1], got {self.limit}")
+        if self.kind in ("band_share", "line_share") and self.limit > 1:
+            raise ValueError(f"limit: a {self.kind} limit is a share in (0, 1], got {self.limit}")
         return self
 
 
