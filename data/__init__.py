@@ -13,3 +13,10 @@ def path(*parts: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"no packaged data file {'/'.join(parts)!r} (looked in {p.parent})")
     return p
+
+
+def builtin(folder: str) -> list[str]:
+    """Names of the built-in entries of one catalog folder (``facilities``, ``scenarios``, ``studies``,
+    ``grid_codes``, ``grid_events``): the stems of its TOML files, sorted. What the loaders accept by name and
+    what the command line's help lists."""
+    return sorted(p.stem for p in path(folder).glob("*.toml"))

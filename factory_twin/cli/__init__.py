@@ -22,6 +22,7 @@ from factory_twin.cli.options import (
     EXIT_FAILED_PIECES,
     EXIT_INTERRUPTED,
     EXIT_MISSED_TARGET,
+    builtin_names,
 )
 
 # in the order of --help
@@ -56,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="factory-twin",
         description="Digital twin of a liquid-cooled AI factory.",
-        epilog=f"The default facility is {DEFAULT_FACILITY}, the built-in 100 MW reference campus "
-        "(campus-1gw is the 1 GW one).",
+        epilog=f"Built-in facilities: {builtin_names('facilities')}; the default is {DEFAULT_FACILITY}, the 100 MW "
+        "reference campus. Built-in scenarios: " + builtin_names("scenarios") + ".",
     )
     p.add_argument("--version", action="version", version=f"factory-twin {__version__}")
     sub = p.add_subparsers(title="commands")

@@ -29,7 +29,13 @@ OLD_DURATIONS = {"--hours": ("hours", "h", S_PER_H), "--minutes": ("minutes", "m
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
-    """Help text with the default of every option that has one."""
+    """Help text with the default of every option that has one; names with hyphens (``emerald-phoenix``)
+    are never broken across lines."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False, break_long_words=False)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -131,15 +137,31 @@ def add_speed(p, default: str, flat_out: bool = False) -> None:
     p.add_argument("--speed", type=speed(flat_out), default=default, help=f"simulated seconds per wall second{extra}")
 
 
-def add_facility_scenario(p: argparse.ArgumentParser, scenario: bool = True) -> None:
-    """The facility (first argument, default the 100 MW reference campus) and ``--scenario``."""
+def builtin_names(folder: str) -> str:
+    """The built-in names of one catalog folder of ``data`` (``facilities``, ``scenarios``, ``studies``,
+    ``grid_codes``, ``grid_events``), comma-separated for a help text: read from the catalog, never listed by hand."""
+    from factory_twin import data
+
+    return ", ".join(data.builtin(folder))
+
+
+def add_facility_argument(p: argparse.ArgumentParser) -> None:
+    """The facility: the first argument, default the 100 MW reference campus."""
     p.add_argument(
-        "facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name (campus-100mw, campus-1gw) or TOML path"
+        "facility",
+        nargs="?",
+        default=DEFAULT_FACILITY,
+        help=f"built-in name ({builtin_names('facilities')}) or TOML path",
     )
+
+
+def add_facility_scenario(p: argparse.ArgumentParser, scenario: bool = True) -> None:
+    """The facility (:func:`add_facility_argument`) and ``--scenario``."""
+    add_facility_argument(p)
     if scenario:
         p.add_argument(
             "--scenario",
-            help="scenario TOML path or built-in name (hot-day-dr, heatwave); default: the built-in defaults",
+            help=f"scenario TOML path or built-in name ({builtin_names('scenarios')}); default: the built-in defaults",
         )
 
 
@@ -277,9 +299,11 @@ __all__ = [
     "add_broker_options",
     "add_dask_options",
     "add_duration",
+    "add_facility_argument",
     "add_facility_scenario",
     "add_speed",
     "broker_config",
+    "builtin_names",
     "check_output_dir",
     "check_output_file",
     "check_state_dir",

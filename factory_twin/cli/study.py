@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 from factory_twin.cli.options import (
-    DEFAULT_FACILITY,
     EXIT_FAILED_PIECES,
     EXIT_INTERRUPTED,
     EXIT_MISSED_TARGET,
     DefaultsFormatter,
     add_dask_options,
     add_duration,
+    add_facility_argument,
+    builtin_names,
     check_output_dir,
 )
 
@@ -27,7 +28,7 @@ def add_parsers(sub) -> None:
         formatter_class=DefaultsFormatter,
         epilog=f"Exit status {EXIT_FAILED_PIECES}: some cases failed (the others are in results.nc).",
     )
-    st.add_argument("study", type=Path, help="study TOML path or built-in name (flex-envelope, headroom, kpx-replay)")
+    st.add_argument("study", type=Path, help=f"study TOML path or built-in name ({builtin_names('studies')})")
     st.add_argument("--out", type=Path, default=Path("study-out"), help="folder for results.nc, report.html, cases/")
     st.add_argument("--force", action="store_true", help="overwrite an earlier study in --out")
     add_dask_options(st, "cases", workers="the study's, else the CPU count")
@@ -39,13 +40,22 @@ def add_parsers(sub) -> None:
         formatter_class=DefaultsFormatter,
         epilog=f"Exit status {EXIT_MISSED_TARGET}: no mix of the sweep complies with every requirement.",
     )
-    g.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
-    g.add_argument("--requirements", nargs="+", required=True, help="requirement set names or TOML files")
+    add_facility_argument(g)
+    g.add_argument(
+        "--requirements",
+        nargs="+",
+        required=True,
+        help=f"requirement sets: built-in names ({builtin_names('grid_codes')}) or TOML files",
+    )
     g.add_argument("--jobs", nargs="+", help="training jobs GPUS[:PERIOD_S[:DUTY]] (default: one on all training GPUs)")
     g.add_argument("--job-start", type=float, default=60.0, help="seconds into the window when the jobs start")
     add_duration(g, "length of the fast run (a window of the campus at --step)", default="10min", old="--minutes")
     g.add_argument("--step", type=float, default=0.01, help="fast-run step [s]")
-    g.add_argument("--event", default="nerc-2024-07-10", help="voltage-event fixture (name or TOML) to replay")
+    g.add_argument(
+        "--event",
+        default="nerc-2024-07-10",
+        help=f"voltage-event fixture to replay: built-in name ({builtin_names('grid_events')}) or TOML file",
+    )
     g.add_argument("--out", type=Path, required=True, help="folder for cases/, results.nc and report.html")
     g.add_argument("--force", action="store_true", help="overwrite a previous study in --out")
     add_dask_options(g, "cases")

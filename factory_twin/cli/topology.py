@@ -11,7 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from factory_twin.cli.options import DEFAULT_FACILITY, DefaultsFormatter, check_output_file, print_table
+from factory_twin.cli.options import (
+    DEFAULT_FACILITY,
+    DefaultsFormatter,
+    add_facility_argument,
+    builtin_names,
+    check_output_file,
+    print_table,
+)
 
 
 def add_parsers(sub) -> None:
@@ -26,12 +33,16 @@ def add_parsers(sub) -> None:
     v.set_defaults(run=run_validate)
     i = tsub.add_parser("import", help="write a facility with a DPS file's topology", formatter_class=DefaultsFormatter)
     i.add_argument("file", type=Path, help="DPS topology JSON")
-    i.add_argument("--facility", default=DEFAULT_FACILITY, help="facility (name or TOML) that gives the rest")
+    i.add_argument(
+        "--facility",
+        default=DEFAULT_FACILITY,
+        help=f"facility that gives the rest: built-in name ({builtin_names('facilities')}) or TOML path",
+    )
     i.add_argument("--out", type=Path, required=True, help="facility TOML to write")
     i.add_argument("--force", action="store_true", help="overwrite --out")
     i.set_defaults(run=run_import)
     e = tsub.add_parser("export", help="write a facility's topology as a DPS file", formatter_class=DefaultsFormatter)
-    e.add_argument("facility", nargs="?", default=DEFAULT_FACILITY, help="built-in name or TOML path")
+    add_facility_argument(e)
     e.add_argument("--out", type=Path, required=True, help="DPS topology JSON to write")
     e.add_argument("--force", action="store_true", help="overwrite --out")
     e.set_defaults(run=run_export)

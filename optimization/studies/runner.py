@@ -54,7 +54,7 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
     facility/scenario/CSV paths become absolute."""
     p = Path(path)
     if not p.is_file():
-        builtin = sorted(q.stem for q in data.path("studies").glob("*.toml"))
+        builtin = data.builtin("studies")
         if str(path) not in builtin:
             raise FileNotFoundError(f"study file not found: {p} (built-in: {', '.join(builtin)})")
         p = data.path("studies", f"{path}.toml")

@@ -6,10 +6,13 @@ real Mosquitto that requires a client certificate."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import queue
+import re
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,44 @@ def test_grid_signal_over_mutual_tls_with_either_spelling(mosquitto, tmp_path, c
             assert event["id"] in out.out and event["type"] == "grid.loadtarget.set.v1"
     finally:
         listen.stop()
+
+
+def _parsers(p: argparse.ArgumentParser, path: str = "factory-twin"):
+    """Every parser under ``p`` (commands and their sub-commands) with its command path."""
+    yield path, p
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def _catalog(folder: str) -> list[str]:
+    return sorted(p.stem for p in Path(str(resources.files("factory_twin.data").joinpath(folder))).glob("*.toml"))
+
+
+def test_help_lists_every_built_in_name_of_the_catalog():
+    """Whatever takes a facility, a scenario, a study, a requirement set or a voltage event lists all the
+    built-in ones shipped in data/ (emerald-phoenix and srp-2025-05-04 too), each name unbroken."""
+    facilities, scenarios = _catalog("facilities"), _catalog("scenarios")
+    assert {"campus-100mw", "campus-1gw", "emerald-phoenix"} <= set(facilities) and "srp-2025-05-04" in scenarios
+    wanted = {
+        "facility": facilities,
+        "--facility": facilities,
+        "--scenario": scenarios,
+        "study": _catalog("studies"),
+        "--requirements": _catalog("grid_codes"),
+        "--event": _catalog("grid_events"),
+    }
+    seen = set()
+    for path, p in _parsers(build_parser()):
+        text = p.format_help()
+        for action in p._actions:
+            names = wanted.get(action.dest if not action.option_strings else action.option_strings[0])
+            if names is None or action.help == argparse.SUPPRESS:
+                continue
+            seen.add(action.dest)
+            for name in names:
+                assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), (path, action.dest, name)
+    assert seen == {"facility", "scenario", "study", "requirements", "event"}
+    main_help = " ".join(build_parser().format_help().split())
+    assert all(name in main_help for name in facilities + scenarios)

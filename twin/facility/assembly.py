@@ -54,7 +54,7 @@ def rack_catalog() -> dict[str, dict]:
 
 def builtin_facilities() -> list[str]:
     """Names of the reference facilities shipped in ``data/facilities``."""
-    return sorted(p.stem for p in data.path("facilities").glob("*.toml"))
+    return data.builtin("facilities")
 
 
 @dataclass(frozen=True, eq=False)

@@ -114,7 +114,7 @@ class RequirementSet:
 
 def builtin_requirements() -> list[str]:
     """Names of the requirement sets shipped in ``data/grid_codes``."""
-    return sorted(p.stem for p in data.path("grid_codes").glob("*.toml"))
+    return data.builtin("grid_codes")
 
 
 def _read(name_or_path: str | Path, folder: str, builtins: list[str], what: str) -> tuple[dict, str]:
@@ -201,7 +201,7 @@ class VoltageEvent:
 
 def builtin_events() -> list[str]:
     """Names of the voltage-event fixtures shipped in ``data/grid_events``."""
-    return sorted(p.stem for p in data.path("grid_events").glob("*.toml"))
+    return data.builtin("grid_events")
 
 
 def load_event(name_or_path: str | Path) -> VoltageEvent:

@@ -307,7 +307,7 @@ class Scenario:
 
 
 def builtin_scenarios() -> list[str]:
-    return sorted(p.stem for p in data.path("scenarios").glob("*.toml"))
+    return data.builtin("scenarios")
 
 
 def load_scenario(path: str | Path | None, facility) -> Scenario:
