@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time as wall
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import numpy as np
 from factory_twin.links.dsx_flex import protocol as dx
@@ -66,6 +66,7 @@ class PhoenixResult:
     refusals: list[str] = field(default_factory=list)
     pauses: float = 0.0  # pauses started (checkpoints reached), summed over the jobs' racks
     stop_energy_kwh: float = 0.0  # GPU energy of checkpoints, restarts, rejoins and idle stopped GPUs
+    minutes: dict[str, np.ndarray] = field(default_factory=dict)  # per minute: start, GPU power, limit [W]
 
     def floors_met(self) -> bool:
         return all(j["window"] >= j["floor"] - 1e-9 for j in self.jobs.values())
@@ -112,6 +113,7 @@ def run_phoenix(
     agent = FlexAgent(tw, trust, agent_key, client, None, AgentConfig(identifier="emerald-phoenix", heartbeat_s=600))
     gpus_w = f.gpus[:, None] * np.eye(len(f.class_names))[f.rack_class]  # [racks, jobs]
     rows: list[tuple] = []
+    step = timedelta(seconds=plant_step_s)
 
     def record() -> None:
         thr = np.empty(f.n_racks)
@@ -121,7 +123,9 @@ def run_phoenix(
         if tw.jobs is not None:  # only while computing (not paused, restarting or resized away)
             thr = thr * tw.jobs.computing
         job_thr = (thr @ gpus_w) / gpus_w.sum(axis=0)
-        limit = agent.state.limit_w(FEED, agent.now())
+        # the step's mean GPU power against the limit in force over that step (the limits change on whole
+        # minutes, the steps divide a minute): the limit at the step's start, not at its end
+        limit = agent.state.limit_w(FEED, agent.now() - step)
         rows.append((tw.time - np.timedelta64(int(plant_step_s), "s"), tw.last.gpu_w, limit, *job_thr))
 
     t0 = wall.perf_counter()
@@ -184,7 +188,7 @@ def _figures(f, policy, times, data, pre, wall_s, refusals) -> PhoenixResult:
         for j, name in enumerate(f.class_names)
     }
     rmse = float(np.sqrt(np.mean(((gpu[hold] - target[hold]) / target[hold]) ** 2)))
-    return PhoenixResult(
+    res = PhoenixResult(
         policy,
         pre / KW,
         float(target[hold].mean()) / KW,
@@ -196,6 +200,8 @@ def _figures(f, policy, times, data, pre, wall_s, refusals) -> PhoenixResult:
         wall_s,
         list(refusals),
     )
+    res.minutes = {"start": t_min, "gpu_w": gpu, "limit_w": target}
+    return res
 
 
 def table(results: list[PhoenixResult]) -> str:

@@ -40,6 +40,27 @@ def test_phoenix_tracks_the_cut_with_every_job_above_its_floor(mosquitto, phoeni
     assert r.jobs["infer-llama8b-48a"]["hold"] > r.jobs["pt-mpt13b"]["hold"]
 
 
+def test_tracking_pairs_each_minute_with_the_limit_in_force_over_it(phoenix):
+    """Issue 20 item 6: each minute's mean GPU power is compared with the limit of that minute (the schedule's
+    level), not with the next minute's (a step's end is the next step's start)."""
+    from factory_twin.links.dsx_flex.replay import HOLD, RAMP_DOWN, RAMP_MIN
+
+    f, sc = phoenix
+    r = run_phoenix(f, sc, "uniform")
+    start, limit = r.minutes["start"], r.minutes["limit_w"]
+    pre = r.pre_event_kw * 1e3
+    minute = np.timedelta64(60, "s")
+    for k in range(RAMP_MIN):  # the k-th minute of the ramp down holds (k+1)/15 of the 25 % cut, whole
+        (i,) = np.flatnonzero(start == RAMP_DOWN + k * minute)
+        assert limit[i] == pytest.approx(pre * (1 - 0.25 * (k + 1) / RAMP_MIN), rel=1e-12)
+    hold = (start >= HOLD[0]) & (start < HOLD[1])
+    np.testing.assert_allclose(limit[hold], 0.75 * pre, rtol=1e-12)
+    before = start < RAMP_DOWN
+    np.testing.assert_allclose(limit[before], 102.4e3, rtol=1e-12)  # the feed's default constraint
+    gpu = r.minutes["gpu_w"]
+    assert r.rmse_hold == pytest.approx(np.sqrt(np.mean((gpu[hold] / limit[hold] - 1) ** 2)), rel=1e-12)
+
+
 def test_uniform_cap_is_the_highest_single_cap_under_the_target(phoenix):
     f, sc = phoenix
     t = np.datetime64("2025-05-04T17:00:00")
