@@ -10,11 +10,11 @@ Unix ms, "quality": int}``, quality 1 = good.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 from factory_twin.models.units import J_PER_KWH, J_PER_MWH, KW, M3_PER_L, M3_S_PER_L_MIN, MW, S_PER_H, T0_K
+from factory_twin.twin.runs import strict_json
 
 ROOT = "BMS/v1"
 BMS_PUBLISHER = "PUB"
@@ -115,12 +115,13 @@ def check_integration_name(name: str) -> str:
 def value_payload(value: float | None, timestamp_ms: int, quality: int = GOOD) -> bytes:
     """The value envelope; NaN/None becomes ``null`` (contract: null when there is no valid reading)."""
     v = None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
-    return json.dumps({"value": v, "timestamp": int(timestamp_ms), "quality": int(quality)}).encode()
+    return strict_json.dumps({"value": v, "timestamp": int(timestamp_ms), "quality": int(quality)}).encode()
 
 
 def parse_value(payload: bytes) -> tuple[float | None, int, int]:
-    """``(value, timestamp_ms, quality)``; ValueError naming the field when the envelope is malformed."""
-    d = json.loads(payload)
+    """``(value, timestamp_ms, quality)``; ValueError naming the field when the envelope is malformed or holds a
+    non-finite number (strict JSON, :func:`twin.runs.strict_json.loads`)."""
+    d = strict_json.loads(payload)
     if not isinstance(d, dict):
         raise ValueError("value payload: not a JSON object")
     v, ts, q = d.get("value"), d.get("timestamp"), d.get("quality")

@@ -14,7 +14,7 @@ unit scale/offset and history id in numpy columns.
 
 from __future__ import annotations
 
-from json import loads as _loads
+import json
 
 import numpy as np
 
@@ -52,11 +52,17 @@ class SlotTable:
         return self._arrays
 
 
+def _refuse_constant(token: str) -> None:
+    raise ValueError(token)
+
+
 def parse_batch(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(value, timestamp_ms, quality)`` arrays of well-formed value payloads (null value -> NaN), or None
-    when any payload is not a ``{"value": number|null, "timestamp": int, "quality": int}`` object."""
+    when any payload is not a ``{"value": number|null, "timestamp": int, "quality": int}`` object or holds a
+    non-finite number (``NaN``/``Infinity`` tokens, ``1e309``: the strict loader's rule, checked here in bulk
+    rather than per number)."""
     try:
-        docs = _loads(b"[" + b",".join(payloads) + b"]")
+        docs = json.loads(b"[" + b",".join(payloads) + b"]", parse_constant=_refuse_constant)
         values = [d["value"] for d in docs]
         ts = [d["timestamp"] for d in docs]
         quality = [d["quality"] for d in docs]
@@ -65,9 +71,10 @@ def parse_batch(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if set(map(type, ts)) != {int} or set(map(type, quality)) != {int} or not set(map(type, values)) <= _NUMBER:
         return None  # bool is its own type: true/false are refused here as in the careful parser
     try:
-        return np.array(values, float), np.array(ts, np.int64), np.array(quality, np.int64)
+        out = np.array(values, float), np.array(ts, np.int64), np.array(quality, np.int64)
     except OverflowError:
         return None
+    return None if np.isinf(out[0]).any() else out  # NaN only from null: the tokens were refused above
 
 
 def latest_per_index(index: np.ndarray, ts: np.ndarray) -> np.ndarray:

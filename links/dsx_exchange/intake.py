@@ -12,7 +12,6 @@ import queue
 import time as wall
 from collections import deque
 from collections.abc import Callable
-from json import loads as _loads
 
 import numpy as np
 from factory_twin.links.dsx_exchange.clock import PlantClock
@@ -22,6 +21,7 @@ from factory_twin.links.dsx_exchange.history import History
 from factory_twin.links.dsx_exchange.ingest import SlotTable, parse_batch
 from factory_twin.links.dsx_exchange.pointmap import Mapped, PointMap
 from factory_twin.links.dsx_exchange.readings import Readings
+from factory_twin.twin.runs import strict_json
 
 LAG_SAMPLE = 20  # one value in this many has its lag (wall now - value timestamp) recorded
 CONNECT = "__connect__"  # queued by the client's on_connect: a (re)connect happened here in the stream
@@ -147,7 +147,7 @@ class Intake:
 
     def _value(self, point: str, payload: bytes, recv_wall: float) -> None:
         try:
-            d = _loads(payload)
+            d = strict_json.loads(payload)  # no NaN or infinite numbers
             value, ts, quality = d["value"], d["timestamp"], d["quality"]
             if type(ts) is not int or type(quality) is not int or not (value is None or type(value) in (float, int)):
                 value, ts, quality = parse_value(payload)  # the careful path names what is wrong

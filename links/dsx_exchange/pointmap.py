@@ -16,13 +16,13 @@ Override file (TOML), for sites whose identifiers differ from the twin's::
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory_twin.links.dsx_exchange.contract import UNITS
 from factory_twin.links.dsx_exchange.points import SIGNALS, Catalog, classify, entity_id_of
+from factory_twin.twin.runs import strict_json
 
 # the signals a facility is expected to publish (the rest are optional)
 EXPECTED = {
@@ -115,7 +115,7 @@ class PointMap:
             self.unmapped.pop(point, None)
             return None
         try:
-            meta = json.loads(payload)
+            meta = strict_json.loads(payload)
             if not isinstance(meta, dict):
                 raise ValueError("not an object")
         except ValueError:

@@ -19,7 +19,6 @@ Times: the twin's local times map to UTC with the site's ``utc_offset_h``.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import time as wall
@@ -47,6 +46,7 @@ from factory_twin.links.dsx_flex.state import STATUS_FILE, FlexState, feeds_of
 from factory_twin.links.grid_targets import cut_now, hand_over
 from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.optimization.groups import make_groups
+from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_json_atomic
 from factory_twin.twin.scenario.scenario import GridTarget
 from factory_twin.twin.simulation.meters import grid_import_w
@@ -216,7 +216,7 @@ class FlexAgent:
         if self.keep_published:
             self.published.append(Published(topic, ev, data))
         if self.client is not None:
-            self.client.publish(topic, json.dumps(ev), qos=qos)
+            self.client.publish(topic, strict_json.dumps(ev), qos=qos)
 
     def _status(self, events: dict[str, str], corr=None, trace=None) -> None:
         data = self.state.status_data(self.now(), self.measured_w(), self.planned_w(), events)

@@ -3,7 +3,8 @@
 The contract is NVIDIA's DSX Flex 1.7.0 (AsyncAPI, ``dsx-ai-factory/dsx-exchange``, Apache-2.0); this module
 implements it in its own code. An inbound ``grid.loadtarget.set.v1`` is accepted only when, in this order,
 
-1. the payload is a JSON CloudEvent whose attributes satisfy the contract (``specversion`` exactly
+1. the payload is a JSON CloudEvent (strict JSON: no NaN or infinite numbers, :mod:`twin.runs.strict_json`) whose
+   attributes satisfy the contract (``specversion`` exactly
    ``"1.0.2"``, UUID ``id``, ``//grid/v1/isv/<id>`` source matching the topic, ``traceparent``...),
 2. its ``id`` was not accepted before (replay),
 3. its ``time`` is at most ``max_age_s`` old and not in the future beyond ``skew_s`` (expiry),
@@ -18,7 +19,6 @@ Outbound events (:func:`build_event`) are signed with the agent's key. No crypto
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from factory_twin.models.units import KW, MW
+from factory_twin.twin.runs import strict_json
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
@@ -86,7 +87,7 @@ def load_key(path: str | Path, private: bool = False) -> Key:
 def sign(payload: dict, key: Key) -> str:
     """JWS compact serialization of ``payload`` (JSON), ``kid`` = the key's RFC 7638 thumbprint."""
     header = {"alg": ALGORITHMS[key.key_type], "kid": key.thumbprint()}
-    return jws.serialize_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key)
+    return jws.serialize_compact(header, strict_json.dumps(payload, separators=(",", ":")).encode(), key)
 
 
 @dataclass
@@ -121,9 +122,9 @@ class TrustStore:
         except (JoseError, ValueError) as e:
             raise RefusedError(f"bad signature ({type(e).__name__})") from None
         try:
-            return json.loads(payload)
-        except ValueError:
-            raise RefusedError("signed payload is not JSON") from None
+            return strict_json.loads(payload)
+        except ValueError as e:
+            raise RefusedError(f"signed payload is not JSON ({e})") from None
 
 
 # ---------------------------------------------------------------------------- schemas (contract, own code)
@@ -132,7 +133,7 @@ class _Open(BaseModel):
 
 
 class Power(_Open):
-    value: Annotated[float, Field(ge=0)]
+    value: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]  # a JSON number, finite
     unit: Literal["watt", "kilowatt", "megawatt"]
 
     @property
@@ -212,9 +213,9 @@ def parse_loadtarget(
 ) -> LoadTargetEvent:
     """Verify an inbound ``grid.loadtarget.set.v1`` (checks in the module docstring) or raise :class:`RefusedError`."""
     try:
-        raw = json.loads(payload)
-    except ValueError:
-        raise RefusedError("payload is not JSON") from None
+        raw = strict_json.loads(payload)
+    except ValueError as e:
+        raise RefusedError(f"payload is not JSON ({e})") from None
     try:
         ev = CloudEvent.model_validate(raw)
     except ValidationError as e:

@@ -21,7 +21,6 @@ State (targets, recently seen event ids, power-event start) is saved atomically 
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from factory_twin.links.dsx_flex.protocol import LoadTarget, LoadTargetEvent, RefusedError, iso, power
 from factory_twin.models.units import KW, MW
+from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_json_atomic
 
 STATE_FILE = "flex-state.json"
@@ -295,7 +295,7 @@ class FlexState:
         p = Path(folder) / STATE_FILE
         if not p.is_file():
             return False
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        raw = strict_json.loads(p.read_text(encoding="utf-8"))
         if raw.get("version") != 1:
             raise ValueError(f"{p}: unknown state version {raw.get('version')!r}")
         for tag, ts in raw["targets"].items():

@@ -25,7 +25,6 @@ and ``openadr-status.json`` (what the dashboard shows; written atomically every 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -41,6 +40,7 @@ from factory_twin.links.openadr.signals import Mapped, Target, UnmappableError, 
 from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN
 from factory_twin.optimization.feasibility import site_floors_mw
 from factory_twin.optimization.options import MPC_OPTIONS
+from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_json_atomic
 from factory_twin.twin.scenario.grid_signals import DREvent
 from factory_twin.twin.scenario.scenario import GridTarget
@@ -101,7 +101,7 @@ class TwinVen:
         self.opts: dict[str, str] = {}  # event id -> the latest answer
         self.decisions: deque[dict] = deque(maxlen=50)
         self.readings: deque[tuple[datetime, float]] = deque(maxlen=100_000)  # (UTC end of a plant step, import W)
-        self.history: deque[tuple[str, float, float]] = deque(maxlen=720)  # (UTC ISO, import MW, target MW)
+        self.history: deque[tuple[str, float, float | None]] = deque(maxlen=720)  # (UTC ISO, import MW, target MW)
         self.link: dict = {"state": "starting", "detail": "", "since": _iso(datetime.now(UTC)), "problems": []}
         self.reports_sent = 0
         self._changed = True
@@ -250,7 +250,7 @@ class TwinVen:
         t_utc = self.clock.utc(tw.time)
         with self._lock:
             self.readings.append((t_utc, imp))
-            self.history.append((_iso(t_utc), imp / MW, limit / MW if math.isfinite(limit) else math.nan))
+            self.history.append((_iso(t_utc), imp / MW, limit / MW if math.isfinite(limit) else None))
         self._track(t_utc, imp)
         if self.metrics is not None:
             self.metrics.update()
@@ -352,7 +352,7 @@ class TwinVen:
         if self.state_dir is None:
             return
         with self._lock, (Path(self.state_dir) / DECISIONS).open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(strict_json.dumps(row) + "\n")
 
     def status(self) -> dict:
         """What the dashboard shows (JSON; powers in MW, times UTC ISO)."""

@@ -47,6 +47,7 @@ from typing import Any, TypedDict
 import numpy as np
 from factory_twin.models import checks
 from factory_twin.models.units import MW, S_PER_MIN
+from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_atomic
 from factory_twin.twin.simulation import meters
 from factory_twin.twin.simulation.meters import IntervalMean, PlantStepResult, Reading
@@ -130,7 +131,7 @@ def send_command(folder: str | Path, raw: Mapping[str, Any]) -> str:
     d = Path(folder) / COMMANDS
     d.mkdir(parents=True, exist_ok=True)
     name = f"{wall.time_ns():020d}-{cmd['id']}.json"
-    payload = json.dumps(cmd).encode()
+    payload = strict_json.dumps(cmd).encode()
     write_atomic(d / name, lambda fh: fh.write(payload))
     return cmd["id"]
 
@@ -380,7 +381,7 @@ class LiveRunner:
         files = sorted(p for p in d.glob("*.json"))
         for p in files:
             try:
-                raw = json.loads(p.read_bytes())
+                raw = strict_json.loads(p.read_bytes())  # no NaN or infinite numbers
             except (OSError, ValueError) as e:
                 self._message(p.stem, "?", False, f"unreadable command file: {e}")
                 raw = None

@@ -6,13 +6,14 @@ intact and no temporary file behind. Every file the project writes for others to
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from factory_twin.twin.runs import strict_json
 
 
 def current_umask() -> int:
@@ -50,7 +51,9 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON through :func:`write_atomic` (fsynced), creating the folder if needed."""
+    """Write ``obj`` as strict JSON (no NaN or infinity: :func:`strict_json.dumps`) through :func:`write_atomic`
+    (fsynced), creating the folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode()), fsync=True)
+    text = strict_json.dumps(obj, indent=1).encode()  # before the file is opened: a NaN leaves the old file
+    write_atomic(path, lambda fh: fh.write(text), fsync=True)

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 from factory_twin.links.dsx_exchange.connect import TICK_S, Connector
+from factory_twin.links.dsx_exchange.contract import parse_value
 from factory_twin.links.dsx_exchange.ingest import latest_per_index, parse_batch
 from factory_twin.links.dsx_exchange.points import Catalog
 from factory_twin.links.mqtt import BrokerConfig, MqttClient
@@ -29,6 +30,27 @@ def test_parse_batch_reads_values_and_refuses_what_the_contract_refuses():
                 b'{"value":1,"timestamp":1}', b'[1,2]', b'{"value":1,"timestamp":1,"quality":1}}',
                 b'{"value":1,"timestamp":99999999999999999999,"quality":1}'):  # fmt: skip
         assert parse_batch([b'{"value":2,"timestamp":1,"quality":1}', bad]) is None, bad
+
+
+def test_non_finite_values_are_rejected_on_the_batch_and_the_careful_path(facility, tmp_path):
+    """Issue 20 item 10: ``1e309`` (a double's overflow), ``NaN`` and ``Infinity`` are not JSON numbers: the batch
+    parser refuses the run and the careful path rejects each message (nothing stored as infinite)."""
+    bad = [b'{"value":1e309,"timestamp":1,"quality":1}', b'{"value":NaN,"timestamp":1,"quality":1}',
+           b'{"value":-Infinity,"timestamp":1,"quality":1}']  # fmt: skip
+    for b in bad:
+        assert parse_batch([b'{"value":2,"timestamp":1,"quality":1}', b]) is None, b
+        with pytest.raises(ValueError, match=r"non-finite|range of a double"):
+            parse_value(b)
+    cat = Catalog(facility, "FactoryTwin")
+    meta = [(t, json.dumps(m).encode(), 0.0) for g in cat.groups for t, m in zip(g.metadata_topics, g.metadata,
+            strict=True)]  # fmt: skip
+    topic = next(t for g in cat.groups if not g.signal.integration for t in g.value_topics)
+    good = [(topic, f'{{"value":30.0,"timestamp":{T0 + k},"quality":1}}'.encode(), 0.0) for k in range(3)]
+    for batch in (1, 5000):
+        con = _run(facility, tmp_path / str(batch), [*meta, good[0], *((topic, b, 0.0) for b in bad), *good[1:]], batch)
+        assert con.rejected == 3 and con.values_received == 3
+        assert all(np.isfinite(g.value[np.isfinite(g.value) | np.isinf(g.value)]).all() for g in con.meas.values())
+        con.close()
 
 
 def test_latest_per_index_keeps_the_latest_timestamp_then_the_later_arrival():

@@ -1,0 +1,85 @@
+"""The DSX Flex agent against what an adversary on the broker can send (issue 20 items 9-13): nothing
+unauthenticated changes state or the clock; numbers are finite and bounded; each key speaks for its own ISV;
+what the agent writes and publishes is strict JSON. The agent runs a cheap controller here (the MPC's part is
+in test_flex_agent.py); messages go to :meth:`FlexAgent.handle` or its inbox exactly as the MQTT thread puts them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from factory_twin.links.dsx_flex import protocol as dx
+from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
+from factory_twin.twin.runs import strict_json
+from factory_twin.twin.simulation.controllers import UniformCapToTarget
+from factory_twin.twin.simulation.engine import Twin
+from joserfc import jws
+from joserfc.jwk import ECKey
+
+from factory_twin import twin
+
+ISV = "srp"
+
+
+@pytest.fixture(scope="module")
+def phoenix():
+    f = twin.load_facility("emerald-phoenix")
+    return f, twin.load_scenario("srp-2025-05-04", f)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return ECKey.generate_key("P-256"), ECKey.generate_key("P-256")  # the grid's, the agent's
+
+
+def make_agent(phoenix, keys, state_dir=None, **config) -> FlexAgent:
+    f, sc = phoenix
+    tw = Twin(f, sc, start="2025-05-04T16:00:00", plant_step_s=20.0, controller=UniformCapToTarget(f))
+    grid, own = keys
+    trust = dx.TrustStore({grid.thumbprint(): grid})
+    return FlexAgent(tw, trust, own, None, state_dir, AgentConfig(identifier="phx", **config))
+
+
+def signed_raw(payload: str, key) -> str:
+    """A JWS over exactly ``payload`` (text the grid side wrote, e.g. with a number JSON cannot hold)."""
+    return jws.serialize_compact({"alg": "ES256", "kid": key.thumbprint()}, payload.encode(), key)
+
+
+def event(agent, keys, targets=None, isv=ISV, data=None) -> bytes:
+    ev = dx.loadtarget_event(isv, targets or [dx.loadtarget_data(70e3)], keys[0], agent.now())
+    if data is not None:
+        ev["data"] = data
+    return json.dumps(ev).encode()
+
+
+def published_strict(agent) -> list[dict]:
+    """Every event the agent published, re-read as strict JSON (envelope and signed data)."""
+    out = []
+    for p in agent.published:
+        ev = strict_json.loads(strict_json.dumps(p.event))
+        out.append(strict_json.loads(jws.extract_compact(ev["data"].encode()).payload))
+    return out
+
+
+def test_item10_non_finite_numbers_are_refused_and_never_published(phoenix, keys):
+    agent = make_agent(phoenix, keys)
+    agent.step()
+    topic = dx.loadtarget_topic(ISV)
+    value = '{"targets":[{"interval":{},"load_constraint":{"value":%s,"unit":"kilowatt"}}]}'
+    hostile = {
+        "overflow": signed_raw(value % "1e309", keys[0]),
+        "huge integer": signed_raw(value % ("1" + "0" * 400), keys[0]),
+        "NaN token": signed_raw(value % "NaN", keys[0]),
+        "infinity as text": signed_raw(value % '"Infinity"', keys[0]),
+    }
+    for why, data in hostile.items():
+        assert not agent.handle(topic, event(agent, keys, data=data)), why
+    envelope = event(agent, keys).replace(b'"specversion"', b'"x": -Infinity, "specversion"')
+    assert not agent.handle(topic, envelope)
+    assert not agent.handle(topic, b"[" * 100_000)  # nesting Python's parser cannot take: refused, not a crash
+    assert agent.state.targets["cluster"] == [] and agent.state.seen == {}
+    assert len(agent.refusals) == 6
+    assert agent.handle(topic, event(agent, keys))  # a finite target is taken
+    agent.step()
+    data = published_strict(agent)
+    assert data[-1]["feeds"]["cluster"]["targets"][0]["load_constraint"] == {"value": 70.0, "unit": "kilowatt"}
