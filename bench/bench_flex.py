@@ -36,7 +36,7 @@ def latency(facility: str, repeat: int) -> None:
     mpc = MPCController(f, sc)
     tw = Twin(f, sc, start="2026-08-08T10:00:00", controller=mpc)
     grid, own = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
-    agent = FlexAgent(tw, dx.TrustStore({grid.thumbprint(): grid}), own, keep_published=False)
+    agent = FlexAgent(tw, dx.TrustStore.bound("bench", grid), own, keep_published=False)
     for _ in range(3):  # warm up: first plans, imports
         agent.step()
     caps_at: list[float] = []

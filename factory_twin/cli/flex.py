@@ -22,7 +22,13 @@ def add_parsers(sub) -> None:
     a = sub.add_parser("flex-agent", help=what_for, formatter_class=DefaultsFormatter)
     add_facility_scenario(a)  # the facility's grid.feeds name the feeds
     add_broker_options(a)
-    a.add_argument("--trust-key", action="append", type=Path, required=True, help="PEM public key of a grid signer")
+    a.add_argument(
+        "--trust-key",
+        action="append",
+        required=True,
+        metavar="ISV=FILE",
+        help="a grid signer's PEM public key and the ISV it signs for (repeat; a key speaks only for its ISV)",
+    )
     a.add_argument("--key", type=Path, required=True, help="the agent's PEM private key (signs what it publishes)")
     a.add_argument("--identifier", default="factory-twin", help="the agent's id in its topics and source")
     a.add_argument("--state-dir", type=Path, help="folder for the persisted targets (reloaded on start)")
@@ -71,6 +77,7 @@ def run_signal(args) -> int:
     from factory_twin.models.units import KW
 
     broker = broker_config(args, args.broker)
+    dx.check_identifier(args.isv, "--isv")
     key = dx.load_key(args.key, private=True)
     now = _utc(args.time, "--time") or datetime.now(UTC)
     start, end = _utc(args.start, "--start"), _utc(args.end, "--end")
@@ -103,6 +110,7 @@ def run_agent(args) -> int:
     from factory_twin.twin.scenario.scenario import build_scenario
     from factory_twin.twin.simulation.engine import Twin
 
+    dx.check_identifier(args.identifier, "--identifier")
     trust = dx.TrustStore.from_files(args.trust_key)
     key = dx.load_key(args.key, private=True)
     broker = broker_config(args, args.broker)

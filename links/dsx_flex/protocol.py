@@ -9,7 +9,8 @@ implements it in its own code. An inbound ``grid.loadtarget.set.v1`` is accepted
 2. its ``id`` was not accepted before (replay),
 3. its ``time`` is at most ``max_age_s`` old and not in the future beyond ``skew_s`` (expiry),
 4. ``data`` is a JWS compact string (unsigned objects are refused although the schema admits them),
-   signed ES256 or RS256 by a trusted key named by its ``kid`` (RFC 7638 thumbprint), verified by joserfc,
+   signed ES256 or RS256 by a trusted key named by its ``kid`` (RFC 7638 thumbprint) and bound to the ISV of the
+   topic and source (a key speaks only for its own ISV), verified by joserfc,
 5. the verified payload satisfies ``SetLoadTargetData`` and at least one interval has not ended.
 
 Anything else raises :class:`RefusedError` with the reason. Schemas are pydantic models (the CloudEvents Python
@@ -92,19 +93,42 @@ def sign(payload: dict, key: Key) -> str:
 
 @dataclass
 class TrustStore:
-    """Public keys allowed to sign inbound events, by thumbprint."""
+    """Public keys allowed to sign inbound events, by thumbprint, each bound to the ISVs it signs for (``isvs``:
+    kid -> ISV identifiers). A load target is accepted only from a key bound to the ISV of its topic and source;
+    a key without a binding verifies other parties' events (the agent's own, read by the grid side) but no target."""
 
     keys: dict[str, Key] = field(default_factory=dict)
+    isvs: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_files(cls, paths: list[str | Path]) -> TrustStore:
-        if not paths:
-            raise ValueError("--trust-key: at least one trusted public key is required")
-        keys = [load_key(p) for p in paths]
-        return cls({k.thumbprint(): k for k in keys})
+    def bound(cls, isv: str, *keys: Key) -> TrustStore:
+        """``keys`` signing for ``isv``."""
+        return cls({k.thumbprint(): k for k in keys}, {k.thumbprint(): frozenset({isv}) for k in keys})
 
-    def verify(self, token: str) -> dict:
-        """The verified JSON payload of a JWS compact string; :class:`RefusedError` otherwise."""
+    @classmethod
+    def from_files(cls, entries: list[str]) -> TrustStore:
+        """``ISV=FILE`` entries (the ``--trust-key`` option): a PEM public key and the ISV it signs for; a key may be
+        given for several ISVs."""
+        if not entries:
+            raise ValueError("--trust-key: at least one trusted public key is required (ISV=FILE)")
+        out = cls()
+        for entry in entries:
+            isv, sep, path = str(entry).partition("=")
+            if not sep or not isv or not path:
+                raise ValueError(
+                    f"--trust-key: expected ISV=FILE (the ISV this key signs for, as in grid/v1/isv/ISV/loadtarget/set "
+                    f"and //grid/v1/isv/ISV), got {str(entry)!r}"
+                )
+            check_identifier(isv, "--trust-key")
+            key = load_key(path)
+            kid = key.thumbprint()
+            out.keys[kid] = key
+            out.isvs[kid] = out.isvs.get(kid, frozenset()) | {isv}
+        return out
+
+    def verify(self, token: str, isv: str | None = None) -> dict:
+        """The verified JSON payload of a JWS compact string, signed by a key bound to ``isv`` when given;
+        :class:`RefusedError` otherwise."""
         try:
             header = jws.extract_compact(token.encode()).protected
         except (JoseError, ValueError) as e:
@@ -112,9 +136,12 @@ class TrustStore:
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALGORITHMS.values():
             raise RefusedError(f"JWS alg {alg!r} not allowed (ES256 or RS256)")
-        key = self.keys.get(kid)
+        key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise RefusedError(f"JWS kid {kid!r} is not a trusted key")
+        if isv is not None and isv not in self.isvs.get(kid, ()):
+            speaks = sorted(self.isvs.get(kid, ()))
+            raise RefusedError(f"JWS kid {kid} is trusted for ISV {speaks or 'none'}, not for {isv!r}")
         if ALGORITHMS[key.key_type] != alg:
             raise RefusedError(f"JWS alg {alg} does not match the {key.key_type} key {kid}")
         try:
@@ -125,6 +152,13 @@ class TrustStore:
             return strict_json.loads(payload)
         except ValueError as e:
             raise RefusedError(f"signed payload is not JSON ({e})") from None
+
+
+def check_identifier(name: str, option: str) -> str:
+    """An ISV or agent identifier is one topic level: not empty, no ``/``, ``+``, ``#``, no spaces or controls."""
+    if not name or any(c in name for c in "/+#") or any(c.isspace() or not c.isprintable() for c in name):
+        raise ValueError(f"{option}: an identifier is one MQTT topic level (no / + # or spaces), got {name!r}")
+    return name
 
 
 # ---------------------------------------------------------------------------- schemas (contract, own code)
@@ -233,7 +267,7 @@ def parse_loadtarget(
         raise RefusedError(f"event time {t.isoformat()} is in the future by more than {skew_s:g} s")
     if not isinstance(ev.data, str):
         raise RefusedError("unsigned: data must be a JWS compact string")
-    signed = trust.verify(ev.data)
+    signed = trust.verify(ev.data, topic_isv)
     try:
         data = SetLoadTargetData.model_validate(signed)
     except ValidationError as e:

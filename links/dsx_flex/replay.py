@@ -109,7 +109,7 @@ def run_phoenix(
     )
     tw = Twin(f, scenario, start=f"{DAY}T14:00:00", plant_step_s=plant_step_s, controller=ctl)
     grid_key, agent_key = ECKey.generate_key("P-256"), ECKey.generate_key("P-256")
-    trust = dx.TrustStore({grid_key.thumbprint(): grid_key})
+    trust = dx.TrustStore.bound(ISV, grid_key)
     agent = FlexAgent(tw, trust, agent_key, client, None, AgentConfig(identifier="emerald-phoenix", heartbeat_s=600))
     gpus_w = f.gpus[:, None] * np.eye(len(f.class_names))[f.rack_class]  # [racks, jobs]
     rows: list[tuple] = []

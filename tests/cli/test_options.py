@@ -25,7 +25,7 @@ from factory_twin.cli import EXIT_MISSED_TARGET, build_parser, main
 
 ONE_RACK = str(Path(__file__).resolve().parents[1] / "data" / "one-rack.toml")
 URL = "mqtts://127.0.0.1:8883"
-FLEX = ["flex-agent", "--broker", URL, "--trust-key", "grid.pub.pem", "--key", "agent.pem"]
+FLEX = ["flex-agent", "--broker", URL, "--trust-key", "srp=grid.pub.pem", "--key", "agent.pem"]
 SIGNAL = ["grid-signal", "--broker", URL, "--key", "grid.pem", "--isv", "srp", "--remove"]
 # no old spelling: openadr-ven (a VTN), emulate-bmc (an HTTPS server; --tls-ca: mutual TLS) and steer (a client)
 TLS_SERVED = {"openadr-ven", "emulate-bmc", "steer"}

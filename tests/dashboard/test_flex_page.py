@@ -40,7 +40,7 @@ def flex_dir(tmp_path_factory):
     grid = ECKey.generate_key("P-256")
     agent = FlexAgent(
         Twin(f, sc, plant_step_s=20.0, controller=mpc),
-        dx.TrustStore({grid.thumbprint(): grid}),
+        dx.TrustStore.bound("srp", grid),
         ECKey.generate_key("P-256"),
         state_dir=folder,
         config=AgentConfig(identifier="phx", grace_s=60, escalate_s=600),

@@ -36,7 +36,7 @@ def make_agent(phoenix, keys, state_dir=None, **config) -> FlexAgent:
     f, sc = phoenix
     tw = Twin(f, sc, start="2025-05-04T16:00:00", plant_step_s=20.0, controller=UniformCapToTarget(f))
     grid, own = keys
-    trust = dx.TrustStore({grid.thumbprint(): grid})
+    trust = dx.TrustStore.bound(ISV, grid)
     return FlexAgent(tw, trust, own, None, state_dir, AgentConfig(identifier="phx", **config))
 
 
@@ -83,3 +83,24 @@ def test_item10_non_finite_numbers_are_refused_and_never_published(phoenix, keys
     agent.step()
     data = published_strict(agent)
     assert data[-1]["feeds"]["cluster"]["targets"][0]["load_constraint"] == {"value": 70.0, "unit": "kilowatt"}
+
+
+def test_item11_a_trusted_key_speaks_only_for_its_own_isv(phoenix, keys, tmp_path):
+    """The grid key is trusted for ISV ``srp``: the same key's target under another ISV's topic and source is
+    refused; ``--trust-key`` takes ISV=FILE and nothing less."""
+    agent = make_agent(phoenix, keys)
+    agent.step()
+    other = event(agent, keys, isv="mallory")
+    assert not agent.handle(dx.loadtarget_topic("mallory"), other)
+    assert "trusted for ISV ['srp'], not for 'mallory'" in agent.refusals[-1]
+    assert agent.state.targets["cluster"] == [] and agent.state.seen == {}
+    assert not agent.handle(dx.loadtarget_topic(ISV), other)  # its source names the other ISV: no match either
+    assert agent.handle(dx.loadtarget_topic(ISV), event(agent, keys))
+    pem = tmp_path / "grid.pub.pem"
+    pem.write_bytes(keys[0].as_pem(private=False))
+    with pytest.raises(ValueError, match="expected ISV=FILE"):
+        dx.TrustStore.from_files([str(pem)])
+    with pytest.raises(ValueError, match="one MQTT topic level"):
+        dx.TrustStore.from_files([f"a/b={pem}"])
+    both = dx.TrustStore.from_files([f"srp={pem}", f"aps={pem}"])
+    assert both.isvs[keys[0].thumbprint()] == {"srp", "aps"}

@@ -33,7 +33,7 @@ def _agent(phoenix, client, grid_key, tmp_path, agent_key):
     f, sc = phoenix
     mpc = MPCController(f, sc, MPC_OPTIONS.updated(horizon="1h", backend="highspy"), replan_every="5min")
     tw = Twin(f, sc, plant_step_s=20.0, controller=mpc)
-    trust = dx.TrustStore({grid_key.thumbprint(): ECKey.import_key(grid_key.as_pem(private=False))})
+    trust = dx.TrustStore.bound(ISV, ECKey.import_key(grid_key.as_pem(private=False)))
     cfg = AgentConfig(identifier="phx", heartbeat_s=300, grace_s=60, escalate_s=120)
     return FlexAgent(tw, trust, agent_key, client, tmp_path / "state", cfg)
 

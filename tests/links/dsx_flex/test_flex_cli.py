@@ -42,14 +42,15 @@ def test_agent_and_signal_processes(mosquitto, tmp_path, child_env):
     assert bad.returncode == 1 and "private key is needed" in bad.stderr
     agent = subprocess.Popen(
         [sys.executable, "-m", "factory_twin", "flex-agent", "emerald-phoenix", "--scenario", "srp-2025-05-04",
-         "--broker", mosquitto.url, "--trust-key", grid_pub, "--key", agent_key, "--identifier", "phx",
+         "--broker", mosquitto.url, "--trust-key", f"srp={grid_pub}", "--key", agent_key, "--identifier", "phx",
          "--state-dir", tmp_path / "state", "--start", "2025-05-04T16:00:00", "--speed", "20", "--duration", "1h",
          "--max-age", "900"],
         env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         first = got.get(timeout=60)  # the first heartbeat: the agent is up
-        trust = dx.TrustStore.from_files([agent_pub])
+        agent_public = dx.load_key(agent_pub)
+        trust = dx.TrustStore({agent_public.thumbprint(): agent_public})
         assert trust.verify(first["data"])["feeds"]["cluster"]["event"] == "periodic"
         now = first["time"]  # the twin's clock (UTC)
         sent = _cli("grid-signal", "--broker", mosquitto.url, "--key", grid, "--isv", "srp", "--constraint-kw", "70",

@@ -20,8 +20,9 @@ def keys():
 
 
 def _trust(*keys) -> dx.TrustStore:
-    return dx.TrustStore({k.thumbprint(): ECKey.import_key(k.as_pem(private=False)) if isinstance(k, ECKey) else
-                          RSAKey.import_key(k.as_pem(private=False)) for k in keys})  # fmt: skip
+    """The public parts of ``keys``, each signing for the ISV ``acme``."""
+    return dx.TrustStore.bound("acme", *(ECKey.import_key(k.as_pem(private=False)) if isinstance(k, ECKey) else
+                                        RSAKey.import_key(k.as_pem(private=False)) for k in keys))  # fmt: skip
 
 
 def _event(key, targets, now=T0, isv="acme"):
