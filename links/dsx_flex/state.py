@@ -3,7 +3,8 @@
 Target rules (the contract leaves them open; this is the reading the agent follows):
 
 * a target applies to the feeds it names, or to every feed when it names none; an unknown feed, a
-  constraint <= 0 or below the feed's ``power_minimum`` refuses the whole event (nothing changes);
+  constraint <= 0, below the feed's ``power_minimum`` or above its ``power_maximum`` (the feed's capacity: such a
+  constraint would limit nothing, most likely a unit error) refuses the whole event (nothing changes);
 * a new target replaces, from its start, every target of the feed that overlaps its interval (an
   earlier target is cut at the new start; later ones inside the interval are dropped); a ``null``
   constraint does the same without adding a target, so the feed reverts to its default;
@@ -137,6 +138,12 @@ class FlexState:
                     raise RefusedError(
                         f"targets.{i}.load_constraint: {c / KW:g} kW is below feed {tag!r} power_minimum "
                         f"{feeds[tag].minimum_w / KW:g} kW"
+                    )
+                if c is not None and c > feeds[tag].maximum_w:  # no limit at all: most likely the wrong unit
+                    raise RefusedError(
+                        f"targets.{i}.load_constraint: {c / KW:g} kW is above feed {tag!r} power_maximum "
+                        f"{feeds[tag].maximum_w / KW:g} kW (a constraint the feed cannot reach limits nothing: "
+                        f"check the unit; send null to remove a target)"
                     )
                 plan.append((tag, replace(t, feeds=(tag,))))
         for tag, t in plan:

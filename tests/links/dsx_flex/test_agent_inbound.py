@@ -104,3 +104,18 @@ def test_item11_a_trusted_key_speaks_only_for_its_own_isv(phoenix, keys, tmp_pat
         dx.TrustStore.from_files([f"a/b={pem}"])
     both = dx.TrustStore.from_files([f"srp={pem}", f"aps={pem}"])
     assert both.isvs[keys[0].thumbprint()] == {"srp", "aps"}
+
+
+def test_item12_a_target_above_the_feeds_capacity_is_refused_with_the_reason(phoenix, keys):
+    """1e6 MW on the 0.1024 MW ``cluster`` feed would mean "no limit": refused, naming power_maximum; the
+    capacity itself is a valid constraint."""
+    agent = make_agent(phoenix, keys)
+    agent.step()
+    topic = dx.loadtarget_topic(ISV)
+    huge = dx.loadtarget_data(1e6 * 1e6, unit="megawatt")
+    assert not agent.handle(topic, event(agent, keys, [huge]))
+    assert "above feed 'cluster' power_maximum 102.4 kW" in agent.refusals[-1]
+    assert not agent.handle(topic, event(agent, keys, [dx.loadtarget_data(102.5e3)]))
+    assert agent.state.targets["cluster"] == []
+    assert agent.handle(topic, event(agent, keys, [dx.loadtarget_data(102.4e3)]))
+    assert agent.state.limit_w("cluster", agent.now()) == pytest.approx(102.4e3)
