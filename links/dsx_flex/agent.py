@@ -108,8 +108,10 @@ class FlexAgent:
         self.history = {x.tag: deque(maxlen=720) for x in self.state.feeds}  # (time, measured, limit) [s, W, W]
         self.alerts: deque = deque(maxlen=50)
         self.refused: deque = deque(maxlen=20)
+        self._saved: dict | None = None  # what flex-state.json holds
         if self.state_dir is not None and self.state.load(self.state_dir):
             log.info("reloaded flex state from %s", self.state_dir)
+            self._saved = self.state.to_json()
         self._push_targets()
         if self.client is not None:
             self.client.on_message = self.on_message
@@ -166,8 +168,7 @@ class FlexAgent:
             self.refused.append((iso(now), topic, str(e)))
             return False
         self.state.prune(now, self.config.max_age_s + 60.0)
-        if self.state_dir is not None:
-            self.state.save(self.state_dir)
+        self._save_state()
         self._push_targets()
         self._reflex()
         if arrived is not None:
@@ -242,8 +243,19 @@ class FlexAgent:
             self._next_heartbeat = self.twin.time + np.timedelta64(int(self.config.heartbeat_s), "s")
         for x in self.state.feeds:
             self.history[x.tag].append((iso(now), measured[x.tag], self.state.limit_w(x.tag, now)))
+        self.state.prune(now, self.config.max_age_s + 60.0)
+        self._save_state()  # the power-event start set or cleared by the trackers, targets that ended
         if self.state_dir is not None:
             write_json_atomic(self.state_dir / STATUS_FILE, self.status_file())
+
+    def _save_state(self) -> None:
+        """Write ``flex-state.json`` whenever what it holds has changed (targets, seen ids, power-event start)."""
+        if self.state_dir is None:
+            return
+        doc = self.state.to_json()
+        if doc != self._saved:
+            self.state.save(self.state_dir, doc)
+            self._saved = doc
 
     def status_file(self) -> dict:
         """What the dashboard shows: per feed the limit, measured and planned load and ramp phase; the

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time as wall
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC
 
 import numpy as np
 from factory_twin.links.dsx_flex import protocol as dx
@@ -113,9 +113,13 @@ def run_phoenix(
     agent = FlexAgent(tw, trust, agent_key, client, None, AgentConfig(identifier="emerald-phoenix", heartbeat_s=600))
     gpus_w = f.gpus[:, None] * np.eye(len(f.class_names))[f.rack_class]  # [racks, jobs]
     rows: list[tuple] = []
-    step = timedelta(seconds=plant_step_s)
 
-    def record() -> None:
+    def step_and_record() -> None:
+        # the step's mean GPU power against the limit in force over that step (the limits change on whole
+        # minutes, the steps divide a minute): the limit at the step's start, once what arrived is applied
+        agent.handle_inbox()
+        limit = agent.state.limit_w(FEED, agent.now())
+        agent.step()
         thr = np.empty(f.n_racks)
         for c, curve in enumerate(f.curves):
             idx = f.rack_class == c
@@ -123,15 +127,11 @@ def run_phoenix(
         if tw.jobs is not None:  # only while computing (not paused, restarting or resized away)
             thr = thr * tw.jobs.computing
         job_thr = (thr @ gpus_w) / gpus_w.sum(axis=0)
-        # the step's mean GPU power against the limit in force over that step (the limits change on whole
-        # minutes, the steps divide a minute): the limit at the step's start, not at its end
-        limit = agent.state.limit_w(FEED, agent.now() - step)
         rows.append((tw.time - np.timedelta64(int(plant_step_s), "s"), tw.last.gpu_w, limit, *job_thr))
 
     t0 = wall.perf_counter()
     while tw.time < SEND:
-        agent.step()
-        record()
+        step_and_record()
     pre = float(np.mean([r[1] for r in rows if r[0] >= WINDOW[0]]))
     ev = dx.loadtarget_event(ISV, schedule(pre, depth), grid_key, agent.now())
     if client is not None and sender is not None:
@@ -142,8 +142,7 @@ def run_phoenix(
     else:
         agent.handle(dx.loadtarget_topic(ISV), json.dumps(ev).encode())
     while tw.time < WINDOW[1]:
-        agent.step()
-        record()
+        step_and_record()
     wall_s = wall.perf_counter() - t0
     times = np.array([r[0] for r in rows])
     data = np.array([r[1:] for r in rows])

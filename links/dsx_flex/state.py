@@ -196,10 +196,6 @@ class FlexState:
             elif lim > tr.limit_w:
                 tr.phase = "ramp_up"
                 out.append((f.tag, "start_ramp_up"))
-            if target is not None and tr.event_start is None:
-                tr.event_start = now
-            elif target is None and tr.phase == "steady":
-                tr.event_start = None
             tr.limit_w = lim
             if tr.phase == "ramp_down" and m <= lim * (1 + self.tolerance):
                 tr.phase = "steady"
@@ -207,6 +203,10 @@ class FlexState:
             elif tr.phase == "ramp_up" and (m >= lim * (1 - self.tol) or _settled(tr.last_w, m, self.tol * lim)):
                 tr.phase = "steady"
                 out.append((f.tag, "end_ramp_up"))
+            if target is not None and tr.event_start is None:
+                tr.event_start = now
+            elif target is None and tr.phase == "steady":  # over once the ramp back up has ended
+                tr.event_start = None
             tr.last_w = m
             out += self._breach(f, tr, target, m, now)
         return out
@@ -293,9 +293,9 @@ class FlexState:
             "event_start": {k: iso(v.event_start) for k, v in self.tracks.items() if v.event_start},
         }
 
-    def save(self, folder: Path) -> None:
-        """Write ``flex-state.json`` atomically (:func:`write_json_atomic`)."""
-        write_json_atomic(Path(folder) / STATE_FILE, self.to_json())
+    def save(self, folder: Path, doc: dict | None = None) -> None:
+        """Write ``flex-state.json`` atomically (:func:`write_json_atomic`); ``doc``: :meth:`to_json`, if at hand."""
+        write_json_atomic(Path(folder) / STATE_FILE, doc if doc is not None else self.to_json())
 
     def load(self, folder: Path) -> bool:
         """Reload saved targets for the feeds that still exist; False when there is no saved state."""

@@ -101,7 +101,10 @@ def test_target_ramp_removal_refusals_breach_and_restart(mosquitto, phoenix, tmp
     assert before == pytest.approx(float(f.gpus @ f.demand_w), rel=1e-6)
 
     target = 0.75 * before
-    send([dx.loadtarget_data(target)])
+    first = send([dx.loadtarget_data(target)])
+    agent.handle_inbox()
+    sender.publish(topic, json.dumps(first), qos=1)  # the same event again: a replay
+    _wait_inbox(agent)
     agent.run(600, speed=None)
     msgs = listen.drain(agent_key)
     assert _events(msgs)[:3] == ["target_set", "start_ramp_down", "end_ramp_down"]
@@ -116,12 +119,6 @@ def test_target_ramp_removal_refusals_breach_and_restart(mosquitto, phoenix, tmp
     send([dx.loadtarget_data(0.5 * before)], mutate=lambda e: e.update(data={"targets": []}))  # unsigned
     send([dx.loadtarget_data(0.5 * before)], mutate=lambda e: e.update(time=dx.iso(agent.now() - timedelta(hours=1))))
     send([{"interval": {}, "load_constraint": {"value": "much", "unit": "kilowatt"}}])  # schema
-    agent.handle_inbox()
-    first = json.loads(saved)["seen"]
-    replay = dx.loadtarget_event(ISV, [dx.loadtarget_data(0.5 * before)], grid_key, agent.now())
-    replay["id"] = next(iter(first))
-    sender.publish(topic, json.dumps(replay), qos=1)
-    _wait_inbox(agent)
     agent.handle_inbox()
     assert len(agent.refusals) == 5 and good["id"] not in agent.state.seen
     for word in ("not a trusted key", "unsigned", "expired", "schema", "replayed"):
