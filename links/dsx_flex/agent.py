@@ -1,25 +1,28 @@
 """DSX Flex agent: verified grid load targets become limits of the running MPC; status and breaches go out.
 
-The agent owns a :class:`twin.simulation.engine.Twin` driven by an :class:`optimization.mpc.MPCController`. Inbound
-``grid.loadtarget.set.v1`` events arrive from MQTT (paho's thread puts them on a queue); between plant steps the agent
-verifies them (:mod:`links.dsx_flex.protocol`), applies them to its :class:`links.dsx_flex.state.FlexState`, saves the
-state atomically, hands the feeds' limits to the scenario as :class:`twin.scenario.scenario.GridTarget` (feed limit /
-share on the feed's meter, ``default_constraint`` where no target is in force) and asks for a re-plan, so the next
-plant step runs under new caps (:mod:`links.grid_targets`, the path OpenADR takes too). The MPC's import ramp row
-applies the facility's ``ramp_limit_mw_per_min``.
-``best_effort`` targets keep the jobs' flex floors hard (shed only what the floors allow and report non-compliance);
-other targets may push the jobs below their floors.
+The agent owns a :class:`twin.simulation.engine.Twin` driven by an :class:`optimization.mpc.MPCController`. Its clock is
+the twin's, and the twin keeps its own pace: with a ``speed`` the plant step from twin time ``t`` runs once ``speed`` x
+(wall time since the start) has reached ``t`` (so the twin leads that clock by at most one plant step), whatever arrives
+meanwhile. Inbound ``grid.loadtarget.set.v1`` events arrive from MQTT (paho's thread puts them on a bounded queue: at
+most :data:`INBOX_MAX` waiting, each cut to :data:`MAX_PAYLOAD_BYTES` + 1 bytes, the rest counted as dropped); as they
+come, between plant steps, the agent verifies them (:mod:`links.dsx_flex.protocol`), applies them to its
+:class:`links.dsx_flex.state.FlexState`, saves the state atomically, hands the feeds' limits to the scenario as
+:class:`twin.scenario.scenario.GridTarget` (feed limit / share on the feed's meter, ``default_constraint`` where no
+target is in force) and asks for a re-plan, so the next plant step runs under new caps (:mod:`links.grid_targets`, the
+path OpenADR takes too). The MPC's import ramp row applies the facility's ``ramp_limit_mw_per_min``. ``best_effort``
+targets keep the jobs' flex floors hard (shed only what the floors allow and report non-compliance); other targets may
+push the jobs below their floors.
 
-After each plant step the measured load per feed (share x grid import or GPU power) drives the ramp and
-breach trackers; transitions and a heartbeat every ``heartbeat_s`` of twin time publish
-``grid.powerstate.status.v1``; breaches publish ``grid.powerbreach.alert.v1`` with shed hints, one per
-dispatch group (workload class x zone), the classes with the largest tolerated throughput loss first.
-Times: the twin's local times map to UTC with the site's ``utc_offset_h``.
+After each plant step the measured load per feed (share x grid import or GPU power) drives the ramp and breach trackers;
+transitions and a heartbeat every ``heartbeat_s`` of twin time publish ``grid.powerstate.status.v1``; breaches publish
+``grid.powerbreach.alert.v1`` with shed hints, one per dispatch group (workload class x zone), the classes with the
+largest tolerated throughput loss first. Times: the twin's local times map to UTC with the site's ``utc_offset_h``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import time as wall
 from collections import deque
@@ -53,6 +56,11 @@ from factory_twin.twin.simulation.meters import grid_import_w
 
 log = logging.getLogger("factory_twin.flex")
 FAR = np.timedelta64(3650, "D")
+MAX_PAYLOAD_BYTES = 256 * 1024  # a load target event larger than this is refused unread (a day of 1-min steps: ~0.4 MB)
+INBOX_MAX = 200  # messages waiting for verification; more are dropped (and counted) rather than held in memory
+REASON_CHARS = 300  # a refusal's reason as logged and shown (the sender chose what it quotes)
+LOG_EVERY_S = 10.0  # refusals and drops are logged at most LOG_BURST per this many wall seconds, then summed
+LOG_BURST = 10
 
 
 @dataclass
@@ -87,7 +95,7 @@ class FlexAgent:
     state_dir: Path | None = None
     config: AgentConfig = field(default_factory=AgentConfig)
     published: list[Published] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
+    refusals: deque[str] = field(default_factory=lambda: deque(maxlen=1000))  # the latest reasons
     keep_published: bool = True
 
     def __post_init__(self) -> None:
@@ -97,7 +105,10 @@ class FlexAgent:
         c = self.config
         self.state = FlexState(feeds_of(f.spec), tolerance=c.tolerance, grace_s=c.grace_s, escalate_s=c.escalate_s)
         self.state.ramp_w_per_s = ramp
-        self.inbox: queue.Queue = queue.Queue()
+        self.inbox: queue.Queue = queue.Queue(maxsize=INBOX_MAX)
+        self.refused_total = 0
+        self.dropped = 0  # messages that found the inbox full
+        self._log_window = (-math.inf, 0, 0)  # (start [wall s], lines logged, lines held back)
         self.source = f"//grid/v1/dsx-flex-agent/{c.identifier}"
         self.mpc = self.twin.controller  # an MPCController (plans, soft limits) or any other controller
         self.hints = _shed_hints(f, getattr(self.mpc, "groups", None) or make_groups(f, "hall"))
@@ -141,8 +152,12 @@ class FlexAgent:
 
     # ------------------------------------------------------------------ inbound
     def on_message(self, msg) -> None:
-        """MQTT thread: queue the message with its arrival time."""
-        self.inbox.put((msg.topic, bytes(msg.payload), wall.perf_counter()))
+        """MQTT thread: queue the message (its first :data:`MAX_PAYLOAD_BYTES` + 1 bytes: more is refused anyway)
+        with its arrival time; a full inbox drops it."""
+        try:
+            self.inbox.put_nowait((msg.topic, bytes(msg.payload[: MAX_PAYLOAD_BYTES + 1]), wall.perf_counter()))
+        except queue.Full:
+            self.dropped += 1
 
     def handle_inbox(self) -> int:
         """Verify and apply every queued message; return how many were accepted."""
@@ -155,17 +170,17 @@ class FlexAgent:
             n += self.handle(topic, payload, arrived)
 
     def handle(self, topic: str, payload: bytes, arrived: float | None = None) -> bool:
+        """Verify and apply one inbound message; False (logged with the reason, nothing changed) when refused."""
         parts = topic.split("/")
         isv = parts[3] if len(parts) == 6 else ""
         now = self.now()
         try:
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise RefusedError(f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
             ev = parse_loadtarget(payload, isv, self.trust, now, self.state.seen, self.config.max_age_s)
             self.state.apply(ev)
         except RefusedError as e:
-            reason = f"refused loadtarget on {topic}: {e}"
-            log.warning(reason)
-            self.refusals.append(str(e))
-            self.refused.append((iso(now), topic, str(e)))
+            self._refused(now, topic, str(e))
             return False
         self.state.prune(now, self.config.max_age_s + 60.0)
         self._save_state()
@@ -179,6 +194,28 @@ class FlexAgent:
         for tag in sorted(tags):
             self._status({tag: "target_set"}, ev.correlation_id, trace)
         return True
+
+    def _refused(self, now: datetime, topic: str, why: str) -> None:
+        why, topic = _clip(why), _clip(topic)
+        self.refused_total += 1
+        self.refusals.append(why)
+        self.refused.append((iso(now), topic, why))
+        self._log(logging.WARNING, "refused loadtarget on %r: %s", topic, why)
+
+    def _log(self, level: int, msg: str, *args) -> None:
+        """Log at most :data:`LOG_BURST` lines per :data:`LOG_EVERY_S` wall seconds; say how many were held back."""
+        start, n, held = self._log_window
+        t = wall.monotonic()
+        if t - start >= LOG_EVERY_S:
+            if held:
+                log.warning("%d more refusal or drop line(s) held back in the last %g s", held, LOG_EVERY_S)
+            start, n, held = t, 0, 0
+        if n < LOG_BURST:
+            log.log(level, msg, *args)
+            n += 1
+        else:
+            held += 1
+        self._log_window = (start, n, held)
 
     def grid_targets(self) -> tuple[GridTarget, ...]:
         """Each feed's limit over time as site-level targets on its meter (defaults fill the gaps)."""
@@ -294,19 +331,36 @@ class FlexAgent:
             "feeds": feeds,
             "alerts": list(self.alerts),
             "refused": list(self.refused),
+            "refused_total": self.refused_total,
+            "dropped": self.dropped,
         }
 
     def run(self, duration_s: float, speed: float | None = 1.0, stop=None) -> None:
-        """Step for ``duration_s`` of twin time at ``speed`` twin seconds per wall second (None: flat out)."""
+        """Step for ``duration_s`` of twin time at ``speed`` twin seconds per wall second (None: flat out). The
+        plant step from twin time ``t`` runs once ``speed`` x (wall seconds since the start) has reached ``t``;
+        messages are verified as they arrive in between and never move the clock."""
         t_end = self.twin.time + np.timedelta64(int(duration_s), "s")
         start_wall, start_twin = wall.monotonic(), self.twin.time
-        while self.twin.time < t_end and not (stop is not None and stop.is_set()):
-            self.step()
-            if speed:
-                ahead = (self.twin.time - start_twin).astype(float) / speed - (wall.monotonic() - start_wall)
-                while ahead > 0 and self.inbox.empty() and not (stop is not None and stop.is_set()):
-                    wall.sleep(min(ahead, 0.05))
-                    ahead -= 0.05
+        stopped = (lambda: False) if stop is None else stop.is_set
+        while self.twin.time < t_end and not stopped():
+            ahead = 0.0 if not speed else self._twin_s(start_twin) / speed - (wall.monotonic() - start_wall)
+            if ahead <= 0:
+                self.step()
+                continue
+            try:
+                item = self.inbox.get(timeout=min(ahead, 0.05))
+            except queue.Empty:
+                continue
+            self.handle(*item)
+        if self.dropped:
+            log.warning("%d inbound message(s) dropped: the inbox was full (%d waiting)", self.dropped, INBOX_MAX)
+
+    def _twin_s(self, since: np.datetime64) -> float:
+        return float((self.twin.time - since) / np.timedelta64(1, "s"))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + f"... ({len(text)} characters)"
 
 
 def _shed_hints(f, groups) -> list[dict]:

@@ -6,7 +6,11 @@ in test_flex_agent.py); messages go to :meth:`FlexAgent.handle` or its inbox exa
 from __future__ import annotations
 
 import json
+import threading
+import time
+from datetime import timedelta
 
+import numpy as np
 import pytest
 from factory_twin.links.dsx_flex import protocol as dx
 from factory_twin.links.dsx_flex.agent import AgentConfig, FlexAgent
@@ -15,6 +19,7 @@ from factory_twin.twin.simulation.controllers import UniformCapToTarget
 from factory_twin.twin.simulation.engine import Twin
 from joserfc import jws
 from joserfc.jwk import ECKey
+from support import wait_for
 
 from factory_twin import twin
 
@@ -45,8 +50,8 @@ def signed_raw(payload: str, key) -> str:
     return jws.serialize_compact({"alg": "ES256", "kid": key.thumbprint()}, payload.encode(), key)
 
 
-def event(agent, keys, targets=None, isv=ISV, data=None) -> bytes:
-    ev = dx.loadtarget_event(isv, targets or [dx.loadtarget_data(70e3)], keys[0], agent.now())
+def event(agent, keys, targets=None, isv=ISV, data=None, now=None) -> bytes:
+    ev = dx.loadtarget_event(isv, targets or [dx.loadtarget_data(70e3)], keys[0], now or agent.now())
     if data is not None:
         ev["data"] = data
     return json.dumps(ev).encode()
@@ -143,3 +148,59 @@ def test_item13_the_saved_state_follows_the_power_event_through_a_removal(phoeni
     assert again.state.tracks["cluster"].event_start is None
     again.step()
     assert "power_event_start_time" not in published_strict(again)[-1]["feeds"]["cluster"]
+
+
+class _Msg:
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+
+
+def test_item9_messages_do_not_move_the_clock_a_signed_target_on_it_is_taken(phoenix, keys):
+    """At --speed 1 with 20 s plant steps, 40 junk messages in 2 s used to step the twin once each (+800 s), and
+    a target stamped with the real time was then refused as expired. The twin keeps its pace: after ~2.5 wall
+    seconds it has run the first step only; the junk is refused; an honest target on the clock is taken."""
+    agent = make_agent(phoenix, keys)
+    start, origin = agent.twin.time, agent.now()
+    stop = threading.Event()
+    runner = threading.Thread(target=agent.run, args=(3600.0, 1.0, stop))
+    t0 = time.monotonic()
+    runner.start()
+    try:
+        topic = dx.loadtarget_topic(ISV)
+        for k in range(40):
+            agent.on_message(_Msg(topic, b"junk %d" % k if k % 2 else event(agent, keys, data={"targets": []})))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        elapsed = time.monotonic() - t0
+        moved = float((agent.twin.time - start) / np.timedelta64(1, "s"))
+        assert moved <= elapsed + 20.0, f"{moved:.0f} s of twin time in {elapsed:.1f} s of wall time"
+        assert agent.refused_total == 40 and agent.state.seen == {}
+        on_the_clock = origin + timedelta(seconds=time.monotonic() - t0)  # speed 1: the twin's start + wall time
+        agent.on_message(_Msg(topic, event(agent, keys, [dx.loadtarget_data(70e3)], now=on_the_clock)))
+        assert wait_for(lambda: agent.state.seen, 5.0, "the honest target")
+    finally:
+        stop.set()
+        runner.join(10)
+    assert agent.refused_total == 40 and agent.state.limit_w("cluster", agent.now()) == pytest.approx(70e3)
+
+
+def test_item9_floods_and_oversized_payloads_are_bounded(phoenix, keys):
+    """A full inbox drops (and counts) what does not fit; a payload beyond MAX_PAYLOAD_BYTES is refused unread;
+    refusal reasons are clipped (the sender chose what they quote) and the refusal log is bounded."""
+    from factory_twin.links.dsx_flex.agent import INBOX_MAX, MAX_PAYLOAD_BYTES
+
+    agent = make_agent(phoenix, keys)
+    topic = dx.loadtarget_topic(ISV)
+    for _ in range(INBOX_MAX + 50):
+        agent.on_message(_Msg(topic, b"x" * (4 * MAX_PAYLOAD_BYTES)))
+    assert agent.inbox.qsize() == INBOX_MAX and agent.dropped == 50
+    assert max(len(agent.inbox.queue[i][1]) for i in range(INBOX_MAX)) == MAX_PAYLOAD_BYTES + 1
+    agent.handle_inbox()
+    assert agent.refused_total == INBOX_MAX and agent.refusals[-1] == f"payload larger than {MAX_PAYLOAD_BYTES} bytes"
+    long_type = json.loads(event(agent, keys))
+    long_type["type"] = "t" * 100_000
+    assert not agent.handle(topic, json.dumps(long_type).encode())
+    assert len(agent.refusals[-1]) < 400 and agent.refused[-1][2] == agent.refusals[-1]
+    for _ in range(1200):
+        agent.handle(topic, b"{}")
+    assert len(agent.refusals) == 1000 and agent.refused_total == INBOX_MAX + 1201
