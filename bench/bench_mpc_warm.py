@@ -22,10 +22,10 @@ from factory_twin import twin
 from factory_twin.cli.options import add_duration
 
 
-def replans(f, sc, n: int, warm: bool, backend: str) -> list[tuple[float, float, float, bool]]:
+def replans(f, sc, n: int, warm: bool, backend: str, **options) -> list[tuple[float, float, float, bool]]:
     """(wall s, build s, solve s, warm) of ``n`` re-plans 5 min apart from 2.5 h before the DR event,
-    the measured import drifting."""
-    opts = MPC_OPTIONS.updated(backend=backend)
+    the measured import drifting (other ``DispatchOptions`` in ``options``)."""
+    opts = MPC_OPTIONS.updated(backend=backend, **options)
     mpc = MPCController(f, sc, opts, warm_start=warm)
     t0 = sc.dr_events[0].start - np.timedelta64(150, "m")
     out = []

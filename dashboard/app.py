@@ -12,10 +12,10 @@ from typing import Any
 
 from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import status_text, target_alarm
-from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, openadr, overview, racks, studies
+from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, openadr, overview, power, racks, studies
 from factory_twin.twin.live.runner import Snapshot
 
-PAGES = (overview, cooling, racks, dispatch, grid, studies)
+PAGES = (overview, cooling, racks, power, dispatch, grid, studies)
 SnapshotSource = Callable[..., Snapshot | None]  # source(rack_history=False) -> latest snapshot or None
 CommandSink = Callable[[Mapping[str, Any]], str]  # sink(command) -> id; ValueError when invalid
 

@@ -373,6 +373,23 @@ def cdu_limits(b: _Builder, p: Problem) -> None:
         b.rows(name, terms, -INF, room[t, z])
 
 
+def tiers(b: _Builder, p: Problem) -> None:
+    """``sum_g d B x - s <= rho`` per tier block and step (rows block by block, steps inside); a block's member list
+    is padded with its first group at coefficient 0."""
+    if p.tiers is None:
+        return
+    members = p.tier_members()
+    kk, tt = (a.ravel() for a in np.meshgrid(np.arange(p.tiers.n_blocks), np.arange(p.n_steps), indexing="ij"))
+    g = members[kk]
+    gi = np.where(g >= 0, g, g[:, :1])
+    coef = np.where(g >= 0, p.tiers.direction[kk[:, None], gi] * p.busy_mw[tt[:, None], gi], 0.0)
+    terms = [(b.cols["x"][tt[:, None], gi], coef)]
+    s = b.slack(p, "tier", kk.size)
+    if s is not None:
+        terms.append((s[:, None], -1.0))
+    b.rows("tier", terms, -INF, p.tiers.rho_mw[kk, tt])
+
+
 def import_ramp(b: _Builder, p: Problem) -> None:
     """Both directions, one shared slack per step (the first step against ``grid0`` if given)."""
     T, grid = p.n_steps, b.cols["grid_mw"]
@@ -478,6 +495,7 @@ FAMILIES = (
     dr_events,
     heat_rejection,
     cdu_limits,
+    tiers,
     import_ramp,
     die_temperature,
     smoothing,

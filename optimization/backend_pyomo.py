@@ -51,6 +51,7 @@ def pyomo_model(p: Problem, extra_constraints: Callable | None = None) -> pyo.Co
     dr_events(m, p)
     heat_rejection(m, p)
     cdu_limits(m, p)
+    tiers(m, p)
     die_temperature(m, p)
     smoothing(m, p)
     flex_tiers(m, p)
@@ -269,6 +270,25 @@ def cdu_limits(m: pyo.ConcreteModel, p: Problem) -> None:
             return q - (s[t, z] if s is not None else 0) <= float(room[t, z])
 
         m.add_component(name, pyo.Constraint(idx, rule=rule))
+
+
+def tiers(m: pyo.ConcreteModel, p: Problem) -> None:
+    r"""Tiers of the one-line diagram (:mod:`optimization.tiers`): per row block :math:`k` (a direction :math:`d_k`
+    over groups, shared by the elements that carry the same mix of groups) and step, :math:`\sum_g d_{k,g}
+    B_{t,g} x_{t,g} - s_{k,t} \le \rho_{k,t}`, the continuous limit of the block's tightest element in units of
+    the busy GPU power through it (with N-1: the tightest over every path closed and each path lost)."""
+    if p.tiers is None:
+        return
+    members = p.tier_members()
+    idx = [(k, t) for k in range(p.tiers.n_blocks) for t in range(p.n_steps)]
+    s = _slack(m, p, "tier", idx, 1.0)
+
+    def rule(m, k, t):
+        d, b = p.tiers.direction[k], p.busy_mw[t]
+        lhs = sum(float(d[g] * b[g]) * m.x[t, int(g)] for g in members[k] if g >= 0)
+        return lhs - (s[k, t] if s is not None else 0) <= float(p.tiers.rho_mw[k, t])
+
+    m.tier = pyo.Constraint(idx, rule=rule)
 
 
 def die_temperature(m: pyo.ConcreteModel, p: Problem) -> None:

@@ -12,8 +12,8 @@ something had imported the optimizer; whether ``--controller mpc`` worked would 
 order. The layers stay one way (models < twin < optimization < links < dashboard < CLI): the CLI and the
 dashboard call :func:`make_controller`, links build the MPC with their own settings through it or directly.
 
-Nameable (CLI ``--controller``, the dashboard): ``uncapped``, ``fixed:FRACTION``, ``mpc``. Built in code only:
-``uniform`` (needs a grid target on the GPU meter, set by a grid link: the DSX Flex replay's uniform policy),
+Nameable (CLI ``--controller``, the dashboard): ``uncapped``, ``fixed:FRACTION``, ``mpc``, ``mpc-n1``. Built in
+code only: ``uniform`` (needs a grid target on the GPU meter, set by a grid link: the DSX Flex replay's uniform policy),
 ``plan`` (needs a finished plan: :class:`optimization.plan_follower.PlanFollower`), and the Redfish link's
 ``bmc-limits`` (the twin driven by the emulated BMCs' limits, built by :mod:`links.redfish.emulator`, which
 this layer cannot import). The DSX Flex agent and the OpenADR VEN run ``mpc`` with their own options.
@@ -70,6 +70,13 @@ def _mpc(facility, scenario, arg: str, option: str, **settings: Any) -> Controll
     return MPCController(facility, scenario, **settings)
 
 
+def _mpc_n1(facility, scenario, arg: str, option: str, **settings: Any) -> Controller:
+    from factory_twin.optimization.options import MPC_OPTIONS
+
+    options = settings.pop("options", MPC_OPTIONS).updated(n_minus_1=True)
+    return _mpc(facility, scenario, arg, option, options=options, **settings)
+
+
 CONTROLLERS: dict[str, Registration] = {
     r.name: r
     for r in (
@@ -79,6 +86,9 @@ CONTROLLERS: dict[str, Registration] = {
                      "twin.simulation.controllers.FixedCap", True, _fixed),
         Registration("mpc", "mpc", "re-plans caps and BESS with the dispatch LP every 5 min (DR events, limits)",
                      "optimization.mpc.MPCController", True, _mpc),
+        Registration("mpc-n1", "mpc-n1", "mpc that also keeps every element of the one-line diagram within its "
+                     "limit after the loss of any one path (N-1 rows)", "optimization.mpc.MPCController", True,
+                     _mpc_n1),
         Registration("uniform", "uniform", "one cap for every GPU meeting the grid target on the GPU meter",
                      "twin.simulation.controllers.UniformCapToTarget", False, None),
         Registration("plan", "plan", "follows a finished dispatch plan (dispatch_plan) open loop",

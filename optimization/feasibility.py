@@ -93,7 +93,24 @@ def check(p: Problem, times: NDArray[np.datetime64], bess_discharge_mw: float = 
     add("heat", heat - p.heat_cap_mw, detail="liquid heat at minimum caps vs plant capacity")
     die = np.max(p.x_lo - p.x_die_max, axis=1)
     add("die", die, "x TDP", "minimum cap above the steady die-temperature limit")
-    return out + cdu_conflicts(p, times, x_lo, "at minimum caps")
+    return out + cdu_conflicts(p, times, x_lo, "at minimum caps") + tier_conflicts(p, times, x_lo, "minimum caps")
+
+
+def tier_conflicts(p: Problem, times: NDArray[np.datetime64], x: Array, what: str) -> list[Conflict]:
+    """Hard tier rows (:mod:`optimization.tiers`) that the busy fractions ``x`` [T, G] break: one :class:`Conflict`
+    naming the element and routing (all paths closed, or a path lost) and the step where it is worst, and by how
+    many MW of load it exceeds its continuous limit."""
+    if p.tiers is None or "tier" in p.soft:
+        return []
+    excess = (p.tier_lhs(x) - p.tiers.rho_mw) * p.tiers.mw_per_unit  # MW over the binding element's limit
+    bad = excess > 1e-9
+    if not bad.any():
+        return []
+    k, t = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    steps = np.flatnonzero(bad.any(axis=0))
+    detail = (f"{p.tiers.where(k, t)}: short by {float(excess[k, t]):.3f} MW at {times[t]} with {what}; "
+              f"{int(bad.any(axis=1).sum())} row block(s)")  # fmt: skip
+    return [Conflict("tier", times[steps[0]], times[steps[-1]], steps.size, float(excess.max()), "MW", detail)]
 
 
 CDU_LIMITS = {
@@ -131,6 +148,7 @@ def explain_infeasible(p: Problem, times: NDArray[np.datetime64], bess_discharge
     x_flex = np.broadcast_to(flex_floor_x(p), p.busy_mw.shape)
     floor = p.site_mw(x_flex) - bess_discharge_mw
     out = cdu_conflicts(p, times, x_flex, "with the flex tiers held (each group at its tier's throughput)")
+    out += tier_conflicts(p, times, x_flex, "the flex tiers held (each group at its tier's throughput)")
     for limit, cap in (("import_limit", p.import_limit_mw), ("dr", p.dr_cap_mw)):
         excess = floor - cap
         bad = np.flatnonzero(excess > 1e-9 * np.maximum(1.0, np.abs(floor)))
@@ -138,6 +156,21 @@ def explain_infeasible(p: Problem, times: NDArray[np.datetime64], bess_discharge
             detail = "vs the floor with the flex tiers held (each group at its tier's throughput)"
             out.append(Conflict(limit, times[bad[0]], times[bad[-1]], bad.size, float(excess[bad].max()), "MW", detail))
     return out
+
+
+def tier_violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime64]) -> list[Conflict]:
+    """Soft tier rows the plan exceeds, naming the element and routing and the step where it is worst (MW of load)."""
+    s = slacks.get("tier")
+    if p.tiers is None or s is None or not s.size:
+        return []
+    s = s.reshape(p.tiers.n_blocks, p.n_steps) * p.tiers.mw_per_unit
+    bad = s > 1e-6
+    if not bad.any():
+        return []
+    k, t = np.unravel_index(int(np.argmax(s)), s.shape)
+    steps = np.flatnonzero(bad.any(axis=0))
+    detail = f"soft; worst {p.tiers.where(k, t)} at {times[t]}"
+    return [Conflict("tier", times[steps[0]], times[steps[-1]], steps.size, float(s.max()), "MW", detail)]
 
 
 def flex_floor_x(p: Problem) -> Array:
@@ -189,8 +222,8 @@ def violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.datetime6
     }
     t_cdu = p.cdu_rows()[0] if p.cdu_rooms_mw else np.zeros(0, int)
     idx |= {name: t_cdu for name in p.cdu_rooms_mw}
-    out = []
-    for name in (*SOFT_LIMITS, *p.cdu_rooms_mw):
+    out = tier_violations(p, slacks, times)
+    for name in (*(n for n in SOFT_LIMITS if n != "tier"), *p.cdu_rooms_mw):
         s = slacks.get(name)
         if s is None or s.size == 0:
             continue

@@ -16,7 +16,7 @@ from typing import Any
 from factory_twin.optimization.groups import GROUPINGS
 from factory_twin.twin.scenario.timeparse import seconds
 
-SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex", "cdu")
+SOFT_LIMITS = ("import_limit", "ramp", "dr", "heat", "die", "flex", "cdu", "tier")
 SOLVERS = {
     "simplex": {"solver": "simplex"},
     "ipx": {"solver": "ipx", "run_crossover": "choose"},
@@ -42,6 +42,9 @@ class DispatchOptions:
     penalty_per_mwh : price of soft slacks [currency/MWh]; None: ten times the most a MWh earns
         (:func:`optimization.problem.default_penalty`).
     smoothing_floor_w, smoothing_ramp_w_s : per-GPU power-smoothing floor [W] and ramp [W/s].
+    tiers : keep every element of the facility's one-line diagram within its continuous limit (rows only for a
+        facility with its own ``[topology]``; :mod:`optimization.tiers`).
+    n_minus_1 : also after the loss of any one redundant path (every ``path`` label of the diagram).
     """
 
     horizon: float = 86400.0
@@ -55,6 +58,8 @@ class DispatchOptions:
     penalty_per_mwh: float | None = None
     smoothing_floor_w: float | None = None
     smoothing_ramp_w_s: float | None = None
+    tiers: bool = True
+    n_minus_1: bool = False
 
     def __post_init__(self) -> None:
         step_s, horizon_s = seconds(self.step, "step"), seconds(self.horizon, "horizon")
@@ -85,6 +90,11 @@ class DispatchOptions:
             v = getattr(self, name)
             if v is not None and not v >= 0:
                 raise ValueError(f"{name}: must be >= 0 {unit}, got {v!r}")
+        for name in ("tiers", "n_minus_1"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        if self.n_minus_1 and not self.tiers:
+            raise ValueError("n_minus_1: needs tiers (the N-1 rows are tier rows)")
         if self.smoothing_ramp_w_s is not None and not self.smoothing_ramp_w_s > 0:
             raise ValueError(f"smoothing_ramp_w_s: must be > 0 W/s, got {self.smoothing_ramp_w_s!r}")
 

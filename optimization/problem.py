@@ -13,6 +13,9 @@ Per group ``g`` and step ``t`` (length ``dt_h``):
 * Grid import ``grid[t] >= cut_a[t, c] + cut_b[t, c] * P_gpu[t] - dis[t] + ch[t]`` for every cut
 ``c``
   (lines through points of the steady site model; see :mod:`optimization.linearization`).
+* Tiers of the one-line diagram (:mod:`optimization.tiers`), per row block ``k`` (a direction over groups) and
+  step: ``sum_g d[k, g] * busy_mw[t, g] * x[t, g] <= rho[k, t]`` (family ``tier``; with N-1 the tightest of every
+  routing, all paths closed or one path lost).
 * At class x CDU grouping, per CDU ``z``: ``sum_{g in z} busy_mw[t, g] * x[t, g] <= room[t, z]`` for
   each CDU limit (:mod:`optimization.cdu_limits`). A hard limit on a CDU that holds one group folds
   into the bound of ``x`` (:meth:`Problem.x_upper`), like the die limit; rows remain for CDUs shared
@@ -38,6 +41,7 @@ from factory_twin.optimization.cdu_limits import cdu_labels, cdu_rooms
 from factory_twin.optimization.groups import Groups
 from factory_twin.optimization.linearization import Forecast, heat_capacity_mw, secant_cuts
 from factory_twin.optimization.options import SOFT_LIMITS, DispatchOptions
+from factory_twin.optimization.tiers import TierRows, tier_rows
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
@@ -172,9 +176,17 @@ class Problem:
     cdu_of_group: NDArray[np.int64] | None = None  # [G] CDU of each group (class x CDU grouping)
     cdu_rooms_mw: dict[str, Array] = field(default_factory=dict)  # limit -> [T, Z] room for busy GPUs
     cdu_labels: tuple[str, ...] = ()  # [Z] names for messages
+    tiers: TierRows | None = None  # rows of the one-line diagram (optimization.tiers)
 
     def __post_init__(self) -> None:
         T, G = self.busy_mw.shape
+        if self.tiers is not None:
+            tr = self.tiers
+            if tr.direction.shape[1:] != (G,) or tr.rho_mw.shape != (tr.n_blocks, T):
+                raise ValueError(f"tiers: expected [K, {G}] directions and [K, {T}] limits, got "
+                                 f"{tr.direction.shape}, {tr.rho_mw.shape}")  # fmt: skip
+            if self.stops is not None:
+                raise ValueError("tiers: job stops (pause, resize) are not in the tier rows yet; plan with tiers=False")
         st = self.stops
         if st is not None and (st.idle_mw.shape != (T, st.group.size) or np.any(st.group >= G)):
             raise ValueError(f"stops: expected [{T}, M] arrays over groups < {G}, got {st.idle_mw.shape}")
@@ -293,6 +305,22 @@ class Problem:
         out = np.zeros((self.n_steps, self.n_cdus))
         np.add.at(out.T, self.cdu_of_group, (self.busy_mw * x).T)
         return out
+
+    def tier_members(self) -> NDArray[np.int64]:
+        """Groups of each tier block (``[K, M]``, padded with -1): those with a non-zero direction."""
+        d = self.tiers.direction > 0
+        m = max(int(d.sum(axis=1).max()), 1)
+        out = np.full((d.shape[0], m), -1)
+        for k in range(d.shape[0]):
+            g = np.flatnonzero(d[k])
+            out[k, : g.size] = g
+        return out
+
+    def tier_lhs(self, x: Array) -> Array:
+        """Left side of every tier row ``[K, T]`` for busy fractions ``x`` [T, G]."""
+        if self.tiers is None:
+            return np.zeros((0, self.n_steps))
+        return self.tiers.direction @ (self.busy_mw * x).T
 
     def die_rows(self) -> NDArray[np.bool_]:
         """Where a soft die row is needed: the die limit is below the cap's upper bound [T, G]."""
@@ -417,6 +445,7 @@ def make_problem(
             "cdu_rooms_mw": cdu_rooms(f, groups, u, fws_supply_c),
             "cdu_labels": cdu_labels(f),
         }
+    tiers = tier_rows(f, fc, groups, busy_mw, options.n_minus_1) if options.tiers else None
     ramp = None
     if options.smoothing_ramp_w_s is not None:
         ramp = np.full(G, float(options.smoothing_ramp_w_s)) * dt_s / tdp
@@ -450,6 +479,7 @@ def make_problem(
         penalty_per_mwh=penalty,
         hold_steps=hold_steps,
         stops=stops_data(f, groups, u, stop0, pause_fixed),
+        tiers=tiers,
         **cdu,
     )
 

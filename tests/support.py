@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -91,3 +93,50 @@ def check_conservation(topo, routing, rack_in, mech, flow):
     fed = rack_in[routing.rack_on].sum() + mech * routing.mech_on.any()
     assert flow.grid_w == pytest.approx(fed + flow.losses_w, rel=1e-9)
     assert flow.losses_w == pytest.approx(flow.loss_w.sum(), rel=1e-9)
+
+
+def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen, str]:
+    """``factory-twin dashboard ARGS`` on a free local port in ``tmp``; (the process, its URL) once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "factory_twin", "dashboard", *args, "--port", str(port)],
+        cwd=tmp,
+        stdout=(tmp / "server.out").open("w"),
+        stderr=(tmp / "server.err").open("w"),
+        env=env | {"TMPDIR": str(tmp)},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {(tmp / 'server.err').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, 90, "the dashboard")
+    return proc, url
+
+
+def dense_rows(n: int, A: list, b: list):
+    """``row(entries, rhs)`` appending one dense row ``sum coef x_j <= rhs`` of ``n`` columns to A, b."""
+
+    def row(entries, rhs):
+        r = np.zeros(n)
+        for j, v in entries:
+            r[j] += v
+        A.append(r)
+        b.append(rhs)
+
+    return row
+
+
+def browser_page(browser, width: int, height: int = 900):
+    """A page of ``browser`` at ``width`` x ``height`` px recording failed responses and page errors in ``failures``."""
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.failures = []
+    pg.on("response", lambda r: pg.failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    pg.on("pageerror", lambda e: pg.failures.append(str(e)))
+    return pg

@@ -26,7 +26,7 @@ def add_parsers(sub) -> None:
     d.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     d.add_argument("--port", type=positive_int, default=8050, help="TCP port")
     add_speed(d, default="60")
-    d.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
+    d.add_argument("--controller", default="mpc", help="mpc | mpc-n1 | uncapped | fixed:FRACTION")
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
     d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
     d.add_argument("--openadr-state", type=Path, help="an OpenADR VEN's --state-dir: adds the OpenADR page")

@@ -34,7 +34,20 @@ def add_parsers(sub) -> None:
     o.add_argument("--horizon", default="24h", help="planning horizon, with a unit (e.g. 24h, 90min, 2d)")
     o.add_argument("--step", default="5min", help="plan step, with a unit (e.g. 5min)")
     o.add_argument(
-        "--soft", nargs="*", default=[], help="limits to make penalized slacks: import_limit ramp dr heat die flex cdu"
+        "--soft",
+        nargs="*",
+        default=[],
+        help="limits to make penalized slacks: import_limit ramp dr heat die flex cdu tier",
+    )
+    o.add_argument(
+        "--no-tiers",
+        action="store_true",
+        help="leave out the rows of the one-line diagram (every element within its continuous limit)",
+    )
+    o.add_argument(
+        "--n-minus-1",
+        action="store_true",
+        help="keep every element within its continuous limit also after the loss of any one redundant path",
     )
     o.add_argument("--solver", default="simplex", choices=["simplex", "ipx", "pdlp", "choose"], help="HiGHS solver")
     o.add_argument(
@@ -67,6 +80,8 @@ def run_optimize(args) -> int:
         solver=args.solver,
         time_limit=args.time_limit,
         grouping=args.grouping,
+        tiers=not args.no_tiers,
+        n_minus_1=args.n_minus_1,
     )
     f = twin.load_facility(args.facility)
     check_dispatch_memory(f, opts, "use a longer --step or a shorter --horizon")

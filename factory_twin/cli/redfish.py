@@ -64,7 +64,7 @@ def add_parsers(sub) -> None:
     )
     s.add_argument("--tls-cert", type=Path, help="client certificate, for services that ask for one (with --tls-key)")
     s.add_argument("--tls-key", type=Path, help="its private key")
-    s.add_argument("--controller", default="mpc", help="mpc | uncapped | fixed:FRACTION")
+    s.add_argument("--controller", default="mpc", help="mpc | mpc-n1 | uncapped | fixed:FRACTION")
     s.add_argument("--step", type=positive("seconds"), default=1.0, help="steering step [wall s]")
     s.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     s.add_argument("--retries", type=int, default=3, help="retries of a write that gets no answer, 5xx or 429")

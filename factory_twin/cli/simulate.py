@@ -40,7 +40,8 @@ def add_parsers(sub) -> None:
     s.add_argument(
         "--controller",
         default="auto",
-        help="auto | uncapped | fixed:FRACTION | mpc; auto runs mpc when the scenario has DR events, else uncapped",
+        help="auto | uncapped | fixed:FRACTION | mpc | mpc-n1 (N-1 rows of the one-line diagram); auto runs mpc "
+        "when the scenario has DR events, else uncapped",
     )
     s.add_argument("--out", type=Path, help="write the run to this NetCDF file")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists (or restart an unfinished run)")

@@ -11,43 +11,17 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support import free_port, wait_for
+from support import browser_page, free_port, start_dashboard, wait_for
 
 WIDTHS = (1024, 1400, 1920)
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
-
-
-def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "factory_twin", "dashboard", *args, "--port", str(port)],
-        cwd=tmp,
-        stdout=(tmp / "server.out").open("w"),
-        stderr=(tmp / "server.err").open("w"),
-        env=env | {"TMPDIR": str(tmp)},
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {(tmp / 'server.err').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except OSError:
-            return False
-
-    wait_for(up, 90, "the dashboard")
-    return proc, url
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +35,6 @@ def server(tmp_path_factory, child_env):
         proc.wait(20)
 
 
-def _page(browser, width: int):
-    pg = browser.new_page(viewport={"width": width, "height": 900})
-    pg.failures = []
-    pg.on("response", lambda r: pg.failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    pg.on("pageerror", lambda e: pg.failures.append(str(e)))
-    return pg
-
-
 def _live(pg, url: str, path: str) -> None:
     pg.goto(url + path)
     pg.wait_for_selector("#status:has-text('·')", timeout=30000)
@@ -77,7 +43,7 @@ def _live(pg, url: str, path: str) -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_dispatch_inputs_are_wide_enough_to_read_and_fit_the_window(server, browser, width):
     url, _ = server
-    pg = _page(browser, width)
+    pg = browser_page(browser, width)
     _live(pg, url, "/dispatch")
     pg.fill("#ctl-limit-mw", "123456")
     for box in ("ctl-dr-depth", "ctl-dr-duration", "ctl-dr-ramp", "ctl-dr-notice", "ctl-limit-mw", "ctl-offset-k",
@@ -94,7 +60,7 @@ def test_dispatch_inputs_are_wide_enough_to_read_and_fit_the_window(server, brow
 @pytest.mark.parametrize("width", WIDTHS)
 def test_clicking_a_rack_opens_it(server, browser, width):
     url, _ = server
-    pg = _page(browser, width)
+    pg = browser_page(browser, width)
     _live(pg, url, "/racks")
     pg.wait_for_selector("#racks-floor .nsewdrag")
     box = pg.locator("#racks-floor .nsewdrag").first.bounding_box()
@@ -114,7 +80,7 @@ def test_clicking_a_rack_opens_it(server, browser, width):
 
 def test_errors_speak_the_page_units(server, browser):
     url, _ = server
-    pg = _page(browser, 1400)
+    pg = browser_page(browser, 1400)
     _live(pg, url, "/dispatch")
     pg.fill("#ctl-dr-depth", "1e9")
     pg.click("#ctl-dr")
@@ -125,7 +91,7 @@ def test_errors_speak_the_page_units(server, browser):
 
 def test_a_missed_import_limit_raises_an_alarm(server, browser):
     url, _ = server
-    pg = _page(browser, 1400)
+    pg = browser_page(browser, 1400)
     _live(pg, url, "/dispatch")
     assert pg.inner_text("#target-alarm") == ""
     pg.fill("#ctl-limit-mw", "1")  # the uncapped twin draws ~100 MW: it cannot meet 1 MW
@@ -175,7 +141,7 @@ def test_charts_read_like_a_person(server, browser, width):
     their own plot areas; Cooling: flows in L/min, the plant's heat and the air system's add up to the total on
     the page, the capacity is the plant's at this ambient (not the rated 120 MW); round ticks on every chart."""
     url, _ = server
-    pg = _page(browser, width)
+    pg = browser_page(browser, width)
     _live(pg, url, "/")
     pg.wait_for_selector("#ov-sankey .node-label", timeout=30000)
     labels, card = pg.evaluate(
@@ -216,7 +182,7 @@ def test_charts_read_like_a_person(server, browser, width):
 def test_an_over_capacity_plant_shows_with_its_numbers(server, browser):
     """30 K hotter: the plant cannot hold its setpoint; the Cooling page says so with the load and capacity."""
     url, _ = server
-    pg = _page(browser, 1400)
+    pg = browser_page(browser, 1400)
     _live(pg, url, "/dispatch")
     pg.fill("#ctl-offset-k", "30")
     pg.click("#ctl-offset")
@@ -237,7 +203,7 @@ def test_an_over_capacity_plant_shows_with_its_numbers(server, browser):
 
 def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
     url, tmp = server
-    pg = _page(browser, 1400)
+    pg = browser_page(browser, 1400)
     _live(pg, url, "/dispatch")
     out = (tmp / "server.out").read_text()
     pid = int(out.split("twin running in process ")[1].split(")")[0])
@@ -255,7 +221,7 @@ def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
 
 def test_a_dr_event_the_controller_ignores_is_logged_red(server, browser):
     url, _ = server
-    pg = _page(browser, 1400)
+    pg = browser_page(browser, 1400)
     _live(pg, url, "/dispatch")
     pg.fill("#ctl-dr-depth", "99")
     pg.click("#ctl-dr")

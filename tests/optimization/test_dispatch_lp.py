@@ -13,6 +13,7 @@ from factory_twin.optimization.feasibility import check, violations
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.optimization.problem import BessData, Problem, Stops
 from scipy.optimize import linprog
+from support import dense_rows
 
 # one concave curve: breakpoints at x = 0.5, 0.75 (throughput 0.8, 0.95), 1.0 at x = 1
 SEG_A = np.array([-0.4, 0.5, 0.8])
@@ -136,19 +137,6 @@ def random_problem(seed, T=6, G=3):
     )
 
 
-def _dense_rows(n: int, A: list, b: list):
-    """``row(entries, rhs)`` appending one dense row ``sum coef x_j <= rhs`` of ``n`` columns to A, b."""
-
-    def row(entries, rhs):
-        r = np.zeros(n)
-        for j, v in entries:
-            r[j] += v
-        A.append(r)
-        b.append(rhs)
-
-    return row
-
-
 def linprog_objective(p: Problem) -> float:
     return linprog_solution(p)[0]
 
@@ -162,7 +150,7 @@ def linprog_solution(p: Problem) -> tuple[float, np.ndarray]:
     Y = lambda t, g: T * G + t * G + g  # noqa: E731
     Gr = lambda t: 2 * T * G + t  # noqa: E731
     A, b = [], []
-    row = _dense_rows(n, A, b)
+    row = dense_rows(n, A, b)
 
     for t in range(T):
         for g in range(G):
@@ -465,7 +453,7 @@ def linprog_with_stops(p: Problem) -> float:
     E = lambda t, m: 2 * T * G + T + 2 * T * M + t * M + m  # noqa: E731
     n = 2 * T * G + T + 3 * T * M
     A, b = [], []
-    row = _dense_rows(n, A, b)
+    row = dense_rows(n, A, b)
 
     modes = {g: [m for m in range(M) if st.group[m] == g] for g in range(G)}
     for t in range(T):

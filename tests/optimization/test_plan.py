@@ -91,12 +91,14 @@ def test_a_plan_refuses_arrays_of_the_wrong_shape(over_dr):
 
 
 def test_every_nameable_controller_is_built_by_name(campus, hot):
-    assert NAMEABLE == ("uncapped", "fixed:FRACTION", "mpc")
+    assert NAMEABLE == ("uncapped", "fixed:FRACTION", "mpc", "mpc-n1")
     assert isinstance(make_controller("uncapped", campus, hot), Uncapped)
     fixed = make_controller("fixed:0.6", campus, hot)
     assert isinstance(fixed, FixedCap) and fixed.fraction == 0.6
     mpc = make_controller("mpc", campus, hot, replan_every="10min")
     assert type(mpc).__name__ == "MPCController" and mpc.period_s == 600.0
+    n1 = make_controller("mpc-n1", campus, hot, replan_every="10min")
+    assert n1.options.n_minus_1 and not mpc.options.n_minus_1 and n1.period_s == 600.0
     for c in (make_controller("uncapped", campus, hot), fixed, mpc):
         assert isinstance(c, Controller) and c.plan is None  # before its first call, an MPC has no plan either
     assert mpc.replans and not fixed.replans
@@ -105,11 +107,11 @@ def test_every_nameable_controller_is_built_by_name(campus, hot):
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("mcp", "--controller: expected uncapped, fixed:FRACTION or mpc, got 'mcp'"),
-        ("fixed", "--controller: expected uncapped, fixed:FRACTION or mpc, got 'fixed'"),
-        ("mpc:2", "--controller: expected uncapped, fixed:FRACTION or mpc, got 'mpc:2'"),
-        ("uniform", "--controller: expected uncapped, fixed:FRACTION or mpc, got 'uniform'"),  # code only
-        ("plan", "--controller: expected uncapped, fixed:FRACTION or mpc, got 'plan'"),
+        ("mcp", "--controller: expected uncapped, fixed:FRACTION, mpc or mpc-n1, got 'mcp'"),
+        ("fixed", "--controller: expected uncapped, fixed:FRACTION, mpc or mpc-n1, got 'fixed'"),
+        ("mpc:2", "--controller: expected uncapped, fixed:FRACTION, mpc or mpc-n1, got 'mpc:2'"),
+        ("uniform", "--controller: expected uncapped, fixed:FRACTION, mpc or mpc-n1, got 'uniform'"),  # code only
+        ("plan", "--controller: expected uncapped, fixed:FRACTION, mpc or mpc-n1, got 'plan'"),
         ("fixed:1.5", "--controller: fixed:FRACTION needs a fraction of TDP in (0, 1], got 1.5"),
         ("fixed:half", "--controller: fixed:FRACTION needs a number in (0, 1], got 'half'"),
     ],

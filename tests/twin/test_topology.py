@@ -189,3 +189,33 @@ def test_refused_before_the_cooling_is_assembled():
     raw["cooling"]["cdu"]["capacity_kw"] = 1.0  # a design error assembly would report later
     with pytest.raises(SpecError, match="cycle"):
         assemble(FacilitySpec.model_validate(raw), rack_catalog(), "x.toml")
+
+
+def test_each_element_loses_what_its_kinds_model_says(c100):
+    """The diagram evaluates every element's loss as the quadratic read off its kind's model (models/power.py); at
+    any load it equals the model called directly."""
+    topo = c100.topology
+    out = np.random.default_rng(4).uniform(0, 1.5, (topo.n, 7)) * topo.rating_w[:, None]
+    for lv in topo.levels:
+        direct = topo._model_losses(lv, out[lv])
+        assert np.allclose(topo._losses(lv, out[lv]), direct, rtol=1e-9, atol=1e-6)
+    kinds = {topo.kind_name(e) for e in range(topo.n) if topo.loss_quadratic[2][e] > 0}
+    assert kinds == {"transformer", "ups", "busway"}  # switchboards and feeds lossless in this diagram
+
+
+def test_rack_shares_are_each_racks_share_through_each_element(c100):
+    """The matrix a per-GPU allocator keeps tiers with: every rack's power reaches the feeds in full (column sums 1
+    over the feeds), half through each path, all through B after A opens; busways carry S @ P."""
+    topo = c100.topology
+    S = topo.rack_shares(topo.routing())
+    assert np.allclose(np.asarray(S[topo.roots].sum(axis=0)).ravel(), 1.0)
+    assert S[topo.index["A-ups-03"], 40] == pytest.approx(0.5) and S[topo.index["B-ups-03"], 40] == pytest.approx(0.5)
+    closed = np.ones(topo.n, bool)
+    closed[topo.index["utility-A"]] = False
+    routing = topo.routing(closed)
+    S = topo.rack_shares(routing)
+    assert S[topo.index["B-ups-03"], 40] == pytest.approx(1.0) and S[topo.index["A-ups-03"], 40] == 0
+    rack_in = _rack_inputs(c100, 5)
+    flow = topo.flow(routing, rack_in, 0.0)
+    bus = [e for e in range(topo.n) if topo.kind_name(e) == "busway"]
+    assert np.allclose((S @ rack_in)[bus], flow.out_w[bus], rtol=1e-12)

@@ -210,6 +210,23 @@ class Topology:
     def rack_parents(self, r: int) -> IntArray:
         return self.rack_edge_parent[self.rack_edge_rack == r]
 
+    def rack_shares(self, routing: Routing) -> sp.csr_matrix:
+        """``S[e, r]``: the share of rack ``r``'s power that passes element ``e`` under ``routing``, over every path
+        (elements x racks, sparse). An element's load from the racks is ``S @ P_rack`` (before the losses of the
+        elements below it): the matrix a per-GPU allocator needs to keep every tier inside its budget."""
+        order = np.concatenate(self.levels)  # elements by height: a block only needs the rows below it
+        pos = np.empty(self.n, np.int64)
+        pos[order] = np.arange(self.n)
+        blocks: list[sp.csr_matrix] = []
+        done = 0
+        for lv, child in zip(self.levels, routing.child, strict=True):
+            block = routing.rack[lv]
+            if child is not None:
+                block = block + child[:, order[:done]] @ sp.vstack(blocks, format="csr")
+            blocks.append(sp.csr_matrix(block))
+            done += lv.size
+        return sp.vstack(blocks, format="csr")[pos]
+
     def racks_below(self) -> sp.csr_matrix:
         """Boolean elements x racks: rack ``r`` hangs (on some path) below element ``e``."""
         below = sp.csr_matrix(
@@ -385,26 +402,65 @@ class Topology:
         return in_w.reshape((n_c, *tail)), loss.reshape((n_c, *tail)), total.reshape(tail), grid.reshape(tail)
 
     def _losses(self, lv: IntArray, out: Array) -> Array:
-        """Losses [W] of the elements ``lv`` carrying ``out`` [W] (``[len(lv), k]``), each by its kind."""
+        """Losses [W] of the elements ``lv`` carrying ``out`` [W] (``[len(lv), k]``), each by its kind's model. Every
+        model is a quadratic in the power carried, so a diagram of its own evaluates the quadratic read off the
+        models at three loads (:attr:`loss_quadratic`; one vector operation per level, not one model call per
+        kind); the aggregate chain calls the models themselves, as ``PowerChain`` does (bit for bit)."""
+        if self.explicit:
+            q0, q1, q2 = self.loss_quadratic
+            return q0[lv][:, None] + out * (q1[lv][:, None] + q2[lv][:, None] * out)
+        return self._model_losses(lv, out)
+
+    @cached_property
+    def loss_quadratic(self) -> tuple[Array, Array, Array]:
+        """Per element ``(q0 [W], q1 [-], q2 [1/W])`` with ``loss = q0 + q1 P + q2 P^2``: the kind's model of
+        :mod:`models.power` evaluated at 0, ``R`` and ``2 R`` (``R`` the rating) and solved for its coefficients."""
+        e = np.arange(self.n)
+        r = self.rating_w
+        lo = self._model_losses(e, np.stack([np.zeros(self.n), r, 2 * r], axis=1))
+        q0 = lo[:, 0]
+        q2 = (lo[:, 2] - 2 * lo[:, 1] + lo[:, 0]) / (2 * r * r)
+        q1 = (lo[:, 1] - lo[:, 0]) / r - q2 * r
+        return q0, q1, q2
+
+    def _model_losses(self, lv: IntArray, out: Array) -> Array:
+        """Losses [W] of the elements ``lv`` carrying ``out`` [W] by the functions of :mod:`models.power`."""
         loss = np.zeros_like(out)
-        k = self.kind[lv]
-        for sel in (k == TRANSFORMER, k == UPS, (k != TRANSFORMER) & (k != UPS)):
-            if not sel.any():
-                continue
-            e, o = lv[sel], out[sel]
-            n = self.units[e][:, None]
-            if k[sel][0] == TRANSFORMER:
-                s_va = o / (self.power_factor[e][:, None] * n)
-                loss[sel] = n * transformer_loss_w(s_va, self.unit_rating[e][:, None], self.p0_w[e][:, None],
-                                                   self.pk_w[e][:, None])  # fmt: skip
-            elif k[sel][0] == UPS:
-                c = (self.c0[e][:, None], self.c1[e][:, None], self.c2[e][:, None])
-                loss[sel] = n * ups_loss_w(o / n, self.unit_rating[e][:, None], *c)
+        for sel, kind, par in self._kind_groups(lv):
+            o = out[sel]
+            if kind == TRANSFORMER:
+                n, pf, rating, p0, pk = par
+                loss[sel] = n * transformer_loss_w(o / (pf * n), rating, p0, pk)
+            elif kind == UPS:
+                n, rating, c0, c1, c2 = par
+                loss[sel] = n * ups_loss_w(o / n, rating, c0, c1, c2)
             else:
-                f = self.loss_fraction[e]
-                if np.any(f > 0):
-                    loss[sel] = busway_loss_w(o, self.rating_w[e][:, None], f[:, None])
+                rating, f = par
+                loss[sel] = busway_loss_w(o, rating, f)
         return loss
+
+    def _kind_groups(self, lv: IntArray) -> list[tuple[IntArray, int, tuple[Array, ...]]]:
+        """For elements ``lv``: (their positions, kind, loss parameters as columns) per loss model; elements without
+        losses (f = 0) left out. Kept per ``lv`` (the engine asks for the same levels every plant step)."""
+        cache = self.__dict__.setdefault("_groups_cache", {})
+        key = lv.tobytes()
+        if key in cache:
+            return cache[key]
+        k = self.kind[lv]
+        groups = []
+        for sel in (np.flatnonzero(k == TRANSFORMER), np.flatnonzero(k == UPS)):
+            if sel.size:
+                e = lv[sel]
+                col = [a[e][:, None] for a in (self.units, self.power_factor, self.unit_rating, self.p0_w, self.pk_w)]
+                if k[sel[0]] == UPS:
+                    col = [a[e][:, None] for a in (self.units, self.unit_rating, self.c0, self.c1, self.c2)]
+                groups.append((sel, int(k[sel[0]]), tuple(col)))
+        sel = np.flatnonzero((k != TRANSFORMER) & (k != UPS) & (self.loss_fraction[lv] > 0))
+        if sel.size:
+            e = lv[sel]
+            groups.append((sel, -1, (self.rating_w[e][:, None], self.loss_fraction[e][:, None])))
+        cache[key] = groups
+        return groups
 
     def loading(self, in_w: Array) -> Array:
         """Load over rating [-] at the element inputs ``in_w`` [W] (``[n_elements, ...]``): ``S / S_r`` for

@@ -17,6 +17,8 @@ applies it between plant steps and reports the outcome in the next snapshot's
     import_limit     import_limit_mw > 0                                a what-if: wins over every other limit
     ambient_offset   offset_k in [-30, 30]
     workload         workload_class, level [0, 1]                       constant utilization
+    open_element     element                                            what-if: lose a feed (path)
+    close_element    element                                            reset a tripped breaker, restore a feed
     speed            speed > 0                                          simulated s per wall s
     pause | resume | replan
 
@@ -27,7 +29,10 @@ its source (what-if, grid signals, scenario, contract or grid target: :mod:`twin
 the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
 24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
 and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32);
-``plan_*`` the controller's latest plan (its :class:`~twin.simulation.controllers.ControlPlan`, when it plans).
+``el_*`` the one-line diagram (elements, edges, ratings, present load, loading, headroom, open or closed) and
+``el_hist_*`` [record, element] its recent loads, ``meta["power_events"]`` its latest events (trips, opened paths,
+dark racks); ``plan_*`` the controller's latest plan (its :class:`~twin.simulation.controllers.ControlPlan`, when
+it plans).
 """
 
 from __future__ import annotations
@@ -42,11 +47,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from factory_twin.models import checks
-from factory_twin.models.units import MW, S_PER_MIN
+from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_atomic
 from factory_twin.twin.simulation import meters
@@ -75,16 +80,20 @@ COMMAND_BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
     "workload": {"level": (0.0, 1.0, False)},
     "speed": {"speed": (0.0, 86400.0, True)},
 }
-KINDS = (*COMMAND_BOUNDS, "clear_dr_events", "pause", "resume", "replan")
+ELEMENT_KINDS = ("open_element", "close_element")  # commands naming an element of the one-line diagram
+KINDS = (*COMMAND_BOUNDS, *ELEMENT_KINDS, "clear_dr_events", "pause", "resume", "replan")
+POWER_EVENTS = 50  # the one-line diagram's latest events in a snapshot
 
 
-def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+def parse_command(
+    raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None, element_names: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """Validate an operator command; return it with numeric fields as floats.
 
     Raises ``ValueError`` naming the field for an unknown kind, a missing or unknown field, text
     where a number is expected, or a value out of range (bounds in ``COMMAND_BOUNDS``;
     ``dr_event.ramp_min`` must not exceed ``duration_min``). ``class_names``, when given,
-    restricts ``workload.workload_class``.
+    restricts ``workload.workload_class``; ``element_names``, the ``element`` of ``open_element``/``close_element``.
     """
     if not isinstance(raw, Mapping):
         raise ValueError(f"command: must be a JSON object, got {type(raw).__name__}")
@@ -96,6 +105,7 @@ def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = 
         "id",
         *COMMAND_BOUNDS.get(kind, {}),
         *(("workload_class",) if kind == "workload" else ()),
+        *(("element",) if kind in ELEMENT_KINDS else ()),
     }
     extra = sorted(set(raw) - allowed)
     if extra:
@@ -122,6 +132,12 @@ def parse_command(raw: Mapping[str, Any], class_names: tuple[str, ...] | None = 
             known = f" (one of {list(class_names)})" if class_names is not None else ""
             raise ValueError(f"workload_class: unknown workload class {cls!r}{known}")
         out["workload_class"] = cls
+    if kind in ELEMENT_KINDS:
+        el = raw.get("element")
+        known = element_names is None or el in element_names
+        if not isinstance(el, str) or not el or len(el) > 200 or not known:
+            raise ValueError(f"element: no element {el!r} in the facility's one-line diagram")
+        out["element"] = el
     return out
 
 
@@ -171,6 +187,16 @@ class Loops(TypedDict):
     pump_w: float
 
 
+class PowerEvent(TypedDict):
+    """One event of the one-line diagram (twin.simulation.paths.PathEvent)."""
+
+    time: str
+    kind: str
+    element: str
+    detail: str
+    racks: int
+
+
 class SnapshotMeta(TypedDict):
     """The JSON part of a snapshot."""
 
@@ -196,6 +222,7 @@ class SnapshotMeta(TypedDict):
     dr_events: list[DREventInfo]
     messages: list[Message]
     loops: Loops
+    power_events: NotRequired[list[PowerEvent]]  # the one-line diagram's latest events (twins with paths)
 
 
 @dataclass(frozen=True)
@@ -284,6 +311,7 @@ class LiveRunner:
         self.hist: dict[str, deque[float]] = {k: deque(maxlen=n_hist) for k in HISTORY}
         self.rack_hist_time = deque(maxlen=rack_history)
         self.rack_hist = {k: deque(maxlen=rack_history) for k in RACK_HISTORY}
+        self.el_hist: deque[NDArray] = deque(maxlen=rack_history)  # load of every element of the diagram [kW]
         self.publish_s = float(publish_s)
         self.paused = False
         self.messages: deque[Message] = deque(maxlen=20)
@@ -338,6 +366,9 @@ class LiveRunner:
         self.rack_hist["die_temp_c"].append(np.asarray(tw.t_die, np.float32).copy())
         self.rack_hist["gpu_power_w"].append(self.interval.gpu_power_w().astype(np.float32))
         self.rack_hist["gpu_cap_w"].append(np.asarray(tw.cap, np.float32).copy())
+        mean = self.interval.mean()
+        if mean.tier_in_w is not None:
+            self.el_hist.append((mean.tier_in_w / KW).astype(np.float32))
         self.interval.reset()
 
     def _dr_target_mw(self) -> float:
@@ -397,7 +428,8 @@ class LiveRunner:
         cid = str(raw.get("id", "?")) if isinstance(raw, Mapping) else "?"
         kind = raw.get("kind", "?") if isinstance(raw, Mapping) else "?"
         try:
-            cmd = parse_command(raw, tuple(self.twin.f.class_names))
+            topo = getattr(self.twin.f, "topology", None)
+            cmd = parse_command(raw, tuple(self.twin.f.class_names), topo.index if topo is not None else {})
             ok, text = self._apply(cmd)
         except ValueError as e:
             self._message(cid, kind, False, str(e))
@@ -442,6 +474,15 @@ class LiveRunner:
             new = old.model_copy(update={"profile": "constant", "level": c["level"]})
             tw.scenario = sc.with_changes(workload={**sc.workload, cls: new})
             text = f"{cls} utilization {c['level']:.0%}"
+        elif kind in ELEMENT_KINDS:
+            f, busy = tw.f, tw.f.gpus * np.stack([sc.utilization(c, np.array([tw.time]))[0] for c in tw.f.class_names])[
+                tw.f.rack_class]  # fmt: skip
+            if kind == "open_element":
+                tw.paths.open(c["element"], tw.time, "opened by the operator (what-if)", f.gpus, busy)
+                text = f"{c['element']} opened (what-if)"
+            else:
+                tw.paths.close(c["element"], tw.time, "closed by the operator", f.gpus, busy)
+                text = f"{c['element']} closed"
         elif kind == "speed":
             self.speed = c["speed"]
             return ok, f"speed {self.speed:g}x"
@@ -542,7 +583,49 @@ class LiveRunner:
         plan = self._plan()
         if plan is not None:
             a["plan_time"], a["plan_grid_import_mw"] = plan
+        if getattr(tw, "paths", None) is not None:
+            a |= self._power_arrays()
+            meta["power_events"] = [
+                PowerEvent(time=str(e.time), kind=e.kind, element=e.element, detail=e.detail, racks=e.racks)
+                for e in tw.paths.events[-POWER_EVENTS:]
+            ]
         return Snapshot(meta, a)
+
+    def _el_racks(self) -> NDArray:
+        """Racks below each element on some path (computed once)."""
+        if getattr(self, "_racks_below", None) is None:
+            below = self.twin.f.topology.racks_below()
+            self._racks_below = np.asarray(below.sum(axis=1)).ravel().astype(np.int64)
+        return self._racks_below
+
+    def _power_arrays(self) -> dict[str, NDArray]:
+        """The one-line diagram for the Power page: elements, edges, ratings, present state, recent loads."""
+        from factory_twin.twin.facility.topology_spec import KINDS as ELEMENT_TYPES
+
+        tw, topo = self.twin, self.twin.f.topology
+        paths = tw.paths
+        last = self._last
+        load = last.tier_in_w if last is not None and last.tier_in_w is not None else np.zeros(topo.n)
+        n = len(self.el_hist)
+        return {
+            "el_name": np.array(topo.names, dtype=str),
+            "el_kind": np.array([ELEMENT_TYPES[k] for k in topo.kind], dtype=str),
+            "el_path": np.array([p or "" for p in topo.path], dtype=str),
+            "el_depth": topo.depth,
+            "el_rating_kw": topo.rating_w / KW,
+            "el_limit_kw": topo.continuous_limit_w / KW,
+            "el_load_kw": load / KW,
+            "el_loading": topo.loading(load),
+            "el_headroom_kw": topo.headroom_w(load) / KW,
+            "el_closed": paths.closed.copy(),
+            "el_energized": paths.routing.energized.copy(),
+            "el_racks": self._el_racks(),
+            "edge_child": topo.edge_child,
+            "edge_parent": topo.edge_parent,
+            "rack_powered": paths.rack_on.copy(),
+            "el_hist_time": np.array(self.rack_hist_time, np.int64)[-n:] if n else np.zeros(0, np.int64),
+            "el_hist_load_kw": np.stack(self.el_hist) if n else np.zeros((0, topo.n), np.float32),
+        }
 
     def publish(self) -> None:
         """Write the present snapshot atomically."""
@@ -626,6 +709,7 @@ def start_runner(
 
 __all__ = [
     "COMMAND_BOUNDS",
+    "ELEMENT_KINDS",
     "HISTORY",
     "KINDS",
     "RUNNER_ERROR",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models.protection import TripState
+from factory_twin.models.protection import NONE, THERMAL, TripState
 from factory_twin.twin.facility.topology import Flow, Routing, Topology
 from factory_twin.twin.scenario.faults import Fault
 from numpy.typing import NDArray
@@ -60,6 +60,18 @@ class PowerPaths:
         self._faults = list(faults)
         self._done: set[tuple[int, str]] = set()
 
+    def _quiet(self, m: Array) -> bool:
+        """No device is above the point where it starts timing (pickup, short-time, instantaneous) and none
+        remembers an overload: the step changes nothing but the thermal images (the usual case)."""
+        if not hasattr(self, "_thermal"):
+            trip = self.topology.trip
+            self._thermal = np.flatnonzero(trip.characteristic == THERMAL)
+            integ = (trip.characteristic != NONE) & (trip.characteristic != THERMAL)
+            self._start = np.minimum(np.minimum(np.where(integ, trip.pickup, np.inf), trip.isd), trip.ii)
+            self._integrating = integ
+        st = self.trip_state
+        return bool(np.all(m < self._start) and not np.any(st.heat[self._integrating]) and not np.any(st.short_s))
+
     @property
     def rack_on(self) -> NDArray[np.bool_]:
         return self.routing.rack_on
@@ -74,6 +86,27 @@ class PowerPaths:
         if unknown:
             raise ValueError(f"faults: no element {unknown} in the facility's one-line diagram")
         self._faults = list(faults)
+
+    def open(self, name: str, time: np.datetime64, why: str, gpus: Array, busy: Array) -> None:
+        """Open element ``name`` now (an operator's what-if: "lose feed A"); ``ValueError`` naming an unknown one."""
+        self._set(name, False, time, why, gpus, busy)
+
+    def close(self, name: str, time: np.datetime64, why: str, gpus: Array, busy: Array) -> None:
+        """Close element ``name`` now (a tripped breaker reset or a feed back); its device's memory starts cold."""
+        self._set(name, True, time, why, gpus, busy)
+
+    def _set(self, name: str, closed: bool, time: np.datetime64, why: str, gpus: Array, busy: Array) -> None:
+        e = self.topology.index.get(name)
+        if e is None:
+            raise ValueError(f"element: no element {name!r} in the facility's one-line diagram")
+        if self.closed[e] == closed:
+            return
+        self.closed[e] = closed
+        if closed:
+            self.trip_state.heat[e] = 0.0
+            self.trip_state.short_s[e] = 0.0
+        self.events.append(PathEvent(time, "closed" if closed else "opened", name, why))
+        self._reroute(time, gpus, busy)
 
     def apply_faults(self, time: np.datetime64, gpus: Array, busy: Array) -> bool:
         """Open the elements whose fault starts by ``time`` and close those whose fault ended; True when the
@@ -100,6 +133,12 @@ class PowerPaths:
         the elements whose device trips. True when the routing changed."""
         topo = self.topology
         m = np.where(self.routing.energized, topo.trip_multiple(flow.in_w), 0.0)
+        if self._quiet(m):  # nothing times and no memory to cool: only the thermal images move
+            th = self._thermal
+            if th.size:
+                m2 = m[th] ** 2
+                self.trip_state.heat[th] = m2 + (self.trip_state.heat[th] - m2) * np.exp(-dt_s / topo.trip.tr_s[th])
+            return False
         self.trip_state, after = topo.trip.step(self.trip_state, m, dt_s)
         tripped = np.flatnonzero(np.isfinite(after) & self.routing.energized)
         if not tripped.size:

@@ -1,0 +1,110 @@
+"""The Power page in a real headless Chromium at 1024, 1400 and 1920 px, as an engineer uses it: the one-line diagram
+readable (every label inside the window and none over another), loadings and headroom shown, a feed lost from the
+page reaches the twin (the path greys, the open element and its cause are listed), it is closed again, and an
+element clicked in the tree shows its history. The server runs as ``factory-twin dashboard`` on campus-100mw."""
+
+from __future__ import annotations
+
+import pytest
+from support import browser_page, start_dashboard, wait_for
+
+WIDTHS = (1024, 1400, 1920)
+
+pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
+
+LABELS_JS = """() => {
+  const texts = [...document.querySelectorAll('#power-tree text.slicetext')]
+    .filter(t => t.getBBox().width > 0 && getComputedStyle(t).display !== 'none' && t.textContent.trim());
+  return texts.map(t => { const r = t.getBoundingClientRect();
+    return {text: t.textContent, l: r.left, r: r.right, t: r.top, b: r.bottom}; });
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, child_env):
+    tmp = tmp_path_factory.mktemp("power")
+    proc, url = start_dashboard(tmp, child_env, "campus-100mw", "--controller", "uncapped", "--speed", "60")
+    try:
+        yield url, tmp
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _open(pg, url: str) -> None:
+    pg.goto(url + "/power")
+    pg.wait_for_selector("#status:has-text('·')", timeout=60000)
+    pg.wait_for_selector("#power-tree text.slicetext", timeout=60000)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_diagram_is_readable_at_every_width(server, browser, width):
+    url, _ = server
+    pg = browser_page(browser, width, 1000)
+    _open(pg, url)
+    for depth in ("2 levels", "3 levels"):
+        pg.get_by_label(depth, exact=True).check()
+        pg.wait_for_timeout(1500)
+        labels = pg.evaluate(LABELS_JS)
+        names = {lb["text"].split(" · ")[0] for lb in labels}
+        assert {"utility-A", "utility-B", "A-main-tx", "B-main-tx"} <= names, (width, depth, names)
+        if depth == "3 levels":
+            assert {"A-mv", "B-mv"} <= names
+        for lb in labels:  # inside the window, not clipped
+            assert lb["l"] >= 0 and lb["r"] <= width, (width, lb)
+        for i, a in enumerate(labels):  # no label over another
+            for b in labels[i + 1 :]:
+                overlap = (
+                    min(a["r"], b["r"]) - max(a["l"], b["l"]) > 1 and min(a["b"], b["b"]) - max(a["t"], b["t"]) > 1
+                )
+                assert not overlap, (width, a, b)
+        util = next(lb["text"] for lb in labels if lb["text"].startswith("utility-A"))
+        assert "%" in util and "kW free" in util  # loading and headroom
+    assert pg.evaluate("document.documentElement.scrollWidth") <= width  # the page is no wider than the window
+    for kpi in ("power-kpi-loading", "power-kpi-headroom", "power-kpi-open", "power-kpi-trips", "power-kpi-dark"):
+        box = pg.evaluate(f"() => {{ const r = document.getElementById('{kpi}').getBoundingClientRect(); "
+                          "return {x: r.left, w: r.width}; }")  # fmt: skip
+        assert box["x"] >= 0 and box["x"] + box["w"] <= width, (width, kpi)
+    assert pg.locator("#power-kpi-dark .kpi-value").inner_text() == "0"
+    assert pg.failures == []
+    pg.close()
+
+
+def test_lose_feed_a_from_the_page_and_close_it_again(server, browser):
+    url, _ = server
+    pg = browser_page(browser, 1400, 1000)
+    _open(pg, url)
+    pg.wait_for_selector("#power-element:has-text('utility-A')", timeout=10000)  # the first feed, chosen already
+    pg.click("#power-open-btn")
+    pg.wait_for_selector("#power-msg:has-text('sent: lose utility-A')", timeout=5000)
+    pg.wait_for_selector("#power-events-table:has-text('utility-A')", timeout=20000)
+    row = pg.locator("#power-events-table tbody tr").first.inner_text()
+    assert "utility-A" in row and "open" in row and "operator" in row
+    assert pg.locator("#power-kpi-open .kpi-value").inner_text() == "1"
+    wait_for(lambda: "OPEN" in " ".join(lb["text"] for lb in pg.evaluate(LABELS_JS)), 20, "utility-A shown open")
+    assert pg.locator("#power-kpi-dark .kpi-value").inner_text() == "0"  # path B carries every rack (for now)
+    pg.click("#power-close-btn")
+    pg.wait_for_selector("#power-msg:has-text('sent: close utility-A')", timeout=5000)
+    pg.wait_for_selector("#power-kpi-open .kpi-value:has-text('0')", timeout=20000)
+    assert pg.failures == []
+    pg.close()
+
+
+def test_clicking_an_element_shows_its_history(server, browser):
+    url, _ = server
+    pg = browser_page(browser, 1400, 1000)
+    _open(pg, url)
+    target = pg.locator("#power-tree text.slicetext", has_text="B-main-tx").first
+    box = target.bounding_box()
+    for _ in range(3):  # the tree redraws every second; a click landing mid-redraw is lost, as for a person
+        pg.mouse.click(box["x"] + 5, box["y"] + box["height"] / 2)
+        try:
+            pg.wait_for_selector("#power-history .gtitle:has-text('B-main-tx: recent load')", timeout=5000)
+            break
+        except Exception:  # playwright's TimeoutError: click again
+            box = pg.locator("#power-tree text.slicetext", has_text="B-main-tx").first.bounding_box()
+    facts = pg.locator("#power-detail-facts").inner_text()
+    assert "B-main-tx" in facts and "transformer" in facts and "continuous limit" in facts
+    assert pg.locator("#power-history .scatterlayer .trace").count() >= 2  # the load and its limit
+    assert pg.failures == []
+    pg.close()
