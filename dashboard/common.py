@@ -14,8 +14,7 @@ from dash import html
 from factory_twin.models.heat_rejection import RHO_WATER_KG_M3
 from factory_twin.models.units import M3_S_PER_L_MIN
 from factory_twin.twin.live.runner import Snapshot
-from factory_twin.twin.scenario.grid_signals import DREvent
-from factory_twin.twin.simulation.targets import Miss, dr_target_mw, missed_targets
+from factory_twin.twin.simulation.targets import Miss, missed_targets
 from plotly.subplots import make_subplots
 
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True}
@@ -127,23 +126,17 @@ def status_text(snap: Snapshot | None) -> str:
 
 
 def snapshot_misses(snap: Snapshot) -> list[Miss]:
-    """Missed DR and import-limit targets in the snapshot's campus history (see :mod:`twin.simulation.targets`)."""
+    """Missed DR and import-limit targets in the snapshot's campus history: the recorded targets, the ones the plan
+    and the table use (:mod:`twin.simulation.targets`)."""
     t = times(snap["hist_time"])
     if t.size < 2:
         return []
-    events = [
-        DREvent(
-            np.datetime64(ev["start"], "s"),
-            float((np.datetime64(ev["end"], "s") - np.datetime64(ev["start"], "s")).astype(float)),
-            ev["depth"],
-            ev["ramp_min"] * 60,
-            ev["notice_min"] * 60,
-        )
-        for ev in snap.meta["dr_events"]
-    ]
-    target = dr_target_mw(events, [ev["baseline_mw"] for ev in snap.meta["dr_events"]], t)
     return missed_targets(
-        t, snap["hist_grid_import_mw"], snap["hist_import_limit_mw"], target, float(snap.meta["record_s"])
+        t,
+        snap["hist_grid_import_mw"],
+        snap["hist_import_limit_mw"],
+        snap["hist_dr_target_mw"],
+        float(snap.meta["record_s"]),
     )
 
 

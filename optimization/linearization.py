@@ -7,7 +7,8 @@ uncapped draw (lam = 1), at ``levels`` (default 0, 0.5, 1). Grid import as a fun
 power is then replaced by the lines through consecutive points (secants, :func:`secant_cuts`).
 Their upper envelope equals the model at the points and, because losses grow with the square of the
 load and the plant works harder when hotter, lies slightly above it in between (conservative). The
-DR baseline is the model at lam = 1 (the uncapped forecast). Only the spread of GPU power across
+DR baseline is :func:`twin.simulation.targets.dr_baseline_mw` (the model at lam = 1: the counterfactual uncapped
+import); a measured bias shifts the import model, never the baseline. Only the spread of GPU power across
 groups is ignored: PSU losses are a function of each rack's load, which the secants evaluate for
 equal positions. The plant's heat-rejection capacity at the forecast ambient
 (:func:`heat_capacity_mw`) is the other forecast-dependent coefficient.
@@ -42,11 +43,7 @@ class Forecast:
     carbon_kg_per_mwh: Array
     import_limit_mw: Array
     utilization: Array  # [T, G]
-
-    @property
-    def baseline_mw(self) -> Array:
-        """Uncapped forecast import [MW] (the DR baseline)."""
-        return self.grid_mw[:, -1]
+    baseline_mw: Array  # the DR baseline [MW] (twin.simulation.targets.dr_baseline_mw): not shifted by a bias
 
     @property
     def floor_mw(self) -> Array:
@@ -92,36 +89,25 @@ def forecast(
     known_at=None,
 ) -> Forecast:
     """Evaluate the steady site model at ``levels`` for every step (see the module docstring)."""
-    from factory_twin.twin.simulation.design import cooling_power_w, grid_flow, rack_totals, rack_types
+    from factory_twin.twin.simulation.design import site_levels
+    from factory_twin.twin.simulation.targets import dr_baseline_mw
 
-    u_cls = np.stack([scenario.utilization(c, times) for c in f.class_names], axis=1)  # [T, classes]
-    db, wb = scenario.ambient(times)
-    types = rack_types(f)  # racks differ only by type here: evaluate each type once
-    r = types.rack
-    u = u_cls[:, f.rack_class[r]][:, None, :]  # [T, 1, types]
-    lo, hi = f.min_cap_w[r], f.demand_w[r]
-    busy = lo + np.asarray(levels, float)[:, None] * (hi - lo)  # [J, types]
-    rt = rack_totals(f, u * busy + (1 - u) * f.idle_w[r], types)  # [T, J]
-    cooling = np.asarray(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db[:, None], wb[:, None]), float)
-    flow = grid_flow(f, rt, cooling, types)
+    pts = site_levels(f, scenario, times, levels)
     sig = scenario.signals
-    price = sig.at(times, "price_per_mwh")
-    carbon = sig.at(times, "carbon_kg_per_mwh")
-    limit = scenario.import_limit(times)
-    depth = step_depth(scenario.dr_events, times, dt_s, known_at)
     return Forecast(
         times,
-        rt.gpu_w / MW,
-        rt.it_w / MW,
-        cooling / MW,
-        flow.grid_w / MW,
-        np.asarray(db, float),
-        np.asarray(wb, float),
-        depth,
-        price,
-        carbon,
-        limit,
-        u_cls[:, groups.cls],
+        pts.gpu_w / MW,
+        pts.it_w / MW,
+        pts.cooling_w / MW,
+        pts.grid_w / MW,
+        pts.dry_bulb_c,
+        pts.wet_bulb_c,
+        step_depth(scenario.dr_events, times, dt_s, known_at),
+        sig.at(times, "price_per_mwh"),
+        sig.at(times, "carbon_kg_per_mwh"),
+        scenario.import_limit(times),
+        pts.utilization[:, groups.cls],
+        dr_baseline_mw(f, scenario, times),
     )
 
 

@@ -222,19 +222,15 @@ def plan_figure(snap: Snapshot) -> go.Figure:
         x=x, y=snap["hist_import_limit_mw"], name="import limit", line=dict(color="#b00020", dash="dash", width=2)
     )
     fig.add_scatter(x=x, y=snap["hist_dr_target_mw"], name="DR target", line=dict(color="#e67e22"))
-    for ev in snap.meta["dr_events"]:
-        t0 = np.datetime64(ev["start"], "s")
-        t_full = t0 + np.timedelta64(round(ev["ramp_min"] * 60), "s")
-        target = (1 - ev["depth"]) * ev["baseline_mw"]
-        fig.add_vrect(x0=str(t0), x1=ev["end"], fillcolor="#e67e22", opacity=0.12, line_width=0)
+    if snap.get("dr_ahead_time") is not None and snap["dr_ahead_time"].size:
         fig.add_scatter(
-            x=[t0, t_full, np.datetime64(ev["end"], "s")],
-            y=[ev["baseline_mw"], target, target],
-            mode="lines",
+            x=times(snap["dr_ahead_time"]),
+            y=snap["dr_ahead_target_mw"],
+            name="DR target ahead",
             line=dict(color="#e67e22", dash="dot"),
-            showlegend=False,
-            name=f"DR {ev['depth']:.0%}",
         )
+    for ev in snap.meta["dr_events"]:
+        fig.add_vrect(x0=ev["start"], x1=ev["end"], fillcolor="#e67e22", opacity=0.12, line_width=0)
     fig.add_vline(x=str(np.datetime64(snap.meta["time"], "s")), line_color="#666", line_width=1)
     readable(fig, 1.0, *(tr.y for tr in fig.data), min_frac=0.05)
     fig.update_traces(hovertemplate="%{y:,.1f} MW")
@@ -249,15 +245,19 @@ def plan_figure(snap: Snapshot) -> go.Figure:
 
 
 def events_table(snap: Snapshot) -> html.Table | html.Div:
+    """The DR events: each one's own target (at the end of its ramp, now while it holds, its last second once over)
+    on the one DR baseline, and which binds where events overlap (the tighter one, as the plan and the alarm)."""
     evs = snap.meta["dr_events"]
     if not evs:
         return html.Div("no DR events", className="message")
     now = np.datetime64(snap.meta["time"], "s")
-    head = html.Tr([html.Th(h) for h in ("start", "end", "depth", "ramp", "target", "state")])
+    head = html.Tr([html.Th(h) for h in ("start", "end", "depth", "ramp", "baseline", "target", "state")])
     rows = []
     for ev in evs:
         start, end = np.datetime64(ev["start"], "s"), np.datetime64(ev["end"], "s")
         state = "upcoming" if now < start else ("active" if now < end else "over")
+        if state != "over" and len(evs) > 1:
+            state += ", binds" if ev["binding"] else ", looser (a tighter event binds)"
         rows.append(
             html.Tr(
                 [
@@ -265,12 +265,14 @@ def events_table(snap: Snapshot) -> html.Table | html.Div:
                     html.Td(ev["end"].replace("T", " ")),
                     html.Td(f"{ev['depth']:.0%}"),
                     html.Td(f"{ev['ramp_min']:g} min"),
-                    html.Td(f"{(1 - ev['depth']) * ev['baseline_mw']:.1f} MW"),
+                    html.Td(f"{ev['baseline_mw']:.1f} MW"),
+                    html.Td(f"{ev['target_mw']:.1f} MW"),
                     html.Td(state),
-                ]
+                ],
+                className="dr-row",
             )
         )
-    return html.Table([html.Thead(head), html.Tbody(rows)], className="table")
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="disp-events-table")
 
 
 def limit_in_force(snap: Snapshot) -> str:

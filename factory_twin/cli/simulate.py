@@ -98,7 +98,7 @@ def run_simulate(args) -> int:
         controller=ctl,
         progress=ProgressBar("simulate"),
     )
-    misses = run_misses(ds, sc)
+    misses = run_misses(ds)
     ds.attrs |= provenance(f, sc, name) | target_attrs(misses)
     print_table([*summary_rows(ds), ("grid targets", "met" if not misses else f"MISSED ({len(misses)})")])
     for m in misses:

@@ -14,10 +14,10 @@ signal (name / type)                        target of each interval
 ``LOAD_DISPATCH`` / ``delta``               import <= baseline + value (negative: shed)
 ==========================================  =======================================================================
 
-The baseline is the campus import when the event arrives (the twin's meter: :func:`twin.simulation.meters.
-grid_import_w`), the DR baseline of :mod:`twin.simulation.targets`. Intervals follow one another from the active
-period's start when they carry no start of their own; an interval of zero duration lasts until the event is
-cancelled. The ramp (``x-eiRampUp``, else ``ramp_min``) precedes the start: the target holds from the start.
+The baseline is the DR baseline of :mod:`twin.simulation.targets` when the event arrives: the counterfactual
+uncapped import (not the meter, which an event already in force has curtailed). Intervals follow one another
+from the active period's start when they carry no start of their own; an interval of zero duration lasts until the
+event is cancelled. The ramp (``x-eiRampUp``, else ``ramp_min``) precedes the start: the target holds from the start.
 Other signals are ignored with a note; an event with no supported signal is opted out of. A test event
 (``testEvent``) is read and answered but sets no target.
 """

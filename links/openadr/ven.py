@@ -142,8 +142,11 @@ class TwinVen:
         d = event.get("event_descriptor", {}) if isinstance(event, dict) else {}
         event_id, status = str(d.get("event_id", "?")), d.get("event_status")
         with self._lock:
-            baseline = self.readings[-1][1] if self.readings else math.nan
             previous = self.opts.get(event_id, "optIn")
+        # the DR baseline (twin.simulation.targets): the counterfactual uncapped import, not the meter, which an
+        # event already in force has curtailed
+        tw = self.twin
+        baseline = float(tw.dr_baseline_mw(np.array([np.datetime64(tw.time, "s")]))[0]) * MW
         if status in ("cancelled", "completed"):
             with self._lock:
                 gone = self.book.pop(event_id, None) is not None
@@ -151,8 +154,6 @@ class TwinVen:
             self._decide(event_id, d, previous, f"event {status}: " + ("its targets removed" if gone else "no targets"))
             return previous
         try:
-            if not math.isfinite(baseline):
-                raise UnmappableError("the twin has no meter reading yet")
             m = map_event(event, self.cfg, self.twin.f.spec.grid.import_limit_mw * MW, baseline, now)
             opt, reason = self._judge(m, baseline, now)
         except UnmappableError as e:

@@ -80,6 +80,8 @@ NAMES: dict[str, str] = {
     "price_per_mwh": "energy_price",
     "carbon_kg_per_mwh": "grid_carbon_intensity",
     "dr_depth": "dr_depth",
+    "dr_baseline_mw": "dr_baseline",
+    "dr_target_mw": "dr_target",
     "fan_power_mw": "heat_rejection_fan_power",
     "chiller_power_mw": "chiller_power",
     "water_use_kg_s": "water_use",
@@ -91,7 +93,6 @@ NAMES: dict[str, str] = {
 COUNTS = frozenset({"throttled_gpus", "racks_dark"})  # unit "1" but a count, not a ratio: no unit suffix
 #: series the live runner adds to the meters (twin.live.runner.RUNNER_SERIES): units, long name, name
 RUNNER = {
-    "dr_target_mw": ("MW", "import the demand-response events in force ask for", "dr_target"),
     "plan_mw": ("MW", "grid import the controller's plan expects now", "planned_grid_import"),
 }
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import factory_twin.data
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -51,9 +52,15 @@ def test_a_missed_dr_target_is_reported_everywhere(tmp_path, capsys):
     assert ds.attrs["targets_met"] == 0
     # first record whose whole interval is past the ramp (16:15) is 16:16
     assert ds.attrs["missed_targets"].startswith("DR target missed from 2026-08-08T16:16:00")
-    # the target is 75 % of the import recorded at the announcement (before the run: its first record)
-    base = float(ds.grid_import_mw[0])
+    # the target is 75 % of the DR baseline, the counterfactual uncapped import (issue 20 item 1); this run is
+    # uncapped, so the baseline is what it drew, to the steady site model's accuracy
+    base = float(ds.dr_baseline_mw.sel(time="2026-08-08T16:16:00"))
+    worst = f"worst at 2026-08-08T16:16:00: import {float(ds.grid_import_mw.sel(time='2026-08-08T16:16:00')):.2f} MW"
+    assert worst in ds.attrs["missed_targets"]
     assert f"vs target {0.75 * base:.2f} MW" in ds.attrs["missed_targets"]
+    during = np.isfinite(ds.dr_baseline_mw.values)
+    assert during.sum() == 25  # 16:01-16:25: the ramp and the held target
+    np.testing.assert_allclose(ds.dr_baseline_mw.values[during], ds.grid_import_mw.values[during], rtol=1e-3)
 
 
 def test_an_impossible_dr_event_under_mpc_is_a_miss(tmp_path, capsys):

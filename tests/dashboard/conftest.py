@@ -100,6 +100,10 @@ class StubTwin:
     def request_control(self) -> None:
         self.control_requested_at = self.time
 
+    def dr_baseline_mw(self, times: np.ndarray) -> np.ndarray:
+        """The stub's DR baseline: 9 MW plus 1 kW per simulated minute since the start (a known counterfactual)."""
+        return 9.0 + 1e-3 * (np.asarray(times, "datetime64[s]") - START).astype(float) / 60.0
+
     def advance(self) -> PlantStepResult:
         self.k += 1
         self.gpu_power_w = np.full(N_RACKS, 1000.0 + self.k)

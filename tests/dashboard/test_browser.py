@@ -135,7 +135,6 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
     ev = snap.meta["dr_events"][-1]
     assert ev["depth"] == 0.25
     page.wait_for_selector("#disp-events:has-text('25%')", timeout=5000)
-    target = 0.75 * ev["baseline_mw"]
     ramp_end = np.datetime64(ev["start"], "s") + np.timedelta64(15 * 60, "s")
 
     def after_ramp():
@@ -143,6 +142,8 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
         return s if np.datetime64(s.meta["time"], "s") >= ramp_end + np.timedelta64(60, "s") else None
 
     snap = wait_for(after_ramp, 60, "the simulated time to pass the end of the ramp")
+    target = snap.meta["dr_events"][-1]["target_mw"]  # 75 % of the DR baseline now
+    assert target == pytest.approx(0.75 * snap.meta["dr_events"][-1]["baseline_mw"], rel=1e-12)
     import_mw = snap.meta["now"]["grid_import_mw"]
     assert import_mw <= target * (1 + 1e-3), (import_mw, target)
     page.goto(url + "/")

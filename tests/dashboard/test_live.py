@@ -126,7 +126,7 @@ def test_history_records_are_interval_means(stub_twin, tmp_path):
     assert runner.hist["import_limit_mw"][0] == 10.0
     assert runner.hist["rejection_capacity_mw"][0] == pytest.approx(14.625, rel=1e-12)
     assert runner.hist["plant_load_mw"][0] == pytest.approx(8.0, rel=1e-12)  # 1 MW/K x (38 - 30) K
-    assert set(runner.hist) == {*METERS, "dr_target_mw", "plan_mw"}  # every meter, one definition
+    assert set(runner.hist) == {*METERS, "plan_mw"}  # every meter (the DR target among them), one definition
     assert list(runner.hist_time) == [
         int(np.datetime64("2026-08-07T00:01:00", "s").astype(np.int64)),
         int(np.datetime64("2026-08-07T00:02:00", "s").astype(np.int64)),
@@ -170,22 +170,31 @@ def test_commands_change_the_scenario(stub_twin, tmp_path):
     (ev,) = sc.dr_events
     assert ev.start == t0 + np.timedelta64(1800, "s")
     assert (ev.depth, ev.duration_s, ev.ramp_s, ev.notice_s) == (0.25, 3600.0, 900.0, 1800.0)
-    # baseline = import at command time (step 1: 8.701 MW); target after the ramp = 0.75 x baseline
-    assert runner.dr_baseline_mw[0] == pytest.approx(8.701, rel=1e-12)
+    # the event's own target: 0.75 x the DR baseline (the stub's counterfactual, 9 MW + 1 kW/min) at the end of
+    # its ramp, 2,710 s after the start; not the import metered when it was sent (8.701 MW)
+    (info,) = runner.snapshot().meta["dr_events"]
+    assert info["at"] == str(t0 + np.timedelta64(2700, "s"))
+    assert info["baseline_mw"] == pytest.approx(9.0 + 1e-3 * 2710 / 60, rel=1e-12)
+    assert info["target_mw"] == pytest.approx(0.75 * info["baseline_mw"], rel=1e-12) and info["binding"]
     assert all(m["ok"] for m in runner.messages)
     assert stub_twin.control_requested_at == stub_twin.time  # the controller is called at the next step
     assert list((tmp_path / COMMANDS).iterdir()) == []
 
 
-def test_dr_target_follows_the_ramp(stub_twin, tmp_path):
+def test_dr_depth_ramps_and_the_target_holds_after_the_ramp(stub_twin, tmp_path):
     runner = LiveRunner(stub_twin, tmp_path, record_s=60.0)
     runner.step()
     runner.apply({"kind": "dr_event", "depth": 0.2, "duration_min": 30, "ramp_min": 10, "notice_min": 0})
     for _ in range(5):  # to 00:01:00, 50 s into the event
         runner.step()
-    # depth at 50 s of a 600 s ramp = 0.2 x 50/600; baseline 8.701 MW
-    assert runner.hist["dr_target_mw"][-1] == pytest.approx((1 - 0.2 * 50 / 600) * 8.701, rel=1e-12)
-    assert runner.snapshot().meta["dr_events"][0]["baseline_mw"] == pytest.approx(8.701, rel=1e-12)
+    # depth at 50 s of a 600 s ramp = 0.2 x 50/600; the DR baseline at 00:01:00 is 9.001 MW (the stub's); the target
+    # holds from the end of the ramp (00:10:10): nothing to meet yet
+    assert runner.hist["dr_depth"][-1] == pytest.approx(0.2 * 50 / 600, rel=1e-12)
+    assert runner.hist["dr_baseline_mw"][-1] == pytest.approx(9.001, rel=1e-12)
+    assert np.isnan(runner.hist["dr_target_mw"][-1])
+    for _ in range(60):  # to 00:11:00
+        runner.step()
+    assert runner.hist["dr_target_mw"][-1] == pytest.approx(0.8 * 9.011, rel=1e-12)
 
 
 def test_a_controller_that_does_not_replan_says_what_it_ignores(stub_twin, tmp_path):
@@ -341,3 +350,53 @@ def test_snapshot_before_the_first_step(stub_twin, tmp_path):
     snap = LiveRunner(stub_twin, tmp_path).snapshot()
     assert snap.meta["now"] is None and snap.meta["plant_mode"] == 1
     assert snap["hist_time"].size == 0 and snap["rack_hist_die_temp_c"].shape == (0, 12)
+
+
+def test_overlapping_dr_events_under_the_mpc_meet_the_one_target(tmp_path):
+    """Issue 20 item 1 on the real campus-100mw twin under the MPC, as the Dispatch page was driven: DR 25 % (notice
+    0), then 15 min later DR 20 % / 60 min / ramp 10 / notice 15. The second event's target was 0.8 x the import when
+    it was sent (already curtailed); when the first ended the plan rose to its own target and the page alarmed
+    ("DR target missed ... +7.38 MW"). Now both sit on the one DR baseline: the plan's DR rows, the recorded target
+    and the events table agree, and no target is missed."""
+    from factory_twin.dashboard.common import snapshot_misses
+    from factory_twin.optimization.controllers import make_controller
+    from factory_twin.twin import Twin, load_facility, load_scenario
+    from factory_twin.twin.simulation.targets import dr_baseline_mw
+
+    f = load_facility("campus-100mw")
+    sc = load_scenario(None, f)
+    tw = Twin(f, sc, controller=make_controller("mpc", f, sc))
+    runner = LiveRunner(tw, tmp_path)
+    runner.step()
+    runner.apply({"kind": "dr_event", "depth": 0.25, "duration_min": 60, "ramp_min": 15, "notice_min": 0})
+    for _ in range(45):  # 15 min of 20 s plant steps
+        runner.step()
+    runner.apply({"kind": "dr_event", "depth": 0.2, "duration_min": 60, "ramp_min": 10, "notice_min": 15})
+    first, second = tw.scenario.dr_events
+    checked = 0
+    while tw.time < first.end + np.timedelta64(600, "s"):  # 10 min into the second alone
+        runner.step()
+        if tw.time == first.end + np.timedelta64(300, "s"):  # the plan ahead, with the second alone
+            plan = tw.controller.plan
+            ahead = (plan.times >= first.end) & (plan.times < second.end - np.timedelta64(60, "s"))
+            expected = 0.8 * dr_baseline_mw(f, tw.scenario, plan.times[ahead])
+            np.testing.assert_allclose(plan.dr_target_w[ahead] / MW, expected, rtol=1e-9)
+            checked = ahead.sum()
+    assert checked == 29  # from the end of the first to the last minute of the second
+    snap = runner.snapshot()
+    t = snap["hist_time"].astype("datetime64[s]")
+    alone = (t > first.end + np.timedelta64(60, "s")) & np.isfinite(snap["hist_dr_target_mw"])
+    assert alone.sum() >= 8
+    np.testing.assert_allclose(
+        snap["hist_dr_target_mw"][alone], 0.8 * dr_baseline_mw(f, tw.scenario, t[alone]), rtol=1e-9
+    )
+    assert np.all(snap["hist_grid_import_mw"][alone] <= snap["hist_dr_target_mw"][alone] * 1.01)
+    both = (t >= second.start + np.timedelta64(660, "s")) & (t < first.end)  # the second past its ramp
+    np.testing.assert_allclose(
+        snap["hist_dr_target_mw"][both], 0.75 * dr_baseline_mw(f, tw.scenario, t[both]), rtol=1e-9
+    )  # the tighter binds
+    assert snapshot_misses(snap) == []  # was: "DR target missed ... +7.38 MW"
+    one, two = snap.meta["dr_events"]
+    assert one["target_mw"] == pytest.approx(0.75 * one["baseline_mw"], rel=1e-12)
+    assert two["binding"] and two["target_mw"] == pytest.approx(0.8 * two["baseline_mw"], rel=1e-12)
+    assert two["baseline_mw"] == pytest.approx(float(dr_baseline_mw(f, tw.scenario, [tw.time])[0]), rel=1e-12)

@@ -361,29 +361,52 @@ def test_send_reports_bad_input_without_sending():
     assert msg.className == "message ok" and sent[0]["import_limit_mw"] == 95.0
 
 
-def test_plan_figure_and_events(snapshot):
-    ev = {
-        "start": "2026-08-07T00:30:00",
-        "end": "2026-08-07T01:30:00",
-        "depth": 0.25,
-        "ramp_min": 15.0,
-        "notice_min": 10.0,
-        "baseline_mw": 8.0,
-    }
-    snap = _with(
-        snapshot,
-        meta={"dr_events": [ev]},
-        plan_time=snapshot["hist_time"][-1] + np.arange(3) * 300,
-        plan_grid_import_mw=np.array([8.0, 7.0, 6.0]),
-    )
+def test_overlapping_dr_events_share_one_baseline_and_the_tighter_binds(stub_twin, tmp_path):
+    """Issue 20 item 1: DR 25 % now, then DR 20 % (ramp 10, notice 15) while the first holds. Both targets sit on
+    the one DR baseline (the counterfactual uncapped import, the stub's 9 MW + 1 kW/min), not on the import metered
+    when each was sent (the second was sent while curtailed); the tighter binds while they overlap, the second alone
+    after the first ends; the table, the line ahead, the recorded target and the alarm all read that one target."""
+    from factory_twin.dashboard.common import snapshot_misses
+    from factory_twin.twin.live.runner import LiveRunner
+
+    def base(t_s):  # the stub's DR baseline [MW], t_s seconds after its start
+        return 9.0 + 1e-3 * t_s / 60
+
+    runner = LiveRunner(stub_twin, tmp_path, record_s=60.0)
+    runner.step()  # 00:00:10
+    runner.apply({"kind": "dr_event", "depth": 0.25, "duration_min": 60, "ramp_min": 15, "notice_min": 0})
+    for _ in range(89):  # to 00:15:00
+        runner.step()
+    runner.apply({"kind": "dr_event", "depth": 0.2, "duration_min": 60, "ramp_min": 10, "notice_min": 15})
+    snap = runner.snapshot()
+    one, two = snap.meta["dr_events"]
+    # each event's own target at the end of its ramp: 00:15:10 and 00:40:00
+    assert (one["at"], two["at"]) == ("2026-08-07T00:15:10", "2026-08-07T00:40:00")
+    assert one["target_mw"] == pytest.approx(0.75 * base(910), rel=1e-12)
+    assert two["target_mw"] == pytest.approx(0.8 * base(2400), rel=1e-12)  # was 0.8 x the curtailed import
+    assert one["binding"] and not two["binding"]
+    rows = [_text(r) for r in dispatch.events_table(snap).children[1].children]
+    assert f"{0.75 * base(910):.1f} MW" in rows[0] and "active, binds" in rows[0]
+    assert f"{0.8 * base(2400):.1f} MW" in rows[1] and "upcoming, looser" in rows[1]
+    # the line ahead: the tighter target while both hold, the second's alone after 01:00:10, until 01:30:00
     fig = dispatch.plan_figure(snap)
-    names = [t.name for t in fig.data]
-    assert "plan ahead" in names
-    dr = fig.data[names.index("DR 25%")]
-    assert list(dr.y) == [8.0, 6.0, 6.0]
-    table = _text(dispatch.events_table(snap))
-    assert "upcoming" in table and "6.0 MW" in table
-    assert "no DR events" in _text(dispatch.events_table(snapshot))
+    ahead = next(t for t in fig.data if t.name == "DR target ahead")
+    t = (np.asarray(ahead.x, "datetime64[s]") - np.datetime64("2026-08-07T00:00:00", "s")).astype(float)
+    both = (t >= 2400) & (t < 3610)
+    np.testing.assert_allclose(np.asarray(ahead.y)[both], 0.75 * base(t[both]), rtol=1e-12)
+    after = (t >= 3610) & (t < 5400)
+    assert after.sum() == 29 and t[-1] == 5400 and np.isnan(ahead.y[-1])  # one point a minute, to the end
+    np.testing.assert_allclose(np.asarray(ahead.y)[after], 0.8 * base(t[after]), rtol=1e-12)
+    # past the end of the first: the recorded target is the second's on the same baseline
+    for _ in range(6 * 50):  # to 01:05:00
+        runner.step()
+    assert runner.hist["dr_target_mw"][-1] == pytest.approx(0.8 * base(3900), rel=1e-12)
+    snap = runner.snapshot()
+    assert snap.meta["dr_events"][1]["binding"]
+    # the alarm reads the recorded target (the stub does not curtail: it misses the first event, worst at its end)
+    (miss,) = snapshot_misses(snap)
+    assert miss.target == "DR" and miss.target_mw == pytest.approx(0.75 * base(3600), rel=1e-12)
+    assert "no DR events" in _text(dispatch.events_table(_with(snap, {"dr_events": []})))
 
 
 def test_dispatch_shows_the_import_limit_in_force(snapshot):

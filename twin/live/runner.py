@@ -32,7 +32,8 @@ and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-
 ``el_*`` the one-line diagram (elements, edges, ratings, present load, loading, headroom, open or closed) and
 ``el_hist_*`` [record, element] its recent loads, ``meta["power_events"]`` its latest events (trips, opened paths,
 dark racks); ``plan_*`` the controller's latest plan (its :class:`~twin.simulation.controllers.ControlPlan`, when
-it plans).
+it plans); ``dr_ahead_*`` the DR target ahead (:meth:`LiveRunner.dr_ahead`). DR baselines and targets, in the
+history, the events of ``meta`` and ahead, are those of :mod:`twin.simulation.targets` (one definition).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from factory_twin.models import checks
 from factory_twin.models.units import KW, MW, S_PER_MIN
 from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_atomic
-from factory_twin.twin.simulation import meters
+from factory_twin.twin.simulation import meters, targets
 from factory_twin.twin.simulation.meters import IntervalMean, PlantStepResult, Reading
 from numpy.typing import NDArray
 
@@ -62,8 +63,8 @@ SNAPSHOT = "snapshot.npz"
 RUNNER_ERROR = "runner-error.txt"  # why the runner process stopped, written by it before it exits
 COMMANDS = "commands"
 
-# series the runner adds to the meters (units MW): the DR target in force and the controller's plan
-RUNNER_SERIES = ("dr_target_mw", "plan_mw")
+# series the runner adds to the meters (units MW): the controller's plan
+RUNNER_SERIES = ("plan_mw",)
 HISTORY = (*meters.METERS, *RUNNER_SERIES)
 RACK_HISTORY = ("die_temp_c", "gpu_power_w", "gpu_cap_w")
 
@@ -154,12 +155,18 @@ def send_command(folder: str | Path, raw: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------- snapshots
 class DREventInfo(TypedDict):
+    """A DR event and its own target at ``at`` (:func:`twin.simulation.targets.event_targets_at`: the end of its
+    ramp, the present time while it holds, its last second once over)."""
+
     start: str
     end: str
     depth: float
     ramp_min: float
     notice_min: float
-    baseline_mw: float  # the import when the event was issued
+    at: str
+    baseline_mw: float  # the DR baseline at ``at``: the counterfactual uncapped import
+    target_mw: float  # (1 - depth) x baseline
+    binding: bool  # no tighter overlapping event at ``at``
 
 
 class Message(TypedDict):
@@ -315,7 +322,7 @@ class LiveRunner:
         self.publish_s = float(publish_s)
         self.paused = False
         self.messages: deque[Message] = deque(maxlen=20)
-        self.dr_baseline_mw: dict[int, float] = {}
+        self._ahead: tuple[Any, int, dict[str, NDArray]] | None = None  # (scenario, record, DR target ahead)
         self._plan_seen: object = None  # the controller's latest plan already checked for shortfalls
         self._shortfall = ""  # the limits last reported short (a change of them is logged once)
         self.seq = 0
@@ -350,11 +357,7 @@ class LiveRunner:
     def _values(self, step: PlantStepResult) -> dict[str, float]:
         """Every meter for ``step`` at the twin's present time, plus the runner's own series."""
         tw = self.twin
-        return {
-            **meters.read(Reading.of(step, tw)),
-            "dr_target_mw": self._dr_target_mw(),
-            "plan_mw": self._plan_at(tw.time),
-        }
+        return {**meters.read(Reading.of(step, tw)), "plan_mw": self._plan_at(tw.time)}
 
     def _record(self) -> None:
         tw = self.twin
@@ -371,25 +374,24 @@ class LiveRunner:
             self.el_hist.append((mean.tier_in_w / KW).astype(np.float32))
         self.interval.reset()
 
-    def _dr_target_mw(self) -> float:
-        """The import [MW] the DR events in force at the present time ask for (NaN without one)."""
-        t = np.array([self.twin.time])
-        target = math.inf
-        for i, ev in enumerate(self.twin.scenario.dr_events):
-            d = float(ev.depth_at(t)[0])
-            if d > 0:
-                target = min(target, (1 - d) * self._baseline(i))
-        return target if math.isfinite(target) else math.nan
-
-    def _baseline(self, i: int) -> float:
-        """DR baseline [MW]: the import when event ``i`` was issued (else the latest import)."""
-        if i in self.dr_baseline_mw:
-            return self.dr_baseline_mw[i]
-        return self.hist["grid_import_mw"][-1] if self.hist["grid_import_mw"] else self._live_import_mw()
-
-    def _live_import_mw(self) -> float:
-        r = self._last
-        return meters.grid_import_w(r) / MW if r is not None else math.nan
+    def dr_ahead(self) -> dict[str, NDArray]:
+        """The DR target from now to the end of the last event, one point per record (at most the history's
+        length): ``dr_ahead_time`` [s since the epoch], ``dr_ahead_target_mw`` (NaN outside events). Worked out
+        again when the scenario changes or a record is made."""
+        tw = self.twin
+        key = (tw.scenario, len(self.hist_time) and self.hist_time[-1])
+        if self._ahead is not None and self._ahead[:2] == key:
+            return self._ahead[2]
+        t = np.empty(0, "datetime64[s]")
+        if tw.scenario.dr_events:
+            end = max(ev.end for ev in tw.scenario.dr_events)
+            step = np.timedelta64(round(self.record_s), "s")
+            n = min(int((end - tw.time) // step) + 1, self.hist_time.maxlen or 0) if end > tw.time else 0
+            t = np.datetime64(tw.time, "s") + step * np.arange(n)
+        _, _, target = targets.dr_over(tw.scenario, tw.dr_baseline_mw, t)
+        out = {"dr_ahead_time": t.astype(np.int64), "dr_ahead_target_mw": target}
+        self._ahead = (*key, out)
+        return out
 
     def _plan(self) -> tuple[NDArray, NDArray] | None:
         """(step starts [s since the epoch], planned import [MW]) of the controller's plan, None without one."""
@@ -448,14 +450,12 @@ class LiveRunner:
             ev = DREvent(
                 start, c["duration_min"] * S_PER_MIN, c["depth"], c["ramp_min"] * S_PER_MIN, c["notice_min"] * S_PER_MIN
             )
-            self.dr_baseline_mw[len(sc.dr_events)] = self._live_import_mw()
             tw.scenario = sc.with_changes(dr_events=(*sc.dr_events, ev))
             text = f"DR event {c['depth']:.0%} from {start} for {c['duration_min']:g} min (ramp {c['ramp_min']:g} min)"
             if not tw.controller.replans:  # a controller that does not re-plan ignores it
                 ok, text = False, f"{text}: the {self.controller_name or 'running'} controller ignores DR events"
         elif kind == "clear_dr_events":
             tw.scenario = sc.with_changes(dr_events=())
-            self.dr_baseline_mw.clear()
             text = "DR events cleared"
         elif kind == "import_limit":
             was = sc.import_limit_in_force.describe()
@@ -509,6 +509,7 @@ class LiveRunner:
         tw, f = self.twin, self.twin.f
         sc, cool = tw.scenario, f.spec.cooling
         limit_mw, limit_source = sc.import_limit_now(tw.time)
+        own = targets.event_targets_at(sc.dr_events, tw.dr_baseline_mw, tw.time)
         events = [
             DREventInfo(
                 start=str(ev.start),
@@ -516,9 +517,12 @@ class LiveRunner:
                 depth=float(ev.depth),
                 ramp_min=ev.ramp_s / S_PER_MIN,
                 notice_min=ev.notice_s / S_PER_MIN,
-                baseline_mw=self._baseline(i),
+                at=str(et.time),
+                baseline_mw=et.baseline_mw,
+                target_mw=et.target_mw,
+                binding=et.binding,
             )
-            for i, ev in enumerate(sc.dr_events)
+            for ev, et in zip(sc.dr_events, own, strict=True)
         ]
         meta = SnapshotMeta(
             seq=self.seq,
@@ -580,6 +584,7 @@ class LiveRunner:
         n = len(self.rack_hist_time)
         for k in RACK_HISTORY:
             a[f"rack_hist_{k}"] = np.stack(self.rack_hist[k]) if n else np.zeros((0, f.n_racks), np.float32)
+        a.update(self.dr_ahead())
         plan = self._plan()
         if plan is not None:
             a["plan_time"], a["plan_grid_import_mw"] = plan

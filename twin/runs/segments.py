@@ -218,7 +218,7 @@ def run_segments(
 
     def misses(partial: Path) -> dict:
         with xr.open_dataset(partial, engine="h5netcdf") as ds:
-            return target_attrs(run_misses(ds[["grid_import_mw", "import_limit_mw"]].load(), scenario))
+            return target_attrs(run_misses(ds[["grid_import_mw", "import_limit_mw", "dr_target_mw"]].load()))
 
     return run_streamed(
         out,

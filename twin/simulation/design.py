@@ -153,6 +153,44 @@ def grid_flow(f: Facility, rt: RackTotals, cooling_w: ArrayLike, types: RackType
     return topo.flow_direct(rt_routing, direct + topo.mech_direct(rt_routing, mech))
 
 
+@dataclass(frozen=True)
+class SiteLevels:
+    """The steady site model over time with every rack type at the same position ``lam`` between its minimum
+    cap (0) and its uncapped draw (1): ``[T, J]`` for J levels [W]; utilization ``[T, classes]`` [-] and
+    ambient ``[T]`` [degC] from the scenario."""
+
+    utilization: NDArray
+    dry_bulb_c: NDArray
+    wet_bulb_c: NDArray
+    gpu_w: NDArray
+    it_w: NDArray
+    cooling_w: NDArray
+    grid_w: NDArray
+
+
+def site_levels(f: Facility, scenario, times: NDArray, levels: tuple[float, ...]) -> SiteLevels:
+    """:class:`SiteLevels` of ``f`` under ``scenario`` (utilization per class, ambient with its what-if offset)
+    at ``times`` and cap positions ``levels``: a busy GPU draws ``min_cap + lam (demand - min_cap)``, an idle one
+    its idle power; rack totals, cooling at the ambient and the grid flow as :func:`steady_point`."""
+    u_cls = np.stack([scenario.utilization(c, times) for c in f.class_names], axis=1)  # [T, classes]
+    db, wb = scenario.ambient(times)
+    types = rack_types(f)  # racks differ only by type here: evaluate each type once
+    r = types.rack
+    u = u_cls[:, f.rack_class[r]][:, None, :]  # [T, 1, types]
+    lo, hi = f.min_cap_w[r], f.demand_w[r]
+    busy = lo + np.asarray(levels, float)[:, None] * (hi - lo)  # [J, types]
+    rt = rack_totals(f, u * busy + (1 - u) * f.idle_w[r], types)  # [T, J]
+    cooling = np.asarray(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db[:, None], wb[:, None]), float)
+    flow = grid_flow(f, rt, cooling, types)
+    return SiteLevels(u_cls, np.asarray(db, float), np.asarray(wb, float), rt.gpu_w, rt.it_w, cooling, flow.grid_w)
+
+
+def uncapped_import_w(f: Facility, scenario, times: NDArray) -> NDArray:
+    """Grid import [W] at ``times`` with every GPU uncapped (its full demand while busy), no BESS: the steady
+    site model at ``lam = 1`` (:func:`site_levels`), the import the campus would draw without any cap."""
+    return np.asarray(site_levels(f, scenario, np.asarray(times, "datetime64[s]"), (1.0,)).grid_w[:, 0], float)
+
+
 def steady_point(f: Facility, gpu_w_per_rack: NDArray, dry_bulb_c: float, wet_bulb_c: float) -> SteadyPoint:
     """The campus at steady state for per-GPU power ``gpu_w_per_rack`` and the given ambient."""
     rt = rack_totals(f, gpu_w_per_rack)

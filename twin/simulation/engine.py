@@ -167,6 +167,13 @@ class Twin:
         transit = self.plant_dt * (float(self.c_tcs @ self.tcs_supply_c) + self.c_fws_total * self.fws_supply_c)
         return racks + tcs + fws + transit
 
+    def dr_baseline_mw(self, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
+        """The DR baseline [MW] at ``times`` under the scenario in force
+        (:func:`twin.simulation.targets.dr_baseline_mw`)."""
+        from factory_twin.twin.simulation.targets import dr_baseline_mw
+
+        return dr_baseline_mw(self.f, self.scenario, times)
+
     def state(self) -> TwinState:
         last = self.last
         paused, resized = self.jobs.stopped() if self.jobs is not None else (None, None)

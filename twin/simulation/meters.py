@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from factory_twin.models import metrics
 from factory_twin.models.units import J_PER_MWH, KG_PER_T, KW, MJ, MW, S_PER_H
+from factory_twin.twin.simulation.targets import dr_over
 
 
 @dataclass
@@ -110,12 +111,15 @@ class IntervalMean:
 
 @dataclass(frozen=True)
 class GridNow:
-    """Grid signals and limits in force at one time."""
+    """Grid signals and limits in force at one time; the DR baseline (NaN while no event asks for a reduction) and
+    target (NaN but past an event's ramp): :func:`twin.simulation.targets.dr_over`."""
 
     import_limit_mw: float
     price_per_mwh: float
     carbon_kg_per_mwh: float
     dr_depth: float
+    dr_baseline_mw: float = math.nan
+    dr_target_mw: float = math.nan
 
     @classmethod
     def at(cls, twin: Any) -> GridNow:
@@ -123,13 +127,14 @@ class GridNow:
 
     @classmethod
     def over(cls, twin: Any, times: np.ndarray) -> list[GridNow]:
-        """The signals in force at each of ``times`` under the twin's scenario (one lookup per signal)."""
+        """The signals in force at each of ``times`` under the twin's scenario (one lookup per signal); the DR
+        baseline from ``twin.dr_baseline_mw`` (:func:`twin.simulation.targets.dr_baseline_mw`)."""
         sc = twin.scenario
         columns = (
             sc.import_limit(times),
             sc.signals.at(times, "price_per_mwh"),
             sc.signals.at(times, "carbon_kg_per_mwh"),
-            sc.dr_depth(times),
+            *dr_over(sc, twin.dr_baseline_mw, times),
         )
         return [cls(*map(float, row)) for row in zip(*columns, strict=True)]
 
@@ -282,6 +287,16 @@ METERS: dict[str, Meter] = {
     "price_per_mwh": Meter("currency MWh-1", "energy price", lambda r: r.grid.price_per_mwh),
     "carbon_kg_per_mwh": Meter("kg MWh-1", "grid carbon intensity", lambda r: r.grid.carbon_kg_per_mwh),
     "dr_depth": Meter("1", "demand-response reduction required (fraction of baseline)", lambda r: r.grid.dr_depth),
+    "dr_baseline_mw": Meter(
+        "MW",
+        "demand-response baseline: the counterfactual uncapped import (NaN outside DR events)",
+        lambda r: r.grid.dr_baseline_mw,
+    ),
+    "dr_target_mw": Meter(
+        "MW",
+        "demand-response target (1 - depth) x baseline, the tightest of the events past their ramp (NaN elsewhere)",
+        lambda r: r.grid.dr_target_mw,
+    ),
     "fan_power_mw": Meter("MW", "dry and evaporative cooler fan power", lambda r: r.twin.rejection.fan_w / MW),
     "chiller_power_mw": Meter("MW", "chiller trim power", lambda r: r.twin.rejection.chiller_w / MW),
     "water_use_kg_s": Meter("kg s-1", "evaporative make-up water", lambda r: r.twin.rejection.water_kg_s),

@@ -1,11 +1,17 @@
 """Grid targets of a run: the import limit and demand-response targets, and where a run missed them.
 
-DR baseline (one definition, the live runner's as well): the import recorded when the event was issued
-(its announcement, ``start - notice``). The target, ``(1 - depth) x baseline``, holds from the end of the
-ramp (``start + ramp``) to the event's end, as :class:`twin.scenario.grid_signals.DREvent` states. A record holds the
-mean import over the interval that ends at its time stamp, so it is compared against the looser of the
-targets at the two ends of that interval (a controller that tracks a ramping target exactly is not
-flagged). A target counts as missed where the import exceeds it by more than ``REL_TOL`` of the target.
+DR baseline, one definition for the plan (the MPC's DR rows), the recorder and the live runner (the ``dr_baseline_mw``
+and ``dr_target_mw`` meters of :mod:`twin.simulation.meters`), the checker below and the dashboard's table and alarm:
+the counterfactual uncapped import, as demand-response programmes measure a baseline (the load the site would have
+drawn had no event been called, never a load already curtailed by an earlier event): here the steady site model
+with every GPU uncapped under the scenario's utilization and weather at that time
+(:func:`twin.simulation.design.uncapped_import_w`). An event's target, ``(1 - depth) x baseline(t)``, holds from the
+end of its ramp (``start + ramp``) to its end, as :class:`twin.scenario.grid_signals.DREvent` states; where events
+overlap the tighter binds (the largest depth among those holding, :func:`held_depth`). Over the ramp the plan
+approaches the target along :meth:`~twin.scenario.grid_signals.DREvent.depth_at` on the same baseline; nothing is
+checked there. A record holds the mean import over the interval that ends at its time stamp, so it is compared
+against the looser of the targets at the two ends of that interval (NaN at either end: not checked). A target
+counts as missed where the import exceeds it by more than ``REL_TOL`` of the target.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from factory_twin.models.units import S_PER_H
-from numpy.typing import NDArray
+from factory_twin.models.units import MW, S_PER_H
+from numpy.typing import ArrayLike, NDArray
 
 REL_TOL = 0.01  # share of the target; below it an excess is metering noise, not a miss
 
@@ -41,20 +47,73 @@ class Miss:
         )
 
 
-def dr_baselines(events, times: NDArray[np.datetime64], import_mw: NDArray[np.float64]) -> list[float]:
-    """Baseline [MW] of each event: the recorded import at its announcement (the first record if earlier)."""
-    t = np.asarray(times, "datetime64[s]")
-    return [float(import_mw[max(int(np.searchsorted(t, ev.announced, side="right")) - 1, 0)]) for ev in events]
+def dr_baseline_mw(f, scenario, times: ArrayLike) -> NDArray[np.float64]:
+    """The DR baseline [MW] at ``times``: the counterfactual uncapped import (see the module docstring)."""
+    from factory_twin.twin.simulation.design import uncapped_import_w
+
+    return uncapped_import_w(f, scenario, times) / MW
 
 
-def dr_target_mw(events, baselines, times: NDArray[np.datetime64]) -> NDArray[np.float64]:
-    """DR target [MW] at ``times``: ``(1 - depth) x baseline`` after each event's ramp, NaN elsewhere."""
+def dr_target_mw(depth: ArrayLike, baseline_mw: ArrayLike) -> NDArray[np.float64]:
+    """The DR target [MW]: ``(1 - depth) x baseline`` where a reduction is required (``depth > 0``), NaN elsewhere."""
+    d = np.asarray(depth, float)
+    return np.where(d > 0, (1 - d) * np.asarray(baseline_mw, float), np.nan)
+
+
+def held_depth(events, times: ArrayLike) -> NDArray[np.float64]:
+    """The depth [-] each of ``times`` is held to: the largest among the events past their ramp and not over (0 where
+    none)."""
     t = np.asarray(times, "datetime64[s]")
-    out = np.full(t.shape, np.inf)
-    for ev, base in zip(events, baselines, strict=True):
+    out = np.zeros(t.shape)
+    for ev in events:
         held = (t >= ev.start + np.timedelta64(int(round(ev.ramp_s)), "s")) & (t < ev.end)
-        out = np.where(held, np.minimum(out, (1 - ev.depth) * base), out)
-    return np.where(np.isfinite(out), out, np.nan)
+        out = np.where(held, np.maximum(out, ev.depth), out)
+    return out
+
+
+def dr_over(scenario, baseline, times: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+    """(depth [-], baseline [MW], target [MW]) at ``times`` under ``scenario``'s DR events: the depth asked for
+    (ramping in, :meth:`twin.scenario.scenario.Scenario.dr_depth`), the DR baseline wherever it is non-zero
+    (``baseline(times)``: :func:`dr_baseline_mw` of the facility and scenario; NaN elsewhere) and the target held
+    (:func:`held_depth`; NaN over ramps and outside events)."""
+    t = np.asarray(times, "datetime64[s]")
+    depth = scenario.dr_depth(t)
+    base = np.full(t.shape, np.nan)
+    on = depth > 0
+    if on.any():
+        base[on] = baseline(t[on])
+    return depth, base, dr_target_mw(held_depth(scenario.dr_events, t), base)
+
+
+@dataclass(frozen=True)
+class EventTarget:
+    """One DR event's own target at ``time`` (the end of its ramp, the present time while it holds, or its last
+    second once over) and whether it is the one that binds there (no tighter overlapping event)."""
+
+    time: np.datetime64
+    baseline_mw: float
+    target_mw: float
+    binding: bool
+
+
+def event_targets_at(events, baseline, now: np.datetime64) -> list[EventTarget]:
+    """:class:`EventTarget` of every event, each at ``now`` clamped into its full-depth window (from the end of its
+    ramp to its last second); ``baseline(times)`` gives the DR baseline [MW] (:func:`dr_baseline_mw` of the
+    facility and scenario)."""
+    if not events:
+        return []
+    one = np.timedelta64(1, "s")
+    now = np.datetime64(now, "s")
+    at = np.array(
+        [min(max(now, ev.start + np.timedelta64(int(round(ev.ramp_s)), "s")), ev.end - one) for ev in events],
+        "datetime64[s]",
+    )
+    base = np.asarray(baseline(at), float)
+    tightest = held_depth(events, at)
+    return [
+        EventTarget(at[i], float(base[i]), (1 - ev.depth) * float(base[i]), bool(ev.depth >= tightest[i] - 1e-12))
+        for i, ev in enumerate(events)
+    ]
 
 
 def missed_targets(
@@ -80,12 +139,11 @@ def missed_targets(
     return misses
 
 
-def run_misses(ds, scenario) -> list[Miss]:
-    """Misses of a simulated run (``twin.simulate``'s Dataset) under ``scenario``."""
+def run_misses(ds) -> list[Miss]:
+    """Misses of a simulated run (``twin.simulate``'s Dataset, with its recorded ``dr_target_mw`` meter)."""
     t = ds.time.values
     imp = ds.grid_import_mw.values
-    target = dr_target_mw(scenario.dr_events, dr_baselines(scenario.dr_events, t, imp), t)
-    return missed_targets(t, imp, ds.import_limit_mw.values, target, float(ds.attrs["record_s"]))
+    return missed_targets(t, imp, ds.import_limit_mw.values, ds.dr_target_mw.values, float(ds.attrs["record_s"]))
 
 
 def target_attrs(misses: list[Miss]) -> dict[str, object]:
@@ -96,4 +154,16 @@ def target_attrs(misses: list[Miss]) -> dict[str, object]:
     }
 
 
-__all__ = ["REL_TOL", "Miss", "dr_baselines", "dr_target_mw", "missed_targets", "run_misses", "target_attrs"]
+__all__ = [
+    "REL_TOL",
+    "EventTarget",
+    "Miss",
+    "dr_baseline_mw",
+    "dr_over",
+    "dr_target_mw",
+    "event_targets_at",
+    "held_depth",
+    "missed_targets",
+    "run_misses",
+    "target_attrs",
+]
