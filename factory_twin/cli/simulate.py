@@ -41,7 +41,7 @@ def add_parsers(sub) -> None:
         "--controller",
         default="auto",
         help="auto | uncapped | fixed:FRACTION | mpc | mpc-n1 (N-1 rows of the one-line diagram); auto runs mpc "
-        "when the scenario has DR events, else uncapped",
+        "when DR events fall in the run, else uncapped",
     )
     s.add_argument("--out", type=Path, help="write the run to this NetCDF file")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists (or restart an unfinished run)")
@@ -84,9 +84,12 @@ def run_simulate(args) -> int:
     check_output_file(args.out, args.force)
     f = twin.load_facility(args.facility)
     sc = with_faults(twin.load_scenario(args.scenario, f), f, args.fault)
-    name, why = controller_choice(args.controller, sc)
+    name, why = controller_choice(args.controller, sc, args.start, args.duration)
     ctl = make_controller(name, f, sc, option="--controller")
     print(f"controller: {name}{why}")
+    outside = dr_outside_warning(sc, args.start, args.duration)
+    if outside:
+        print(f"warning: {outside}", file=sys.stderr)
     ds = twin.simulate(
         f,
         sc,
@@ -100,7 +103,9 @@ def run_simulate(args) -> int:
     )
     misses = run_misses(ds)
     ds.attrs |= provenance(f, sc, name) | target_attrs(misses)
-    print_table([*summary_rows(ds), ("grid targets", "met" if not misses else f"MISSED ({len(misses)})")])
+    ds.attrs["dr_events_in_run"] = len(dr_events_in_run(sc, args.start, args.duration))
+    missed = f"MISSED ({len(misses)})" if misses else None
+    print_table([*summary_rows(ds), ("grid targets", targets_text(missed, outside))])
     for m in misses:
         print(f"warning: {m}", file=sys.stderr)
     for m in tier_warnings(ds):
@@ -140,6 +145,9 @@ def run_segmented(args) -> int:
     )
     where = dask_place(args)
     print(f"controller: {name}{why}")
+    outside = dr_outside_warning(sc, args.start, args.duration)
+    if outside:
+        print(f"warning: {outside}", file=sys.stderr)
     warm = f"{plan.overlap_s / S_PER_MIN:g} min warm-up"
     print(f"{plan.n_segments} segment(s) of {plan.segment_s / S_PER_H:g} h after {warm}, {where}")
     ds = segments.run_segments(
@@ -154,7 +162,7 @@ def run_segmented(args) -> int:
         resume=args.resume,
         force=args.force,
         progress=ProgressBar("segments"),
-        attrs=provenance(f, sc, name),
+        attrs=provenance(f, sc, name) | {"dr_events_in_run": len(dr_events_in_run(sc, args.start, args.duration))},
     )
     met = bool(ds.attrs["targets_met"])
     print_table(
@@ -164,7 +172,7 @@ def run_segmented(args) -> int:
             ("heat book residual", f"{ds.attrs['heat_book_residual']:.2e}"),
             ("electric book residual", f"{ds.attrs['electric_book_residual']:.2e}"),
             ("seam error max [K]", f"{ds.attrs['seam_error_max_k']:.2e} (bound {ds.attrs['seam_tolerance_k']:g})"),
-            ("grid targets", "met" if met else f"MISSED: {ds.attrs['missed_targets']}"),
+            ("grid targets", targets_text(None if met else f"MISSED: {ds.attrs['missed_targets']}", outside)),
         ]
     )
     print(f"wrote {args.out}")
@@ -232,13 +240,62 @@ def with_faults(sc, f, faults: list[str]):
     return sc.with_changes(faults=sc.faults + parsed)
 
 
-def controller_choice(name: str, sc) -> tuple[str, str]:
-    """The controller to run for ``--controller name`` and why (``auto``: mpc when DR events need it)."""
+def controller_choice(name: str, sc, start=None, duration_s: float | None = None) -> tuple[str, str]:
+    """The controller to run for ``--controller name`` and why (``auto``: mpc when DR events fall in the run from
+    ``start`` (default: the scenario's) for ``duration_s``)."""
     if name != "auto":
         return name, ""
+    inside = dr_events_in_run(sc, start, duration_s)
+    if inside:
+        return "mpc", f" (auto: {len(inside)} DR event(s) in the run; --controller uncapped ignores them)"
     if sc.dr_events:
-        return "mpc", f" (auto: the scenario has {len(sc.dr_events)} DR event(s); --controller uncapped ignores them)"
+        return "uncapped", f" (auto: none of the scenario's {len(sc.dr_events)} DR event(s) falls in the run)"
     return "uncapped", " (auto: no DR events in the scenario)"
 
 
-__all__ = ["add_parsers", "controller_choice", "run_segmented", "run_simulate", "summary_rows", "with_faults"]
+def dr_events_in_run(sc, start=None, duration_s: float | None = None) -> list:
+    """The scenario's DR events that fall in the run (all of them when no length is given)."""
+    import numpy as np
+
+    from factory_twin.twin.simulation.targets import events_within
+
+    if duration_s is None:
+        return list(sc.dr_events)
+    t0 = np.datetime64(start if start is not None else sc.start, "s")
+    return events_within(sc.dr_events, t0, t0 + np.timedelta64(round(duration_s), "s"))
+
+
+def dr_outside_warning(sc, start=None, duration_s: float | None = None) -> str | None:
+    """A warning when the scenario has DR events and none falls in the run (nothing of them to meet)."""
+    if not sc.dr_events or dr_events_in_run(sc, start, duration_s):
+        return None
+    when = ", ".join(f"{ev.start} to {ev.end}" for ev in sc.dr_events[:3]) + (" ..." if len(sc.dr_events) > 3 else "")
+    return (
+        f"no DR event falls in the run ({dr_run_window(sc, start, duration_s)}): the scenario's "
+        f"{len(sc.dr_events)} event(s) are at {when}; only the import limit is checked"
+    )
+
+
+def targets_text(missed: str | None, outside: str | None) -> str:
+    """The summary's grid-targets cell: what was missed, else met (the import limit only when no DR event fell in
+    the run)."""
+    return missed or ("met (import limit only: no DR event in the run)" if outside else "met")
+
+
+def dr_run_window(sc, start, duration_s: float) -> str:
+    import numpy as np
+
+    t0 = np.datetime64(start if start is not None else sc.start, "s")
+    return f"{t0} to {t0 + np.timedelta64(round(duration_s), 's')}"
+
+
+__all__ = [
+    "add_parsers",
+    "controller_choice",
+    "dr_events_in_run",
+    "dr_outside_warning",
+    "run_segmented",
+    "run_simulate",
+    "summary_rows",
+    "with_faults",
+]

@@ -31,7 +31,7 @@ def test_dr_scenario_runs_mpc_by_default_and_meets_the_target(tmp_path, capsys):
     rc = _simulate(tmp_path)
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "controller: mpc (auto: the scenario has 1 DR event(s)" in out
+    assert "controller: mpc (auto: 1 DR event(s) in the run; --controller uncapped ignores them)" in out
     assert "grid targets" in out and "met" in out
     ds = xr.load_dataset(tmp_path / "run.nc")
     assert ds.attrs["controller"] == "mpc"
@@ -71,6 +71,31 @@ def test_an_impossible_dr_event_under_mpc_is_a_miss(tmp_path, capsys):
     rc = _simulate(tmp_path, "--controller", "mpc", scenario=str(sc))
     assert rc == EXIT_MISSED_TARGET
     assert "DR target missed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("controller", ["auto", "mpc"])
+def test_a_dr_event_outside_the_run_is_said_so(tmp_path, capsys, controller):
+    """Issue 20 item 3: the scenario's event on 2026-09-20, the run on 08-08: no 'auto: the scenario has 1 DR
+    event(s)' nor a plain 'grid targets met' as if it had been met."""
+    sc = tmp_path / "later.toml"
+    sc.write_text(
+        factory_twin.data.path("scenarios", "hot-day-dr.toml")
+        .read_text()
+        .replace('start = "2026-08-08T16:00:00"', 'start = "2026-09-20T16:00:00"')
+    )
+    rc = main(["simulate", "campus-100mw", "--scenario", str(sc), "--start", "2026-08-08T15:55:00", "--duration",
+               "5min", "--controller", controller, "--out", str(tmp_path / "run.nc")])  # fmt: skip
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    if controller == "auto":
+        assert "controller: uncapped (auto: none of the scenario's 1 DR event(s) falls in the run)" in cap.out
+    assert "the scenario has 1 DR event(s)" not in cap.out
+    assert (
+        "warning: no DR event falls in the run (2026-08-08T15:55:00 to 2026-08-08T16:00:00): the scenario's 1 "
+        "event(s) are at 2026-09-20T16:00:00 to 2026-09-20T19:00:00; only the import limit is checked"
+    ) in cap.err
+    assert "met (import limit only: no DR event in the run)" in cap.out
+    assert xr.load_dataset(tmp_path / "run.nc").attrs["dr_events_in_run"] == 0
 
 
 def test_existing_outputs_are_never_overwritten_without_force(tmp_path, capsys):

@@ -85,6 +85,12 @@ def dr_over(scenario, baseline, times: ArrayLike) -> tuple[NDArray, NDArray, NDA
     return depth, base, dr_target_mw(held_depth(scenario.dr_events, t), base)
 
 
+def events_within(events, start: np.datetime64, end: np.datetime64) -> list:
+    """The events whose time of reduction (``start`` to ``end`` of the event) overlaps ``[start, end)`` of a run."""
+    t0, t1 = np.datetime64(start, "s"), np.datetime64(end, "s")
+    return [ev for ev in events if ev.start < t1 and ev.end > t0]
+
+
 @dataclass(frozen=True)
 class EventTarget:
     """One DR event's own target at ``time`` (the end of its ramp, the present time while it holds, or its last
@@ -162,6 +168,7 @@ __all__ = [
     "dr_over",
     "dr_target_mw",
     "event_targets_at",
+    "events_within",
     "held_depth",
     "missed_targets",
     "run_misses",
