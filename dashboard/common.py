@@ -107,12 +107,12 @@ def read_json(folder: Path, name: str) -> dict | None:
         return None
 
 
-def card(label: str, value: str, alarm: bool = False, **kw: Any) -> html.Div:
-    return html.Div(
-        [html.Div(label, className="kpi-label"), html.Div(value, className="kpi-value")],
-        className="kpi alarm" if alarm else "kpi",
-        **kw,
-    )
+def card(label: str, value: str, alarm: bool = False, note: str | None = None, **kw: Any) -> html.Div:
+    """A key figure: label, value and, below it, an optional note."""
+    parts = [html.Div(label, className="kpi-label"), html.Div(value, className="kpi-value")]
+    if note:
+        parts.append(html.Div(note, className="kpi-note"))
+    return html.Div(parts, className="kpi alarm" if alarm else "kpi", **kw)
 
 
 def status_text(snap: Snapshot | None) -> str:

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard import wsgi
 from factory_twin.dashboard.common import GRAPH_CONFIG, axis_ticks, card, fmt, readable
+from factory_twin.links.dsx_exchange.status import points_parts
 
 ViewSource = Callable[[], dict]
 
@@ -100,15 +101,7 @@ def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
         )
         alarms = st["active_alarms"]
         reqs = st["requests"]
-        kpis = [
-            card("points mapped", f"{h['mapped']:,}", id="kpi-mapped"),
-            card("stale", f"{h['stale']:,}", alarm=h["stale"] > 0, id="kpi-stale"),
-            card("bad quality", f"{h['bad_quality']:,}", alarm=h["bad_quality"] > 0, id="kpi-bad"),
-            card("unmapped", f"{h['unmapped']:,}", alarm=h["unmapped"] > 0, id="kpi-unmapped"),
-            card("active alarms", f"{len(alarms)}", alarm=bool(alarms), id="kpi-alarms"),
-            card("lowest UA / design", fmt(st["ua_ratio_min"], 3), id="kpi-ua"),
-            card("hottest die (est.)", fmt(st["max_die_c"], 1, "°C"), id="kpi-die"),
-        ]
+        kpis = kpi_cards(st, h)
         needle = (entity_filter or "").strip()
         shown = [a for a in alarms if needle in a["entity"]] if needle else alarms
         return (
@@ -121,6 +114,21 @@ def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
         )
 
     return app
+
+
+def kpi_cards(st: dict, h: dict) -> list[html.Div]:
+    """Point health and the plant's key figures from the connector's status ``st`` and health counts ``h``; the
+    mapped points as connect's exit line counts them (``status()["points"]``)."""
+    alarms = st["active_alarms"]
+    return [
+        card("points mapped", f"{st['points']['mapped']:,}", id="kpi-mapped", note=points_parts(st["points"])),
+        card("stale", f"{h['stale']:,}", alarm=h["stale"] > 0, id="kpi-stale"),
+        card("bad quality", f"{h['bad_quality']:,}", alarm=h["bad_quality"] > 0, id="kpi-bad"),
+        card("unmapped", f"{h['unmapped']:,}", alarm=h["unmapped"] > 0, id="kpi-unmapped"),
+        card("active alarms", f"{len(alarms)}", alarm=bool(alarms), id="kpi-alarms"),
+        card("lowest UA / design", fmt(st["ua_ratio_min"], 3), id="kpi-ua"),
+        card("hottest die (est.)", fmt(st["max_die_c"], 1, "°C"), id="kpi-die"),
+    ]
 
 
 def _cdu_figure(c: dict) -> go.Figure:
@@ -180,14 +188,28 @@ def _alarm_table(alarms: list[dict]) -> html.Table | html.Div:
     return html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="alarm-table")
 
 
+def request_state(r: dict) -> str:
+    """What ``requests.jsonl`` last said of a CDU's request (``state``); for a request saved without it, what its
+    fields say (withheld once no longer active, whatever an earlier acknowledgement)."""
+    if r.get("state"):
+        return r["state"]
+    if not r.get("active"):
+        return "withheld"
+    return "acknowledged" if r.get("acked_ms") else "waiting"
+
+
 def _request_table(reqs: dict) -> html.Table | html.Div:
     if not reqs:
         return html.Div("no request sent", className="message", id="no-requests")
     rows = []
     for cdu, r in sorted(reqs.items()):
-        ack = "acknowledged" if r.get("acked_ms") else ("waiting" if r.get("active") else "withheld")
-        rows.append(html.Tr([html.Td(cdu), html.Td(fmt(r.get("value"), 2, "°C")), html.Td(ack)], className="req-row"))
-    head = html.Tr([html.Th("CDU"), html.Th("supply request"), html.Th("BMS")])
+        state = request_state(r)
+        since = r.get("state_ms") or r.get("acked_ms") or r.get("sent_ms")
+        when = str(np.datetime64(int(since), "ms").astype("datetime64[s]")).replace("T", " ") if since else "–"
+        value = fmt(r.get("value"), 2, "°C") + ("" if r.get("active") else " (last sent, not in force)")
+        cls = "req-row" + (" withheld" if state.startswith("withheld") else "")
+        rows.append(html.Tr([html.Td(cdu), html.Td(value), html.Td(state), html.Td(when)], className=cls))
+    head = html.Tr([html.Th("CDU"), html.Th("supply request"), html.Th("state"), html.Th("since")])
     return html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="request-table")
 
 

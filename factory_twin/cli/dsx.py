@@ -138,6 +138,7 @@ def run_connect(args) -> int:
     from factory_twin.links.dsx_exchange.connect import Connector, RequestGuard
     from factory_twin.links.dsx_exchange.contract import check_integration_name
     from factory_twin.links.dsx_exchange.pointmap import Override
+    from factory_twin.links.dsx_exchange.status import points_line
     from factory_twin.links.mqtt import MqttClient
 
     cfg = broker_config(args, args.broker)
@@ -173,7 +174,7 @@ def run_connect(args) -> int:
     pm = st["point_map"]
     print(
         f"connect: {st['messages']} messages, {st['values']} values, {st['history_rows']} history rows; "
-        f"{pm['mapped']} points mapped, {pm['unmapped_count']} unmapped, {len(pm['unknown_units'])} unknown units, "
+        f"{points_line(st)}, {pm['unmapped_count']} unmapped, {len(pm['unknown_units'])} unknown units, "
         f"{len(pm['topology'])} topology differences, {pm['missing_count']} expected points missing"
     )
     print(

@@ -47,7 +47,8 @@ class RequestGuard:
 
 
 class Outbound:
-    """Requests in force per CDU (``{cdu index: {value, sent_ms, active, acked_ms, ramp}}``), heartbeats."""
+    """Requests per CDU (``{cdu index: {value, sent_ms, active, acked_ms, ramp, state, state_ms}}``: ``state`` the
+    latest line of ``requests.jsonl`` for it, "sent", "acknowledged" or "withheld: ..."), heartbeats."""
 
     def __init__(
         self,
@@ -130,6 +131,10 @@ class Outbound:
                 self._write(t_ms, c, r["value"], "acknowledged", setpoint=float(sp[c]))
 
     def _write(self, t_ms: int, c: int, value: float | None, state: str, **extra) -> None:
+        """A line of ``requests.jsonl``; the request in force keeps the same ``state`` and its time (what
+        status.json and the plant page show)."""
+        if c in self.requests:
+            self.requests[c] |= {"state": state, "state_ms": int(t_ms)}
         rec = {"time_ms": int(t_ms), "cdu": self.cat.cdu_ids[c], "value_c": value, "state": state} | extra
         self._log.write(json.dumps(rec) + "\n")
         self._log.flush()

@@ -96,13 +96,20 @@ class Readings:
             out[k] = np.where(ok, g.value, np.nan)
         return out
 
+    def mapped_counts(self) -> dict[str, int]:
+        """Points mapped onto the twin, the one count status.json, connect's exit line and the plant page show:
+        ``bms`` (values the BMS publishes), ``integration`` (points this integration writes: requests, heartbeats)
+        and ``mapped``, both."""
+        ours = sum(int(g.mapped.sum()) for key, g in self.meas.items() if self.written_by_us[key])
+        bms = sum(int(g.mapped.sum()) for key, g in self.meas.items() if not self.written_by_us[key])
+        return {"mapped": bms + ours, "bms": bms, "integration": ours}
+
     def health(self, now_ms: int) -> dict[str, int]:
-        """Points the BMS publishes: mapped, stale, of bad quality."""
-        health = {"mapped": 0, "stale": 0, "bad_quality": 0}
+        """Points the BMS publishes: stale, of bad quality."""
+        health = {"stale": 0, "bad_quality": 0}
         for key, g in self.meas.items():
             if self.written_by_us[key]:
                 continue
-            health["mapped"] += int(g.mapped.sum())
             last = np.where(g.ts > 0, g.ts, g.since)
             health["stale"] += int((g.mapped & (now_ms - last > STALE_S * 1000) & (last > 0)).sum())
             health["bad_quality"] += int((g.mapped & (g.ts > 0) & (g.quality != GOOD)).sum())

@@ -41,6 +41,7 @@ def status(con: Connector) -> dict:
             if o.reason != "not yet connected"
         ],
         "blind_s": con.client.blind_seconds(),
+        "points": con.readings.mapped_counts(),
         "point_map": con.map.report(),
         "unmapped_value_topics": len([p for p in it.unmapped_values if p not in con.map.points]),
         "active_alarms": list(con.alarms.active.values()),
@@ -59,6 +60,16 @@ def status(con: Connector) -> dict:
         "flush_s": con.history.flush_s,
         "main_cpu_s": con.main_cpu_s,
     }
+
+
+def points_parts(points: dict) -> str:
+    """The parts of the mapped points (``status()["points"]``), as connect's exit line and the plant page say them."""
+    return f"{points['bms']:,} from the BMS, {points['integration']:,} written by this integration"
+
+
+def points_line(st: dict) -> str:
+    """The mapped points in connect's exit line (``st``: :func:`status`)."""
+    return f"{st['points']['mapped']:,} points mapped ({points_parts(st['points'])})"
 
 
 def view(con: Connector) -> dict:
@@ -129,4 +140,14 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["LAG_RECENT_S", "STATE_VERSION", "atomic_write", "load_state", "save_state", "status", "view"]
+__all__ = [
+    "LAG_RECENT_S",
+    "STATE_VERSION",
+    "atomic_write",
+    "load_state",
+    "points_line",
+    "points_parts",
+    "save_state",
+    "status",
+    "view",
+]

@@ -141,7 +141,7 @@ def test_short_run_every_message_validates_and_maps(bms_broker, tmp_path, child_
     subprocess.run(emu_cmd, env=child_env, check=True, capture_output=True, timeout=300)
     emu = json.loads((tmp_path / "emu.json").read_text())
     st = _wait_caught_up(state, START_MS + 180_000)
-    _stop(con)
+    out = _stop(con)
     rec.client.stop()
     assert sum(t.startswith("BMS/v1/PUB/") for t, _ in rec.msgs) == emu["messages"]
     for topic, payload in rec.msgs:  # the BMS's messages and connect's own (heartbeats)
@@ -150,6 +150,10 @@ def test_short_run_every_message_validates_and_maps(bms_broker, tmp_path, child_
     # the map: every point the BMS publishes metadata for is mapped (integration points included)
     n_points = emu["points"]["bms_values"] + emu["points"]["integration"]
     assert st["point_map"]["mapped"] == n_points and st["point_map"]["unmapped_count"] == 0
+    # one count of mapped points: status.json, the exit line and the plant page (issue 20 item 17)
+    bms, ours = emu["points"]["bms_values"], emu["points"]["integration"]
+    assert st["points"] == {"mapped": n_points, "bms": bms, "integration": ours}
+    assert f"{n_points:,} points mapped ({bms:,} from the BMS, {ours:,} written by this integration)" in out
     assert st["point_map"]["missing_count"] == 0 and not st["point_map"]["topology"]
     assert st["active_alarms"] == []
     # the history holds every value connect received (values only, not metadata)

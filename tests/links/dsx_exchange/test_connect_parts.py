@@ -134,3 +134,77 @@ def test_history_round_trip_survives_reopen(tmp_path):
     c = h.point_id("Rack/RackPower/x/r3")
     assert c == 3
     h.close()
+
+
+def test_a_withheld_request_is_shown_withheld_not_acknowledged(facility, tmp_path):
+    """Issue 20 item 4: a request acknowledged, then withheld (health in doubt) was shown 'acknowledged' on the plant
+    page while requests.jsonl said 'withheld: health in doubt' and status.json 'active: False'. The request keeps the
+    state of its latest line, which the page shows."""
+    from types import SimpleNamespace
+
+    from factory_twin.dashboard.pages.plant import _request_table
+    from factory_twin.links.dsx_exchange.outbound import Outbound, RequestGuard
+    from factory_twin.links.dsx_exchange.points import Catalog
+    from factory_twin.links.dsx_exchange.readings import Readings
+
+    cat = Catalog(facility, "FactoryTwin")
+    readings = Readings(cat)
+    group = next(g for g in cat.groups if (g.signal.entity, g.signal.name) == ("cdu", "sp_request_c"))
+    req = readings[("cdu", "sp_request_c")]
+    req.mapped[0], req.points[0] = True, group.points[0]
+    published = []
+    client = SimpleNamespace(publish=lambda topic, payload, qos=0: published.append(topic), connected=True)
+    out = Outbound(facility, cat, client, readings, None, RequestGuard(30.0, 40.0), tmp_path / "requests.jsonl")
+    n = facility.n_cdus
+    shadow = SimpleNamespace(p_gpu=np.full(facility.n_racks, 500.0))
+    est = SimpleNamespace(rack_r=SimpleNamespace(theta=np.full(facility.n_racks, np.nan)))
+    sp = np.full(n, 35.0)
+    out.healthy_cdus = lambda *a: np.ones(n, bool)
+    out.send_requests(1_000, {("cdu", "setpoint_c"): sp}, None, None, shadow, est)
+    value = out.requests[0]["value"]
+    readings[("cdu", "setpoint_c")].ts[0] = 2_000  # the BMS applies it
+    out.send_requests(3_000, {("cdu", "setpoint_c"): np.full(n, value)}, None, None, shadow, est)
+    assert out.requests[0]["acked_ms"] == 3_000 and out.requests[0]["state"] == "acknowledged"
+    out.healthy_cdus = lambda *a: np.zeros(n, bool)  # health in doubt
+    out.send_requests(4_000, {("cdu", "setpoint_c"): np.full(n, value)}, None, None, shadow, est)
+    out.close()
+    last = json.loads((tmp_path / "requests.jsonl").read_text().splitlines()[-1])
+    assert last["state"] == "withheld: health in doubt" and last["cdu"] == cat.cdu_ids[0]
+    r = out.requests[0]
+    assert (r["state"], r["state_ms"], r["active"]) == ("withheld: health in doubt", 4_000, False)
+    row = _request_table({cat.cdu_ids[0]: r}).children[1].children[0]
+    cells = [c.children for c in row.children]
+    assert cells[2] == "withheld: health in doubt" and "acknowledged" not in str(cells)
+    assert cells[1].endswith("(last sent, not in force)") and cells[3] == "1970-01-01 00:00:04"
+
+
+def test_mapped_points_are_counted_once_for_the_exit_line_and_the_plant_page(facility):
+    """Issue 20 item 17: the plant page said 5,974 points mapped (the BMS's only) and connect's exit line 6,060 (the
+    point map, the integration's request and heartbeat points included). One count, read by both."""
+    from factory_twin.dashboard.pages.plant import kpi_cards
+    from factory_twin.links.dsx_exchange.readings import Readings
+    from factory_twin.links.dsx_exchange.status import points_line
+
+    cat = Catalog(facility, "FactoryTwin")
+    readings = Readings(cat)
+    for g in cat.groups:  # every point the catalog has, mapped as its metadata arrives
+        meas = readings[(g.signal.entity, g.signal.name)]
+        meas.mapped[: len(g.ids)] = True
+    counts = readings.mapped_counts()
+    expected = cat.point_count()
+    assert counts == {
+        "mapped": expected["bms_values"] + expected["integration"],
+        "bms": expected["bms_values"],
+        "integration": expected["integration"],
+    }
+    assert counts["integration"] > 0
+    st = {"points": counts, "active_alarms": [], "ua_ratio_min": 1.0, "max_die_c": 70.0}
+    line = points_line(st)
+    assert line == (
+        f"{counts['mapped']:,} points mapped ({counts['bms']:,} from the BMS, {counts['integration']:,} written by "
+        "this integration)"
+    )
+    card = kpi_cards(st, {"stale": 0, "bad_quality": 0, "unmapped": 0})[0]
+    label, value, note = (c.children for c in card.children)
+    assert (label, value) == ("points mapped", line.split(" points mapped")[0])
+    assert note in line

@@ -71,7 +71,11 @@ def test_plant_page_shows_health_alarms_and_requests(bms_broker, tmp_path, child
                 pg.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
                 pg.goto(url)
                 pg.wait_for_selector("#kpi-mapped .kpi-value", timeout=20000)
-                assert pg.locator("#kpi-mapped .kpi-value").inner_text() == "5,974"  # every BMS point mapped
+                # every point mapped, counted as connect's exit line counts them (issue 20 item 17: the page said
+                # 5,974, the BMS's only, and the exit line 6,060)
+                assert pg.locator("#kpi-mapped .kpi-value").inner_text() == "6,060"
+                note = pg.locator("#kpi-mapped .kpi-note").inner_text()
+                assert note == "5,974 from the BMS, 86 written by this integration"
                 assert "connected" in pg.locator("#status").inner_text()
                 pg.wait_for_selector(".alarm-row", timeout=20000)
                 row = pg.locator(".alarm-row", has_text="hall-a-r01-01")
