@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import plotly.graph_objects as go
 from dash import html
 from factory_twin.models.heat_rejection import RHO_WATER_KG_M3
 from factory_twin.models.units import M3_S_PER_L_MIN
+from factory_twin.twin.facility.nodes import cdu_names, rack_names
 from factory_twin.twin.live.runner import Snapshot
 from factory_twin.twin.simulation.targets import Miss, missed_targets
 from plotly.subplots import make_subplots
@@ -113,6 +115,19 @@ def card(label: str, value: str, alarm: bool = False, note: str | None = None, *
     if note:
         parts.append(html.Div(note, className="kpi-note"))
     return html.Div(parts, className="kpi alarm" if alarm else "kpi", **kw)
+
+
+def names(snap: Snapshot) -> tuple[list[str], list[str]]:
+    """The DSX ids of the snapshot's racks and CDUs (``hall-a-r03-07``, ``hall-a-cdu03``): the one naming of
+    :mod:`twin.facility.nodes`, over the snapshot's layout arrays."""
+    layout = SimpleNamespace(
+        hall_names=snap.meta["hall_names"],
+        rack_hall=np.asarray(snap["rack_hall"]),
+        rack_row=np.asarray(snap["rack_row"]),
+        rack_slot=np.asarray(snap["rack_slot"]),
+        cdu_hall=np.asarray(snap["cdu_hall"]),
+    )
+    return rack_names(layout), cdu_names(layout)
 
 
 def status_text(snap: Snapshot | None) -> str:

@@ -12,6 +12,7 @@ from factory_twin.dashboard.common import (
     GRAPH_CONFIG,
     fmt,
     l_per_min,
+    names,
     readable,
     time_panels,
     times,
@@ -61,10 +62,10 @@ def alarms(snap: Snapshot, tol_k: float = SETPOINT_TOL_K) -> list[str]:
     at_cap = np.asarray(snap["cdu_at_capacity"], bool)
     sup = np.asarray(snap["cdu_tcs_supply_c"], float)
     if at_cap.any():
-        halls = snap.meta["hall_names"]
-        where = ", ".join(sorted({halls[h] for h in np.asarray(snap["cdu_hall"])[at_cap]}))
+        ids = np.asarray(names(snap)[1])[at_cap]
+        where = ", ".join(ids[:5]) + (f" and {ids.size - 5} more" if ids.size > 5 else "")
         out.append(
-            f"{int(at_cap.sum())} CDU(s) in {where} cannot hold the TCS supply setpoint "
+            f"{int(at_cap.sum())} CDU(s) ({where}) cannot hold the TCS supply setpoint "
             f"{loops['tcs_setpoint_c']:.1f} °C (warmest supply {sup[at_cap].max():.2f} °C)"
         )
     if MODES[snap.meta["plant_mode"]] == "over capacity":
@@ -209,14 +210,15 @@ def cdu_figure(snap: Snapshot) -> go.Figure:
             name="TCS supply",
             marker=dict(color=np.where(at_cap, "#b00020", "#1f4e79"), size=5),
             customdata=np.asarray(snap["cdu_q_w"]) / MW,
-            hovertemplate="CDU %{x}<br>supply %{y:.2f} °C<br>duty %{customdata:.3f} MW<extra></extra>",
+            text=names(snap)[1],
+            hovertemplate="%{text}<br>supply %{y:.2f} °C<br>duty %{customdata:.3f} MW<extra></extra>",
         )
     )
     fig.add_hline(y=snap.meta["loops"]["tcs_setpoint_c"], line_dash="dash", line_color="#999")
     readable(fig, MIN_SPAN_K, sup, snap.meta["loops"]["tcs_setpoint_c"])
     fig.update_layout(
         title="TCS supply by CDU [°C]",
-        xaxis_title="CDU",
+        xaxis_title="CDU # (hover: its id)",
         height=360,
         margin=dict(l=10, r=10, t=40, b=10),
     )

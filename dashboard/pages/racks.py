@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html, no_update
-from factory_twin.dashboard.common import GRAPH_CONFIG, readable, time_panels, times, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, names, readable, time_panels, times, waiting_figure
 from factory_twin.twin.live.runner import Snapshot
 from numpy.typing import NDArray
 
@@ -40,7 +40,10 @@ def layout() -> html.Div:
                         options=[{"label": v, "value": k} for k, v in METRICS.items()],
                     ),
                     html.Label(
-                        ["rack #", dcc.Input(id="racks-id", type="text", debounce=True, size="6")],
+                        [
+                            "rack",
+                            dcc.Input(id="racks-id", type="text", debounce=True, placeholder="hall-a-r01-01 or 0"),
+                        ],
                         className="inline",
                     ),
                 ],
@@ -116,17 +119,19 @@ def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
     idx = rack.clip(0)
     row, slot = np.asarray(snap["rack_row"])[idx], np.asarray(snap["rack_slot"])[idx]
     custom = np.stack([rack, die[idx], cap[idx], pw[idx], row, slot], axis=-1)
+    ids = np.asarray(names(snap)[0], object)[idx]
     fig = go.Figure(
         go.Heatmap(
             z=z,
             y=labels,
             customdata=custom,
+            text=np.where(rack >= 0, ids, ""),
             colorscale="Turbo",
             hoverongaps=False,
             colorbar=dict(title=METRICS[metric]),
             xgap=1,
             ygap=1,
-            hovertemplate="rack %{customdata[0]}<br>row %{customdata[4]}, slot %{customdata[5]}<br>"
+            hovertemplate="%{text} (#%{customdata[0]})<br>row %{customdata[4]}, slot %{customdata[5]}<br>"
             "die %{customdata[1]:.1f} °C<br>cap %{customdata[2]:.0f} %<br>"
             "GPU %{customdata[3]:.0f} W<extra></extra>",
         )
@@ -155,14 +160,21 @@ def floor_figure(snap: Snapshot, metric: str) -> go.Figure:
     return fig
 
 
-def parse_rack(value: Any, n_racks: int) -> int:
-    """A rack number from the box; ``ValueError`` naming ``rack`` when it is not a valid index."""
+def parse_rack(value: Any, rack_ids: list[str]) -> int:
+    """The rack the box names: its DSX id (``hall-a-r03-07``, any case) or its index; ``ValueError`` naming
+    ``rack`` otherwise."""
+    text = str(value).strip()
+    by_id = {name.lower(): i for i, name in enumerate(rack_ids)}
+    if text.lower() in by_id:
+        return by_id[text.lower()]
     try:
-        i = int(str(value).strip())
+        i = int(text)
     except ValueError:
-        raise ValueError(f"rack: must be a whole number, got {value!r}") from None
-    if not 0 <= i < n_racks:
-        raise ValueError(f"rack: must be within [0, {n_racks - 1}], got {i}")
+        raise ValueError(
+            f"rack: no rack {text!r}: type its id (e.g. {rack_ids[0]}) or its number 0-{len(rack_ids) - 1}"
+        ) from None
+    if not 0 <= i < len(rack_ids):
+        raise ValueError(f"rack: must be within [0, {len(rack_ids) - 1}] or an id like {rack_ids[0]}, got {i}")
     return i
 
 
@@ -185,11 +197,12 @@ def rack_from_click(click: dict | None) -> int | None:
 def rack_detail(snap: Snapshot, rack: int) -> tuple[list[html.Div], go.Figure]:
     """Facts about ``rack`` and its recent history (die temperature, GPU power and cap)."""
     m = snap.meta
+    rack_ids, cdu_ids = names(snap)
     facts = [
-        ("rack", rack),
+        ("rack", f"{rack_ids[rack]} (#{rack})"),
         ("hall", m["hall_names"][int(snap["rack_hall"][rack])]),
         ("row / slot", f"{int(snap['rack_row'][rack])} / {int(snap['rack_slot'][rack])}"),
-        ("CDU", int(snap["rack_cdu"][rack])),
+        ("CDU", cdu_ids[int(snap["rack_cdu"][rack])]),
         ("workload", m["class_names"][int(snap["rack_class"][rack])]),
         ("GPUs", int(snap["rack_gpus"][rack])),
         ("TDP", f"{snap['rack_tdp_w'][rack]:.0f} W"),
@@ -214,7 +227,7 @@ def rack_detail(snap: Snapshot, rack: int) -> tuple[list[html.Div], go.Figure]:
         readable(fig, 50.0, pw, cap, row=1)
         readable(fig, 2.0, die, t_max, row=2)
     fig.update_layout(
-        title=f"Rack {rack}: recent history",
+        title=f"Rack {rack_ids[rack]}: recent history",
         height=360,
         margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", y=-0.2),
@@ -237,7 +250,8 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
     @app.callback(Output("racks-id", "value"), Input("racks-floor", "clickData"), prevent_initial_call=True)
     def _click(click):
         r = rack_from_click(click)
-        return no_update if r is None else str(r)
+        snap = source() if r is not None else None
+        return no_update if snap is None else names(snap)[0][r]  # the id a person reads, as on the BMS
 
     @app.callback(
         Output("racks-detail-text", "children"),
@@ -247,14 +261,13 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
     )
     def _detail(_n, value):
         if value in (None, ""):
-            return html.Div("click a rack (or type its number) for its history", className="message"), waiting_figure(
-                "no rack selected"
-            )
+            hint = html.Div("click a rack (or type its id or number) for its history", className="message")
+            return hint, waiting_figure("no rack selected")
         snap = source(rack_history=True)
         if snap is None:
             return no_update, waiting_figure()
         try:
-            rack = parse_rack(value, snap["rack_hall"].size)
+            rack = parse_rack(value, names(snap)[0])
         except ValueError as e:
             return html.Div(str(e), className="message error"), waiting_figure("no rack selected")
         return rack_detail(snap, rack)

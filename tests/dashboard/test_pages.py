@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 from dash import html
 from factory_twin.dashboard.app import create_app
+from factory_twin.dashboard.common import names
 from factory_twin.dashboard.pages import cooling, dispatch, overview, racks, studies
 from factory_twin.models.units import MW
 from factory_twin.twin.live.runner import Snapshot
@@ -141,7 +142,9 @@ def test_alarms_when_setpoints_cannot_be_held(snapshot):
         cdu_tcs_supply_c=np.array([35.0, 35.4, 36.2]),
     )
     a = cooling.alarms(snap)
-    assert a[0] == ("2 CDU(s) in hall-a, hall-b cannot hold the TCS supply setpoint 35.0 °C (warmest supply 36.20 °C)")
+    assert a[0] == (
+        "2 CDU(s) (hall-a-cdu02, hall-b-cdu01) cannot hold the TCS supply setpoint 35.0 °C (warmest supply 36.20 °C)"
+    )
     # the stub's capacity at 25 / 20 degC: 9 MW x (30 - 25 + 1.5 MW / 1 MW/K) / 4 K = 14.625 MW
     assert a[1] == (
         "heat-rejection plant over capacity: 16.00 MW to reject to hold the facility water at 30.0 °C, "
@@ -288,11 +291,32 @@ def test_rack_click_and_number(snapshot):
     assert racks.rack_from_click({"points": [{"customdata": 9}]}) == 9
     assert racks.rack_from_click({"points": [{"customdata": [-1, 0, 0, 0]}]}) is None
     assert racks.rack_from_click(None) is None
-    assert racks.parse_rack(" 11 ", 12) == 11
-    with pytest.raises(ValueError, match="rack: must be a whole number"):
-        racks.parse_rack("eleven", 12)
-    with pytest.raises(ValueError, match=r"rack: must be within \[0, 11\]"):
-        racks.parse_rack(12, 12)
+    ids = names(snapshot)[0]
+    assert racks.parse_rack(" 11 ", ids) == 11
+    with pytest.raises(ValueError, match=r"rack: no rack 'eleven': type its id \(e.g. hall-a-r01-01\) or its number"):
+        racks.parse_rack("eleven", ids)
+    with pytest.raises(ValueError, match=r"rack: must be within \[0, 11\] or an id like hall-a-r01-01, got 12"):
+        racks.parse_rack(12, ids)
+
+
+def test_racks_and_cdus_go_by_their_dsx_ids(snapshot, stub_twin):
+    """Issue 20 item 20: the Racks page takes a rack's DSX id as well as its index and shows the CDU's id (it showed
+    'CDU: 1'): the one naming of twin.facility.nodes, the BMS's and the BMCs'."""
+    from factory_twin.twin.facility.nodes import cdu_names, rack_names
+
+    rack_ids, cdu_ids = names(snapshot)
+    assert (rack_ids, cdu_ids) == (rack_names(stub_twin.f), cdu_names(stub_twin.f))  # the snapshot's facility
+    assert rack_ids[10] == "hall-b-r01-03" and cdu_ids == ["hall-a-cdu01", "hall-a-cdu02", "hall-b-cdu01"]
+    assert racks.parse_rack("hall-b-r01-03", rack_ids) == 10
+    assert racks.parse_rack(" HALL-A-R02-04 ", rack_ids) == 7  # as typed: spaces, any case
+    with pytest.raises(ValueError, match="rack: no rack 'hall-c-r01-01'"):
+        racks.parse_rack("hall-c-r01-01", rack_ids)
+    text, _ = racks.rack_detail(snapshot, 10)
+    facts = {t.children[0].children.rstrip(": "): t.children[1] for t in text}
+    assert facts["rack"] == "hall-b-r01-03 (#10)" and facts["CDU"] == "hall-b-cdu01"
+    floor = racks.floor_figure(snapshot, "die_temp_c").data[0]
+    assert "hall-a-r01-01" in np.asarray(floor.text).ravel().tolist()  # the floor's hover names the rack
+    assert list(cooling.cdu_figure(snapshot).data[0].text) == cdu_ids
 
 
 def test_rack_detail_history(snapshot):
