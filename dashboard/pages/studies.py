@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
-from dash import Dash, Input, Output, dcc, html
+from dash import ALL, Dash, Input, Output, State, dcc, html
 from factory_twin.dashboard.common import GRAPH_CONFIG, readable, waiting_figure
 
 PATH, TITLE = "/studies", "Studies"
@@ -34,6 +34,7 @@ def layout() -> html.Div:
                 className="controls",
             ),
             html.Div(id="st-info", className="message"),
+            html.Div(id="st-slices", className="controls"),
             dcc.Graph(id="st-plot", config=GRAPH_CONFIG),
         ]
     )
@@ -94,13 +95,50 @@ def describe(ds: xr.Dataset) -> tuple[list[dict[str, str]], str]:
     return opts, f"{len(opts)} variables; dims: {dims or 'none'}"
 
 
-def variable_figure(da: xr.DataArray) -> go.Figure:
-    """A line over one dim, a heatmap over two; text as counts; extra dims at their first index."""
+def slice_dims(da: xr.DataArray) -> tuple[str, ...]:
+    """The dims a plot of ``da`` holds at one index each (a line over one dim, a heatmap over the last two)."""
+    return tuple(da.dims[:-2]) if da.ndim > 2 and da.dtype.kind not in "OUSb" else ()
+
+
+def slice_label(da: xr.DataArray, dim: str, i: int) -> str:
+    """Index ``i`` of ``dim`` as a person reads it: its coordinate value (with units), else ``dim[i]``."""
+    if dim not in da.coords:
+        return f"{dim}[{i}]"
+    c = da.coords[dim]
+    units = f" {c.attrs['units']}" if "units" in c.attrs else ""
+    return f"{c.values[i]!s}{units}"
+
+
+def slice_controls(da: xr.DataArray) -> list[html.Label]:
+    """One dropdown per held dim (:func:`slice_dims`), listing its values, at the first."""
+    return [
+        html.Label(
+            [
+                d,
+                dcc.Dropdown(
+                    id={"type": "st-slice", "dim": d},
+                    options=[{"label": slice_label(da, d, i), "value": i} for i in range(da.sizes[d])],
+                    value=0,
+                    clearable=False,
+                    className="dropdown",
+                ),
+            ],
+            className="inline",
+        )
+        for d in slice_dims(da)
+    ]
+
+
+def variable_figure(da: xr.DataArray, at: dict[str, int] | None = None) -> go.Figure:
+    """A line over one dim, a heatmap over two; text as counts; extra dims at the index ``at`` names (the first
+    where it names none or one out of range)."""
     note = ""
-    if da.ndim > 2:
-        extra = da.dims[:-2]
-        da = da.isel(dict.fromkeys(extra, 0))
-        note = " at " + ", ".join(f"{d}={da.coords[d].values!s}" if d in da.coords else f"{d}[0]" for d in extra)
+    held = slice_dims(da)
+    if held:
+        pick = {d: int((at or {}).get(d, 0)) for d in held}
+        pick = {d: i if 0 <= i < da.sizes[d] else 0 for d, i in pick.items()}
+        note = " at " + ", ".join(f"{d}={slice_label(da, d, i)}" for d, i in pick.items())
+        da = da.isel(pick)
     units = f" [{da.attrs['units']}]" if "units" in da.attrs else ""
     title = f"{da.name}{units}{note}"
     if da.dtype.kind in "OUSb":
@@ -131,12 +169,19 @@ def variable_figure(da: xr.DataArray) -> go.Figure:
     return fig
 
 
-def open_variable(studies_dir: Path, rel: str, name: str) -> go.Figure:
+def open_variable(studies_dir: Path, rel: str, name: str, at: dict[str, int] | None = None) -> go.Figure:
+    """The figure of variable ``name`` of study ``rel`` (held dims at ``at``, see :func:`variable_figure`)."""
     p = resolve_study(studies_dir, rel)
     with xr.open_dataset(p) as ds:
         if name not in ds.data_vars:
             raise ValueError(f"variable: {name!r} not in {rel}")
-        return variable_figure(ds[name].load())
+        return variable_figure(ds[name].load(), at)
+
+
+def open_slices(studies_dir: Path, rel: str, name: str) -> list[html.Label]:
+    """The slice controls of variable ``name`` of study ``rel`` (none when it has no held dim)."""
+    with xr.open_dataset(resolve_study(studies_dir, rel)) as ds:
+        return slice_controls(ds[name]) if name in ds.data_vars else []
 
 
 def register(app: Dash, source, sink, studies_dir: Path) -> None:
@@ -161,11 +206,27 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
             return [], None, html.Span(str(e), className="error")
         return opts, (opts[0]["value"] if opts else None), info
 
-    @app.callback(Output("st-plot", "figure"), Input("st-var", "value"), Input("st-file", "value"))
-    def _plot(name: Any, rel: Any):
+    @app.callback(Output("st-slices", "children"), Input("st-var", "value"), Input("st-file", "value"))
+    def _slices(name: Any, rel: Any):
+        if not name or not rel:
+            return []
+        try:
+            return open_slices(studies_dir, rel, name)
+        except (ValueError, OSError):
+            return []
+
+    @app.callback(
+        Output("st-plot", "figure"),
+        Input("st-var", "value"),
+        Input("st-file", "value"),
+        Input({"type": "st-slice", "dim": ALL}, "value"),
+        State({"type": "st-slice", "dim": ALL}, "id"),
+    )
+    def _plot(name: Any, rel: Any, picks: list, ids: list):
         if not name or not rel:
             return waiting_figure("pick a study and a variable")
+        at = {i["dim"]: p for i, p in zip(ids, picks, strict=True) if isinstance(p, int)}
         try:
-            return open_variable(studies_dir, rel, name)
+            return open_variable(studies_dir, rel, name, at)
         except (ValueError, OSError) as e:
             return waiting_figure(str(e))

@@ -296,6 +296,7 @@ def run_grid_study(
     (the CLI: no overwrite without --force)."""
     from factory_twin.optimization.studies.grid_report import write_grid_report
     from factory_twin.twin.runs.batch import collect, run_batch
+    from factory_twin.twin.runs.netcdf import write_netcdf
 
     if not duration_s > 0:
         raise ValueError(f"--duration: must be > 0, got {duration_s:g} s")
@@ -322,6 +323,7 @@ def run_grid_study(
     run_batch(run_case, cases, out, engine=engine, scheduler=scheduler, workers=workers, resume=resume)
     ds = collect(out, dims)
     ds.attrs |= {"study": "grid-study", "facility": facility, "requirements": ", ".join(r.name for r in reqs)}
+    write_netcdf(ds, out / "results.nc")  # again, with the study's attributes (the Studies page lists it by them)
     best = best_case(ds)
     zero = {k: dims[k][0] for k in SWEEP_KEYS} | {"job_share": 1.0}
     common = {"facility": facility, "requirements": req_files, "jobs": job_specs, "duration_s": duration_s}

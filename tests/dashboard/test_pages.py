@@ -497,6 +497,18 @@ def test_study_variables_plot_over_their_dims(study_dir):
     np.testing.assert_array_equal(heat.data[0].z, np.arange(6.0).reshape(2, 3))
     cube = studies.open_variable(study_dir, "runs/study.nc", "cube")
     np.testing.assert_array_equal(cube.data[0].z, [[0.0, 1.0], [2.0, 3.0]])
+    # issue 20 item 21: a 3-D variable has a slice control for its held dim; the plot follows it
+    with xr.open_dataset(study_dir / "runs/study.nc") as ds:
+        (control,) = studies.slice_controls(ds.cube)
+        assert studies.slice_controls(ds.reduction_mw) == []
+    label, dropdown = control.children
+    assert label == "a" and dropdown.id == {"type": "st-slice", "dim": "a"} and dropdown.value == 0
+    assert [o["label"] for o in dropdown.options] == ["a[0]", "a[1]"]
+    cube = studies.open_variable(study_dir, "runs/study.nc", "cube", {"a": 1})
+    np.testing.assert_array_equal(cube.data[0].z, [[4.0, 5.0], [6.0, 7.0]])
+    assert cube.layout.title.text == "cube at a=a[1]"
+    cube = studies.open_variable(study_dir, "runs/study.nc", "cube", {"a": 7, "zz": 1})  # stale picks: the first
+    np.testing.assert_array_equal(cube.data[0].z, [[0.0, 1.0], [2.0, 3.0]])
     status = studies.open_variable(study_dir, "runs/study.nc", "status")
     assert list(status.data[0].x) == ["infeasible", "optimal"] and list(status.data[0].y) == [1, 2]
     with pytest.raises(ValueError, match="variable"):

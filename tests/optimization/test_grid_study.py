@@ -49,6 +49,27 @@ def test_sweep_verdicts_and_the_cheapest_compliant_mix(study):
     assert float(ds.sel(floor_fraction=0.0, rack_battery_j_per_gpu=0.0, bess_tau_s=0.0, job_share=0.5).value_lost) > 0
 
 
+def test_the_studies_page_lists_the_grid_study_results(study):
+    """Issue 20 item 21: grid/results.nc was written before the study's attributes were set, so the Studies page
+    (which lists NetCDF files carrying ``study``) did not show it."""
+    from factory_twin.dashboard.pages import studies
+
+    _, out, ds = study
+    assert ds.attrs["study"] == "grid-study" and ds.attrs["facility"] == "campus-100mw"
+    assert studies.list_studies(out.parent) == ["out/results.nc"]
+    _, info = studies.describe(ds)
+    assert info.startswith(f"{len(ds.data_vars)} variables; dims: floor_fraction=2")
+    # 4 sweep dims: a heatmap over the last two, the first two held where the slice controls say
+    at = {"floor_fraction": 1, "rack_battery_j_per_gpu": 1}
+    fig = studies.open_variable(out.parent, "out/results.nc", "total_cost", at)
+    np.testing.assert_array_equal(fig.data[0].z, ds.total_cost.isel(at).values)
+    held = ", ".join(f"{d}={studies.slice_label(ds.total_cost, d, 1)}" for d in at)
+    assert fig.layout.title.text.endswith(f" at {held}") and held.startswith("floor_fraction=0.9")
+    with xr.open_dataset(out / "results.nc") as f:
+        controls = studies.slice_controls(f.total_cost)
+    assert [c.children[0] for c in controls] == list(at)
+
+
 def test_outputs_are_not_overwritten_without_force_and_resume_reuses(study, capsys):
     _, out, _ = study
     assert main(["grid-study", *ARGS, "--out", str(out)]) == 1
