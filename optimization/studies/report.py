@@ -8,6 +8,7 @@ import os
 from itertools import product
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import xarray as xr
@@ -82,8 +83,33 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head><body>
 
 def write_year_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     """Report of a long run (``simulate --duration 1y``): the annual figures, monthly bar charts and the
-    daily import range; offline like the study report."""
-    from factory_twin.twin.runs.annual import MONTHS, annual_dataset, rows
+    daily import range (:func:`year_figures`); offline like the study report."""
+    from factory_twin.twin.runs.annual import rows
+
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows(ds))
+    keep = ("facility", "scenario", "start", "step_s", "record_s", "segments", "seam_error_max_k", "missed_targets")
+    attrs = "".join(f"<li>{html.escape(k)}: {html.escape(str(ds.attrs[k]))[:400]}</li>" for k in keep if k in ds.attrs)
+    intro = f"<table>{table}</table><ul>{attrs}</ul>"
+    a = ds.attrs
+    title = f"{a.get('facility', '')} under {a.get('scenario', '')}: {rows(ds)[0][1]} h from {a.get('start', '')}"
+    return _write_page(path, title, intro, year_figures(ds), "")
+
+
+def bar_range(values) -> list[float]:
+    """A bar chart's value axis: from zero (or the lowest value, when negative) to 5 % above the highest; 0 to 1
+    when every bar is zero (plotly's own range was -1 to 1, half of it below anything a count can be)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    lo = min(0.0, float(v.min())) if v.size else 0.0
+    hi = max(0.0, float(v.max())) if v.size else 0.0
+    return [lo * 1.05, hi * 1.05] if hi > lo else [0.0, 1.0]
+
+
+def year_figures(ds: xr.Dataset) -> list[go.Figure]:
+    """Monthly bars of the year's figures and the grid import by day. A record holds the interval that ends at its
+    time stamp: it counts in the day (and month) its interval lies in, so a run ending at midnight has no extra
+    day made of its last record."""
+    from factory_twin.twin.runs.annual import MONTHS, annual_dataset
 
     monthly = annual_dataset(ds)
     labels = [MONTHS[m - 1] for m in monthly.month.values]
@@ -99,20 +125,16 @@ def write_year_report(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         fig = go.Figure(go.Bar(x=labels, y=monthly[name].values, name=label))
         fig.update_layout(title=f"{label} by month", yaxis_title=f"{label} [{units}]", height=340,
                           margin={"t": 40, "b": 40})  # fmt: skip
+        fig.update_yaxes(range=bar_range(monthly[name].values))
         figs.append(fig)
-    daily = ds.grid_import_mw.resample(time="1D")
+    day = (ds.time - np.timedelta64(int(float(ds.attrs["record_s"]) // 2), "s")).dt.floor("1D").rename("day")
+    daily = ds.grid_import_mw.groupby(day)
     fig = go.Figure()
-    fig.add_scatter(x=daily.max().time.values, y=daily.max().values, name="daily peak", mode="lines")
-    fig.add_scatter(x=daily.mean().time.values, y=daily.mean().values, name="daily mean", mode="lines")
+    fig.add_scatter(x=daily.max().day.values, y=daily.max().values, name="daily peak", mode="lines")
+    fig.add_scatter(x=daily.mean().day.values, y=daily.mean().values, name="daily mean", mode="lines")
     if "import_limit_mw" in ds:
-        fig.add_scatter(x=daily.mean().time.values, y=ds.import_limit_mw.resample(time="1D").min().values,
-                        name="import limit", mode="lines", line={"dash": "dash"})  # fmt: skip
+        limit = ds.import_limit_mw.groupby(day).min()
+        fig.add_scatter(x=limit.day.values, y=limit.values, name="import limit", mode="lines", line={"dash": "dash"})
     fig.update_layout(title="grid import by day", yaxis_title="grid import [MW]", height=380, margin={"t": 40, "b": 40})
     figs.append(fig)
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows(ds))
-    keep = ("facility", "scenario", "start", "step_s", "record_s", "segments", "seam_error_max_k", "missed_targets")
-    attrs = "".join(f"<li>{html.escape(k)}: {html.escape(str(ds.attrs[k]))[:400]}</li>" for k in keep if k in ds.attrs)
-    intro = f"<table>{table}</table><ul>{attrs}</ul>"
-    a = ds.attrs
-    title = f"{a.get('facility', '')} under {a.get('scenario', '')}: {rows(ds)[0][1]} h from {a.get('start', '')}"
-    return _write_page(path, title, intro, figs, "")
+    return figs

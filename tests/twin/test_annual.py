@@ -64,3 +64,27 @@ def test_year_report_is_one_offline_page(tmp_path):
     for text in ("PUE (energy ratio) by month", "grid import by day", "Feb", "cost per million tokens [KRW]"):
         assert text in page
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_year_report_days_and_axes_as_a_person_reads_them():
+    """Issue 20 item 22: 'grid import by day' had a third point made of the single record stamped 2 Feb 00:00 (it
+    holds the last hour of 1 Feb); 'hours with throttling' drew a -1..1 axis for a month without throttling."""
+    from factory_twin.optimization.studies.report import year_figures
+
+    ds = _run()
+    figs = {f.layout.title.text: f for f in year_figures(ds)}
+    peak, mean, limit = figs["grid import by day"].data
+    days = np.array(["2026-01-31", "2026-02-01"], "datetime64[ns]")
+    for tr in (peak, mean, limit):
+        np.testing.assert_array_equal(np.asarray(tr.x, "datetime64[ns]"), days)
+    np.testing.assert_allclose(peak.y, [120.0, 150.0])
+    np.testing.assert_allclose(mean.y, [120.0, (23 * 90.0 + 150.0) / 24], rtol=1e-12)
+    thr = figs["hours with throttling by month"]
+    assert list(thr.data[0].y) == [0.0, 3.0] and list(thr.layout.yaxis.range) == pytest.approx([0.0, 3.15])
+    quiet = _run()
+    quiet["throttled_gpus"][:] = 0.0
+    thr = {f.layout.title.text: f for f in year_figures(quiet)}["hours with throttling by month"]
+    assert list(thr.layout.yaxis.range) == [0.0, 1.0]  # was plotly's -1..1 around the zero bars
+    for fig in figs.values():  # every monthly bar chart from zero
+        if fig.data[0].type == "bar":
+            assert fig.layout.yaxis.range[0] == 0.0
