@@ -60,9 +60,10 @@ class Cells:
     are padded with GPUs bounded to 0 W), a view of the GPU order when every cell has the same length.
 
     Per cell (float64): ``lo_w`` lowest settable limit, ``hi_w`` the group's maximum, ``guarantee_w``, ``margin_w``
-    the headroom a request adds to the demand, ``idle_w`` the draw at or below which a GPU counts as idle;
-    ``start``/``length`` (GPU run), ``rack``, ``group``. Per group: ``priority`` (lower first), ``kappa`` (cut
-    weight) and ``names``. ``dtype`` of the per-GPU arithmetic: float64 for exact checks, float32 at campus scale.
+    the headroom a request adds to the demand, ``idle_w`` the draw at or below which a GPU counts as idle,
+    ``kappa`` the cut weight of its workload class; ``start``/``length`` (GPU run), ``rack``, ``group``. Per group:
+    ``priority`` (lower first) and ``names``. ``dtype`` of the per-GPU arithmetic: float64 for exact checks,
+    float32 at campus scale.
     """
 
     tree: SteeringTree
@@ -132,7 +133,7 @@ class Cells:
 
     @property
     def cell_kappa(self) -> Array:
-        return self.kappa[self.group]
+        return self.kappa
 
 
 def make_cells(
@@ -161,7 +162,7 @@ def make_cells(
     length = np.diff(np.append(start, n)).astype(np.int64)
     per_cell = {}
     for name, a in (("lo_w", lo_w), ("hi_w", hi_w), ("guarantee_w", guarantee_w), ("margin_w", margin_w),
-                    ("idle_w", idle_w)):  # fmt: skip
+                    ("idle_w", idle_w), ("kappa", kappa)):  # fmt: skip
         v = np.asarray(a, float)
         if v.ndim == 0:
             v = np.full(n, float(v))
@@ -170,7 +171,7 @@ def make_cells(
         elif v.shape != (n,):
             raise ValueError(f"{name}: expected a value, one per group ({len(names)}) or one per GPU ({n})")
         if not np.all(np.isfinite(v)) or np.any(v < 0):
-            raise ValueError(f"{name}: must be finite and >= 0 [W]")
+            raise ValueError(f"{name}: must be finite and >= 0")
         c = v[start] if n else v
         if n and np.any(v != np.repeat(c, length)):
             raise ValueError(f"{name}: must be equal for the GPUs of one rack and one resource group")
@@ -179,11 +180,13 @@ def make_cells(
         i = int(np.argmax(per_cell["hi_w"] < per_cell["lo_w"]))
         raise ValueError(f"hi_w: the maximum of cell {i} ({per_cell['hi_w'][i]:g} W) is below its lowest limit "
                          f"({per_cell['lo_w'][i]:g} W)")  # fmt: skip
-    kap = np.asarray(kappa, float)
-    if kap.shape != (len(names),) or np.any(~(kap > 0)) or not np.all(np.isfinite(kap)):
-        raise ValueError("kappa: one finite weight > 0 per group")
-    return Cells(tree, start, length, rack[start], g[start], priority=np.asarray(priority, np.int64), kappa=kap,
-                 names=tuple(names), dtype=dtype, **per_cell)  # fmt: skip
+    if np.any(~(per_cell["kappa"] > 0)):
+        raise ValueError("kappa: cut weights must be > 0")
+    pr = np.asarray(priority, np.int64)
+    if pr.shape != (len(names),):
+        raise ValueError(f"priority: one integer per group ({len(names)}), got shape {pr.shape}")
+    return Cells(tree, start, length, rack[start], g[start], priority=pr, names=tuple(names), dtype=dtype,
+                 **per_cell)  # fmt: skip
 
 
 @dataclass
@@ -268,8 +271,11 @@ def allocate(
         w = req.sums[level] if p is None else np.where(prio == p, req.sums[level], 0.0)
         if not np.any(w > 0):
             continue
-        resid = budget - _node_sums(tree, cells, total)
-        price, q = _prices(tree, cells.cell_node, w, kappa, resid)
+        used = _node_sums(tree, cells, total)
+        if np.all(used + _node_sums(tree, cells, w) <= budget + TOL_W):  # the whole level fits: nothing is cut
+            total = total + w
+            continue
+        price, q = _prices(tree, cells.cell_node, w, kappa, budget - used)
         share = np.clip(1.0 - kappa * price, 0.0, 1.0)
         sel = w > 0
         phi[level][sel] = share[sel]

@@ -141,6 +141,7 @@ def tree_from_shares(
             )
         share[k] = row[0]
     pattern = sp.csr_matrix((np.ones(s.nnz), s.indices, s.indptr), s.shape)[els]
+    pattern.sort_indices()
     keys = [pattern.indices[pattern.indptr[k] : pattern.indptr[k + 1]].tobytes() for k in range(els.size)]
     uniq: dict[bytes, int] = {}
     member_node = np.array([uniq.setdefault(key, len(uniq)) for key in keys], np.int64)

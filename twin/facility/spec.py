@@ -11,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
+from factory_twin.twin.facility.steering_spec import SteeringSpec
 from factory_twin.twin.facility.topology_spec import TopologySpec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -325,6 +326,7 @@ class FacilitySpec(Strict):
     workloads: list[Workload] = Field(min_length=1)
     openadr: OpenADR | None = Field(None, description="OpenADR 2.0b event mapping (optional)")
     topology: TopologySpec | None = Field(None, description="the one-line diagram (default: the aggregate chain)")
+    steering: SteeringSpec = Field(default_factory=SteeringSpec, description="power policy and resource groups")
 
 
 AGGREGATE_CHAIN = ("transformer", "ups", "busway")
@@ -372,6 +374,12 @@ def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, st
                    if k not in chain]  # fmt: skip
     else:
         errors += [(f"grid.{k}", "the [topology] replaces the aggregate chain: remove this table") for k in chain]
+    groups = [g.name for g in spec.steering.groups]
+    if len(set(groups)) != len(groups):
+        errors.append(("steering.groups", f"group names must be unique, got {groups}"))
+    for i, g in enumerate(spec.steering.groups):
+        if g.workload is not None and g.workload not in names:
+            errors.append((f"steering.groups.{i}.workload", f"no workload named {g.workload!r}; defined: {names}"))
     halls = {h.name: h for h in spec.halls}
     for i, foul in enumerate(spec.cooling.cdu.fouling):
         key = f"cooling.cdu.fouling.{i}"

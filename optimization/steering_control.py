@@ -1,0 +1,216 @@
+"""Steering controllers for :class:`twin.simulation.power_loop.PowerLoop` (and, per GPU, the Redfish link): the
+MaxLPS allocator every step, and the baselines it is measured against.
+
+Budgets. Every element of the one-line diagram has a budget at its input [W] (:class:`ScenarioBudgets`: its
+continuous limit, rating x derate), and the site two more: the import in force at the meter (contract, grid
+targets; :class:`MpcBudgets`: the targets the MPC plans against, refreshed every re-plan: "the MPC sets the budgets
+for the horizon, steering distributes within them each second") and the heat the cooling plant can reject at the
+ambient. Steering turns each into a budget on the GPU power through it by feedback on the measured step, with the
+element's marginal input per GPU watt ``beta_e`` (PSUs, the losses of the chain and, for the site, the cooling;
+a secant of the steady site model between 90 % and 100 % of TDP)::
+
+    G_e = g_e + ((1 - reserve) B_e - L_e) / beta_e        (g_e: GPU power through e, L_e: its input, measured)
+
+so a budget lowered by the MPC, a path lost (the survivor's shares double) or load above budget (an excursion)
+brings the limits below it at the next step. ``reserve`` (``data/power_policies.toml``) absorbs what moves within a
+step outside the limits. The site's cooling budget is the plant's remaining room plus the GPU heat now.
+
+Modes: ``steer`` (MaxLPS: :func:`optimization.steering.allocate` every step), ``greedy`` (greedy proportional every
+step), ``equal`` (static equal share of the design-point budgets), ``static`` (MaxP / MaxQ: every GPU at its
+group's maximum, which MaxQ sets to the efficiency cap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from factory_twin.models.units import MW
+from factory_twin.optimization.steering import Allocation, allocate, equal_share, greedy_proportional, make_cells
+from factory_twin.optimization.steering_tree import rack_shares, tree_from_shares
+from factory_twin.twin.facility.resource_groups import ResourceGroups, gpu_bounds, policy_presets, resource_groups
+from factory_twin.twin.scenario.weather import climate_normals
+from factory_twin.twin.simulation.controllers import TwinState
+from factory_twin.twin.simulation.design import cooling_power_w, rack_totals
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+MODES = ("steer", "greedy", "equal", "static")
+SITE = ("site import", "site cooling")
+
+
+class ScenarioBudgets:
+    """Element budgets = continuous limits; the site import = the scenario's import limit in force (grid targets
+    included)."""
+
+    def __init__(self, f):
+        self.limit_w = f.topology.continuous_limit_w.copy()
+
+    def __call__(self, time: np.datetime64, scenario, m=None) -> tuple[Array, float]:
+        return self.limit_w, float(scenario.import_limit(np.array([time]))[0]) * MW
+
+
+class MpcBudgets(ScenarioBudgets):
+    """The site import budget from the MPC's plan (the tighter of the import limit and the DR target it planned
+    against, plus the BESS discharge it planned), re-planned every ``mpc.period_s``; element budgets as
+    :class:`ScenarioBudgets`."""
+
+    def __init__(self, f, mpc):
+        super().__init__(f)
+        self.f, self.mpc = f, mpc
+        self.next_at: np.datetime64 | None = None
+        self.site_w = np.inf
+        self.replans = 0
+
+    def __call__(self, time: np.datetime64, scenario, m=None) -> tuple[Array, float]:
+        if self.next_at is None or time >= self.next_at:
+            f = self.f
+            nan_r, nan_c = np.full(f.n_racks, np.nan), np.full(f.n_cdus, np.nan)
+            gpu = m.rack_gpu_w / f.gpus if m is not None else f.tdp_w
+            state = TwinState(time, gpu, f.tdp_w.copy(), nan_r, nan_c, np.nan, np.nan, np.nan, np.nan, np.nan, scenario)
+            self.mpc(state, time)
+            plan = self.mpc.plan
+            self.replans += 1
+            target = np.nanmin([plan.import_limit_w[0], plan.dr_target_w[0]])
+            bess = plan.bess_power_w[0] if np.isfinite(plan.bess_power_w[0]) else 0.0
+            self.site_w = float(target + max(bess, 0.0)) if np.isfinite(target) else np.inf
+            self.next_at = time + np.timedelta64(int(round(self.mpc.period_s)), "s")
+        return self.limit_w, self.site_w
+
+
+@dataclass
+class Marginals:
+    """Design-point linearization: per element (and the site import) the GPU power through it and its input at all
+    GPUs at TDP, and ``beta`` the marginal input per GPU watt (secant 90 %-100 % of TDP)."""
+
+    gpu_w: Array
+    in_w: Array
+    beta: Array
+    site_gpu_w: float
+    site_grid_w: float
+    site_beta: float
+
+
+def marginals(f, shares: sp.csr_matrix) -> Marginals:
+    """:class:`Marginals` at the site's design ambient (ASHRAE 0.4 %, as
+    :func:`twin.simulation.design.design_point`)."""
+    normals = climate_normals().get(f.spec.site.climate, {})
+    db, wb = normals.get("design_dry_bulb_c", 35.0), normals.get("design_wet_bulb_c", 27.0)
+    routing = f.topology.routing()
+    out = []
+    for x in (1.0, 0.9):
+        rt = rack_totals(f, x * f.tdp_w)
+        cool = float(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db, wb))
+        flow = f.topology.flow(routing, rt.rack_in_w, cool)
+        gpu_rack = x * f.tdp_w * f.gpus
+        out.append((shares @ gpu_rack, flow.in_w, float(gpu_rack.sum()), float(flow.grid_w)))
+    (g1, l1, s1, gr1), (g0, l0, s0, gr0) = out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(g1 - g0 > 0, (l1 - l0) / (g1 - g0), np.nan)
+    return Marginals(g1, l1, beta, s1, gr1, (gr1 - gr0) / (s1 - s0))
+
+
+class SteeringController:
+    """Per-GPU limits every step for facility ``f`` (module docstring). ``groups`` default to the facility's
+    resource groups; ``budgets`` to :class:`ScenarioBudgets`; ``dtype`` of the per-GPU arithmetic."""
+
+    def __init__(self, f, groups: ResourceGroups | None = None, mode: str = "steer", budgets=None, dtype=np.float32):
+        if mode not in MODES:
+            raise ValueError(f"mode: one of {', '.join(MODES)}, got {mode!r}")
+        self.f, self.mode, self.dtype = f, mode, dtype
+        self.groups = groups or resource_groups(f)
+        self.budgets = budgets or ScenarioBudgets(f)
+        self.reserve = float(policy_presets()["steering"]["budget_reserve_fraction"])
+        self.n_el = f.topology.n
+        self.budget_w = f.topology.continuous_limit_w.copy()
+        self.last: Allocation | None = None
+        self._routing = None
+        self._set_routing(f.topology.routing())
+        self.design = marginals(f, self.shares)
+        self._set_groups(self.groups)
+        self._static: NDArray | None = None
+
+    # ------------------------------------------------------------------ structure
+    def _set_routing(self, routing) -> None:
+        f = self.f
+        s = rack_shares(f.topology, routing)
+        ones = sp.csr_matrix(np.ones((2, f.n_racks)))
+        self.shares = s
+        names = (*f.topology.names, *SITE)
+        live = np.concatenate([routing.energized, [True, True]])
+        self.tree = tree_from_shares(names, sp.vstack([s, ones]).tocsr(), f.gpus.astype(np.int64), live)
+        self._routing = routing
+        if hasattr(self, "bounds"):
+            self._make_cells()
+
+    def _set_groups(self, groups: ResourceGroups) -> None:
+        self.groups = groups
+        self.bounds = gpu_bounds(self.f, groups)
+        self._make_cells()
+        self._static = None
+
+    def _make_cells(self) -> None:
+        b = self.bounds
+        self.cells = make_cells(self.tree, b.gpu_group, b.lo_w, b.hi_w, b.guarantee_w, b.margin_w, b.idle_w,
+                                b.priority, b.kappa, b.names, dtype=self.dtype)  # fmt: skip
+
+    @property
+    def rack_group(self) -> NDArray[np.int64]:
+        return self.groups.rack_group
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return self.groups.names
+
+    # ------------------------------------------------------------------ run time (API)
+    def set_group(self, name: str, priority: int | None = None, guarantee_w: float | None = None,
+                  max_w: float | None = None) -> None:  # fmt: skip
+        """Change a resource group at run time (checked; ``ValueError`` naming the field)."""
+        self._set_groups(self.groups.updated(name, priority, guarantee_w, max_w))
+
+    def set_policy(self, policy: str) -> None:
+        """Switch the policy bundle (MaxP, MaxQ, MaxLPS); MaxP/MaxQ hold static limits, MaxLPS steers."""
+        self._set_groups(self.groups.with_policy(policy))
+        self.mode = "steer" if policy == "MaxLPS" else "static"
+
+    # ------------------------------------------------------------------ budgets
+    def gpu_budgets(self, m) -> Array:
+        """Budgets on the GPU power through every element and the two site rows [W] (module docstring)."""
+        el_w, site_w = self.budgets(m.time, m.scenario, m)
+        self.budget_w = np.where(m.routing.energized, el_w, np.inf)
+        self.site_budget_w = site_w
+        beta = self.design.beta
+        g = self.shares @ m.rack_gpu_w
+        with np.errstate(invalid="ignore"):
+            el = np.where(np.isfinite(beta), g + ((1 - self.reserve) * el_w - m.element_in_w) / beta, np.inf)
+        gp = float(m.rack_gpu_w.sum())
+        site = gp + ((1 - self.reserve) * site_w - m.grid_w) / self.design.site_beta if np.isfinite(site_w) else np.inf
+        cool = gp + m.cooling_room_w if np.isfinite(m.cooling_room_w) else np.inf
+        return np.concatenate([el, [site, cool]])
+
+    def design_budgets(self) -> Array:
+        """GPU budgets at the design point (all GPUs at TDP): what the static baselines share."""
+        d = self.design
+        el = np.where(np.isfinite(d.beta), d.gpu_w + (self.budget_w - d.in_w) / d.beta, np.inf)
+        site = d.site_gpu_w + (self.f.spec.grid.import_limit_mw * MW - d.site_grid_w) / d.site_beta
+        return np.concatenate([el, [site, np.inf]])
+
+    # ------------------------------------------------------------------ the step
+    def __call__(self, m) -> NDArray:
+        if m.routing is not self._routing:
+            self._set_routing(m.routing)
+        budgets = self.gpu_budgets(m)
+        nb, binding = self.tree.node_budgets(budgets)
+        if self.mode == "steer":
+            self.last = allocate(self.cells, m.gpu_demand_w, nb, binding)
+            return self.last.limit_w
+        if self.mode == "greedy":
+            return greedy_proportional(self.cells, m.gpu_demand_w, nb)
+        if self._static is None:
+            if self.mode == "equal":
+                static_nb, _ = self.tree.node_budgets(self.design_budgets())
+                self._static = equal_share(self.cells, static_nb)
+            else:
+                self._static = np.asarray(self.bounds.hi_w, self.dtype)
+        return self._static

@@ -1,0 +1,281 @@
+"""The electrical side of the campus at the steering step (1 s), per GPU: demand, limits, draw, every tier's load,
+protective devices, and the meters of a steering run.
+
+Each step ``[t, t + dt)``: the workload demand of every GPU (:mod:`twin.scenario.demand`) meets the limits the
+controller set from what it observed up to ``t`` (the limits act one step after the telemetry they come from); a
+GPU draws ``min(demand, limit)``; racks add their non-GPU power and PSU losses; the one-line diagram carries the
+racks and the cooling plant (:meth:`twin.facility.topology.Topology.flow`) and its protective devices integrate
+their load (:class:`twin.simulation.paths.PowerPaths`: a tripped element opens, its racks go dark unless a partner
+picks them up). The cooling plant is quasi-static at this time scale: its power is the steady model's
+(:func:`twin.simulation.design.cooling_power_w`) for the liquid heat and the ambient, refreshed every
+``COOLING_EVERY_S``; heat above the plant's capacity at that ambient (:meth:`Plant.capacity_w`) counts as a
+cooling limit hit. The controller (a :class:`Steering`, passed in: this module never imports the optimizer) then
+sees the step's :class:`Measurement` and returns the limits for the next one.
+
+Meters (:class:`SteeringMeters`): per element the time above its budget (each excursion's length and its largest
+load multiple), per step the satisfaction of demand (served over demanded GPU energy, and the mean over GPU-steps
+of ``min(limit, demand) / demand``), the tokens demanded and delivered (throughput lost to limits), per group the
+guarantee, allocation, demand and satisfaction, and every record interval the means for a Dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import xarray as xr
+from factory_twin.models.units import MW
+from factory_twin.twin.scenario.demand import Demand, DemandStep
+from factory_twin.twin.simulation.design import cooling_power_w
+from factory_twin.twin.simulation.paths import PowerPaths
+from factory_twin.twin.simulation.plant import build_plant
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+COOLING_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What steering sees after a step: the time at its end, per GPU the demand [W] of the step (telemetry: the
+    GPUs' requests), per rack the GPU power drawn [W], per element its input [W], the routing in force, the grid
+    flow [W], the ambient (dry, wet bulb) [degC] and the scenario."""
+
+    time: np.datetime64
+    gpu_demand_w: NDArray[np.float32]
+    rack_gpu_w: Array
+    element_in_w: Array
+    routing: object
+    grid_w: float
+    ambient: tuple[float, float]
+    cooling_room_w: float  # heat the plant can still reject at this ambient [W] (negative: over capacity)
+    scenario: object
+
+
+class Steering(Protocol):
+    """A steering controller: per-GPU limits [W] for the next step from a :class:`Measurement`, its element budgets
+    [W at each element's input] and the resource group of every rack (for the group meters)."""
+
+    budget_w: Array
+    rack_group: NDArray[np.int64]
+    group_names: tuple[str, ...]
+
+    def __call__(self, m: Measurement) -> NDArray[np.float32]: ...
+
+
+@dataclass
+class SteeringMeters:
+    """Running totals of a steering run (module docstring). Energies in J, tokens in tokens."""
+
+    n_el: int
+    n_groups: int
+    steps: int = 0
+    served_j: float = 0.0
+    demanded_j: float = 0.0
+    ratio_sum: float = 0.0  # sum over GPU-steps of min(limit, demand) / demand
+    gpu_steps: float = 0.0
+    tokens_demanded: float = 0.0
+    tokens_delivered: float = 0.0
+    grid_j: float = 0.0
+    cooling_hit_s: float = 0.0
+    over_s: Array = field(default=None)  # per element: seconds above budget
+    run_s: Array = field(default=None)  # per element: length of the excursion in progress
+    longest_s: Array = field(default=None)
+    excursions: Array = field(default=None)
+    peak_multiple: Array = field(default=None)  # largest load / device setting seen above budget
+    at_limit_s: Array = field(default=None)  # seconds at >= 99 % of budget
+    group_served_j: Array = field(default=None)
+    group_demanded_j: Array = field(default=None)
+
+    def __post_init__(self) -> None:
+        z = np.zeros(self.n_el)
+        for k in ("over_s", "run_s", "longest_s", "excursions", "peak_multiple", "at_limit_s"):
+            if getattr(self, k) is None:
+                setattr(self, k, z.copy())
+        if self.group_served_j is None:
+            self.group_served_j = np.zeros(self.n_groups)
+            self.group_demanded_j = np.zeros(self.n_groups)
+
+    @property
+    def satisfaction(self) -> float:
+        """Served over demanded GPU energy [-]."""
+        return self.served_j / self.demanded_j if self.demanded_j > 0 else 1.0
+
+    @property
+    def satisfaction_mean(self) -> float:
+        """Mean over GPU-steps of min(limit, demand) / demand [-]."""
+        return self.ratio_sum / self.gpu_steps if self.gpu_steps else 1.0
+
+    @property
+    def throughput_lost(self) -> float:
+        """Share of the demanded tokens the limits did not deliver [-]."""
+        return 1.0 - self.tokens_delivered / self.tokens_demanded if self.tokens_demanded > 0 else 0.0
+
+
+class PowerLoop:
+    """A campus stepped at ``step_s`` under a steering controller (module docstring)."""
+
+    def __init__(self, f, scenario, controller: Steering, start=None, step_s: float = 1.0, seed: int = 0,
+                 record_every_s: float = 60.0, demand: Demand | None = None):  # fmt: skip
+        self.f, self.scenario, self.controller = f, scenario, controller
+        self.dt = float(step_s)
+        self.time = np.datetime64(start if start is not None else scenario.start, "s")
+        self.t_s = 0.0
+        self.demand = demand or Demand(f, scenario, self.time, seed)
+        self.paths = PowerPaths(f.topology, scenario.faults)
+        self.plant = build_plant(f)
+        self.c_fws = float(f.c_fws_max_w_k.sum())
+        self.psu_rating_w = f.psu_count * f.psu_rating_w
+        self.n_gpu = f.gpus.astype(np.int64)
+        self.limits = np.repeat(f.tdp_w, self.n_gpu).astype(np.float32)
+        self.meters = SteeringMeters(f.topology.n, len(controller.group_names))
+        self.record_every = int(round(record_every_s / self.dt))
+        self.records: list[dict] = []
+        self._acc: dict[str, Array] = {}
+        self._cool_at = -np.inf
+        self.cooling_w = 0.0
+        self.cooling_room_w = np.inf
+        self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_gpu)
+
+    def _rack_sum(self, per_gpu: NDArray) -> Array:
+        if self.demand.uniform:
+            return per_gpu.reshape(self.f.n_racks, -1).sum(axis=1, dtype=float)
+        return np.bincount(self.gpu_rack, per_gpu, self.f.n_racks)
+
+    def step(self) -> Measurement:
+        """Advance one step; return what steering sees (the controller has already set the next limits)."""
+        f, dt = self.f, self.dt
+        d: DemandStep = self.demand.step(self.t_s, dt)
+        drawn = np.minimum(d.gpu_w, self.limits)
+        on = self.paths.rack_on
+        rack_gpu = self._rack_sum(drawn) * on
+        rack_lim = self._rack_sum(self.limits)
+        rack_dem = self._rack_sum(d.gpu_w)
+        rack_dc = rack_gpu + f.non_gpu_w * on
+        rack_in = self.plant.psu_input_w(rack_dc, self.psu_rating_w)
+        if self.t_s >= self._cool_at:
+            self._cooling(rack_gpu, rack_in, rack_dc, on)
+        flow = f.topology.flow(self.paths.routing, rack_in, self.cooling_w)
+        busy = f.gpus * (d.rack_tokens_per_s > 0)
+        self.paths.protect(flow, self.time, dt, f.gpus, busy)
+        self._meter(d, drawn, rack_lim, rack_dem, rack_gpu, flow, on)
+        self.t_s += dt
+        self.time = self.time + np.timedelta64(int(round(dt)), "s")
+        m = Measurement(self.time, d.gpu_w, rack_gpu, flow.in_w, self.paths.routing, float(flow.grid_w),
+                        self.ambient, self.cooling_room_w, self.scenario)  # fmt: skip
+        self.limits = np.asarray(self.controller(m), np.float32)
+        return m
+
+    def _cooling(self, rack_gpu: Array, rack_in: Array, rack_dc: Array, on) -> None:
+        f = self.f
+        db, wb = self.scenario.ambient(np.array([self.time]))
+        self.ambient = (float(db[0]), float(wb[0]))
+        q_liq = float(rack_gpu.sum() + (f.non_gpu_liquid_w * on).sum())
+        q_air = float(((f.non_gpu_w - f.non_gpu_liquid_w) * on).sum() + (rack_in - rack_dc).sum())
+        self.cooling_w = float(cooling_power_w(f, q_liq, q_air, self.ambient[0], self.ambient[1]))
+        cap = float(self.plant.capacity_w(self.ambient[0], self.ambient[1], self.c_fws))
+        self.cooling_room_w = cap - q_liq
+        self._cool_at = self.t_s + COOLING_EVERY_S
+
+    def _meter(self, d: DemandStep, drawn, rack_lim, rack_dem, rack_gpu, flow, on) -> None:
+        f, m, dt, c = self.f, self.meters, self.dt, self.controller
+        m.steps += 1
+        served, demanded = float(rack_gpu.sum()), float((rack_dem * on).sum())
+        m.served_j += served * dt
+        m.demanded_j += demanded * dt
+        m.ratio_sum += float(np.divide(drawn, d.gpu_w).sum(dtype=float))  # demand > 0: GPUs draw idle at least
+        m.gpu_steps += drawn.size
+        tok_d = d.rack_tokens_per_s * on
+        tok = self.demand.tokens_delivered(d, rack_lim / f.gpus) * on
+        m.tokens_demanded += float(tok_d.sum()) * dt
+        m.tokens_delivered += float(tok.sum()) * dt
+        m.grid_j += float(flow.grid_w) * dt
+        if self.cooling_room_w < 0:
+            m.cooling_hit_s += dt
+        budget = c.budget_w
+        over = flow.in_w > budget * (1 + 1e-9)
+        m.over_s += over * dt
+        m.at_limit_s += (flow.in_w >= 0.99 * budget) * dt
+        started = over & (m.run_s == 0)
+        m.excursions += started
+        m.run_s = np.where(over, m.run_s + dt, 0.0)
+        m.longest_s = np.maximum(m.longest_s, m.run_s)
+        mult = f.topology.trip_multiple(flow.in_w)
+        m.peak_multiple = np.maximum(m.peak_multiple, np.where(over, mult, 0.0))
+        g = c.rack_group
+        m.group_served_j += np.bincount(g, rack_gpu, m.n_groups) * dt
+        m.group_demanded_j += np.bincount(g, rack_dem * on, m.n_groups) * dt
+        self._accumulate(flow, budget, rack_gpu, rack_lim, rack_dem, tok_d, tok, served, demanded)
+
+    def _accumulate(self, flow, budget, rack_gpu, rack_lim, rack_dem, tok_d, tok, served, demanded) -> None:
+        a = self._acc
+        vals = {"element_in_w": flow.in_w, "element_budget_w": budget, "grid_w": np.array(flow.grid_w),
+                "gpu_w": np.array(served), "demand_w": np.array(demanded), "limit_w": np.array(rack_lim.sum()),
+                "tokens_demanded": np.array(tok_d.sum()), "tokens_delivered": np.array(tok.sum()),
+                "cooling_w": np.array(self.cooling_w)}  # fmt: skip
+        for k, v in vals.items():
+            a[k] = a.get(k, 0.0) + v
+        a["element_max_w"] = np.maximum(a.get("element_max_w", -np.inf), flow.in_w)
+        if self.meters.steps % self.record_every == 0:
+            n = self.record_every
+            rec = {k: (v / n if k != "element_max_w" else v) for k, v in a.items()}
+            rec["time"] = self.time + np.timedelta64(int(round(self.dt)), "s")
+            self.records.append(rec)
+            self._acc = {}
+
+    def run(self, duration_s: float, progress=None) -> SteeringMeters:
+        """Step for ``duration_s`` [s]; ``progress(fraction)`` after every record."""
+        n = int(round(duration_s / self.dt))
+        for k in range(n):
+            self.step()
+            if progress is not None and (k + 1) % self.record_every == 0:
+                progress((k + 1) / n)
+        return self.meters
+
+    def dataset(self) -> xr.Dataset:
+        """The records as a Dataset over ``time`` and ``element`` (MW, interval means; ``element_max_mw`` the
+        largest one-step load) with the run's totals in the attributes."""
+        recs = self.records
+        topo = self.f.topology
+        t = np.array([r["time"] for r in recs], "datetime64[s]")
+
+        def series(k, scale=1 / MW):
+            return np.array([np.asarray(r[k]) for r in recs]) * scale
+
+        m = self.meters
+        ds = xr.Dataset(
+            {
+                "element_mw": (("time", "element"), series("element_in_w"), {"units": "MW", "long_name": "tier load"}),
+                "element_max_mw": (("time", "element"), series("element_max_w"), {"units": "MW"}),
+                "element_budget_mw": (("time", "element"), series("element_budget_w"), {"units": "MW"}),
+                "grid_import_mw": ("time", series("grid_w"), {"units": "MW"}),
+                "gpu_power_mw": ("time", series("gpu_w"), {"units": "MW"}),
+                "gpu_demand_mw": ("time", series("demand_w"), {"units": "MW"}),
+                "gpu_limit_mw": ("time", series("limit_w"), {"units": "MW", "long_name": "sum of GPU limits"}),
+                "cooling_power_mw": ("time", series("cooling_w"), {"units": "MW"}),
+                "tokens_demanded_per_s": ("time", series("tokens_demanded", 1.0), {"units": "1/s"}),
+                "tokens_per_s": ("time", series("tokens_delivered", 1.0), {"units": "1/s"}),
+                "over_budget_s": ("element", m.over_s, {"units": "s"}),
+                "longest_excursion_s": ("element", m.longest_s, {"units": "s"}),
+                "excursions": ("element", m.excursions, {"units": "1"}),
+                "peak_multiple": ("element", m.peak_multiple, {"units": "1"}),
+                "at_limit_s": ("element", m.at_limit_s, {"units": "s"}),
+                "group_satisfaction": (
+                    "group",
+                    m.group_served_j / np.maximum(m.group_demanded_j, 1e-300),
+                    {"units": "1"},
+                ),
+            },
+            coords={"time": t, "element": list(topo.names), "group": list(self.controller.group_names)},
+        )
+        ds.attrs |= {
+            "satisfaction": m.satisfaction,
+            "satisfaction_mean": m.satisfaction_mean,
+            "throughput_lost": m.throughput_lost,
+            "cooling_limit_s": m.cooling_hit_s,
+            "trips": sum(e.kind == "trip" for e in self.paths.events),
+            "events": "; ".join(str(e) for e in self.paths.events),
+            "interruptions": self.demand.interruptions,
+        }
+        return ds
