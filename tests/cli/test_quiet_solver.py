@@ -50,7 +50,7 @@ def test_a_highspy_solve_in_a_fresh_process_prints_nothing(child_env, tmp_path):
 
 
 def test_simulate_under_mpc_and_optimize_print_no_solver_banner(child_env, tmp_path):
-    sim = _run(["simulate", "--scenario", "hot-day-dr", "--start", "2026-08-08T15:55", "--duration", "5min"],
+    sim = _run(["simulate", "--scenario", "hot-day-dr", "--start", "2026-08-08T15:55", "--duration", "10min"],
                child_env, tmp_path)  # fmt: skip
     assert "controller: mpc" in sim.stdout  # the MPC re-planned on highspy in this process
     _assert_quiet(sim)
