@@ -374,20 +374,24 @@ def cdu_limits(b: _Builder, p: Problem) -> None:
 
 
 def tiers(b: _Builder, p: Problem) -> None:
-    """``sum_g d B x - s <= rho`` per tier block and step (rows block by block, steps inside); a block's member list
-    is padded with its first group at coefficient 0."""
-    if p.tiers is None:
+    """Tier rows of :meth:`Problem.tier_row_blocks`, block by block, steps inside: ``x - s <= rho / (d B)`` over one
+    group (:meth:`Problem.tier_row_form`: a matrix that stays put between re-plans; the slack priced per MW), ``sum_g
+    d B x - s <= rho`` over several (the member list padded with the first group at coefficient 0)."""
+    ks = p.tier_row_blocks()
+    if not ks.size:
         return
+    k1, _, rhs, scale = p.tier_row_form()
     members = p.tier_members()
-    kk, tt = (a.ravel() for a in np.meshgrid(np.arange(p.tiers.n_blocks), np.arange(p.n_steps), indexing="ij"))
+    kk, tt = (a.ravel() for a in np.meshgrid(ks, np.arange(p.n_steps), indexing="ij"))
     g = members[kk]
     gi = np.where(g >= 0, g, g[:, :1])
-    coef = np.where(g >= 0, p.tiers.direction[kk[:, None], gi] * p.busy_mw[tt[:, None], gi], 0.0)
+    one = (k1[kk] >= 0)[:, None]
+    coef = np.where(g >= 0, np.where(one, 1.0, p.tiers.direction[kk[:, None], gi] * p.busy_mw[tt[:, None], gi]), 0.0)
     terms = [(b.cols["x"][tt[:, None], gi], coef)]
-    s = b.slack(p, "tier", kk.size)
+    s = b.slack(p, "tier", kk.size, p.penalty_per_mwh * p.dt_h * scale[kk, tt])
     if s is not None:
         terms.append((s[:, None], -1.0))
-    b.rows("tier", terms, -INF, p.tiers.rho_mw[kk, tt])
+    b.rows("tier", terms, -INF, rhs[kk, tt])
 
 
 def import_ramp(b: _Builder, p: Problem) -> None:

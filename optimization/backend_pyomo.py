@@ -276,17 +276,24 @@ def tiers(m: pyo.ConcreteModel, p: Problem) -> None:
     r"""Tiers of the one-line diagram (:mod:`optimization.tiers`): per row block :math:`k` (a direction :math:`d_k`
     over groups, shared by the elements that carry the same mix of groups) and step, :math:`\sum_g d_{k,g}
     B_{t,g} x_{t,g} - s_{k,t} \le \rho_{k,t}`, the continuous limit of the block's tightest element in units of
-    the busy GPU power through it (with N-1: the tightest over every path closed and each path lost)."""
-    if p.tiers is None:
+    the busy GPU power through it (with N-1: the tightest over every path closed and each path lost). A block of
+    one group is written in the cap, :math:`x_{t,g} - s_{k,t} \le \rho_{k,t} / (d_{k,g} B_{t,g})` with the slack
+    priced per MW (:meth:`Problem.tier_row_form`), and folds into the bound of ``x`` when hard."""
+    ks = p.tier_row_blocks()
+    if not ks.size:
         return
+    k1, g1, rhs, scale = p.tier_row_form()
     members = p.tier_members()
-    idx = [(k, t) for k in range(p.tiers.n_blocks) for t in range(p.n_steps)]
-    s = _slack(m, p, "tier", idx, 1.0)
+    idx = [(int(k), t) for k in ks for t in range(p.n_steps)]
+    s = _slack(m, p, "tier", idx, {(k, t): float(scale[k, t]) for k, t in idx})
 
     def rule(m, k, t):
-        d, b = p.tiers.direction[k], p.busy_mw[t]
-        lhs = sum(float(d[g] * b[g]) * m.x[t, int(g)] for g in members[k] if g >= 0)
-        return lhs - (s[k, t] if s is not None else 0) <= float(p.tiers.rho_mw[k, t])
+        if k1[k] >= 0:
+            lhs = m.x[t, int(g1[k])]
+        else:
+            d, b = p.tiers.direction[k], p.busy_mw[t]
+            lhs = sum(float(d[g] * b[g]) * m.x[t, int(g)] for g in members[k] if g >= 0)
+        return lhs - (s[k, t] if s is not None else 0) <= float(rhs[k, t])
 
     m.tier = pyo.Constraint(idx, rule=rule)
 

@@ -163,7 +163,11 @@ def tier_violations(p: Problem, slacks: dict[str, Array], times: NDArray[np.date
     s = slacks.get("tier")
     if p.tiers is None or s is None or not s.size:
         return []
-    s = s.reshape(p.tiers.n_blocks, p.n_steps) * p.tiers.mw_per_unit
+    ks = p.tier_row_blocks()
+    _, _, _, scale = p.tier_row_form()
+    full = np.zeros(p.tiers.rho_mw.shape)
+    full[ks] = s.reshape(ks.size, p.n_steps) * scale[ks]  # slack in MW of the row's left side
+    s = full * p.tiers.mw_per_unit
     bad = s > 1e-6
     if not bad.any():
         return []

@@ -267,10 +267,18 @@ class Problem:
 
     def x_upper(self) -> Array:
         """Upper bound of x per step and group [T, G]: the die limit folds in unless it is soft, and so
-        do hard CDU limits of CDUs that hold one group (``room / busy_mw``)."""
+        do hard CDU limits of CDUs that hold one group (``room / busy_mw``) and hard tier rows of one group
+        (:meth:`tier_row_form`)."""
         hi = np.broadcast_to(self.x_hi, self.busy_mw.shape)
         if "die" not in self.soft:
             hi = np.minimum(hi, self.x_die_max)
+        if self.tiers is not None and "tier" not in self.soft:
+            k1, g1, rhs, _ = self.tier_row_form()
+            one = k1 >= 0
+            if one.any():
+                x_tier = np.full(self.busy_mw.shape, np.inf)
+                np.minimum.at(x_tier.T, g1[one], rhs[one])
+                hi = np.minimum(hi, x_tier)
         if self.cdu_rooms_mw and "cdu" not in self.soft:
             single = self._cdu_size()[self.cdu_of_group] == 1
             for room in self.cdu_rooms_mw.values():
@@ -315,6 +323,30 @@ class Problem:
             g = np.flatnonzero(d[k])
             out[k, : g.size] = g
         return out
+
+    def tier_row_form(self) -> tuple[NDArray[np.int64], NDArray[np.int64], Array, Array]:
+        """Tier blocks over one group written in the cap itself: ``x[t, g] - s <= rho / (d_g B[t, g])``, a row whose
+        matrix does not change from step to step or plan to plan (only its right side and the slack's price, the
+        row's MW per unit of x, do), folded into the bound of ``x`` when hard (:meth:`x_upper`). Returns per block
+        (``[K]``) its group (-1: several groups, written as they are) and per block and step the right side
+        ``[K, T]`` and the MW per unit of the row's left side ``[K, T]`` (1 for rows of several groups)."""
+        d = self.tiers.direction
+        single = (d > 0).sum(axis=1) == 1
+        g = np.where(single, np.argmax(d, axis=1), -1)
+        scale = np.ones(self.tiers.rho_mw.shape)
+        scale[single] = d[single, g[single], None] * self.busy_mw[:, g[single]].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rhs = np.where(single[:, None], np.where(scale > 0, self.tiers.rho_mw / scale, np.inf), self.tiers.rho_mw)
+        k1 = np.where(single, np.arange(d.shape[0]), -1)
+        return k1, g, rhs, scale
+
+    def tier_row_blocks(self) -> NDArray[np.int64]:
+        """Blocks written as rows: every block when ``tier`` is soft, else those over several groups."""
+        if self.tiers is None:
+            return np.zeros(0, np.int64)
+        if "tier" in self.soft:
+            return np.arange(self.tiers.n_blocks)
+        return np.flatnonzero((self.tiers.direction > 0).sum(axis=1) > 1)
 
     def tier_lhs(self, x: Array) -> Array:
         """Left side of every tier row ``[K, T]`` for busy fractions ``x`` [T, G]."""

@@ -63,8 +63,10 @@ class Recorder:
 
     @staticmethod
     def record_bytes(f, n: int) -> int:
-        """Memory of the per-rack and per-CDU records of ``n`` records [bytes]."""
-        return n * (len(RACK) * f.n_racks + len(CDU) * f.n_cdus) * 4
+        """Memory of the per-rack and per-CDU records of ``n`` records, and of the one-line diagram's per-element and
+        per-rack records when the facility has its own ``[topology]`` [bytes]."""
+        tiers = (len(meters.TIER_METERS) * 4 + 1) * f.topology.n + f.n_racks if f.topology.explicit else 0
+        return n * ((len(RACK) * f.n_racks + len(CDU) * f.n_cdus) * 4 + tiers)
 
     def _allocate(self, f, n: int) -> None:
         self.rack = {k: np.zeros((n, f.n_racks), np.float32) for k in RACK}
