@@ -5,8 +5,9 @@ events (an :class:`optimization.mpc.MPCController`). The OpenADR link (:mod:`lin
 calls :meth:`TwinVen.on_event` for every new or modified event; it maps the event (:mod:`links.openadr.signals`),
 decides, logs the decision and returns ``optIn`` or ``optOut``. The twin's own thread runs :meth:`TwinVen.run`: it
 steps the twin on the :class:`Clock`, hands the opted-in events' targets to the twin whenever they change
-(:func:`links.grid_targets.hand_over`, the path DSX Flex takes, with :func:`links.grid_targets.cut_now` when a
-limit in force is below the present import) and records the campus import after every plant step, which the
+(:func:`links.grid_targets.hand_over`, the path DSX Flex takes, with :func:`links.grid_targets.cut_now` as soon as
+an import limit in force or ahead needs the import to start falling for the facility's ramp limit to reach it by its
+start: :func:`links.grid_targets.ramp_lead_w`) and records the campus import after every plant step, which the
 TELEMETRY_USAGE reports send.
 
 Decisions: opt out when the event cannot be mapped (the reason names the field or the missing mapping), when a
@@ -35,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from factory_twin.links.grid_targets import cut_now, hand_over
+from factory_twin.links.grid_targets import cut_now, hand_over, ramp_lead_w
 from factory_twin.links.openadr.signals import Mapped, Target, UnmappableError, map_event
 from factory_twin.models.units import J_PER_MWH, MW, S_PER_MIN
 from factory_twin.optimization.feasibility import site_floors_mw
@@ -244,8 +245,7 @@ class TwinVen:
             self._hand_over(book)
         tw = self.twin
         limit = float(tw.scenario.target_limit(np.array([tw.time]), "grid")[0]) * MW
-        if tw.last is not None and math.isfinite(limit):
-            cut_now(tw, float(grid_import_w(tw.last)) - limit)
+        cut_now(tw, ramp_lead_w(tw))  # early enough for the ramp limit: the target holds from its start
         tw.advance()
         imp = float(grid_import_w(tw.last))
         t_utc = self.clock.utc(tw.time)

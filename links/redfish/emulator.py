@@ -104,7 +104,8 @@ class BmcEmulator:
         self.layout = NodeLayout.of(facility)
         self.limits = LimitTable(self.layout)
         self.controller = BmcLimits(facility, self.layout, self.limits, plant_step_s)
-        self.twin = Twin(facility, scenario, start, min(1.0, plant_step_s), plant_step_s, self.controller)
+        # the BMCs apply a written limit at once (hardware); keeping the facility's ramp is the steering side's job
+        self.twin = Twin(facility, scenario, start, min(1.0, plant_step_s), plant_step_s, self.controller, False)
         self.docs = Documents(self.layout)
         self.sessions = SessionStore(accounts, session_timeout_s)
         self.sessions.on_close.append(self._session_closed)

@@ -10,6 +10,14 @@ captured by liquid, plus PSU losses) is removed by the air system at its COP. Po
 meter) -> busway -> UPS -> transformers -> grid, with mechanical loads on the transformers and the BESS at the
 meter.
 
+The facility's import ramp limit (``grid.ramp_limit_mw_per_min``) binds every move of the caps: a controller's command
+or an :meth:`Twin.override` is the goal, and each plant step moves the campus GPU power toward it by at most the ramp
+limit over the step divided by the import per watt at the racks (grid import / rack DC power of the latest step: PSUs,
+distribution and cooling follow the load); every rack moves the same share of its way. The first command of a run is
+applied at once (the start is not a move). Not limited (``ramp_limited=False``): the BMC emulator's hardware. Nor:
+changes of the workload itself (utilization, a job starting or stopping: the load, not a control action), job pauses and
+the BESS (the MPC's import ramp row plans both).
+
 Jobs that may pause or resize (:mod:`twin.simulation.jobs`) follow the stop shares of the controller's command: per
 plant step the share of a busy GPU's time spent computing scales its busy draw and throughput, and the rest draws the
 stop phases' power (checkpoint, idle, restart, rejoin).
@@ -31,6 +39,7 @@ from factory_twin.models.cooling import ConstantFlowCdus, ConstantFlowDelay
 from factory_twin.models.gpu import ThermalThrottle
 from factory_twin.models.power import bess_step
 from factory_twin.models.thermal import RCStep, TwoNodeRC
+from factory_twin.models.units import MW, S_PER_MIN
 from factory_twin.twin.facility.assembly import Facility
 from factory_twin.twin.scenario.inputs import facility_and_scenario
 from factory_twin.twin.scenario.scenario import Scenario, WorkloadProfile
@@ -62,7 +71,11 @@ class Twin:
         step_s: float = 1.0,
         plant_step_s: float = 20.0,
         controller: Controller | None = None,
+        ramp_limited: bool = True,
     ):
+        """``ramp_limited``: False applies every command at once (the BMC emulator: hardware power limits take
+        effect when written; keeping the ramp is the steering side's job, and the watchdog's fallback is a safety
+        cut)."""
         f = facility
         if step_s <= 0 or plant_step_s <= 0:
             raise ValueError("step: must be > 0")
@@ -108,6 +121,9 @@ class Twin:
         self.bess_energy_j = self.plant.bess_initial_j
         self.command = Command(f.tdp_w.copy())
         self.cap = f.tdp_w.copy()
+        self.cap_goal: Array | None = None  # caps commanded and not yet reached (the ramp limit) [W per GPU]
+        limit_w_s = f.spec.grid.ramp_limit_mw_per_min * MW / S_PER_MIN  # the facility's import ramp limit
+        self.ramp_w_s = limit_w_s if ramp_limited else np.inf
         self._next_control = self.time  # the controller is called at the first plant step
         # inputs cached an hour of plant steps at a time (see _inputs); the scenario setter clears it
         self._chunk: tuple[Array, Array, Array] | None = None
@@ -247,8 +263,7 @@ class Twin:
             cap = np.asarray(self.command.gpu_cap_w, float)
             if cap.shape != (f.n_racks,):
                 raise ValueError(f"controller returned gpu_cap_w of shape {cap.shape}, expected ({f.n_racks},)")
-            self.cap = np.clip(cap, f.min_cap_w, f.tdp_w)
-            self.eff = f.drawn_w(self.cap)
+            self.cap_goal = np.clip(cap, f.min_cap_w, f.tdp_w)
             if self.jobs is not None:
                 self.jobs.command(self.command.paused_share, self.command.resized_share, self.controller.period_s)
         db, wb, u_busy, osc = self._inputs()
@@ -263,6 +278,8 @@ class Twin:
         if not self.paths.all_on:  # dark racks: no power, no work
             on = self.paths.rack_on
             u, idle_part = u * on, idle_part * on
+        self._move_caps(u, idle_part)
+        eff = self.eff
         p_const = u * eff + idle_part
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
         t_die0, t_plate0 = self.t_die, self.t_plate
@@ -356,12 +373,35 @@ class Twin:
         return t_die, t_plate, p_sum / n, eff_sum / n, thr / n
 
     def override(self, gpu_cap_w: Array) -> None:
-        """Hold new per-rack caps [W per GPU] from now until the controller's next call (a guardrail acting
-        before the controller has re-planned); the BESS command is kept."""
+        """Hold new per-rack caps [W per GPU] from the next plant step until the controller's next call (a guardrail
+        acting before the controller has re-planned), reached at the ramp limit like a command; the BESS command is
+        kept."""
         f = self.f
-        self.cap = np.clip(np.asarray(gpu_cap_w, float), f.min_cap_w, f.tdp_w)
-        self.eff = f.drawn_w(self.cap)
-        self.command = Command(self.cap.copy(), self.command.bess_power_w)
+        self.cap_goal = np.clip(np.asarray(gpu_cap_w, float), f.min_cap_w, f.tdp_w)
+        self.command = Command(self.cap_goal.copy(), self.command.bess_power_w)
+
+    def _move_caps(self, u: Array, idle_part: Array) -> None:
+        """Move the caps toward :attr:`cap_goal` so that this plant step's campus GPU power (computing share ``u`` x
+        drawn power + ``idle_part``, per GPU) stays within the ramp limit's share of the step from the latest step's
+        (module docstring): what a job's stop sheds this step counts, and the caps move the rest of the way."""
+        goal = self.cap_goal
+        if goal is None:
+            return
+        f = self.f
+        eff_goal = f.drawn_w(goal)
+        last = self.last
+        if last is not None:
+            way = eff_goal - self.eff
+            p0 = float(f.gpus @ (u * self.eff + idle_part))  # this step's GPU power with the caps in force [W]
+            move = float((f.gpus * u) @ way)  # what reaching the goal adds (or sheds, < 0) [W]
+            import_per_w = max(last.grid_w / max(last.rack_dc_w, 1.0), 1.0)
+            band = self.ramp_w_s * self.plant_dt / import_per_w
+            room = (last.gpu_w + band - p0) if move > 0 else (p0 - (last.gpu_w - band))
+            if abs(move) > max(room, 0.0):
+                self.eff = self.eff + max(room, 0.0) / abs(move) * way
+                self.cap = np.clip(f.cap_for_drawn_w(self.eff), f.min_cap_w, f.tdp_w)
+                return
+        self.cap, self.eff, self.cap_goal = goal, eff_goal, None
 
     def request_control(self) -> None:
         """Call the controller at the next plant step (e.g. after a what-if change of the scenario)."""

@@ -204,3 +204,35 @@ def test_item9_floods_and_oversized_payloads_are_bounded(phoenix, keys):
     for _ in range(1200):
         agent.handle(topic, b"{}")
     assert len(agent.refusals) == 1000 and agent.refused_total == INBOX_MAX + 1201
+
+
+def test_item7_accepting_and_removing_a_target_moves_the_load_at_the_ramp_limit(phoenix, keys):
+    """A 40 % cut accepted at 95 kW: the agent's immediate cut and the controller's caps reach the target, the grid
+    import falling by at most the facility's 0.05 MW/min per 20 s step (it fell 52 kW in one step, ~155 kW/min);
+    the removal ramps back up at the same limit."""
+    from factory_twin.twin.simulation.meters import grid_import_w
+
+    agent = make_agent(phoenix, keys)
+    for _ in range(3):
+        agent.step()
+    tw = agent.twin
+    per_step_w = tw.f.spec.grid.ramp_limit_mw_per_min * 1e6 / 60 * tw.plant_dt
+    before = agent.measured_w()["cluster"]
+    imports = [grid_import_w(tw.last)]
+
+    def run(n):
+        for _ in range(n):
+            agent.step()
+            imports.append(grid_import_w(tw.last))
+
+    assert agent.handle(dx.loadtarget_topic(ISV), event(agent, keys, [dx.loadtarget_data(0.6 * before)]))
+    run(12)
+    assert agent.measured_w()["cluster"] <= 0.6 * before * 1.01  # the target is met
+    cut = np.diff(imports)
+    assert cut.min() < -0.9 * per_step_w  # at the limit, not slower
+    assert agent.handle(dx.loadtarget_topic(ISV), event(agent, keys, [dx.loadtarget_data(None)]))
+    run(12)
+    assert agent.measured_w()["cluster"] > 0.99 * before
+    steps = np.diff(imports)
+    assert steps.max() > 0.9 * per_step_w
+    assert np.abs(steps).max() <= per_step_w * 1.02, f"{np.abs(steps).max() / 1e3:.1f} kW in one step"
