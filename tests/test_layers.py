@@ -89,3 +89,19 @@ def test_an_upward_import_breaks_the_layers(tmp_path):
     run = _lint(tmp_path, {**PACKAGE, "low/up.py": "import pkg.high\n", "high/user.py": ""}, CONTRACTS)
     assert run.returncode == 1
     assert "layers BROKEN" in run.stdout
+
+
+def test_the_architecture_doc_lists_the_contract_layers_in_order():
+    """docs/architecture.md draws the layers from pyproject's top contract: same packages, same order."""
+    import re
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers" and "containers" not in c)
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = doc[doc.index("<!-- layers:") : doc.index("<!-- /layers -->")]
+    assert re.findall(r"^\| \d+ \| `([\w.]+)`", block, flags=re.M) == layers
+    twin = next(c["layers"] for c in contracts if c.get("containers") == ["factory_twin.twin"])
+    row = next(line for line in block.splitlines() if "`factory_twin.twin`" in line)
+    names = [name for layer in reversed(twin) for name in layer.split(" | ")]
+    assert re.findall(r"`(\w+)`", row.split("|")[3]) == names
