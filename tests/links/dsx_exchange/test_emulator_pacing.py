@@ -91,3 +91,66 @@ def test_a_stop_is_answered_within_the_step_not_after_it(facility, mosquitto):
         assert report["simulated_s"] == 0.0
     finally:
         client.stop()
+
+
+def test_connect_lag_is_publication_to_arrival_at_any_plant_speed(mosquitto, tmp_path):
+    """At --speed 60 from the scenario's start the stamps are months behind the wall clock and run 60x: the lag
+    connect reports is still wall seconds from publication to arrival (issue 20 item 5: it read ~1.2e7 s)."""
+    from factory_twin.links.dsx_exchange.connect import Connector
+
+    facility = load_facility("emerald-phoenix")  # small: the emulator keeps its pace on a busy machine
+    cfg = BrokerConfig.from_url(mosquitto.url)
+    sub = MqttClient(cfg, client_id="lag-connect")
+    con = Connector(facility, tmp_path, sub, requests=False)
+    sub.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=con.run, args=(stop.is_set,))
+    runner.start()
+    time.sleep(0.3)
+    client = MqttClient(cfg).start()
+    sent: dict[int, float] = {}  # the truth: each stamp's first publication on the wall clock
+    publish_many = client.publish_many
+
+    def timed(topics, payloads):
+        sent.setdefault(json.loads(payloads[0])["timestamp"], time.time())
+        publish_many(topics, payloads)
+
+    client.publish_many = timed
+    emu = BmsEmulator(facility, load_scenario(None, facility), client, plant_step_s=20.0)
+    try:
+        emu.run(600.0, 60.0)  # 10 s of wall time, 30 plant steps
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        runner.join(30)
+        client.stop()
+        sub.stop()
+    st = con.status()
+    assert st["values"] > 1000
+    assert con.now_ms < (time.time() - 30 * 86400) * 1000  # the plant clock is the scenario's, months ago
+    # against the truth: processing time less the publication of the same stamp, above the fastest value
+    at = np.array(con.intake.lag_at)
+    stamp_ms = np.round((at - np.array(con.intake.lag_s)) * 1000).astype(np.int64)
+    known = np.array([int(t) in sent for t in stamp_ms])
+    truth = at[known] - np.array([sent[int(t)] for t in stamp_ms[known]])
+    p50 = np.percentile(truth - truth.min(), 50)
+    print(f"lag at --speed 60: p50 {st['lag_p50_s']:.3f} s (truth {p50:.3f} s), p99 {st['lag_p99_s']:.3f} s")
+    assert known.sum() > 100 and truth.min() >= 0
+    assert abs(st["lag_p50_s"] - p50) < 0.02 and 0 <= st["lag_p50_s"] < st["lag_p99_s"] < 10
+
+
+def test_lag_recovers_the_wall_clock_delay_whatever_the_pace():
+    """Stamps on a plant clock at 60x from an origin of its own, a start-up backlog of 3 s draining over the first
+    5 s, then 20-80 ms: the delays come back to 2 ms; a plant on the wall clock is read as it is."""
+    from factory_twin.links.dsx_exchange.lag import publication_lag
+
+    rng = np.random.default_rng(5)
+    published = 1.8e9 + np.sort(rng.uniform(0, 60, 2000))  # wall [s]
+    delay = rng.uniform(0.02, 0.08, published.size) + np.clip(3.0 - (published - published[0]) * 0.6, 0, None)
+    arrived = published + delay
+    stamps = 1.786e9 + 60 * (published - published[0])  # 2026-08-07 on, 60x
+    lag = publication_lag(arrived, stamps)
+    # placed by the fastest value: the delay above the smallest one, to 2 ms (the jitter is 60 ms)
+    np.testing.assert_allclose(lag, delay - delay.min(), atol=2e-3)
+    np.testing.assert_allclose(publication_lag(arrived, published), delay, atol=1e-6)  # the wall clock: as it is
+    assert np.isnan(publication_lag(arrived[:1], stamps[:1])).all()
