@@ -60,12 +60,33 @@ DEFAULTS = {
 }
 
 
+IN_FORCE = ("ctl-limit-mw", "ctl-offset-k", "ctl-speed-x")  # boxes that show what is in force when the page opens
+
+
+def in_force(snap: Snapshot) -> dict[str, str]:
+    """What the running twin has in force, in the page's units, for the boxes of :data:`IN_FORCE`: the import limit
+    (whatever its source), the ambient offset, the speed."""
+    m = snap.meta
+    return {
+        "ctl-limit-mw": f"{m['import_limit']['mw']:g}",
+        "ctl-offset-k": f"{m['offset_k']:g}",
+        "ctl-speed-x": f"{m['speed']:g}",
+    }
+
+
+def workload_in_force(snap: Snapshot, cls: str | None) -> tuple[str, str]:
+    """(value, placeholder) of the utilization box for class ``cls``: its constant level in %, or empty with
+    'profile' while the class follows its scenario profile."""
+    level = snap.meta["workload"].get(cls) if cls else None
+    return (f"{100 * level:g}", "") if level is not None else ("", "profile")
+
+
 def _field(input_id: str) -> html.Label:
     label, unit = LABELS[input_id]
     return html.Label(
         [
             label,
-            dcc.Input(id=input_id, type="text", value=DEFAULTS[input_id], size="6", debounce=False),
+            dcc.Input(id=input_id, type="text", value=DEFAULTS[input_id], debounce=False, className="field"),
             unit,
         ],
         className="inline",
@@ -318,6 +339,24 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
             return no_update, no_update
         names = snap.meta["class_names"]
         return names, value if value in names else names[0]
+
+    @app.callback(*[Output(i, "value") for i in IN_FORCE], Input("disp-plan", "id"))
+    def _in_force(_id):
+        """On opening the page: the boxes show what is in force (not the defaults)."""
+        snap = source()
+        if snap is None:
+            return (no_update,) * len(IN_FORCE)
+        values = in_force(snap)
+        return tuple(values[i] for i in IN_FORCE)
+
+    @app.callback(
+        Output("ctl-workload-level", "value"),
+        Output("ctl-workload-level", "placeholder"),
+        Input("ctl-workload-class", "value"),
+    )
+    def _workload_in_force(cls):
+        snap = source()
+        return (no_update, no_update) if snap is None else workload_in_force(snap, cls)
 
     @app.callback(
         Output("disp-msg", "children"),

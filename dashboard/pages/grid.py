@@ -51,9 +51,7 @@ def layout() -> html.Div:
                     html.Label(
                         [
                             "Job GPUs",
-                            dcc.Input(
-                                id="grid-gpus", type="number", min=1, step=1, value=20000, style={"width": "7rem"}
-                            ),
+                            dcc.Input(id="grid-gpus", type="number", min=1, step=1, value=20000, className="field"),
                         ],
                         className="inline",
                     ),

@@ -67,7 +67,13 @@ def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
                     html.Div(
                         [
                             html.Label("entity", htmlFor="alarm-filter"),
-                            dcc.Input(id="alarm-filter", type="text", placeholder="e.g. hall-a-cdu09", debounce=False),
+                            dcc.Input(
+                                id="alarm-filter",
+                                type="text",
+                                placeholder="e.g. hall-a-cdu09",
+                                debounce=False,
+                                className="field wide",
+                            ),
                         ],
                         className="controls inline",
                     ),

@@ -42,7 +42,13 @@ def layout() -> html.Div:
                     html.Label(
                         [
                             "rack",
-                            dcc.Input(id="racks-id", type="text", debounce=True, placeholder="hall-a-r01-01 or 0"),
+                            dcc.Input(
+                                id="racks-id",
+                                type="text",
+                                debounce=True,
+                                placeholder="hall-a-r01-01 or 0",
+                                className="field wide",
+                            ),
                         ],
                         className="inline",
                     ),

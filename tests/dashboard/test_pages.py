@@ -433,6 +433,28 @@ def test_overlapping_dr_events_share_one_baseline_and_the_tighter_binds(stub_twi
     assert "no DR events" in _text(dispatch.events_table(_with(snap, {"dr_events": []})))
 
 
+def test_dispatch_boxes_open_with_what_is_in_force(stub_twin, tmp_path):
+    """Issue 20 item 19: back on the Dispatch page the boxes showed the defaults (ambient offset 0 while +8 K was
+    applied, an empty import limit): they open with the running twin's values."""
+    from factory_twin.twin.live.runner import LiveRunner
+
+    runner = LiveRunner(stub_twin, tmp_path)
+    runner.step()
+    assert dispatch.in_force(runner.snapshot()) == {"ctl-limit-mw": "10", "ctl-offset-k": "0", "ctl-speed-x": "60"}
+    for cmd in (
+        {"kind": "ambient_offset", "offset_k": 8},
+        {"kind": "import_limit", "import_limit_mw": 9.5},
+        {"kind": "speed", "speed": 30},
+        {"kind": "workload", "workload_class": "training", "level": 0.55},
+    ):
+        assert runner.apply(cmd)
+    snap = runner.snapshot()
+    assert dispatch.in_force(snap) == {"ctl-limit-mw": "9.5", "ctl-offset-k": "8", "ctl-speed-x": "30"}
+    assert set(dispatch.IN_FORCE) <= set(dispatch.INPUTS)
+    assert dispatch.workload_in_force(snap, "training") == ("55", "")
+    assert dispatch.workload_in_force(snap, "inference") == ("", "profile")  # its scenario profile, no level
+
+
 def test_dispatch_shows_the_import_limit_in_force(snapshot):
     assert dispatch.limit_in_force(snapshot) == "in force: 10.0 MW (contract)"  # the stub's contract
     snap = _with(snapshot, meta={"import_limit": {"mw": 95.0, "source": "what-if"}})
