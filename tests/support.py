@@ -140,3 +140,40 @@ def browser_page(browser, width: int, height: int = 900):
     pg.on("response", lambda r: pg.failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     pg.on("pageerror", lambda e: pg.failures.append(str(e)))
     return pg
+
+
+# What a person sees of a text box's value: the typed text's width (the box's font, canvas-measured) laid from the
+# box's content edge less its scroll, cut by the box's content area, every ancestor that clips (overflow not
+# visible) and the window. Returns [visible px, text px].
+VISIBLE_VALUE_JS = """e => {
+  const cs = getComputedStyle(e), px = v => parseFloat(v) || 0;
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = cs.font;
+  const text = ctx.measureText(e.value).width;
+  const r = e.getBoundingClientRect();
+  let lo = r.left + px(cs.borderLeftWidth) + px(cs.paddingLeft);
+  let hi = r.right - px(cs.borderRightWidth) - px(cs.paddingRight);
+  const start = lo - e.scrollLeft;
+  lo = Math.max(lo, start, 0);
+  hi = Math.min(hi, start + text, window.innerWidth);
+  for (let n = e.parentElement; n; n = n.parentElement) {
+    const s = getComputedStyle(n);
+    if (s.overflowX !== 'visible' || s.contain.includes('paint')) {
+      const b = n.getBoundingClientRect();
+      lo = Math.max(lo, b.left + px(s.borderLeftWidth));
+      hi = Math.min(hi, b.right - px(s.borderRightWidth));
+    }
+  }
+  return [Math.max(0, hi - lo), text];
+}"""
+
+
+def assert_value_visible(pg, selector: str, value: str) -> float:
+    """Type ``value`` into the text box ``selector`` of page ``pg`` as a person would and assert all of it is seen
+    (no character clipped by the box, its container or the window); returns the visible width in px."""
+    box = pg.locator(selector)
+    box.fill("")
+    box.type(value)
+    visible, text = pg.eval_on_selector(selector, VISIBLE_VALUE_JS)
+    assert text > 0 and visible >= text - 0.5, f"{selector}: {visible:.1f} px of {text:.1f} px of {value!r} seen"
+    return visible

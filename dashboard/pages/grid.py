@@ -51,7 +51,9 @@ def layout() -> html.Div:
                     html.Label(
                         [
                             "Job GPUs",
-                            dcc.Input(id="grid-gpus", type="number", min=1, step=1, value=20000, className="field"),
+                            dcc.Input(
+                                id="grid-gpus", type="number", min=1, step=1, value=20000, className="field stepped"
+                            ),
                         ],
                         className="inline",
                     ),
