@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import assert_value_visible, browser_page, free_port, start_dashboard, wait_for
+from support import VISIBLE_VALUE_JS, assert_value_visible, browser_page, free_port, start_dashboard, wait_for
 
 WIDTHS = (1024, 1400, 1920)
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +75,39 @@ def test_the_dash_major_version_is_the_one_the_layout_is_built_for():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "dash>=4.0,<5" in deps
     assert version("dash").split(".")[0] == "4"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_controls_show_what_is_in_force_after_navigating_away_and_back(server, browser, width):
+    """Issue 20 item 19: back on the Dispatch page the ambient offset showed 0 while +8 K was applied and the import
+    limit box was empty; the boxes open with what the twin has in force, wholly visible."""
+    url, _ = server
+    pg = browser_page(browser, width)
+    _live(pg, url, "/dispatch")
+    limit = f"{90 + WIDTHS.index(width)}.5"  # a value of its own per width: what is shown is this run's
+    try:
+        for box, button, value, kind in (
+            ("ctl-offset-k", "ctl-offset", "8", "ambient_offset"),
+            ("ctl-limit-mw", "ctl-limit", limit, "import_limit"),
+        ):
+            pg.fill(f"#{box}", value)
+            pg.click(f"#{button}")
+            pg.wait_for_selector(f"#disp-msg:has-text('sent {kind}')", timeout=5000)
+        pg.wait_for_selector(f"#disp-limit:has-text('in force: {limit} MW (what-if)')", timeout=15000)
+        pg.get_by_role("link", name="Overview").click()  # away and back, like a person
+        pg.wait_for_selector("#kpi-import", timeout=15000)
+        pg.get_by_role("link", name="Dispatch").click()
+        pg.wait_for_function(f"document.querySelector('#ctl-limit-mw')?.value === '{limit}'", timeout=10000)
+        assert pg.input_value("#ctl-offset-k") == "8"  # was 0, the default
+        for box in ("ctl-offset-k", "ctl-limit-mw", "ctl-speed-x"):
+            visible, text = pg.eval_on_selector(f"#{box}", VISIBLE_VALUE_JS)
+            assert text > 0 and visible >= text - 0.5, (width, box, visible, text)
+        assert pg.input_value("#ctl-speed-x") == "60"
+    finally:
+        pg.fill("#ctl-offset-k", "0")
+        pg.click("#ctl-offset")
+        pg.wait_for_selector("#disp-msg:has-text('sent ambient_offset')", timeout=5000)
+        pg.close()
 
 
 @pytest.mark.parametrize("width", WIDTHS)
