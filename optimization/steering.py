@@ -20,8 +20,10 @@ Each level solves, exactly, the quadratic program
 
 whose solution is :math:`\delta_i = w_i \max(0, 1 - \kappa_i P_i)`: every GPU gives up the same share
 :math:`\kappa_i P_i` of its span per unit of the price :math:`P_i = \sum_{n \ni i} \mu_n` of the budgets above it.
-``kappa`` is a GPU class's cut weight (:func:`cut_weights`): the inverse of the value a watt buys on its
-throughput-vs-cap curve, so where a watt buys less throughput it is cut first, and surplus goes where it buys most.
+``kappa`` is a GPU class's cut weight (:func:`twin.facility.resource_groups.cut_weights`): 1 in the guarantee
+and request levels by default (every GPU gives up the same share of its span: the "proportional" power management of
+every DPS bundle), and in the surplus levels the inverse of the throughput a watt buys at the top of the class's
+throughput-vs-cap curve, so the surplus goes where it buys the most throughput.
 On a laminar family of rack sets (:mod:`optimization.steering_tree`) the prices compose: with ``Q_n`` the price at
 which node ``n``'s subtree alone meets its budget (0 if it fits), the price seen below ``n`` is the largest ``Q``
 on the path from the root, so the solve is one sweep up the forest (an event sweep over the cells of each height,
@@ -61,7 +63,8 @@ class Cells:
 
     Per cell (float64): ``lo_w`` lowest settable limit, ``hi_w`` the group's maximum, ``guarantee_w``, ``margin_w``
     the headroom a request adds to the demand, ``idle_w`` the draw at or below which a GPU counts as idle,
-    ``kappa`` the cut weight of its workload class; ``start``/``length`` (GPU run), ``rack``, ``group``. Per group:
+    ``kappa`` the cut weight of its workload class in the guarantee and request levels and ``kappa_surplus`` in the
+    surplus levels; ``start``/``length`` (GPU run), ``rack``, ``group``. Per group:
     ``priority`` (lower first) and ``names``. ``dtype`` of the per-GPU arithmetic: float64 for exact checks,
     float32 at campus scale.
     """
@@ -79,6 +82,7 @@ class Cells:
     priority: IntArray
     kappa: Array
     names: tuple[str, ...]
+    kappa_surplus: Array | None = None
     dtype: type = np.float32
 
     @property
@@ -148,6 +152,7 @@ def make_cells(
     kappa: Array,
     names: tuple[str, ...],
     dtype=np.float32,
+    kappa_surplus: Array | None = None,
 ) -> Cells:
     """:class:`Cells` from the resource group of every GPU (``gpu_group``, GPU order rack by rack as
     ``tree.rack_first_gpu``; an index into ``priority``, ``kappa``, ``names``) and bounds per group (arrays over
@@ -162,7 +167,8 @@ def make_cells(
     length = np.diff(np.append(start, n)).astype(np.int64)
     per_cell = {}
     for name, a in (("lo_w", lo_w), ("hi_w", hi_w), ("guarantee_w", guarantee_w), ("margin_w", margin_w),
-                    ("idle_w", idle_w), ("kappa", kappa)):  # fmt: skip
+                    ("idle_w", idle_w), ("kappa", kappa),
+                    ("kappa_surplus", kappa if kappa_surplus is None else kappa_surplus)):  # fmt: skip
         v = np.asarray(a, float)
         if v.ndim == 0:
             v = np.full(n, float(v))
@@ -180,7 +186,7 @@ def make_cells(
         i = int(np.argmax(per_cell["hi_w"] < per_cell["lo_w"]))
         raise ValueError(f"hi_w: the maximum of cell {i} ({per_cell['hi_w'][i]:g} W) is below its lowest limit "
                          f"({per_cell['lo_w'][i]:g} W)")  # fmt: skip
-    if np.any(~(per_cell["kappa"] > 0)):
+    if np.any(~(per_cell["kappa"] > 0)) or np.any(~(per_cell["kappa_surplus"] > 0)):
         raise ValueError("kappa: cut weights must be > 0")
     pr = np.asarray(priority, np.int64)
     if pr.shape != (len(names),):
@@ -275,8 +281,9 @@ def allocate(
         if np.all(used + _node_sums(tree, cells, w) <= budget + TOL_W):  # the whole level fits: nothing is cut
             total = total + w
             continue
-        price, q = _prices(tree, cells.cell_node, w, kappa, budget - used)
-        share = np.clip(1.0 - kappa * price, 0.0, 1.0)
+        k = kappa if p is not None else cells.kappa_surplus
+        price, q = _prices(tree, cells.cell_node, w, k, budget - used)
+        share = np.clip(1.0 - k * price, 0.0, 1.0)
         sel = w > 0
         phi[level][sel] = share[sel]
         out.price[level if p is None else f"{level}@{p}"] = np.where(sel, price, 0.0)

@@ -80,7 +80,7 @@ def test_floors_over_budget_brake():
 
 
 # ------------------------------------------------------------------------------------------ scipy reference
-def reference(shares, rack_of_gpu, budgets_el, demand, lo, hi, g, margin, idle, prio, kappa_gpu):
+def reference(shares, rack_of_gpu, budgets_el, demand, lo, hi, g, margin, idle, prio, kappa_gpu, kappa_s_gpu):
     """Limits per GPU by levels, each level's QP solved by SLSQP then polished exactly on its active set."""
     A = np.asarray(shares.todense())[:, rack_of_gpu]  # elements x GPUs
     r = np.clip(demand + margin, lo, hi)
@@ -90,11 +90,12 @@ def reference(shares, rack_of_gpu, budgets_el, demand, lo, hi, g, margin, idle, 
     a = lo.astype(float).copy()
     plan = [(k, s, p) for k, s in lv_spans[:2] for p in sorted(set(prio))] + [(k, s, None) for k, s in lv_spans[2:]]
     for _, s, p in plan:
+        kappa = kappa_gpu if p is not None else kappa_s_gpu
         w = s * ((prio == p) if p is not None else 1.0)
         idx = np.flatnonzero(w > 1e-12)
         if not idx.size:
             continue
-        wi, ki = w[idx], kappa_gpu[idx]
+        wi, ki = w[idx], kappa[idx]
         rows = np.flatnonzero(np.abs(A[:, idx]).sum(axis=1) > 0)
         Ai, bi = A[np.ix_(rows, idx)], budgets_el[rows] - A[rows] @ a
         scale = wi.max()
@@ -175,8 +176,10 @@ def random_case(seed):
     kappa = rng.uniform(0.5, 2.0, n_groups)
     guarantee = rng.uniform(300, 600, n_groups)
     demand = np.where(rng.random(n) < 0.2, 150.0, rng.uniform(400, 1100, n))
+    kappa_s = rng.uniform(0.5, 2.0, n_groups)  # drawn last: the cases above stay those the reference was checked on
     return dict(names=tuple(names), shares=shares, budgets=np.array(budgets), gpr=gpr, rack_of_gpu=rack_of_gpu,
-                gpu_group=gpu_group, prio=prio, kappa=kappa, guarantee=guarantee, demand=demand)  # fmt: skip
+                gpu_group=gpu_group, prio=prio, kappa=kappa, kappa_s=kappa_s, guarantee=guarantee,
+                demand=demand)  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -186,11 +189,13 @@ def test_matches_scipy_reference(seed):
     g = c["gpu_group"]
     lo, hi, margin, idle = np.full(g.size, 100.0), np.full(g.size, 1200.0), 50.0, 200.0
     cells = make_cells(tree, g, lo, hi, c["guarantee"][g], margin, idle, c["prio"], c["kappa"], ("a", "b", "c"),
-                       dtype=np.float64)  # fmt: skip
+                       dtype=np.float64, kappa_surplus=c["kappa_s"])  # fmt: skip
     budgets, binding = tree.node_budgets(c["budgets"])
     got = allocate(cells, c["demand"], budgets, binding)
     want = reference(c["shares"], c["rack_of_gpu"], c["budgets"], c["demand"], lo, hi, c["guarantee"][g],
-                     margin, idle, c["prio"][g], c["kappa"][g])  # fmt: skip
+                     margin, idle, c["prio"][g], c["kappa"][g], c["kappa_s"][g])  # fmt: skip
+    ref_load = c["shares"] @ np.bincount(c["rack_of_gpu"], want)
+    assert np.all(ref_load <= c["budgets"] + 1e-6), "the SLSQP reference itself broke a budget: not a valid check"
     np.testing.assert_allclose(got.limit_w, want, rtol=0, atol=1e-6)
     # every tier within budget (element by element, with its share), every guarantee met when feasible
     load = c["shares"] @ np.bincount(c["rack_of_gpu"], got.limit_w)

@@ -181,7 +181,8 @@ def efficiency_cap_w(f: Facility) -> Array:
 def cut_weights(f: Facility) -> Array:
     """Cut weight per workload class [-]: the mean over classes of the value a watt buys, over the class's own,
     where value per watt = tokens/s per GPU x value per token x the curve's mean slope between the minimum cap and
-    the uncapped draw per watt of TDP. Steering cuts a class with a larger weight first (optimization.steering)."""
+    the uncapped draw per watt of TDP. Steering hands the surplus above the requests to a class with a smaller
+    weight first (optimization.steering); guarantees and requests are cut in proportion to their spans (weight 1)."""
     tdp = np.array([f.tdp_w[f.rack_class == c].mean() if np.any(f.rack_class == c) else np.nan
                     for c in range(len(f.class_names))])  # fmt: skip
     v = []

@@ -1,0 +1,166 @@
+"""Per-GPU power steering (issue 22): one steering step, a satisfaction day beside the baselines, a closed loop.
+
+* ``step``: one allocation for every GPU and every tier of a facility (campus-1gw: 518,400 GB300 GPUs, 3,652
+  elements) with bursty demand pressing on the site budget: median and p99 over ``--steps``, wall and CPU time
+  (the machine is shared: CPU time is the figure when the wall clock is polluted; the load average is printed).
+  Target: <= 20 ms median, <= 50 ms p99.
+* ``day``: ``--duration`` (24 h) of the power loop at 1 s under each mode (steer, greedy proportional, static equal
+  share) on the same seeded demand, with the site import limited to ``--limit-share`` of the import the campus
+  draws unconstrained at the inference peak (measured first, ``--calibrate-s`` at 14:00 under static TDP limits):
+  satisfaction (served / demanded GPU energy, and the mean over GPU-steps of min(limit, demand) / demand),
+  throughput lost, excursions above budget and their longest run, trips. JSON to ``--out``.
+* ``loop``: the closed loop: steering at 1 s with the MPC re-planning every 5 min (``MpcBudgets``), wall and CPU.
+  Target: 24 h <= 120 s.
+
+Run: ``python bench/bench_steering.py step|day|loop [--facility campus-1gw] ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from factory_twin.models.units import MW
+from factory_twin.optimization.steering_control import MpcBudgets, SteeringController
+from factory_twin.twin.scenario.scenario import WorkloadProfile
+from factory_twin.twin.simulation.power_loop import PowerLoop
+
+from factory_twin import twin
+from factory_twin.cli.options import add_duration
+
+START = "2026-08-07T00:00:00"
+
+
+def bursty(f, limit_mw: float | None = None):
+    """The default scenario with inference on a diurnal profile (50-95 %, peak 14:00) and training at 90 % busy;
+    optionally a what-if import limit [MW]."""
+    sc = twin.load_scenario(None, f)
+    wl = {c: (WorkloadProfile(profile="diurnal", min=0.5, max=0.95, peak_hour=14.0) if "inference" in c
+              else WorkloadProfile(level=0.9)) for c in f.class_names}  # fmt: skip
+    changes = {"workload": wl}
+    if limit_mw is not None:
+        changes["what_if_import_limit_mw"] = limit_mw
+    return sc.with_changes(**changes)
+
+
+def bench_step(f, steps: int) -> dict:
+    sc = bursty(f)
+    ctl = SteeringController(f)
+    loop = PowerLoop(f, sc, ctl, start=np.datetime64(START) + np.timedelta64(14, "h"), seed=1)
+    m = loop.step()  # a measurement at the diurnal peak
+    # press the site budget: a limit 5 % under what the campus draws now
+    site, limits = 0.95 * m.grid_w, ctl.budgets.limit_w
+
+    def budgets(time, scenario, meas=None):
+        return limits, site
+
+    ctl.budgets = budgets
+    wall, cpu = [], []
+    for _ in range(steps):
+        m = loop.step()  # fresh demand each step; the loop calls the controller once: time it again alone
+        w0, c0 = time.perf_counter(), time.process_time()
+        ctl(m)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    a = ctl.last
+    return {
+        "gpus": int(f.gpus.sum()), "elements": f.topology.n, "nodes": ctl.tree.n_nodes, "cells": ctl.cells.n,
+        "wall_ms_median": 1e3 * float(np.median(wall)), "wall_ms_p99": 1e3 * float(np.percentile(wall, 99)),
+        "cpu_ms_median": 1e3 * float(np.median(cpu)), "cpu_ms_p99": 1e3 * float(np.percentile(cpu, 99)),
+        "binding_nodes": len(a.binding), "load": os.getloadavg(),
+    }  # fmt: skip
+
+
+def calibrate(f, seconds: int) -> float:
+    """Mean grid import [MW] at 14:00 under static TDP limits (nothing binds at the campus's own limits)."""
+    sc = bursty(f)
+    ctl = SteeringController(f, mode="static")
+    loop = PowerLoop(f, sc, ctl, start=np.datetime64(START) + np.timedelta64(14, "h"), seed=1)
+    return float(np.mean([loop.step().grid_w for _ in range(seconds)])) / MW
+
+
+def bench_day(f, duration_s: float, share: float, calibrate_s: int, modes: list[str], start_h: float = 0.0) -> dict:
+    peak = calibrate(f, calibrate_s)
+    limit = share * peak
+    start = np.datetime64(START) + np.timedelta64(int(round(start_h * 3600)), "s")
+    out = {"peak_import_mw": peak, "limit_mw": limit, "start": str(start), "duration_s": duration_s, "modes": {}}
+    for mode in modes:
+        sc = bursty(f, limit)
+        ctl = SteeringController(f, mode=mode)
+        loop = PowerLoop(f, sc, ctl, start=start, seed=7, record_every_s=60.0)
+        w0, c0 = time.perf_counter(), time.process_time()
+        m = loop.run(duration_s)
+        ds = loop.dataset()
+        site = ds.grid_import_mw.values
+        trip_margin = _trip_margins(f, m)
+        out["modes"][mode] = {
+            "satisfaction": m.satisfaction, "satisfaction_mean": m.satisfaction_mean,
+            "throughput_lost": m.throughput_lost, "trips": int(ds.attrs["trips"]),
+            "elements_over_budget": int((m.over_s > 0).sum()), "excursions": int(m.excursions.sum()),
+            "longest_excursion_s": float(m.longest_s.max()),
+            "worst_excursion_over_trip_margin": trip_margin,
+            "grid_max_mw_1min": float(site.max()), "grid_over_limit_min": int((site > limit * (1 + 1e-6)).sum()),
+            "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "load": os.getloadavg(),
+        }  # fmt: skip
+        print(mode, json.dumps(out["modes"][mode]), flush=True)
+    return out
+
+
+def _trip_margins(f, m) -> float:
+    """Largest ratio of an element's longest excursion to its trip margin: the device's trip time at the largest
+    load multiple seen above budget, divided by ``trip_margin_factor`` (data/power_policies.toml). Elements whose
+    device does not pick up at that multiple have an infinite margin (ratio 0)."""
+    from factory_twin.twin.facility.resource_groups import policy_presets
+
+    factor = policy_presets()["steering"]["trip_margin_factor"]
+    t_trip = f.topology.trip.held_time_s(np.maximum(m.peak_multiple, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(m.longest_s > 0, m.longest_s / (t_trip / factor), 0.0)
+    return float(np.nan_to_num(ratio, posinf=np.inf).max())
+
+
+def bench_loop(f, duration_s: float) -> dict:
+    from factory_twin.optimization import MPC_OPTIONS, MPCController
+
+    sc = bursty(f)
+    mpc = MPCController(f, sc, MPC_OPTIONS, replan_every="5min")
+    ctl = SteeringController(f, budgets=MpcBudgets(f, mpc))
+    loop = PowerLoop(f, sc, ctl, start=np.datetime64(START), seed=3, record_every_s=60.0)
+    w0, c0 = time.perf_counter(), time.process_time()
+    m = loop.run(duration_s)
+    return {"duration_s": duration_s, "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
+            "replans": ctl.budgets.replans, "satisfaction": m.satisfaction, "trips": len(loop.paths.events),
+            "gpus": int(f.gpus.sum()), "load": os.getloadavg()}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["step", "day", "loop"])
+    p.add_argument("--facility", default="campus-1gw")
+    p.add_argument("--steps", type=int, default=50)
+    add_duration(p, "simulated time of the day and loop runs", default="24h")
+    p.add_argument("--limit-share", type=float, default=0.97, help="site import limit / unconstrained peak import")
+    p.add_argument("--calibrate-s", type=int, default=120)
+    p.add_argument("--modes", nargs="+", default=["steer", "greedy", "equal"])
+    p.add_argument("--start-hour", type=float, default=0.0, help="day run: hour of the day it starts (local time)")
+    p.add_argument("--out", default=None, help="JSON file for the figures")
+    a = p.parse_args()
+    f = twin.load_facility(a.facility)
+    if a.what == "step":
+        res = bench_step(f, a.steps)
+    elif a.what == "day":
+        res = bench_day(f, a.duration, a.limit_share, a.calibrate_s, a.modes, a.start_hour)
+    else:
+        res = bench_loop(f, a.duration)
+    res |= {"facility": a.facility, "what": a.what}
+    print(json.dumps(res, indent=1))
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as fh:
+            json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
