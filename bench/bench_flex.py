@@ -90,7 +90,7 @@ def phoenix(depths: list[float]) -> None:
         if depth == 0.25:
             best = max(results, key=lambda r: r.weighted_window)
             caps = results[1]
-            print(f"targets (issue 12): RMSE <= 1 % (caps {100 * caps.rmse_hold:.2f} %), floors met (caps "
+            print(f"targets (issue 12): RMSE <= 1 % (caps {100 * caps.rmse_hold:.3f} %), floors met (caps "
                   f"{caps.floors_met()}), weighted window >= 0.95 (best {best.policy} "
                   f"{best.weighted_window:.3f}; field 0.91)")  # fmt: skip
         print(table(results))

@@ -215,7 +215,7 @@ def table(results: list[PhoenixResult]) -> str:
         + " | ".join(f"{r.weighted_window:.3f} / {r.weighted_hold:.3f}" for r in results)
         + " |"
     )
-    rmse = " | ".join(f"{100 * r.rmse_hold:.2f} %" for r in results)
+    rmse = " | ".join(f"{100 * r.rmse_hold:.3f} %" for r in results)
     lines.append(f"| 1-min tracking RMSE in the hold | {rmse} |")
     lines.append(
         "| hold below pre-event average | "
