@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -177,3 +178,12 @@ def assert_value_visible(pg, selector: str, value: str) -> float:
     visible, text = pg.eval_on_selector(selector, VISIBLE_VALUE_JS)
     assert text > 0 and visible >= text - 0.5, f"{selector}: {visible:.1f} px of {text:.1f} px of {value!r} seen"
     return visible
+
+
+# an ISO date-time (T or space) not followed by a zone: what flex-agent printed ("stopped at 2026-12-05T03:29:30")
+ZONELESS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d([.,]\d+)?)?(?!\d|[.,:]\d|Z|[+-]\d\d:\d\d)")
+
+
+def zoneless(text: str) -> list[str]:
+    """The date-times in ``text`` printed without a zone (issue 20 item 28)."""
+    return [m.group(0) for m in ZONELESS.finditer(text)]

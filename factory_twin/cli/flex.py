@@ -12,6 +12,7 @@ from factory_twin.cli.options import (
     add_speed,
     broker_config,
     check_state_dir,
+    log_to_stderr,
     positive,
 )
 
@@ -97,7 +98,6 @@ def run_signal(args) -> int:
 
 
 def run_agent(args) -> int:
-    import logging
     import signal
     import threading
     from datetime import UTC, datetime, timedelta
@@ -108,6 +108,7 @@ def run_agent(args) -> int:
     from factory_twin.links.mqtt import MqttClient
     from factory_twin.optimization.controllers import make_controller
     from factory_twin.twin.scenario.scenario import build_scenario
+    from factory_twin.twin.scenario.timeparse import site_time
     from factory_twin.twin.simulation.engine import Twin
 
     dx.check_identifier(args.identifier, "--identifier")
@@ -127,20 +128,22 @@ def run_agent(args) -> int:
         start = args.start
     mpc = make_controller("mpc", f, sc)
     tw = Twin(f, sc, start=start, controller=mpc)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     client = MqttClient(broker, client_id=f"dsx-flex-agent-{args.identifier}").start()
     cfg = AgentConfig(identifier=args.identifier, heartbeat_s=args.heartbeat, max_age_s=args.max_age)
     agent = FlexAgent(tw, trust, key, client, args.state_dir, cfg, keep_published=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"flex agent {args.identifier}: {f.spec.name}, feeds {[x.tag for x in agent.state.feeds]}, from {start}")
+    offset_h = f.spec.site.utc_offset_h
+    feeds = [x.tag for x in agent.state.feeds]
+    print(f"flex agent {args.identifier}: {f.spec.name}, feeds {feeds}, from {site_time(start, offset_h)}", flush=True)
     try:
         agent.run(args.duration, speed=args.speed, stop=stop)
     except KeyboardInterrupt:
         pass
     finally:
         client.stop()
-    print(f"stopped at {tw.time}: {len(agent.refusals)} refused event(s)")
+    print(f"stopped at {site_time(tw.time, offset_h)}: {agent.refused_total} refused event(s)", flush=True)
     return 0
 
 

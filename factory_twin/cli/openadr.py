@@ -11,6 +11,7 @@ from factory_twin.cli.options import (
     add_metrics_options,
     add_speed,
     check_state_dir,
+    log_to_stderr,
     metrics_server,
     positive,
 )
@@ -42,12 +43,12 @@ def add_parsers(sub) -> None:
 
 
 def run_ven(args) -> int:
-    import logging
     import signal
     import threading
 
     from factory_twin.links.openadr.link import LinkConfig, VtnLink, fingerprint
     from factory_twin.links.openadr.ven import TwinVen
+    from factory_twin.twin.scenario.timeparse import site_time
 
     vtn_fp = args.vtn_fingerprint
     if args.vtn_cert is not None:
@@ -59,7 +60,7 @@ def run_ven(args) -> int:
         check_state_dir(args.state_dir)
     metrics = metrics_server(args)  # a port in use fails here, before the twin starts
     ven = TwinVen.build(args.facility, args.scenario, args.speed, args.state_dir, plant_step_s=args.plant_step)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_to_stderr()
     if metrics is not None:
         from factory_twin.links.prometheus.exporter import TwinMetrics
 
@@ -78,7 +79,8 @@ def run_ven(args) -> int:
         if metrics is not None:
             metrics.close()  # closes a server that never started too
     opts = list(ven.opts.values())
-    print(f"stopped at {ven.twin.time}: {opts.count('optIn')} event(s) opted in, {opts.count('optOut')} out; "
+    stopped = site_time(ven.twin.time, f.spec.site.utc_offset_h)
+    print(f"stopped at {stopped}: {opts.count('optIn')} event(s) opted in, {opts.count('optOut')} out; "
           f"VTN link {ven.link['state']} {ven.link['detail']}")  # fmt: skip
     return 0
 

@@ -280,6 +280,19 @@ def _check_writable_parent(path: Path, option: str) -> None:
         raise ValueError(f"{option}: cannot write to {parent} (not a writable directory)")
 
 
+def log_to_stderr(level: int | None = None) -> None:
+    """Log lines on stderr, each stamped in UTC with its zone (``2026-12-05T10:29:30.125Z INFO ...``): the
+    service commands' logs (flex-agent, openadr-ven, the MQTT client's broker notices)."""
+    import logging
+    import time
+
+    handler = logging.StreamHandler()
+    form = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    form.converter = time.gmtime
+    handler.setFormatter(form)
+    logging.basicConfig(level=logging.INFO if level is None else level, handlers=[handler])  # once per process
+
+
 def print_table(rows) -> None:
     """The end-of-run summary: one ``name  value`` row per line, names aligned."""
     width = max(len(str(k)) for k, _ in rows)
@@ -309,6 +322,7 @@ __all__ = [
     "check_state_dir",
     "dask_place",
     "duration",
+    "log_to_stderr",
     "positive",
     "positive_int",
     "print_table",

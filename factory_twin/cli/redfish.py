@@ -88,7 +88,7 @@ def run_emulate_bmc(args) -> int:
     from factory_twin.links.redfish.emulator import BmcEmulator
     from factory_twin.links.redfish.server import Server, parse_listen
     from factory_twin.links.redfish.tls import self_signed
-    from factory_twin.twin.scenario.timeparse import seconds
+    from factory_twin.twin.scenario.timeparse import seconds, site_time
     from factory_twin.twin.simulation.meters import grid_import_w
 
     host, port = parse_listen(args.listen)
@@ -155,8 +155,9 @@ def run_emulate_bmc(args) -> int:
             imp = f"{grid_import_w(last) / 1e6:.3f} MW" if last else "-"
             late = f", {emu.behind_s:.0f} s behind --speed" if emu.behind_s > 2 * plant_step else ""
             print(
-                f"emulate-bmc: {emu.twin.time} import {imp}, {emu.app.requests} requests, {emu.app.patches} writes, "
-                f"lease {emu.holder or 'vacant'}, {len(emu.fallbacks)} fallbacks{late}",
+                f"emulate-bmc: {site_time(emu.twin.time, f.spec.site.utc_offset_h)} import {imp}, "
+                f"{emu.app.requests} requests, {emu.app.patches} writes, lease {emu.holder or 'vacant'}, "
+                f"{len(emu.fallbacks)} fallbacks{late}",
                 flush=True,
             )
     finally:

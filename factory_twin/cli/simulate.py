@@ -87,7 +87,7 @@ def run_simulate(args) -> int:
     name, why = controller_choice(args.controller, sc, args.start, args.duration)
     ctl = make_controller(name, f, sc, option="--controller")
     print(f"controller: {name}{why}")
-    outside = dr_outside_warning(sc, args.start, args.duration)
+    outside = dr_outside_warning(sc, args.start, args.duration, f.spec.site.utc_offset_h)
     if outside:
         print(f"warning: {outside}", file=sys.stderr)
     ds = twin.simulate(
@@ -145,7 +145,7 @@ def run_segmented(args) -> int:
     )
     where = dask_place(args)
     print(f"controller: {name}{why}")
-    outside = dr_outside_warning(sc, args.start, args.duration)
+    outside = dr_outside_warning(sc, args.start, args.duration, f.spec.site.utc_offset_h)
     if outside:
         print(f"warning: {outside}", file=sys.stderr)
     warm = f"{plan.overlap_s / S_PER_MIN:g} min warm-up"
@@ -265,13 +265,19 @@ def dr_events_in_run(sc, start=None, duration_s: float | None = None) -> list:
     return events_within(sc.dr_events, t0, t0 + np.timedelta64(round(duration_s), "s"))
 
 
-def dr_outside_warning(sc, start=None, duration_s: float | None = None) -> str | None:
-    """A warning when the scenario has DR events and none falls in the run (nothing of them to meet)."""
+def dr_outside_warning(sc, start=None, duration_s: float | None = None, utc_offset_h: float = 0.0) -> str | None:
+    """A warning when the scenario has DR events and none falls in the run (nothing of them to meet); times in the
+    site's local time ``utc_offset_h`` from UTC, with that zone."""
+    from factory_twin.twin.scenario.timeparse import site_time
+
     if not sc.dr_events or dr_events_in_run(sc, start, duration_s):
         return None
-    when = ", ".join(f"{ev.start} to {ev.end}" for ev in sc.dr_events[:3]) + (" ..." if len(sc.dr_events) > 3 else "")
+    when = ", ".join(
+        f"{site_time(ev.start, utc_offset_h)} to {site_time(ev.end, utc_offset_h)}" for ev in sc.dr_events[:3]
+    )
+    when += " ..." if len(sc.dr_events) > 3 else ""
     return (
-        f"no DR event falls in the run ({dr_run_window(sc, start, duration_s)}): the scenario's "
+        f"no DR event falls in the run ({dr_run_window(sc, start, duration_s, utc_offset_h)}): the scenario's "
         f"{len(sc.dr_events)} event(s) are at {when}; only the import limit is checked"
     )
 
@@ -282,11 +288,13 @@ def targets_text(missed: str | None, outside: str | None) -> str:
     return missed or ("met (import limit only: no DR event in the run)" if outside else "met")
 
 
-def dr_run_window(sc, start, duration_s: float) -> str:
+def dr_run_window(sc, start, duration_s: float, utc_offset_h: float = 0.0) -> str:
     import numpy as np
 
+    from factory_twin.twin.scenario.timeparse import site_time
+
     t0 = np.datetime64(start if start is not None else sc.start, "s")
-    return f"{t0} to {t0 + np.timedelta64(round(duration_s), 's')}"
+    return f"{site_time(t0, utc_offset_h)} to {site_time(t0 + np.timedelta64(round(duration_s), 's'), utc_offset_h)}"
 
 
 __all__ = [

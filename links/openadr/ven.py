@@ -45,6 +45,7 @@ from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_json_atomic
 from factory_twin.twin.scenario.grid_signals import DREvent
 from factory_twin.twin.scenario.scenario import GridTarget
+from factory_twin.twin.scenario.timeparse import site_time
 from factory_twin.twin.simulation.meters import grid_import_w
 
 log = logging.getLogger("factory_twin.openadr")
@@ -374,7 +375,7 @@ class TwinVen:
                 "ven_name": self.ven_name,
                 "facility": self.twin.f.spec.name,
                 "time": _iso(datetime.now(UTC)),
-                "twin_time": str(np.datetime64(self.twin.time, "s")),
+                "twin_time": site_time(self.twin.time, self.twin.f.spec.site.utc_offset_h),
                 "speed": self.clock.speed,
                 "link": dict(self.link),
                 "reports_sent": self.reports_sent,

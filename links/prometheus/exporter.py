@@ -20,6 +20,7 @@ from factory_twin.links.prometheus.dcgm import DcgmSeries, GpuSeries
 from factory_twin.links.prometheus.exposition import CONTENT_TYPE, family, labels, number
 from factory_twin.links.prometheus.facility import PREFIX, cdu_families, cdu_label_sets, render_meters
 from factory_twin.links.prometheus.readings import Readings
+from factory_twin.models.units import S_PER_H
 
 log = logging.getLogger("factory_twin.prometheus")
 
@@ -30,15 +31,16 @@ class Exporter:
     def __init__(self, f, gpu_series: GpuSeries = "gpu"):
         self.dcgm = DcgmSeries(f, gpu_series)
         self.cdu_labels = cdu_label_sets(f)
+        self.utc_offset_s = f.spec.site.utc_offset_h * S_PER_H  # the twin keeps the site's local standard time
 
     def render(self, r: Readings) -> bytes:
         info = labels({"facility": r.facility, "scenario": r.scenario, "controller": r.controller})
-        t = float(np.datetime64(r.time, "s").astype(np.int64))
+        t = float(np.datetime64(r.time, "s").astype(np.int64)) - self.utc_offset_s  # local -> Unix time
         alarms = [(labels({"source": k}), number(v)) for k, v in r.alarms.items()]
         clock = [("", number(t))]
         parts = [
             family(PREFIX + "info", "gauge", "the twin: facility, scenario, controller", [(info, "1")]),
-            family(PREFIX + "simulated_time_seconds", "gauge", "the twin's local clock [s since 1970]", clock),
+            family(PREFIX + "simulated_time_seconds", "gauge", "the twin's clock as Unix time [s, UTC]", clock),
             family(PREFIX + "alarms", "gauge", "active alarms, by source (as the dashboard shows them)", alarms),
             render_meters(r.meters, r.currency),
             *(x.render() for x in cdu_families(self.cdu_labels, *_cdu_columns(r))),

@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 from factory_twin.links.redfish.layout import NodeLayout
 from factory_twin.links.redfish.limits import ControlView
+from factory_twin.twin.scenario.timeparse import utc_offset
 from numpy.typing import NDArray
 
 ROOT = "/redfish/v1"
@@ -72,9 +73,7 @@ class Documents:
         self.product = product
         self.uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory-twin:redfish:{f.spec.name}"))
         self.gpu_tdp_w = f.tdp_w.astype(int)
-        offset_min = int(round(f.spec.site.utc_offset_h * 60))
-        sign = "+" if offset_min >= 0 else "-"
-        self.utc_offset = f"{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}"
+        self.utc_offset = utc_offset(f.spec.site.utc_offset_h)
 
     # ------------------------------------------------------------------ URIs
     @staticmethod

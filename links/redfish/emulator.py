@@ -30,6 +30,7 @@ from factory_twin.links.redfish.limits import FALLBACKS, LimitTable
 from factory_twin.links.redfish.service import RedfishService
 from factory_twin.twin.facility.assembly import Facility
 from factory_twin.twin.scenario.scenario import Scenario
+from factory_twin.twin.scenario.timeparse import site_time
 from factory_twin.twin.simulation.controllers import Command, TwinState
 from factory_twin.twin.simulation.engine import Twin
 from factory_twin.twin.simulation.meters import PlantStepResult
@@ -203,7 +204,7 @@ class BmcEmulator:
                 return
             self.holder = None
         n = self.limits.fallback(self.fallback_policy)
-        event = Fallback(wall.time(), str(self.twin.time), reason, n)
+        event = Fallback(wall.time(), site_time(self.twin.time, self.twin.f.spec.site.utc_offset_h), reason, n)
         self.fallbacks.append(event)
         log.warning("redfish: loss of control (%s): %d GPUs to the %s idle policy", reason, n, self.fallback_policy)
 

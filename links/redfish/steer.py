@@ -27,7 +27,7 @@ import time as wall
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import numpy as np
@@ -104,7 +104,7 @@ class SteerState:
     errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
     def note_error(self, text: str) -> None:
-        self.errors.append(f"{datetime.now().isoformat(timespec='seconds')} {text}")
+        self.errors.append(f"{datetime.now(UTC).isoformat(timespec='seconds')} {text}")  # with its zone
         log.warning("steer: %s", text)
 
     def as_dict(self) -> dict:
@@ -214,7 +214,9 @@ class LimitPusher:
         return [int(i) for i in idx[known & ~(np.abs(self.node_sp[idx] - before) <= TOLERANCE_W)]]
 
     async def clock(self) -> np.datetime64:
-        """The service's clock (its Manager's ``DateTime``, local time); a request that renews the lease."""
+        """The service's clock (its Manager's ``DateTime``) as the facility's local time, a request that renews the
+        lease. The ``DateTime`` carries its offset (Redfish ``DateTimeLocalOffset``): a BMC on UTC is converted; one
+        without an offset is taken as the facility's local time."""
         if self.manager_uri is None:
             r = await self.client.get(f"{ROOT}/Managers")
             _check(r, "the Managers collection")
@@ -222,7 +224,11 @@ class LimitPusher:
         r = await self.client.get(self.manager_uri)
         _check(r, self.manager_uri)
         self.state.requests += 1
-        return np.datetime64(datetime.fromisoformat(r.dict["DateTime"]).replace(tzinfo=None), "s")
+        t = datetime.fromisoformat(r.dict["DateTime"])
+        if t.tzinfo is not None:
+            offset = timedelta(hours=self.layout.facility.spec.site.utc_offset_h)
+            t = t.astimezone(UTC).replace(tzinfo=None) + offset
+        return np.datetime64(t, "s")
 
     # ------------------------------------------------------------------ writing
     def plan(self, gpu_limit_w: Array) -> tuple[NDArray, Array, NDArray, Array]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 from factory_twin.links.redfish.steer import LimitPusher, PushReport, SteerState
+from factory_twin.twin.scenario.timeparse import site_time
 from factory_twin.twin.simulation.controllers import Command, Controller, TwinState
 from redfish.aio.exceptions import RedfishError
 
@@ -46,6 +47,7 @@ async def run_steering(
     lay = pusher.layout
     stop = stop or asyncio.Event()
     caps = facility.tdp_w.copy()
+    offset_h = facility.spec.site.utc_offset_h  # times shown carry the site's zone
     want: np.ndarray | None = None
     pending: asyncio.Task | None = None
     next_call: np.datetime64 | None = None
@@ -66,7 +68,7 @@ async def run_steering(
                 pusher.forget()
                 st.resyncs += 1
                 lost = False
-            st.connected, st.last_contact, st.sim_time = True, wall.time(), str(now)
+            st.connected, st.last_contact, st.sim_time = True, wall.time(), site_time(now, offset_h)
             if last_now is not None and now < last_now:  # the service restarted
                 next_call = None
                 pusher.forget()
@@ -84,9 +86,10 @@ async def run_steering(
                     caps = np.asarray(command.gpu_cap_w, float)
                     want = caps[lay.gpu_rack]
                 except Exception as e:  # a failed controller call keeps the limits in force
-                    st.note_error(f"the controller failed at {now}: {e!r}; the limits in force are kept")
+                    when = site_time(now, offset_h)
+                    st.note_error(f"the controller failed at {when}: {e!r}; the limits in force are kept")
             if want is not None:
-                rep = await pusher.push(want, deadline_s=step_s, sim_time=str(now))
+                rep = await pusher.push(want, deadline_s=step_s, sim_time=site_time(now, offset_h))
                 if rep.writes and on_push is not None:
                     on_push(rep)
             if sweep and await pusher.sweep(sweep):

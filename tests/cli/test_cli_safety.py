@@ -91,8 +91,9 @@ def test_a_dr_event_outside_the_run_is_said_so(tmp_path, capsys, controller):
         assert "controller: uncapped (auto: none of the scenario's 1 DR event(s) falls in the run)" in cap.out
     assert "the scenario has 1 DR event(s)" not in cap.out
     assert (
-        "warning: no DR event falls in the run (2026-08-08T15:55:00 to 2026-08-08T16:00:00): the scenario's 1 "
-        "event(s) are at 2026-09-20T16:00:00 to 2026-09-20T19:00:00; only the import limit is checked"
+        "warning: no DR event falls in the run (2026-08-08T15:55:00+00:00 to 2026-08-08T16:00:00+00:00): the "
+        "scenario's 1 event(s) are at 2026-09-20T16:00:00+00:00 to 2026-09-20T19:00:00+00:00; only the import limit "
+        "is checked"
     ) in cap.err
     assert "met (import limit only: no DR event in the run)" in cap.out
     assert xr.load_dataset(tmp_path / "run.nc").attrs["dr_events_in_run"] == 0

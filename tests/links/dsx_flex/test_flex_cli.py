@@ -13,6 +13,7 @@ import time
 import pytest
 from factory_twin.links.dsx_flex import protocol as dx
 from factory_twin.links.mqtt import BrokerConfig, MqttClient
+from support import zoneless
 
 
 def _keys(folder, name):
@@ -75,3 +76,5 @@ def test_agent_and_signal_processes(mosquitto, tmp_path, child_env):
         out = agent.communicate(timeout=30)[0]
         listen.stop()
     assert "stopped at" in out
+    # every time it printed (its logs included) carries its zone: "stopped at 2026-12-05T03:29:30" did not
+    assert not zoneless(out), out[-2000:]
