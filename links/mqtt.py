@@ -10,7 +10,9 @@ log of its outages (:attr:`MqttClient.outages`: how long it was blind).
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -24,6 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 PASSWORD_ENV = "FACTORY_TWIN_MQTT_PASSWORD"  # read when no password is given otherwise (keeps it off argv)
+PROBE_S = 3.0  # a failed connection is probed with a plain TCP connect this long to say why [s]
+NOTICE_S = 10.0  # services say the broker cannot be reached after this long without a connection [s]
 
 MessageHandler = Callable[[paho.MQTTMessage], None]
 
@@ -158,7 +162,8 @@ class MqttClient:
         self.outages: list[Outage] = []
         self.last_error = ""
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
-        c.reconnect_delay_set(max(1, round(reconnect_min_s)), max(1, round(reconnect_max_s)))
+        self._retry_max_s = max(1, round(reconnect_max_s))
+        c.reconnect_delay_set(max(1, round(reconnect_min_s)), self._retry_max_s)
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(0)  # unbounded: QoS>=1 publishes made while disconnected are kept
         if config.username is not None:
@@ -182,9 +187,21 @@ class MqttClient:
         self._client.loop_start()
         if wait_s is not None and not self.wait_connected(wait_s):
             self.stop()
-            why = f" ({self.last_error})" if self.last_error else ""
-            raise TimeoutError(f"no connection to {self.config.url} within {wait_s:g} s{why}")
+            raise TimeoutError(f"{self.unreachable()} (tried for {wait_s:g} s)")
         return self
+
+    def unreachable(self) -> str:
+        """What a user reads when there is no connection: the broker and why (:attr:`last_error`)."""
+        return f"cannot reach the MQTT broker at {self.config.url}: {self.last_error or 'no answer'}"
+
+    def notice_unreachable(self, who: str, wait_s: float = NOTICE_S) -> bool:
+        """For a service that keeps retrying: wait up to ``wait_s`` for the first connection; without one, say on
+        stderr that the broker cannot be reached and that it keeps trying. True when connected."""
+        if self.wait_connected(wait_s):
+            return True
+        print(f"{who}: {self.unreachable()}; retrying (backing off to {self._retry_max_s:g} s) until it answers",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return False
 
     def stop(self) -> None:
         """Disconnect cleanly and stop the network thread."""
@@ -244,7 +261,16 @@ class MqttClient:
             self.on_connect()
 
     def _handle_connect_fail(self, client, userdata) -> None:
-        self.last_error = "connection failed (network, TLS or broker down)"
+        self.last_error = self._why_unreachable()
+
+    def _why_unreachable(self) -> str:
+        """Why a connection attempt failed, in words (paho does not say): a plain TCP connection to the broker's
+        address tells a refused port, a timeout or an unknown host from a TLS or MQTT failure."""
+        try:
+            socket.create_connection((self.config.host, self.config.port), timeout=PROBE_S).close()
+        except OSError as e:
+            return (e.strerror or str(e) or type(e).__name__).lower()
+        return "the port answers but the MQTT or TLS handshake failed"
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self._connected.is_set()

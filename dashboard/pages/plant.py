@@ -100,10 +100,10 @@ def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
         v = view()
         st, h = v["status"], v["health"]
         t = np.datetime64(int(st["plant_time_ms"]), "ms").astype("datetime64[s]") if st["plant_time_ms"] else None
+        link = "connected" if st["connected"] else f"NOT CONNECTED: {st['broker_error']}; retrying"
         status = (
-            f"plant time {str(t).replace('T', ' ') if t is not None else '–'} · "
-            f"{'connected' if st['connected'] else 'DISCONNECTED'} · blind {st['blind_s']:.0f} s · "
-            f"{st['messages']:,} messages"
+            f"plant time {str(t).replace('T', ' ') if t is not None else '–'} · {link} · "
+            f"blind {st['blind_s']:.0f} s · {st['messages']:,} messages"
         )
         alarms = st["active_alarms"]
         reqs = st["requests"]
@@ -115,17 +115,34 @@ def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
             kpis,
             _cdu_figure(v["cdu"]),
             _rack_figure(v["rack"]),
-            _alarm_table(shown),
+            alarm_table(shown, no_data(st)),
             _request_table(reqs),
         )
 
     return app
 
 
+KPIS = (("points mapped", "kpi-mapped"), ("stale", "kpi-stale"), ("bad quality", "kpi-bad"),
+        ("unmapped", "kpi-unmapped"), ("active alarms", "kpi-alarms"), ("lowest UA / design", "kpi-ua"),
+        ("hottest die (est.)", "kpi-die"))  # fmt: skip
+
+
+def no_data(st: dict) -> str | None:
+    """Why the page has no live plant data (never connected, no value yet, or the broker lost), else None."""
+    if not st["values"]:
+        return f"no data from the plant yet{': ' + st['broker_error'] if st['broker_error'] else ''}"
+    if not st["connected"]:
+        return f"no fresh data: {st['broker_error']}; the figures are the last received"
+    return None
+
+
 def kpi_cards(st: dict, h: dict) -> list[html.Div]:
     """Point health and the plant's key figures from the connector's status ``st`` and health counts ``h``; the
-    mapped points as connect's exit line counts them (``status()["points"]``)."""
+    mapped points as connect's exit line counts them (``status()["points"]``). Without any plant data every figure
+    reads "–" (no healthy-looking zeros, no design UA shown as an estimate)."""
     alarms = st["active_alarms"]
+    if not st["values"]:
+        return [card(label, "–", id=i, note="no data") for label, i in KPIS]
     return [
         card("points mapped", f"{st['points']['mapped']:,}", id="kpi-mapped", note=points_parts(st["points"])),
         card("stale", f"{h['stale']:,}", alarm=h["stale"] > 0, id="kpi-stale"),
@@ -175,7 +192,9 @@ def _rack_figure(r: dict) -> go.Figure:
     return fig
 
 
-def _alarm_table(alarms: list[dict]) -> html.Table | html.Div:
+def alarm_table(alarms: list[dict], no_data: str | None = None) -> html.Table | html.Div:
+    if not alarms and no_data:  # nothing to judge the plant by: not "no alarm"
+        return html.Div(no_data, className="message error", id="no-data")
     if not alarms:
         return html.Div("no active alarm", className="message ok", id="no-alarms")
     rows = [
@@ -227,7 +246,8 @@ def serve_connected(connector, host: str = "127.0.0.1", port: int = 8050, debug:
     connector.client.start(wait_s=None)
     worker.start()
     app = create_plant_app(connector.view)
-    print(f"factory-twin dashboard: http://{host}:{port}/ (connected to {connector.client.config.url})", flush=True)
+    print(f"factory-twin dashboard: http://{host}:{port}/ (the plant from {connector.client.config.url})", flush=True)
+    threading.Thread(target=connector.client.notice_unreachable, args=("dashboard",), daemon=True).start()
     try:
         wsgi.run(app, sock, debug)
     except KeyboardInterrupt:

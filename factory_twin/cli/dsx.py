@@ -165,6 +165,7 @@ def run_connect(args) -> int:
     t_end = time.monotonic() + args.duration if args.duration else None
     print(f"connect: {f.spec.name} <- {cfg.url}, state in {args.state_dir}" + (" (resumed)" if con.resumed else ""))
     client.start(wait_s=None)
+    client.notice_unreachable("connect")  # a service: it keeps retrying, and says so
     try:
         st = con.run(lambda: stop.is_set() or (t_end is not None and time.monotonic() > t_end))
     finally:
@@ -177,6 +178,8 @@ def run_connect(args) -> int:
         f"{points_line(st)}, {pm['unmapped_count']} unmapped, {len(pm['unknown_units'])} unknown units, "
         f"{len(pm['topology'])} topology differences, {pm['missing_count']} expected points missing"
     )
+    if not client.connects:  # no outage to count: it never had a broker
+        raise ConnectionError(f"connect never connected: {client.unreachable()}; no plant data was received")
     print(
         f"connect: {len(st['outages'])} broker outage(s), blind {st['blind_s']:.1f} s; "
         f"{len(st['active_alarms'])} active alarm(s) (see {args.state_dir / 'alarms.jsonl'})",

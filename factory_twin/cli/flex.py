@@ -129,7 +129,7 @@ def run_agent(args) -> int:
     mpc = make_controller("mpc", f, sc)
     tw = Twin(f, sc, start=start, controller=mpc)
     log_to_stderr()
-    client = MqttClient(broker, client_id=f"dsx-flex-agent-{args.identifier}").start()
+    client = MqttClient(broker, client_id=f"dsx-flex-agent-{args.identifier}").start(wait_s=None)
     cfg = AgentConfig(identifier=args.identifier, heartbeat_s=args.heartbeat, max_age_s=args.max_age)
     agent = FlexAgent(tw, trust, key, client, args.state_dir, cfg, keep_published=False)
     stop = threading.Event()
@@ -137,6 +137,7 @@ def run_agent(args) -> int:
     offset_h = f.spec.site.utc_offset_h
     feeds = [x.tag for x in agent.state.feeds]
     print(f"flex agent {args.identifier}: {f.spec.name}, feeds {feeds}, from {site_time(start, offset_h)}", flush=True)
+    client.notice_unreachable("flex-agent")  # a service: it keeps retrying, and says so
     try:
         agent.run(args.duration, speed=args.speed, stop=stop)
     except KeyboardInterrupt:
@@ -144,6 +145,8 @@ def run_agent(args) -> int:
     finally:
         client.stop()
     print(f"stopped at {site_time(tw.time, offset_h)}: {agent.refused_total} refused event(s)", flush=True)
+    if not client.connects:
+        raise ConnectionError(f"flex-agent never connected: {client.unreachable()}; no target could arrive")
     return 0
 
 

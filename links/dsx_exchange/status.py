@@ -37,6 +37,7 @@ def status(con: Connector) -> dict:
         "values": it.values_received,
         "history_rows": con.history.rows_written + con.history.pending,
         "connected": con.client.connected,
+        "broker_error": "" if con.client.connected else con.client.unreachable(),  # why not, in words
         "outages": [
             {"start": o.start, "end": o.end, "seconds": o.seconds, "reason": o.reason}
             for o in con.client.outages

@@ -198,7 +198,7 @@ def test_mapped_points_are_counted_once_for_the_exit_line_and_the_plant_page(fac
         "integration": expected["integration"],
     }
     assert counts["integration"] > 0
-    st = {"points": counts, "active_alarms": [], "ua_ratio_min": 1.0, "max_die_c": 70.0}
+    st = {"points": counts, "values": 1, "active_alarms": [], "ua_ratio_min": 1.0, "max_die_c": 70.0}
     line = points_line(st)
     assert line == (
         f"{counts['mapped']:,} points mapped ({counts['bms']:,} from the BMS, {counts['integration']:,} written by "
