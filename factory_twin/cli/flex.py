@@ -53,7 +53,15 @@ def add_parsers(sub) -> None:
     g.add_argument("--end", help="interval end, ISO 8601 UTC (default: until replaced)")
     add_duration(g, "interval length instead of --end, e.g. 3h", old="--minutes")
     g.add_argument("--best-effort", action="store_true", help="shed only what the jobs' flex floors allow")
-    g.add_argument("--time", help="event time, ISO 8601 UTC (default: now; for a twin on simulated time)")
+    g.add_argument("--time", help="event time, ISO 8601 UTC (default: now, or the agent's clock with --agent)")
+    g.add_argument(
+        "--agent",
+        metavar="ID",
+        help="the agent's --identifier: stamp the event on its clock (its next heartbeat) and wait for its verdict "
+        "(exit 0 on target_set, 1 when it does not take the target)",
+    )
+    g.add_argument("--agent-key", type=Path, help="with --agent: the agent's PEM public key (verifies its statuses)")
+    g.add_argument("--wait", type=positive("s"), default=180.0, help="with --agent: how long to wait [wall s]")
     g.set_defaults(run=run_signal)
 
 
@@ -71,30 +79,49 @@ def _utc(text: str | None, option: str):
 
 def run_signal(args) -> int:
     import json
+    import sys
     from datetime import UTC, datetime, timedelta
 
     from factory_twin.links.dsx_flex import protocol as dx
+    from factory_twin.links.dsx_flex.verdict import AgentStatus
     from factory_twin.links.mqtt import MqttClient
     from factory_twin.models.units import KW
 
     broker = broker_config(args, args.broker)
     dx.check_identifier(args.isv, "--isv")
     key = dx.load_key(args.key, private=True)
-    now = _utc(args.time, "--time") or datetime.now(UTC)
+    if (args.agent is None) != (args.agent_key is None):
+        raise ValueError("--agent-key: give --agent ID and --agent-key FILE together (its statuses are verified)")
+    agent = None
+    if args.agent is not None:
+        dx.check_identifier(args.agent, "--agent")
+        agent = AgentStatus(args.agent, dx.load_key(args.agent_key))
+    now = _utc(args.time, "--time") or (None if agent else datetime.now(UTC))
     start, end = _utc(args.start, "--start"), _utc(args.end, "--end")
-    if args.duration is not None:
-        if end is not None:
-            raise ValueError("--duration: give either --duration or --end, not both")
-        end = (start or now) + timedelta(seconds=args.duration)
-    w = None if args.remove else args.constraint_kw * KW
-    ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
-    client = MqttClient(broker).start()
+    if args.duration is not None and end is not None:
+        raise ValueError("--duration: give either --duration or --end, not both")
+    client = MqttClient(broker, on_message=agent.on_message if agent else None).start()
     try:
+        if agent is not None:
+            client.subscribe(dx.status_topic(agent.id), qos=1)
+            clock = agent.clock(args.wait)  # the agent's present time, from its next heartbeat
+            print(f"agent {agent.id}'s clock: {dx.iso(clock)}", flush=True)
+            now = now or clock
+        if args.duration is not None:
+            end = (start or now) + timedelta(seconds=args.duration)
+        w = None if args.remove else args.constraint_kw * KW
+        ev = dx.loadtarget_event(args.isv, [dx.loadtarget_data(w, start, end, args.feed, args.best_effort)], key, now)
+        if agent is not None:
+            agent.forget()  # the verdict is read from the statuses after the target
         client.publish(dx.loadtarget_topic(args.isv), json.dumps(ev), qos=1).wait_for_publish(10)
+        print(f"published {ev['id']} (correlation {ev['correlationid']}) on {dx.loadtarget_topic(args.isv)}")
+        if agent is None:
+            return 0
+        verdict = agent.verdict(ev["correlationid"], now, args.wait)
     finally:
         client.stop()
-    print(f"published {ev['id']} (correlation {ev['correlationid']}) on {dx.loadtarget_topic(args.isv)}")
-    return 0
+    print(verdict.text, flush=True, file=sys.stdout if verdict.accepted else sys.stderr)
+    return 0 if verdict.accepted else 1
 
 
 def run_agent(args) -> int:

@@ -53,10 +53,19 @@ def test_agent_and_signal_processes(mosquitto, tmp_path, child_env):
         agent_public = dx.load_key(agent_pub)
         trust = dx.TrustStore({agent_public.thumbprint(): agent_public})
         assert trust.verify(first["data"])["feeds"]["cluster"]["event"] == "periodic"
-        now = first["time"]  # the twin's clock (UTC)
-        sent = _cli("grid-signal", "--broker", mosquitto.url, "--key", grid, "--isv", "srp", "--constraint-kw", "70",
-                    "--time", now, "--duration", "30min", env=child_env)  # fmt: skip
+        signal = ["grid-signal", "--broker", mosquitto.url, "--key", grid, "--isv", "srp", "--agent", "phx",
+                  "--agent-key", agent_pub]  # fmt: skip
+        # stamped with the wall clock, the event is refused (the twin runs 20x from 2025): grid-signal says so and
+        # exits 1 (issue 20 item 15: it printed "published" and exited 0)
+        wall = _cli(*signal, "--constraint-kw", "60", "--time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    env=child_env)  # fmt: skip
+        assert wall.returncode == 1 and "published" in wall.stdout, wall.stderr
+        assert "refused: agent phx did not take the target" in wall.stderr and "from the agent's clock" in wall.stderr
+        # stamped on the agent's clock (its next heartbeat): accepted, and grid-signal reports the agent's verdict
+        sent = _cli(*signal, "--constraint-kw", "70", "--duration", "30min", env=child_env)
         assert sent.returncode == 0, sent.stderr
+        assert "agent phx's clock: 2025-05-04T" in sent.stdout and "accepted by agent phx at" in sent.stdout
+        assert "target_set on cluster" in sent.stdout
         events, deadline = [], time.monotonic() + 60
         while "end_ramp_down" not in events and time.monotonic() < deadline:
             try:
