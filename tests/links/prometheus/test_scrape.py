@@ -51,10 +51,15 @@ def dashboard(tmp_path_factory, child_env):
         except OSError:
             return False
 
-    wait_for(serving, 120, "the dashboard's /metrics")
-    yield run, f"127.0.0.1:{metrics_port}"
-    proc.terminate()
-    proc.wait(30)
+    try:
+        wait_for(serving, 120, "the dashboard's /metrics")
+        yield run, f"127.0.0.1:{metrics_port}"
+    finally:  # also when it never served: no child left behind
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")
