@@ -42,6 +42,13 @@ ZEUS = {
         y=[0.246, 0.382, 0.573, 0.786, 0.885, 0.940, 0.973, 0.996, 1.000],
     ),
 }
+A100_IDLE_W = 50.0  # data/racks.toml [a100] [estimate]
+# Curves for GPUs without a sweep, moved from an A100 curve by the idle share (models.gpu.ThroughputCurve.rescaled):
+# name -> (A100 curve, GPU, idle / TDP of data/racks.toml: Vera Rubin 300 W of 2,300 W [vr-idle])
+SCALED = {
+    "training-rubin": ("training", "Rubin", 300.0 / 2300.0),
+    "inference-rubin": ("inference", "Rubin", 300.0 / 2300.0),
+}
 A100_CLASSES = {
     "training": ("pt_mpt_13b_lg", "pt_mpt_7b_fast"),
     "fine-tuning": ("ft_llama_8b_dolly",),
@@ -129,8 +136,14 @@ def toml_entry(name: str, curve: ThroughputCurve, raw_x, raw_y, source: str, met
             f"x = [{', '.join(repr(float(v)) for v in curve.x)}]",
             f"y = [{', '.join(repr(float(v)) for v in curve.y)}]",
             f"residual_points = {res.size}",
-            f"residual_max_abs = {float(np.max(np.abs(res))):.6g}",
-            f"residual_rms = {float(np.sqrt(np.mean(res**2))):.6g}",
+            *(
+                [
+                    f"residual_max_abs = {float(np.max(np.abs(res))):.6g}",
+                    f"residual_rms = {float(np.sqrt(np.mean(res**2))):.6g}",
+                ]
+                if res.size
+                else []
+            ),
             "",
         ]
     )
@@ -170,7 +183,23 @@ def main(argv: list[str]) -> None:
         )
         source = ZEUS_SOURCE.format(z["gpu"]) + " (figures via the project field guide, physics.md 2.5)"
         out.append(toml_entry(name, curve, x[keep], np.array(z["y"])[keep], source, method))
+    for name, (base, gpu, idle_to) in SCALED.items():
+        curve = load_entry(out, base).rescaled(A100_IDLE_W / A100_TDP_W, idle_to)
+        method = (
+            f"the {base!r} A100 curve moved to {gpu} by models.gpu.ThroughputCurve.rescaled: the same throughput at "
+            f"the same share of the power range above idle (A100 idle {A100_IDLE_W / A100_TDP_W:.4g} of TDP, "
+            f"{gpu} {idle_to:.4g} of TDP, data/racks.toml [a100] [vr-idle]) [estimate]; no measured sweep exists"
+        )
+        out.append(toml_entry(name, curve, np.zeros(0), np.zeros(0), A100_SOURCE, method))
     print("\n".join(out), end="")
+
+
+def load_entry(out: list[str], name: str) -> ThroughputCurve:
+    """The curve ``name`` from the entries written so far."""
+    import tomllib
+
+    entry = tomllib.loads("\n".join(out))[name]
+    return ThroughputCurve(np.array(entry["x"]), np.array(entry["y"]))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,17 @@ class ThroughputCurve:
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
 
+    def rescaled(self, idle_from: float, idle_to: float) -> ThroughputCurve:
+        """The curve moved to a GPU whose idle draw is ``idle_to`` of its TDP, measured on one idling at
+        ``idle_from`` [-]: the same throughput at the same share of the dynamic range above idle,
+        ``x' = i' + (x - i)(1 - i') / (1 - i)``. A scaling rule for GPUs without a measured sweep (DVFS power
+        above idle sets the clock; idle and static power do no work) [estimate]."""
+        i, j = (
+            float(checks.in_range("idle_from", idle_from, 0.0, 0.9)),
+            float(checks.in_range("idle_to", idle_to, 0, 0.9)),
+        )
+        return ThroughputCurve(j + (self.x - i) * (1.0 - j) / (1.0 - i), self.y)
+
     @classmethod
     def from_points(cls, x: ArrayLike, y: ArrayLike, x_min: float) -> ThroughputCurve:
         """Upper concave envelope of measured points with ``x >= x_min``, truncated at its maximum.

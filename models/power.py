@@ -109,6 +109,31 @@ def ups_loss_w(p_out_w: ArrayLike, rating_w: ArrayLike, c0: ArrayLike, c1: Array
     return r * (k0 + k1 * x + k2 * x**2)
 
 
+def fit_loss_coefficients(load_points: ArrayLike, efficiencies: ArrayLike) -> tuple[float, float, float]:
+    """Coefficients ``(c0, c1, c2) >= 0`` of :func:`ups_loss_w` fitted to a converter's efficiency points.
+
+    The loss per unit of rating at load ``x`` is ``x / eta - x = c0 + c1 x + c2 x^2``: linear in the
+    coefficients, so non-negative least squares on the loss at the points gives them (scipy ``nnls``).
+    ``load_points`` load fractions [-] > 0, strictly increasing, at least 3; ``efficiencies`` [-] in (0, 1].
+    Source of the form: Schneider Electric, "Definitions of losses" (physics.md 1.5); a fixed-ratio DC-DC
+    fits with ``c1 = 0`` (Vicor BCM datasheet loss model ``P_NL + I^2 R``).
+    """
+    from scipy.optimize import nnls
+
+    x, eta = _psu_curve(load_points, efficiencies)
+    if x.size < 3:
+        raise ValueError(f"load_points: need >= 3 points to fit three coefficients, got {x.size}")
+    coef, _ = nnls(np.column_stack([np.ones_like(x), x, x * x]), x / eta - x)
+    return float(coef[0]), float(coef[1]), float(coef[2])
+
+
+def converter_efficiency(x: ArrayLike, c0: float, c1: float, c2: float) -> Array:
+    """Efficiency ``x / (x + c0 + c1 x + c2 x^2)`` [-] of the three-term loss of :func:`ups_loss_w` at load
+    fractions ``x`` [-] > 0."""
+    x = checks.positive("x", x)
+    return x / (x + c0 + c1 * x + c2 * x * x)
+
+
 def busway_loss_w(p_w: ArrayLike, rating_w: ArrayLike, loss_fraction_at_rating: ArrayLike) -> Array:
     """Busway/PDU conduction loss ``P = f P_r (P / P_r)^2`` (I^2R at fixed voltage and pf).
 

@@ -26,7 +26,12 @@ element times the setting). Vectorized over devices; a device's characteristic i
   ``pickup`` (the continuous rating).
 
 Each may add a definite-time short-time element (``m >= isd`` held for ``tsd_s``, I^2 t off) and an
-instantaneous element (``m >= ii``: trips in the step; Siemens 3WJ: < 50 ms).
+instantaneous element (``m >= ii``: trips in the step; Siemens 3WJ: < 50 ms). ``interrupt_s`` is the time from
+the instantaneous pickup to the current's interruption: tens of milliseconds for air and moulded-case breakers
+(3WJ < 50 ms), "at least several milliseconds" for mechanical DC breakers (Atom Power, US 11,437,211
+background), under 10 us for solid-state breakers (ARPA-E BREAKERS GaN units at 380 V / 20 A and 1000 V / 10 A;
+ABB: "in microseconds"; research-nextgen.md B.6). A bolted DC fault (:func:`dc_fault_clearing`) is cleared that
+long after its current, rising through the feeder's inductance (:mod:`models.conductors`), meets the pickup.
 
 Time-varying load (the engine's interval means): the integrating characteristics (``I2T``, ``IEC``,
 ``TABLE``) accumulate the operate integral ``F = integral dt / t(m(t))`` and trip at ``F = 1`` (IEEE
@@ -151,7 +156,8 @@ class TripSettings:
     thermal image); ``tr_s`` (I2T: time at 6 x I_r; THERMAL: ``tau``); ``tms``, ``iec_a``, ``iec_p``
     (IEC); ``table_m``, ``table_s`` ``[n, K]`` padded with NaN (TABLE); ``isd``, ``tsd_s`` short time
     and ``ii`` instantaneous multiples (inf: none); ``memory_s`` decay of the operate integral below
-    pickup (0: instantaneous reset).
+    pickup (0: instantaneous reset); ``interrupt_s`` from the instantaneous pickup to interruption [s]
+    (default 0).
     """
 
     characteristic: IntArray
@@ -166,10 +172,14 @@ class TripSettings:
     tsd_s: Array
     ii: Array
     memory_s: Array
+    interrupt_s: Array = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = self.characteristic.shape
-        for name in ("pickup", "tr_s", "tms", "iec_a", "iec_p", "isd", "tsd_s", "ii", "memory_s"):
+        if self.interrupt_s is None:
+            object.__setattr__(self, "interrupt_s", np.zeros(n))
+        checks.nonnegative("interrupt_s", self.interrupt_s)
+        for name in ("pickup", "tr_s", "tms", "iec_a", "iec_p", "isd", "tsd_s", "ii", "memory_s", "interrupt_s"):
             if np.shape(getattr(self, name)) != n:
                 raise ValueError(f"{name}: expected shape {n}, got {np.shape(getattr(self, name))}")
         if self.table_m.shape != self.table_s.shape or self.table_m.shape[:1] != n:
@@ -238,6 +248,36 @@ class TripSettings:
         tripped = t_trip <= dt
         at_trip = np.where(th, self.pickup**2, 1.0)
         return TripState(np.where(tripped, at_trip, heat), short), np.where(tripped, t_trip, np.inf)
+
+
+@dataclass(frozen=True)
+class DcFaultClearing:
+    """A bolted DC fault cleared by a device with an instantaneous element: ``pickup_s`` from the fault to the
+    pickup current, ``clearing_s`` to interruption (pickup plus ``interrupt_s``), the current then
+    (``peak_a``, the let-through peak) and the let-through ``i2t_a2s`` [A^2 s]; inf when the prospective
+    current never reaches the pickup (the fault is left to the long-time and short-time elements)."""
+
+    pickup_s: float
+    clearing_s: float
+    peak_a: float
+    i2t_a2s: float
+
+
+def dc_fault_clearing(
+    voltage_v: float, r_ohm: float, l_h: float, pickup_a: float, interrupt_s: float, i0_a: float = 0.0
+) -> DcFaultClearing:
+    """Clearing of a bolted fault at the end of a DC feeder (loop ``r_ohm`` [ohm], ``l_h`` [H], fed at
+    ``voltage_v`` [V], carrying ``i0_a`` [A] before it) by an instantaneous element picking up at ``pickup_a``
+    [A] and interrupting ``interrupt_s`` [s] later (module docstring). The current keeps rising until the
+    interruption (:func:`models.conductors.dc_fault_current_a`)."""
+    from factory_twin.models.conductors import dc_fault_current_a, dc_fault_i2t_a2s, time_to_current_s
+
+    t_pick = float(time_to_current_s(checks.positive("pickup_a", pickup_a), voltage_v, r_ohm, l_h, i0_a))
+    if not np.isfinite(t_pick):
+        return DcFaultClearing(np.inf, np.inf, voltage_v / r_ohm, np.inf)
+    t_clear = t_pick + float(checks.nonnegative("interrupt_s", interrupt_s))
+    peak = float(dc_fault_current_a(t_clear, voltage_v, r_ohm, l_h, i0_a))
+    return DcFaultClearing(t_pick, t_clear, peak, float(dc_fault_i2t_a2s(t_clear, voltage_v, r_ohm, l_h, i0_a)))
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ class BmsEmulator:
         tw, f, last = self.twin, self.f, self.twin.last
         cool = f.spec.cooling
         rack_dc = f.gpus * tw.gpu_power_w + f.non_gpu_w
-        rack_in = tw.plant.psu_input_w(rack_dc, tw.psu_rating_w)
+        rack_in = tw.plant.psu_input_w(rack_dc, tw.psu_rating_w, f.psu_curve)
         ctl = cdu_supply_control(
             tw.tcs_return_c,
             tw.c_tcs,

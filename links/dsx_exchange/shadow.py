@@ -26,7 +26,7 @@ class Shadow:
     def update(self, v: dict, est: Estimates) -> None:
         f, cool = self.f, self.f.spec.cooling
         P, Ts, Tr = v[("rack", "power_kw")], v[("rack", "supply_c")], v[("rack", "return_c")]
-        eta = np.interp(P / (f.psu_count * f.psu_rating_w), f.spec.grid.psu.load_points, f.spec.grid.psu.efficiencies)
+        eta = f.psu_efficiency(P / (f.psu_count * f.psu_rating_w))
         self.p_gpu = np.clip((P * eta - f.non_gpu_w) / f.gpus, 0.0, None)
         t_cool = 0.5 * (Ts + Tr)
         self.die_c = t_cool + self.p_gpu * (f.r_die_plate_k_w + f.r_plate_coolant_k_w)

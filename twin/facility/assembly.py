@@ -18,6 +18,7 @@ from factory_twin.models.fluids import Coolant
 from factory_twin.models.gpu import DrawnPower, ThroughputCurve
 from factory_twin.models.units import KW, M3_S_PER_L_MIN, MW
 from factory_twin.twin.facility.curves import load_curve, load_drawn
+from factory_twin.twin.facility.electrical import converter_curve
 from factory_twin.twin.facility.spec import FacilitySpec, SpecError, parse_facility, read_text
 from factory_twin.twin.facility.topology import Topology, compile_topology
 from numpy.typing import NDArray
@@ -101,6 +102,10 @@ class Facility:
     tcs: Coolant
     fws: Coolant
     topology: Topology  # the one-line diagram (twin.facility.topology), the aggregate chain by default
+    # rack power conversion: curve per rack (index into psu_curves: (load points, efficiencies)); curve 0 is the
+    # facility's grid.psu, others the halls' psu_curve (data/converters.toml)
+    psu_curve: IntArray
+    psu_curves: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
 
     @property
     def n_racks(self) -> int:
@@ -147,6 +152,14 @@ class Facility:
             if d is not None:
                 idx = self.rack_class == i
                 out[idx] = d.cap_for(np.asarray(drawn_w, float)[idx] / self.tdp_w[idx]) * self.tdp_w[idx]
+        return out
+
+    def psu_efficiency(self, load_fraction: Array) -> Array:
+        """Efficiency of each rack's converter at ``load_fraction`` of its rating [-] (one value per rack)."""
+        out = np.empty(self.n_racks)
+        for k, (x, eta) in enumerate(self.psu_curves):
+            sel = self.psu_curve == k
+            out[sel] = np.interp(np.asarray(load_fraction, float)[sel], x, eta)
         return out
 
     def summary(self) -> dict[str, float]:
@@ -211,7 +224,13 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
     cool = spec.cooling
     tcs, fws = Coolant(cool.tcs.fluid), Coolant(cool.facility_water.fluid)
     design_w = r["gpus"] * r["gpu_tdp_w"] + r["non_gpu_w"]
-    rack_v_dot = cool.tcs.flow_l_min_per_kw * design_w / KW * M3_S_PER_L_MIN
+    rack_v_dot = _rack_flow_l_min(spec, types, design_w, source) * M3_S_PER_L_MIN
+    psu_names = [None, *sorted({h.psu_curve for h in spec.halls if h.psu_curve is not None})]
+    psu_curves = tuple(
+        (tuple(spec.grid.psu.load_points), tuple(spec.grid.psu.efficiencies)) if n is None else
+        (tuple(converter_curve(n).load), tuple(converter_curve(n).efficiency)) for n in psu_names
+    )  # fmt: skip
+    psu_curve = np.array([psu_names.index(spec.halls[h].psu_curve) for h in range(len(spec.halls))])[rack_hall]
     rack_m_dot = rack_v_dot * tcs.rho_kg_m3(cool.tcs.supply_setpoint_c)
     n_cdu = cdu_hall.size
     tcs_v_dot = np.bincount(rack_cdu, rack_v_dot, n_cdu)
@@ -258,7 +277,34 @@ def assemble(spec: FacilitySpec, catalog: dict[str, dict], source: str = "<spec>
         tcs=tcs,
         fws=fws,
         topology=topology,
+        psu_curve=psu_curve,
+        psu_curves=psu_curves,
     )
+
+
+def _rack_flow_l_min(spec: FacilitySpec, types: list[dict], design_w: Array, source: str) -> Array:
+    """Coolant flow per rack [L/min]: the rack type's own flow law at the TCS supply temperature where it has one,
+    ``Q = (flow_a / (flow_t_ref_c - T_supply))^flow_exponent`` (data/racks.toml [vr-flow]), else the facility's
+    ``tcs.flow_l_min_per_kw`` x the rack's nameplate."""
+    tcs = spec.cooling.tcs
+    out = tcs.flow_l_min_per_kw * design_w / KW
+    for i, ty in enumerate(types):
+        if "flow_a" not in ty:
+            continue
+        gap = ty["flow_t_ref_c"] - tcs.supply_setpoint_c
+        if gap <= 0:
+            raise SpecError(
+                source,
+                [
+                    (
+                        "cooling.tcs.supply_setpoint_c",
+                        f"{tcs.supply_setpoint_c:g} degC is beyond the "
+                        f"rack flow law of {ty['description']!r} (valid below {ty['flow_t_ref_c']:g} degC)",
+                    )
+                ],
+            )
+        out[i] = (ty["flow_a"] / gap) ** ty["flow_exponent"]
+    return out
 
 
 def _resistance_spread(spec: FacilitySpec, rack_hall: IntArray) -> Array:

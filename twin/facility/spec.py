@@ -148,6 +148,11 @@ class Hall(Strict):
     thermal_r_spread: Annotated[float, Field(ge=0, le=0.5)] = Field(
         0.0, description="relative standard deviation of die-to-coolant resistance across racks (seeded)"
     )
+    psu_curve: str | None = Field(
+        None,
+        description="the racks' power conversion: a curve of data/converters.toml (e.g. 'dcdc-800v-50v' for racks on "
+        "800 VDC); default the facility's grid.psu (AC)",
+    )
 
     @model_validator(mode="after")
     def _shares(self) -> Hall:
@@ -342,13 +347,13 @@ def parse_facility(text: str, source: str, rack_types: set[str]) -> FacilitySpec
         spec = FacilitySpec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(source, [describe_validation_error(err) for err in e.errors()]) from None
-    errors = _cross_check(spec, rack_types)
+    errors = cross_check(spec, rack_types)
     if errors:
         raise SpecError(source, errors)
     return spec
 
 
-def _cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, str]]:
+def cross_check(spec: FacilitySpec, rack_types: set[str]) -> list[tuple[str, str]]:
     """Rules that span keys: names that refer to other entries."""
     errors = []
     names = [w.name for w in spec.workloads]

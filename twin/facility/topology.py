@@ -36,10 +36,21 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 from factory_twin.models import protection as prot
+from factory_twin.models.conductors import loss_fraction_at_rating
 from factory_twin.models.power import busway_loss_w, transformer_loss_w, ups_loss_w
 from factory_twin.models.units import KW, MW
+from factory_twin.twin.facility.electrical import conductor_resistance_ohm, converter_curve, loss_coefficients
 from factory_twin.twin.facility.spec import FacilitySpec, SpecError
-from factory_twin.twin.facility.topology_spec import KINDS, Element, NodePolicy, TopologySpec, TripDevice
+from factory_twin.twin.facility.topology_spec import (
+    CONVERTER_KINDS,
+    INPUT_CURRENT,
+    KINDS,
+    OUTPUT_CURRENT,
+    Element,
+    NodePolicy,
+    TopologySpec,
+    TripDevice,
+)
 from numpy.typing import NDArray
 
 from factory_twin import data
@@ -49,7 +60,9 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-TRANSFORMER, UPS = KIND_CODE["transformer"], KIND_CODE["ups"]
+TRANSFORMER = KIND_CODE["transformer"]
+CONVERTERS = np.array([KIND_CODE[k] for k in CONVERTER_KINDS])  # UPS, rectifiers, DC-DC: the three-term loss
+CONVERTER_GROUP = -2  # the loss group of the converters in Topology._kind_groups
 _SELECTOR = re.compile(r"^(?P<hall>[^:]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?)?$")
 
 
@@ -148,6 +161,9 @@ class Topology:
     explicit: bool
     policies: tuple[NodePolicy, ...] = ()
     device_names: tuple[str | None, ...] = ()
+    voltage_v: Array | None = None  # busways with a conductor: nominal voltage [V] (NaN elsewhere)
+    conductor_r_ohm: Array | None = None  # resistance of one conductor [ohm] (NaN elsewhere)
+    length_m: Array | None = None  # conductor length [m] (NaN elsewhere)
     height: IntArray = field(init=False)
     depth: IntArray = field(init=False)
 
@@ -431,7 +447,7 @@ class Topology:
             if kind == TRANSFORMER:
                 n, pf, rating, p0, pk = par
                 loss[sel] = n * transformer_loss_w(o / (pf * n), rating, p0, pk)
-            elif kind == UPS:
+            elif kind == CONVERTER_GROUP:
                 n, rating, c0, c1, c2 = par
                 loss[sel] = n * ups_loss_w(o / n, rating, c0, c1, c2)
             else:
@@ -448,14 +464,15 @@ class Topology:
             return cache[key]
         k = self.kind[lv]
         groups = []
-        for sel in (np.flatnonzero(k == TRANSFORMER), np.flatnonzero(k == UPS)):
+        conv = np.isin(k, CONVERTERS)
+        for sel, code in ((np.flatnonzero(k == TRANSFORMER), TRANSFORMER), (np.flatnonzero(conv), CONVERTER_GROUP)):
             if sel.size:
                 e = lv[sel]
                 col = [a[e][:, None] for a in (self.units, self.power_factor, self.unit_rating, self.p0_w, self.pk_w)]
-                if k[sel[0]] == UPS:
+                if code == CONVERTER_GROUP:
                     col = [a[e][:, None] for a in (self.units, self.unit_rating, self.c0, self.c1, self.c2)]
-                groups.append((sel, int(k[sel[0]]), tuple(col)))
-        sel = np.flatnonzero((k != TRANSFORMER) & (k != UPS) & (self.loss_fraction[lv] > 0))
+                groups.append((sel, code, tuple(col)))
+        sel = np.flatnonzero((k != TRANSFORMER) & ~conv & (self.loss_fraction[lv] > 0))
         if sel.size:
             e = lv[sel]
             groups.append((sel, -1, (self.rating_w[e][:, None], self.loss_fraction[e][:, None])))
@@ -574,6 +591,16 @@ def compile_topology(spec: FacilitySpec, source: str = "<spec>") -> Topology:
     offsets = np.cumsum([0] + [h.cdus * h.racks_per_cdu for h in spec.halls])
     n_racks = int(offsets[-1])
     if spec.topology is None:
+        dc = []
+        for i, h in enumerate(spec.halls):
+            try:
+                if _rack_input(h.psu_curve) == "dc":
+                    dc.append((f"halls.{i}.psu_curve", f"{h.psu_curve!r} takes DC: a DC-fed hall needs a [topology] "
+                                                       "with its DC chain"))  # fmt: skip
+            except ValueError as e:
+                dc.append((f"halls.{i}.psu_curve", str(e)))
+        if dc:
+            raise SpecError(source, dc)
         return aggregate_topology(spec, n_racks)
     topo = spec.topology
     errors: list[tuple[str, str]] = []
@@ -637,6 +664,9 @@ def compile_topology(spec: FacilitySpec, source: str = "<spec>") -> Topology:
         mech_parents.append(ps)
     if mech and abs(sum(m.share for m in mech) - 1.0) > 1e-6:
         errors.append(("topology.mechanical", f"shares must sum to 1, got {sum(m.share for m in mech):g}"))
+    errors += _curve_errors(topo, ex)
+    if not errors:
+        errors += _current_errors(spec, ex, kinds, child, parent, rack_r, rack_p, mech_parents, offsets)
     if errors:
         raise SpecError(source, errors)
     if not mech:
@@ -658,6 +688,17 @@ def _arrays(spec, topo: TopologySpec, ex: _Expanded, kinds, devices, child, pare
     kva = np.array([e.rating_kva is not None for e in els])
     rating = np.where(kva, col("rating_kva", 0.0, KW), col("rating_kw", 0.0, KW))
     pf = np.array([(e.power_factor or spec.grid.power_factor) if e.rating_kva is not None else 1.0 for e in els])
+    coef = np.array([loss_coefficients(e.curve) if e.curve else (np.nan,) * 3 for e in els]).reshape(-1, 3)
+    c0, c1, c2 = (np.where(np.isnan(coef[:, j]), col(name), coef[:, j]) for j, name in enumerate(("c0", "c1", "c2")))
+    volt, area, length = col("voltage_v"), col("conductor_mm2"), col("length_m")
+    r_cond = np.where(np.isfinite(area), conductor_resistance_ohm(np.nan_to_num(length), np.nan_to_num(area, nan=1.0)),
+                      np.nan)  # fmt: skip
+    dc = np.array([OUTPUT_CURRENT[e.kind] == "dc" for e in els])
+    loss_fraction = col("loss_fraction_at_rating", 0.0)
+    for i in np.flatnonzero(np.isfinite(r_cond)):
+        loss_fraction[i] = float(
+            loss_fraction_at_rating(rating[i] * pf[i], volt[i], r_cond[i], "dc" if dc[i] else "ac3", pf[i])
+        )
     refs = [e.protection for e in els]
     trip_devs = [devices[r] if isinstance(r, str) else r for r in refs]
     return Topology(
@@ -670,10 +711,10 @@ def _arrays(spec, topo: TopologySpec, ex: _Expanded, kinds, devices, child, pare
         units=col("units"),
         p0_w=col("no_load_loss_kw", scale=KW),
         pk_w=col("load_loss_kw", scale=KW),
-        c0=col("c0"),
-        c1=col("c1"),
-        c2=col("c2"),
-        loss_fraction=col("loss_fraction_at_rating", 0.0),
+        c0=c0,
+        c1=c1,
+        c2=c2,
+        loss_fraction=loss_fraction,
         setting=np.array([d.setting if d is not None else 1.0 for d in trip_devs]),
         trip=trip_settings(trip_devs),
         redundancy=tuple(ex.redundancy),
@@ -691,7 +732,60 @@ def _arrays(spec, topo: TopologySpec, ex: _Expanded, kinds, devices, child, pare
         explicit=True,
         policies=tuple(topo.policies),
         device_names=tuple(r if isinstance(r, str) else (None if r is None else "inline") for r in refs),
+        voltage_v=volt,
+        conductor_r_ohm=r_cond,
+        length_m=length,
     )
+
+
+def _rack_input(psu_curve: str | None) -> str:
+    """The current a hall's rack converter takes (the facility's grid.psu without a curve: AC)."""
+    return "ac" if psu_curve is None else converter_curve(psu_curve).input
+
+
+def _curve_errors(topo: TopologySpec, ex: _Expanded) -> list[tuple[str, str]]:
+    """Converter curves that are unknown or that the three-term loss cannot follow (named per element)."""
+    out = []
+    for s in sorted(set(ex.spec_index)):
+        el = topo.elements[s]
+        if el.curve is None:
+            continue
+        try:
+            loss_coefficients(el.curve)
+        except ValueError as e:
+            out.append((f"topology.elements.{s}.curve", f"{el.name!r}: {e}"))
+    return out
+
+
+def _current_errors(spec, ex: _Expanded, kinds, child, parent, rack_r, rack_p, mech_parents, offsets):
+    """A parent must deliver the current its child takes: AC into transformers, switchboards, UPS and rectifiers,
+    DC into DC switchboards, DC busways and DC-DC; racks take what their hall's ``psu_curve`` takes; mechanical
+    loads take AC."""
+    out = []
+    for c, p in zip(child.tolist(), parent.tolist(), strict=True):
+        takes, gives = INPUT_CURRENT[kinds[c]], OUTPUT_CURRENT[kinds[p]]
+        if takes != gives:
+            out.append((_key(ex, c), f"{ex.names[c]!r} ({kinds[c]}) takes {takes.upper()} but its parent "
+                                     f"{ex.names[p]!r} ({kinds[p]}) delivers {gives.upper()}"))  # fmt: skip
+    errors: dict[int, str] = {}
+    hall_of = np.searchsorted(offsets, rack_r, side="right") - 1
+    delivers_dc = np.array([OUTPUT_CURRENT[k] == "dc" for k in kinds], bool)
+    for h, hall in enumerate(spec.halls):
+        try:
+            need = _rack_input(hall.psu_curve)
+        except ValueError as e:
+            out.append((f"halls.{h}.psu_curve", str(e)))
+            continue
+        bad = np.unique(rack_p[(hall_of == h) & (delivers_dc[rack_p] != (need == "dc"))])
+        for q in bad.tolist():
+            what = f"{ex.names[q]!r} ({kinds[q]}) delivers {OUTPUT_CURRENT[kinds[q]].upper()}"
+            errors.setdefault(q, f"{what} to racks of {hall.name!r}, whose converters take {need.upper()} "
+                                 f"(halls.{h}.psu_curve)")  # fmt: skip
+    out += [(_key(ex, q), msg) for q, msg in errors.items()]
+    for j, ps in enumerate(mech_parents):
+        out += [(f"topology.mechanical.{j}.parents", f"{ex.names[q]!r} delivers DC; mechanical loads take AC")
+                for q in ps if OUTPUT_CURRENT[kinds[q]] != "ac"]  # fmt: skip
+    return out
 
 
 def trip_settings(devices: list[TripDevice | None]) -> prot.TripSettings:
@@ -700,7 +794,7 @@ def trip_settings(devices: list[TripDevice | None]) -> prot.TripSettings:
     out = prot.TripSettings.none(n)
     k = max([len(d.loads) for d in devices if d is not None] + [2])
     f = {name: np.array(getattr(out, name), float).copy() for name in
-         ("pickup", "tr_s", "tms", "iec_a", "iec_p", "isd", "tsd_s", "ii", "memory_s")}  # fmt: skip
+         ("pickup", "tr_s", "tms", "iec_a", "iec_p", "isd", "tsd_s", "ii", "memory_s", "interrupt_s")}  # fmt: skip
     code = np.zeros(n, np.int64)
     tm, ts = np.full((n, k), np.nan), np.full((n, k), np.nan)
     for i, d in enumerate(devices):
@@ -708,6 +802,7 @@ def trip_settings(devices: list[TripDevice | None]) -> prot.TripSettings:
             continue
         code[i] = prot.CHARACTERISTICS[d.characteristic]
         f["pickup"][i], f["memory_s"][i], f["tsd_s"][i] = d.pickup, d.memory_s, d.tsd_s
+        f["interrupt_s"][i] = d.interrupt_s
         f["isd"][i] = d.isd if d.isd is not None else np.inf
         f["ii"][i] = d.ii if d.ii is not None else np.inf
         if d.characteristic == "i2t":
@@ -837,3 +932,39 @@ def _unreachable(n: int, child: IntArray, parent: IntArray, feeds: list[int]) ->
                 seen.add(c)
                 stack.append(c)
     return set(range(n)) - seen
+
+
+def explode_topology(spec: FacilitySpec, source: str = "<spec>") -> TopologySpec:
+    """The facility's ``[topology]`` with every repeated element written out (``count = 1``, names and parents
+    resolved, racks as ``HALL:FIRST-LAST`` runs), in the order of :func:`compile_topology`'s elements: the form in
+    which single elements can be edited (e.g. one hall's chain replaced)."""
+    if spec.topology is None:
+        raise ValueError(f"{spec.name}: no [topology] to explode (the aggregate chain)")
+    topo = spec.topology
+    offsets = np.cumsum([0] + [h.cdus * h.racks_per_cdu for h in spec.halls])
+    halls = {h.name: (int(offsets[i]), h.cdus * h.racks_per_cdu) for i, h in enumerate(spec.halls)}
+    errors: list[tuple[str, str]] = []
+    ex = _expand(topo.elements, halls, errors)
+    if errors:
+        raise SpecError(source, errors)
+    out = []
+    for i, name in enumerate(ex.names):
+        el = topo.elements[ex.spec_index[i]]
+        update = {"name": name, "count": 1, "parents": [ex.names[p] for p in ex.parents[i]],
+                  "racks": _selectors(ex.racks[i], spec, offsets), "redundancy": ex.redundancy[i]}  # fmt: skip
+        out.append(el.model_copy(update=update))
+    return topo.model_copy(update={"elements": out})
+
+
+def _selectors(racks: IntArray, spec: FacilitySpec, offsets: IntArray) -> list[str]:
+    """Global rack indices as ``HALL:FIRST-LAST`` selectors of consecutive runs within a hall."""
+    out: list[str] = []
+    if not racks.size:
+        return out
+    hall = np.searchsorted(offsets, racks, side="right") - 1
+    breaks = np.flatnonzero((np.diff(racks) != 1) | (np.diff(hall) != 0)) + 1
+    for run in np.split(np.arange(racks.size), breaks):
+        h = int(hall[run[0]])
+        lo, hi = int(racks[run[0]] - offsets[h]), int(racks[run[-1]] - offsets[h])
+        out.append(f"{spec.halls[h].name}:{lo}" if lo == hi else f"{spec.halls[h].name}:{lo}-{hi}")
+    return out

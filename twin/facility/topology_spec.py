@@ -21,13 +21,23 @@ Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
 
-#: Element kinds and the loss model of :mod:`models.power` each uses.
-KINDS = ("feed", "transformer", "switchboard", "ups", "busway", "pdu")
+#: Element kinds and the loss model of :mod:`models.power` each uses. The 800 VDC chain (NVIDIA, "800 VDC
+#: Architecture for Next-Generation AI Infrastructure", OCP 2025): ``rectifier`` (an SST or rectifier, AC in, DC out),
+#: ``dc-switchboard``, ``dc-busway`` and ``dcdc`` (a sidecar DC-DC); racks under them convert with their hall's
+#: ``psu_curve`` (a DC-input converter, e.g. the 800 V -> 50 V DC-DC).
+AC_KINDS = ("feed", "transformer", "switchboard", "ups", "busway", "pdu")
+KINDS = (*AC_KINDS, "rectifier", "dc-switchboard", "dc-busway", "dcdc")
+CONVERTER_KINDS = ("ups", "rectifier", "dcdc")  # three-term loss (models.power.ups_loss_w): c0..c2 or a curve
 LOSS_PARAMS = {
     "transformer": ("no_load_loss_kw", "load_loss_kw"),
-    "ups": ("c0", "c1", "c2"),
+    **{k: ("c0", "c1", "c2") for k in CONVERTER_KINDS},
 }
-QUADRATIC_KINDS = ("feed", "switchboard", "busway", "pdu")  # optional loss_fraction_at_rating (I^2 R)
+QUADRATIC_KINDS = ("feed", "switchboard", "busway", "pdu", "dc-switchboard", "dc-busway")  # loss_fraction_at_rating
+CONDUCTOR_KINDS = ("busway", "dc-busway")  # or the I^2 R of their conductors (models.conductors)
+CONDUCTOR_FIELDS = ("voltage_v", "conductor_mm2", "length_m")
+#: Current on each side of an element: a parent must deliver what its child takes.
+OUTPUT_CURRENT = {k: "dc" if k in ("rectifier", "dc-switchboard", "dc-busway", "dcdc") else "ac" for k in KINDS}
+INPUT_CURRENT = {**OUTPUT_CURRENT, "rectifier": "ac"}
 
 
 class _Strict(BaseModel):
@@ -50,6 +60,7 @@ class TripDevice(_Strict):
     tsd_s: NonNeg = Field(0.0, description="short-time delay [s]")
     ii: Pos | None = Field(None, description="instantaneous pickup multiple of I_r (none: none)")
     memory_s: NonNeg = Field(1200.0, description="decay time of the operate integral below pickup [s] (0: reset)")
+    interrupt_s: NonNeg = Field(0.0, description="time from the instantaneous pickup to interruption [s]")
     source: str = ""
 
     @model_validator(mode="after")
@@ -95,6 +106,10 @@ class Element(_Strict):
     c1: NonNeg | None = None
     c2: NonNeg | None = None
     loss_fraction_at_rating: Annotated[float, Field(ge=0, lt=0.2)] | None = None
+    curve: str | None = Field(None, description="converters: efficiency curve of data/converters.toml (or c0..c2)")
+    voltage_v: Pos | None = Field(None, description="busways: nominal voltage (line-to-line for AC) [V]")
+    conductor_mm2: Pos | None = Field(None, description="busways: cross-section of each conductor [mm2]")
+    length_m: Pos | None = Field(None, description="busways: length [m] (the I^2 R from the conductor)")
     dps_model: str | None = Field(None, description="DPS device-registry model for topology export")
 
     @model_validator(mode="after")
@@ -105,17 +120,30 @@ class Element(_Strict):
             raise ValueError("give rating_kw or rating_kva, not both")
         if self.power_factor is not None and self.rating_kva is None:
             raise ValueError("power_factor goes with rating_kva")
-        allowed = set(LOSS_PARAMS.get(self.kind, ())) | (
-            {"loss_fraction_at_rating"} if self.kind in QUADRATIC_KINDS else set()
+        allowed = (
+            set(LOSS_PARAMS.get(self.kind, ()))
+            | ({"loss_fraction_at_rating"} if self.kind in QUADRATIC_KINDS else set())
+            | ({"curve"} if self.kind in CONVERTER_KINDS else set())
+            | (set(CONDUCTOR_FIELDS) if self.kind in CONDUCTOR_KINDS else set())
         )
-        given = {k for k in ("no_load_loss_kw", "load_loss_kw", "c0", "c1", "c2", "loss_fraction_at_rating")
-                 if getattr(self, k) is not None}  # fmt: skip
+        given = {k for k in ("no_load_loss_kw", "load_loss_kw", "c0", "c1", "c2", "loss_fraction_at_rating", "curve",
+                             *CONDUCTOR_FIELDS) if getattr(self, k) is not None}  # fmt: skip
         if given - allowed:
             extra = sorted(given - allowed)
             raise ValueError(f"kind {self.kind!r} takes no {extra} (its loss model: {sorted(allowed)})")
+        if self.curve is not None:
+            if given & {"c0", "c1", "c2"}:
+                raise ValueError("give a curve or c0, c1, c2, not both")
+            return self
         missing = [k for k in LOSS_PARAMS.get(self.kind, ()) if getattr(self, k) is None]
         if missing:
-            raise ValueError(f"kind {self.kind!r} needs its loss parameters {missing}")
+            alt = " (or a curve)" if self.kind in CONVERTER_KINDS else ""
+            raise ValueError(f"kind {self.kind!r} needs its loss parameters {missing}{alt}")
+        conductor = given & set(CONDUCTOR_FIELDS)
+        if conductor and conductor != set(CONDUCTOR_FIELDS):
+            raise ValueError(f"the conductor's I^2 R needs all of {list(CONDUCTOR_FIELDS)}, got {sorted(conductor)}")
+        if conductor and self.loss_fraction_at_rating is not None:
+            raise ValueError("give loss_fraction_at_rating or the conductor (voltage_v, conductor_mm2, length_m)")
         return self
 
 

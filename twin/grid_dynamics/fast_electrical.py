@@ -173,7 +173,8 @@ class FastRun:
 @dataclass(frozen=True)
 class JobGroups:
     """Racks of one job with identical electrical parameters, which move together: per group its job, rack
-    count and the racks' GPUs, TDP, idle and compute power [W/GPU], non-GPU power, PSU rating [W], class."""
+    count and the racks' GPUs, TDP, idle and compute power [W/GPU], non-GPU power, PSU rating [W], class and PSU
+    curve (index into the facility's ``psu_curves``)."""
 
     of_rack: IntArray  # rack -> group (-1: outside the jobs)
     job: IntArray
@@ -185,6 +186,7 @@ class JobGroups:
     non_gpu: Array
     psu: Array
     rack_class: IntArray
+    curve: IntArray
 
     @property
     def n(self) -> int:
@@ -201,13 +203,14 @@ def job_groups(f: Facility, start: StartState, owner: IntArray) -> JobGroups:
     psu_rating = f.psu_count * f.psu_rating_w
     job_racks = np.flatnonzero(owner >= 0)
     p_high = np.minimum(f.demand_w, start.gpu_cap_w)
-    cols = [owner, f.gpus, f.tdp_w, f.idle_w, p_high, f.non_gpu_w, psu_rating, f.rack_class]
+    cols = [owner, f.gpus, f.tdp_w, f.idle_w, p_high, f.non_gpu_w, psu_rating, f.rack_class, f.psu_curve]
     keys = np.column_stack(cols).astype(float)[job_racks]
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     of_rack = np.full(f.n_racks, -1)
     of_rack[job_racks] = inv.ravel()
     racks = np.bincount(inv.ravel(), minlength=uniq.shape[0]).astype(float)
-    return JobGroups(of_rack, uniq[:, 0].astype(int), racks, *(uniq[:, k] for k in range(1, 7)), uniq[:, 7].astype(int))
+    return JobGroups(of_rack, uniq[:, 0].astype(int), racks, *(uniq[:, k] for k in range(1, 7)), uniq[:, 7].astype(int),
+                     uniq[:, 8].astype(int))  # fmt: skip
 
 
 def gpu_power(
@@ -280,9 +283,9 @@ def site_draw(f: Facility, plant: Plant, start: StartState, g: JobGroups, load: 
     psu_rating = f.psu_count * f.psu_rating_w
     other = g.of_rack < 0
     dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
-    in_other_rack = plant.psu_input_w(dc_other, psu_rating[other])
+    in_other_rack = plant.psu_input_w(dc_other, psu_rating[other], f.psu_curve[other])
     in_other = float(in_other_rack.sum())
-    g_in = plant.psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None])
+    g_in = plant.psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None], g.curve[:, None])
     it_w = g.racks @ g_in + in_other
     w = g.gpu_count
     dc_w = w @ load + float(dc_other.sum())

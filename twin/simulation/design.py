@@ -57,7 +57,7 @@ def rack_types(f: Facility) -> RackTypes:
     """The :class:`RackTypes` of ``f`` (all racks when every rack differs)."""
     key = np.column_stack(
         [f.rack_class, f.gpus, f.idle_w, f.min_cap_w, f.demand_w, f.non_gpu_w, f.non_gpu_liquid_w,
-         f.psu_count * f.psu_rating_w]
+         f.psu_count * f.psu_rating_w, f.psu_curve]
     )  # fmt: skip
     _, first, inverse, count = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
     return RackTypes(first, count.astype(float), inverse.ravel())
@@ -97,7 +97,7 @@ def rack_totals(f: Facility, gpu_w: NDArray, types: RackTypes | None = None) -> 
     n = 1.0 if types is None else types.count
     gpus, non_gpu, liquid = f.gpus[r], f.non_gpu_w[r], f.non_gpu_liquid_w[r]
     rack_dc = gpus * gpu_w + non_gpu
-    rack_in = _plant(f).psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r])
+    rack_in = _plant(f).psu_input_w(rack_dc, (f.psu_count * f.psu_rating_w)[r], f.psu_curve[r])
 
     def total(a: NDArray) -> NDArray:
         return np.sum(n * a, axis=-1)

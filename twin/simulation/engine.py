@@ -441,7 +441,7 @@ class Twin:
 
         on = self._on()
         rack_dc = f.gpus * p_gpu + f.non_gpu_w * on
-        rack_in = self.plant.psu_input_w(rack_dc, self.psu_rating_w)
+        rack_in = self.plant.psu_input_w(rack_dc, self.psu_rating_w, f.psu_curve)
         it_w = float(rack_in.sum())
         air_const = self.air_const_w if self.paths.all_on else float(on @ (f.non_gpu_w - self.non_gpu_liquid_w))
         q_air = air_const + it_w - float(rack_dc.sum())  # non-GPU air share + PSU losses

@@ -128,10 +128,24 @@ class Plant:
         q = np.maximum(best, q_ch)
         return float(q) if np.ndim(q) == 0 else q
 
-    def psu_input_w(self, rack_dc_w: ArrayLike, psu_rating_w: ArrayLike) -> NDArray:
-        """Rack input [W] (the IT meter) for rack DC power ``rack_dc_w`` [W] on PSUs rated ``psu_rating_w`` [W]
-        (:func:`models.power.psu_input_w` with the facility's PSU curve)."""
-        return psu_input_w(rack_dc_w, psu_rating_w, self.psu_load_points, self.psu_efficiencies)
+    def psu_input_w(self, rack_dc_w: ArrayLike, psu_rating_w: ArrayLike, curve: ArrayLike | None = None) -> NDArray:
+        """Rack input [W] (the IT meter) for rack DC power ``rack_dc_w`` [W] on converters rated ``psu_rating_w`` [W]
+        (:func:`models.power.psu_input_w`). ``curve`` (broadcasting with ``rack_dc_w``) indexes each rack's curve in
+        ``f.psu_curves`` (:attr:`twin.facility.assembly.Facility.psu_curve`); it may be left out when every rack
+        converts with the facility's PSU curve."""
+        curves = getattr(self.f, "psu_curves", ())
+        if len(curves) <= 1:
+            return psu_input_w(rack_dc_w, psu_rating_w, self.psu_load_points, self.psu_efficiencies)
+        if curve is None:
+            raise ValueError("curve: the racks of this facility convert with several curves (halls' psu_curve): "
+                             "pass each rack's index (Facility.psu_curve)")  # fmt: skip
+        p, r, c = np.broadcast_arrays(np.asarray(rack_dc_w, float), np.asarray(psu_rating_w, float), np.asarray(curve))
+        out = np.empty(p.shape)
+        for k, (x, eta) in enumerate(curves):
+            sel = c == k
+            if sel.any():
+                out[sel] = psu_input_w(p[sel], r[sel], x, eta)
+        return out
 
 
 def _squeeze(r: Rejection) -> Rejection:
