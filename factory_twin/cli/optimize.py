@@ -7,11 +7,13 @@ from pathlib import Path
 from factory_twin.cli.options import (
     EXIT_NOT_OPTIMAL,
     DefaultsFormatter,
+    add_convert_hall,
     add_dask_options,
     add_duration,
     add_facility_scenario,
     check_output_file,
     dask_place,
+    facility_from,
     positive,
     print_table,
 )
@@ -30,6 +32,7 @@ def add_parsers(sub) -> None:
         epilog=f"Exit status {EXIT_NOT_OPTIMAL}: a plan was not optimal (see the summary).",
     )
     add_facility_scenario(o)
+    add_convert_hall(o)
     o.add_argument("--start", help="ISO local time (default: the scenario's start)")
     o.add_argument("--horizon", default="24h", help="planning horizon, with a unit (e.g. 24h, 90min, 2d)")
     o.add_argument("--step", default="5min", help="plan step, with a unit (e.g. 5min)")
@@ -83,7 +86,7 @@ def run_optimize(args) -> int:
         tiers=not args.no_tiers,
         n_minus_1=args.n_minus_1,
     )
-    f = twin.load_facility(args.facility)
+    f = facility_from(args)
     check_dispatch_memory(f, opts, "use a longer --step or a shorter --horizon")
     sc = twin.load_scenario(args.scenario, f)
     if args.duration:

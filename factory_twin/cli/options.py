@@ -165,6 +165,44 @@ def add_facility_scenario(p: argparse.ArgumentParser, scenario: bool = True) -> 
         )
 
 
+def add_convert_hall(p: argparse.ArgumentParser) -> None:
+    """``--convert-hall HALL:RACK_TYPE[:CHAIN]``: the hall conversion what-if (twin.simulation.conversion)."""
+    p.add_argument(
+        "--convert-hall",
+        metavar="HALL:RACK_TYPE[:CHAIN]",
+        help="what-if: rebuild HALL with RACK_TYPE racks on CHAIN (dc800-2n, the default, or ac-2n) in the same "
+        "building and grid connection, e.g. hall-B:vr-nvl72 (the facility needs a one-line diagram)",
+    )
+
+
+def facility_from(args, report: bool = True):
+    """The facility of ``args.facility`` with ``--convert-hall`` applied (when the command has it); with ``report``
+    one line says what the what-if changed and warnings name what the converted site misses at its design point."""
+    from factory_twin import twin
+
+    f = twin.load_facility(args.facility)
+    text = getattr(args, "convert_hall", None)
+    if not text:
+        return f
+    from factory_twin.twin.simulation.conversion import (
+        converted,
+        design_figures,
+        parse_conversion,
+        warnings_for,
+        workload_notes,
+    )
+
+    conv = parse_conversion(text)
+    g = converted(f, conv)
+    if report:
+        b, a = design_figures(f, conv.hall), design_figures(g, conv.hall)
+        print(f"what-if {conv}: {a.hall_racks:,} racks, hall at TDP {b.hall_it_mw:,.1f} -> {a.hall_it_mw:,.1f} MW, "
+              f"design import {b.grid_mw:,.1f} -> {a.grid_mw:,.1f} MW of {a.limit_mw:,.0f}")  # fmt: skip
+        for w in [*workload_notes(f, g, conv.hall), *warnings_for(a)]:
+            print(f"warning: {w}", file=sys.stderr)
+    return g
+
+
 def add_broker_options(p, url: bool = True) -> None:
     """``--broker`` (unless the command names the URL otherwise), credentials and TLS."""
     if url:
@@ -310,6 +348,7 @@ __all__ = [
     "DefaultsFormatter",
     "DeprecatedAlias",
     "add_broker_options",
+    "add_convert_hall",
     "add_dask_options",
     "add_duration",
     "add_facility_argument",
@@ -322,6 +361,7 @@ __all__ = [
     "check_state_dir",
     "dask_place",
     "duration",
+    "facility_from",
     "log_to_stderr",
     "positive",
     "positive_int",

@@ -8,11 +8,13 @@ from pathlib import Path
 from factory_twin.cli.options import (
     EXIT_MISSED_TARGET,
     DefaultsFormatter,
+    add_convert_hall,
     add_dask_options,
     add_duration,
     add_facility_scenario,
     check_output_file,
     dask_place,
+    facility_from,
     print_table,
 )
 
@@ -27,6 +29,7 @@ def add_parsers(sub) -> None:
         epilog=f"Exit status {EXIT_MISSED_TARGET}: the run missed a DR or import-limit target (see the summary).",
     )
     add_facility_scenario(s)
+    add_convert_hall(s)
     s.add_argument("--start", help="ISO local time (default: the scenario's start)")
     add_duration(
         s,
@@ -82,7 +85,7 @@ def run_simulate(args) -> int:
                 "this one runs in one piece"
             )
     check_output_file(args.out, args.force)
-    f = twin.load_facility(args.facility)
+    f = facility_from(args)
     sc = with_faults(twin.load_scenario(args.scenario, f), f, args.fault)
     name, why = controller_choice(args.controller, sc, args.start, args.duration)
     ctl = make_controller(name, f, sc, option="--controller")
@@ -133,7 +136,7 @@ def run_segmented(args) -> int:
         )
     check_output_file(args.out, args.force)
     check_output_file(args.report, args.force, "--report")
-    f = twin.load_facility(args.facility)
+    f = facility_from(args)
     sc = with_faults(twin.load_scenario(args.scenario, f), f, args.fault)
     name, why = args.controller, ""
     if name == "auto":  # the MPC keeps state (BESS energy, plans) and cannot be cut into segments

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from factory_twin.cli.options import DefaultsFormatter, add_facility_scenario, print_table
+from factory_twin.cli.options import DefaultsFormatter, add_convert_hall, add_facility_scenario, print_table
 
 
 def add_parsers(sub) -> None:
@@ -10,6 +10,7 @@ def add_parsers(sub) -> None:
         "validate", help="check a facility (and scenario) and print a summary", formatter_class=DefaultsFormatter
     )
     add_facility_scenario(v)
+    add_convert_hall(v)
     v.set_defaults(run=run_validate)
 
 
@@ -18,6 +19,8 @@ def run_validate(args) -> int:
     from factory_twin.twin.simulation.design import design_point
 
     f = twin.load_facility(args.facility)
+    if args.convert_hall:
+        return _what_if(f, args)
     sc = twin.load_scenario(args.scenario, f)  # everything simulate loads: weather (EPW), grid signals
     s = f.summary()
     d = design_point(f)
@@ -37,6 +40,37 @@ def run_validate(args) -> int:
             ("scenario", f"{sc.name} (climate {sc.weather.name}, {len(sc.dr_events)} DR event(s))"),
         ]
     )
+    return 0
+
+
+def _what_if(f, args) -> int:
+    """``validate --convert-hall``: the site at its design point before and after the conversion."""
+    import sys
+
+    from factory_twin import twin
+    from factory_twin.twin.simulation.conversion import (
+        comparison_rows,
+        converted,
+        design_figures,
+        parse_conversion,
+        warnings_for,
+        workload_notes,
+    )
+
+    conv = parse_conversion(args.convert_hall)
+    g = converted(f, conv)
+    twin.load_scenario(args.scenario, g)  # the converted facility loads with the scenario as simulate would
+    b, a = design_figures(f, conv.hall), design_figures(g, conv.hall)
+    print(f"{f.spec.name}: what-if {conv} (every GPU at TDP, design ambient, every path closed unless N-1)")
+    rows = comparison_rows(b, a)
+    width = max(len(r[0]) for r in rows)
+    wb = max(len(r[1]) for r in rows)
+    print(f"  {'':<{width}}  {'before':>{wb}}  after")
+    for label, before, after in rows:
+        print(f"  {label:<{width}}  {before:>{wb}}  {after}")
+    print(f"  one-line diagram after: {_diagram(g.topology)}")
+    for w in [*workload_notes(f, g, conv.hall), *warnings_for(a)]:
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 

@@ -221,14 +221,8 @@ def convert_hall(
     new = old.model_copy(update={"rack_type": rack_type, "racks_per_cdu": per_cdu, "workloads": wl,
                                  "psu_curve": psu_curve_of(chain)})  # fmt: skip
     topo = compile_topology(spec)
-    offsets = np.cumsum([0] + [h.cdus * h.racks_per_cdu for h in spec.halls])
-    in_hall = np.zeros(topo.n_racks, bool)
-    in_hall[offsets[k] : offsets[k + 1]] = True
-    below = topo.racks_below()
-    has_rack = np.asarray(below.sum(axis=1)).ravel() > 0
-    outside = np.asarray(below[:, ~in_hall].sum(axis=1)).ravel() > 0
-    feeds_mech = _above_mechanical(topo)
-    exclusive = has_rack & ~outside & ~feeds_mech
+    in_hall = hall_racks(spec, hall)
+    exclusive = hall_only(topo, in_hall)
     shared = np.unique(topo.rack_edge_parent[in_hall[topo.rack_edge_rack] & ~exclusive[topo.rack_edge_parent]])
     if shared.size:
         raise ValueError(f"{hall}: its racks hang from elements that also feed other halls or cooling "
@@ -247,6 +241,24 @@ def convert_hall(
     s = spec.model_copy(update={"halls": halls})
     topo_spec = exploded.model_copy(update={"elements": keep + hall_elements(s, new, rack, chain, parents)})
     return _checked(s.model_copy(update={"topology": topo_spec}), catalog)
+
+
+def hall_racks(spec: FacilitySpec, hall: str) -> np.ndarray:
+    """Boolean over the facility's racks: those of hall ``hall``."""
+    offsets = np.cumsum([0] + [h.cdus * h.racks_per_cdu for h in spec.halls])
+    k = [h.name for h in spec.halls].index(hall)
+    out = np.zeros(int(offsets[-1]), bool)
+    out[offsets[k] : offsets[k + 1]] = True
+    return out
+
+
+def hall_only(topo, racks: np.ndarray) -> np.ndarray:
+    """Boolean over the elements of ``topo``: those that feed some of ``racks`` and nothing else (no other rack, no
+    mechanical load below them): the chain that belongs to those racks alone."""
+    below = topo.racks_below()
+    has_rack = np.asarray(below.sum(axis=1)).ravel() > 0
+    outside = np.asarray(below[:, ~racks].sum(axis=1)).ravel() > 0
+    return has_rack & ~outside & ~_above_mechanical(topo)
 
 
 def _above_mechanical(topo) -> np.ndarray:
