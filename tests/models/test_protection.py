@@ -128,3 +128,35 @@ def test_vectorized_over_devices_of_every_kind():
     assert together[4] == math.inf  # no device: never trips
     with pytest.raises(ValueError, match="m: must be >= 0"):
         s.held_time_s(-m)
+
+
+def test_a_dc_fault_is_cleared_in_the_cited_window():
+    """A bolted fault at the far end of a Vera Rubin hall's 800 V busway (campus-1gw-mixed): the solid-state breaker
+    picks up as the current rises through the busway's inductance and interrupts < 10 us later (ARPA-E BREAKERS GaN
+    units, data/protection.toml [sscb]): cleared in microseconds, before the current has grown past a few times its
+    rating; the same busway behind a mechanical DC breaker (several ms, [dc-mech]) lets the fault grow ~30 x more."""
+    import dataclasses
+
+    import numpy as np
+    from factory_twin.models.protection import dc_fault_clearing
+
+    from factory_twin import twin
+
+    topo = twin.load_facility("campus-1gw-mixed").topology
+    e = topo.index["A-hall-G-dcbus-01"]
+    rated_a = topo.rating_w[e] / topo.voltage_v[e]
+    sscb = topo.dc_fault(e, load_w=0.5 * topo.rating_w[e])
+    assert 0 < sscb.pickup_s < 1e-4  # the current reaches 2 x rating within tens of microseconds
+    assert sscb.clearing_s - sscb.pickup_s == pytest.approx(1e-5)  # the device's cited interruption bound
+    assert sscb.clearing_s < 1e-4 and sscb.peak_a < 4 * rated_a
+    mech = protection_presets()["dc-mccb"]
+    assert mech.interrupt_s == pytest.approx(5e-3)
+    slow = trip_settings([mech])
+    got = dc_fault_clearing(float(topo.voltage_v[e]), 2 * float(topo.conductor_r_ohm[e]), 3e-6,
+                            float(slow.ii[0] * rated_a), float(slow.interrupt_s[0]), 0.5 * rated_a)  # fmt: skip
+    assert 4e-3 < got.clearing_s < 6e-3 and got.peak_a > 30 * sscb.peak_a
+    # independent check of the pickup time: i(t) = V/R + (i0 - V/R) exp(-t R/L)
+    v, r, lh = float(topo.voltage_v[e]), 2 * float(topo.conductor_r_ohm[e]), 1e-7 * float(topo.length_m[e])
+    i_inf, i0, ip = v / r, 0.5 * rated_a, 2.0 * rated_a
+    assert sscb.pickup_s == pytest.approx(-(lh / r) * np.log((i_inf - ip) / (i_inf - i0)), rel=1e-9)
+    assert dataclasses.asdict(sscb)["i2t_a2s"] > 0

@@ -39,7 +39,12 @@ from factory_twin.models import protection as prot
 from factory_twin.models.conductors import loss_fraction_at_rating
 from factory_twin.models.power import busway_loss_w, transformer_loss_w, ups_loss_w
 from factory_twin.models.units import KW, MW
-from factory_twin.twin.facility.electrical import conductor_resistance_ohm, converter_curve, loss_coefficients
+from factory_twin.twin.facility.electrical import (
+    conductor_data,
+    conductor_resistance_ohm,
+    converter_curve,
+    loss_coefficients,
+)
 from factory_twin.twin.facility.spec import FacilitySpec, SpecError
 from factory_twin.twin.facility.topology_spec import (
     CONVERTER_KINDS,
@@ -491,6 +496,26 @@ class Topology:
     def trip_multiple(self, in_w: Array) -> Array:
         """Load as a multiple of each protective device's current setting [-]."""
         return self.loading(in_w) / _col(self.setting, np.ndim(in_w))
+
+    def dc_fault(self, e: int, load_w: float = 0.0) -> prot.DcFaultClearing:
+        """A bolted fault at the far end of DC element ``e``'s conductor (a ``dc-busway`` given by its conductor),
+        carrying ``load_w`` [W] before it, cleared by ``e``'s own instantaneous element
+        (:func:`models.protection.dc_fault_clearing`): loop resistance two conductors, loop inductance the busbar's
+        per metre (``data/conductors.toml``) times the length, pickup ``ii`` x the setting x the rated current."""
+        if (
+            OUTPUT_CURRENT[KINDS[int(self.kind[e])]] != "dc"
+            or self.conductor_r_ohm is None
+            or not np.isfinite(self.conductor_r_ohm[e])
+        ):
+            raise ValueError(f"{self.names[e]}: a DC fault needs a DC element given by its conductor (a dc-busway with "
+                             "voltage_v, conductor_mm2, length_m)")  # fmt: skip
+        if not np.isfinite(self.trip.ii[e]):
+            raise ValueError(f"{self.names[e]}: no instantaneous element to clear a DC fault (its device has no ii)")
+        v = float(self.voltage_v[e])
+        l_h = conductor_data()["busbar"]["loop_inductance_h_per_m"] * float(self.length_m[e])
+        pickup_a = float(self.trip.ii[e] * self.setting[e] * self.rating_w[e]) / v
+        return prot.dc_fault_clearing(v, 2.0 * float(self.conductor_r_ohm[e]), l_h, pickup_a,
+                                      float(self.trip.interrupt_s[e]), load_w / v)  # fmt: skip
 
     def rack_label(self, r: int, halls: tuple[str, ...], rack_hall: IntArray) -> str:
         first = int(np.flatnonzero(rack_hall == rack_hall[r])[0])
