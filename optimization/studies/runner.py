@@ -3,7 +3,7 @@
 A study TOML (paths relative to the file)::
 
     name = "flex-envelope"
-    analysis = "envelope"            # sweep | envelope | replay | headroom | sizing
+    analysis = "envelope"            # sweep | envelope | replay | headroom | sizing | power-architecture
     facility = "campus-100mw"        # built-in name or path
     scenario = "hot-day-dr"          # built-in name, path, or omitted (defaults)
     [options]                        # dispatch settings (DispatchOptions fields and start) and the
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import tomllib
 from itertools import product
 from pathlib import Path
@@ -40,13 +41,15 @@ import xarray as xr
 from factory_twin.optimization.plan import plan_kpis
 from factory_twin.optimization.studies.cases import model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
+from factory_twin.optimization.studies.power_architecture import architecture_case
 from factory_twin.optimization.studies.replay import replay_event, replay_sweep, replay_totals
 from factory_twin.twin.runs.batch import collect, run_batch
 from factory_twin.twin.runs.netcdf import write_netcdf
 
 from factory_twin import data
 
-ANALYSES = ("sweep", "envelope", "replay", "headroom", "sizing")
+ANALYSES = ("sweep", "envelope", "replay", "headroom", "sizing", "power-architecture")
+PER_CASE_FACILITY = ("power-architecture",)  # analyses whose sweep names the facility of each case
 
 
 def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -65,7 +68,9 @@ def load_study(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"study: unknown key(s) {sorted(unknown)} in {p}")
     if study.get("analysis", "sweep") not in ANALYSES:
         raise ValueError(f"analysis: must be one of {ANALYSES}, got {study.get('analysis')!r}")
-    if "facility" not in study:
+    if "facility" not in study and not (
+        study.get("analysis") in PER_CASE_FACILITY and study.get("sweep", {}).get("facility")
+    ):
         raise ValueError(f"facility: missing in {p}")
     for key in ("facility", "scenario"):
         v = study.get(key)
@@ -105,7 +110,7 @@ def study_cases(study: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, 
     """The case dicts of a study and the product grid for :func:`collect` (None for ``zip``)."""
     dims, combine = sweep_dims(study)
     context = {
-        "facility": study["facility"],
+        "facility": study.get("facility"),
         "scenario": study.get("scenario"),
         "options": study.get("options", {}),
         "labels": study.get("labels", {}),
@@ -138,6 +143,8 @@ def run_case(analysis: str, context: dict[str, Any], **params: Any) -> dict[str,
         return envelope_cell(context, **params)
     if analysis == "replay":
         return replay_event(context, **params)
+    if analysis == "power-architecture":
+        return architecture_case(context, **params)
     f, s, p = model_for(context, params)
     return plan_outputs(plan(f, s, p))
 
@@ -195,14 +202,16 @@ def run_study(
     """Run every case (dask unless ``serial``), collect, add the analysis and write ``results.nc`` and
     ``report.html`` in ``out_dir``. ``check_values``: refuse bad sweep values before launching
     (:func:`check_sweep`); without it a bad case fails alone and is recorded."""
-    from factory_twin.optimization.studies import report
+    from factory_twin.optimization.studies import power_architecture, report
 
     study = copy.deepcopy(study)
     analysis = study.get("analysis", "sweep")
     if analysis == "replay":
         study["sweep"] = replay_sweep(study)
     cases, dims = study_cases(study)
-    if check_values:
+    if check_values and analysis == "power-architecture":
+        power_architecture.check(study)
+    elif check_values:
         check_sweep(study)
     run = study.get("run", {})
     run_batch(
@@ -217,6 +226,8 @@ def run_study(
         progress=progress,
     )
     ds = collect(out_dir, dims).drop_vars(["analysis", "context"], errors="ignore")
+    if analysis == "power-architecture":
+        ds = power_architecture.label_dims(ds)
     ds = ds.rename({k: "step" for k in ds.dims if str(k).endswith("_dim0")})
     for k in ds.data_vars:
         if k in UNITS:
@@ -230,6 +241,11 @@ def run_study(
 
 
 def _analyse(ds: xr.Dataset, study: dict[str, Any], analysis: str) -> xr.Dataset:
+    if analysis == "power-architecture":
+        from factory_twin.optimization.studies.power_architecture import summarise
+
+        summary = summarise(ds)
+        return ds.merge(summary).assign_attrs(ds.attrs | summary.attrs)
     if analysis == "replay":
         return ds.merge(replay_totals(ds, study.get("options", {})))
     if analysis in ("headroom", "sizing"):
@@ -249,5 +265,11 @@ def run_study_file(
 ) -> xr.Dataset:
     """``factory-twin study``: load the TOML, run it, write ``results.nc`` and ``report.html``."""
     ds = run_study(load_study(path), out_dir, resume=resume, scheduler=scheduler, workers=workers, serial=serial)
+    if ds.attrs.get("analysis") == "power-architecture":
+        from factory_twin.optimization.studies.power_architecture import markdown
+
+        print(markdown(ds))
+        if "warning" in ds.attrs:
+            print(f"warning: {ds.attrs['warning']}", file=sys.stderr)
     print(f"wrote {Path(out_dir) / 'results.nc'} and {Path(out_dir) / 'report.html'}")
     return ds
