@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 DASHBOARD_URL = "http://127.0.0.1:8050/"
 SETUP_TIMEOUT_S = 900  # pip install of the whole dependency set on a busy 2-core machine
 STOP_GRACE_S = 20  # a background command has this long to exit after SIGINT
+TWIN_START_S = 300  # the dashboard's twin has this long to publish its first snapshot
 READY_TIMEOUT_S = 300  # and this long to listen on the first port it names
 
 
@@ -456,13 +457,16 @@ def readme_first(replay: Replay, command: str, results: list[Result]) -> bool:
         results.append(res)
         return False
     print(f"  {DASHBOARD_URL} answered 200 after {up:.1f} s (install included)")
-    try:
-        title, header, status = read_dashboard(DASHBOARD_URL)
-        print(f"  title: {title!r}\n  header: {header}\n  status: {status}")
-        shown = title == "factory-twin" and "campus-100mw" in status
-    except (OSError, ValueError, KeyError, StopIteration) as exc:
-        print(f"  could not read the page: {exc!r}")
-        shown = False
+    shown, deadline = False, time.monotonic() + TWIN_START_S
+    while not shown and time.monotonic() < deadline and proc.poll() is None:
+        try:  # the page answers first; the header says "twin not running yet" until the twin's first snapshot
+            title, header, status = read_dashboard(DASHBOARD_URL)
+            shown = title == "factory-twin" and "campus-100mw" in status
+        except (OSError, ValueError, KeyError, StopIteration) as exc:
+            title, header, status = "", "", f"could not read the page: {exc!r}"
+        if not shown:
+            time.sleep(2)
+    print(f"  title: {title!r}\n  header: {header}\n  status: {status} ({time.monotonic() - t0 - up:.1f} s later)")
     res = stop(cmd, proc, log, t0, "" if shown else "the page did not show factory-twin / campus-100mw")
     res.ok = res.ok and res.rc is not None and proc.returncode in (0, -signal.SIGINT, 130)
     results.append(res)
