@@ -529,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-setup", action="store_true", help="skip the README's two set-up commands (a venv is still made)"
     )
+    ap.add_argument("--venv", type=Path, help="use this venv (e.g. a worktree's) instead of a fresh one; no set-up")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="replay-docs-"))
@@ -541,7 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         replay = Replay(clone, args.timeout)
         blocks, errors = collect(clone, args.only)
         setup = first_bash_blocks(clone)
-        if args.no_setup:
+        if args.venv:
+            (clone / ".venv").symlink_to(args.venv.resolve())
+            print(f"using {args.venv} (--venv): the README's set-up commands not run")
+        elif args.no_setup:
             subprocess.run([sys.executable, "-m", "venv", str(clone / ".venv")], check=True, cwd=clone, env=replay.env)
             subprocess.run([str(clone / ".venv/bin/pip"), "install", "-q", "."], check=True, cwd=clone)
         else:
