@@ -52,7 +52,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD_URL = "http://127.0.0.1:8050/"
 SETUP_TIMEOUT_S = 900  # pip install of the whole dependency set on a busy 2-core machine
-STOP_GRACE_S = 20  # a background command has this long to exit after SIGINT
+STOP_GRACE_S = 30  # a background command has this long to exit after SIGINT
 TWIN_START_S = 300  # the dashboard's twin has this long to publish its first snapshot
 READY_TIMEOUT_S = 300  # and this long to listen on the first port it names
 
@@ -342,8 +342,11 @@ def stop_group(proc: subprocess.Popen) -> tuple[int | None, str]:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
+        t0 = time.monotonic()
         try:
-            return proc.wait(timeout=grace), f"stopped by {sig.name}"
+            rc = proc.wait(timeout=grace)
+            late = "" if sig == signal.SIGINT else f", still running {STOP_GRACE_S} s after SIGINT"
+            return rc, f"stopped by {sig.name} in {time.monotonic() - t0:.1f} s{late}"
         except subprocess.TimeoutExpired:
             continue
     kill_group(proc)
@@ -352,7 +355,8 @@ def stop_group(proc: subprocess.Popen) -> tuple[int | None, str]:
 
 def stop(cmd: Command, proc: subprocess.Popen, log: Path, t0: float, why: str) -> Result:
     rc, how = stop_group(proc)
-    clean = how != "killed (did not stop on SIGINT or SIGTERM)" and not why
+    clean = how.startswith("stopped by SIGINT") or how == "had exited"  # Ctrl-C must stop it
+    clean = clean and not why
     res = Result(f"{cmd.file}:{cmd.line}", cmd.text, rc, time.monotonic() - t0, clean, f"background, {how} {why}")
     report(res, log)
     return res

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def start_dashboard(tmp: Path, env: dict, *args: str) -> tuple[subprocess.Popen,
         stdout=(tmp / "server.out").open("w"),
         stderr=(tmp / "server.err").open("w"),
         env=env | {"TMPDIR": str(tmp)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # Ctrl-C acts even when pytest runs with &
     )
     url = f"http://127.0.0.1:{port}"
 

@@ -295,6 +295,19 @@ def test_sigterm_removes_the_live_folder_quietly(tmp_path, child_env):
     assert "Traceback" not in err and "leaked semaphore" not in err, err[-2000:]
 
 
+def test_ctrl_c_stops_the_dashboard_and_its_twin_quietly(tmp_path, child_env):
+    """Ctrl-C in a terminal signals the process group: the runner process died mid-step with a traceback."""
+    proc, _ = start_dashboard(tmp_path, child_env, "campus-100mw", "--controller", "uncapped")
+    wait_for(lambda: list(tmp_path.glob("factory-twin-live-*/snapshot.npz")), 60, "the first snapshot")
+    runner = re.search(r"twin running in process (\d+)", (tmp_path / "server.out").read_text())
+    for pid in (proc.pid, int(runner.group(1))):
+        os.kill(pid, signal.SIGINT)
+    assert proc.wait(30) == 0
+    err = (tmp_path / "server.err").read_text()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+    assert not list(tmp_path.glob("factory-twin-live-*")), "live folder left behind"
+
+
 def test_the_server_is_a_production_wsgi_server(server):
     url, _ = server
     with urllib.request.urlopen(url, timeout=5) as r:

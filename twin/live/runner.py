@@ -42,6 +42,7 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+import signal
 import time as wall
 import uuid
 from collections import deque
@@ -676,6 +677,9 @@ def _run_process(
     controller_name: str,
     stop: Any,
 ) -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the parent stops this process (the stop event, then
+    # terminate), so SIGINT here would only break a plant step half-way and print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         twin = build(**build_kwargs)
         runner = LiveRunner(twin, folder, speed, controller_name)
