@@ -15,8 +15,8 @@ SOURCE is a path or URL of the repository (default: the checkout this script liv
 3. every fenced block tagged ```` ```bash ```` in README.md and docs/*.md, in order, docs/flex.md last, in the
    clone's root with the fresh venv first on PATH. A command is a line (with ``\\`` continuations and here
    documents). One ending in ``&`` runs in the background (the next command starts once the ports it names
-   accept connections) and is stopped with SIGINT at the end of its block (it must not have failed before
-   then); every other command has a timeout and must exit 0.
+   accept connections) and is stopped with SIGINT at the end of its block, the last started first (it must not
+   have failed before then, and must exit within 30 s of SIGINT); every other command has a timeout and must exit 0.
 
 Blocks tagged ```` ```bash no-replay ```` need something outside the repository (a utility's VTN, a site's BMS,
 DMTF's schemas) and are listed, not run. A fenced block without a tag, or a ``factory-twin`` command in an
@@ -299,7 +299,7 @@ class Replay:
             report(res, log)
             results.append(res)
             failed = failed or not res.ok
-        for cmd, proc, log, t0 in background:
+        for cmd, proc, log, t0 in reversed(background):  # last started first: the broker outlives its clients
             died = proc.poll() is not None and proc.returncode != 0
             results.append(stop(cmd, proc, log, t0, "exited before the block ended" if died else ""))
         return results
