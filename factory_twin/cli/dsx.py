@@ -12,6 +12,7 @@ from factory_twin.cli.options import (
     add_metrics_options,
     add_speed,
     broker_config,
+    check_parent,
     check_state_dir,
     metrics_server,
 )
@@ -89,6 +90,8 @@ def run_emulate(args) -> int:
     faults = tuple(parse_fault(s) for s in args.fault)
     if args.summary and args.summary.exists():
         raise ValueError(f"--summary: {args.summary} exists (remove it first)")
+    if args.summary:
+        check_parent(args.summary, "--summary")
     f = twin.load_facility(args.facility)
     sc = twin.load_scenario(args.scenario, f)
     sp = f.spec.cooling.tcs.supply_setpoint_c

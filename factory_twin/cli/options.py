@@ -280,12 +280,12 @@ def check_output_file(path: Path | None, force: bool, option: str = "--out") -> 
         raise ValueError(f"{option}: {path} is a directory; give a file name such as {path / 'run.nc'}")
     if path.exists() and not force:
         raise ValueError(f"{option}: {path} exists; pass --force to overwrite it")
-    _check_writable_parent(path, option)
+    check_parent(path, option)
 
 
 def check_output_dir(path: Path, files: tuple[str, ...], force: bool, resume: bool, option: str = "--out") -> None:
-    """A folder for ``files``: it may exist (its other content is kept); existing ``files`` need ``--force``
-    unless ``resume`` continues an earlier run there."""
+    """A folder for ``files``: it may exist (its other content is kept), else its parent must (:func:`check_parent`);
+    existing ``files`` need ``--force`` unless ``resume`` continues an earlier run there."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option}: {path} exists and is not a directory")
     existing = [name for name in files if (path / name).exists()]
@@ -294,26 +294,37 @@ def check_output_dir(path: Path, files: tuple[str, ...], force: bool, resume: bo
             f"{option}: {path} already holds {', '.join(existing)}; pass --resume to continue that run "
             "or --force to overwrite it"
         )
-    _check_writable_parent(path / files[0], option)
+    check_parent(path / files[0] if path.is_dir() else path, option)
 
 
 def check_state_dir(path: Path, option: str = "--state-dir") -> None:
-    """Create (or keep) the folder a long-running command keeps its state in and resumes from; refuse,
-    naming ``option``, a path that is not a directory or cannot be written."""
+    """Create (or keep) the folder a long-running command keeps its state in and resumes from (only that
+    folder: its parent must exist, :func:`check_parent`); refuse, naming ``option``, a path that is not a
+    directory or cannot be written."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option}: {path} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"{option}: cannot create {path} ({e.strerror or e})") from None
+    if not path.exists():
+        if not path.absolute().parent.exists():
+            check_parent(path, option)  # refuses: a typo never builds a tree of folders
+        try:
+            path.mkdir()
+        except OSError as e:
+            raise ValueError(f"{option}: cannot create {path} ({e.strerror or e})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"{option}: cannot write to {path}")
 
 
-def _check_writable_parent(path: Path, option: str) -> None:
+def check_parent(path: Path, option: str) -> None:
+    """Refuse, naming ``option``, a path whose folder is missing or cannot be written: outputs create only
+    their last level (the file, or the folder named), so a typo in a path never builds a tree of folders."""
     parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    if not parent.exists():
+        missing = parent
+        while not missing.parent.exists():
+            missing = missing.parent
+        raise ValueError(
+            f"{option}: no folder {missing} (for {path}); create it first, only the last level of a path is made"
+        )
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{option}: cannot write to {parent} (not a writable directory)")
 
@@ -358,6 +369,7 @@ __all__ = [
     "builtin_names",
     "check_output_dir",
     "check_output_file",
+    "check_parent",
     "check_state_dir",
     "dask_place",
     "duration",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factory_twin.cli.options import DefaultsFormatter, add_duration, add_facility_scenario, add_speed, positive
+from factory_twin.cli.options import (
+    DefaultsFormatter,
+    add_duration,
+    add_facility_scenario,
+    add_speed,
+    check_parent,
+    check_state_dir,
+    positive,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
@@ -101,6 +109,8 @@ def run_emulate_bmc(args) -> int:
         raise ValueError("--tls-cert/--tls-key: HTTPS needs a certificate (or --tls-self-signed DIR for a lab)")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_self_signed:
+        check_state_dir(args.tls_self_signed, "--tls-self-signed")
     for option, p in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tls-ca", args.tls_ca)):
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"{option}: no such file {p}")
@@ -193,6 +203,8 @@ def run_steer(args) -> int:
 
     if not args.redfish.startswith("https://"):
         raise ValueError(f"--redfish: credentials go over HTTPS only, expected https://HOST:PORT, got {args.redfish!r}")
+    if args.status is not None:
+        check_parent(args.status, "--status")
     for option, n, least in (
         ("--concurrency", args.concurrency, 1),
         ("--retries", args.retries, 0),
@@ -209,6 +221,8 @@ def run_steer(args) -> int:
     creds = load_credentials(args.credentials)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_self_signed:
+        check_state_dir(args.tls_self_signed, "--tls-self-signed")
     for option, p in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"{option}: no such file {p}")

@@ -319,7 +319,7 @@ def run_grid_study(
     place_jobs(f, _jobs(job_specs, 1.0, 0.0))  # fits? (errors name --jobs)
     req_files = [r.source for r in reqs]
     cases, dims = sweep_cases(facility, req_files, job_specs, duration_s, step_s)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     run_batch(run_case, cases, out, engine=engine, scheduler=scheduler, workers=workers, resume=resume)
     ds = collect(out, dims)
     ds.attrs |= {"study": "grid-study", "facility": facility, "requirements": ", ".join(r.name for r in reqs)}

@@ -16,6 +16,7 @@ import xarray as xr
 
 import factory_twin
 from factory_twin.cli import EXIT_MISSED_TARGET, build_parser, main
+from factory_twin.cli.options import check_output_dir, check_state_dir
 
 ONE_RACK = str(Path(__file__).resolve().parents[1] / "data" / "one-rack.toml")
 # hot-day-dr's event: announced 15:00, from 16:00, 25 %, 15 min ramp; the run starts after the announcement
@@ -250,3 +251,76 @@ def test_ctrl_c_in_a_dispatch_year_exits_130_and_resumes(tmp_path, child_env):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert "continues with --resume" in err and not out.exists()
+
+
+def _output_commands(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Every output option of every command: (arguments with ``{X}`` where the path goes, the option)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from factory_twin import data
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    key, pub = tmp_path / "k.pem", tmp_path / "k.pub.pem"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))  # fmt: skip
+    key.chmod(0o600)
+    pub.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[[accounts]]\nusername = "steer"\npassword = "a-long-enough-password-1"\nrole = "Operator"\n')
+    accounts.chmod(0o600)
+    dead = "mqtt://127.0.0.1:1"  # nothing is contacted
+    ok = str(tmp_path / "ok.nc")
+    return [
+        (["simulate", "--duration", "6min", "--out", "{X}"], "--out"),
+        (["simulate", "--duration", "2h", "--segment", "1h", "--out", "{X}"], "--out"),
+        (["simulate", "--duration", "2h", "--segment", "1h", "--out", ok, "--report", "{X}"], "--report"),
+        (["optimize", ONE_RACK, "--out", "{X}"], "--out"),
+        (["optimize", ONE_RACK, "--duration", "2d", "--out", "{X}"], "--out"),
+        (["study", "flex-envelope", "--serial", "--out", "{X}"], "--out"),
+        (["grid-study", "--requirements", "ercot-draft", "--serial", "--out", "{X}"], "--out"),
+        (["topology", "export", "--out", "{X}"], "--out"),
+        (["topology", "import", str(data.path("topologies", "dps-sdk.json")), "--out", "{X}"], "--out"),
+        (["emulate-bms", "--broker", dead, "--summary", "{X}"], "--summary"),
+        (["connect", "--broker", dead, "--state-dir", "{X}"], "--state-dir"),
+        (["dashboard", "--connect", dead, "--state-dir", "{X}"], "--state-dir"),
+        (
+            ["flex-agent", "--broker", dead, "--trust-key", f"acme={pub}", "--key", str(key), "--state-dir", "{X}"],
+            "--state-dir",
+        ),
+        (
+            [
+                "openadr-ven",
+                "--vtn",
+                "http://127.0.0.1:1/OpenADR2/Simple/2.0b",
+                "--insecure-http",
+                "--ven-name",
+                "v",
+                "--state-dir",
+                "{X}",
+            ],
+            "--state-dir",
+        ),
+        (["emulate-bmc", "--accounts", str(accounts), "--tls-self-signed", "{X}"], "--tls-self-signed"),
+        (["steer", "--redfish", "https://127.0.0.1:1", "--status", "{X}"], "--status"),
+    ]
+
+
+def test_an_output_path_in_a_missing_folder_is_refused_and_builds_no_folders(tmp_path, capsys):
+    """A typo in an output path (``--out /nonexistent/dir/x.nc``) is refused before any work, naming the option
+    and the first missing folder; nothing is created. Only the last level is made: a new folder for a study,
+    a state folder beside existing ones."""
+    typo = tmp_path / "typo"
+    for args, option in _output_commands(tmp_path):
+        target = typo / "deeper" / "out.x"
+        t0 = time.perf_counter()
+        rc = main([str(target) if a == "{X}" else a for a in args])
+        err = capsys.readouterr().err
+        assert rc == 1, (args, err)
+        assert f"{option}: no folder {typo} (for {target})" in err, (args, err)
+        assert not typo.exists(), args
+        assert time.perf_counter() - t0 < 20, args  # refused before the work
+    check_state_dir(tmp_path / "site")  # the last level is created
+    check_output_dir(tmp_path / "study", ("results.nc",), force=False, resume=False)
+    assert (tmp_path / "site").is_dir() and not (tmp_path / "study").exists()  # made by the run, one level

@@ -8,6 +8,10 @@ from factory_twin.twin.runs.netcdf import write_netcdf
 
 def test_round_trip_and_failed_write_keeps_previous(tmp_path):
     ds = xr.Dataset({"p": ("time", np.arange(3.0), {"units": "MW"})})
+    with pytest.raises(FileNotFoundError):  # a missing folder is not created (a typo never builds folders)
+        write_netcdf(ds, tmp_path / "sub" / "run.nc")
+    assert not (tmp_path / "sub").exists()
+    (tmp_path / "sub").mkdir()
     path = write_netcdf(ds, tmp_path / "sub" / "run.nc")
     back = xr.load_dataset(path, engine="h5netcdf")
     xr.testing.assert_identical(back, ds)

@@ -82,7 +82,8 @@ def run_batch(
     if len(todo) != len(cases):
         raise ValueError("cases: contains duplicate cases")
     cdir = Path(out_dir) / "cases"
-    cdir.mkdir(parents=True, exist_ok=True)
+    Path(out_dir).mkdir(exist_ok=True)  # only out_dir itself: a missing parent is an error, not a tree to build
+    cdir.mkdir(exist_ok=True)
     if not resume and any(cdir.glob("*.json")):
         raise ValueError(f"out_dir: {cdir} already holds checkpoints; pass resume=True or use a new directory")
     task, bar = functools.partial(_call, fn), ProgressBar("batch") if progress else None

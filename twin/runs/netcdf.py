@@ -14,9 +14,8 @@ from factory_twin.twin.runs.atomic import atomic_path
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to ``path`` (h5netcdf engine) atomically; return the path."""
+    """Write ``ds`` to ``path`` (h5netcdf engine) atomically; return the path. Its folder must exist."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
     return path

@@ -100,7 +100,7 @@ def run_streamed(
     else:
         shutil.rmtree(parts, ignore_errors=True)
         partial.unlink(missing_ok=True)
-        parts.mkdir(parents=True)
+        parts.mkdir()
         write_atomic(parts / "run.json", lambda fh: fh.write(json.dumps(config).encode()), fsync=True)
     store, cases = Checkpoints(parts), {f"seg-{k:05d}": k for k in range(layout.n_segments)}
     writer = _SeriesFile.open(partial, layout, bool(store.finished(cases)))
