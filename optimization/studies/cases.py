@@ -11,19 +11,69 @@ re-assembled; dispatch options (fields of :class:`optimization.options.DispatchO
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from factory_twin.models.units import S_PER_H, S_PER_MIN
 from factory_twin.optimization.options import NAMES as OPTION_NAMES
 from factory_twin.optimization.options import DispatchOptions
 from factory_twin.twin.scenario.grid_signals import DR_NOTICE_S, DR_RAMP_S, DREvent
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 DR_KEYS = ("dr_start", "dr_duration_h", "dr_depth", "dr_ramp_min", "dr_notice_min")
 DR_RAMP_MIN, DR_NOTICE_MIN = DR_RAMP_S / S_PER_MIN, DR_NOTICE_S / S_PER_MIN
+
+
+def _time(v: str) -> str:
+    np.datetime64(v, "s")  # raises ValueError naming what it could not read
+    return v
+
+
+Time = Annotated[str, AfterValidator(_time)]
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class CaseParameters(BaseModel):
+    """The named case parameters (sweep keys, options, label overrides) besides dispatch options,
+    ``spec.<path>`` and ``workload.<class>.<field>``, with their types (strict: ``"3"`` or ``true`` is no
+    number) and ranges; finer scenario rules are checked on the scenario itself."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    offset_k: float | None = None
+    import_limit_mw: Positive | None = None
+    carbon_price_per_t: NonNeg | None = None
+    price_scale: NonNeg | None = None
+    start: Time | None = None
+    dr_start: Time | None = None
+    dr_duration_h: Positive | None = None
+    dr_depth: Annotated[float, Field(ge=0, le=1)] | None = None
+    dr_ramp_min: NonNeg | None = None
+    dr_notice_min: NonNeg | None = None
+    duration_h: Positive | None = None  # envelope, headroom, sizing: the event length
+    depth_tol: Annotated[float, Field(gt=0, lt=1)] | None = None
+    capacity_price_per_kw_yr: NonNeg | None = None  # replay
+    energy_payment_scale: NonNeg | None = None
+    calendar: dict[str, Any] | None = None  # replay: read by kpx_calendar
+
+
+def unknown_parameter(key: str) -> str | None:
+    """Why ``key`` is no case parameter (with the nearest known name), or None when it is one (its prefix at
+    least: ``spec.`` and ``workload.`` paths are checked on the facility and scenario)."""
+    if key in CaseParameters.model_fields or key in OPTION_NAMES or key.startswith(("spec.", "workload.")):
+        return None
+    known = sorted({*CaseParameters.model_fields, *OPTION_NAMES})
+    near = difflib.get_close_matches(key, known, n=1)
+    hint = (
+        f"did you mean {near[0]!r}?"
+        if near
+        else "known: " + ", ".join(known) + ", spec.<path>, workload.<class>.<field>"
+    )
+    return f"unknown parameter ({hint})"
 
 
 def resolve(context: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +128,10 @@ def model_for(context: dict[str, Any], params: dict[str, Any]):
         wl = dict(s.workload)
         for k, v in work.items():
             _, cls, field = k.split(".")
+            if cls not in f.class_names:
+                raise ValueError(
+                    f"{k}: no workload class {cls!r} in the facility (classes: {', '.join(f.class_names)})"
+                )
             wl[cls] = (wl.get(cls) or _profile()).model_copy(update={field: v})
         changes["workload"] = wl
     if any(k in p for k in DR_KEYS):

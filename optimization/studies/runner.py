@@ -150,28 +150,57 @@ def run_case(analysis: str, context: dict[str, Any], **params: Any) -> dict[str,
 
 
 def check_sweep(study: dict[str, Any]) -> None:
-    """Apply every sweep value alone to the study's facility, scenario and options before any case runs;
-    raise one ``ValueError`` listing each bad ``sweep.<key> = value`` and why (values are checked with the
-    scenario file's own rules)."""
-    from factory_twin.optimization.studies.cases import case_options, model_for
+    """Check the whole study before any case runs: every ``[options]`` key, label override and sweep key is a
+    case parameter (:class:`~optimization.studies.cases.CaseParameters`, dispatch options, ``spec.<path>``,
+    ``workload.<class>.<field>``), each value of its type and range; then every sweep value is applied alone to
+    the study's facility, scenario and options (with the scenario file's own rules). Raise one ``ValueError``
+    listing each bad ``sweep.<key> = value`` (or ``options.<key>``, ``labels.<dim>.<label>.<key>``) and why."""
+    from factory_twin.optimization.studies.cases import CaseParameters, case_options, model_for, unknown_parameter
     from factory_twin.twin.facility.spec import describe_validation_error
     from factory_twin.twin.scenario.scenario import ScenarioGrid, ScenarioWeather, WorkloadProfile
     from pydantic import ValidationError
 
+    def why(e: Exception) -> str:
+        if isinstance(e, ValidationError):
+            return "; ".join(m for _, m in map(describe_validation_error, e.errors()))
+        return str(e).splitlines()[-1].strip() or type(e).__name__
+
+    def typed(where: str, key: str, v: Any) -> str | None:  # a known parameter, of its type and range
+        if (unknown := unknown_parameter(key)) is not None:
+            return f"{where}: {unknown}"
+        if key in CaseParameters.model_fields:
+            try:
+                CaseParameters.model_validate({key: v})
+            except ValidationError as e:
+                return f"{where} = {v!r}: {why(e)}"
+        return None
+
     dims, _ = sweep_dims(study)
+    labels = study.get("labels", {})
+    given = [(f"options.{k}", k, v) for k, v in study.get("options", {}).items()]
+    given += [
+        (f"labels.{d}.{name}.{k}", k, v) for d, t in labels.items() for name, o in t.items() for k, v in o.items()
+    ]
+    problems = [p for p in (typed(*g) for g in given) if p]
+    if problems:
+        raise ValueError("study: bad parameters, nothing was run\n  " + "\n  ".join(problems))
     context = {k: study.get(k) for k in ("facility", "scenario")} | {
         "options": study.get("options", {}),
-        "labels": study.get("labels", {}),
+        "labels": labels,
     }
     rules = {
         "offset_k": lambda v: ScenarioWeather(offset_k=v),
         "import_limit_mw": lambda v: ScenarioGrid(import_limit_mw=v),
         "carbon_price_per_t": lambda v: ScenarioGrid(carbon_price_per_t=v),
-        "price_scale": lambda v: ScenarioGrid(carbon_price_per_t=v),  # the same rule: >= 0
     }
-    problems = []
     for key, values in dims.items():
+        if key not in labels and (unknown := unknown_parameter(key)) is not None:
+            problems.append(f"sweep.{key}: {unknown}")
+            continue
         for v in values:
+            if key not in labels and (bad := typed(f"sweep.{key}", key, v)) is not None:
+                problems.append(bad)
+                continue
             try:
                 if key in rules:
                     rules[key](v)
@@ -179,12 +208,8 @@ def check_sweep(study: dict[str, Any]) -> None:
                     WorkloadProfile.model_validate({key.split(".")[2]: v})
                 _, _, p = model_for(context, {key: v})
                 case_options(p)
-            except ValidationError as e:
-                problems.append(
-                    f"sweep.{key} = {v!r}: " + "; ".join(m for _, m in map(describe_validation_error, e.errors()))
-                )
-            except (ValueError, TypeError, KeyError) as e:
-                problems.append(f"sweep.{key} = {v!r}: {str(e).splitlines()[-1].strip() or type(e).__name__}")
+            except (ValidationError, ValueError, TypeError, KeyError, IndexError) as e:
+                problems.append(f"sweep.{key} = {v!r}: {why(e)}")
     if problems:
         raise ValueError("sweep: bad values, nothing was run\n  " + "\n  ".join(problems))
 
@@ -233,7 +258,9 @@ def run_study(
         if k in UNITS:
             ds[k].attrs["units"] = UNITS[k]
     ds = _analyse(ds, study, analysis)
-    ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", "")}
+    _, base, _ = model_for(cases[0]["context"], {})  # the scenario's currency names the money units
+    ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", ""),
+                 "currency": base.signals.currency}  # fmt: skip
     out = Path(out_dir)
     write_netcdf(ds, out / "results.nc")
     report.write_report(ds, out / "report.html")

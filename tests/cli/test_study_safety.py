@@ -40,6 +40,29 @@ def test_bad_sweep_values_are_refused_before_any_case_runs(tmp_path, capsys):
     assert not (out / "cases").exists()  # nothing was launched
 
 
+def test_a_misspelt_key_or_a_value_of_the_wrong_type_is_refused_before_launch(tmp_path, capsys):
+    """The whole study file is checked up front: a misspelt sweep key, a text or boolean where a number goes and a
+    misspelt [options] key are refused naming the key and the bad value; no case runs, nothing is written."""
+    for sweep, expected in (
+        ("offst_k = [0.0, 3.0]", "sweep.offst_k: unknown parameter (did you mean 'offset_k'?)"),
+        ('offset_k = ["hot", 3.0]', "sweep.offset_k = 'hot': Input should be a valid number, got 'hot'"),
+        ("dr_depth = [0.2, true]", "sweep.dr_depth = True: Input should be a valid number, got True"),
+        ('dr_start = ["2026-08-08T13:00", "noon"]', "sweep.dr_start = 'noon': Error parsing datetime string"),
+        ('"workload.trainng.level" = [0.5]', "no workload class 'trainng' in the facility"),
+    ):
+        out = tmp_path / "out"
+        study = tmp_path / "study.toml"
+        study.write_text(STUDY.format(offset_k="[0.0]").replace("offset_k = [0.0]", sweep))
+        assert main(["study", str(study), "--out", str(out), "--serial"]) == 1, sweep
+        err = capsys.readouterr().err
+        assert expected in err, (sweep, err)
+        assert not out.exists(), sweep  # nothing launched, no results.nc or report.html
+    study.write_text(STUDY.format(offset_k="[0.0]").replace('step = "15min"', 'step = "15min"\nhorizn = "2h"'))
+    assert main(["study", str(study), "--out", str(out), "--serial"]) == 1
+    assert "options.horizn: unknown parameter (did you mean 'horizon'?)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _boom(x: int) -> dict:
     if x == 2:
         raise ValueError("import_limit_mw: must be > 0, got -5")
