@@ -145,11 +145,15 @@ def _summary(plans: list[dict], template: xr.Dataset, options, starts, extra: di
         "Conventions": "CF-1.10",
     }
     per_plan = {
-        "plan_optimal": (np.array([s == "optimal" for s in status], float), "1"),
-        "plan_objective": (np.array([float(p["objective"]) for p in plans]), a["currency"]),
-        "plan_build_s": (np.array([float(p["build_seconds"]) for p in plans]), "s"),
-        "plan_solve_s": (np.array([float(p["solve_seconds"]) for p in plans]), "s"),
-        "segment_wall_s": (np.array([float(p["wall_s"]) for p in plans]), "s"),
-        "segment_cpu_s": (np.array([float(p["cpu_s"]) for p in plans]), "s"),
+        "plan_optimal": (
+            np.array([s == "optimal" for s in status], float),
+            "1",
+            "plan solved to optimality (1) or not (0)",
+        ),
+        "plan_objective": (np.array([float(p["objective"]) for p in plans]), a["currency"], "objective of the plan"),
+        "plan_build_s": (np.array([float(p["build_seconds"]) for p in plans]), "s", "time to build the plan's model"),
+        "plan_solve_s": (np.array([float(p["solve_seconds"]) for p in plans]), "s", "time the solver took"),
+        "segment_wall_s": (np.array([float(p["wall_s"]) for p in plans]), "s", "wall time of the plan's task"),
+        "segment_cpu_s": (np.array([float(p["cpu_s"]) for p in plans]), "s", "CPU time of the plan's task"),
     }
     return Summary(attrs | extra, per_plan)

@@ -189,3 +189,23 @@ ZONELESS = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d([.,]\d+)?)?(?!\d|[.,:
 def zoneless(text: str) -> list[str]:
     """The date-times in ``text`` printed without a zone (issue 20 item 28)."""
     return [m.group(0) for m in ZONELESS.finditer(text)]
+
+
+def undescribed(path: Path) -> list[str]:
+    """Every variable of the NetCDF file at ``path`` (as written, not decoded) that lacks a ``long_name``, a
+    number without ``units``, or money units that do not name the file's ``currency`` attribute."""
+    import xarray as xr
+
+    with xr.open_dataset(path, decode_cf=False, engine="h5netcdf") as ds:
+        currency = ds.attrs.get("currency", "")
+        bad = []
+        for name, v in ds.variables.items():
+            units = str(v.attrs.get("units", ""))
+            if "long_name" not in v.attrs:
+                bad.append(f"{path.name}:{name} has no long_name")
+            if v.dtype.kind in "biuf" and "units" not in v.attrs:
+                bad.append(f"{path.name}:{name} has no units")
+            if "currency" in units or (any(w in name for w in ("price", "cost", "value_lost", "objective"))
+                                       and v.dtype.kind == "f" and currency not in units.split()):  # fmt: skip
+                bad.append(f"{path.name}:{name} units {units!r} do not name the currency {currency!r}")
+        return bad

@@ -61,6 +61,24 @@ class CaseParameters(BaseModel):
     calendar: dict[str, Any] | None = None  # replay: read by kpx_calendar
 
 
+PARAMETERS = {  # name -> (units, long_name) of the named parameters as sweep coordinates ("": text)
+    "offset_k": ("K", "ambient temperature offset"),
+    "import_limit_mw": ("MW", "grid import limit (what-if)"),
+    "carbon_price_per_t": ("currency t-1", "carbon price"),
+    "price_scale": ("1", "energy price multiplier"),
+    "start": ("", "start of the plan"),
+    "dr_start": ("", "start of the DR event"),
+    "dr_duration_h": ("h", "DR event length"),
+    "dr_depth": ("1", "DR depth, share of the baseline"),
+    "dr_ramp_min": ("min", "DR ramp"),
+    "dr_notice_min": ("min", "DR notice"),
+    "duration_h": ("h", "event length"),
+    "depth_tol": ("1", "depth bisection tolerance"),
+    "capacity_price_per_kw_yr": ("currency kW-1 yr-1", "capacity price"),
+    "energy_payment_scale": ("1", "energy payment multiplier"),
+}
+
+
 def unknown_parameter(key: str) -> str | None:
     """Why ``key`` is no case parameter (with the nearest known name), or None when it is one (its prefix at
     least: ``spec.`` and ``workload.`` paths are checked on the facility and scenario)."""

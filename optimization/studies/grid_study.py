@@ -188,6 +188,37 @@ def sweep_cases(facility: str, requirements: list[str], jobs: list[dict], durati
     return cases, dims
 
 
+RESULTS = {  # name -> (units, long_name) of the sweep's coordinates and each case's figures
+    "floor_fraction": ("1", "GPU power floor as a share of TDP (0: no smoothing)"),
+    "rack_battery_j_per_gpu": ("J", "rack battery energy per GPU"),
+    "bess_tau_s": ("s", "site BESS low-pass time constant (0: BESS idle)"),
+    "job_share": ("1", "share of the synchronous job's GPUs kept running"),
+    "compliant": ("1", "every rule met (1) or not (0)"),
+    "poi_energy_mwh": ("MWh", "energy at the point of interconnection"),
+    "energy_overhead_mwh": ("MWh", "energy burnt by the power floor and lost in storage"),
+    "floor_burn_mwh": ("MWh", "energy burnt by the GPU power floor"),
+    "storage_loss_mwh": ("MWh", "energy lost in rack batteries and the BESS"),
+    "tokens_lost": ("1", "tokens not produced against the unmitigated run"),
+    "energy_cost": ("currency", "cost of the energy overhead"),
+    "value_lost": ("currency", "value of the tokens lost"),
+    "total_cost": ("currency", "energy cost plus value lost"),
+    "bess_peak_mw": ("MW", "peak site BESS power"),
+    "poi_mean_mw": ("MW", "mean power at the point of interconnection"),
+    "energy_book_residual": ("1", "energy book residual (in - out - stored) / in"),
+}
+
+
+def _rule_results(reqs) -> dict[str, tuple[str, str]]:
+    """``value_<rule>`` and ``ok_<rule>``: each rule's measured value (in the rule's units) and verdict."""
+    out = {}
+    for r in reqs:
+        for rule in r.rules:
+            units = {"MW/min": "MW min-1", "-": "1"}.get(rule.units, rule.units)
+            out[f"value_{rule.name}"] = (units, f"{rule.kind} measured for {r.name} rule {rule.name}")
+            out[f"ok_{rule.name}"] = ("1", f"{r.name} rule {rule.name} met (1) or not (0)")
+    return out
+
+
 def best_case(ds: xr.Dataset) -> dict | None:
     """The compliant cell with the lowest total cost (ties: less added storage); None if none complies."""
     ok = (ds.status == 0) & ds.compliant.astype(bool)
@@ -322,7 +353,15 @@ def run_grid_study(
     out.mkdir(exist_ok=True)
     run_batch(run_case, cases, out, engine=engine, scheduler=scheduler, workers=workers, resume=resume)
     ds = collect(out, dims)
-    ds.attrs |= {"study": "grid-study", "facility": facility, "requirements": ", ".join(r.name for r in reqs)}
+    for name, (units, long_name) in (RESULTS | _rule_results(reqs)).items():
+        if name in ds.variables:
+            ds[name].attrs |= {"units": units, "long_name": long_name}
+    ds.attrs |= {
+        "study": "grid-study",
+        "facility": facility,
+        "currency": currency,
+        "requirements": ", ".join(r.name for r in reqs),
+    }
     write_netcdf(ds, out / "results.nc")  # again, with the study's attributes (the Studies page lists it by them)
     best = best_case(ds)
     zero = {k: dims[k][0] for k in SWEEP_KEYS} | {"job_share": 1.0}

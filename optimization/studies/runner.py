@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from factory_twin.optimization.plan import plan_kpis
-from factory_twin.optimization.studies.cases import model_for, plan
+from factory_twin.optimization.studies.cases import PARAMETERS, model_for, plan
 from factory_twin.optimization.studies.envelope import envelope_cell
 from factory_twin.optimization.studies.power_architecture import architecture_case
 from factory_twin.optimization.studies.replay import replay_event, replay_sweep, replay_totals
 from factory_twin.twin.runs.batch import collect, run_batch
+from factory_twin.twin.runs.metadata import units_from_name
 from factory_twin.twin.runs.netcdf import write_netcdf
 
 from factory_twin import data
@@ -127,14 +128,34 @@ def plan_outputs(ds: xr.Dataset) -> dict[str, Any]:
     return plan_kpis(ds) | {"grid_import_mw": ds.grid_import_mw.values, "throughput": ds.throughput.values}
 
 
-UNITS = {
-    "objective": "currency", "token_value": "currency", "energy_cost": "currency", "carbon_cost": "currency",
-    "throughput_kept": "1", "mwh_curtailed": "MWh", "energy_mwh": "MWh", "peak_import_mw": "MW", "tokens": "1",
-    "grid_import_mw": "MW", "throughput": "1", "depth": "1", "reduction_mw": "MW", "reduction_pct": "%",
-    "baseline_mw": "MW", "throughput_kept_event": "1", "tokens_lost": "1", "value_lost": "currency",
-    "energy_reduced_mwh": "MWh", "event_reduction_mwh": "MWh", "committed_mw": "MW",
-    "energy_cost_saved": "currency", "energy_payment": "currency",
-}  # fmt: skip
+RESULTS = {  # name -> (units, long_name) of the figures a case returns
+    "objective": ("currency", "objective: token value - energy cost - carbon cost - penalties"),
+    "token_value": ("currency", "value of the tokens produced"),
+    "energy_cost": ("currency", "energy cost"),
+    "carbon_cost": ("currency", "carbon cost"),
+    "throughput_kept": ("1", "tokens over uncapped tokens over the horizon"),
+    "mwh_curtailed": ("MWh", "energy curtailed against the uncapped baseline"),
+    "energy_mwh": ("MWh", "grid energy imported"),
+    "peak_import_mw": ("MW", "peak grid import"),
+    "tokens": ("1", "tokens produced"),
+    "grid_import_mw": ("MW", "planned grid import per step"),
+    "throughput": ("1", "tokens over uncapped tokens per step"),
+    "optimal": ("1", "plan solved to optimality (1) or not (0)"),
+    "plan_status": ("", "solver status of the plan"),
+    "depth": ("1", "deepest import reduction held, share of the baseline"),
+    "probes": ("1", "plans solved to find the depth"),
+    "reduction_mw": ("MW", "import reduction held"),
+    "reduction_pct": ("%", "import reduction held, percent of the baseline"),
+    "baseline_mw": ("MW", "baseline import over the event"),
+    "throughput_kept_event": ("1", "tokens over uncapped tokens during the event"),
+    "tokens_lost": ("1", "tokens lost to the event"),
+    "value_lost": ("currency", "value lost to the event (token value lost net of energy saved)"),
+    "energy_reduced_mwh": ("MWh", "energy imported less over the event"),
+    "event_reduction_mwh": ("MWh", "import reduction over the event"),
+    "committed_mw": ("MW", "committed import reduction"),
+    "energy_cost_saved": ("currency", "energy cost saved by the event"),
+    "energy_payment": ("currency", "energy payment for the reduction"),
+}
 
 
 def run_case(analysis: str, context: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -254,9 +275,13 @@ def run_study(
     if analysis == "power-architecture":
         ds = power_architecture.label_dims(ds)
     ds = ds.rename({k: "step" for k in ds.dims if str(k).endswith("_dim0")})
-    for k in ds.data_vars:
-        if k in UNITS:
-            ds[k].attrs["units"] = UNITS[k]
+    for k in ds.variables:
+        if k in RESULTS or k in PARAMETERS:
+            units, long_name = RESULTS.get(str(k)) or PARAMETERS[str(k)]
+            ds[k].attrs |= {"long_name": long_name} | ({"units": units} if units else {})
+        elif k in ds.dims:  # a sweep of a dispatch option, spec path, workload field or labels
+            units = units_from_name(str(k)) if ds[k].dtype.kind in "fiu" else None
+            ds[k].attrs |= {"long_name": f"study parameter {k}"} | ({"units": units} if units else {})
     ds = _analyse(ds, study, analysis)
     _, base, _ = model_for(cases[0]["context"], {})  # the scenario's currency names the money units
     ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", ""),

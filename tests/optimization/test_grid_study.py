@@ -70,6 +70,15 @@ def test_the_studies_page_lists_the_grid_study_results(study):
     assert [c.children[0] for c in controls] == list(at)
 
 
+def test_every_variable_has_units_and_a_long_name(study):
+    """Issue 20 item 23 (grid-study's file; the other commands' in tests/cli/test_netcdf_metadata.py)."""
+    from support import undescribed
+
+    _, out, ds = study
+    assert undescribed(out / "results.nc") == []
+    assert ds.total_cost.attrs["units"] == "KRW" and ds.value_ercot_pp_5s.attrs["units"] == "MW"
+
+
 def test_outputs_are_not_overwritten_without_force_and_resume_reuses(study, capsys):
     _, out, _ = study
     assert main(["grid-study", *ARGS, "--out", str(out)]) == 1

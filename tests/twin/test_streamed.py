@@ -24,7 +24,7 @@ def piece(offset: float, broken: int, k: int) -> dict:
 
 def summarize(parts: list[dict]) -> Summary:
     n = np.array([float(p["head/n"]) for p in parts])
-    return Summary({"records": n.sum()}, {"segment_records": (n, "1")})
+    return Summary({"records": n.sum()}, {"segment_records": (n, "1", "records in the segment")})
 
 
 def test_a_failed_piece_is_named_kept_apart_and_retried_on_resume(tmp_path, capsys):

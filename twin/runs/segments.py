@@ -296,8 +296,12 @@ def _run_summary(segs: list[dict], plan: SegmentPlan, facility: Facility, scenar
         )
         warnings.warn(attrs["warning"], stacklevel=2)
     per_segment = {
-        "segment_seam_error_k": (np.array([np.nan, *seams]), "K"),
-        "segment_wall_s": (np.array([float(s["wall_s"]) for s in segs]), "s"),
-        "segment_cpu_s": (np.array([float(s["cpu_s"]) for s in segs]), "s"),
+        "segment_seam_error_k": (
+            np.array([np.nan, *seams]),
+            "K",
+            "largest state temperature difference at the seam with the previous segment",
+        ),
+        "segment_wall_s": (np.array([float(s["wall_s"]) for s in segs]), "s", "wall time of the segment's task"),
+        "segment_cpu_s": (np.array([float(s["cpu_s"]) for s in segs]), "s", "CPU time of the segment's task"),
     }
     return Summary(attrs | extra, per_segment)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from factory_twin.twin.runs.atomic import write_atomic
+from factory_twin.twin.runs.metadata import describe_attrs
 from factory_twin.twin.runs.pieces import Checkpoints, run_pieces
 
 TIME_ATTRS = {"units": "seconds since 1970-01-01 00:00:00", "calendar": "proleptic_gregorian"}
@@ -55,10 +56,10 @@ class Layout:
 @dataclass(frozen=True)
 class Summary:
     """What a run adds when every segment is in: file attributes and per-segment variables (name ->
-    (values, units))."""
+    (values, units, long_name))."""
 
     attrs: dict
-    per_segment: dict[str, tuple[np.ndarray, str]]
+    per_segment: dict[str, tuple[np.ndarray, str, str]]
 
 
 def run_streamed(
@@ -185,11 +186,15 @@ class _SeriesFile:
 
         self.close()
         with h5netcdf.File(self.path, "a") as f:
-            for name, (values, units) in summary.per_segment.items():
+            for name, (values, units, long_name) in summary.per_segment.items():
                 v = f.create_variable(name, ("segment",), "f8")
                 v[:] = values
-                v.attrs["units"] = units
+                v.attrs.update({"units": units, "long_name": long_name})
             f.attrs.update(summary.attrs)
+            for name, v in f.variables.items():  # the shared labels described, money in the run's currency
+                attrs = dict(v.attrs)
+                describe_attrs(name, attrs, summary.attrs.get("currency"), v.dtype.kind)
+                v.attrs.update({k: a for k, a in attrs.items() if v.attrs.get(k) != a})
         if after is not None:
             extra = after(self.path)
             with h5netcdf.File(self.path, "a") as f:
