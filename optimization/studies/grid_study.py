@@ -327,6 +327,7 @@ def run_grid_study(
     (the CLI: no overwrite without --force)."""
     from factory_twin.optimization.studies.grid_report import write_grid_report
     from factory_twin.twin.runs.batch import collect, run_batch
+    from factory_twin.twin.runs.metadata import describe
     from factory_twin.twin.runs.netcdf import write_netcdf
 
     if not duration_s > 0:
@@ -362,6 +363,7 @@ def run_grid_study(
         "currency": currency,
         "requirements": ", ".join(r.name for r in reqs),
     }
+    ds = describe(ds)
     write_netcdf(ds, out / "results.nc")  # again, with the study's attributes (the Studies page lists it by them)
     best = best_case(ds)
     zero = {k: dims[k][0] for k in SWEEP_KEYS} | {"job_share": 1.0}

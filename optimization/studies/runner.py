@@ -44,7 +44,7 @@ from factory_twin.optimization.studies.envelope import envelope_cell
 from factory_twin.optimization.studies.power_architecture import architecture_case
 from factory_twin.optimization.studies.replay import replay_event, replay_sweep, replay_totals
 from factory_twin.twin.runs.batch import collect, run_batch
-from factory_twin.twin.runs.metadata import units_from_name
+from factory_twin.twin.runs.metadata import describe, units_from_name
 from factory_twin.twin.runs.netcdf import write_netcdf
 
 from factory_twin import data
@@ -286,7 +286,7 @@ def run_study(
     _, base, _ = model_for(cases[0]["context"], {})  # the scenario's currency names the money units
     ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", ""),
                  "currency": base.signals.currency}  # fmt: skip
-    out = Path(out_dir)
+    out, ds = Path(out_dir), describe(ds)  # the Dataset as written: units and long names, money in the currency
     write_netcdf(ds, out / "results.nc")
     report.write_report(ds, out / "report.html")
     return ds

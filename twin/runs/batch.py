@@ -114,6 +114,7 @@ def collect(
     ``<key>_dim<i>`` dims).
     """
     import xarray as xr  # here, like write_netcdf: case subprocesses load this module without xarray
+    from factory_twin.twin.runs.metadata import describe
     from factory_twin.twin.runs.netcdf import write_netcdf
 
     out = Path(out_dir)
@@ -170,7 +171,7 @@ def collect(
         if k not in data:
             raise ValueError(f"units: no variable {k!r} in the results")
         data[k][2]["units"] = u
-    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds = describe(xr.Dataset(data, coords=coords, attrs=attrs))  # as written: units and long names
     write_netcdf(ds, out / "results.nc")
     return ds
 
