@@ -283,13 +283,22 @@ def run_study(
             units = units_from_name(str(k)) if ds[k].dtype.kind in "fiu" else None
             ds[k].attrs |= {"long_name": f"study parameter {k}"} | ({"units": units} if units else {})
     ds = _analyse(ds, study, analysis)
-    _, base, _ = model_for(cases[0]["context"], {})  # the scenario's currency names the money units
     ds.attrs |= {"study": study.get("name", ""), "analysis": analysis, "description": study.get("description", ""),
-                 "currency": base.signals.currency}  # fmt: skip
+                 "currency": _currency(cases[0])}  # fmt: skip
     out, ds = Path(out_dir), describe(ds)  # the Dataset as written: units and long names, money in the currency
     write_netcdf(ds, out / "results.nc")
     report.write_report(ds, out / "report.html")
     return ds
+
+
+def _currency(case: dict[str, Any]) -> str:
+    """The currency of a case's scenario (it names the money units); the facility is the case's own when the
+    sweep names it (power-architecture)."""
+    context = case["context"]
+    if context.get("facility") is None:
+        context = context | {"facility": case["facility"]}
+    _, base, _ = model_for(context, {})
+    return base.signals.currency
 
 
 def _analyse(ds: xr.Dataset, study: dict[str, Any], analysis: str) -> xr.Dataset:
