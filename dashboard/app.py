@@ -28,6 +28,7 @@ def create_app(
     runner: Any = None,
     flex_dir: str | Path | None = None,
     openadr_dir: str | Path | None = None,
+    facility: str | None = None,
 ) -> Dash:
     """Build the dashboard.
 
@@ -50,6 +51,9 @@ def create_app(
         The flex agent's state folder: adds the Grid flex page, which reads its status file there.
     openadr_dir : path, optional
         An OpenADR VEN's state folder: adds the OpenADR page, which reads its status file there.
+    facility : str, optional
+        The facility the twin runs (built-in name or the path it was given): the Power page's hall conversion
+        what-if loads it (without it the what-if says so).
     """
     app = Dash(
         __name__,
@@ -120,6 +124,7 @@ def create_app(
 
     for p in PAGES:
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))
+    power.register_conversion(app, facility)
     if flex_dir is not None:
         flex.register(app, Path(flex_dir))
     if openadr_dir is not None:

@@ -226,6 +226,7 @@ def serve(
             runner=runner,
             flex_dir=flex_dir,
             openadr_dir=openadr_dir,
+            facility=facility,
         )
         share_tick_responses(app.server, source)
         if metrics is not None:

@@ -1,6 +1,8 @@
 """Power: the site's one-line diagram, live. Every element (feed, transformer, switchboard, UPS, busway, PDU) coloured
 by its loading with its headroom in kW, open and tripped elements shown, an element's recent load on click, and the
-what-if "lose a feed" (or close an element again) through the runner's command path.
+what-if "lose a feed" (or close an element again) through the runner's command path; and the hall conversion
+what-if (a hall rebuilt with another rack generation on another power chain, compared at the design point as
+``factory-twin validate --convert-hall`` prints it; docs/power-topology.md).
 
 Readable at 1 GW (campus-1gw: 3,652 elements): the diagram is an icicle from the site (left) to the racks' busways
 (right), shown to a chosen depth (collapse by level); clicking a box zooms into its branch and selects it. Boxes are
@@ -10,6 +12,7 @@ its colour and hover.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,7 @@ def layout() -> html.Div:
                 className="controls",
             ),
             dcc.Graph(id="power-tree", config=GRAPH_CONFIG, style={"minHeight": "480px"}),
+            conversion_layout(),
             html.Div(
                 [
                     html.Div(
@@ -73,6 +77,83 @@ def layout() -> html.Div:
                 ],
                 className="row",
             ),
+        ]
+    )
+
+
+CHAINS = {"dc800-2n": "800 VDC", "ac-2n": "AC (UPS, 415 V)"}
+
+
+def conversion_layout() -> html.Div:
+    """The hall conversion what-if: hall, rack type, chain, a button and the comparison."""
+    return html.Div(
+        [
+            html.H3("Hall conversion (what-if at the design point)"),
+            html.Div(
+                [
+                    html.Label(
+                        ["hall", dcc.Dropdown(id="power-conv-hall", clearable=False, className="dropdown")],
+                        className="inline",
+                    ),
+                    html.Label(
+                        ["rack type", dcc.Dropdown(id="power-conv-rack", clearable=False, className="dropdown")],
+                        className="inline",
+                    ),
+                    html.Span("chain", className="inline"),
+                    dcc.RadioItems(
+                        id="power-conv-chain",
+                        value="dc800-2n",
+                        inline=True,
+                        options=[{"label": v, "value": k} for k, v in CHAINS.items()],
+                    ),
+                    html.Button("Compare", id="power-conv-btn", n_clicks=0, className="btn"),
+                ],
+                className="controls",
+            ),
+            dcc.Loading(html.Div(id="power-conv-result", className="conversion")),
+        ],
+        id="power-conv",
+    )
+
+
+@lru_cache(maxsize=8)
+def conversion_figures(facility: str, text: str):
+    """:func:`twin.simulation.conversion.what_if` of ``HALL:RACK_TYPE:CHAIN`` on the dashboard's facility (cached:
+    the design point does not change while the twin runs)."""
+    from factory_twin.twin.simulation.conversion import parse_conversion, what_if
+
+    return what_if(_facility(facility), parse_conversion(text, "hall conversion"))
+
+
+@lru_cache(maxsize=2)
+def _facility(facility: str):
+    from factory_twin.twin import load_facility
+
+    return load_facility(facility)
+
+
+def conversion_result(facility: str | None, hall: Any, rack: Any, chain: Any) -> html.Div:
+    """The comparison table (label, before, after) and the warnings, or the reason there is none."""
+    if facility is None:
+        return html.Div("the hall conversion needs the facility the dashboard was started with", className="error")
+    if not all(isinstance(x, str) and x for x in (hall, rack, chain)):
+        return html.Div("choose a hall, a rack type and a chain", className="message")
+    try:
+        w = conversion_figures(facility, f"{hall}:{rack}:{chain}")
+    except ValueError as e:
+        return html.Div(str(e), className="error", id="power-conv-error")
+    rows = [[label, before, after] for label, before, after in w.rows]
+    return html.Div(
+        [
+            html.Div(
+                f"{_facility(facility).spec.name}: {w.conversion}, every GPU at TDP, design ambient",
+                id="power-conv-title",
+                className="message",
+            ),
+            table(["", "before", "after"], rows, "power-conv-table"),
+            html.Ul([html.Li(t) for t in w.warnings], id="power-conv-warnings", className="message error")
+            if w.warnings
+            else html.Div("no target missed at the design point", className="message ok", id="power-conv-warnings"),
         ]
     )
 
@@ -258,6 +339,37 @@ def send(kind: str, element: Any, names: set[str], sink) -> html.Span:
         return html.Span(str(e), className="error")
     verb = "lose" if kind == "open_element" else "close"
     return html.Span(f"sent: {verb} {element}", className="ok")
+
+
+def register_conversion(app: Dash, facility: str | None) -> None:
+    """The hall conversion's callbacks for the facility the dashboard runs (a name or the path it was given)."""
+
+    @app.callback(
+        Output("power-conv-hall", "options"),
+        Output("power-conv-hall", "value"),
+        Output("power-conv-rack", "options"),
+        Output("power-conv-rack", "value"),
+        Input("power-conv-hall", "id"),
+    )
+    def _choices(_id):
+        from factory_twin.twin.facility.assembly import rack_catalog
+
+        if facility is None:
+            return [], None, [], None
+        halls = list(_facility(facility).hall_names)
+        racks = sorted(rack_catalog())
+        return halls, halls[-1], racks, "vr-nvl72" if "vr-nvl72" in racks else racks[0]
+
+    @app.callback(
+        Output("power-conv-result", "children"),
+        Input("power-conv-btn", "n_clicks"),
+        State("power-conv-hall", "value"),
+        State("power-conv-rack", "value"),
+        State("power-conv-chain", "value"),
+        prevent_initial_call=True,
+    )
+    def _compare(_n, hall, rack, chain):
+        return conversion_result(facility, hall, rack, chain)
 
 
 def register(app: Dash, source, sink, studies_dir: Path) -> None:

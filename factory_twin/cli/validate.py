@@ -48,29 +48,21 @@ def _what_if(f, args) -> int:
     import sys
 
     from factory_twin import twin
-    from factory_twin.twin.simulation.conversion import (
-        comparison_rows,
-        converted,
-        design_figures,
-        parse_conversion,
-        warnings_for,
-        workload_notes,
-    )
+    from factory_twin.twin.simulation.conversion import parse_conversion, what_if
 
     conv = parse_conversion(args.convert_hall)
-    g = converted(f, conv)
-    twin.load_scenario(args.scenario, g)  # the converted facility loads with the scenario as simulate would
-    b, a = design_figures(f, conv.hall), design_figures(g, conv.hall)
+    w = what_if(f, conv)
+    twin.load_scenario(args.scenario, w.after_facility)  # the converted site loads with the scenario, as simulate would
     print(f"{f.spec.name}: what-if {conv} (every GPU at TDP, design ambient, every path closed unless N-1)")
-    rows = comparison_rows(b, a)
+    rows = w.rows
     width = max(len(r[0]) for r in rows)
     wb = max(len(r[1]) for r in rows)
     print(f"  {'':<{width}}  {'before':>{wb}}  after")
     for label, before, after in rows:
         print(f"  {label:<{width}}  {before:>{wb}}  {after}")
-    print(f"  one-line diagram after: {_diagram(g.topology)}")
-    for w in [*workload_notes(f, g, conv.hall), *warnings_for(a)]:
-        print(f"warning: {w}", file=sys.stderr)
+    print(f"  one-line diagram after: {_diagram(w.after_facility.topology)}")
+    for text in w.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     return 0
 
 

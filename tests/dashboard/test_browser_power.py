@@ -1,9 +1,13 @@
 """The Power page in a real headless Chromium at 1024, 1400 and 1920 px, as an engineer uses it: the one-line diagram
 readable (every label inside the window and none over another), loadings and headroom shown, a feed lost from the
 page reaches the twin (the path greys, the open element and its cause are listed), it is closed again, and an
-element clicked in the tree shows its history. The server runs as ``factory-twin dashboard`` on campus-100mw."""
+element clicked in the tree shows its history; the hall conversion what-if shows what the CLI prints. The server
+runs as ``factory-twin dashboard`` on campus-100mw."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from support import browser_page, start_dashboard, wait_for
@@ -106,5 +110,78 @@ def test_clicking_an_element_shows_its_history(server, browser):
     facts = pg.locator("#power-detail-facts").inner_text()
     assert "B-main-tx" in facts and "transformer" in facts and "continuous limit" in facts
     assert pg.locator("#power-history .scatterlayer .trace").count() >= 2  # the load and its limit
+    assert pg.failures == []
+    pg.close()
+
+
+@pytest.fixture(scope="module")
+def cli_rows(child_env, tmp_path_factory):
+    """``factory-twin validate campus-100mw --convert-hall hall-b:vr-nvl72:dc800-2n``: its rows (label, before,
+    after), cut at the columns its header sets."""
+    out = subprocess.run(
+        [sys.executable, "-m", "factory_twin", "validate", "campus-100mw", "--convert-hall", CONVERSION],
+        capture_output=True, text=True, env=child_env, check=True, cwd=tmp_path_factory.mktemp("cli"),
+    ).stdout.splitlines()  # fmt: skip
+    header = next(i for i, line in enumerate(out) if line.rstrip().endswith("before  after"))
+    after_at = out[header].rindex("after")
+    rows = {}
+    for line in out[header + 1 :]:
+        if line.startswith("  one-line diagram after"):
+            break
+        head = line[: after_at - 2].rstrip()
+        label, before = head.rsplit("  ", 1)
+        rows[label.strip()] = (before.strip(), line[after_at:].strip())
+    return rows
+
+
+CONVERSION = "hall-b:vr-nvl72:dc800-2n"
+
+CELLS_JS = """() => [...document.querySelectorAll('#power-conv-table td, #power-conv-table th, #power-conv-warnings')]
+  .map(c => { const r = c.getBoundingClientRect();
+    return {text: c.innerText, l: r.left, r: r.right, t: r.top, b: r.bottom,
+            sw: c.scrollWidth, cw: c.clientWidth}; })"""
+
+
+def _pick(pg, dropdown: str, value: str) -> None:
+    """Choose ``value`` in a Dash dropdown as a person does: open it, type to filter, click the option."""
+    pg.click(f"#{dropdown}")
+    pg.keyboard.type(value)
+    pg.get_by_role("option", name=value, exact=True).click()
+    if pg.locator("[role=listbox]").count():  # choosing the value already chosen leaves the list open
+        pg.keyboard.press("Escape")
+    wait_for(lambda: pg.locator(f"#{dropdown}-value").inner_text().strip() == value, 5, f"{dropdown} = {value}")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width):
+    """Hall B to Vera Rubin NVL72 on 800 VDC, chosen and compared on the page: every row equals what
+    ``validate --convert-hall`` prints, the warnings are shown, and nothing is clipped, overlapping or wider
+    than the window."""
+    url, _ = server
+    pg = browser_page(browser, width, 1000)
+    _open(pg, url)
+    pg.wait_for_selector("#power-conv-hall-value:has-text('hall')", timeout=20000)  # the facility's halls are in
+    _pick(pg, "power-conv-hall", "hall-b")
+    _pick(pg, "power-conv-rack", "vr-nvl72")
+    pg.get_by_label("800 VDC", exact=True).check()
+    pg.click("#power-conv-btn")
+    pg.wait_for_selector("#power-conv-table", timeout=120000)
+    assert CONVERSION in pg.locator("#power-conv-title").inner_text()
+    shown = {}
+    for tr in pg.locator("#power-conv-table tbody tr").all():
+        label, before, after = (td.inner_text().strip() for td in tr.locator("td").all())
+        shown[label] = (before, after)
+    assert shown == cli_rows
+    assert shown["hall chain efficiency (rack DC / hall input)"] == ("91.78%", "96.35%")
+    warnings = pg.locator("#power-conv-warnings").inner_text()
+    assert "keeps workload class 'training'" in warnings and "N-1" in warnings
+    cells = pg.evaluate(CELLS_JS)
+    for c in cells:  # inside the window and not clipped
+        assert c["l"] >= 0 and c["r"] <= width and c["sw"] <= c["cw"] + 1, (width, c)
+    for i, a in enumerate(cells):  # no cell over another
+        for b in cells[i + 1 :]:
+            overlap = min(a["r"], b["r"]) - max(a["l"], b["l"]) > 1 and min(a["b"], b["b"]) - max(a["t"], b["t"]) > 1
+            assert not overlap, (width, a, b)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= width
     assert pg.failures == []
     pg.close()

@@ -98,3 +98,23 @@ def test_a_trip_shows_as_a_trip(tmp_path):
     table = power.events_table(snap)
     text = str(table)
     assert "B-ups-" in text and "ups-galaxy-pw" in text
+
+
+def _text(component) -> str:
+    """Every string in a Dash component tree."""
+    if isinstance(component, str):
+        return component
+    kids = getattr(component, "children", None)
+    kids = kids if isinstance(kids, list) else [kids]
+    return " ".join(_text(k) for k in kids if k is not None)
+
+
+def test_hall_conversion_refuses_what_the_site_cannot_take():
+    """The what-if names the reason it cannot run: no facility, a choice missing, a hall the site lacks, a rack
+    type the catalog lacks; nothing is computed for them."""
+    assert "needs the facility" in _text(power.conversion_result(None, "hall-b", "vr-nvl72", "dc800-2n"))
+    assert "choose a hall" in _text(power.conversion_result("campus-100mw", None, "vr-nvl72", "dc800-2n"))
+    msg = _text(power.conversion_result("campus-100mw", "hall-z", "vr-nvl72", "dc800-2n"))
+    assert "no hall named 'hall-z'" in msg and "hall-a, hall-b" in msg
+    assert "unknown rack type 'vr-nvl999'" in _text(power.conversion_result("campus-100mw", "hall-b", "vr-nvl999",
+                                                                            "dc800-2n"))  # fmt: skip

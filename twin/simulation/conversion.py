@@ -173,6 +173,26 @@ def workload_notes(before: Facility, after: Facility, hall: str) -> list[str]:
     return [f"{hall} keeps workload class {c!r}, whose tokens per GPU were set for {gpu}" for c in kept]
 
 
+@dataclass(frozen=True)
+class WhatIf:
+    """The hall conversion compared at the design point: the facility after it, the figures before and after, the
+    (label, before, after) rows and the warnings (workload classes kept across GPUs, targets missed)."""
+
+    conversion: Conversion
+    after_facility: Facility
+    before: DesignFigures
+    after: DesignFigures
+    rows: list[tuple[str, str, str]]
+    warnings: list[str]
+
+
+def what_if(f: Facility, conv: Conversion) -> WhatIf:
+    """:class:`WhatIf` of ``conv`` on ``f`` (the CLI's ``validate --convert-hall`` and the dashboard's Power page)."""
+    g = converted(f, conv)
+    b, a = design_figures(f, conv.hall), design_figures(g, conv.hall)
+    return WhatIf(conv, g, b, a, comparison_rows(b, a), [*workload_notes(f, g, conv.hall), *warnings_for(a)])
+
+
 def warnings_for(after: DesignFigures) -> list[str]:
     """What the converted site misses at its design point (never a silent wrong result)."""
     out = []
