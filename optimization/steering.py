@@ -202,7 +202,8 @@ class Allocation:
     ``node_budget_w``/``node_limit_w``: each node's budget and the sum of the limits below it [W];
     ``price[level]`` per cell (0: nothing cut at that level); ``binding`` the nodes whose own budget bound at some
     level (node -> level names); ``infeasible`` guarantees that did not fit: (node label, group, shortfall [W]);
-    ``brake``: nodes over budget with every GPU at its lowest limit (node label, excess [W])."""
+    ``brake``: nodes over budget with every GPU at its lowest limit (node label, excess [W]); ``rack_limit_w``
+    the limits summed per rack [W]."""
 
     limit_w: Array
     node_budget_w: Array
@@ -211,6 +212,7 @@ class Allocation:
     binding: dict[int, list[str]] = field(default_factory=dict)
     infeasible: list[tuple[str, str, float]] = field(default_factory=list)
     brake: list[tuple[str, float]] = field(default_factory=list)
+    rack_limit_w: Array = field(default_factory=lambda: np.zeros(0))  # the limits summed per rack [W]
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,8 @@ def allocate(
                 groups = np.flatnonzero(by_group > TOL_W)
                 out.infeasible += [(label, cells.names[g], float(by_group[g])) for g in groups]
     out.limit_w = cells.to_gpus(_limits(cells, req, phi))
-    out.node_limit_w = _node_sums(tree, cells, total)
+    out.rack_limit_w = np.bincount(cells.rack, total, tree.n_racks)
+    out.node_limit_w = np.asarray(tree.node_racks @ out.rack_limit_w).ravel()
     return out
 
 

@@ -221,7 +221,11 @@ class SteeringController:
         """The demand a request is based on: each GPU's highest recent demand, decaying by
         ``peak_hold_decay_fraction_per_s`` of TDP per step (``data/power_policies.toml``)."""
         d = np.asarray(demand_w, self.dtype)
-        self.held = d.copy() if self.held is None else np.maximum(d, self.held - self.decay_w)
+        if self.held is None:
+            self.held = d.copy()
+        else:  # in place: two passes over the GPUs, no temporaries
+            np.subtract(self.held, self.decay_w, out=self.held)
+            np.maximum(self.held, d, out=self.held)
         return self.held
 
     # ------------------------------------------------------------------ the step
@@ -233,9 +237,9 @@ class SteeringController:
         if self.mode in ("steer", "greedy"):
             if self.mode == "steer":
                 self.last = allocate(self.cells, self.hold(m.gpu_demand_w), nb, binding)
-                limit = self.last.limit_w
-            else:
-                limit = greedy_proportional(self.cells, self.hold(m.gpu_demand_w), nb)
+                self.rack_limit_w = self.last.rack_limit_w
+                return self.last.limit_w
+            limit = greedy_proportional(self.cells, self.hold(m.gpu_demand_w), nb)
             self.rack_limit_w = np.add.reduceat(limit, self.tree.rack_first_gpu, dtype=float)
             return limit
         if self._static is None:
