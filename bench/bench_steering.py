@@ -25,7 +25,7 @@ import time
 import numpy as np
 from factory_twin.models.units import MW
 from factory_twin.optimization.steering_control import MpcBudgets, SteeringController
-from factory_twin.twin.scenario.scenario import WorkloadProfile
+from factory_twin.optimization.studies.maxlps import study_scenario
 from factory_twin.twin.simulation.power_loop import PowerLoop
 
 from factory_twin import twin
@@ -35,15 +35,9 @@ START = "2026-08-07T00:00:00"
 
 
 def bursty(f, limit_mw: float | None = None):
-    """The default scenario with inference on a diurnal profile (50-95 %, peak 14:00) and training at 90 % busy;
-    optionally a what-if import limit [MW]."""
-    sc = twin.load_scenario(None, f)
-    wl = {c: (WorkloadProfile(profile="diurnal", min=0.5, max=0.95, peak_hour=14.0) if "inference" in c
-              else WorkloadProfile(level=0.9)) for c in f.class_names}  # fmt: skip
-    changes = {"workload": wl}
-    if limit_mw is not None:
-        changes["what_if_import_limit_mw"] = limit_mw
-    return sc.with_changes(**changes)
+    """The default scenario with inference on a diurnal profile (50-95 %, peak 14:00) and training at 90 % busy
+    (``data/power_policies.toml`` [maxlps], as the MaxLPS study); optionally a what-if import limit [MW]."""
+    return study_scenario(f, limit_mw)
 
 
 def bench_step(f, steps: int) -> dict:

@@ -28,10 +28,16 @@ def add_parsers(sub) -> None:
         formatter_class=DefaultsFormatter,
         epilog=f"Exit status {EXIT_FAILED_PIECES}: some cases failed (the others are in results.nc).",
     )
-    st.add_argument("study", type=Path, help=f"study TOML path or built-in name ({builtin_names('studies')})")
+    names = builtin_names("studies")
+    st.add_argument("study", type=Path, help=f"study TOML path, built-in name ({names}) or maxlps (docs/maxlps.md)")
     st.add_argument("--out", type=Path, default=Path("study-out"), help="folder for results.nc, report.html, cases/")
     st.add_argument("--force", action="store_true", help="overwrite an earlier study in --out")
     add_dask_options(st, "cases", workers="the study's, else the CPU count")
+    m = st.add_argument_group("maxlps", "the MaxLPS sizing study (study maxlps)")
+    m.add_argument("--shells", type=float, nargs="+", default=[96.0, 250.0, 1000.0], help="power shells [MW]")
+    m.add_argument("--template", default="campus-1gw", help="facility whose racks, plant and workload are sized")
+    m.add_argument("--windows", type=int, help="1 s windows over the year (default: data/power_policies.toml)")
+    m.add_argument("--window", type=float, help="length of each window [s] (default: data/power_policies.toml)")
     st.set_defaults(run=run_study)
 
     g = sub.add_parser(
@@ -65,6 +71,9 @@ def add_parsers(sub) -> None:
 def run_study(args) -> int:
     import shutil
 
+    if str(args.study) == "maxlps" and not args.study.exists():
+        return run_maxlps(args)
+
     from factory_twin.optimization.studies.runner import run_study_file
 
     check_output_dir(args.out, STUDY_FILES, args.force, args.resume)
@@ -85,6 +94,33 @@ def run_study(args) -> int:
     failed = int((ds.status != 0).sum())
     print(f"{int(ds.status.size) - failed} case(s) ok, {failed} failed")
     return EXIT_FAILED_PIECES if failed else 0
+
+
+def run_maxlps(args) -> int:
+    """``study maxlps``: GPUs per policy in each power shell (optimization.studies.maxlps)."""
+    import shutil
+
+    from factory_twin.optimization.studies.maxlps import STUDY_FILES as MAXLPS_FILES
+    from factory_twin.optimization.studies.maxlps import maxlps_study, summary_lines
+
+    if any(not (x > 0) for x in args.shells):
+        raise ValueError(f"--shells: power shells must be > 0 MW, got {args.shells}")
+    if args.windows is not None and args.windows < 1:
+        raise ValueError(f"--windows: at least 1, got {args.windows}")
+    if args.window is not None and not args.window >= 60:
+        raise ValueError(f"--window: at least 60 s, got {args.window:g}")
+    check_output_dir(args.out, MAXLPS_FILES, args.force, args.resume)
+    if args.force and not args.resume:
+        shutil.rmtree(args.out / "cases", ignore_errors=True)
+    ds = maxlps_study(args.template, tuple(args.shells), out=args.out, windows=args.windows, window_s=args.window,
+                      serial=args.serial, workers=args.workers, scheduler=args.scheduler)  # fmt: skip
+    for line in summary_lines(ds):
+        print(line)
+    a = ds.attrs
+    missed = a["trips"] > 0 or a["over_import_s"] > 0
+    if missed:
+        print(f"MISSED: {int(a['trips'])} trip(s), {a['over_import_s']:g} s above the import limit under MaxLPS")
+    return EXIT_MISSED_TARGET if missed else 0
 
 
 def run_grid_study(args) -> int:
@@ -116,4 +152,4 @@ def run_grid_study(args) -> int:
     return 0 if study.best else EXIT_MISSED_TARGET
 
 
-__all__ = ["STUDY_FILES", "add_parsers", "run_grid_study", "run_study"]
+__all__ = ["STUDY_FILES", "add_parsers", "run_grid_study", "run_maxlps", "run_study"]
