@@ -153,17 +153,17 @@ def write_grid_report(
     title = html.escape(f"Grid study: {ds.attrs.get('facility', '')} vs {ds.attrs.get('requirements', '')}")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style></head><body>
+td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}.scroll{{overflow-x:auto;max-width:100%}}</style></head><body>
 <h1>{title}</h1>
 <p>Jobs: {html.escape(str(run.attrs["jobs"]))}; window {run.attrs["duration_s"]:g} s
 at {run.attrs["step_s"] * 1e3:g} ms.
 Cost = energy overhead (floor burn + storage losses) x price
 + value of tokens not produced; storage capital cost is not priced.</p>
 <h2>Cheapest compliant mix</h2><p><b>{html.escape(best_txt)}</b></p>
-<h2>Compliance</h2><table>{head}{"".join(verdicts)}</table>
+<h2>Compliance</h2><div class="scroll"><table>{head}{"".join(verdicts)}</table></div>
 {"".join(divs)}
 <h2>Voltage-event replay: {html.escape(event.name)}</h2><p>{html.escape(event.description)}; site load
-{site_mw:.1f} MW.</p>{replay_table(replay[2])}
-<h2>Every mitigation mix</h2>{case_table(ds, best, currency)}
+{site_mw:.1f} MW.</p><div class="scroll">{replay_table(replay[2])}</div>
+<h2>Every mitigation mix</h2><div class="scroll" id="mixes">{case_table(ds, best, currency)}</div>
 </body></html>"""
     return write_atomic(path, lambda f: f.write(page.encode("utf-8")))

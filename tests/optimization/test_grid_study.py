@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from factory_twin.optimization.studies.grid_study import mitigation_for, parse_jobs, run_case
+from support import browser_page
 
 from factory_twin.cli import main
 
@@ -134,3 +135,19 @@ def test_run_case_with_the_start_ramp_meets_the_ramp_rule():
     r0 = run_case("campus-100mw", req, jobs, 0.0, 0.0, 0.0, 1.0, 120.0, 0.01)
     assert r0["value_ramp_1min"] > 20.0
     assert r["tokens_lost"] > r0["tokens_lost"]  # the start ramp holds work back
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1024, 1400, 1920])
+def test_the_report_is_no_wider_than_the_window(study, browser, width):
+    """Issue 20 item 27: the mitigation table (every result column) widened the page to 2,529 px; the tables scroll
+    inside the page and the page fits the window."""
+    _, out, ds = study
+    pg = browser_page(browser, width)
+    pg.goto((out / "report.html").as_uri())
+    page_w, box = pg.evaluate(
+        "() => [document.documentElement.scrollWidth, document.querySelector('#mixes').getBoundingClientRect().right]"
+    )
+    assert page_w <= width and box <= width, (width, page_w, box)
+    assert pg.locator("#mixes tbody tr").count() == ds.total_cost.size  # every mix listed
+    pg.close()
