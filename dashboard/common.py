@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import html
+from dash import Dash, dcc, html
 from factory_twin.models.heat_rejection import RHO_WATER_KG_M3
 from factory_twin.models.units import M3_S_PER_L_MIN
 from factory_twin.twin.facility.nodes import cdu_names, rack_names
@@ -115,6 +115,29 @@ def card(label: str, value: str, alarm: bool = False, note: str | None = None, *
     if note:
         parts.append(html.Div(note, className="kpi-note"))
     return html.Div(parts, className="kpi alarm" if alarm else "kpi", **kw)
+
+
+def standalone_app(brand: str, body: list, interval_ms: int = 1000) -> Dash:
+    """A one-page app without a twin of its own (the plant on DSX Exchange, a flex agent's page): the dashboard's
+    stylesheet, a header with ``brand`` and a ``status`` span, ``body`` in the page, a ``tick`` interval."""
+    app = Dash(
+        __name__,
+        assets_folder=str(Path(__file__).with_name("assets")),
+        serve_locally=True,
+        title=f"factory-twin · {brand}",
+        update_title=None,
+    )
+    app.layout = html.Div(
+        [
+            dcc.Interval(id="tick", interval=interval_ms),
+            html.Header(
+                [html.Span(f"factory-twin · {brand}", className="brand"), html.Span(id="status", className="status")],
+                className="header",
+            ),
+            html.Main(body, className="page"),
+        ]
+    )
+    return app
 
 
 def names(snap: Snapshot) -> tuple[list[str], list[str]]:

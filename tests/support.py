@@ -209,3 +209,44 @@ def undescribed(path: Path) -> list[str]:
                                        and v.dtype.kind == "f" and currency not in units.split()):  # fmt: skip
                 bad.append(f"{path.name}:{name} units {units!r} do not name the currency {currency!r}")
         return bad
+
+
+# The overview's Sankey as seen: each node's label (box and text) and bar, the SVG's box, each ribbon's fill as drawn
+_SANKEY_JS = """() => { const box = e => { const r = e.getBoundingClientRect();
+    return {l: r.left, r: r.right, t: r.top, b: r.bottom}; };
+  const g = document.querySelector('#ov-sankey');
+  return {svg: box(g.querySelector('.main-svg')),
+    nodes: [...g.querySelectorAll('.sankey-node')].map(n => ({text: n.querySelector('.node-label').textContent,
+      label: box(n.querySelector('.node-label')), bar: box(n.querySelector('.node-rect'))})),
+    ribbons: [...g.querySelectorAll('.sankey-link')].map(p => {
+      const s = getComputedStyle(p), m = s.fill.match(/[\\d.]+/g).map(Number);
+      return {fill: s.fill, alpha: (m.length > 3 ? m[3] : 1) * parseFloat(s.fillOpacity)}; })}; }"""
+
+
+def boxes_overlap(a: dict, b: dict) -> bool:
+    """Whether two on-screen boxes ``{l, r, t, b}`` [px] share more than half a pixel each way."""
+    return min(a["r"], b["r"]) - max(a["l"], b["l"]) > 0.5 and min(a["b"], b["b"]) - max(a["t"], b["t"]) > 0.5
+
+
+def sankey_faults(s: dict, min_alpha: float = 0.35) -> list:
+    """What a person could not read in the Sankey ``s`` (:data:`_SANKEY_JS`): a node label outside the chart, over
+    another label or over another node's bar, a ribbon less than ``min_alpha`` opaque (plotly's default grey is 0.2)."""
+    svg, nodes = s["svg"], s["nodes"]
+    inside = lambda a: svg["l"] <= a["l"] and a["r"] <= svg["r"] and svg["t"] <= a["t"] and a["b"] <= svg["b"]  # noqa: E731
+    faults = [("outside", n["text"]) for n in nodes if not inside(n["label"])]
+    for i, a in enumerate(nodes):
+        for j, b in enumerate(nodes):
+            if i < j and boxes_overlap(a["label"], b["label"]):
+                faults.append(("labels overlap", a["text"], b["text"]))
+            if i != j and boxes_overlap(a["label"], b["bar"]):
+                faults.append(("label over a bar", a["text"], b["text"]))
+    faults += [("faint ribbon", r["fill"], round(r["alpha"], 2)) for r in s["ribbons"] if r["alpha"] < min_alpha]
+    return faults
+
+
+def assert_sankey_readable(pg) -> None:
+    """The overview's Sankey on page ``pg`` as a person reads it: :func:`sankey_faults` finds nothing."""
+    s = pg.evaluate(_SANKEY_JS)
+    assert len(s["nodes"]) >= 8 and s["ribbons"], s
+    faults = sankey_faults(s)
+    assert faults == [], faults

@@ -22,7 +22,7 @@ def layout() -> html.Div:
             html.Div(id="ov-kpis", className="kpis"),
             html.Div(
                 [
-                    dcc.Graph(id="ov-sankey", config=GRAPH_CONFIG, className="half"),
+                    dcc.Graph(id="ov-sankey", config=GRAPH_CONFIG, className="half sankey"),
                     dcc.Graph(id="ov-trend", config=GRAPH_CONFIG, className="half"),
                 ],
                 className="row",
@@ -103,18 +103,58 @@ def node_values(n_nodes: int, links: list[tuple[int, int, float]]) -> np.ndarray
     return np.maximum(inflow, outflow)
 
 
+# Where each node sits (normalized x of its column, as plotly's snap arrangement takes it), and the colour of the
+# ribbons into it: supply, the rack feed, what the racks draw, losses, cooling. The IT column sits left of centre so
+# that its label and the sinks' (plotly writes the last column's labels to their left) have room side by side: in
+# the default even columns "IT (PSU input)" ran over "GPUs".
+COLUMN_X = {"Grid meter": 0.001, "BESS": 0.001, "Site bus": 0.2, "IT (PSU input)": 0.42}
+SINK_X = 0.999
+RIBBON = {"supply": "rgba(31, 78, 121, 0.45)", "GPUs": "rgba(46, 125, 50, 0.5)",
+          "Other rack loads": "rgba(91, 102, 115, 0.45)", "Cooling": "rgba(0, 131, 143, 0.5)",
+          "losses": "rgba(176, 0, 32, 0.4)"}  # fmt: skip
+
+
+def ribbon_colour(target: str) -> str:
+    """The colour of the ribbons into node ``target`` (visible on white: alpha 0.4-0.5, not plotly's 0.2 grey)."""
+    if target.startswith("Cooling"):
+        return RIBBON["Cooling"]
+    if "losses" in target:
+        return RIBBON["losses"]
+    return RIBBON.get(target, RIBBON["supply"])
+
+
+def node_positions(nodes: list[str], value: np.ndarray, pad: float = 0.04) -> tuple[list[float], list[float]]:
+    """(x, y) of each node, normalized: x its column's, y the centre of its share of the column's height, stacked in
+    the order given with ``pad`` between (plotly needs both; its snap arrangement then removes any overlap)."""
+    x = [COLUMN_X.get(n, SINK_X) for n in nodes]
+    columns = sorted(set(x))
+    full = max(sum(v for v, c in zip(value, x, strict=True) if c == col) for col in columns)
+    n_max = max(x.count(col) for col in columns)
+    scale = (1.0 - pad * (n_max - 1)) / full if full > 0 else 0.0
+    y, top = [0.0] * len(nodes), dict.fromkeys(columns, 0.0)
+    for i, (v, col) in enumerate(zip(value, x, strict=True)):
+        h = max(v * scale, 0.01)
+        y[i] = min(max(top[col] + h / 2, 0.001), 0.999)
+        top[col] += h + pad
+    return x, y
+
+
 def sankey_figure(snap: Snapshot) -> go.Figure:
     """The power flow with each node's MW written on it and each link's MW on hover."""
     nodes, links = sankey_links(snap)
     s, t, v = zip(*links, strict=True)
     value = node_values(len(nodes), links)
+    x, y = node_positions(nodes, value)
     fig = go.Figure(
         go.Sankey(
+            arrangement="snap",
             node=dict(
                 label=[f"{n} {fmt(x, 2)} MW" for n, x in zip(nodes, value, strict=True)],
                 customdata=nodes,
                 hovertemplate="%{customdata}: %{value:,.2f} MW<extra></extra>",
                 pad=14,
+                x=x,
+                y=y,
             ),
             valueformat=",.2f",
             valuesuffix=" MW",
@@ -122,6 +162,7 @@ def sankey_figure(snap: Snapshot) -> go.Figure:
                 source=s,
                 target=t,
                 value=v,
+                color=[ribbon_colour(nodes[b]) for b in t],
                 customdata=[f"{nodes[a]} → {nodes[b]}" for a, b in zip(s, t, strict=True)],
                 hovertemplate="%{customdata}: %{value:,.2f} MW<extra></extra>",
             ),

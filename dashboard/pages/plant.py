@@ -11,79 +11,60 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
 from factory_twin.dashboard import wsgi
-from factory_twin.dashboard.common import GRAPH_CONFIG, axis_ticks, card, fmt, readable
+from factory_twin.dashboard.common import GRAPH_CONFIG, axis_ticks, card, fmt, readable, standalone_app
 from factory_twin.links.dsx_exchange.status import points_parts
 
 ViewSource = Callable[[], dict]
 
 
 def create_plant_app(view: ViewSource, interval_ms: int = 1000) -> Dash:
-    app = Dash(
-        __name__,
-        assets_folder=str(Path(__file__).with_name("assets")),
-        serve_locally=True,
-        title="factory-twin · plant",
-        update_title=None,
-    )
-    app.layout = html.Div(
+    app = standalone_app(
+        "plant (DSX Exchange)",
         [
-            dcc.Interval(id="tick", interval=interval_ms),
-            html.Header(
+            html.Div(id="kpis", className="kpis"),
+            html.Div(
                 [
-                    html.Span("factory-twin · plant (DSX Exchange)", className="brand"),
-                    html.Span(id="status", className="status"),
-                ],
-                className="header",
-            ),
-            html.Main(
-                [
-                    html.Div(id="kpis", className="kpis"),
                     html.Div(
                         [
-                            html.Div(
-                                [
-                                    html.H3("CDU supply temperature: measured vs predicted"),
-                                    dcc.Graph(id="cdu-graph", config=GRAPH_CONFIG),
-                                ],
-                                className="half",
-                            ),
-                            html.Div(
-                                [
-                                    html.H3("Rack return temperature: measured vs predicted"),
-                                    dcc.Graph(id="rack-graph", config=GRAPH_CONFIG),
-                                ],
-                                className="half",
-                            ),
+                            html.H3("CDU supply temperature: measured vs predicted"),
+                            dcc.Graph(id="cdu-graph", config=GRAPH_CONFIG, style={"height": "auto"}),
                         ],
-                        className="row",
+                        className="half",
                     ),
-                    html.H3("Active alarms"),
                     html.Div(
                         [
-                            html.Label("entity", htmlFor="alarm-filter"),
-                            dcc.Input(
-                                id="alarm-filter",
-                                type="text",
-                                placeholder="e.g. hall-a-cdu09",
-                                debounce=False,
-                                className="field wide",
-                            ),
+                            html.H3("Rack return temperature: measured vs predicted"),
+                            dcc.Graph(id="rack-graph", config=GRAPH_CONFIG, style={"height": "auto"}),
                         ],
-                        className="controls inline",
+                        className="half",
                     ),
-                    html.Div(id="alarms"),
-                    html.H3("Setpoint requests"),
-                    html.Div(id="requests"),
                 ],
-                className="page",
+                className="row",
             ),
-        ]
+            html.H3("Active alarms"),
+            html.Div(
+                [
+                    html.Label("entity", htmlFor="alarm-filter"),
+                    dcc.Input(
+                        id="alarm-filter",
+                        type="text",
+                        placeholder="e.g. hall-a-cdu09",
+                        debounce=False,
+                        className="field wide",
+                    ),
+                ],
+                className="controls inline",
+            ),
+            html.Div(id="alarms"),
+            html.H3("Setpoint requests"),
+            html.Div(id="requests"),
+        ],
+        interval_ms,
     )
 
     @app.callback(
@@ -167,7 +148,11 @@ def _cdu_figure(c: dict) -> go.Figure:
     )
     readable(fig, 1.0, c["supply_measured_c"], c["supply_predicted_c"])
     fig.update_traces(hovertemplate="CDU %{x}: %{y:.2f} °C")
-    fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="°C", legend_orientation="h")
+    # a CDU id per tick, upright text down from the axis, the margin grown to hold the longest (a fixed 40 px cut
+    # "hall-a-cdu01" to "hal" and "u01")
+    fig.update_xaxes(tickangle=-90, automargin=True)
+    fig.update_layout(height=380, margin=dict(l=50, r=10, t=30, b=40), yaxis_title="°C",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0))  # fmt: skip
     return fig
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factory_twin.twin.live.runner import SNAPSHOT, load_snapshot
-from support import free_port, wait_for
+from support import assert_sankey_readable, free_port, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PAGES = {
@@ -151,8 +151,9 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
     import_mw = snap.meta["now"]["grid_import_mw"]
     assert import_mw <= target * (1 + 1e-3), (import_mw, target)
     page.goto(url + "/")
-    page.wait_for_selector("#kpi-import")
+    page.wait_for_selector("#ov-sankey .node-label", timeout=15000)
     page.screenshot(path=str(ARTIFACTS / "dashboard-after-dr.png"), full_page=True)
+    assert_sankey_readable(page)  # issue 20 item 27: after DR the ribbons were faint, the IT label over the GPUs
     assert page.errors == []
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import VISIBLE_VALUE_JS, assert_value_visible, browser_page, free_port, start_dashboard, wait_for
+from support import (
+    VISIBLE_VALUE_JS,
+    assert_sankey_readable,
+    assert_value_visible,
+    browser_page,
+    free_port,
+    start_dashboard,
+    wait_for,
+)
 
 WIDTHS = (1024, 1400, 1920)
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,6 +217,7 @@ def test_charts_read_like_a_person(server, browser, width):
     ]
     assert mw["Site bus"] == pytest.approx(sum(out_of_bus), abs=0.01 * len(out_of_bus))
     assert mw["IT (PSU input)"] == pytest.approx(mw["PSU losses"] + mw["GPUs"] + mw["Other rack loads"], abs=0.03)
+    assert_sankey_readable(pg)  # issue 20 item 27: grey ribbons at 0.2 opacity; the IT label over the GPUs' bar
     pg.wait_for_selector("#ov-trend .legendtext", timeout=30000)
     legend = pg.eval_on_selector_all("#ov-trend .legendtext", "ts => ts.map(t => t.textContent)")
     assert {"grid import", "import limit", "price"} <= set(legend)
