@@ -12,7 +12,7 @@ from typing import Any
 
 from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import status_text, target_alarm
-from factory_twin.dashboard.pages import cooling, dispatch, flex, grid, openadr, overview, power, racks, studies
+from factory_twin.dashboard.pages import cooling, dispatch, grid, openadr, overview, power, racks, studies
 from factory_twin.twin.live.runner import Snapshot
 
 PAGES = (overview, cooling, racks, power, dispatch, grid, studies)
@@ -26,7 +26,6 @@ def create_app(
     studies_dir: str | Path = ".",
     interval_ms: int = 1000,
     runner: Any = None,
-    flex_dir: str | Path | None = None,
     openadr_dir: str | Path | None = None,
     facility: str | None = None,
 ) -> Dash:
@@ -47,8 +46,6 @@ def create_app(
     runner : object, optional
         The runner process handle (``alive()``, ``error()``, ``restart()``): when it has stopped, a banner
         on every page says why and offers a restart.
-    flex_dir : path, optional
-        The flex agent's state folder: adds the Grid flex page, which reads its status file there.
     openadr_dir : path, optional
         An OpenADR VEN's state folder: adds the OpenADR page, which reads its status file there.
     facility : str, optional
@@ -64,7 +61,7 @@ def create_app(
         title="factory-twin",
         update_title=None,
     )
-    pages = PAGES + ((flex,) if flex_dir is not None else ()) + ((openadr,) if openadr_dir is not None else ())
+    pages = PAGES + ((openadr,) if openadr_dir is not None else ())
     nav = [
         dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.__name__.rsplit('.', 1)[-1]}") for p in pages
     ]
@@ -125,8 +122,6 @@ def create_app(
     for p in PAGES:
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))
     power.register_conversion(app, facility)
-    if flex_dir is not None:
-        flex.register(app, Path(flex_dir))
     if openadr_dir is not None:
         openadr.register(app, Path(openadr_dir))
     return app

@@ -179,7 +179,6 @@ def serve(
     debug: bool = False,
     studies_dir: str | Path | None = None,
     folder: str | Path | None = None,
-    flex_dir: str | Path | None = None,
     openadr_dir: str | Path | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
@@ -189,9 +188,9 @@ def serve(
 
     ``folder`` holds the snapshot and the command files (a fresh temporary folder by default,
     removed on exit); ``studies_dir`` (default: the working directory) is the only place study
-    files are read from; ``flex_dir`` (a flex agent's ``--state-dir``) adds the Grid flex page, ``openadr_dir``
-    (an OpenADR VEN's) the OpenADR page. Binds 127.0.0.1 unless ``host`` says otherwise; Dash debug mode only
-    when ``debug``. ``metrics_port`` also serves the twin's Prometheus metrics at
+    files are read from; ``openadr_dir`` (an OpenADR VEN's ``--state-dir``) adds the OpenADR page (a flex agent's
+    page is served on its own: :func:`dashboard.pages.flex.serve_flex`). Binds 127.0.0.1 unless ``host`` says
+    otherwise; Dash debug mode only when ``debug``. ``metrics_port`` also serves the twin's Prometheus metrics at
     ``http://metrics_host:metrics_port/metrics`` (GPU series per GPU, or per rack with ``gpu_series="rack"``;
     docs/links.md).
     """
@@ -224,7 +223,6 @@ def serve(
             runner.send,
             Path(studies_dir or Path.cwd()),
             runner=runner,
-            flex_dir=flex_dir,
             openadr_dir=openadr_dir,
             facility=facility,
         )

@@ -29,15 +29,21 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run(app, sock: socket.socket, debug: bool = False) -> None:
-    """Serve the Dash ``app`` on ``sock`` until interrupted (Flask's development server only when ``debug``)."""
-    if debug:  # Dash's debug mode needs Flask's development server; never the default
-        host, port = sock.getsockname()[:2]
-        sock.close()
-        app.run(host=host, port=port, debug=True, use_reloader=False)
-        return
-    from waitress import serve
+    """Serve the Dash ``app`` on ``sock`` until interrupted (Ctrl-C returns; the socket is closed), Flask's
+    development server only when ``debug``."""
+    try:
+        if debug:  # Dash's debug mode needs Flask's development server; never the default
+            host, port = sock.getsockname()[:2]
+            sock.close()
+            app.run(host=host, port=port, debug=True, use_reloader=False)
+            return
+        from waitress import serve
 
-    serve(app.server, sockets=[sock], threads=WSGI_THREADS, _quiet=True)
+        serve(app.server, sockets=[sock], threads=WSGI_THREADS, _quiet=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 __all__ = ["listen", "run"]

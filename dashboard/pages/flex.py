@@ -11,18 +11,16 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, read_json, readable, table, waiting_figure
+from factory_twin.dashboard import wsgi
+from factory_twin.dashboard.common import GRAPH_CONFIG, fmt, read_json, readable, standalone_app, table, waiting_figure
 from factory_twin.links.dsx_flex.state import STATUS_FILE
 from factory_twin.models.units import KW
-
-PATH, TITLE = "/flex", "Grid flex"
 
 
 def layout() -> html.Div:
     return html.Div(
         [
             html.H2("Grid flex (DSX Flex agent)"),
-            html.Div(id="flex-info", className="message"),
             html.H3("Feeds"),
             html.Div(id="flex-feeds", className="scroll"),
             dcc.Graph(id="flex-trend", config=GRAPH_CONFIG),
@@ -109,14 +107,22 @@ def trend_figure(st: dict) -> go.Figure:
         fig.add_scatter(x=t, y=[r[2] / KW for r in h], name=f"{tag} limit", mode="lines", line=dict(dash="dash"))
     readable(fig, 1.0, *(tr.y for tr in fig.data), min_frac=0.05)
     fig.update_traces(hovertemplate="%{y:,.1f} kW")
-    fig.update_layout(height=320, margin=dict(l=50, r=10, t=10, b=40), yaxis_title="kW", xaxis_title="UTC")
-    fig.update_layout(legend=dict(orientation="h"))
+    # the time ticks carry the date on a second line: the bottom margin grows to hold it and the axis title (a
+    # fixed 40 px cut the date); the legend above the plot, off the ticks
+    fig.update_xaxes(automargin=True, title_standoff=8)
+    fig.update_layout(height=340, margin=dict(l=50, r=10, t=30, b=40), yaxis_title="kW", xaxis_title="UTC",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0))  # fmt: skip
     return fig
+
+
+def status_line(st: dict) -> str:
+    """The header: the agent's facility and its clock (the page's only twin is the agent's)."""
+    return f"{st['facility']} · agent {st['agent']} · {st['time'][:19].replace('T', ' ')} UTC"  # ISO 8601, UTC
 
 
 def register(app: Dash, flex_dir: Path) -> None:
     @app.callback(
-        Output("flex-info", "children"),
+        Output("status", "children"),
         Output("flex-feeds", "children"),
         Output("flex-trend", "figure"),
         Output("flex-targets", "children"),
@@ -129,6 +135,28 @@ def register(app: Dash, flex_dir: Path) -> None:
         if st is None:
             msg = f"no flex agent status in {flex_dir} (start factory-twin flex-agent ... --state-dir there)"
             return msg, None, waiting_figure("waiting for the flex agent..."), None, None, None
-        info = f"agent {st['agent']} · {st['facility']} · {st['time'].replace('T', ' ')}"
         refused = [html.Div(f"{t.replace('T', ' ')} {src}: {why}", className="error") for t, src, why in st["refused"]]
-        return info, feeds_table(st), trend_figure(st), targets_table(st), breaches_table(st), refused or "none"
+        return (
+            status_line(st),
+            feeds_table(st),
+            trend_figure(st),
+            targets_table(st),
+            breaches_table(st),
+            refused or "none",
+        )
+
+
+def create_flex_app(flex_dir: Path, interval_ms: int = 1000) -> Dash:
+    """The Grid flex page on its own: the agent runs the twin; the header shows its facility and its clock."""
+    app = standalone_app("grid flex (DSX Flex agent)", [layout()], interval_ms)
+    register(app, Path(flex_dir))
+    return app
+
+
+def serve_flex(flex_dir: Path, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> int:
+    """``factory-twin dashboard --flex-state DIR``: serve the agent's page until interrupted (no twin here)."""
+    sock = wsgi.listen(host, port)  # a port in use fails here
+    app = create_flex_app(flex_dir)
+    print(f"factory-twin dashboard: http://{host}:{port}/ (the flex agent's page, from {flex_dir})", flush=True)
+    wsgi.run(app, sock, debug)
+    return 0

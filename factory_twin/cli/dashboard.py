@@ -7,6 +7,7 @@ from pathlib import Path
 
 from factory_twin.cli.dsx import DEFAULT_INTEGRATION
 from factory_twin.cli.options import (
+    DEFAULT_FACILITY,
     DefaultsFormatter,
     add_broker_options,
     add_facility_scenario,
@@ -28,7 +29,11 @@ def add_parsers(sub) -> None:
     add_speed(d, default="60")
     d.add_argument("--controller", default="mpc", help="mpc | mpc-n1 | uncapped | fixed:FRACTION")
     d.add_argument("--studies-dir", type=Path, help="folder the Studies page may open files from (default: CWD)")
-    d.add_argument("--flex-state", type=Path, help="a flex agent's --state-dir: adds the Grid flex page")
+    d.add_argument(
+        "--flex-state",
+        type=Path,
+        help="a flex agent's --state-dir: serve its Grid flex page (the agent runs the twin: none is started here)",
+    )
     d.add_argument("--openadr-state", type=Path, help="an OpenADR VEN's --state-dir: adds the OpenADR page")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
     add_metrics_options(d)
@@ -43,9 +48,16 @@ def add_parsers(sub) -> None:
     d.set_defaults(run=run_dashboard)
 
 
+# the dashboard's own twin: with --flex-state none runs, so these are refused (option, default)
+TWIN_OPTIONS = (("facility", DEFAULT_FACILITY), ("scenario", None), ("controller", "mpc"), ("speed", 60.0),
+                ("studies_dir", None), ("openadr_state", None), ("metrics_port", None))  # fmt: skip
+
+
 def run_dashboard(args) -> int:
     if args.connect:
         return run_connected(args)
+    if args.flex_state is not None:
+        return run_flex(args)
     for name in ("state_dir", *BROKER_OPTIONS):
         if getattr(args, name) is not None:
             raise ValueError(f"--{name.replace('_', '-')}: only with --connect (a plant on DSX Exchange)")
@@ -60,12 +72,29 @@ def run_dashboard(args) -> int:
         controller=args.controller,
         debug=args.debug,
         studies_dir=args.studies_dir,
-        flex_dir=args.flex_state,
         openadr_dir=args.openadr_state,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         gpu_series=args.gpu_series,
     )
+
+
+def run_flex(args) -> int:
+    """``dashboard --flex-state DIR``: the agent's Grid flex page alone (a twin here would be another simulation,
+    with its own facility and clock, shown above the agent's page)."""
+    from factory_twin.dashboard.pages.flex import serve_flex
+
+    for name, default in TWIN_OPTIONS:
+        if getattr(args, name) != default:
+            option = "the facility" if name == "facility" else f"--{name.replace('_', '-')}"
+            raise ValueError(
+                f"{option}: not with --flex-state (the page shows the flex agent's own twin; "
+                "give the twin's options to flex-agent)"
+            )
+    for name in ("state_dir", *BROKER_OPTIONS):
+        if getattr(args, name) is not None:
+            raise ValueError(f"--{name.replace('_', '-')}: only with --connect (a plant on DSX Exchange)")
+    return serve_flex(args.flex_state, args.host, args.port, args.debug)
 
 
 def run_connected(args) -> int:
@@ -85,4 +114,4 @@ def run_connected(args) -> int:
     return serve_connected(con, args.host, args.port, args.debug)
 
 
-__all__ = ["add_parsers", "run_connected", "run_dashboard"]
+__all__ = ["add_parsers", "run_connected", "run_dashboard", "run_flex"]

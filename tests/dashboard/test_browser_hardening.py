@@ -345,6 +345,9 @@ def test_a_port_in_use_fails_at_once_naming_it(tmp_path, capsys, monkeypatch):
         (["--scenario", "cold-day"], "scenario file not found"),
         (["--controller", "magic"], "controller: expected"),
         (["--controller", "fixed:abc"], "controller: fixed:FRACTION needs a number"),
+        # issue 20 item 18: --flex-state serves the agent's page alone; a twin's options would start another twin
+        (["emerald-phoenix", "--flex-state", "state"], "the facility: not with --flex-state"),
+        (["--flex-state", "state", "--speed", "10"], "--speed: not with --flex-state"),
     ],
 )
 def test_unknown_names_fail_at_start(tmp_path, capsys, args, message):

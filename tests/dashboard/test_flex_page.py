@@ -2,18 +2,13 @@
 
 A FlexAgent on emerald-phoenix (no broker: signed events are handed to it directly) takes a target, refuses an
 unsigned event, schedules a later target and breaches a target below what its minimum caps allow; the
-dashboard (its own process, on a free local port) shows feeds, targets, compliance, breaches and refusals at
-1024, 1400 and 1920 px.
+dashboard (``factory-twin dashboard --flex-state DIR``, on a free local port) shows feeds, targets, compliance,
+breaches and refusals at 1024, 1400 and 1920 px.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +19,7 @@ from factory_twin.optimization.mpc import MPCController
 from factory_twin.optimization.options import MPC_OPTIONS
 from factory_twin.twin.simulation.engine import Twin
 from joserfc.jwk import ECKey
+from support import boxes_overlap, start_dashboard
 
 from factory_twin import twin
 
@@ -63,29 +59,25 @@ def flex_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(flex_dir, child_env, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    code = (
-        "from factory_twin.dashboard.app import create_app; "
-        f"create_app(lambda **k: None, lambda c: 'x', {str(tmp_path_factory.mktemp('st'))!r}, "
-        f"flex_dir={str(flex_dir)!r}).run(host='127.0.0.1', port={port})"
-    )
-    out = subprocess.PIPE
-    proc = subprocess.Popen([sys.executable, "-c", code], env=child_env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dashboard did not start: {proc.stdout.read().decode()[-2000:]}") from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(15)
+    """``factory-twin dashboard --flex-state DIR``, as a person runs it."""
+    tmp = tmp_path_factory.mktemp("dash")
+    proc, url = start_dashboard(tmp, child_env, "--flex-state", str(flex_dir))
+    try:
+        yield url, tmp
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+# the trend as seen: its x tick labels (each a time, the first also the date on a second line), the axis title, the
+# legend entries and the SVG, as boxes
+TREND_JS = """() => { const box = e => { const r = e.getBoundingClientRect();
+    return {l: r.left, r: r.right, t: r.top, b: r.bottom}; };
+  const g = document.querySelector('#flex-trend');
+  return {svg: box(g.querySelector('.main-svg')),
+    ticks: [...g.querySelectorAll('.xtick text')].map(t => ({text: t.textContent, ...box(t)})),
+    title: box(g.querySelector('.g-xtitle text')),
+    legend: [...g.querySelectorAll('.legend .traces')].map(box)}; }"""
 
 
 def _cells(page, table_id: str) -> list[list[str]]:
@@ -95,6 +87,7 @@ def _cells(page, table_id: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("width", [1024, 1400, 1920])
 def test_flex_page_shows_feeds_targets_and_breaches(server, flex_dir, browser, width):
+    url, tmp = server
     status = json.loads((flex_dir / "flex-status.json").read_text())
     feed = status["feeds"]["cluster"]
     ctx = browser.new_context(viewport={"width": width, "height": 1000})
@@ -103,9 +96,15 @@ def test_flex_page_shows_feeds_targets_and_breaches(server, flex_dir, browser, w
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
-        page.goto(server + "/")
-        page.get_by_role("link", name="Grid flex").click()  # navigate like a person
-        page.wait_for_selector("#flex-feeds-table", timeout=15000)
+        page.goto(url + "/")
+        page.wait_for_selector("#flex-feeds-table", timeout=30000)
+        # issue 20 item 18: a campus-100mw twin ran beside the agent's page, its facility and date in the header;
+        # the header is the agent's (its facility and clock) and no twin runs here
+        assert (
+            page.inner_text("#status") == f"emerald-phoenix · agent phx · {status['time'][:19].replace('T', ' ')} UTC"
+        )
+        assert page.locator("nav").count() == 0
+        assert "twin running" not in (tmp / "server.out").read_text() and not list(tmp.glob("factory-twin-live-*"))
         (row,) = _cells(page, "flex-feeds-table")
         assert row[0] == "cluster" and row[1] == "gpu"
         assert float(row[2].replace(",", "")) == pytest.approx(feed["limit_w"] / 1e3, abs=0.05) == 30.0
@@ -118,7 +117,14 @@ def test_flex_page_shows_feeds_targets_and_breaches(server, flex_dir, browser, w
         (alert,) = _cells(page, "flex-breach-table")
         assert alert[2:4] == ["active", "critical"] and int(alert[6]) == 6  # one shed hint per job
         assert "unsigned" in page.locator("#flex-refused").inner_text()
-        page.wait_for_selector("#flex-trend .main-svg", timeout=15000)
+        page.wait_for_selector("#flex-trend .xtick text", timeout=15000)
+        trend = page.evaluate(TREND_JS)  # every tick label whole inside the chart, the date line too, overlapping
+        svg = trend["svg"]  # neither the axis title nor the legend (the date line was cut at the bottom)
+        assert any("\n" in t["text"] or t["b"] - t["t"] > 20 for t in trend["ticks"]), trend["ticks"]  # the date
+        for t in trend["ticks"]:
+            assert svg["l"] <= t["l"] and t["r"] <= svg["r"] and svg["t"] <= t["t"] and t["b"] <= svg["b"], (width, t)
+            assert not any(boxes_overlap(t, x) for x in [trend["title"], *trend["legend"]]), (width, t, trend)
+        assert trend["title"]["b"] <= svg["b"], (width, trend["title"], svg)
         wide = page.evaluate(
             "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
             "window.innerWidth + 1).map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8)"
