@@ -141,7 +141,7 @@ def run_connect(args) -> int:
     from factory_twin.links.dsx_exchange.connect import Connector, RequestGuard
     from factory_twin.links.dsx_exchange.contract import check_integration_name
     from factory_twin.links.dsx_exchange.pointmap import Override
-    from factory_twin.links.dsx_exchange.status import points_line
+    from factory_twin.links.dsx_exchange.status import points_line, summary_lines
     from factory_twin.links.mqtt import MqttClient
 
     cfg = broker_config(args, args.broker)
@@ -188,6 +188,7 @@ def run_connect(args) -> int:
         f"{len(st['active_alarms'])} active alarm(s) (see {args.state_dir / 'alarms.jsonl'})",
         flush=True,
     )
+    print("".join(f"connect: {line}\n" for line in summary_lines(st)), end="", flush=True)
     return 0
 
 

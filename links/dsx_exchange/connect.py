@@ -4,9 +4,12 @@ guarded setpoint requests out.
 :class:`Connector` composes the stages, each in its own module:
 
 - :mod:`intake`: messages queued in paho's network thread, applied in order here: metadata builds the
-  :class:`PointMap`, values land in the :class:`Readings` (internal units) and the :class:`History`;
-- :mod:`clock`: the plant clock is the BMS's own (value timestamps); every ``TICK_S`` of plant time, once
-  every value stamped up to the tick has arrived, the shadow twin steps:
+  :class:`PointMap`, values land in the :class:`Readings` (internal units) and the :class:`History` once
+  :mod:`gate` has judged them (the clock's window, :mod:`plausibility`, jumps); what is refused is booked in
+  :mod:`rejections`;
+- :mod:`clock`: the plant clock is the BMS's own (timestamps of known points, within a window; it follows the
+  site's clock when enough points confirm a jump); every ``TICK_S`` of plant time, once every value stamped up
+  to the tick has arrived, the shadow twin steps:
 - :mod:`data_checks` (stale, quality, heartbeat, metadata), :mod:`sensor_checks` (the residual checks of
   :mod:`diagnosis`), :mod:`estimates` (Kalman estimates of each CDU's UA and each rack's coolant-side
   resistance), :mod:`process_faults` (pump, fouling), :mod:`shadow` (die temperatures, predicted CDU supply
@@ -32,6 +35,7 @@ from factory_twin.links.dsx_exchange.estimates import Estimates
 from factory_twin.links.dsx_exchange.history import History
 from factory_twin.links.dsx_exchange.intake import Intake
 from factory_twin.links.dsx_exchange.outbound import Outbound, RequestGuard
+from factory_twin.links.dsx_exchange.plausibility import Plausibility
 from factory_twin.links.dsx_exchange.pointmap import Override, PointMap
 from factory_twin.links.dsx_exchange.points import Catalog
 from factory_twin.links.dsx_exchange.process_faults import ProcessFaults
@@ -43,6 +47,10 @@ from factory_twin.twin.facility.assembly import Facility
 
 BATCH_MIN, BATCH_WAIT_S = 1000, 0.01  # fewer queued than this: wait this long for more before applying
 FLUSH_EVERY_S, STATE_EVERY_S = 1.0, 2.0  # history flushed, state and status saved this often [wall s]
+# A stop (SIGINT, SIGTERM, --duration) is answered within STOP_S whatever the inbound rate: no tick runs after
+# it (those due stay due in the saved state), nothing more is queued, what was queued is applied for at most
+# DRAIN_S (the rest is counted as dropped), then the history is flushed and the state saved (~1 s at most).
+STOP_S, DRAIN_S = 5.0, 2.0
 
 
 class Connector:
@@ -68,8 +76,11 @@ class Connector:
         self.design = Design.of(f)
         self.clock = PlantClock()
         self.readings = Readings(self.cat)
-        self.intake = Intake(self.map, self.history, self.readings, self.alarms, self.clock, self._advance_clock)
-        self.sensors = SensorChecks(f, self.map, self.alarms, self.design)
+        self.limits = Plausibility(f, self.cat, self.design)
+        self.intake = Intake(
+            self.map, self.history, self.readings, self.alarms, self.clock, self.limits, self._advance_clock, self._jump
+        )
+        self.sensors = SensorChecks(f, self.map, self.alarms, self.design, self.readings)
         self.estimates = Estimates(f, self.map, self.design)
         self.process_faults = ProcessFaults(f, self.cat, self.alarms, self.design)
         self.shadow = Shadow(f, self.design)
@@ -87,6 +98,7 @@ class Connector:
         self.main_cpu_s = 0.0  # CPU time of the thread that applies messages since run() (paho's is apart)
         self._cpu0 = wall.thread_time()
         self._last_flush = self._last_state = 0.0
+        self._should_stop = lambda: False
         self.resumed = _status.load_state(self)
 
     # what the tests and benches read
@@ -145,17 +157,38 @@ class Connector:
         return n
 
     def _advance_clock(self, ts: int) -> None:
-        """Move the plant clock to ``ts``, running every tick whose values are complete."""
+        """Move the plant clock to ``ts``, running every tick whose values are complete (none once a stop is
+        asked: they stay due)."""
         if not self.clock.started:
             self.readings.start(ts)
         for t_ms in self.clock.advance(ts):
+            if self._should_stop():
+                break
             self.tick(t_ms)
+
+    def _jump(self, to_ms: int, points: tuple[str, ...]) -> None:
+        """Follow the site's clock to a confirmed time (see :mod:`clock`); a jump back moves every timestamp
+        kept with it. A jump not explained by a reconnect or a resume is alarmed (``clock_jump`` on the BMS)."""
+        if not self.clock.started:
+            self._advance_clock(to_ms)
+            return
+        d_ms, explained = to_ms - self.clock.now_ms, self.clock.regrace
+        for t_ms in self.clock.jump(to_ms, points):
+            if self._should_stop():
+                break
+            self.tick(t_ms)
+        if d_ms < 0:
+            self.readings.shift(d_ms)
+            self.outbound.rebase(d_ms)
+        if d_ms < 0 or not explained:
+            self.alarms.clear(to_ms, "clock_jump", "BMS")
+            self.alarms.raise_(to_ms, "BMS", "clock_jump", self.clock.jumps[-1].as_dict())
 
     def tick(self, t_ms: int) -> None:
         """One step of the shadow twin at plant time ``t_ms``."""
         t0 = wall.thread_time()
         self.ticks += 1
-        data_checks(t_ms, self.readings, self.clock, self.alarms, self.map)
+        data_checks(t_ms, self.readings, self.clock, self.alarms, self.map, self.intake.rejections.last)
         v = self.readings.views(t_ms)
         flagged = self.sensors.update(t_ms, v, self.process_faults.flow_loss)
         suspect = suspect_cdus(self.alarms, self.map, self.f)
@@ -191,16 +224,30 @@ class Connector:
         self.outbound.close()
 
     def run(self, should_stop=lambda: False) -> dict:
-        """Process messages until ``should_stop()``; returns the final status."""
+        """Process messages until ``should_stop()``, then stop within :data:`STOP_S`; returns the final status."""
         self._cpu0 = wall.thread_time()
+        self._should_stop = should_stop
         self.subscribe()
         while not should_stop():
             self.process()
-        while self.process(timeout_s=0.05):
-            pass
+        self.stop()
         st = self.status()
         self.close()
         return st
+
+    def stop(self) -> None:
+        """Queue nothing more, apply what is queued for at most :data:`DRAIN_S`, count the rest as dropped."""
+        self._should_stop = lambda: True
+        self.intake.close()
+        t_end = wall.monotonic() + DRAIN_S
+        while wall.monotonic() < t_end and self.process(max_messages=5000, timeout_s=0.0):
+            pass
+        try:
+            while True:
+                self.intake.inbox.get_nowait()
+                self.intake.dropped_at_stop += 1
+        except queue.Empty:
+            pass
 
 
 __all__ = ["TICK_S", "Connector", "RequestGuard"]

@@ -118,9 +118,23 @@ def value_payload(value: float | None, timestamp_ms: int, quality: int = GOOD) -
     return strict_json.dumps({"value": v, "timestamp": int(timestamp_ms), "quality": int(quality)}).encode()
 
 
+#: a timestamp's magnitude names its epoch unit (Unix time 1973-5138 in each), with the factor to ms
+EPOCH_UNITS = (("ms", 1e11, 1e14, 1.0), ("s", 1e8, 1e11, 1e3), ("us", 1e14, 1e17, 1e-3), ("ns", 1e17, 1e20, 1e-6))
+
+
+def timestamp_ms(ts: int) -> tuple[int, str] | None:
+    """A value's timestamp in Unix ms and the unit it was sent in (the contract's is ms; a timestamp in s, us
+    or ns is told apart by its magnitude); None when it is no plausible Unix time in any of them."""
+    for unit, lo, hi, to_ms in EPOCH_UNITS:
+        if lo <= ts < hi:
+            return (ts if to_ms == 1.0 else int(ts * to_ms)), unit
+    return None
+
+
 def parse_value(payload: bytes) -> tuple[float | None, int, int]:
-    """``(value, timestamp_ms, quality)``; ValueError naming the field when the envelope is malformed or holds a
-    non-finite number (strict JSON, :func:`twin.runs.strict_json.loads`)."""
+    """``(value, timestamp_ms, quality)``; ValueError naming the field when the envelope is malformed
+    (:class:`~twin.runs.strict_json.NonFiniteError` when it holds a non-finite number: strict JSON,
+    :func:`twin.runs.strict_json.loads`)."""
     d = strict_json.loads(payload)
     if not isinstance(d, dict):
         raise ValueError("value payload: not a JSON object")
@@ -136,6 +150,7 @@ def parse_value(payload: bytes) -> tuple[float | None, int, int]:
 
 __all__ = [
     "BAD",
+    "EPOCH_UNITS",
     "GOOD",
     "HEARTBEAT_S",
     "REPUBLISH_S",
@@ -147,6 +162,7 @@ __all__ = [
     "metadata_topic",
     "parse_topic",
     "parse_value",
+    "timestamp_ms",
     "to_internal",
     "value_payload",
     "value_topic",

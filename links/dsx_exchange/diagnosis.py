@@ -11,21 +11,35 @@ check                  residual                                              a l
 rack supply            T_sup,rack - median of the CDU's rack supplies        that rack's supply sensor
 rack return            T_ret - T_sup - median(rise V/P) P / V                that rack's return sensor
 rack flow              V_rack - median of the CDU's rack flows               that rack's flow meter
-row power              row meter - sum of rack powers, with the rack return  the rack power meter
-                       residual of the matching sign
+rack power             P - (T_ret - T_sup) V / median(rise V/P)              (the rack return's other side)
+row power              row meter - sum of rack powers                        the row (CDU busway) meter
 CDU secondary supply   T_sec,sup - median of its racks' supplies             the CDU supply sensor
-CDU secondary return   T_sec,ret - flow-weighted mean of rack returns        the CDU return sensor
-CDU secondary flow     V_sec - sum of rack flows                             the CDU secondary flow meter
+CDU secondary return   T_sec,ret - flow-weighted mean of rack returns (*)    the CDU return sensor
+CDU secondary flow     V_sec - sum of rack flows (*)                         the CDU secondary flow meter
 CDU primary supply     T_pri,sup - median over all CDUs                      the CDU primary supply sensor
-CDU primary balance    (Q_pri - Q_sec) / Q_design, with the valve/flow map   primary flow or return sensor
+CDU primary balance    (Q_pri - Q_sec) / Q_design                            primary return (see below)
+CDU valve              V_pri - valve position x V_pri,max                    primary flow meter or valve
 =====================  ===================================================  ============================
+
+(*) robust: a rack return (flow) more than 4 sigma from what its peers predict for it counts with the
+prediction, so one bad rack sensor cannot move its CDU's check.
+
+Attribution (``sensor_checks``): when a rack's return and power disagree, the sensor that explains every
+residual is blamed: its flow meter if the rack flow check is off with the same sign (a flow bias moves the
+predicted rise), its supply sensor if the rack supply check is off with the opposite sign, its power meter
+if the row balance is off with the opposite sign, else its return sensor. A row balance off while no rack
+power of the row explains it blames the row meter. A valve check off with the primary balance closed
+blames the valve position; with the balance off the same way, the primary flow meter. A primary balance off
+blames the secondary supply, return or flow sensor or the primary supply whose own check is off in the
+direction that explains it, else the primary return sensor.
 
 Process faults: a CDU whose secondary flow is below ``PUMP_FLOW_FRACTION`` of design while the sum of its
 rack flows agrees (``pump_failure``); a CDU whose UA estimate has fallen below ``FOULING_FRACTION`` of
 design with the balances closed (``hx_fouling``). A flagged sensor is named ``sensor_stuck`` when its value
 has not changed while its residual moved, ``sensor_drift`` when the residual grows steadily, else
 ``sensor_bias``. Data faults: ``stale`` (no value for twice the republish period), ``bad_quality``,
-``heartbeat_loss`` (no BMS heartbeat for three periods), ``metadata_missing``.
+``heartbeat_loss`` (no BMS heartbeat for three periods), ``metadata_missing``; ``clock_jump`` (the BMS's
+clock moved outside the plant clock's window without a reconnect, see ``clock``).
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ Array = NDArray[np.float64]
 
 Z_ALARM = 5.0  # |filtered z| above this ...
 PERSIST_TICKS = 6  # ... for this many consecutive ticks raises a sensor alarm
+Z_CLIP = 20.0  # one tick moves the filtered z by at most EWMA_ALPHA x this: a lone spike cannot hold it out
 EWMA_ALPHA = 0.25
 WINDOW = 60  # ticks of residual and value history kept per check (10 min at 10 s)
 STUCK_TICKS = 12  # an unchanged value over this many ticks while the residual moved = stuck
@@ -148,7 +163,7 @@ class Check:
 
     def update(self, residual: Array, value: Array) -> NDArray[np.bool_]:
         """Feed one tick; returns where the check is persistently out (|z| > Z_ALARM for PERSIST_TICKS)."""
-        z = residual / self.sigma
+        z = np.clip(residual / self.sigma, -Z_CLIP, Z_CLIP)
         ok = np.isfinite(z)
         self.zf = np.where(ok, (1 - EWMA_ALPHA) * self.zf + EWMA_ALPHA * z, self.zf)
         out = ok & (np.abs(self.zf) > Z_ALARM)

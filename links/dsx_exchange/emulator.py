@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from factory_twin.links.dsx_exchange.contract import BAD, GOOD, HEARTBEAT_S, REPUBLISH_S, parse_topic, parse_value
-from factory_twin.links.dsx_exchange.faults import Fault
+from factory_twin.links.dsx_exchange.faults import CLOCK_KINDS, Fault
 from factory_twin.links.dsx_exchange.points import Catalog, Group
 from factory_twin.links.mqtt import MqttClient
 from factory_twin.models.heat_exchange import ConstantFlowCdus, cdu_supply_control
@@ -60,17 +60,18 @@ class Guardrails:
 @dataclass
 class _Batch:
     """Readings of one signal group due for publication: value topics, values, decimals, qualities (None:
-    all good)."""
+    all good), and how much later than the plant time their controller's clock stamps them [ms]."""
 
     topics: list[str]
     values: list[float]
     decimals: int
     quality: list[int] | None
+    skew_ms: int = 0
 
     def split(self, at: int) -> tuple[_Batch, _Batch]:
         q = self.quality
-        head = _Batch(self.topics[:at], self.values[:at], self.decimals, None if q is None else q[:at])
-        tail = _Batch(self.topics[at:], self.values[at:], self.decimals, None if q is None else q[at:])
+        head = _Batch(self.topics[:at], self.values[:at], self.decimals, None if q is None else q[:at], self.skew_ms)
+        tail = _Batch(self.topics[at:], self.values[at:], self.decimals, None if q is None else q[at:], self.skew_ms)
         return head, tail
 
 
@@ -158,6 +159,8 @@ class BmsEmulator:
     def _check_faults(self) -> None:
         names = {(g.signal.entity, g.signal.name) for g in self.cat.groups}
         for flt in self.faults:
+            if flt.kind in CLOCK_KINDS and flt.signal is None:
+                continue
             if flt.signal is None:
                 if flt.entity not in self.cat.cdu_index:
                     raise ValueError(f"--fault {flt}: {flt.entity!r} is not a CDU of {self.cat.facility.spec.name}")
@@ -177,6 +180,15 @@ class BmsEmulator:
 
     def _active(self, kinds: tuple[str, ...]) -> list[Fault]:
         return [f for f in self.faults if f.kind in kinds and self.elapsed_s >= f.start_s]
+
+    def _stamp(self, ts_ms: int) -> int:
+        """A timestamp as the BMS's clock sends it (the clock and epoch faults of the whole site)."""
+        for flt in self._active(("clock", "epoch")):
+            if flt.entity == "BMS" and flt.kind == "clock":
+                ts_ms += int(flt.value * 1000)
+        for flt in self._active(("epoch",)):
+            ts_ms = int(ts_ms * flt.value)
+        return ts_ms
 
     def _apply_process_faults(self) -> None:
         ua = self.ua_design.copy()
@@ -338,6 +350,11 @@ class BmsEmulator:
             if key not in truth:
                 continue
             pub = self._pub[id(g)]
+            skews = {
+                g.ids.index(fl.entity): int(fl.value * 1000)
+                for fl in self._active(("clock",))
+                if fl.signal == s.name and fl.entity in g.ids
+            }
             x = np.asarray(truth[key], float)
             if s.noise > 0:
                 x = x + self.rng.normal(0.0, s.noise, x.shape)
@@ -372,14 +389,24 @@ class BmsEmulator:
             pub.value[idx], pub.time_s[idx] = v, now_s
             topics = g.value_topics if idx.size == len(g.ids) else [g.value_topics[i] for i in idx.tolist()]
             qs = None if quality is None else [quality.get(i, GOOD) for i in idx.tolist()]
-            due_batches.append(_Batch(topics, v.tolist(), pub.decimals, qs))
+            vals = v.tolist()
+            own = [k for k, e in enumerate(idx.tolist()) if e in skews]  # a controller whose clock is off
+            for k in own:
+                q1 = None if qs is None else [qs[k]]
+                due_batches.append(_Batch([topics[k]], [vals[k]], pub.decimals, q1, skews[int(idx[k])]))
+            if own:
+                keep = [k for k in range(idx.size) if k not in set(own)]
+                topics, vals = [topics[k] for k in keep], [vals[k] for k in keep]
+                qs = None if qs is None else [qs[k] for k in keep]
+            if topics:
+                due_batches.append(_Batch(topics, vals, pub.decimals, qs))
         return due_batches
 
     def _send(self, batches: list[_Batch], ts_ms: int) -> None:
         """Publish readings stamped ``ts_ms`` (one format per message, payloads built from Python floats)."""
         t0 = wall.thread_time()
-        head, tail = '{"value":', f',"timestamp":{ts_ms},"quality":'
         for b in batches:
+            head, tail = '{"value":', f',"timestamp":{self._stamp(ts_ms + b.skew_ms)},"quality":'
             spec = f".{b.decimals}f"
             if b.quality is None:
                 end = f"{tail}{GOOD}}}"
@@ -396,6 +423,7 @@ class BmsEmulator:
         if any(f.entity == "BMS" and f.signal == "heartbeat_ms" for f in self._active(("dropout",))):
             return
         hb = self.cat.group("bms", "heartbeat_ms")
+        ts_ms = self._stamp(ts_ms)
         self.client.publish(hb.value_topics[0], f'{{"value":{ts_ms},"timestamp":{ts_ms},"quality":1}}')
         self.messages += 1
         self.value_messages += 1
@@ -496,7 +524,7 @@ class BmsEmulator:
         after every earlier packet on the same connection."""
         if self.client.connected:
             hb = self.cat.group("bms", "heartbeat_ms")
-            ts = int(self.twin.time.astype("datetime64[ms]").astype(np.int64))
+            ts = self._stamp(int(self.twin.time.astype("datetime64[ms]").astype(np.int64)))
             info = self.client.publish(hb.value_topics[0], f'{{"value":{ts},"timestamp":{ts},"quality":1}}', qos=1)
             self.messages += 1
             self.value_messages += 1

@@ -16,6 +16,12 @@ Process faults act on a CDU ``ENTITY``:
 - ``pump:CDU[:REMAINING]`` the secondary (TCS) pump trips: lead pump speed reads 0 %, the loop's flow falls
   to REMAINING of design (default 0.5: the standby pump runs on a degraded bypass).
 
+Faults of the BMS's clock act on the whole site (``BMS``) or one point's controller (``ENTITY/SIGNAL``):
+
+- ``clock:BMS:SECONDS`` stamps every value (and the heartbeat) SECONDS later than the plant time: a clock
+  that jumps (positive) or runs back (negative) at START; on ``ENTITY/SIGNAL`` only that point's;
+- ``epoch:BMS:FACTOR`` sends every timestamp in Unix ms x FACTOR (0.001: seconds, 1000: microseconds).
+
 START is a duration after the emulation starts (``30s``, ``10min``, ``1h``; default 0).
 """
 
@@ -27,7 +33,8 @@ from factory_twin.twin.scenario.timeparse import seconds
 
 SENSOR_KINDS = ("bias", "drift", "stuck", "dropout", "badquality", "nometa")
 PROCESS_KINDS = ("fouling", "pump")
-NEEDS_VALUE = {"bias", "drift", "fouling"}
+CLOCK_KINDS = ("clock", "epoch")
+NEEDS_VALUE = {"bias", "drift", "fouling", "clock", "epoch"}
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ def parse_fault(spec: str) -> Fault:
     start_s = 0.0 if not start or start.strip() in ("0", "0s") else seconds(start, f"--fault {spec!r} start")
     parts = text.split(":")
     kind = parts[0].strip().lower()
-    if kind not in SENSOR_KINDS + PROCESS_KINDS:
-        raise ValueError(f"--fault {spec!r}: kind must be one of {', '.join(SENSOR_KINDS + PROCESS_KINDS)}")
+    kinds = SENSOR_KINDS + PROCESS_KINDS + CLOCK_KINDS
+    if kind not in kinds:
+        raise ValueError(f"--fault {spec!r}: kind must be one of {', '.join(kinds)}")
     if len(parts) < 2 or not parts[1]:
         raise ValueError(f"--fault {spec!r}: no target (ENTITY/SIGNAL for sensor faults, a CDU id for process faults)")
     target = parts[1].strip()
@@ -66,7 +74,12 @@ def parse_fault(spec: str) -> Fault:
             raise ValueError(f"--fault {spec!r}: value must be a number, got {parts[2]!r}") from None
     if kind in NEEDS_VALUE and value is None:
         raise ValueError(f"--fault {spec!r}: {kind} needs a value (KIND:TARGET:VALUE)")
-    if kind in SENSOR_KINDS:
+    if kind in CLOCK_KINDS:
+        if kind == "epoch" and (target != "BMS" or not value > 0):
+            raise ValueError(f"--fault {spec!r}: epoch acts on BMS with a factor > 0 (0.001: s, 1000: us)")
+        if target == "BMS":
+            return Fault(kind, "BMS", None, value, start_s)
+    if kind in SENSOR_KINDS + CLOCK_KINDS:
         entity, sep, signal = target.rpartition("/")
         if not sep or not entity or not signal:
             raise ValueError(f"--fault {spec!r}: sensor faults target ENTITY/SIGNAL, e.g. hall-a-r01-01/return_c")
@@ -80,4 +93,4 @@ def parse_fault(spec: str) -> Fault:
     return Fault(kind, target, None, value, start_s)
 
 
-__all__ = ["PROCESS_KINDS", "SENSOR_KINDS", "Fault", "parse_fault"]
+__all__ = ["CLOCK_KINDS", "PROCESS_KINDS", "SENSOR_KINDS", "Fault", "parse_fault"]

@@ -8,7 +8,9 @@ owns the file while it runs; other processes read it when it is stopped, or thro
 
 Tables: ``points(id, point, entity, signal, unit)`` (``point`` = ``objectType/pointType/tagPath``) and
 ``samples(point_id, ts_ms, value, quality, received_ms)`` with ``value`` in the point's engineering unit
-as received (null when the BMS sent null).
+as received (null when the BMS sent null); ``rejected(point, ts_ms, value, quality, received_ms, reason,
+detail)``: what was received but not taken (malformed, not finite, out of range, an outlier, stamped outside
+the plant clock's window), kept apart so that it never reads as a sample (nor seeds a resume).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, point VARCHAR UNIQUE,
                                    unit VARCHAR);
 CREATE TABLE IF NOT EXISTS samples (point_id INTEGER, ts_ms BIGINT, value DOUBLE, quality INTEGER,
                                     received_ms BIGINT);
+CREATE TABLE IF NOT EXISTS rejected (point VARCHAR, ts_ms BIGINT, value DOUBLE, quality INTEGER, received_ms BIGINT,
+                                     reason VARCHAR, detail VARCHAR);
 """
+REJECTED_COLUMNS = ("point", "ts_ms", "value", "quality", "received_ms", "reason", "detail")
 
 
 class History:
@@ -42,6 +47,7 @@ class History:
         self._cols: tuple[list, list, list, list, list] = ([], [], [], [], [])
         self._chunks: list[tuple[np.ndarray, ...]] = []  # batches added as arrays
         self._chunk_rows = 0
+        self._rejected: list[tuple] = []
         self._lock = threading.Lock()
         self.flush_s = 0.0  # CPU time of the flushing thread
         self.rows_written = int(self.con.execute("SELECT count(*) FROM samples").fetchone()[0])
@@ -65,6 +71,19 @@ class History:
         c[3].append(quality)
         c[4].append(received_ms)
 
+    def add_rejected(
+        self,
+        point: str,
+        ts_ms: int | None,
+        value: float | None,
+        quality: int | None,
+        received_ms: int,
+        reason: str,
+        detail: str = "",
+    ) -> None:
+        """Buffer one value that was received but not taken, with why."""
+        self._rejected.append((point, ts_ms, value, quality, received_ms, reason, detail[:500]))
+
     def add_batch(
         self, point_id: np.ndarray, ts_ms: np.ndarray, value: np.ndarray, quality: np.ndarray, received_ms: np.ndarray
     ) -> None:
@@ -75,7 +94,7 @@ class History:
 
     @property
     def pending(self) -> int:
-        return len(self._cols[0]) + self._chunk_rows
+        return len(self._cols[0]) + self._chunk_rows + len(self._rejected)
 
     def flush(self) -> int:
         """Commit buffered rows (and new points) in one transaction; returns rows written."""
@@ -90,11 +109,12 @@ class History:
         cols, self._cols = self._cols, ([], [], [], [], [])
         chunks, self._chunks, self._chunk_rows = self._chunks, [], 0
         new, self._new_points = self._new_points, []
+        rejected, self._rejected = self._rejected, []
         types = (np.int32, np.int64, float, np.int32, np.int64)
         if cols[0]:  # row order in the table does not matter: queries sort by time
             chunks.insert(0, tuple(np.asarray(c, t) for c, t in zip(cols, types, strict=True)))
         n = sum(len(c[0]) for c in chunks)
-        if not n and not new:
+        if not n and not new and not rejected:
             return 0
         self.con.execute("BEGIN")
         try:
@@ -118,6 +138,12 @@ class History:
                     " quality, received_ms FROM batch"
                 )
                 self.con.unregister("batch")
+            if rejected:
+                rej = pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS))
+                rej = rej.astype({"ts_ms": "Int64", "value": float, "quality": "Int32", "received_ms": "int64"})
+                self.con.register("new_rejected", rej)
+                self.con.execute("INSERT INTO rejected SELECT * FROM new_rejected")
+                self.con.unregister("new_rejected")
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
@@ -148,6 +174,12 @@ class History:
             "SELECT p.point, s.ts_ms, s.value, s.quality FROM samples s JOIN points p ON p.id = s.point_id"
             " QUALIFY row_number() OVER (PARTITION BY s.point_id ORDER BY s.ts_ms DESC, s.received_ms DESC) = 1"
         ).df()
+
+    def rejected(self) -> pd.DataFrame:
+        """Every value received but not taken, in arrival order."""
+        self.flush()
+        cols = ", ".join(REJECTED_COLUMNS)
+        return self.con.execute(f"SELECT {cols} FROM rejected ORDER BY received_ms").df()
 
     def count(self) -> int:
         self.flush()

@@ -22,15 +22,25 @@ _NUMBER = {float, int, type(None)}
 
 
 class SlotTable:
-    """Value topics of mapped points -> slot number; per-slot columns ``group, index, scale, offset, pid``."""
+    """Value topics of mapped points -> slot number; per-slot columns ``group, index, scale, offset, pid`` and
+    the point's plausible range and jump rule in internal units ``lo, hi, jump`` (NaN: none)."""
 
     def __init__(self) -> None:
         self.slot: dict[str, int] = {}
-        self._cols: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        self._cols: tuple[list, ...] = ([], [], [], [], [], [], [], [])
         self._arrays: tuple[np.ndarray, ...] | None = None
 
-    def add(self, topic: str, group: int, index: int, scale: float, offset: float, pid: int) -> None:
-        for col, x in zip(self._cols, (group, index, scale, offset, pid), strict=True):
+    def add(
+        self,
+        topic: str,
+        group: int,
+        index: int,
+        scale: float,
+        offset: float,
+        pid: int,
+        limits: tuple[float, float, float] = (np.nan, np.nan, np.nan),
+    ) -> None:
+        for col, x in zip(self._cols, (group, index, scale, offset, pid, *limits), strict=True):
             col.append(x)
         self.slot[topic] = len(self._cols[0]) - 1
         self._arrays = None
@@ -40,14 +50,18 @@ class SlotTable:
         self.slot.pop(topic, None)
 
     def columns(self) -> tuple[np.ndarray, ...]:
+        """``group, index, scale, offset, pid, lo, hi, jump`` by slot."""
         if self._arrays is None:
-            g, i, s, o, p = self._cols
+            g, i, s, o, p, lo, hi, jump = self._cols
             self._arrays = (
                 np.array(g, np.int32),
                 np.array(i, np.int64),
                 np.array(s),
                 np.array(o),
                 np.array(p, np.int32),
+                np.array(lo, float),
+                np.array(hi, float),
+                np.array(jump, float),
             )
         return self._arrays
 

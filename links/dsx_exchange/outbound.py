@@ -154,6 +154,14 @@ class Outbound:
             val = int(bms.value[0]) if np.isfinite(bms.value[0]) else int(bms.ts[0])
             self.client.publish(topic, f'{{"value":{val},"timestamp":{t_ms},"quality":1}}')
 
+    def rebase(self, d_ms: int) -> None:
+        """The plant clock jumped back by ``-d_ms``: the times of heartbeats and requests move with it."""
+        self.last_hb_ms += d_ms
+        for r in self.requests.values():
+            r["sent_ms"] += d_ms
+            if r.get("acked_ms") is not None:
+                r["acked_ms"] += d_ms
+
     def state(self) -> dict:
         return {str(c): r for c, r in self.requests.items()}
 

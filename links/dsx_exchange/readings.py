@@ -88,6 +88,12 @@ class Readings:
         for g in self.meas.values():
             g.since[g.mapped & (g.since == 0)] = ts
 
+    def shift(self, d_ms: int) -> None:
+        """The plant clock jumped back by ``-d_ms``: every timestamp moves with it (ages stay as they were)."""
+        for g in self.meas.values():
+            for a in (g.ts, g.since):
+                a[a > 0] = np.maximum(a[a > 0] + d_ms, 1)
+
     def views(self, t_ms: int) -> dict[Key, np.ndarray]:
         """Usable values: good quality, mapped and fresh; NaN elsewhere."""
         out = {}

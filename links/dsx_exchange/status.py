@@ -46,7 +46,14 @@ def status(con: Connector) -> dict:
         "blind_s": con.client.blind_seconds(),
         "points": con.readings.mapped_counts(),
         "point_map": con.map.report(),
-        "unmapped_value_topics": len([p for p in it.unmapped_values if p not in con.map.points]),
+        "unmapped_value_topics": len([p for p in it.rejections.unknown if p not in con.map.points]),
+        "rejected": it.rejections.report(con.map.points),
+        "clock": {
+            "jumps": [j.as_dict() for j in con.clock.jumps[-20:]],
+            "jumps_count": len(con.clock.jumps),
+            "held": len(it.gate.held) + len(it.gate.spikes),
+        },
+        "dropped_at_stop": it.dropped_at_stop,
         "active_alarms": list(con.alarms.active.values()),
         "ua_estimate_w_k": dict(zip(con.cat.cdu_ids, np.round(est.ua.theta, 1).tolist(), strict=True)),
         "ua_ratio_min": float(np.nanmin(est.ua.theta / con.design.ua)),
@@ -103,6 +110,33 @@ def view(con: Connector) -> dict:
     return {"status": st, "health": health, "cdu": cdu, "rack": rack}
 
 
+def summary_lines(st: dict) -> list[str]:
+    """What the exit line adds to the counts: values not taken, by reason and point; unknown points by name;
+    the clock's jumps and epoch units; messages dropped at the stop."""
+    rej, clock = st["rejected"], st["clock"]
+    lines = []
+    if rej["total"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in rej["by_reason"].items() if n)
+        worst = ", ".join(f"{p} ({sum(c.values())})" for p, c in list(rej["points"].items())[:5])
+        lines.append(f"{rej['total']} values not taken ({reasons}) on {rej['points_count']} point(s): {worst}")
+    if rej["unknown_points_count"]:
+        names = ", ".join(list(rej["unknown_points"])[:5])
+        more = rej["unknown_points_count"] - min(5, len(rej["unknown_points"]))
+        names += f" and {more} more" if more else ""
+        lines.append(f"values on {rej['unknown_points_count']} unknown point(s): {names}")
+    if rej["epoch_units"]:
+        units = ", ".join(f"{n} in {u}" for u, n in rej["epoch_units"].items())
+        lines.append(f"timestamps not in ms, converted: {units}")
+    for q in rej["quarantined_recent"][-3:]:
+        lines.append(f"quarantined: {q['point']} stamped {q['offset_s']:+.0f} s from the plant clock")
+    if clock["jumps_count"]:
+        last = clock["jumps"][-1]
+        lines.append(f"plant clock followed the site's {clock['jumps_count']} time(s), last {last['offset_s']:+.0f} s")
+    if st["dropped_at_stop"]:
+        lines.append(f"{st['dropped_at_stop']} message(s) queued at the stop not applied")
+    return lines
+
+
 def save_state(con: Connector) -> None:
     """``state.json`` and ``status.json``, each written atomically."""
     state = {
@@ -152,5 +186,6 @@ __all__ = [
     "points_parts",
     "save_state",
     "status",
+    "summary_lines",
     "view",
 ]

@@ -4,9 +4,9 @@ bodies, command and state files) and the one way JSON is written for others.
 JSON (RFC 8259) has no NaN or infinity, but Python's ``json`` reads the tokens ``NaN``, ``Infinity`` and
 ``-Infinity``, turns a number too large for a double (``1e309``) into ``inf`` and writes non-finite floats back as
 those tokens, which no other parser accepts. :func:`loads` refuses all of them (and integers beyond a double's
-range, and nesting too deep to parse) with a ``ValueError`` naming the number, so every number that reaches a check
-is finite; :func:`dumps` writes with ``allow_nan=False``, so a NaN that slipped through raises instead of being
-published.
+range, and nesting too deep to parse) with a ``ValueError`` naming the number (:class:`NonFiniteError` for a
+number), so every number that reaches a check is finite; :func:`dumps` writes with ``allow_nan=False``, so a NaN
+that slipped through raises instead of being published.
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ import math
 from typing import Any
 
 
+class NonFiniteError(ValueError):
+    """A number that is not finite: a ``NaN``/``Infinity`` token or a number beyond a double's range."""
+
+
 def _refuse_constant(token: str) -> float:
-    raise ValueError(f"non-finite number {token} (JSON has no NaN or Infinity)")
+    raise NonFiniteError(f"non-finite number {token} (JSON has no NaN or Infinity)")
 
 
 def _finite_float(text: str) -> float:
     x = float(text)
     if not math.isfinite(x):
-        raise ValueError(f"number {text[:40]} is beyond the range of a double")
+        raise NonFiniteError(f"number {text[:40]} is beyond the range of a double")
     return x
 
 
@@ -32,7 +36,7 @@ def _finite_int(text: str) -> int:
     try:
         float(n)
     except OverflowError:
-        raise ValueError(f"integer of {len(text)} digits is beyond the range of a double") from None
+        raise NonFiniteError(f"integer of {len(text)} digits is beyond the range of a double") from None
     return n
 
 
@@ -52,4 +56,4 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(obj, allow_nan=False, **kwargs)
 
 
-__all__ = ["dumps", "loads"]
+__all__ = ["NonFiniteError", "dumps", "loads"]

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from dsx_support import DATA, START_MS, alarms
+from dsx_support import start_connect as _connect
+from dsx_support import stop_connect as _stop
+from dsx_support import wait_caught_up as _wait_caught_up
 from factory_twin.links.mqtt import BrokerConfig, MqttClient
 
-DATA = Path(__file__).parents[2] / "data"
 SCENARIO = DATA / "dsx-steps.toml"  # inference steps 0.6 <-> 0.95 every 30 min
-START_MS = 1_786_060_800_000  # the scenario start, 2026-08-07T00:00:00 (local time, stored as UTC)
 FAULT_AT_S = 240
 # one fault of every kind, each on its own entity; (fault spec, entity, alarm kind, point)
 FAULTS = [
@@ -51,43 +51,6 @@ class Recorder:
             self.msgs.append((m.topic, m.payload))
 
 
-def _connect(broker, state: Path, env, *extra) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "factory_twin", "connect", "campus-100mw", "--broker", broker.url]
-    cmd += ["--state-dir", str(state), *extra]
-    (state / "status.json").unlink(missing_ok=True)  # a resumed run's old status would read as "started"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (state / "status.json").exists():  # written once subscribed and running
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "connect did not start"
-        time.sleep(0.2)
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    return out
-
-
-def _wait_caught_up(state: Path, plant_ms: int, stall_s: float = 60) -> dict:
-    """Wait until connect's plant clock reaches ``plant_ms``; fail only when it stops making progress."""
-    last, since = -1, time.monotonic()
-    while True:
-        st = json.loads((state / "status.json").read_text())
-        if st["plant_time_ms"] >= plant_ms and st["messages"] == last and time.monotonic() - since > 2.5:
-            return st  # there, and nothing more coming
-        if st["messages"] != last:
-            last, since = st["messages"], time.monotonic()
-        assert time.monotonic() - since < stall_s, f"connect stalled at plant time {st['plant_time_ms']}"
-        time.sleep(0.3)
-
-
-def _alarms(state: Path) -> list[dict]:
-    return [json.loads(line) for line in (state / "alarms.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.slow
 def test_every_fault_kind_alarmed_on_its_entity_and_fouling_ua_estimated(bms_broker, tmp_path, child_env):
     mosquitto = bms_broker
@@ -107,7 +70,7 @@ def test_every_fault_kind_alarmed_on_its_entity_and_fouling_ua_estimated(bms_bro
     # every value the emulator published reached connect and is in its history
     assert st["values"] == emu["value_messages"] == st["history_rows"]
 
-    raised = [a for a in _alarms(state) if a["state"] == "raised"]
+    raised = [a for a in alarms(state) if a["state"] == "raised"]
     first = {}
     for a in raised:
         first.setdefault((a["entity"], a["kind"], a["point"]), a["time_ms"])

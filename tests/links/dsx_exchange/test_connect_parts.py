@@ -208,3 +208,78 @@ def test_mapped_points_are_counted_once_for_the_exit_line_and_the_plant_page(fac
     label, value, note = (c.children for c in card.children)
     assert (label, value) == ("points mapped", line.split(" points mapped")[0])
     assert note in line
+
+
+def test_network_json_is_strict_and_timestamps_are_read_in_their_epoch_unit():
+    from factory_twin.links.dsx_exchange.contract import parse_value, timestamp_ms
+    from factory_twin.twin.runs.strict_json import NonFiniteError, loads
+
+    for text in ('{"value":NaN,"timestamp":1,"quality":1}', '{"value":-Infinity,"timestamp":1,"quality":1}'):
+        with pytest.raises(NonFiniteError):
+            parse_value(text.encode())
+    with pytest.raises(NonFiniteError):  # valid JSON, beyond float range
+        parse_value(b'{"value":1e999,"timestamp":1,"quality":1}')
+    with pytest.raises(NonFiniteError):
+        loads(b'{"servesId":["a"],"x":Infinity}')
+    t = 1_786_060_800_123  # 2026-08-07T00:00:00.123Z
+    assert timestamp_ms(t) == (t, "ms")
+    assert timestamp_ms(t // 1000) == (t - 123, "s")
+    assert timestamp_ms(t * 1000 + 456) == (t, "us")
+    assert timestamp_ms(t * 1_000_000) == (t, "ns")
+    assert timestamp_ms(86_400) is None and timestamp_ms(-t) is None  # 1970-01-02 in s: no plausible time
+
+
+def test_the_clock_follows_only_what_enough_points_confirm_and_bounds_its_catch_up():
+    from factory_twin.links.dsx_exchange.clock import CATCH_UP_TICKS, TICK_MS, JumpVotes, PlantClock
+
+    votes = JumpVotes()
+    t = 1_786_060_800_000
+    assert votes.add("a", t + 3_600_000) is None and votes.add("a", t + 3_600_500) is None  # one point: no
+    assert votes.add("b", t + 3_601_000, required="hb") is None  # the heartbeat is required while alive
+    assert votes.add("hb", t + 3_630_000, required="hb") == (t + 3_630_000, ("a", "b", "hb"))
+    clock = PlantClock()
+    assert list(clock.advance(t)) == [] and clock.next_tick_ms == t + TICK_MS
+    assert list(clock.advance(t + 35_000)) == [t + 10_000, t + 20_000, t + 30_000]
+    # forward by 15 min: the ticks in between run (90 <= CATCH_UP_TICKS), with a grace for the data checks
+    ticks = list(clock.jump(t + 935_000, ("a", "b", "hb")))
+    assert len(ticks) == 90 <= CATCH_UP_TICKS and clock.in_grace(t + 935_000 + 100_000)
+    # forward by a day: none run (skipped and counted); back by an hour: none either, the clock follows
+    assert list(clock.jump(t + 86_400_000, ("a", "b", "hb"))) == [] and clock.jumps[-1].ticks_skipped == 8546
+    assert list(clock.jump(t + 82_800_000, ("a", "b", "hb"))) == [] and clock.now_ms == t + 82_800_000
+    assert clock.next_tick_ms == t + 82_810_000 and clock.jumps[-1].as_dict()["offset_s"] == -3600
+
+
+def test_plausible_ranges_refuse_the_usual_unit_mix_ups(facility):
+    from factory_twin.links.dsx_exchange.contract import to_internal
+    from factory_twin.links.dsx_exchange.design import Design
+    from factory_twin.links.dsx_exchange.plausibility import Plausibility
+
+    lim = Plausibility(facility, Catalog(facility, "FactoryTwin"), Design.of(facility))
+
+    def ok(entity, signal, i, value, unit):
+        lo, hi, _ = lim.of(entity, signal, i)
+        return lo <= (value if unit is None else to_internal(value, unit)) <= hi
+
+    assert ok("rack", "return_c", 0, 45.0, "C") and not ok("rack", "return_c", 0, 45.0 * 9 / 5 + 32, "C")
+    assert not ok("cdu", "sec_supply_c", 3, 35.0 + 273.15, "C") and ok("cdu", "sec_supply_c", 3, 308.15, "K")
+    assert lim.of("rack", "return_c", 0)[2] == 20.0 and np.isnan(lim.of("rack", "flow_lpm", 0)[2])
+    # a rack's power against its PSU rating (264 kW here), a row meter against its 10 racks', W sent as kW
+    assert ok("rack", "power_kw", 0, 130.0, "kW") and not ok("rack", "power_kw", 0, 130_000.0, "kW")
+    row = list(Catalog(facility, "FactoryTwin").meters).index("M-hall-a-cdu01")
+    assert ok("meter", "power_kw", row, 1300.0, "kW") and not ok("meter", "power_kw", row, 1.3e6, "kW")
+    assert not ok("cdu", "valve_pct", 0, 106.0, "%") and not ok("rack", "leak", 0, 3.0, None)
+
+
+def test_a_lone_spike_cannot_hold_a_residual_filter_out_but_a_step_of_the_same_size_alarms():
+    from factory_twin.links.dsx_exchange.diagnosis import EWMA_ALPHA, PERSIST_TICKS, Z_ALARM, Z_CLIP, Check
+
+    ch = Check("rack_return", "rack", "return_c", 0.08, 2)
+    hits = []
+    for k in range(40):  # rack 0: one reading 68 K off (degF) for two ticks; rack 1: a 0.6 K bias from tick 5 on
+        r = np.array([68.0 if k in (10, 11) else 0.0, 0.6 if k >= 5 else 0.0])
+        hits.append(ch.update(r, r))
+    hits = np.array(hits)
+    assert not hits[:, 0].any()  # two clipped ticks: 1 - (1 - alpha)^2 of Z_CLIP = 8.75 > 5 for 3 ticks only
+    assert Z_CLIP * (1 - (1 - EWMA_ALPHA) ** 2) > Z_ALARM
+    first = int(np.argmax(hits[:, 1]))  # 7.5 sigma: over Z_ALARM from the 4th tick, alarmed PERSIST_TICKS later
+    assert hits[:, 1].any() and first == 5 + 3 + PERSIST_TICKS - 1

@@ -44,8 +44,9 @@ def test_non_finite_values_are_rejected_on_the_batch_and_the_careful_path(facili
     cat = Catalog(facility, "FactoryTwin")
     meta = [(t, json.dumps(m).encode(), 0.0) for g in cat.groups for t, m in zip(g.metadata_topics, g.metadata,
             strict=True)]  # fmt: skip
-    topic = next(t for g in cat.groups if not g.signal.integration for t in g.value_topics)
-    good = [(topic, f'{{"value":30.0,"timestamp":{T0 + k},"quality":1}}'.encode(), 0.0) for k in range(3)]
+    topics = cat.groups[0].value_topics[:3]  # rack power: three known points start the plant clock (30 kW each)
+    topic = topics[0]
+    good = [(t, f'{{"value":30.0,"timestamp":{T0 + k},"quality":1}}'.encode(), 0.0) for k, t in enumerate(topics)]
     for batch in (1, 5000):
         con = _run(facility, tmp_path / str(batch), [*meta, good[0], *((topic, b, 0.0) for b in bad), *good[1:]], batch)
         assert con.rejected == 3 and con.values_received == 3
@@ -67,11 +68,12 @@ def _messages(cat: Catalog, rng: np.random.Generator) -> list[tuple[str, bytes, 
         (t, json.dumps(m).encode(), 0.0) for g in cat.groups for t, m in zip(g.metadata_topics, g.metadata, strict=True)
     ]
     topics = [t for g in cat.groups if not g.signal.integration for t in g.value_topics]
+    states = {t for g in cat.groups if g.signal.states for t in g.value_topics}
     for k in range(15):
         ts = T0 + 1000 * k
         batch = []
         for t in topics:
-            x = round(float(rng.normal(30.0, 5.0)), 2)
+            x = int(rng.integers(0, 2)) if t in states else round(float(rng.normal(30.0, 5.0)), 2)
             q = 0 if rng.random() < 0.01 else 1
             body = f'{{"value":{"null" if rng.random() < 0.01 else x},"timestamp":{ts},"quality":{q}}}'
             batch.append((t, body.encode(), ts / 1000 + 0.2))
@@ -106,7 +108,10 @@ def test_batches_store_exactly_what_one_by_one_stores(facility, tmp_path):
         assert np.array_equal(g.value, h.value, equal_nan=True), key
     assert one.ticks == many.ticks == 14_000 // int(TICK_S * 1000)  # a tick at +10 s
     assert (one.received, one.values_received, one.rejected) == (many.received, many.values_received, many.rejected)
-    assert one.rejected == 1 and len(one.lag_s) == len(many.lag_s) > 0
+    # the malformed payload, and liquid temperatures that jumped > 20 K and were not confirmed (outliers)
+    rej = one.intake.rejections.totals
+    assert rej["malformed"] == 1 and rej["outlier"] > 0 and one.rejected == sum(rej.values()) == many.rejected
+    assert len(one.lag_s) == len(many.lag_s) > 0
     cols = "p.point, s.ts_ms, s.value, s.quality, s.received_ms"
     sql = f"SELECT {cols} FROM samples s JOIN points p ON p.id = s.point_id ORDER BY ALL"
     a, b = one.history.con.execute(sql).df(), many.history.con.execute(sql).df()
@@ -117,11 +122,12 @@ def test_batches_store_exactly_what_one_by_one_stores(facility, tmp_path):
 
 def _values(cat: Catalog, t0_ms: int, seconds: int, skip: str = "\0") -> list[tuple[str, bytes, float]]:
     """Every BMS point every 20 s from ``t0_ms`` on, except topics containing ``skip``."""
-    topics = [t for g in cat.groups if not g.signal.integration for t in g.value_topics if skip not in t]
+    topics = [(t, 0 if g.signal.states else 30.0) for g in cat.groups if not g.signal.integration
+              for t in g.value_topics if skip not in t]  # fmt: skip
     return [
-        (t, f'{{"value":30.0,"timestamp":{ts},"quality":1}}'.encode(), ts / 1000)
+        (t, f'{{"value":{x},"timestamp":{ts},"quality":1}}'.encode(), ts / 1000)
         for ts in range(t0_ms, t0_ms + seconds * 1000, 20_000)
-        for t in topics
+        for t, x in topics
     ]
 
 
