@@ -19,8 +19,9 @@ SOURCE is a path or URL of the repository (default: the checkout this script liv
    have failed before then, and must exit within 30 s of SIGINT); every other command has a timeout and must exit 0.
 
 Blocks tagged ```` ```bash no-replay ```` need something outside the repository (a utility's VTN, a site's BMS,
-DMTF's schemas) and are listed, not run. A fenced block without a tag, or a ``factory-twin`` command in an
-indented block, is an error: say whether it is meant to be run (``bash``) or not (``text``, ``console``).
+DMTF's schemas) or list services a walkthrough runs elsewhere (the README's), and are listed, not run. A fenced
+block without a tag, or a ``factory-twin`` command in an indented block, is an error: say whether it is meant to
+be run (``bash``) or not (``text``, ``console``).
 
 Every local port a command names (``127.0.0.1:P``, ``-p P``, ``--port P``, ``--metrics-port P``) is replaced by
 a free one, the same within a replay, so the replay runs beside other servers. Commands too long to replay as
@@ -562,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             if block.info.split()[:1] != ["bash"] or (block.file == "README.md" and block.line <= 8):
                 continue
             if "no-replay" in block.info.split():
-                print(f"\n== {block.file}:{block.line} ```{block.info}: not replayed (needs something outside)")
+                why = "needs something outside, or a walkthrough runs it"
+                print(f"\n== {block.file}:{block.line} ```{block.info}: not replayed ({why})")
                 replayed.append((block, []))
                 continue
             print(f"\n== {block.file}:{block.line} ```{block.info} ({len(block.commands)} commands)", flush=True)
