@@ -6,12 +6,15 @@ implements it in its own code. An inbound ``grid.loadtarget.set.v1`` is accepted
 1. the payload is a JSON CloudEvent (strict JSON: no NaN or infinite numbers, :mod:`twin.runs.strict_json`) whose
    attributes satisfy the contract (``specversion`` exactly
    ``"1.0.2"``, UUID ``id``, ``//grid/v1/isv/<id>`` source matching the topic, ``traceparent``...),
-2. its ``id`` was not accepted before (replay),
+2. its ``id`` was not accepted before (replay of the envelope),
 3. its ``time`` is at most ``max_age_s`` old and not in the future beyond ``skew_s`` (expiry),
 4. ``data`` is a JWS compact string (unsigned objects are refused although the schema admits them),
    signed ES256 or RS256 by a trusted key named by its ``kid`` (RFC 7638 thumbprint) and bound to the ISV of the
    topic and source (a key speaks only for its own ISV), verified by joserfc,
-5. the verified payload satisfies ``SetLoadTargetData`` and at least one interval has not ended.
+5. the signed ``data`` (its JWS, by SHA-256) was not accepted before: the signature covers ``data`` only, so a
+   captured JWS wrapped in a fresh envelope (new ``id`` and ``time``) is a replay too; the digest is kept until
+   the last of its intervals ends (for ever when one is open-ended), so it outlives the envelope's expiry,
+6. the verified payload satisfies ``SetLoadTargetData`` and at least one interval has not ended.
 
 Anything else raises :class:`RefusedError` with the reason. Schemas are pydantic models (the CloudEvents Python
 SDK is not used: it rewrites ``specversion`` to ``"1.0"``, which the contract forbids on the wire).
@@ -20,6 +23,7 @@ Outbound events (:func:`build_event`) are signed with the agent's key. No crypto
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -234,6 +238,7 @@ class LoadTargetEvent:
     traceparent: str
     correlation_id: str
     targets: tuple[LoadTarget, ...]
+    data_digest: str = ""  # SHA-256 of the signed data's JWS, prefixed "jws:" (a key of FlexState.seen)
 
 
 def parse_loadtarget(
@@ -268,6 +273,9 @@ def parse_loadtarget(
     if not isinstance(ev.data, str):
         raise RefusedError("unsigned: data must be a JWS compact string")
     signed = trust.verify(ev.data, topic_isv)
+    digest = data_digest(ev.data)
+    if digest in seen:
+        raise RefusedError("replayed signed data: these signed targets were accepted before under another event id")
     try:
         data = SetLoadTargetData.model_validate(signed)
     except ValidationError as e:
@@ -287,7 +295,12 @@ def parse_loadtarget(
         )
     if all(x.end is not None and x.end <= now for x in targets):
         raise RefusedError("expired: every interval has already ended")
-    return LoadTargetEvent(ev.id, ev.source, t, ev.traceparent, corr, tuple(targets))
+    return LoadTargetEvent(ev.id, ev.source, t, ev.traceparent, corr, tuple(targets), digest)
+
+
+def data_digest(jws: str) -> str:
+    """The key under which an accepted event's signed data is remembered: ``jws:`` + SHA-256 of the JWS."""
+    return "jws:" + hashlib.sha256(jws.encode()).hexdigest()
 
 
 def _utc(t: datetime) -> datetime:

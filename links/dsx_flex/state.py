@@ -34,6 +34,7 @@ from factory_twin.twin.runs.atomic import write_json_atomic
 
 STATE_FILE = "flex-state.json"
 STATUS_FILE = "flex-status.json"  # what the agent shows the dashboard (links.dsx_flex.agent)
+FOREVER = "forever"  # FlexState.seen: a signed-data digest whose targets have an open end
 CRITICAL_EXCESS = 0.20  # contract: critical when the excess is more than 20 % over the target
 
 
@@ -157,6 +158,9 @@ class FlexState:
                 kept.append(t)
             self.targets[tag] = sorted(kept, key=lambda x: x.start)
         self.seen[ev.id] = iso(ev.time)
+        if ev.data_digest:  # kept until its last interval ends (FOREVER when one is open-ended)
+            ends = [t.end for t in ev.targets]
+            self.seen[ev.data_digest] = FOREVER if any(e is None for e in ends) else iso(max(ends))
 
     def active(self, tag: str, now: datetime) -> LoadTarget | None:
         for t in self.targets[tag]:
@@ -169,11 +173,12 @@ class FlexState:
         return t.constraint_w if t is not None else self.feed[tag].default_w
 
     def prune(self, now: datetime, keep_ids_s: float) -> None:
-        """Drop ended targets and event ids older than ``keep_ids_s`` (older events are refused as expired)."""
+        """Drop ended targets, event ids older than ``keep_ids_s`` (older events are refused as expired) and signed-data
+        digests whose intervals have all ended (their data is refused as expired)."""
         for tag in self.targets:
             self.targets[tag] = [t for t in self.targets[tag] if t.end is None or t.end > now]
         cutoff = now - timedelta(seconds=keep_ids_s)
-        self.seen = {k: v for k, v in self.seen.items() if datetime.fromisoformat(v) >= cutoff}
+        self.seen = {k: v for k, v in self.seen.items() if _remembered(k, v, now, cutoff)}
 
     # ------------------------------------------------------------------ events
     @property
@@ -340,3 +345,10 @@ def _target_from_json(d: dict) -> LoadTarget:
         d["correlation_id"],
         d["event_id"],
     )
+
+
+def _remembered(key: str, value: str, now: datetime, cutoff: datetime) -> bool:
+    """Keep an event id seen after ``cutoff``, a signed-data digest until its intervals end (``FOREVER``: never)."""
+    if key.startswith("jws:"):
+        return value == FOREVER or datetime.fromisoformat(value) > now
+    return datetime.fromisoformat(value) >= cutoff

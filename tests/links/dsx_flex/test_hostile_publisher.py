@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 
 import numpy as np
 import paho.mqtt.client as paho
@@ -127,6 +128,9 @@ def test_an_honest_target_is_taken_on_time_through_a_hostile_publisher(mosquitto
         settle(agent)
         hostile.publish(dx.loadtarget_topic(ISV), json.dumps(honest), qos=1)  # a replay of what it overheard
         wait_for(lambda: "replayed event id" in agent.refusals[-1], 5.0, "the replay refused")
+        rewrapped = {**honest, "id": str(uuid.uuid4()), "time": dx.iso(agent.now())}  # its signed data, a new envelope
+        hostile.publish(dx.loadtarget_topic(ISV), json.dumps(rewrapped), qos=1)
+        wait_for(lambda: "replayed signed data" in agent.refusals[-1], 5.0, "the re-wrapped replay refused")
         in_force = [t for t in agent.twin.scenario.grid_targets if t.start <= agent._local(agent.now())]
         step_at = agent.twin.time
         wait_for(lambda: agent.twin.time > step_at, 2 * 20.0 / SPEED + 5.0, "the next plant step")
@@ -140,21 +144,24 @@ def test_an_honest_target_is_taken_on_time_through_a_hostile_publisher(mosquitto
     elapsed = time.monotonic() - t0
     moved = float((agent.twin.time - start_twin) / np.timedelta64(1, "s"))
     print(
-        f"hostile messages {len(msgs) + 1} (flood 2000, targeted {len(targeted)}, wave 1000, replay 1), "
+        f"hostile messages {len(msgs) + 2} (flood 2000, targeted {len(targeted)}, wave 1000, replays 2), "
         f"refused {agent.refused_total}, dropped (inbox full) {agent.dropped}; "
         f"honest target taken {taken_s:.2f} s after the first of {sends} send(s), "
         f"in the twin {agent.latency_s[0]:.3f} s after arrival; "
         f"twin moved {moved:.0f} s in {elapsed:.1f} s at speed {SPEED:g}"
     )
-    assert list(agent.state.seen) == [honest["id"]], "only the honest event was accepted"
+    accepted = [k for k in agent.state.seen if not k.startswith("jws:")]
+    assert accepted == [honest["id"]], "only the honest event was accepted"
+    assert dx.data_digest(honest["data"]) in agent.state.seen
     assert agent.state.limit_w("cluster", agent.now()) == pytest.approx(70e3)
     feed = agent.state.feed["cluster"]  # handed to the twin at once, in force from the event's own time
     assert any(t.end is None and t.limit_mw == pytest.approx(70e3 / feed.share / 1e6) for t in in_force), in_force
     assert moved <= SPEED * elapsed + 20.0, "the clock ran ahead of its pace"
-    assert agent.refused_total + agent.dropped >= 1000 and agent.refused_total <= len(msgs) + 1
-    reasons += " | " + agent.refusals[-1]
+    assert agent.refused_total + agent.dropped >= 1000 and agent.refused_total <= len(msgs) + 2
+    reasons += " | " + " | ".join(list(agent.refusals)[-2:])
     for why in ("payload is not JSON", "trusted for ISV ['aps'], not for 'srp'", "not a trusted key", "unsigned",
-                f"larger than {MAX_PAYLOAD_BYTES}", "replayed event id", "beyond the range of a double"):  # fmt: skip
+                f"larger than {MAX_PAYLOAD_BYTES}", "replayed event id", "replayed signed data",
+                "beyond the range of a double"):  # fmt: skip
         assert why in reasons, why
     assert agent.published, "the agent published its status"
     for p in agent.published:  # strict JSON in and out

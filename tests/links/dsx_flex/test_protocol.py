@@ -79,6 +79,41 @@ def test_five_refusals_change_nothing(keys):
         dx.parse_loadtarget(_event(ec, [dx.loadtarget_data(30e6)]), "other-isv", trust, T0, st.seen)
 
 
+def test_signed_data_rewrapped_in_a_fresh_envelope_is_a_replay(keys, tmp_path):
+    """The signature covers ``data`` only: a captured JWS in a new envelope (fresh id and time) was accepted again,
+    so a removed target could be brought back by anyone on the broker. It is refused while any of its intervals
+    runs (for ever when open-ended), also after a restart from the saved state; a fresh signature is accepted."""
+    ec, _, _ = keys
+    trust = _trust(ec)
+    st = FlexState(FEEDS)
+    honest = json.loads(_event(ec, [dx.loadtarget_data(40e6, T0, None, ["main-a"])]))
+    st.apply(dx.parse_loadtarget(json.dumps(honest).encode(), "acme", trust, T0, st.seen))
+    st.apply(dx.parse_loadtarget(_event(ec, [dx.loadtarget_data(None, T0, None, ["main-a"])], now=T0 + timedelta(
+        minutes=1)), "acme", trust, T0 + timedelta(minutes=1), st.seen))  # fmt: skip
+    assert st.limit_w("main-a", T0 + timedelta(minutes=2)) == FEEDS[0].default_w  # removed
+
+    later = T0 + timedelta(hours=2)
+    st.prune(later, 360.0)
+    st.save(tmp_path)
+    st = FlexState(FEEDS)
+    st.load(tmp_path)
+    rewrapped = json.loads(_event(ec, [dx.loadtarget_data(1e6)], now=later))  # a fresh id and time
+    rewrapped["data"] = honest["data"]
+    with pytest.raises(dx.RefusedError, match="replayed signed data"):
+        dx.parse_loadtarget(json.dumps(rewrapped).encode(), "acme", trust, later, st.seen)
+    assert st.limit_w("main-a", later) == FEEDS[0].default_w
+    resigned = _event(ec, [dx.loadtarget_data(40e6, T0, None, ["main-a"])], now=later)  # the operator signs anew
+    st.apply(dx.parse_loadtarget(resigned, "acme", trust, later, st.seen))
+    assert st.limit_w("main-a", later) == 40e6
+
+    bounded = json.loads(
+        _event(ec, [dx.loadtarget_data(30e6, later, later + timedelta(hours=1), ["main-b"])], now=later)
+    )
+    st.apply(dx.parse_loadtarget(json.dumps(bounded).encode(), "acme", trust, later, st.seen))
+    st.prune(later + timedelta(hours=1, seconds=1), 360.0)  # its interval has ended: the digest is let go
+    assert dx.data_digest(bounded["data"]) not in st.seen and dx.data_digest(honest["data"]) in st.seen
+
+
 def test_target_rules_schedule_feeds_and_removal(keys):
     ec = keys[0]
     trust = _trust(ec)
