@@ -19,7 +19,9 @@ and closes the book ``grid = rack input + element losses + cooling`` at every st
 chain efficiency with every GPU at 100 / 50 / 25 % of TDP at design ambient, import and cooling-plant headroom
 at TDP, the most loaded element on one path after the loss of the other (N-1), tokens per MWh at design and the
 copper of the distribution (busways from the diagram's conductors, in-rack busbars at the busbar current
-density; ``data/conductors.toml``).
+density; ``data/conductors.toml``) and the storage each chain needs to meet the grid's sub-second ramp and
+oscillation rules for the default training wave (:mod:`optimization.studies.storage_sizing`: AC rack batteries,
+800 VDC bus supercapacitor and battery).
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ def year_part(facility: str, chain: str, part: int, step_s: float) -> dict[str, 
 
 def design_case(facility: str, chain: str) -> dict[str, Any]:
     """Design-point figures of the facility on ``chain`` (see the module docstring)."""
+    from factory_twin.optimization.studies.storage_sizing import size_storage
     from factory_twin.twin.facility.power_chains import chain_templates
     from factory_twin.twin.scenario.weather import climate_normals
     from factory_twin.twin.simulation.conversion import design_figures
@@ -187,6 +190,7 @@ def design_case(facility: str, chain: str) -> dict[str, Any]:
         "tokens_per_mwh_design": d.tokens_per_mwh,
         "copper_busway_kg": copper[0],
         "copper_rack_kg": copper[1],
+        **size_storage(facility, chain),
     }
 
 
@@ -337,6 +341,15 @@ def table_rows(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
         row("cooling plant headroom at design [MW]", lambda d: f"{float(at_design(d, 'plant_headroom_mw')):,.1f}"),
         row("N-1: most loaded element after losing a path, at TDP",
             lambda d: f"{float(at_design(d, 'n1_loading')):.0%} ({n1_name(d)})"),
+        row("storage for the grid's sub-second rules: energy [MWh]",
+            lambda d: f"{float(at_design(d, 'storage_energy_mwh')):,.3f}"),
+        row("storage: power [MW]", lambda d: f"{float(at_design(d, 'storage_power_mw')):,.1f}"),
+        row("storage: layers", lambda d: str(at_design(d, "storage_layers").values)),
+        row("storage: battery time constant [s]", lambda d: f"{float(at_design(d, 'storage_battery_tau_s')):g}"),
+        row("storage: rules met (value/limit)", lambda d: ("" if bool(at_design(d, "storage_compliant")) else
+                                                            "MISSED: ") + str(at_design(d, "storage_rules").values)),
+        row("storage: rules that bind (fail at the next shorter time constant)",
+            lambda d: str(at_design(d, "storage_binding").values)),
         row("tokens per MWh over the year [1e6]", lambda d: f"{float(d.year_tokens_per_mwh) / 1e6:,.2f}"),
         row("energy book residual (max over steps)", lambda d: f"{float(d.year_book_residual):.1e}"),
     ]  # fmt: skip

@@ -5,8 +5,11 @@ places synchronous training jobs on training racks and advances, every step ``dt
 
 GPU demand of each job (:func:`models.training_power.job_power_w`, one phase per job) -> GPU smoothing
 (:func:`models.gpu_smoothing.smooth_series`) -> rack storage layers, per GPU (shelf buffer, rack battery:
-:func:`models.storage_split.split_step`) -> PSUs -> the one-line diagram (:class:`twin.facility.topology.Topology`,
-all paths closed) with the (held) cooling load -> site BESS split at the meter -> point of interconnection.
+:func:`models.storage_split.split_step`) -> PSUs (rack DC-DC on 800 VDC) -> storage on the 800 VDC bus
+(``bus_layers``: the same layers and split law, per GPU at the DC-DC inputs; per group, which equals one hall-level
+store while no store saturates, the split being linear) -> the one-line diagram
+(:class:`twin.facility.topology.Topology`, all paths closed) with the (held) cooling load -> site BESS split at the
+meter -> point of interconnection.
 
 Racks of one job with the same rack type and cap move together, so the time loops run over a handful
 of *groups* (job x rack kind), never over racks; racks outside the jobs hold their power from the start
@@ -84,13 +87,16 @@ class RackLayer:
 
 @dataclass(frozen=True)
 class Mitigation:
-    """GPU smoothing, rack storage layers, the site BESS's split law (None: BESS idle) and the job-start
-    power-cap ramp per GPU (NVIDIA GB300 "job start" phase: :math:`p \\le P_{idle} + r (t - t_{start})`)."""
+    """GPU smoothing, rack storage layers, storage layers on the 800 VDC bus (supercapacitor, battery: between the
+    racks' DC-DC inputs and the DC busway, per GPU of the racks they serve), the site BESS's split law (None: BESS
+    idle) and the job-start power-cap ramp per GPU (NVIDIA GB300 "job start" phase:
+    :math:`p \\le P_{idle} + r (t - t_{start})`)."""
 
     smoothing: SmoothingProfile = field(default_factory=SmoothingProfile)
     rack_layers: tuple[RackLayer, ...] = ()
     bess_law: SplitLaw | None = None
     start_ramp_w_s: float = math.inf  # per GPU: power cap ramped from idle at each job start
+    bus_layers: tuple[RackLayer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,14 +245,17 @@ def gpu_power(
 
 @dataclass(frozen=True)
 class RackStorage:
-    """Stage 2's result: power into the racks after their storage layers [W/GPU] (groups x steps); over all
-    job GPUs, the layers' loss [W] and stored energy [J] per step, and the stored energy at start and end."""
+    """Stage 2's result: power upstream of the storage layers [W/GPU] (groups x steps); over all job GPUs, the
+    layers' loss [W] and stored energy [J] per step, and the stored energy at start and end; per layer its largest
+    excursion of stored energy from the start [J/GPU] and its peak power [W/GPU] (the most loaded group)."""
 
     rack_in: Array
     loss_w: Array
     stored_j: Array
     e_start_j: float
     e_end_j: float
+    excursion_j: tuple[float, ...] = ()
+    peak_w: tuple[float, ...] = ()
 
 
 def rack_storage(load: Array, g: JobGroups, dt_s: float, layers: Sequence[RackLayer]) -> RackStorage:
@@ -256,30 +265,43 @@ def rack_storage(load: Array, g: JobGroups, dt_s: float, layers: Sequence[RackLa
     loss_w, stored_j = np.zeros(n), np.zeros(n)
     e_start = e_end = 0.0
     w = g.gpu_count
+    exc, peak = [], []
     for layer in layers:
-        rack_in, _, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
+        rack_in, p, loss, e, e0 = _run_layer(rack_in, dt_s, layer.law, layer.store())
         loss_w += w @ loss
         e_start += float(w @ e0)
         e_end += float(w @ e[:, -1])
         stored_j += w @ e
-    return RackStorage(rack_in, loss_w, stored_j, e_start, e_end)
+        exc.append(float(np.abs(e - e0[:, None]).max()))
+        peak.append(float(np.abs(p).max()))
+    return RackStorage(rack_in, loss_w, stored_j, e_start, e_end, tuple(exc), tuple(peak))
 
 
 @dataclass(frozen=True)
 class SiteDraw:
-    """Stage 3's result [W per step]: IT input (rack PSUs), DC load, PSU DC output after the rack storage,
-    the chain's conversion losses and the grid draw before the site BESS."""
+    """Stage 3's result [W per step]: IT input (rack PSUs / DC-DC), DC load, PSU DC output after the rack
+    storage, the chain's conversion losses, the grid draw before the site BESS, and the 800 VDC bus storage."""
 
     it_w: Array
     dc_w: Array
     rack_in_w: Array
     losses_w: Array
     site_w: Array
+    bus: RackStorage
 
 
-def site_draw(f: Facility, plant: Plant, start: StartState, g: JobGroups, load: Array, rack_in: Array) -> SiteDraw:
-    """Stage 3: PSUs and the one-line diagram (with the held cooling load), for the job groups plus the racks that
-    hold their start power."""
+def site_draw(
+    f: Facility,
+    plant: Plant,
+    start: StartState,
+    g: JobGroups,
+    load: Array,
+    rack_in: Array,
+    bus_layers: Sequence[RackLayer] = (),
+    dt_s: float = 1.0,
+) -> SiteDraw:
+    """Stage 3: PSUs (DC-DC), the DC-bus storage layers on their inputs (per GPU, :func:`rack_storage`'s law) and
+    the one-line diagram (with the held cooling load), for the job groups plus the racks that hold their start power."""
     psu_rating = f.psu_count * f.psu_rating_w
     other = g.of_rack < 0
     dc_other = f.gpus[other] * start.gpu_power_w[other] + f.non_gpu_w[other]
@@ -287,11 +309,13 @@ def site_draw(f: Facility, plant: Plant, start: StartState, g: JobGroups, load: 
     in_other = float(in_other_rack.sum())
     g_in = plant.psu_input_w(rack_in * g.gpus[:, None], g.psu[:, None], g.curve[:, None])
     it_w = g.racks @ g_in + in_other
+    bus = rack_storage(g_in / g.gpus[:, None], g, dt_s, bus_layers)
+    g_up = bus.rack_in * g.gpus[:, None]  # per rack, drawn from the DC busway
     w = g.gpu_count
     dc_w = w @ load + float(dc_other.sum())
     rack_in_w = w @ rack_in + float(dc_other.sum())
-    flow = _network_flow(f, it_w, g_in, g.of_rack, in_other_rack, start.mech_w)
-    return SiteDraw(it_w, dc_w, rack_in_w, flow.losses_w, flow.grid_w)
+    flow = _network_flow(f, g.racks @ g_up + in_other, g_up, g.of_rack, in_other_rack, start.mech_w)
+    return SiteDraw(it_w, dc_w, rack_in_w, flow.losses_w, flow.grid_w, bus)
 
 
 def _network_flow(f: Facility, it_w: Array, g_in: Array, of_rack: Array, in_other: Array, mech_w: float):
@@ -344,8 +368,9 @@ def energy_books(draw: SiteDraw, store: RackStorage, site: SiteBess, mech_w: flo
     poi_j = float(site.poi_w.sum() * dt_s)
     dc_j = float(draw.dc_w.sum() * dt_s)
     conv_j = float((draw.it_w - draw.rack_in_w + draw.losses_w).sum() * dt_s)  # PSUs, busway, UPS, transformers
-    st_loss_j = float((store.loss_w.sum() + site.loss_w.sum()) * dt_s)
-    d_stored = (store.e_end_j - store.e_start_j) + float(site.energy_j[-1] - site.e_start_j)
+    bus = draw.bus
+    st_loss_j = float((store.loss_w.sum() + bus.loss_w.sum() + site.loss_w.sum()) * dt_s)
+    d_stored = store.e_end_j - store.e_start_j + bus.e_end_j - bus.e_start_j + float(site.energy_j[-1] - site.e_start_j)
     mech_j = mech_w * n * dt_s
     residual = poi_j - (dc_j + mech_j + conv_j + st_loss_j + d_stored)
     return {
@@ -412,7 +437,7 @@ def run_fast(
     demand, gpu_w = gpu_power(g, jobs, t, dt_s, mitigation)
     load = gpu_w + (g.non_gpu / g.gpus)[:, None]  # rack DC per GPU
     store = rack_storage(load, g, dt_s, mitigation.rack_layers)
-    draw = site_draw(f, plant, start, g, load, store.rack_in)
+    draw = site_draw(f, plant, start, g, load, store.rack_in, mitigation.bus_layers, dt_s)
     site = site_bess(plant.bess, mitigation.bess_law, start, draw.site_w, dt_s)
     books = energy_books(draw, store, site, start.mech_w, dt_s)
     work = throughput(f, jobs, g, demand, gpu_w, dt_s)
@@ -442,6 +467,11 @@ def run_fast(
                 store.stored_j[sl] / MJ,
                 {"units": "MJ", "long_name": "energy held in the job racks' storage layers"},
             ),
+            "bus_store_mj": (
+                "time",
+                draw.bus.stored_j[sl] / MJ,
+                {"units": "MJ", "long_name": "energy held in the 800 VDC bus storage layers"},
+            ),
         },
         coords={"time": ("time", t[sl], {"units": "s"})},
         attrs={
@@ -456,6 +486,8 @@ def run_fast(
             "bess_energy_start_j": site.e_start_j,
             "bess_energy_end_j": float(site.energy_j[-1]),
             "bess_peak_mw": float(np.abs(site.bess_w).max() / MW),
+            **_layer_attrs("rack", mitigation.rack_layers, store),
+            **_layer_attrs("bus", mitigation.bus_layers, draw.bus),
             "throughput_kept": work["throughput_kept"],
             "tokens_lost": work["tokens_lost"],
             "value_lost": work["value_lost"],
@@ -463,6 +495,15 @@ def run_fast(
         },
     )
     return FastRun(ds, g.of_rack, gpu_w.mean(axis=1), start)
+
+
+def _layer_attrs(where: str, layers: Sequence[RackLayer], store: RackStorage) -> dict[str, float]:
+    """Per storage layer its largest excursion from the start charge [J/GPU] and peak power [W/GPU]."""
+    out = {}
+    for layer, exc, peak in zip(layers, store.excursion_j, store.peak_w, strict=True):
+        key = f"{where}_{layer.name.replace(' ', '_')}"
+        out |= {f"{key}_excursion_j_per_gpu": exc, f"{key}_peak_w_per_gpu": peak}
+    return out
 
 
 def _run_layer(load: Array, dt: float, law: SplitLaw, store: Bess, e0: float | None = None):
