@@ -96,6 +96,14 @@ def test_the_study_through_the_runner(tmp_path):
     assert (tmp_path / "out" / "results.nc").is_file() and (tmp_path / "out" / "report.html").is_file()
     text = pa.markdown(ds)
     assert "campus-100mw dc800-2n" in text and "chain efficiency over the year" in text
+    # storage for the grid's sub-second rules (issue 24 item 4): compliant with exactly the sized stores, which
+    # reproduce the unbounded run's grid trace, and the books close with them
+    d = s.sel(part=0)
+    assert d.storage_compliant.values.all() and (d.storage_energy_mwh > 0).all() and (d.storage_power_mw > 0).all()
+    assert (np.abs(d.storage_book_residual) < BOOKS).all() and (d.storage_poi_match_mw < 1e-3).all()
+    assert "supercap" in str(d.storage_layers.sel(chain="dc800-2n").values)
+    assert "rack battery" in str(d.storage_layers.sel(chain="ac-2n").values)
+    assert "storage for the grid's sub-second rules: energy [MWh]" in text and "MISSED" not in text
 
 
 def test_bad_sweeps_are_refused_before_any_case():
