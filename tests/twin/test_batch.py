@@ -172,3 +172,19 @@ def test_missing_grid_cells_are_flagged(tmp_path):
     assert (ds.status.sel(a=3) == STATUS.index("missing")).all() and np.isnan(ds.y.sel(a=3)).all()
     cases = collect(tmp_path)  # listed combinations: a `case` dim with the parameters as coordinates
     assert cases.sizes["case"] == 4 and sorted(cases.a.values.tolist()) == [1, 1, 2, 2]
+
+
+def test_a_cluster_without_workers_fails_the_pieces_instead_of_waiting_for_ever(tmp_path, monkeypatch):
+    """All workers lost (or none ever came): the batch waited on its futures for ever; now every unfinished piece is
+    an error naming why once the cluster has had no worker for NO_WORKER_GRACE_S, and the batch returns."""
+    from distributed import LocalCluster
+    from factory_twin.twin.runs import pieces
+
+    monkeypatch.setattr(pieces, "NO_WORKER_GRACE_S", 1.0)
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None) as empty:
+        t0 = time.monotonic()
+        status = run_batch(work, CASES, tmp_path, engine="dask", scheduler=empty.scheduler_address, progress=False)
+    assert set(status.values()) == {"error"} and len(status) == len(CASES)
+    assert time.monotonic() - t0 < 30.0
+    ds = collect(tmp_path)
+    assert all("no Dask worker left for 1 s" in str(e) for e in ds.error.values.ravel())

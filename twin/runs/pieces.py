@@ -159,16 +159,24 @@ def _run_dask(task, shared: tuple, todo: dict, timeout_s, scheduler, workers, fi
         old = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main else None
         try:
             pending = as_completed(futures)
+            finished: set[str] = set()
+            alone_since, checked = None, time.monotonic()  # since when the cluster has had no worker
             while not pending.is_empty() and not interrupted.is_set():
                 batch = pending.next_batch(block=False)
                 if not batch:
                     time.sleep(0.1)
+                    if time.monotonic() - checked > 5.0:
+                        alone_since, checked = _no_worker_since(client, alone_since), time.monotonic()
+                    if alone_since is not None and time.monotonic() - alone_since > NO_WORKER_GRACE_S:
+                        _record_lost(futures, finished, finish)
+                        break
                 for fut in batch:
                     try:
                         rec = fut.result()
                     except Exception as e:  # the worker died (e.g. KilledWorker): record and go on
                         rec = {"status": "error", "error": f"{type(e).__name__}: {e}", "elapsed_s": math.nan}
                     finish(futures[fut], {"result": {}, **rec})
+                    finished.add(futures[fut])
                     fut.release()
         finally:
             if main:
@@ -178,6 +186,25 @@ def _run_dask(task, shared: tuple, todo: dict, timeout_s, scheduler, workers, fi
             with contextlib.suppress(Exception):
                 client.run(quiet_dask, wait=True)  # the workers too: their running tasks get cancelled
             raise KeyboardInterrupt
+
+
+NO_WORKER_GRACE_S = 60.0  # a cluster without any worker this long is lost (a nanny restarts a dead worker in seconds)
+
+
+def _no_worker_since(client, since: float | None) -> float | None:
+    """When the cluster was first seen without a worker (None while it has one)."""
+    if client.scheduler_info(n_workers=1).get("workers"):
+        return None
+    return time.monotonic() if since is None else since
+
+
+def _record_lost(futures: dict, finished: set, finish) -> None:
+    """Every piece not yet finished is an error: the cluster lost all its workers (otherwise this waits for ever)."""
+    why = f"no Dask worker left for {NO_WORKER_GRACE_S:g} s (all workers lost; see the workers' logs)"
+    for fut, cid in futures.items():
+        if cid not in finished:
+            finish(cid, {"result": {}, "status": "error", "error": why, "elapsed_s": math.nan})
+            fut.cancel()
 
 
 def quiet_dask() -> None:
