@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import xarray as xr
+from factory_twin.twin import load_facility
 from support import undescribed
 
 from factory_twin.cli import main
@@ -60,3 +61,8 @@ def test_every_variable_of_every_output_has_units_and_a_long_name(tmp_path, caps
     seg = xr.open_dataset(tmp_path / "plans.nc", decode_cf=False, engine="h5netcdf")
     assert seg.segment_start.attrs["units"] == "seconds since 1970-01-01 00:00:00"
     assert seg.price.attrs["units"] == "KRW MWh-1" and seg.plan_objective.attrs["units"] == "KRW"
+    run = xr.open_dataset(tmp_path / "run.nc", engine="h5netcdf")  # local times say which zone (issue 20 item 28)
+    offset = load_facility("campus-100mw").spec.site.utc_offset_h
+    assert run.attrs["time_zone"] == f"UTC+{int(offset):02d}:00" and seg.attrs["time_zone"] == run.attrs["time_zone"]
+    assert run.time.attrs["long_name"] == f"end of record interval (local time, {run.attrs['time_zone']})"
+    assert seg.segment_start.attrs["long_name"].endswith(f"(local time, {run.attrs['time_zone']})")

@@ -57,7 +57,9 @@ def units_from_name(name: str) -> str | None:
     return SUFFIX_UNITS.get(name.rsplit(".", 1)[-1].rsplit("_", 1)[-1]) if "_" in name else None
 
 
-def describe_attrs(name: str, attrs: MutableMapping, currency: str | None, kind: str = "f") -> None:
+def describe_attrs(
+    name: str, attrs: MutableMapping, currency: str | None, kind: str = "f", zone: str | None = None
+) -> None:
     """Complete ``attrs`` of variable ``name`` (dtype kind ``kind``) in place: the shared label's ``units``
     and ``long_name`` where missing, and ``currency`` units named (``currency MWh-1`` -> ``KRW MWh-1``)."""
     units, long_name = LABELS.get(name, (None, None))
@@ -68,12 +70,15 @@ def describe_attrs(name: str, attrs: MutableMapping, currency: str | None, kind:
     u = str(attrs.get("units", ""))
     if currency and CURRENCY in u.split():
         attrs["units"] = " ".join(currency if w == CURRENCY else w for w in u.split())
+    if zone and "(local time)" in str(attrs.get("long_name", "")):  # the site's zone, e.g. UTC-07:00
+        attrs["long_name"] = attrs["long_name"].replace("(local time)", f"(local time, {zone})")
 
 
 def describe(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` (a shallow copy) with every variable's attributes completed by :func:`describe_attrs`."""
+    """``ds`` (a shallow copy) with every variable's attributes completed by :func:`describe_attrs`; with a
+    ``time_zone`` attribute (the site's, ``UTC-07:00``), each "(local time)" in a long name says which."""
     ds = ds.copy()
-    currency = ds.attrs.get("currency")
+    currency, zone = ds.attrs.get("currency"), ds.attrs.get("time_zone")
     for name, var in ds.variables.items():
-        describe_attrs(str(name), var.attrs, currency, np.dtype(var.dtype).kind)
+        describe_attrs(str(name), var.attrs, currency, np.dtype(var.dtype).kind, zone)
     return ds

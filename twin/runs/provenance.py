@@ -8,6 +8,7 @@ import hashlib
 from importlib import metadata
 
 import numpy as np
+from factory_twin.twin.scenario.timeparse import utc_offset
 
 
 @functools.cache
@@ -66,6 +67,7 @@ def provenance(facility, scenario, controller: str | None = None) -> dict[str, s
         "facility_sha256": facility_hash(facility),
         "scenario": scenario.name,
         "scenario_sha256": scenario_hash(scenario),
+        "time_zone": "UTC" + utc_offset(facility.spec.site.utc_offset_h),  # of every local time in the output
     }
     if controller is not None:
         out["controller"] = controller

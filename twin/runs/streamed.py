@@ -193,7 +193,7 @@ class _SeriesFile:
             f.attrs.update(summary.attrs)
             for name, v in f.variables.items():  # the shared labels described, money in the run's currency
                 attrs = dict(v.attrs)
-                describe_attrs(name, attrs, summary.attrs.get("currency"), v.dtype.kind)
+                describe_attrs(name, attrs, summary.attrs.get("currency"), v.dtype.kind, summary.attrs.get("time_zone"))
                 v.attrs.update({k: a for k, a in attrs.items() if v.attrs.get(k) != a})
         if after is not None:
             extra = after(self.path)
