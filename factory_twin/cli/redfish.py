@@ -221,8 +221,6 @@ def run_steer(args) -> int:
     creds = load_credentials(args.credentials)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
-    if args.tls_self_signed:
-        check_state_dir(args.tls_self_signed, "--tls-self-signed")
     for option, p in (("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"{option}: no such file {p}")

@@ -14,7 +14,7 @@ import pytest
 from factory_twin.dashboard.pages.plant import alarm_table, kpi_cards, no_data
 from factory_twin.links.dsx_exchange.connect import Connector
 from factory_twin.links.mqtt import BrokerConfig, MqttClient
-from support import free_port
+from support import free_port, wait_for
 
 from factory_twin import twin
 
@@ -65,6 +65,14 @@ def test_connect_keeps_retrying_until_the_broker_comes_up(mosquitto, tmp_path, c
     first = con.stderr.readline()  # blocks until connect says it (10 s after it started trying)
     assert said in first, first
     mosquitto.start()
+
+    def connected() -> bool:  # connect's own word (its backoff may take a while), before the plant publishes
+        try:
+            return json.loads((state / "status.json").read_text())["connected"]
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(connected, 90, "connect to reach the broker once it is up")
     emu = subprocess.run(_cli("emulate-bms", "emerald-phoenix", "--broker", mosquitto.url, "--speed", "max",
                               "--duration", "10min"), env=child_env, capture_output=True, text=True)  # fmt: skip
     assert emu.returncode == 0, emu.stderr
