@@ -150,6 +150,8 @@ def _pick(pg, dropdown: str, value: str) -> None:
     the page, busy redrawing, did not take it (as a person would)."""
     chosen = f"#{dropdown}-value"
     for _ in range(3):
+        if pg.locator(chosen).inner_text().strip() == value:  # already chosen (the page's default): leave it, as a
+            return  # person does; clicking the chosen option of a Dash 4 dropdown again can clear it
         if pg.locator("[role=listbox]").count():  # a list left open by the last try: closed first
             pg.keyboard.press("Escape")
         pg.click(f"#{dropdown}")
