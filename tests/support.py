@@ -171,6 +171,22 @@ VISIBLE_VALUE_JS = """e => {
 }"""
 
 
+def open_dispatch(pg, url: str) -> None:
+    """Open the Dispatch page of a live dashboard and wait, as a person reading the boxes would, until they show what
+    is in force (the import limit box opens empty): typing before that raced the fill, which overwrote the text."""
+    pg.goto(url + "/dispatch")
+    pg.wait_for_selector("#status:has-text('\u00b7')", timeout=30000)
+    pg.wait_for_function("document.querySelector('#ctl-limit-mw')?.value !== ''", timeout=15000)
+
+
+def send_control(pg, box: str, value: str, button: str, message: str) -> None:
+    """Type ``value`` in ``box``, press ``button`` and read ``message`` in the page's reply ('sent <kind>' or the
+    error a person would read)."""
+    pg.fill(f"#{box}", value)
+    pg.click(f"#{button}")
+    pg.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=15000)
+
+
 def assert_value_visible(pg, selector: str, value: str) -> float:
     """Type ``value`` into the text box ``selector`` of page ``pg`` as a person would and assert all of it is seen
     (no character clipped by the box, its container or the window); returns the visible width in px."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factory_twin.twin.live.runner import SNAPSHOT, load_snapshot
-from support import assert_sankey_readable, free_port, wait_for
+from support import assert_sankey_readable, free_port, open_dispatch, send_control, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PAGES = {
@@ -111,12 +111,9 @@ def test_live_values_advance(server, page):
 
 def test_bad_control_input_shows_a_message_and_the_twin_keeps_running(server, page):
     url, run, _ = server
-    page.goto(url + "/dispatch")
-    page.wait_for_selector("#ctl-limit-mw")
+    open_dispatch(page, url)
     for text, message in (("-5", "import limit: must be > 0 and <= 100000 MW, got -5 MW"), ("abc", "must be a number")):
-        page.fill("#ctl-limit-mw", text)
-        page.click("#ctl-limit")
-        page.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=5000)
+        send_control(page, "ctl-limit-mw", text, "ctl-limit", message)
     t0 = load_snapshot(run / SNAPSHOT).meta["time"]
     wait_for(lambda: load_snapshot(run / SNAPSHOT).meta["time"] > t0, 10, "the twin to keep running")
     assert page.errors == []
@@ -126,13 +123,10 @@ def test_dr_event_lowers_import_below_target_within_the_ramp(server, page):
     url, run, controller = server
     if controller != "mpc":
         pytest.skip("optimization.mpc not available: the uncapped controller does not respond to DR")
-    page.goto(url + "/dispatch")
-    page.wait_for_selector("#ctl-dr")
+    open_dispatch(page, url)
     page.fill("#ctl-dr-depth", "25")
     page.fill("#ctl-dr-ramp", "15")
-    page.fill("#ctl-dr-notice", "0")
-    page.click("#ctl-dr")
-    page.wait_for_selector("#disp-msg:has-text('sent dr_event')", timeout=5000)
+    send_control(page, "ctl-dr-notice", "0", "ctl-dr", "sent dr_event")
     snap = wait_for(
         lambda: (s := load_snapshot(run / SNAPSHOT)) and s.meta["dr_events"] and s, 15, "the runner to accept the event"
     )

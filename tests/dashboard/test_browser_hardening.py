@@ -23,6 +23,8 @@ from support import (
     assert_value_visible,
     browser_page,
     free_port,
+    open_dispatch,
+    send_control,
     start_dashboard,
     wait_for,
 )
@@ -92,10 +94,7 @@ def test_the_controls_show_what_is_in_force_after_navigating_away_and_back(serve
     limit box was empty; the boxes open with what the twin has in force, wholly visible."""
     url, _ = server
     pg = browser_page(browser, width)
-    _live(pg, url, "/dispatch")
-    # the boxes are filled with what is in force once the page has its first snapshot: type after that, as a
-    # person who reads them first does (typing earlier raced the fill, which then sent the old value)
-    pg.wait_for_function("document.querySelector('#ctl-speed-x')?.value === '60'", timeout=15000)
+    open_dispatch(pg, url)  # type once the boxes show what is in force, as a person who reads them first does
     before = f"{load_facility('campus-100mw').spec.grid.import_limit_mw:g}"  # restored after: the contract's limit
     # a value of its own per width (what is shown is this run's), above the ~114 MW the twin draws: a missed
     # target would stay in the alarm history that later tests read
@@ -105,9 +104,7 @@ def test_the_controls_show_what_is_in_force_after_navigating_away_and_back(serve
             ("ctl-offset-k", "ctl-offset", "8", "ambient_offset"),
             ("ctl-limit-mw", "ctl-limit", limit, "import_limit"),
         ):
-            pg.fill(f"#{box}", value)
-            pg.click(f"#{button}")
-            pg.wait_for_selector(f"#disp-msg:has-text('sent {kind}')", timeout=5000)
+            send_control(pg, box, value, button, f"sent {kind}")
         pg.wait_for_selector(f"#disp-limit:has-text('in force: {limit} MW (what-if)')", timeout=15000)
         pg.get_by_role("link", name="Overview").click()  # away and back, like a person
         pg.wait_for_selector("#kpi-import", timeout=15000)
@@ -118,11 +115,9 @@ def test_the_controls_show_what_is_in_force_after_navigating_away_and_back(serve
             visible, text = pg.eval_on_selector(f"#{box}", VISIBLE_VALUE_JS)
             assert text > 0 and visible >= text - 0.5, (width, box, visible, text)
         assert pg.input_value("#ctl-speed-x") == "60"
-    finally:  # commands apply in order: once the limit is back, the offset 0 sent before it is in force too
-        pg.fill("#ctl-offset-k", "0")
-        pg.click("#ctl-offset")
-        pg.wait_for_timeout(300)
-        pg.fill("#ctl-limit-mw", before)
+    finally:
+        send_control(pg, "ctl-offset-k", "0", "ctl-offset", "sent ambient_offset")
+        send_control(pg, "ctl-limit-mw", before, "ctl-limit", "sent import_limit")
         pg.click("#ctl-limit")
         pg.wait_for_selector(f"#disp-limit:has-text('in force: {float(before):.1f} MW')", timeout=20000)
         pg.close()
@@ -152,10 +147,8 @@ def test_clicking_a_rack_opens_it(server, browser, width):
 def test_errors_speak_the_page_units(server, browser):
     url, _ = server
     pg = browser_page(browser, 1400)
-    _live(pg, url, "/dispatch")
-    pg.fill("#ctl-dr-depth", "1e9")
-    pg.click("#ctl-dr")
-    pg.wait_for_selector("#disp-msg:has-text('DR depth: must be > 0 and <= 100 %, got 1e9 %')", timeout=5000)
+    open_dispatch(pg, url)
+    send_control(pg, "ctl-dr-depth", "1e9", "ctl-dr", "DR depth: must be > 0 and <= 100 %, got 1e9 %")
     assert "np.float64" not in pg.inner_text("#disp-msg") and "depth_pct" not in pg.inner_text("#disp-msg")
     pg.close()
 
@@ -163,11 +156,10 @@ def test_errors_speak_the_page_units(server, browser):
 def test_a_missed_import_limit_raises_an_alarm(server, browser):
     url, _ = server
     pg = browser_page(browser, 1400)
-    _live(pg, url, "/dispatch")
+    open_dispatch(pg, url)
     assert pg.inner_text("#target-alarm") == ""
-    pg.fill("#ctl-limit-mw", "1")  # the uncapped twin draws ~100 MW: it cannot meet 1 MW
-    pg.click("#ctl-limit")
-    pg.wait_for_selector("#disp-msg:has-text('sent import_limit')", timeout=5000)
+    # the uncapped twin draws ~100 MW: it cannot meet 1 MW
+    send_control(pg, "ctl-limit-mw", "1", "ctl-limit", "sent import_limit")
     pg.wait_for_selector("#disp-limit:has-text('in force: 1.0 MW (what-if)')", timeout=10000)
     pg.goto(url + "/")  # the alarm is on every page
     pg.wait_for_selector("#target-alarm:has-text('import limit target missed')", timeout=30000)
@@ -255,10 +247,8 @@ def test_an_over_capacity_plant_shows_with_its_numbers(server, browser):
     """30 K hotter: the plant cannot hold its setpoint; the Cooling page says so with the load and capacity."""
     url, _ = server
     pg = browser_page(browser, 1400)
-    _live(pg, url, "/dispatch")
-    pg.fill("#ctl-offset-k", "30")
-    pg.click("#ctl-offset")
-    pg.wait_for_selector("#disp-msg:has-text('sent ambient_offset')", timeout=5000)
+    open_dispatch(pg, url)
+    send_control(pg, "ctl-offset-k", "30", "ctl-offset", "sent ambient_offset")
     try:
         pg.goto(url + "/cooling")
         alarm = pg.wait_for_selector("#cool-alarms:has-text('heat-rejection plant over capacity')", timeout=30000)
@@ -266,10 +256,8 @@ def test_an_over_capacity_plant_shows_with_its_numbers(server, browser):
         assert m and _number(m[1]) > _number(m[2]), alarm.inner_text()
         pg.wait_for_selector("#cool-rejection text:has-text('over capacity')", timeout=30000)  # the shaded run
     finally:
-        pg.goto(url + "/dispatch")
-        pg.fill("#ctl-offset-k", "0")
-        pg.click("#ctl-offset")
-        pg.wait_for_selector("#disp-msg:has-text('sent ambient_offset')", timeout=5000)
+        open_dispatch(pg, url)
+        send_control(pg, "ctl-offset-k", "0", "ctl-offset", "sent ambient_offset")
         pg.close()
 
 
@@ -294,10 +282,8 @@ def test_a_runner_crash_shows_and_restarts_from_the_page(server, browser):
 def test_a_dr_event_the_controller_ignores_is_logged_red(server, browser):
     url, _ = server
     pg = browser_page(browser, 1400)
-    _live(pg, url, "/dispatch")
-    pg.fill("#ctl-dr-depth", "99")
-    pg.click("#ctl-dr")
-    pg.wait_for_selector("#disp-msg:has-text('sent dr_event')", timeout=5000)
+    open_dispatch(pg, url)
+    send_control(pg, "ctl-dr-depth", "99", "ctl-dr", "sent dr_event")
     entry = pg.wait_for_selector("#disp-log .error:has-text('DR event 99%')", timeout=30000)  # was green
     assert entry.inner_text().endswith("the uncapped controller ignores DR events")
     assert pg.locator("#disp-log .ok:has-text('DR event 99%')").count() == 0
