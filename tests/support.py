@@ -187,6 +187,48 @@ def send_control(pg, box: str, value: str, button: str, message: str) -> None:
     pg.wait_for_selector(f"#disp-msg:has-text('{message}')", timeout=15000)
 
 
+def pick(pg, dropdown: str, value: str) -> None:
+    """Choose ``value`` in the Dash dropdown ``dropdown`` (its id) as a person does: open it, type to filter, click the
+    option; again if the page, busy redrawing, did not take it (as a person would)."""
+    chosen = f"#{dropdown}-value"
+    for _ in range(3):
+        if pg.locator(chosen).inner_text().strip() == value:  # already chosen (the page's default): leave it, as a
+            return  # person does; clicking the chosen option of a Dash 4 dropdown again can clear it
+        if pg.locator("[role=listbox]").count():  # a list left open by the last try: closed first
+            pg.keyboard.press("Escape")
+        pg.click(f"#{dropdown}")
+        pg.keyboard.type(value)
+        pg.get_by_role("option", name=value, exact=True).click()
+        if pg.locator("[role=listbox]").count():  # choosing the value already chosen leaves the list open
+            pg.keyboard.press("Escape")
+        try:
+            wait_for(lambda: pg.locator(chosen).inner_text().strip() == value, 15, f"{dropdown} = {value}")
+            return
+        except AssertionError:
+            continue
+    assert pg.locator(chosen).inner_text().strip() == value, f"{dropdown} = {value}"
+
+
+CELLS_JS = """sel => [...document.querySelectorAll(sel)].map(c => { const r = c.getBoundingClientRect();
+    return {text: c.innerText, l: r.left, r: r.right, t: r.top, b: r.bottom,
+            sw: c.scrollWidth, cw: c.clientWidth}; })"""
+
+
+def assert_cells_readable(pg, selector: str, width: int) -> list[dict]:
+    """Every element matching ``selector`` (table cells, messages) lies inside the window, shows all its text (not
+    clipped) and covers no other; the page is no wider than the window. Returns the cells (text and box)."""
+    cells = pg.evaluate(CELLS_JS, selector)
+    assert cells, selector
+    for c in cells:
+        assert c["l"] >= 0 and c["r"] <= width and c["sw"] <= c["cw"] + 1, (width, c)
+    for i, a in enumerate(cells):
+        for b in cells[i + 1 :]:
+            overlap = min(a["r"], b["r"]) - max(a["l"], b["l"]) > 1 and min(a["b"], b["b"]) - max(a["t"], b["t"]) > 1
+            assert not overlap, (width, a, b)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= width
+    return cells
+
+
 def assert_value_visible(pg, selector: str, value: str) -> float:
     """Type ``value`` into the text box ``selector`` of page ``pg`` as a person would and assert all of it is seen
     (no character clipped by the box, its container or the window); returns the visible width in px."""

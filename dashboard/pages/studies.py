@@ -1,4 +1,5 @@
-"""Studies: open a NetCDF result of ``factory-twin study``; plot any variable over its dims.
+"""Studies: open a NetCDF result of ``factory-twin study``; plot any variable over its dims; a study with a summary
+of its own (the MaxLPS sizing study) shows it above the plot.
 
 Only files under the server's ``studies_dir`` can be opened: the browser picks from a list of
 relative paths made by the server, and every path it sends back is resolved and checked to lie
@@ -14,7 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 import xarray as xr
 from dash import ALL, Dash, Input, Output, State, dcc, html
-from factory_twin.dashboard.common import GRAPH_CONFIG, readable, waiting_figure
+from factory_twin.dashboard.common import GRAPH_CONFIG, readable, table, waiting_figure
+from factory_twin.optimization.studies import maxlps
 
 PATH, TITLE = "/studies", "Studies"
 SUFFIXES = (".nc", ".nc4", ".netcdf")
@@ -34,6 +36,7 @@ def layout() -> html.Div:
                 className="controls",
             ),
             html.Div(id="st-info", className="message"),
+            html.Div(id="st-summary"),
             html.Div(id="st-slices", className="controls"),
             dcc.Graph(id="st-plot", config=GRAPH_CONFIG),
         ]
@@ -93,6 +96,27 @@ def describe(ds: xr.Dataset) -> tuple[list[dict[str, str]], str]:
     ]
     dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
     return opts, f"{len(opts)} variables; dims: {dims or 'none'}"
+
+
+def study_summary(ds: xr.Dataset) -> list:
+    """What a study says of itself, as the page shows it: for the MaxLPS study the GPUs each policy deploys per shell
+    with NVIDIA's published counts beside them, then its ratios and steering figures; nothing for other studies."""
+    if ds.attrs.get("study") != "maxlps":
+        return []
+    policies = [str(p) for p in ds.policy.values]
+    nv = ds.nvidia_gpus.values
+    with_, without = policies.index("MaxLPS"), policies.index("MaxP-shelf")
+    rows = [
+        [f"{p:,g}", *(f"{int(g):,}" for g in ds.gpus.values[i]),
+         *(f"{int(v):,}" if np.isfinite(v) else "–" for v in (nv[i, with_], nv[i, without]))]
+        for i, p in enumerate(ds.shell.values)
+    ]  # fmt: skip
+    head = ["shell [MW]", *(f"{p} GPUs" for p in policies), "NVIDIA with MaxLPS", "NVIDIA without"]
+    return [
+        html.H3("MaxLPS sizing: GPUs per power shell"),
+        table(head, rows, "st-maxlps-table"),
+        *(html.P(line) for line in maxlps.finding_lines(ds)),
+    ]
 
 
 def slice_dims(da: xr.DataArray) -> tuple[str, ...]:
@@ -193,18 +217,20 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
         Output("st-var", "options"),
         Output("st-var", "value"),
         Output("st-info", "children"),
+        Output("st-summary", "children"),
         Input("st-file", "value"),
         prevent_initial_call=True,
     )
     def _open(rel):
         if not rel:
-            return [], None, ""
+            return [], None, "", []
         try:
             with xr.open_dataset(resolve_study(studies_dir, rel)) as ds:
                 opts, info = describe(ds)
+                summary = study_summary(ds)
         except (ValueError, OSError) as e:
-            return [], None, html.Span(str(e), className="error")
-        return opts, (opts[0]["value"] if opts else None), info
+            return [], None, html.Span(str(e), className="error"), []
+        return opts, (opts[0]["value"] if opts else None), info, summary
 
     @app.callback(Output("st-slices", "children"), Input("st-var", "value"), Input("st-file", "value"))
     def _slices(name: Any, rel: Any):

@@ -217,6 +217,7 @@ def _table(f, shells, prov: Provision, demand, steer, frac, limit_mw, nw, dur, o
         coords={"shell": ("shell", shells, {"units": "MW"}), "policy": list(POLICIES)},
     )
     ds.attrs |= {
+        "study": "maxlps",
         "template": f.spec.site.name,
         "sustained_share_of_tdp": prov.sustained,
         "gpu_power_share_max": float(frac.max()),
@@ -276,17 +277,24 @@ def _nvidia(shells) -> np.ndarray:
 
 def summary_lines(ds: xr.Dataset) -> list[str]:
     """The study's table and ratios as text lines (the CLI summary)."""
+    provision_line, *findings = finding_lines(ds)
+    lines = [provision_line]
+    for i, p in enumerate(ds.shell.values):
+        row = ", ".join(f"{k} {int(v):,}" for k, v in zip(ds.policy.values, ds.gpus.values[i], strict=True))
+        nv = ds.nvidia_gpus.values[i]
+        ref = f" | NVIDIA: with {int(nv[3]):,}, without {int(nv[1]):,}" if np.isfinite(nv[3]) else ""
+        lines.append(f"{p:g} MW: {row}{ref}")
+    return lines + findings
+
+
+def finding_lines(ds: xr.Dataset) -> list[str]:
+    """The study's provisioning, ratios and steering figures as text lines (the summary without the shells)."""
     a = ds.attrs
     per_rack = ", ".join(f"{p} {v:.1f}" for p, v in zip(ds.policy.values, ds.per_rack_kw.values, strict=True))
     lines = [
         f"sustained GPU power {a['sustained_share_of_tdp']:.3f} of TDP (max {a['gpu_power_share_max']:.3f}, "
         f"mean {a['gpu_power_share_mean']:.3f}); design PUE {a['design_pue']:.3f}; per rack kW: {per_rack}"
     ]
-    for i, p in enumerate(ds.shell.values):
-        row = ", ".join(f"{k} {int(v):,}" for k, v in zip(ds.policy.values, ds.gpus.values[i], strict=True))
-        nv = ds.nvidia_gpus.values[i]
-        ref = f" | NVIDIA: with {int(nv[3]):,}, without {int(nv[1]):,}" if np.isfinite(nv[3]) else ""
-        lines.append(f"{p:g} MW: {row}{ref}")
     lines.append(
         f"GPU ratio MaxLPS/MaxP {a['ratio_maxlps_maxp']:.3f}, MaxLPS/MaxP-shelf {a['ratio_maxlps_maxp_shelf']:.3f} "
         f"(NVIDIA 1.45), MaxQ/MaxP {a['ratio_maxq_maxp']:.3f}"

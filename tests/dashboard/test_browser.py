@@ -15,8 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factory_twin.optimization.studies.maxlps import maxlps_study
 from factory_twin.twin.live.runner import SNAPSHOT, load_snapshot
-from support import assert_sankey_readable, free_port, open_dispatch, send_control, wait_for
+from support import (
+    assert_cells_readable,
+    assert_sankey_readable,
+    browser_page,
+    free_port,
+    open_dispatch,
+    pick,
+    send_control,
+    wait_for,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PAGES = {
@@ -27,6 +37,8 @@ PAGES = {
     "grid": "/grid",
     "studies": "/studies",
 }
+
+WIDTHS = (1024, 1400, 1920)
 
 pytestmark = pytest.mark.browser  # the ``browser`` fixture (conftest) skips without Chromium or Playwright
 
@@ -189,3 +201,30 @@ def test_grid_page_what_if_and_voltage_dip(server, browser, width):
         assert errors == []
     finally:
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def maxlps_result(server):
+    """A small MaxLPS study (DPS SDK template, one 60 s window) written where the Studies page looks."""
+    _, run, _ = server
+    return maxlps_study("dps-sdk", (96.0, 250.0, 1000.0), out=run / "maxlps", windows=1, window_s=60.0, serial=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_maxlps_study_reads_on_the_studies_page(server, browser, maxlps_result, width):
+    """Issue 22 item 5: a person opens the MaxLPS results on the Studies page and reads the GPUs per shell and policy,
+    NVIDIA's counts beside them and the steering figures, all of it visible at every width."""
+    url, ds = server[0], maxlps_result
+    pg = browser_page(browser, width, 1000)
+    pg.goto(url + "/studies")
+    pg.wait_for_selector("#status:has-text('·')", timeout=30000)
+    pick(pg, "st-file", "maxlps/results.nc")
+    pg.wait_for_selector("#st-maxlps-table", timeout=20000)
+    assert_cells_readable(pg, "#st-maxlps-table td, #st-maxlps-table th, #st-summary p", width)
+    rows = [[td.inner_text() for td in tr.locator("td").all()] for tr in pg.locator("#st-maxlps-table tbody tr").all()]
+    assert [r[0] for r in rows] == ["96", "250", "1,000"]
+    assert rows[2][1:5] == [f"{int(g):,}" for g in ds.gpus.values[2]]
+    assert rows[2][5:] == ["399,096", "274,968"]  # NVIDIA's with and without MaxLPS at 1 GW
+    assert f"satisfaction {100 * ds.attrs['satisfaction']:.2f} %" in pg.inner_text("#st-summary")
+    assert pg.failures == []
+    pg.close()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from support import browser_page, start_dashboard, wait_for
+from support import assert_cells_readable, browser_page, pick, start_dashboard, wait_for
 
 WIDTHS = (1024, 1400, 1920)
 
@@ -139,33 +139,6 @@ def cli_rows(child_env, tmp_path_factory):
 
 CONVERSION = "hall-b:vr-nvl72:dc800-2n"
 
-CELLS_JS = """() => [...document.querySelectorAll('#power-conv-table td, #power-conv-table th, #power-conv-warnings')]
-  .map(c => { const r = c.getBoundingClientRect();
-    return {text: c.innerText, l: r.left, r: r.right, t: r.top, b: r.bottom,
-            sw: c.scrollWidth, cw: c.clientWidth}; })"""
-
-
-def _pick(pg, dropdown: str, value: str) -> None:
-    """Choose ``value`` in a Dash dropdown as a person does: open it, type to filter, click the option; again if
-    the page, busy redrawing, did not take it (as a person would)."""
-    chosen = f"#{dropdown}-value"
-    for _ in range(3):
-        if pg.locator(chosen).inner_text().strip() == value:  # already chosen (the page's default): leave it, as a
-            return  # person does; clicking the chosen option of a Dash 4 dropdown again can clear it
-        if pg.locator("[role=listbox]").count():  # a list left open by the last try: closed first
-            pg.keyboard.press("Escape")
-        pg.click(f"#{dropdown}")
-        pg.keyboard.type(value)
-        pg.get_by_role("option", name=value, exact=True).click()
-        if pg.locator("[role=listbox]").count():  # choosing the value already chosen leaves the list open
-            pg.keyboard.press("Escape")
-        try:
-            wait_for(lambda: pg.locator(chosen).inner_text().strip() == value, 15, f"{dropdown} = {value}")
-            return
-        except AssertionError:
-            continue
-    assert pg.locator(chosen).inner_text().strip() == value, f"{dropdown} = {value}"
-
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width):
@@ -176,8 +149,8 @@ def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width
     pg = browser_page(browser, width, 1000)
     _open(pg, url)
     pg.wait_for_selector("#power-conv-hall-value:has-text('hall')", timeout=20000)  # the facility's halls are in
-    _pick(pg, "power-conv-hall", "hall-b")
-    _pick(pg, "power-conv-rack", "vr-nvl72")
+    pick(pg, "power-conv-hall", "hall-b")
+    pick(pg, "power-conv-rack", "vr-nvl72")
     pg.get_by_label("800 VDC", exact=True).check()
     pg.click("#power-conv-btn")
     pg.wait_for_selector("#power-conv-table", timeout=120000)
@@ -190,13 +163,6 @@ def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width
     assert shown["hall chain efficiency (rack DC / hall input)"] == ("91.78%", "96.35%")
     warnings = pg.locator("#power-conv-warnings").inner_text()
     assert "keeps workload class 'training'" in warnings and "N-1" in warnings
-    cells = pg.evaluate(CELLS_JS)
-    for c in cells:  # inside the window and not clipped
-        assert c["l"] >= 0 and c["r"] <= width and c["sw"] <= c["cw"] + 1, (width, c)
-    for i, a in enumerate(cells):  # no cell over another
-        for b in cells[i + 1 :]:
-            overlap = min(a["r"], b["r"]) - max(a["l"], b["l"]) > 1 and min(a["b"], b["b"]) - max(a["t"], b["t"]) > 1
-            assert not overlap, (width, a, b)
-    assert pg.evaluate("document.documentElement.scrollWidth") <= width
+    assert_cells_readable(pg, "#power-conv-table td, #power-conv-table th, #power-conv-warnings", width)
     assert pg.failures == []
     pg.close()

@@ -3,7 +3,9 @@ rack catalog, whole racks per shell, NVIDIA's "without" column reproduced by she
 
 import numpy as np
 import pytest
-from factory_twin.optimization.studies.maxlps import maxlps_study, provision, window_starts
+import xarray as xr
+from factory_twin.dashboard.pages import studies
+from factory_twin.optimization.studies.maxlps import finding_lines, maxlps_study, provision, window_starts
 from factory_twin.twin import load_facility
 from factory_twin.twin.simulation.design import steady_point
 
@@ -38,6 +40,22 @@ def test_provisions_and_counts(study):
     assert ds.gpus.sel(policy="MaxP-shelf").values[i] == pytest.approx(274_968, rel=0.01)
     assert (out / "results.nc").exists() and len(list((out / "cases").glob("*.json"))) == 2  # 1 window x 2 passes
     assert ds.attrs["trips"] == 0
+
+
+def test_the_studies_page_lists_the_study_and_shows_its_table(study):
+    """Issue 22 item 5: the MaxLPS results are a study the Studies page opens, with the GPUs per shell and policy and
+    NVIDIA's published counts beside them, as written in the file."""
+    ds, out = study
+    assert studies.list_studies(out) == ["results.nc"]
+    with xr.open_dataset(out / "results.nc") as saved:
+        _title, tbl, *lines = studies.study_summary(saved)
+    rows = [[td.children for td in tr.children] for tr in tbl.children[1].children]
+    assert [r[0] for r in rows] == ["96", "250", "1,000"]
+    for i, r in enumerate(rows):
+        assert [int(c.replace(",", "")) for c in r[1:5]] == [int(g) for g in ds.gpus.values[i]]
+    assert rows[2][5:] == ["399,096", "274,968"]  # NVIDIA's with / without at 1 GW
+    assert [p.children for p in lines] == finding_lines(ds)
+    assert "satisfaction" in lines[-1].children and studies.study_summary(ds.drop_attrs()) == []
 
 
 def test_windows_spread_over_the_year():
