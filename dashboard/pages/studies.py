@@ -112,11 +112,32 @@ def study_summary(ds: xr.Dataset) -> list:
         for i, p in enumerate(ds.shell.values)
     ]  # fmt: skip
     head = ["shell [MW]", *(f"{p} GPUs" for p in policies), "NVIDIA with MaxLPS", "NVIDIA without"]
-    return [
-        html.H3("MaxLPS sizing: GPUs per power shell"),
-        table(head, rows, "st-maxlps-table"),
-        *(html.P(line) for line in maxlps.finding_lines(ds)),
-    ]
+    out = [html.H3("MaxLPS sizing: GPUs per power shell"), table(head, rows, "st-maxlps-table")]
+    if "ambient_quantile" in ds.dims:  # hot days and grid flexibility, at the largest shell
+        big = int(np.argmax(ds.shell.values))
+        design = ds.gpus.sel(policy="MaxLPS").values[big]
+        amb = [
+            [f"{100 * q:g} %", f"{kw:.1f}", f"{int(g):,}", f"{100 * g / design - 100:+.1f} %", f"{h:,.0f}", f"{e:,.0f}"]
+            for q, kw, g, h, e in zip(ds.ambient_quantile.values, ds.maxlps_per_rack_kw_at.values,
+                                      ds.maxlps_gpus_at.values[big], ds.hours_over_shell.values,
+                                      ds.shed_mwh_per_yr.values[big], strict=True)
+        ]  # fmt: skip
+        out += [
+            html.H3(f"MaxLPS provisioned at a milder hour: {ds.shell.values[big]:,g} MW"),
+            table(
+                [
+                    "hour of the year [quantile]",
+                    "kW per rack",
+                    "GPUs",
+                    "vs design ambient",
+                    "hours over the shell",
+                    "MWh to shed a year (at most)",
+                ],
+                amb,
+                "st-maxlps-ambient",
+            ),
+        ]
+    return out + [html.P(line) for line in maxlps.finding_lines(ds)]
 
 
 def slice_dims(da: xr.DataArray) -> tuple[str, ...]:

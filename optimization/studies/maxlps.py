@@ -19,6 +19,12 @@ to steering, excursions above a tier's budget, trips, cooling limit hits and sec
 scale per GPU to every shell. Tokens/s per GPU: the windows' delivered tokens (MaxP and MaxQ deliver what is
 demanded, MaxQ on its capped curve; MaxLPS what steering delivers); revenue at each class's ``value_per_mtok``.
 
+Hot days and grid flexibility (:func:`ambient_provision`): the MaxLPS provision at every hour of the site's year
+(GPUs at ``x_s``, the plant at that hour's ambient). Provisioned at the design ambient, the shell holds in all but the
+hours hotter than it; provisioned at a milder hour's ambient (``ambient_quantiles``), it holds more GPUs and is over
+the shell for the hours above, by an energy the campus must shed there (steering under a lower import, or the DSX
+Flex agent in the utility's events): the GPUs the hot days cost, and what flexibility buys back.
+
 Windows run as pieces (:func:`twin.runs.pieces.run_pieces`: serially or on Dask, checkpointed, resumable).
 """
 
@@ -36,7 +42,7 @@ from factory_twin.twin.runs.netcdf import write_netcdf
 from factory_twin.twin.runs.pieces import Checkpoints, run_pieces
 from factory_twin.twin.scenario.scenario import WorkloadProfile
 from factory_twin.twin.scenario.weather import climate_normals
-from factory_twin.twin.simulation.design import steady_point
+from factory_twin.twin.simulation.design import cooling_power_w, grid_flow, rack_totals, rack_types, steady_point
 from factory_twin.twin.simulation.power_loop import PowerLoop
 
 from factory_twin import twin
@@ -105,6 +111,40 @@ def run_window(case: dict) -> dict:
         "over_import_s": np.array(over.sum(dtype=float)),
         "at_limit_s": np.array(me.at_limit_s.max()),
     }
+
+
+@dataclass(frozen=True)
+class AmbientProvision:
+    """The MaxLPS provision over the site's year: per hour the grid import per rack [W] with every GPU at ``x_s``
+    (the plant at that hour's ambient), and at each quantile ``q`` of those hours the provision per rack [W], the hours
+    a year above it and the energy above it per rack [J a year] (an upper bound: every hour at the sustained power)."""
+
+    hourly_w: np.ndarray
+    dry_bulb_c: np.ndarray  # per hour [degC]
+    wet_bulb_c: np.ndarray
+    quantiles: np.ndarray
+    per_rack_w: np.ndarray
+    hours_over: np.ndarray
+    energy_over_j: np.ndarray
+
+
+def ambient_provision(f, sustained: float, quantiles) -> AmbientProvision:
+    """:class:`AmbientProvision` of template ``f`` at sustained share ``sustained`` of TDP (module docstring): the
+    steady site model of :func:`steady_point` at each hour's dry and wet bulb of the study's scenario (the facility's
+    climate), rack types evaluated once."""
+    sc = study_scenario(f)
+    year = np.datetime64(str(np.datetime64(sc.start, "Y")), "h")
+    times = year + np.arange(8760).astype("timedelta64[h]")
+    db, wb = sc.ambient(times)
+    types = rack_types(f)
+    rt = rack_totals(f, sustained * f.tdp_w[types.rack], types)
+    cooling = np.asarray(cooling_power_w(f, rt.q_liquid_w, rt.q_air_w, db, wb), float)
+    grid = np.asarray(grid_flow(f, rt, cooling, types).grid_w, float) / f.n_racks
+    q = np.asarray(quantiles, float)
+    per = np.quantile(grid, q)
+    over = np.maximum(grid[None, :] - per[:, None], 0.0)
+    return AmbientProvision(grid, np.asarray(db, float), np.asarray(wb, float), q, per,
+                            (over > 0).sum(axis=1).astype(float), over.sum(axis=1) * 3600.0)  # fmt: skip
 
 
 @dataclass
@@ -184,7 +224,8 @@ def maxlps_study(
     prov = provision(f, x_s)
     limit_mw = prov.per_rack_w["MaxLPS"] * f.n_racks / MW
     steer = values(cases("steer", limit_mw))
-    return _table(f, shells, prov, demand, steer, frac, limit_mw, nw, dur, out)
+    amb = ambient_provision(f, x_s, s["ambient_quantiles"])
+    return _table(f, shells, prov, amb, demand, steer, frac, limit_mw, nw, dur, out)
 
 
 def _tmpdir() -> str:
@@ -193,7 +234,9 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="maxlps-")
 
 
-def _table(f, shells, prov: Provision, demand, steer, frac, limit_mw, nw, dur, out) -> xr.Dataset:
+def _table(
+    f, shells, prov: Provision, amb: AmbientProvision, demand, steer, frac, limit_mw, nw, dur, out
+) -> xr.Dataset:
     n_gpu = float(f.gpus.sum())
     tok_dem = sum(float(v["tokens_demanded"]) for v in demand) / (nw * dur) / n_gpu  # per GPU per s
     tok_lps = sum(float(v["tokens_delivered"]) for v in steer) / (nw * dur) / n_gpu
@@ -213,9 +256,21 @@ def _table(f, shells, prov: Provision, demand, steer, frac, limit_mw, nw, dur, o
             "tokens_per_mwh": (("shell", "policy"), tps * 3600 / shells[:, None], {"units": "1/MWh"}),
             "revenue_per_yr": (("shell", "policy"), tps * value * YEAR_S, {"units": "USD/yr"}),
             "nvidia_gpus": (("shell", "policy"), _nvidia(shells), {"units": "1", "source": "orply.com, 2 Jun 2026"}),
+            "maxlps_per_rack_kw_at": ("ambient_quantile", amb.per_rack_w / 1e3, {"units": "kW", "long_name":
+                "MaxLPS provision per rack at the grid meter with the plant at this quantile of the year's hours"}),
+            "maxlps_gpus_at": (("shell", "ambient_quantile"),
+                               np.floor(shells[:, None] * MW / amb.per_rack_w[None, :]) * prov.gpus_per_rack,
+                               {"units": "1", "long_name": "GPUs MaxLPS deploys, provisioned at that ambient"}),
+            "hours_over_shell": ("ambient_quantile", amb.hours_over, {"units": "h/yr", "long_name":
+                "hours of the year the campus at its sustained power would be over the shell"}),
+            "shed_mwh_per_yr": (("shell", "ambient_quantile"),
+                                np.floor(shells[:, None] * MW / amb.per_rack_w[None, :]) * amb.energy_over_j / 3.6e9,
+                                {"units": "MWh/yr", "long_name": "energy to shed in those hours (upper bound: every "
+                                 "hour at the sustained power); steering under a lower import or DSX Flex events"}),
         },
-        coords={"shell": ("shell", shells, {"units": "MW"}), "policy": list(POLICIES)},
-    )
+        coords={"shell": ("shell", shells, {"units": "MW"}), "policy": list(POLICIES),
+                "ambient_quantile": ("ambient_quantile", amb.quantiles, {"units": "1"})},
+    )  # fmt: skip
     ds.attrs |= {
         "study": "maxlps",
         "template": f.spec.site.name,
@@ -241,10 +296,25 @@ def _table(f, shells, prov: Provision, demand, steer, frac, limit_mw, nw, dur, o
         "ratio_maxlps_maxp_shelf": prov.per_rack_w["MaxP-shelf"] / prov.per_rack_w["MaxLPS"],
         "ratio_maxq_maxp": prov.per_rack_w["MaxP"] / prov.per_rack_w["MaxQ"],
         "value_per_token_usd": value,
+        **_design_hours(prov, amb),
     }
     if out is not None:
         write_netcdf(ds, Path(out) / "results.nc")
     return ds
+
+
+def _design_hours(prov: Provision, amb: AmbientProvision) -> dict[str, float]:
+    """The MaxLPS provision at the design ambient against the year's hours: hours over it, the energy above it per
+    rack [kWh a year] and the hour the plant's power peaks (its ambient)."""
+    over = np.maximum(amb.hourly_w - prov.per_rack_w["MaxLPS"], 0.0)
+    worst = int(np.argmax(amb.hourly_w))
+    return {
+        "design_hours_over_shell": float((over > 0).sum()),
+        "design_shed_kwh_per_rack_yr": float(over.sum()) / 1e3,
+        "worst_hour_per_rack_kw": float(amb.hourly_w[worst]) / 1e3,
+        "worst_hour_dry_bulb_c": float(amb.dry_bulb_c[worst]),
+        "worst_hour_wet_bulb_c": float(amb.wet_bulb_c[worst]),
+    }
 
 
 def _value_per_token(f) -> float:
@@ -284,7 +354,7 @@ def summary_lines(ds: xr.Dataset) -> list[str]:
         nv = ds.nvidia_gpus.values[i]
         ref = f" | NVIDIA: with {int(nv[3]):,}, without {int(nv[1]):,}" if np.isfinite(nv[3]) else ""
         lines.append(f"{p:g} MW: {row}{ref}")
-    return lines + findings
+    return lines + findings + ([ambient_line(ds)] if "ambient_quantile" in ds.dims else [])
 
 
 def finding_lines(ds: xr.Dataset) -> list[str]:
@@ -305,4 +375,28 @@ def finding_lines(ds: xr.Dataset) -> list[str]:
         f"{int(a['excursions'])} excursions (longest {a['longest_excursion_s']:g} s), {int(a['trips'])} trips, "
         f"{a['over_import_s']:g} s above the import limit, {a['cooling_limit_s']:g} s at the cooling limit"
     )
+    if "ambient_quantile" in ds.dims:
+        lines.append(
+            f"hot days: provisioned at the design ambient ({ds.per_rack_kw.sel(policy='MaxLPS').item():.1f} kW per "
+            f"rack) the campus at its sustained power is over the shell at most {a['design_hours_over_shell']:g} h a "
+            f"year; its worst hour, {a['worst_hour_per_rack_kw']:.1f} kW per rack, is at "
+            f"{a['worst_hour_dry_bulb_c']:.1f} / {a['worst_hour_wet_bulb_c']:.1f} degC dry / wet bulb"
+        )
     return lines
+
+
+def ambient_line(ds: xr.Dataset) -> str:
+    """The MaxLPS provision with the plant at each quantile of the year's hours, at the largest shell, as one line
+    (the CLI summary; the Studies page shows it as a table)."""
+    big = int(np.argmax(ds.shell.values))
+    design = ds.gpus.sel(policy="MaxLPS").values[big]
+    rows = "; ".join(
+        f"{100 * q:g} % {kw:.1f} kW, {100 * g / design - 100:+.1f} % GPUs, {h:g} h, {e:,.0f} MWh"
+        for q, kw, g, h, e in zip(ds.ambient_quantile.values, ds.maxlps_per_rack_kw_at.values,
+                                  ds.maxlps_gpus_at.values[big], ds.hours_over_shell.values,
+                                  ds.shed_mwh_per_yr.values[big], strict=True)
+    )  # fmt: skip
+    return (
+        f"MaxLPS provisioned with the plant at a quantile of the year's hours (per rack; GPUs against the design "
+        f"ambient's; hours a year over the shell; energy to shed at {ds.shell.values[big]:g} MW, at most): {rows}"
+    )

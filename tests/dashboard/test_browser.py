@@ -220,11 +220,18 @@ def test_the_maxlps_study_reads_on_the_studies_page(server, browser, maxlps_resu
     pg.wait_for_selector("#status:has-text('·')", timeout=30000)
     pick(pg, "st-file", "maxlps/results.nc")
     pg.wait_for_selector("#st-maxlps-table", timeout=20000)
-    assert_cells_readable(pg, "#st-maxlps-table td, #st-maxlps-table th, #st-summary p", width)
+    cells = "#st-maxlps-table td, #st-maxlps-table th, #st-maxlps-ambient td, #st-maxlps-ambient th, #st-summary p"
+    assert_cells_readable(pg, cells, width)
     rows = [[td.inner_text() for td in tr.locator("td").all()] for tr in pg.locator("#st-maxlps-table tbody tr").all()]
     assert [r[0] for r in rows] == ["96", "250", "1,000"]
     assert rows[2][1:5] == [f"{int(g):,}" for g in ds.gpus.values[2]]
     assert rows[2][5:] == ["399,096", "274,968"]  # NVIDIA's with and without MaxLPS at 1 GW
     assert f"satisfaction {100 * ds.attrs['satisfaction']:.2f} %" in pg.inner_text("#st-summary")
+    hottest = pg.locator("#st-maxlps-ambient tbody tr").last.locator("td").all()
+    assert [td.inner_text() for td in hottest[:3]] == [
+        "100 %",
+        f"{ds.maxlps_per_rack_kw_at.values[-1]:.1f}",
+        f"{int(ds.maxlps_gpus_at.values[2, -1]):,}",
+    ]
     assert pg.failures == []
     pg.close()

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import xarray as xr
 from factory_twin.dashboard.pages import studies
-from factory_twin.optimization.studies.maxlps import finding_lines, maxlps_study, provision, window_starts
+from factory_twin.optimization.studies.maxlps import (
+    ambient_provision,
+    finding_lines,
+    maxlps_study,
+    provision,
+    summary_lines,
+    window_starts,
+)
 from factory_twin.twin import load_facility
 from factory_twin.twin.simulation.design import steady_point
 
@@ -42,20 +49,55 @@ def test_provisions_and_counts(study):
     assert ds.attrs["trips"] == 0
 
 
+def _table_rows(tbl) -> list[list[str]]:
+    return [[td.children for td in tr.children] for tr in tbl.children[1].children]
+
+
 def test_the_studies_page_lists_the_study_and_shows_its_table(study):
     """Issue 22 item 5: the MaxLPS results are a study the Studies page opens, with the GPUs per shell and policy and
-    NVIDIA's published counts beside them, as written in the file."""
+    NVIDIA's published counts beside them, the hot-day table and the findings, as written in the file."""
     ds, out = study
     assert studies.list_studies(out) == ["results.nc"]
     with xr.open_dataset(out / "results.nc") as saved:
-        _title, tbl, *lines = studies.study_summary(saved)
-    rows = [[td.children for td in tr.children] for tr in tbl.children[1].children]
+        shown = studies.study_summary(saved)
+    tables = {c.id: _table_rows(c) for c in shown if getattr(c, "id", None)}
+    rows = tables["st-maxlps-table"]
     assert [r[0] for r in rows] == ["96", "250", "1,000"]
     for i, r in enumerate(rows):
         assert [int(c.replace(",", "")) for c in r[1:5]] == [int(g) for g in ds.gpus.values[i]]
     assert rows[2][5:] == ["399,096", "274,968"]  # NVIDIA's with / without at 1 GW
-    assert [p.children for p in lines] == finding_lines(ds)
-    assert "satisfaction" in lines[-1].children and studies.study_summary(ds.drop_attrs()) == []
+    hot = tables["st-maxlps-ambient"]
+    assert [r[0] for r in hot] == ["50 %", "90 %", "99 %", "99.6 %", "100 %"]
+    assert [int(r[2].replace(",", "")) for r in hot] == [int(g) for g in ds.maxlps_gpus_at.values[2]]
+    paragraphs = [c.children for c in shown if type(c).__name__ == "P"]
+    assert paragraphs == finding_lines(ds) and any("satisfaction" in p for p in paragraphs)
+    assert studies.study_summary(ds.drop_attrs()) == []
+
+
+def test_hot_days_the_provision_over_the_sites_year(study):
+    """The MaxLPS provision at every hour of the year equals the steady site model at that hour's ambient (rack by
+    rack, an independent path from the per-type sums); quantiles, hours and energy over it follow from the hours."""
+    ds, _ = study
+    f = load_facility("dps-sdk")
+    x_s = ds.attrs["sustained_share_of_tdp"]
+    q = [0.5, 0.9, 0.99, 0.996, 1.0]
+    a = ambient_provision(f, x_s, q)
+    assert a.hourly_w.shape == (8760,)
+    for h in (0, int(np.argmin(a.hourly_w)), int(np.argmax(a.hourly_w)), 4000):
+        sp = steady_point(f, x_s * f.tdp_w, a.dry_bulb_c[h], a.wet_bulb_c[h])
+        assert a.hourly_w[h] == pytest.approx(float(sp.grid_w) / f.n_racks, rel=1e-9)
+    assert np.allclose(a.per_rack_w, np.quantile(a.hourly_w, q))
+    for k, level in enumerate(a.per_rack_w):
+        assert a.hours_over[k] == np.count_nonzero(a.hourly_w > level)
+        assert a.energy_over_j[k] == pytest.approx(np.maximum(a.hourly_w - level, 0).sum() * 3600.0)
+    assert a.hours_over[-1] == 0 and a.hours_over[0] == 4380  # the hottest hour; half the year
+    kw = ds.maxlps_per_rack_kw_at.values
+    assert np.allclose(kw, a.per_rack_w / 1e3)
+    assert np.array_equal(ds.maxlps_gpus_at.values, 72 * np.floor(ds.shell.values[:, None] * 1e3 / kw[None, :]))
+    design = ds.per_rack_kw.sel(policy="MaxLPS").item() * 1e3
+    assert ds.attrs["design_hours_over_shell"] == np.count_nonzero(a.hourly_w > design)
+    assert ds.attrs["worst_hour_per_rack_kw"] == pytest.approx(a.hourly_w.max() / 1e3)
+    assert "hot days" in " ".join(summary_lines(ds))
 
 
 def test_windows_spread_over_the_year():
