@@ -11,8 +11,12 @@
   throughput lost, excursions above budget and their longest run, trips. JSON to ``--out``.
 * ``loop``: the closed loop: steering at 1 s with the MPC re-planning every 5 min (``MpcBudgets``), wall and CPU.
   Target: 24 h <= 120 s.
+* ``floor``: the least per-GPU work any 1 s loop over the facility's GPUs does, with no allocation at all: demand
+  (rack demand times each GPU's factor), draw (min of demand and limit), rack sums, the held request (two in-place
+  passes), a limit (the request clipped to TDP) and the satisfaction meter; median CPU per step and its 24 h total,
+  the floor under the ``loop`` target.
 
-Run: ``python bench/bench_steering.py step|day|loop [--facility campus-1gw] ...``.
+Run: ``python bench/bench_steering.py step|day|loop|floor [--facility campus-1gw] ...``.
 """
 
 from __future__ import annotations
@@ -130,9 +134,38 @@ def bench_loop(f, duration_s: float) -> dict:
             "gpus": int(f.gpus.sum()), "load": os.getloadavg()}  # fmt: skip
 
 
+def bench_floor(f, steps: int) -> dict:
+    from factory_twin.twin.facility.resource_groups import policy_presets
+    from factory_twin.twin.scenario.demand import workload_power
+
+    rng = np.random.default_rng(0)
+    spread = workload_power()["training"]["gpu_spread"]
+    hold = policy_presets()["steering"]["peak_hold_decay_fraction_per_s"]
+    n_gpu, racks = int(f.gpus.sum()), f.n_racks
+    per = n_gpu // racks
+    tdp = np.float32(f.tdp_w.max())
+    factor = (1 + spread * rng.standard_normal(n_gpu)).astype(np.float32).reshape(racks, -1)
+    limit, held = np.full(n_gpu, tdp, np.float32), np.zeros(n_gpu, np.float32)
+    decay = np.full(n_gpu, hold * tdp, np.float32)
+    cpu = []
+    for _ in range(steps):
+        rack = rng.uniform(0.0, 1.0, racks).astype(np.float32) * tdp  # any demand: the cost does not depend on it
+        c0 = time.process_time()
+        demand = (rack[:, None] * factor).ravel()
+        drawn = np.minimum(demand, limit)
+        drawn.reshape(racks, per).sum(axis=1)
+        np.subtract(held, decay, out=held)
+        np.maximum(held, demand, out=held)
+        np.minimum(held, tdp, out=limit)
+        np.divide(drawn, demand).sum()
+        cpu.append(time.process_time() - c0)
+    med = float(np.median(cpu))
+    return {"gpus": n_gpu, "cpu_ms_median": 1e3 * med, "cpu_s_per_24h": med * 86400, "load": os.getloadavg()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["step", "day", "loop"])
+    p.add_argument("what", choices=["step", "day", "loop", "floor"])
     p.add_argument("--facility", default="campus-1gw")
     p.add_argument("--steps", type=int, default=50)
     add_duration(p, "simulated time of the day and loop runs", default="24h")
@@ -145,6 +178,10 @@ def main() -> None:
     f = twin.load_facility(a.facility)
     if a.what == "step":
         res = bench_step(f, a.steps)
+    elif a.what == "floor":
+        if np.any(f.gpus != f.gpus[0]):
+            raise SystemExit("floor: the facility's racks must have equal GPU counts")
+        res = bench_floor(f, max(a.steps, 100))
     elif a.what == "day":
         res = bench_day(f, a.duration, a.limit_share, a.calibrate_s, a.modes, a.start_hour)
     else:
