@@ -122,6 +122,7 @@ def create_app(
     for p in PAGES:
         p.register(app, snapshot_source, command_sink, studies_dir=Path(studies_dir))
     power.register_conversion(app, facility)
+    power.register_steering(app, snapshot_source, facility)
     if openadr_dir is not None:
         openadr.register(app, Path(openadr_dir))
     return app

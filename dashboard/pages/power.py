@@ -2,7 +2,8 @@
 by its loading with its headroom in kW, open and tripped elements shown, an element's recent load on click, and the
 what-if "lose a feed" (or close an element again) through the runner's command path; and the hall conversion
 what-if (a hall rebuilt with another rack generation on another power chain, compared at the design point as
-``factory-twin validate --convert-hall`` prints it; docs/power-topology.md).
+``factory-twin validate --convert-hall`` prints it; docs/power-topology.md); and what MaxLPS steering would allocate
+now, per tier and per resource group (:mod:`dashboard.steering_panel`).
 
 Readable at 1 GW (campus-1gw: 3,652 elements): the diagram is an icicle from the site (left) to the racks' busways
 (right), shown to a chosen depth (collapse by level); clicking a box zooms into its branch and selects it. Boxes are
@@ -20,6 +21,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, table, times, waiting_figure
+from factory_twin.dashboard.steering_panel import SnapshotSteering, group_table, tier_rows, tier_table, warnings
+from factory_twin.models.units import MW
 from factory_twin.twin.live.runner import Snapshot, parse_command
 from plotly.colors import sample_colorscale
 
@@ -60,6 +63,7 @@ def layout() -> html.Div:
                 className="controls",
             ),
             dcc.Graph(id="power-tree", config=GRAPH_CONFIG, style={"minHeight": "480px"}),
+            steering_layout(),
             conversion_layout(),
             html.Div(
                 [
@@ -79,6 +83,86 @@ def layout() -> html.Div:
             ),
         ]
     )
+
+
+STEERING_TEXT = (
+    "What per-GPU power steering (MaxLPS, docs/maxlps.md) would allocate now, from this snapshot: every GPU's demand "
+    "(what its work would draw at no cap), every element's load and continuous limit, the import limit in force. "
+    "Per element: its budget and load at its input; the budget on the GPU power through it; the GPU limits steering "
+    "allocates through it; the GPUs' demand through it. Binding: its budget cut the allocation. Per resource group: "
+    "satisfaction is the mean over the group's GPUs of min(limit, demand) / demand, as nvPAX reports it (at most "
+    "100 %). The twin itself runs the controller it was started with."
+)
+TIER_HEAD = ["element", "budget MW", "load MW", "GPU budget MW", "GPU allocation MW", "GPU demand MW", ""]
+GROUP_HEAD = ["resource group", "priority", "guarantee W/GPU", "GPUs", "demand MW", "allocation MW", "satisfaction"]
+TIER_ROWS = 12  # rows of the tier table: the site, then the binding and most loaded elements at the chosen depth
+
+
+def steering_layout() -> html.Div:
+    """The steering section: what it shows, then the tables (filled by the tick)."""
+    return html.Div(
+        [
+            html.H3("Steering (MaxLPS): budget, allocation and demand per tier and per resource group"),
+            html.Div(STEERING_TEXT, className="message", id="power-steer-text"),
+            html.Div(id="power-steering"),
+        ],
+        className="steering",
+    )
+
+
+def steering_view(steer: SnapshotSteering, snap: Snapshot, depth: int) -> list:
+    """The steering tables for ``snap`` at the page's ``depth`` (site = 1, feeds = 2)."""
+    s = steer(snap)
+    tab = tier_table(steer.ctl, snap, s)
+    rows, n = tier_rows(tab, depth - 2, TIER_ROWS)
+    mw = [tab[k] / MW for k in ("limit_w", "load_w", "gpu_budget_w", "allocation_w", "demand_w")]
+    tiers = [
+        [html.B(str(tab["name"][i])) if tab["binding"][i] else str(tab["name"][i]), *(fmt(float(x[i]), 2) for x in mw),
+         html.Span("binding", className="error") if tab["binding"][i] else "–"]
+        for i in rows.tolist()
+    ]  # fmt: skip
+    groups = [
+        [g.name, str(g.priority), fmt(g.guarantee_w, 0), f"{g.gpus:,}", fmt(g.demand_w / MW, 2),
+         fmt(g.allocation_w / MW, 2), fmt(100 * g.satisfaction, 1, "%")]
+        for g in group_table(steer.ctl, s)
+    ]  # fmt: skip
+    warn = warnings(s)
+    n_bind = int(np.count_nonzero(tab["binding"]))
+    return [
+        html.Div(
+            f"allocation at {snap.meta['time'].replace('T', ' ')} for {s.m.gpu_demand_w.size:,} GPUs in "
+            f"{1e3 * s.compute_s:,.0f} ms · {n_bind} binding · {len(rows) - 1} of {n} elements at this depth shown "
+            "(binding first, then the most loaded)",
+            className="message",
+            id="power-steer-summary",
+        ),
+        html.Ul([html.Li(w) for w in warn], className="message error", id="power-steer-warnings")
+        if warn
+        else html.Div("every guarantee fits", className="message ok", id="power-steer-warnings"),
+        html.Div([table(TIER_HEAD, tiers, "power-steer-tiers"), table(GROUP_HEAD, groups, "power-steer-groups")]),
+    ]
+
+
+@lru_cache(maxsize=2)
+def _steering(facility: str) -> SnapshotSteering:
+    """The steering controller of the dashboard's facility (built once: seconds on campus-1gw)."""
+    return SnapshotSteering(_facility(facility))
+
+
+def register_steering(app: Dash, source, facility: str | None) -> None:
+    """The steering section's tick callback for the facility the dashboard runs (a name or the path it was given)."""
+
+    @app.callback(Output("power-steering", "children"), Input("tick", "n_intervals"), Input("power-depth", "value"))
+    def _steer(_n, depth):
+        if facility is None:
+            return html.Div("steering needs the facility the dashboard was started with", className="error")
+        snap = source()
+        if not has_diagram(snap):
+            return html.Div("no one-line diagram yet", className="message")
+        try:
+            return steering_view(_steering(facility), snap, int(depth) if depth in DEPTHS else 3)
+        except ValueError as e:
+            return html.Div(f"steering: {e}", className="message")
 
 
 CHAINS = {"dc800-2n": "800 VDC", "ac-2n": "AC (UPS, 415 V)"}

@@ -28,7 +28,9 @@ its source (what-if, grid signals, scenario, contract or grid target: :mod:`twin
 :mod:`factory_twin.twin.simulation.meters` over the latest plant step plus :data:`RUNNER_SERIES` (``None`` before
 the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
 24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
-and present state; ``cdu_*`` per CDU; ``rack_hist_*`` [record, rack] recent per-rack history (float32);
+and present state (``rack_gpu_power_w`` the mean draw per GPU, ``rack_gpu_demand_w_per_gpu`` what the same work
+would draw per GPU at no cap: :class:`~twin.simulation.engine.Twin`); ``cdu_*`` per CDU; ``rack_hist_*``
+[record, rack] recent per-rack history (float32);
 ``el_*`` the one-line diagram (elements, edges, ratings, present load, loading, headroom, open or closed) and
 ``el_hist_*`` [record, element] its recent loads, ``meta["power_events"]`` its latest events (trips, opened paths,
 dark racks); ``plan_*`` the controller's latest plan (its :class:`~twin.simulation.controllers.ControlPlan`, when
@@ -571,6 +573,7 @@ class LiveRunner:
             "rack_t_max_c": f.t_max_c,
             "rack_die_temp_c": np.asarray(tw.t_die, float),
             "rack_gpu_power_w": np.asarray(tw.gpu_power_w, float),
+            "rack_gpu_demand_w_per_gpu": np.asarray(tw.gpu_demand_w, float),
             "rack_gpu_energy_j": np.asarray(tw.gpu_energy_j, float),
             "rack_gpu_cap_w": np.asarray(tw.cap, float),
             "rack_throttled": np.asarray(tw.throttled, bool),

@@ -61,7 +61,12 @@ _NO_OSC = WorkloadProfile()
 
 
 class Twin:
-    """A running twin: state arrays plus :meth:`advance`; :func:`simulate` drives it and records."""
+    """A running twin: state arrays plus :meth:`advance`; :func:`simulate` drives it and records.
+
+    Per rack, per GPU [W]: ``gpu_power_w`` the mean draw over the latest plant step; ``gpu_demand_w`` what the same
+    work would draw at no cap, ``u x drawn_w(TDP) + idle_part`` beside the drawn ``u x drawn_w(cap) + idle_part``
+    (computing share ``u``, the idle and stop phases' power ``idle_part``; the thermal throttle and sub-second swings
+    left out): the GPUs' demand a steering controller sees (:mod:`twin.simulation.power_loop`)."""
 
     def __init__(
         self,
@@ -129,6 +134,7 @@ class Twin:
         self._chunk: tuple[Array, Array, Array] | None = None
         self._inputs_from = self._inputs_until = None
         self.eff = f.drawn_w(self.cap)
+        self.eff_uncapped = f.drawn_w(f.tdp_w)  # busy draw per GPU at no cap (caps never exceed TDP) [W]
         self.jobs = JobStops.of(f)  # None unless a job may pause or resize
         self._initial_state()
 
@@ -141,6 +147,7 @@ class Twin:
         u = np.stack([self.scenario.utilization(c, np.array([self.time]))[0] for c in f.class_names])[f.rack_class]
         busy = f.drawn_w(self.command.gpu_cap_w)
         p_gpu = u * busy + (1 - u) * f.idle_w
+        self.gpu_demand_w = u * self.eff_uncapped + (1 - u) * f.idle_w
         q_rack = f.gpus * p_gpu + self.non_gpu_liquid_w
         # the facility-water supply setpoint may be moved at run time (a BMS reset); CDU setpoints live in
         # self.cdus (replace it to change them)
@@ -281,6 +288,7 @@ class Twin:
         self._move_caps(u, idle_part)
         eff = self.eff
         p_const = u * eff + idle_part
+        self.gpu_demand_w = u * self.eff_uncapped + idle_part  # the same work at no cap (attribute docstring)
         t_cool = self.tcs_supply_c[f.rack_cdu] + 0.5 * self.rise_k
         t_die0, t_plate0 = self.t_die, self.t_plate
         t_die, t_plate = self.big_stepper.step(t_die0, t_plate0, p_const, t_cool)
