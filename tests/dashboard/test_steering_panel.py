@@ -35,7 +35,11 @@ def snapshot(f, demand_w: np.ndarray, drawn_w: np.ndarray, import_mw: float) -> 
     topo = f.topology
     rack_in = drawn_w * f.gpus + f.non_gpu_w
     flow = topo.flow(topo.routing(), rack_in, 0.1 * rack_in.sum())
-    meta = {"time": "2026-08-07T12:00:00", "now": {"grid_import_mw": flow.grid_w / MW}, "import_limit": {"mw": import_mw}}
+    meta = {
+        "time": "2026-08-07T12:00:00",
+        "now": {"grid_import_mw": flow.grid_w / MW},
+        "import_limit": {"mw": import_mw},
+    }
     arrays = {
         "rack_gpu_demand_w_per_gpu": np.asarray(demand_w, float),
         "rack_gpu_power_w": np.asarray(drawn_w, float),
@@ -53,7 +57,8 @@ def rows(table, names):
 
 def test_element_sums_are_the_racks_below_them(sdk, steer):
     """Every FloorPDU carries racks k and k+4 whole: its allocation and demand are those two racks' GPU limits and
-    demand summed here from the per-GPU limits; the Switchboard, the Utility and the site carry all eight."""
+    demand summed here from the per-GPU limits (float32: to 1e-6); the Switchboard, the Utility and the site carry
+    all eight."""
     demand = np.array([1300.0, 900, 600, 300, 1300, 900, 600, 300])
     snap = snapshot(sdk, demand, demand, 10.0)
     s = steer(snap)
