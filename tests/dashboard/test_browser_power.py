@@ -1,7 +1,8 @@
 """The Power page in a real headless Chromium at 1024, 1400 and 1920 px, as an engineer uses it: the one-line diagram
 readable (every label inside the window and none over another), loadings and headroom shown, a feed lost from the
 page reaches the twin (the path greys, the open element and its cause are listed), it is closed again, and an
-element clicked in the tree shows its history; the hall conversion what-if shows what the CLI prints. The server
+element clicked in the tree shows its history; the hall conversion what-if shows what the CLI prints; the steering
+panel reads at every width and shows the site binding under a low import limit typed on the Dispatch page. The server
 runs as ``factory-twin dashboard`` on campus-100mw."""
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ import subprocess
 import sys
 
 import pytest
-from support import assert_cells_readable, browser_page, pick, start_dashboard, wait_for
+from factory_twin.twin import load_facility
+from support import (
+    assert_cells_readable,
+    browser_page,
+    open_dispatch,
+    pick,
+    send_control,
+    start_dashboard,
+    wait_for,
+)
 
 WIDTHS = (1024, 1400, 1920)
 
@@ -166,3 +176,70 @@ def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width
     assert_cells_readable(pg, "#power-conv-table td, #power-conv-table th, #power-conv-warnings", width)
     assert pg.failures == []
     pg.close()
+
+
+STEER_CELLS_JS = """() => [...document.querySelectorAll('#power-steer-tiers td, #power-steer-tiers th,
+  #power-steer-groups td, #power-steer-groups th')].map(c => { const r = c.getBoundingClientRect();
+    return {text: c.innerText, l: r.left, r: r.right, sw: c.scrollWidth, cw: c.clientWidth}; })"""
+
+
+def _steer_rows(pg, table: str) -> list[list[str]]:
+    """The rows of a steering table as a person reads them (cell texts)."""
+    return [[td.inner_text().strip() for td in tr.locator("td").all()] for tr in pg.locator(f"#{table} tbody tr").all()]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_steering_panel_reads_at_every_width(server, browser, width):
+    """The Steering section under the diagram: the site import row first with the contract's 125 MW as its budget,
+    the feeds and main transformers below; both workload groups at 100 % (every GPU of the uncapped campus-100mw at its
+    maximum fits every budget); the site's GPU demand is the groups' demand added up; nothing clipped, nothing outside the window."""
+    url, _ = server
+    pg = browser_page(browser, width, 1000)
+    _open(pg, url)
+    pg.wait_for_selector("#power-steer-tiers tbody tr", timeout=30000)
+    assert "min(limit, demand) / demand" in pg.locator("#power-steer-text").inner_text()
+    tiers = _steer_rows(pg, "power-steer-tiers")
+    site = tiers[0]
+    assert site[0] == "site import" and site[1] == "125.00" and site[-1] == "–"
+    names = {r[0] for r in tiers[1:]}
+    assert {"utility-A", "utility-B", "A-main-tx", "B-main-tx"} <= names
+    groups = {r[0]: r for r in _steer_rows(pg, "power-steer-groups")}
+    assert set(groups) == {"training", "inference"}
+    for g in groups.values():
+        assert g[-1] == "100.0 %" and float(g[5].replace(",", "")) >= float(g[4].replace(",", ""))
+    demand = sum(float(g[4].replace(",", "")) for g in groups.values())
+    assert float(site[5].replace(",", "")) == pytest.approx(demand, abs=0.011)  # two roundings of 0.005
+    assert pg.locator("#power-steer-warnings").inner_text() == "every guarantee fits"
+    for c in pg.evaluate(STEER_CELLS_JS):  # inside the window and not clipped
+        assert c["l"] >= 0 and c["r"] <= width and c["sw"] <= c["cw"] + 1, (width, c)
+    assert pg.evaluate("document.documentElement.scrollWidth") <= width
+    assert pg.failures == []
+    pg.close()
+
+
+def test_a_low_import_limit_binds_the_site_in_the_steering_panel(server, browser):
+    """An import limit of 100 MW typed on the Dispatch page (the uncapped campus draws ~112 MW): on the Power page
+    the site import row shows the 100 MW budget and binds, and the groups' satisfaction falls below 100 %; the
+    contract's limit is restored after."""
+    url, _ = server
+    pg = browser_page(browser, 1400, 1000)
+    before = f"{load_facility('campus-100mw').spec.grid.import_limit_mw:g}"
+    try:
+        open_dispatch(pg, url)
+        send_control(pg, "ctl-limit-mw", "100", "ctl-limit", "sent import_limit")
+        _open(pg, url)
+
+        def site_binding():
+            rows = _steer_rows(pg, "power-steer-tiers")
+            return rows[0] if rows and rows[0][1] == "100.00" and rows[0][-1] == "binding" else None
+
+        site = wait_for(site_binding, 30, "the site import row binding at 100 MW")
+        assert site[0] == "site import"
+        assert float(site[4].replace(",", "")) < float(site[5].replace(",", ""))  # allocation below demand
+        sats = [float(r[-1].rstrip(" %")) for r in _steer_rows(pg, "power-steer-groups")]
+        assert sats and all(s < 100.0 for s in sats)
+        assert pg.failures == []
+    finally:
+        open_dispatch(pg, url)
+        send_control(pg, "ctl-limit-mw", before, "ctl-limit", "sent import_limit")
+        pg.close()
