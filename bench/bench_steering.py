@@ -9,6 +9,10 @@
   draws unconstrained at the inference peak (measured first, ``--calibrate-s`` at 14:00 under static TDP limits):
   satisfaction (served / demanded GPU energy, and the mean over GPU-steps of min(limit, demand) / demand),
   throughput lost, excursions above budget and their longest run, trips. JSON to ``--out``.
+* ``panel``: the dashboard Power page's steering section (``dashboard/steering_panel.py``) on a live snapshot of the
+  uncapped twin with the import limit in force set to ``--limit-share`` of the grid import (the site binds): the
+  controller's construction, one allocation per fresh snapshot over ``--steps`` (median, max) and the tables and page
+  built from it.
 * ``loop``: the closed loop: steering at 1 s with the MPC re-planning every 5 min (``MpcBudgets``), wall and CPU.
   Target: 24 h <= 120 s.
 * ``floor``: the least per-GPU work any 1 s loop over the facility's GPUs does, with no allocation at all: demand
@@ -16,7 +20,7 @@
   passes), a limit (the request clipped to TDP) and the satisfaction meter; median CPU per step and its 24 h total,
   the floor under the ``loop`` target.
 
-Run: ``python bench/bench_steering.py step|day|loop|floor [--facility campus-1gw] ...``.
+Run: ``python bench/bench_steering.py step|day|loop|floor|panel [--facility campus-1gw] ...``.
 """
 
 from __future__ import annotations
@@ -163,9 +167,39 @@ def bench_floor(f, steps: int) -> dict:
     return {"gpus": n_gpu, "cpu_ms_median": 1e3 * med, "cpu_s_per_24h": med * 86400, "load": os.getloadavg()}
 
 
+def bench_panel(f, steps: int, share: float) -> dict:
+    import tempfile
+
+    from factory_twin.dashboard.pages.power import steering_view
+    from factory_twin.dashboard.steering_panel import SnapshotSteering
+    from factory_twin.twin.live.runner import LiveRunner, Snapshot
+
+    runner = LiveRunner(twin.Twin(f, twin.load_scenario(None, f)), tempfile.mkdtemp())
+    runner.step()
+    snap = runner.snapshot()
+    meta = snap.meta | {"import_limit": {"mw": share * snap.meta["now"]["grid_import_mw"], "source": "bench"}}
+    w0 = time.perf_counter()
+    steer = SnapshotSteering(f)
+    build_s = time.perf_counter() - w0
+    alloc, view = [], []
+    for _ in range(steps + 1):
+        fresh = Snapshot(meta, snap.arrays)  # a new snapshot each time: no cached allocation
+        w0 = time.perf_counter()
+        s = steer(fresh)
+        w1 = time.perf_counter()
+        steering_view(steer, fresh, 4)
+        alloc.append(w1 - w0)
+        view.append(time.perf_counter() - w1)
+    return {"gpus": int(f.gpus.sum()), "controller_build_s": build_s, "first_allocation_ms": 1e3 * alloc[0],
+            "allocation_ms_median": 1e3 * float(np.median(alloc[1:])), "allocation_ms_max": 1e3 * max(alloc[1:]),
+            "tables_and_page_ms_median": 1e3 * float(np.median(view[1:])),
+            "binding": {steer.ctl.tree.node_label(n): lv for n, lv in s.allocation.binding.items()},
+            "load": os.getloadavg()}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["step", "day", "loop", "floor"])
+    p.add_argument("what", choices=["step", "day", "loop", "floor", "panel"])
     p.add_argument("--facility", default="campus-1gw")
     p.add_argument("--steps", type=int, default=50)
     add_duration(p, "simulated time of the day and loop runs", default="24h")
@@ -182,6 +216,8 @@ def main() -> None:
         if np.any(f.gpus != f.gpus[0]):
             raise SystemExit("floor: the facility's racks must have equal GPU counts")
         res = bench_floor(f, max(a.steps, 100))
+    elif a.what == "panel":
+        res = bench_panel(f, a.steps, a.limit_share)
     elif a.what == "day":
         res = bench_day(f, a.duration, a.limit_share, a.calibrate_s, a.modes, a.start_hour)
     else:
