@@ -73,6 +73,7 @@ class StubTwin:
         n = N_RACKS
         self.t_die = np.linspace(60.0, 71.0, n)
         self.gpu_power_w = np.full(n, 1000.0)
+        self.gpu_demand_w = np.full(n, 1100.0)
         self.gpu_energy_j = np.zeros(n)
         self.cap = np.full(n, 1200.0)
         self.throttled = np.zeros(n, bool)
