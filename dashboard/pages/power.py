@@ -89,7 +89,8 @@ STEERING_TEXT = (
     "What per-GPU power steering (MaxLPS, docs/maxlps.md) would allocate now, from this snapshot: every GPU's demand "
     "(what its work would draw at no cap), every element's load and continuous limit, the import limit in force. "
     "Per element: its budget and load at its input; the budget on the GPU power through it; the GPU limits steering "
-    "allocates through it; the GPUs' demand through it. Binding: its budget cut the allocation. Per resource group: "
+    "allocates through it; the GPUs' demand through it. Binding (in bold): its budget cut a guarantee or a request. "
+    "Per resource group: "
     "satisfaction is the mean over the group's GPUs of min(limit, demand) / demand, as nvPAX reports it (at most "
     "100 %). The twin itself runs the controller it was started with."
 )
@@ -145,7 +146,7 @@ def steering_view(steer: SnapshotSteering, snap: Snapshot, depth: int) -> list:
 
 @lru_cache(maxsize=2)
 def _steering(facility: str) -> SnapshotSteering:
-    """The steering controller of the dashboard's facility (built once: seconds on campus-1gw)."""
+    """The steering controller of the dashboard's facility (built once: 0.16 s on campus-1gw, bench_steering panel)."""
     return SnapshotSteering(_facility(facility))
 
 
