@@ -178,8 +178,8 @@ def test_hall_conversion_shows_the_clis_figures(server, browser, cli_rows, width
     pg.close()
 
 
-STEER_CELLS_JS = """() => [...document.querySelectorAll('#power-steer-tiers td, #power-steer-tiers th,
-  #power-steer-groups td, #power-steer-groups th')].map(c => { const r = c.getBoundingClientRect();
+STEER_CELLS_JS = """() => [...document.querySelectorAll(['#power-steer-tiers td', '#power-steer-tiers th',
+  '#power-steer-groups td', '#power-steer-groups th'].join(', '))].map(c => { const r = c.getBoundingClientRect();
     return {text: c.innerText, l: r.left, r: r.right, sw: c.scrollWidth, cw: c.clientWidth}; })"""
 
 
