@@ -118,9 +118,7 @@ class SnapshotSteering:
             ctl = self.ctl
             ctl.held, ctl.rack_limit_w = None, None  # from this snapshot alone (module docstring)
             ctl(m)
-            alloc = ctl.last
-            ctl.rack_limit_w = None
-            gpu_budget_w = ctl.gpu_budgets(m)  # the budgets the call used
+            alloc, gpu_budget_w = ctl.last, ctl.gpu_budget_w
             self._snap = snap
             self._steered = Steered(m, alloc, gpu_budget_w, limit_w, wall.perf_counter() - t0)
             return self._steered

@@ -136,6 +136,7 @@ class SteeringController:
         self.budget_w = f.topology.continuous_limit_w.copy()
         self.last: Allocation | None = None
         self.rack_limit_w: Array | None = None  # the limits set at the last step, summed per rack [W]
+        self.gpu_budget_w: Array | None = None  # the budgets on GPU power the last step used [W] (gpu_budgets)
         self._routing = None
         self._set_routing(f.topology.routing())
         self.design = marginals(f, self.shares)
@@ -232,7 +233,7 @@ class SteeringController:
     def __call__(self, m) -> NDArray:
         if m.routing is not self._routing:
             self._set_routing(m.routing)
-        budgets = self.gpu_budgets(m)
+        budgets = self.gpu_budget_w = self.gpu_budgets(m)  # kept: what this step's allocation used
         nb, binding = self.tree.node_budgets(budgets)
         if self.mode in ("steer", "greedy"):
             if self.mode == "steer":
