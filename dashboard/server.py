@@ -12,13 +12,20 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from factory_twin.dashboard import wsgi
 from factory_twin.optimization.controllers import make_controller
-from factory_twin.twin.live.runner import RUNNER_ERROR, SNAPSHOT, load_snapshot, send_command, start_runner
+from factory_twin.twin.live.runner import (
+    RUNNER_ERROR,
+    SNAPSHOT,
+    load_snapshot,
+    send_command,
+    start_groups,
+    start_runner,
+)
 
 
 def build_twin(facility: str, scenario: str | None, controller: str):
@@ -30,14 +37,15 @@ def build_twin(facility: str, scenario: str | None, controller: str):
     return Twin(f, sc, controller=make_controller(controller, f, sc))
 
 
-def check_setup(facility: str, scenario: str | None, controller: str):
-    """Load the facility and scenario and build the controller here, before anything starts, so that an
-    unknown name fails at start with its error (the runner process would only fail in the background);
-    return the facility."""
+def check_setup(facility: str, scenario: str | None, controller: str, steering: Sequence[Mapping[str, Any]] = ()):
+    """Load the facility and scenario, build the controller and apply the ``steering`` commands here, before
+    anything starts, so that an unknown name or a refused group fails at start with its error (the runner process
+    would only fail in the background); return the facility."""
     from factory_twin.twin import load_facility, load_scenario
 
     f = load_facility(facility)
     make_controller(controller, f, load_scenario(scenario, f))
+    start_groups(f, steering)
     return f
 
 
@@ -45,8 +53,11 @@ class Runner:
     """The runner process seen from the server: alive or why it stopped, restartable; commands are refused
     while it is not running."""
 
-    def __init__(self, build_kwargs: dict, folder: Path, speed: float, controller_name: str):
+    def __init__(
+        self, build_kwargs: dict, folder: Path, speed: float, controller_name: str, steering: Sequence[Mapping] = ()
+    ):
         self.build_kwargs, self.folder, self.speed, self.name = build_kwargs, folder, speed, controller_name
+        self.steering = tuple(steering)  # the groups at start, again at a restart
         self._lock = threading.Lock()
         self.proc = self.stop_event = None
         self.start()
@@ -54,7 +65,9 @@ class Runner:
     def start(self) -> None:
         with self._lock:
             (self.folder / RUNNER_ERROR).unlink(missing_ok=True)
-            self.proc, self.stop_event = start_runner(build_twin, self.build_kwargs, self.folder, self.speed, self.name)
+            self.proc, self.stop_event = start_runner(
+                build_twin, self.build_kwargs, self.folder, self.speed, self.name, self.steering
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
@@ -183,6 +196,7 @@ def serve(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
     gpu_series: str = "gpu",
+    steering: Sequence[Mapping[str, Any]] = (),
 ) -> int:
     """Run the twin at ``speed`` simulated s per wall s in a child process and serve the dashboard.
 
@@ -192,11 +206,12 @@ def serve(
     page is served on its own: :func:`dashboard.pages.flex.serve_flex`). Binds 127.0.0.1 unless ``host`` says
     otherwise; Dash debug mode only when ``debug``. ``metrics_port`` also serves the twin's Prometheus metrics at
     ``http://metrics_host:metrics_port/metrics`` (GPU series per GPU, or per rack with ``gpu_series="rack"``;
-    docs/links.md).
+    docs/links.md). ``steering``: ``resource_group``/``power_policy`` commands the twin's steering starts with
+    (:func:`twin.live.runner.start_groups`; checked here first).
     """
     if not speed > 0:
         raise ValueError(f"speed: must be > 0, got {speed!r}")
-    f = check_setup(facility, scenario, controller)
+    f = check_setup(facility, scenario, controller, steering)
     metrics = None
     if metrics_port is not None:  # a bad option or a port in use fails here, before the twin starts
         from factory_twin.links.prometheus.exporter import MetricsServer
@@ -215,7 +230,7 @@ def serve(
         from factory_twin.dashboard.app import create_app
 
         runner = Runner(
-            {"facility": facility, "scenario": scenario, "controller": controller}, run_dir, speed, controller
+            {"facility": facility, "scenario": scenario, "controller": controller}, run_dir, speed, controller, steering
         )
         source = LatestSnapshot(run_dir / SNAPSHOT)
         app = create_app(

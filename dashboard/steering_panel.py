@@ -5,7 +5,11 @@ allocate now, from the present snapshot alone (no state kept between snapshots: 
 budgets carry no integral action). It sees, as :class:`twin.simulation.power_loop.Measurement`: per GPU the demand
 (each rack's uncapped demand per GPU, ``rack_gpu_demand_w_per_gpu``, repeated over its GPUs), per rack the GPU power
 drawn, every element's load, the routing in force (the open elements), the grid import; the site budget is the import
-limit in force. The snapshot has no cooling room: the site cooling row never binds here.
+limit in force. The snapshot has no cooling room: the site cooling row never binds here. The resource groups and the
+policy bundle are those in force in the runner (``meta["steering"]``, changed at run time by its ``resource_group``
+and ``power_policy`` commands: :mod:`twin.live.runner`); the controller's groups are rebuilt only when they change.
+The allocation is MaxLPS's under every policy, within the policy's bounds (MaxQ: every GPU at most at its efficiency
+cap); under MaxP and MaxQ the GPUs would hold static limits instead, which the page says.
 
 Tables (SI inside; the page converts):
 
@@ -14,8 +18,9 @@ Tables (SI inside; the page converts):
   GPU limits allocated through it and the GPUs' demand through it (``S @ x``: ``S[e, r]`` the share of rack ``r``'s
   power element ``e`` carries), and whether it binds (its node's budget cut a guarantee or a request, and the
   element sets it);
-- per resource group (:func:`group_table`): priority, guarantee per GPU, GPUs, demand, allocation and satisfaction,
-  the mean over the group's GPUs with demand of ``min(limit, demand) / demand`` (docs/maxlps.md, after nvPAX);
+- per resource group (:func:`group_table`): priority, guarantee and maximum per GPU, GPUs, demand, allocation and
+  satisfaction, the mean over the group's GPUs with demand of ``min(limit, demand) / demand`` (docs/maxlps.md, after
+  nvPAX);
 - the guarantees that do not fit and the nodes over budget at every GPU's lowest limit, named (:func:`warnings`).
 """
 
@@ -23,13 +28,16 @@ from __future__ import annotations
 
 import threading
 import time as wall
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from factory_twin.models.units import KW, MW
 from factory_twin.optimization.steering import Allocation
 from factory_twin.optimization.steering_control import ScenarioBudgets, SteeringController
-from factory_twin.twin.live.runner import Snapshot
+from factory_twin.twin.facility.resource_groups import ResourceGroups
+from factory_twin.twin.live.runner import Snapshot, steering_meta
 from factory_twin.twin.simulation.power_loop import Measurement
 from numpy.typing import NDArray
 
@@ -64,12 +72,15 @@ class Steered:
 
 class SnapshotSteering:
     """A steering controller for facility ``f`` (built once: costly at campus scale) and one allocation per snapshot
-    (:meth:`__call__`, cached for the last snapshot; thread-safe)."""
+    (:meth:`__call__`, cached for the last snapshot; thread-safe), under the groups in force (:meth:`follow`)."""
 
     def __init__(self, f):
         self.f = f
         self.budgets = InForceBudgets(f)
         self.ctl = SteeringController(f, budgets=self.budgets)
+        self.base = self.ctl.groups  # the facility's own groups
+        self.in_force = steering_meta(self.base)
+        self.rebuilds = 0  # times the controller's groups were rebuilt for a change (follow)
         self._lock = threading.Lock()
         self._closed: bytes | None = None
         self._routing = None
@@ -106,6 +117,19 @@ class SnapshotSteering:
             scenario=None,
         )
 
+    def follow(self, steering: Mapping[str, Any] | None) -> None:
+        """Put a snapshot's ``meta["steering"]`` in force in the controller (``None``: the facility's own groups);
+        its bounds and cells are rebuilt once, and only when the groups or the policy change."""
+        want = self.in_force if steering is None else steering
+        if want == self.in_force:
+            return
+        groups = groups_from_meta(self.base, want)
+        self.ctl.groups = groups  # set_policy rebuilds bounds and cells from ctl.groups: every change at once
+        self.ctl.set_policy(groups.policy)
+        self.ctl.mode = "steer"  # MaxLPS's allocation within the policy's bounds (module docstring)
+        self.in_force = steering_meta(groups)
+        self.rebuilds += 1
+
     def __call__(self, snap: Snapshot) -> Steered:
         """One allocation for ``snap`` (the cached one when it is the last snapshot seen)."""
         with self._lock:
@@ -113,6 +137,7 @@ class SnapshotSteering:
                 return self._steered
             t0 = wall.perf_counter()
             m = self.measurement(snap)
+            self.follow(snap.meta.get("steering"))
             limit_w = float(snap.meta["import_limit"]["mw"]) * MW
             self.budgets.site_w = limit_w
             ctl = self.ctl
@@ -122,6 +147,20 @@ class SnapshotSteering:
             self._snap = snap
             self._steered = Steered(m, alloc, gpu_budget_w, limit_w, wall.perf_counter() - t0)
             return self._steered
+
+
+def groups_from_meta(base: ResourceGroups, steering: Mapping[str, Any]) -> ResourceGroups:
+    """``base`` (the facility's groups) with the policy and the groups' settings of ``meta["steering"]``
+    (:func:`twin.live.runner.steering_meta`; ``None``: the default); ``ValueError`` when they are not its groups."""
+    rows = steering["groups"]
+    if tuple(r["name"] for r in rows) != base.names:
+        raise ValueError(f"the snapshot's resource groups are not the facility's ({', '.join(base.names)})")
+
+    def w(key: str) -> NDArray:
+        return np.array([np.nan if r[key] is None else float(r[key]) for r in rows])
+
+    prio = np.array([int(r["priority"]) for r in rows], np.int64)
+    return replace(base, priority=prio, guarantee_w=w("guarantee_w"), max_w=w("max_w"), policy=steering["policy"])
 
 
 def binding_rows(ctl: SteeringController, s: Steered) -> NDArray[np.bool_]:
@@ -175,12 +214,13 @@ def tier_rows(table: dict[str, NDArray], max_depth: int, n: int) -> tuple[NDArra
 
 @dataclass(frozen=True)
 class GroupRow:
-    """A resource group's row: priority (lower first), guarantee [W per GPU], GPUs, demand and allocation [W],
-    satisfaction [-] (module docstring; NaN without demand)."""
+    """A resource group's row: priority (lower first), guarantee and maximum [W per GPU; the defaults resolved],
+    GPUs, demand and allocation [W], satisfaction [-] (module docstring; NaN without demand)."""
 
     name: str
     priority: int
     guarantee_w: float
+    max_w: float
     gpus: int
     demand_w: float
     allocation_w: float
@@ -200,7 +240,16 @@ def group_table(ctl: SteeringController, s: Steered) -> list[GroupRow]:
     sat = np.bincount(g, ratio, n) / np.where(active > 0, active, np.nan)
     dem, alloc = np.bincount(g, demand, n), np.bincount(g, limit, n)
     rows = [
-        GroupRow(r["group"], r["priority"], r["guarantee_w"], r["gpus"], float(dem[i]), float(alloc[i]), float(sat[i]))
+        GroupRow(
+            r["group"],
+            r["priority"],
+            r["guarantee_w"],
+            r["max_w"],
+            r["gpus"],
+            float(dem[i]),
+            float(alloc[i]),
+            float(sat[i]),
+        )
         for i, r in enumerate(groups.table(ctl.f))
     ]
     return sorted(rows, key=lambda r: r.priority)

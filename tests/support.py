@@ -308,3 +308,40 @@ def assert_sankey_readable(pg) -> None:
     assert len(s["nodes"]) >= 8 and s["ribbons"], s
     faults = sankey_faults(s)
     assert faults == [], faults
+
+
+def steering_snapshot(f, demand_w: np.ndarray, drawn_w: np.ndarray, import_mw: float):
+    """A snapshot for the steering panel (dashboard/steering_panel.py) of ``f`` with per-rack demand and draw per GPU
+    [W]; element loads from the one-line diagram with every rack's non-GPU power and a cooling load of 10 % of IT
+    [estimate: only the loads' room matters here]."""
+    from factory_twin.models.units import KW, MW
+    from factory_twin.twin.live.runner import Snapshot
+
+    topo = f.topology
+    rack_in = drawn_w * f.gpus + f.non_gpu_w
+    flow = topo.flow(topo.routing(), rack_in, 0.1 * rack_in.sum())
+    meta = {
+        "time": "2026-08-07T12:00:00",
+        "now": {"grid_import_mw": flow.grid_w / MW},
+        "import_limit": {"mw": import_mw},
+    }
+    arrays = {
+        "rack_gpu_demand_w_per_gpu": np.asarray(demand_w, float),
+        "rack_gpu_power_w": np.asarray(drawn_w, float),
+        "el_load_kw": flow.in_w / KW,
+        "el_closed": np.ones(topo.n, bool),
+        "el_name": np.array(topo.names),
+        "el_depth": topo.depth,
+    }
+    return Snapshot(meta, arrays)
+
+
+def site_limit_for(steer, snap, gpu_budget_w: float) -> float:
+    """The import limit [MW] at which the site's budget on GPU power is ``gpu_budget_w`` (steering_control's
+    ``G = g + ((1 - reserve) B - L) / beta`` solved for ``B``)."""
+    from factory_twin.models.units import MW
+
+    ctl = steer.ctl
+    g = float((snap["rack_gpu_power_w"] * steer.f.gpus).sum())
+    grid_w = snap.meta["now"]["grid_import_mw"] * MW
+    return (grid_w + ctl.design.site_beta * (gpu_budget_w - g)) / (1 - ctl.reserve) / MW

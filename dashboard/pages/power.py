@@ -3,7 +3,9 @@ by its loading with its headroom in kW, open and tripped elements shown, an elem
 what-if "lose a feed" (or close an element again) through the runner's command path; and the hall conversion
 what-if (a hall rebuilt with another rack generation on another power chain, compared at the design point as
 ``factory-twin validate --convert-hall`` prints it; docs/power-topology.md); and what MaxLPS steering would allocate
-now, per tier and per resource group (:mod:`dashboard.steering_panel`).
+now, per tier and per resource group (:mod:`dashboard.steering_panel`), under the resource groups and the policy
+bundle in force, which a form changes at run time (the runner's ``resource_group`` and ``power_policy`` commands; its
+reply shown beside it).
 
 Readable at 1 GW (campus-1gw: 3,652 elements): the diagram is an icicle from the site (left) to the racks' busways
 (right), shown to a chosen depth (collapse by level); clicking a box zooms into its branch and selects it. Boxes are
@@ -23,6 +25,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, table, times, waiting_figure
 from factory_twin.dashboard.steering_panel import SnapshotSteering, group_table, tier_rows, tier_table, warnings
 from factory_twin.models.units import MW
+from factory_twin.twin.facility.steering_spec import POLICIES
 from factory_twin.twin.live.runner import Snapshot, parse_command
 from plotly.colors import sample_colorscale
 
@@ -95,7 +98,14 @@ STEERING_TEXT = (
     "100 %). The twin itself runs the controller it was started with."
 )
 TIER_HEAD = ["element", "budget MW", "load MW", "GPU budget MW", "GPU allocation MW", "GPU demand MW", ""]
-GROUP_HEAD = ["resource group", "priority", "guarantee W/GPU", "GPUs", "demand MW", "allocation MW", "satisfaction"]
+GROUP_HEAD = ["resource group", "priority", "guarantee W/GPU", "max W/GPU", "GPUs", "demand MW", "allocation MW",
+              "satisfaction"]  # fmt: skip
+# the form's boxes: id -> (label, command field, unit, placeholder when the group has the rack type's default)
+GROUP_BOXES = {
+    "power-group-priority": ("priority", "priority", "", ""),
+    "power-group-guarantee": ("guarantee", "guarantee_w", "W/GPU", "min cap"),
+    "power-group-max": ("max", "max_w", "W/GPU", "TDP"),
+}
 TIER_ROWS = 12  # rows of the tier table: the site, then the binding and most loaded elements at the chosen depth
 
 
@@ -105,10 +115,93 @@ def steering_layout() -> html.Div:
         [
             html.H3("Steering (MaxLPS): budget, allocation and demand per tier and per resource group"),
             html.Div(STEERING_TEXT, className="message", id="power-steer-text"),
+            steering_form(),
             html.Div(id="power-steering"),
         ],
         className="steering",
     )
+
+
+def steering_form() -> html.Div:
+    """A resource group's priority, guarantee and maximum and the policy bundle, in force in the runner: boxes filled
+    with what is in force when a group is chosen (empty: the rack type's default), Apply, the runner's reply."""
+    boxes = [
+        html.Label([label, dcc.Input(id=i, type="text", value="", placeholder=hint, debounce=False, className="field"),
+                    unit], className="inline")
+        for i, (label, _, unit, hint) in GROUP_BOXES.items()
+    ]  # fmt: skip
+    return html.Div(
+        [
+            html.Label(
+                ["resource group", dcc.Dropdown(id="power-group", clearable=False, className="dropdown")],
+                className="inline",
+            ),
+            *boxes,
+            html.Label(
+                [
+                    "policy",
+                    dcc.Dropdown(id="power-policy", options=list(POLICIES), clearable=False, className="dropdown"),
+                ],
+                className="inline",
+            ),
+            html.Button("Apply", id="power-group-apply", n_clicks=0, className="btn"),
+            html.Span(id="power-group-msg", role="status"),
+            dcc.Store(id="power-group-sent"),
+        ],
+        className="controls",
+        id="power-group-form",
+    )
+
+
+def group_in_force(snap: Snapshot | None, name: Any) -> dict[str, tuple[str, str]] | None:
+    """(value, placeholder) of each box of :data:`GROUP_BOXES` for group ``name`` as in force (``meta["steering"]``),
+    None when the snapshot has no such group."""
+    st = snap.meta.get("steering") if snap is not None else None
+    row = next((g for g in st["groups"] if g["name"] == name), None) if st else None
+    if row is None:
+        return None
+    return {
+        i: ("" if row[field] is None else f"{row[field]:g}", hint) for i, (_, field, _, hint) in GROUP_BOXES.items()
+    }
+
+
+def steering_commands(snap: Snapshot | None, group: Any, boxes: dict[str, Any], policy: Any) -> list[dict]:
+    """The commands of the form: the group's non-empty boxes (``resource_group``) and, when it differs from the one in
+    force, the policy (``power_policy``); checked (``ValueError`` in the page's words)."""
+    st = snap.meta.get("steering") if snap is not None else None
+    if st is None:
+        raise ValueError("the twin has no resource groups (yet)")
+    names = tuple(g["name"] for g in st["groups"])
+    raw = {"kind": "resource_group", "group": group}
+    raw |= {GROUP_BOXES[i][1]: v for i, v in boxes.items() if isinstance(v, str) and v.strip()}
+    cmds = []
+    try:
+        cmds.append(parse_command(raw, group_names=names))
+        if policy != st["policy"]:
+            cmds.append(parse_command({"kind": "power_policy", "policy": policy}))
+    except ValueError as e:
+        text = str(e)
+        for label, field, _, _ in GROUP_BOXES.values():
+            text = text.replace(field, label)
+        raise ValueError(text) from None
+    return cmds
+
+
+def steering_reply(snap: Snapshot | None, sent: dict | None) -> html.Span | str:
+    """The form's message: what was not sent and why, or the runner's reply to the commands sent (accepted, or the
+    reason it refused them), or that it is awaited."""
+    if not sent:
+        return ""
+    if sent.get("error"):
+        return html.Span(f"not sent: {sent['error']}", className="error", id="power-group-error")
+    messages = {m["id"]: m for m in snap.meta.get("messages", [])} if snap is not None else {}
+    got = [messages.get(i) for i in sent["ids"]]
+    if any(m is None for m in got):
+        return html.Span("sent, waiting for the twin's reply", className="message")
+    refused = [m["text"] for m in got if not m["ok"]]
+    if refused:
+        return html.Span(f"refused: {'; '.join(refused)}", className="error", id="power-group-error")
+    return html.Span(f"accepted: {'; '.join(m['text'] for m in got)}", className="ok")
 
 
 def steering_view(steer: SnapshotSteering, snap: Snapshot, depth: int) -> list:
@@ -123,14 +216,17 @@ def steering_view(steer: SnapshotSteering, snap: Snapshot, depth: int) -> list:
         for i in rows.tolist()
     ]  # fmt: skip
     groups = [
-        [g.name, str(g.priority), fmt(g.guarantee_w, 0), f"{g.gpus:,}", fmt(g.demand_w / MW, 2),
+        [g.name, str(g.priority), fmt(g.guarantee_w, 0), fmt(g.max_w, 0), f"{g.gpus:,}", fmt(g.demand_w / MW, 2),
          fmt(g.allocation_w / MW, 2), fmt(100 * g.satisfaction, 1, "%")]
         for g in group_table(steer.ctl, s)
     ]  # fmt: skip
     warn = warnings(s)
     n_bind = int(np.count_nonzero(tab["binding"]))
+    policy = steer.ctl.groups.policy
+    static = "" if policy == "MaxLPS" else " (its GPUs would hold static limits; shown: what MaxLPS would allocate)"
     return [
         html.Div(
+            f"policy {policy}{static} · "
             f"allocation at {snap.meta['time'].replace('T', ' ')} for {s.m.gpu_demand_w.size:,} GPUs in "
             f"{1e3 * s.compute_s:,.0f} ms · {n_bind} binding · {len(rows) - 1} of {n} elements at this depth shown "
             "(binding first, then the most loaded)",
@@ -520,3 +616,65 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
             return html.Span("the twin is not running yet", className="error")
         kind = "open_element" if ctx.triggered_id == "power-open-btn" else "close_element"
         return send(kind, element, {str(x) for x in snap["el_name"]}, sink)
+
+    register_steering_form(app, source, sink)
+
+
+def register_steering_form(app: Dash, source, sink) -> None:
+    """The steering form's callbacks: the groups and policy in force, Apply, the runner's reply."""
+
+    @app.callback(
+        Output("power-group", "options"),
+        Output("power-group", "value"),
+        Output("power-policy", "value"),
+        Input("tick", "n_intervals"),
+        State("power-group", "value"),
+        State("power-group", "options"),
+        State("power-policy", "value"),
+    )
+    def _groups(_n, value, options, policy):
+        snap = source()
+        st = snap.meta.get("steering") if snap is not None else None
+        if st is None:
+            return no_update, no_update, no_update
+        names = [g["name"] for g in st["groups"]]
+        in_force = st["policy"] if policy is None else no_update  # the page's choice is kept once made
+        if options == names and value in names:
+            return no_update, no_update, in_force
+        return names, value if value in names else names[0], in_force
+
+    boxes = list(GROUP_BOXES)
+
+    @app.callback(
+        *[Output(i, "value") for i in boxes],
+        *[Output(i, "placeholder") for i in boxes],
+        Input("power-group", "value"),
+    )
+    def _fill(name):
+        shown = group_in_force(source(), name)
+        if shown is None:
+            return (no_update,) * (2 * len(boxes))
+        return *(shown[i][0] for i in boxes), *(shown[i][1] for i in boxes)
+
+    @app.callback(
+        Output("power-group-sent", "data"),
+        Input("power-group-apply", "n_clicks"),
+        State("power-group", "value"),
+        *[State(i, "value") for i in boxes],
+        State("power-policy", "value"),
+        prevent_initial_call=True,
+    )
+    def _apply(_n, group, *rest):
+        try:
+            cmds = steering_commands(source(), group, dict(zip(boxes, rest[:-1], strict=True)), rest[-1])
+            return {"ids": [sink(c) for c in cmds]}
+        except ValueError as e:
+            return {"error": str(e)}
+
+    @app.callback(
+        Output("power-group-msg", "children"),
+        Input("tick", "n_intervals"),
+        Input("power-group-sent", "data"),
+    )
+    def _reply(_n, sent):
+        return steering_reply(source(), sent)

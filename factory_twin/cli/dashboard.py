@@ -13,9 +13,11 @@ from factory_twin.cli.options import (
     add_facility_scenario,
     add_metrics_options,
     add_speed,
+    add_steering_options,
     broker_config,
     check_state_dir,
     positive_int,
+    steering_commands,
 )
 
 BROKER_OPTIONS = ("username", "password_file", "tls_ca", "tls_cert", "tls_key")  # only with --connect
@@ -36,6 +38,7 @@ def add_parsers(sub) -> None:
     )
     d.add_argument("--openadr-state", type=Path, help="an OpenADR VEN's --state-dir: adds the OpenADR page")
     d.add_argument("--debug", action="store_true", help="Dash debug mode (never in production)")
+    add_steering_options(d)
     add_metrics_options(d)
     plant = d.add_argument_group("a plant on DSX Exchange (--connect)")
     plant.add_argument(
@@ -50,7 +53,8 @@ def add_parsers(sub) -> None:
 
 # the dashboard's own twin: with --flex-state none runs, so these are refused (option, default)
 TWIN_OPTIONS = (("facility", DEFAULT_FACILITY), ("scenario", None), ("controller", "mpc"), ("speed", 60.0),
-                ("studies_dir", None), ("openadr_state", None), ("metrics_port", None))  # fmt: skip
+                ("studies_dir", None), ("openadr_state", None), ("metrics_port", None), ("policy", None),
+                ("group", []))  # fmt: skip
 
 
 def run_dashboard(args) -> int:
@@ -61,6 +65,7 @@ def run_dashboard(args) -> int:
     for name in ("state_dir", *BROKER_OPTIONS):
         if getattr(args, name) is not None:
             raise ValueError(f"--{name.replace('_', '-')}: only with --connect (a plant on DSX Exchange)")
+    steering = steering_commands(args.policy, args.group)  # checked before anything starts (the groups: by serve)
     from factory_twin.dashboard.server import serve
 
     return serve(
@@ -76,6 +81,7 @@ def run_dashboard(args) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         gpu_series=args.gpu_series,
+        steering=steering,
     )
 
 

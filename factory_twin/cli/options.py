@@ -230,6 +230,59 @@ def add_metrics_options(p, gpu_series: bool = True) -> None:
                        help="DCGM GPU series per GPU, or per rack (for 1 GW campuses)")  # fmt: skip
 
 
+GROUP_KEYS = {"priority": "priority", "guarantee": "guarantee_w", "max": "max_w"}  # --group key -> command field
+POLICY_METAVAR = "{MaxP,MaxQ,MaxLPS}"  # twin.facility.steering_spec.POLICIES (not imported: --help stays fast)
+
+
+def add_steering_options(p) -> None:
+    """``--policy`` and repeatable ``--group``: the resource groups the twin's steering starts with."""
+    g = p.add_argument_group("steering: the power policy and resource groups at start (docs/maxlps.md)")
+    g.add_argument("--policy", metavar=POLICY_METAVAR, help="the power policy bundle (default: the facility's)")
+    g.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME:priority=P,guarantee=W,max=W",
+        help="change the facility's resource group NAME: any of the keys, guarantee and max in W per GPU (repeatable)",
+    )
+
+
+def steering_commands(policy: str | None, groups: list[str]) -> list[dict]:
+    """The ``power_policy`` and ``resource_group`` commands (:func:`twin.live.runner.parse_command`) of ``--policy``
+    and ``--group``, checked: ``ValueError`` naming the option, the group and the key (W per GPU). Whether the
+    facility has the group is checked when the twin is set up (:func:`twin.live.runner.start_groups`)."""
+    from factory_twin.twin.live.runner import parse_command
+
+    out = []
+    if policy is not None:
+        try:
+            out.append(parse_command({"kind": "power_policy", "policy": policy, "id": "--policy"}))
+        except ValueError as e:
+            raise ValueError(f"--policy: {e}") from None
+    keys = ", ".join(GROUP_KEYS)
+    for text in groups:
+        name, colon, spec = (x.strip() for x in text.partition(":"))
+        if not name or not colon or not spec:
+            raise ValueError(f"--group {text!r}: give NAME:key=value[,key=value] with keys {keys} (W per GPU)")
+        raw = {"kind": "resource_group", "group": name, "id": f"--group {name}"}
+        for item in spec.split(","):
+            key, eq, value = (x.strip() for x in item.partition("="))
+            if key not in GROUP_KEYS or not eq or not value:
+                what = f"unknown key {key!r}" if key not in GROUP_KEYS else f"{key}: give a value"
+                raise ValueError(f"--group {name}: {what} (keys {keys}; e.g. {name}:guarantee=700)")
+            if GROUP_KEYS[key] in raw:
+                raise ValueError(f"--group {name}: {key} given twice")
+            raw[GROUP_KEYS[key]] = value
+        try:
+            out.append(parse_command(raw))
+        except ValueError as e:
+            msg = str(e)
+            for key, field in GROUP_KEYS.items():
+                msg = msg.replace(field, key)
+            raise ValueError(f"--group {name}: {msg}") from None
+    return out
+
+
 def metrics_server(args: argparse.Namespace):
     """The bound (not yet serving) :class:`~factory_twin.links.prometheus.exporter.MetricsServer` of
     :func:`add_metrics_options`' options, None without ``--metrics-port``: a port in use fails here."""

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from factory_twin.dashboard import steering_panel as sp
 from factory_twin.dashboard.pages.power import steering_view
-from factory_twin.models.units import KW, MW
+from factory_twin.models.units import MW
 from factory_twin.twin import Twin, load_facility, load_scenario
-from factory_twin.twin.live.runner import LiveRunner, Snapshot
+from factory_twin.twin.live.runner import LiveRunner
 from factory_twin.twin.simulation.controllers import FixedCap
+from support import site_limit_for
+from support import steering_snapshot as snapshot
 
 GPUS = 72
 
@@ -27,28 +29,6 @@ def sdk():
 @pytest.fixture(scope="module")
 def steer(sdk):
     return sp.SnapshotSteering(sdk)
-
-
-def snapshot(f, demand_w: np.ndarray, drawn_w: np.ndarray, import_mw: float) -> Snapshot:
-    """A snapshot of ``f`` with per-rack demand and draw per GPU [W]; element loads from the one-line diagram with
-    every rack's non-GPU power and a cooling load of 10 % of IT [estimate: only the loads' room matters here]."""
-    topo = f.topology
-    rack_in = drawn_w * f.gpus + f.non_gpu_w
-    flow = topo.flow(topo.routing(), rack_in, 0.1 * rack_in.sum())
-    meta = {
-        "time": "2026-08-07T12:00:00",
-        "now": {"grid_import_mw": flow.grid_w / MW},
-        "import_limit": {"mw": import_mw},
-    }
-    arrays = {
-        "rack_gpu_demand_w_per_gpu": np.asarray(demand_w, float),
-        "rack_gpu_power_w": np.asarray(drawn_w, float),
-        "el_load_kw": flow.in_w / KW,
-        "el_closed": np.ones(topo.n, bool),
-        "el_name": np.array(topo.names),
-        "el_depth": topo.depth,
-    }
-    return Snapshot(meta, arrays)
 
 
 def rows(table, names):
@@ -92,15 +72,6 @@ def test_nothing_binds_every_group_is_fully_satisfied(sdk, steer):
         assert g.demand_w == pytest.approx(4 * GPUS * 400.0)
         assert g.satisfaction == 1.0 and g.allocation_w >= g.demand_w
     assert sp.warnings(s) == []
-
-
-def site_limit_for(steer, snap, gpu_budget_w: float) -> float:
-    """The import limit [MW] at which the site's budget on GPU power is ``gpu_budget_w`` (steering_control's
-    ``G = g + ((1 - reserve) B - L) / beta`` solved for ``B``)."""
-    ctl = steer.ctl
-    g = float((snap["rack_gpu_power_w"] * steer.f.gpus).sum())
-    grid_w = snap.meta["now"]["grid_import_mw"] * MW
-    return (grid_w + ctl.design.site_beta * (gpu_budget_w - g)) / (1 - ctl.reserve) / MW
 
 
 def test_an_import_limit_below_demand_binds_the_site_and_cuts_research_first(sdk, steer):

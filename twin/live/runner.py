@@ -20,11 +20,23 @@ applies it between plant steps and reports the outcome in the next snapshot's
     open_element     element                                            what-if: lose a feed (path)
     close_element    element                                            reset a tripped breaker, restore a feed
     speed            speed > 0                                          simulated s per wall s
+    resource_group   group; priority [0, 2^31-1], guarantee_w, max_w     a resource group at run time (at least one
+                     [W per GPU]                                        of the three; :data:`STEERING_KINDS`)
+    power_policy     policy: MaxP | MaxQ | MaxLPS                       the power policy bundle in force
     pause | resume | replan
+
+The resource groups and the policy bundle in force start as the facility's ``[steering]``
+(:func:`twin.facility.resource_groups.resource_groups`, then ``steering`` commands given at start:
+``factory-twin dashboard --policy/--group``); a change is checked as the facility file is
+(:meth:`~twin.facility.resource_groups.ResourceGroups.updated`): a refused one leaves them as they were. The twin
+itself does not steer per GPU: the groups drive what the Power page's steering panel allocates
+(:mod:`dashboard.steering_panel`).
 
 A snapshot's ``meta`` follows :class:`SnapshotMeta`; ``meta["import_limit"]`` is the import limit in force and
 its source (what-if, grid signals, scenario, contract or grid target: :mod:`twin.scenario.scenario`);
-``meta["now"]`` holds every meter of
+``meta["steering"]`` (twins of a facility with steering) the groups in force: ``{"policy": ..., "groups":
+[{"name", "priority", "guarantee_w", "max_w"}, ...]}`` [W per GPU; ``null``: the rack type's default, the minimum cap
+and TDP]; ``meta["now"]`` holds every meter of
 :mod:`factory_twin.twin.simulation.meters` over the latest plant step plus :data:`RUNNER_SERIES` (``None`` before
 the first step). Snapshot arrays: ``hist_<name>`` the rolling history of the same quantities (default
 24 h at 1 min, oldest first, ``hist_time`` in s since the epoch, local time); ``rack_*`` per-rack layout
@@ -48,19 +60,23 @@ import signal
 import time as wall
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 from factory_twin.models import checks
 from factory_twin.models.units import KW, MW, S_PER_MIN
+from factory_twin.twin.facility.steering_spec import POLICIES, PRIORITY_MAX
 from factory_twin.twin.runs import strict_json
 from factory_twin.twin.runs.atomic import write_atomic
 from factory_twin.twin.simulation import meters, targets
 from factory_twin.twin.simulation.meters import IntervalMean, PlantStepResult, Reading
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # the facility's assembly is heavy to import: loaded where groups are built (LiveRunner)
+    from factory_twin.twin.facility.resource_groups import ResourceGroups
 
 SNAPSHOT = "snapshot.npz"
 RUNNER_ERROR = "runner-error.txt"  # why the runner process stopped, written by it before it exits
@@ -85,19 +101,29 @@ COMMAND_BOUNDS: dict[str, dict[str, tuple[float, float, bool]]] = {
     "speed": {"speed": (0.0, 86400.0, True)},
 }
 ELEMENT_KINDS = ("open_element", "close_element")  # commands naming an element of the one-line diagram
-KINDS = (*COMMAND_BOUNDS, *ELEMENT_KINDS, "clear_dr_events", "pause", "resume", "replan")
+# resource groups and the policy bundle at run time (module docstring); per-GPU fields [W per GPU]: sanity limits as
+# COMMAND_BOUNDS (the largest TDP of data/racks.toml is under 2.5 kW)
+STEERING_KINDS = ("resource_group", "power_policy")
+GROUP_BOUNDS: dict[str, tuple[float, float, bool]] = {"guarantee_w": (0.0, 1e4, False), "max_w": (0.0, 1e4, True)}
+GROUP_FIELDS = ("priority", *GROUP_BOUNDS)
+KINDS = (*COMMAND_BOUNDS, *ELEMENT_KINDS, *STEERING_KINDS, "clear_dr_events", "pause", "resume", "replan")
 POWER_EVENTS = 50  # the one-line diagram's latest events in a snapshot
 
 
 def parse_command(
-    raw: Mapping[str, Any], class_names: tuple[str, ...] | None = None, element_names: Mapping[str, int] | None = None
+    raw: Mapping[str, Any],
+    class_names: tuple[str, ...] | None = None,
+    element_names: Mapping[str, int] | None = None,
+    group_names: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Validate an operator command; return it with numeric fields as floats.
+    """Validate an operator command; return it with numeric fields as floats (``priority`` an int).
 
     Raises ``ValueError`` naming the field for an unknown kind, a missing or unknown field, text
-    where a number is expected, or a value out of range (bounds in ``COMMAND_BOUNDS``;
-    ``dr_event.ramp_min`` must not exceed ``duration_min``). ``class_names``, when given,
-    restricts ``workload.workload_class``; ``element_names``, the ``element`` of ``open_element``/``close_element``.
+    where a number is expected, or a value out of range (bounds in ``COMMAND_BOUNDS`` and ``GROUP_BOUNDS``;
+    ``dr_event.ramp_min`` must not exceed ``duration_min``; a ``resource_group`` changes at least one of
+    ``GROUP_FIELDS``, its guarantee not above its maximum). ``class_names``, when given,
+    restricts ``workload.workload_class``; ``element_names``, the ``element`` of ``open_element``/``close_element``;
+    ``group_names``, the ``group`` of ``resource_group``.
     """
     if not isinstance(raw, Mapping):
         raise ValueError(f"command: must be a JSON object, got {type(raw).__name__}")
@@ -110,24 +136,17 @@ def parse_command(
         *COMMAND_BOUNDS.get(kind, {}),
         *(("workload_class",) if kind == "workload" else ()),
         *(("element",) if kind in ELEMENT_KINDS else ()),
+        *(("group", *GROUP_FIELDS) if kind == "resource_group" else ()),
+        *(("policy",) if kind == "power_policy" else ()),
     }
     extra = sorted(set(raw) - allowed)
     if extra:
         raise ValueError(f"{kind}: unknown field(s) {extra}; expected {sorted(allowed - {'kind', 'id'})}")
     out: dict[str, Any] = {"kind": kind, "id": str(raw.get("id") or uuid.uuid4().hex[:12])}
-    for name, (lo, hi, lo_open) in COMMAND_BOUNDS.get(kind, {}).items():
-        if name not in raw or raw[name] is None or (isinstance(raw[name], str) and not raw[name].strip()):
+    for name, bounds in COMMAND_BOUNDS.get(kind, {}).items():
+        if _missing(raw, name):
             raise ValueError(f"{name}: required")
-        value = raw[name]
-        if isinstance(value, bool):
-            raise ValueError(f"{name}: must be a number, got {value!r}")
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: must be a number, got {value!r}") from None
-        x = float(checks.positive(name, x) if lo_open and lo == 0 else checks.finite(name, x))
-        checks.in_range(name, x, lo, hi)
-        out[name] = x
+        out[name] = _number(name, raw[name], *bounds)
     if kind == "dr_event" and out["ramp_min"] > out["duration_min"]:
         raise ValueError(f"ramp_min: {out['ramp_min']:g} min is longer than duration_min {out['duration_min']:g} min")
     if kind == "workload":
@@ -142,7 +161,112 @@ def parse_command(
         if not isinstance(el, str) or not el or len(el) > 200 or not known:
             raise ValueError(f"element: no element {el!r} in the facility's one-line diagram")
         out["element"] = el
+    if kind in STEERING_KINDS:
+        out |= _parse_steering(kind, raw, group_names)
     return out
+
+
+def _missing(raw: Mapping[str, Any], name: str) -> bool:
+    return name not in raw or raw[name] is None or (isinstance(raw[name], str) and not raw[name].strip())
+
+
+def _number(name: str, value: Any, lo: float, hi: float, lo_open: bool) -> float:
+    """``value`` (a number or its text) as a finite float within ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be a number, got {value!r}") from None
+    x = float(checks.positive(name, x) if lo_open and lo == 0 else checks.finite(name, x))
+    checks.in_range(name, x, lo, hi)
+    return x
+
+
+def _parse_steering(kind: str, raw: Mapping[str, Any], group_names: tuple[str, ...] | None) -> dict[str, Any]:
+    """The fields of a ``resource_group`` or ``power_policy`` command (:func:`parse_command`)."""
+    if kind == "power_policy":
+        if raw.get("policy") not in POLICIES:
+            raise ValueError(f"policy: one of {', '.join(POLICIES)}, got {raw.get('policy')!r}")
+        return {"policy": raw["policy"]}
+    name = raw.get("group")
+    if not isinstance(name, str) or not name or len(name) > 64 or (group_names is not None and name not in group_names):
+        known = f"; groups: {', '.join(group_names)}" if group_names is not None else ""
+        raise ValueError(f"group: no resource group named {name!r}{known}")
+    out: dict[str, Any] = {"group": name}
+    given = [k for k in GROUP_FIELDS if not _missing(raw, k)]
+    if not given:
+        raise ValueError(f"resource_group: give at least one of {', '.join(GROUP_FIELDS)}")
+    if "priority" in given:
+        p = raw["priority"]
+        if isinstance(p, str):
+            p = p.strip()
+        try:
+            whole = not isinstance(p, bool) and (isinstance(p, int) or float(p) == int(float(p)))
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole:
+            raise ValueError(f"priority: must be a whole number (lower first), got {raw['priority']!r}")
+        out["priority"] = int(float(p)) if not isinstance(p, int) else p
+        if not 0 <= out["priority"] <= PRIORITY_MAX:
+            raise ValueError(f"priority: must be within [0, {PRIORITY_MAX}] (lower first), got {out['priority']}")
+    for k in GROUP_BOUNDS:
+        if k in given:
+            out[k] = _number(f"{k} [W per GPU]", raw[k], *GROUP_BOUNDS[k])
+    if "guarantee_w" in out and "max_w" in out and out["guarantee_w"] > out["max_w"]:
+        raise ValueError(f"guarantee_w: {out['guarantee_w']:g} W per GPU is above max_w {out['max_w']:g} W per GPU")
+    return out
+
+
+def steering_change(groups: ResourceGroups, cmd: Mapping[str, Any]) -> tuple[ResourceGroups, str]:
+    """``groups`` with a parsed ``resource_group`` or ``power_policy`` command applied, and what was done;
+    ``ValueError`` naming the field (:meth:`ResourceGroups.updated`) when the change is refused."""
+    if cmd["kind"] == "power_policy":
+        return groups.with_policy(cmd["policy"]), f"power policy {cmd['policy']} (was {groups.policy})"
+    fields = {k: cmd[k] for k in GROUP_FIELDS if k in cmd}
+    new = groups.updated(cmd["group"], **fields)
+    g = groups.index(cmd["group"])
+    was = {"priority": groups.priority[g], "guarantee_w": groups.guarantee_w[g], "max_w": groups.max_w[g]}
+    label = {"priority": ("priority", ""), "guarantee_w": ("guarantee", " W/GPU"), "max_w": ("max", " W/GPU")}
+    said = ", ".join(
+        f"{label[k][0]} {v:g}{label[k][1]} (was {'default' if np.isnan(was[k]) else f'{was[k]:g}'})"
+        for k, v in fields.items()
+    )
+    return new, f"resource group {cmd['group']}: {said}"
+
+
+def start_groups(f: Any, steering: Sequence[Mapping[str, Any]] = ()) -> ResourceGroups | None:
+    """The groups a runner of facility ``f`` starts with: its ``[steering]`` with the ``steering`` commands applied
+    (``ValueError`` "<command id>: <field>: ..." for the first refused); ``None`` for a facility without steering."""
+    if getattr(f.spec, "steering", None) is None:
+        if steering:
+            raise ValueError(f"steering: facility {f.spec.name!r} has no resource groups")
+        return None
+    from factory_twin.twin.facility.resource_groups import resource_groups
+
+    groups = resource_groups(f)
+    for raw in steering:
+        try:
+            groups, _ = steering_change(groups, parse_command(raw, group_names=groups.names))
+        except ValueError as e:
+            raise ValueError(f"{raw.get('id') or raw.get('kind')}: {e}") from None
+    return groups
+
+
+def steering_meta(groups: ResourceGroups) -> dict[str, Any]:
+    """``meta["steering"]`` (module docstring): the policy and every group's settings, ``None`` for a default."""
+
+    def w(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return {
+        "policy": groups.policy,
+        "groups": [
+            {"name": n, "priority": int(groups.priority[i]), "guarantee_w": w(groups.guarantee_w[i]),
+             "max_w": w(groups.max_w[i])}
+            for i, n in enumerate(groups.names)
+        ],
+    }  # fmt: skip
 
 
 def send_command(folder: str | Path, raw: Mapping[str, Any]) -> str:
@@ -233,6 +357,7 @@ class SnapshotMeta(TypedDict):
     messages: list[Message]
     loops: Loops
     power_events: NotRequired[list[PowerEvent]]  # the one-line diagram's latest events (twins with paths)
+    steering: NotRequired[dict[str, Any]]  # the resource groups and policy in force (module docstring)
 
 
 @dataclass(frozen=True)
@@ -294,6 +419,9 @@ class LiveRunner:
         Records of per-rack history kept for the rack detail panel (default 60).
     publish_s : float
         Wall time between snapshots [s].
+    steering : sequence of mappings
+        ``resource_group``/``power_policy`` commands applied at the start, over the facility's ``[steering]``
+        (``ValueError`` naming the field when one is refused).
     """
 
     def __init__(
@@ -306,6 +434,7 @@ class LiveRunner:
         history_s: float = 86400.0,
         rack_history: int = 60,
         publish_s: float = 0.5,
+        steering: Sequence[Mapping[str, Any]] = (),
     ):
         self.twin, self.folder = twin, Path(folder)
         self.speed = float(checks.positive("speed", speed))
@@ -332,6 +461,7 @@ class LiveRunner:
         self.achieved_speed = 0.0
         self.interval = IntervalMean(f.n_racks)
         self._last: PlantStepResult | None = None
+        self.groups = start_groups(f, steering)
         (self.folder / COMMANDS).mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ stepping and recording
@@ -434,7 +564,8 @@ class LiveRunner:
         kind = raw.get("kind", "?") if isinstance(raw, Mapping) else "?"
         try:
             topo = getattr(self.twin.f, "topology", None)
-            cmd = parse_command(raw, tuple(self.twin.f.class_names), topo.index if topo is not None else {})
+            names = self.groups.names if self.groups is not None else ()
+            cmd = parse_command(raw, tuple(self.twin.f.class_names), topo.index if topo is not None else {}, names)
             ok, text = self._apply(cmd)
         except ValueError as e:
             self._message(cid, kind, False, str(e))
@@ -486,6 +617,11 @@ class LiveRunner:
             else:
                 tw.paths.close(c["element"], tw.time, "closed by the operator", f.gpus, busy)
                 text = f"{c['element']} closed"
+        elif kind in STEERING_KINDS:
+            if self.groups is None:
+                raise ValueError(f"{kind}: facility {tw.f.spec.name!r} has no resource groups")
+            self.groups, text = steering_change(self.groups, c)  # refused: ValueError, the groups unchanged
+            return ok, text
         elif kind == "speed":
             self.speed = c["speed"]
             return ok, f"speed {self.speed:g}x"
@@ -598,6 +734,8 @@ class LiveRunner:
                 PowerEvent(time=str(e.time), kind=e.kind, element=e.element, detail=e.detail, racks=e.racks)
                 for e in tw.paths.events[-POWER_EVENTS:]
             ]
+        if self.groups is not None:
+            meta["steering"] = steering_meta(self.groups)
         return Snapshot(meta, a)
 
     def _el_racks(self) -> NDArray:
@@ -679,13 +817,14 @@ def _run_process(
     speed: float,
     controller_name: str,
     stop: Any,
+    steering: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent stops this process (the stop event, then
     # terminate), so SIGINT here would only break a plant step half-way and print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         twin = build(**build_kwargs)
-        runner = LiveRunner(twin, folder, speed, controller_name)
+        runner = LiveRunner(twin, folder, speed, controller_name, steering=steering)
         parent = mp.parent_process()
         runner.run(lambda: stop.is_set() or (parent is not None and not parent.is_alive()))
     except Exception as e:  # the dashboard shows why the twin stopped and offers a restart
@@ -700,8 +839,10 @@ def start_runner(
     folder: str | Path,
     speed: float = 60.0,
     controller_name: str = "",
+    steering: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[mp.process.BaseProcess, Any]:
     """Start a :class:`LiveRunner` in its own (spawned) process; return ``(process, stop_event)``.
+    ``steering``: the runner's ``steering`` commands (check them first with :func:`start_groups`).
 
     ``build(**build_kwargs)`` runs in the child and returns the twin; it must be a module-level
     function (passed by reference). Set the event to stop the runner; it also stops when the
@@ -711,7 +852,7 @@ def start_runner(
     stop = ctx.Event()
     proc = ctx.Process(
         target=_run_process,
-        args=(build, build_kwargs, str(folder), speed, controller_name, stop),
+        args=(build, build_kwargs, str(folder), speed, controller_name, stop, tuple(map(dict, steering))),
         name="factory-twin-runner",
         daemon=True,
     )
@@ -722,14 +863,20 @@ def start_runner(
 __all__ = [
     "COMMAND_BOUNDS",
     "ELEMENT_KINDS",
+    "GROUP_BOUNDS",
+    "GROUP_FIELDS",
     "HISTORY",
     "KINDS",
     "RUNNER_ERROR",
+    "STEERING_KINDS",
     "LiveRunner",
     "Snapshot",
     "load_snapshot",
     "parse_command",
     "send_command",
+    "start_groups",
     "start_runner",
+    "steering_change",
+    "steering_meta",
     "write_snapshot",
 ]
