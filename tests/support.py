@@ -189,7 +189,10 @@ def send_control(pg, box: str, value: str, button: str, message: str) -> None:
 
 def pick(pg, dropdown: str, value: str) -> None:
     """Choose ``value`` in the Dash dropdown ``dropdown`` (its id) as a person does: open it, type to filter, click the
-    option; again if the page, busy redrawing, did not take it (as a person would)."""
+    option; again if the page, busy redrawing, did not take it (as a person would). The filter is filled whole: keys
+    typed while the list opens were lost on a busy page ('rsearch' for 'research')."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     chosen = f"#{dropdown}-value"
     for _ in range(3):
         if pg.locator(chosen).inner_text().strip() == value:  # already chosen (the page's default): leave it, as a
@@ -197,8 +200,11 @@ def pick(pg, dropdown: str, value: str) -> None:
         if pg.locator("[role=listbox]").count():  # a list left open by the last try: closed first
             pg.keyboard.press("Escape")
         pg.click(f"#{dropdown}")
-        pg.keyboard.type(value)
-        pg.get_by_role("option", name=value, exact=True).click()
+        try:
+            pg.locator("input.dash-dropdown-search").fill(value, timeout=5000)
+            pg.get_by_role("option", name=value, exact=True).click(timeout=10000)
+        except PlaywrightTimeout:
+            continue
         if pg.locator("[role=listbox]").count():  # choosing the value already chosen leaves the list open
             pg.keyboard.press("Escape")
         try:

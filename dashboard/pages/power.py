@@ -26,7 +26,7 @@ from factory_twin.dashboard.common import GRAPH_CONFIG, card, fmt, readable, tab
 from factory_twin.dashboard.steering_panel import SnapshotSteering, group_table, tier_rows, tier_table, warnings
 from factory_twin.models.units import MW
 from factory_twin.twin.facility.steering_spec import POLICIES
-from factory_twin.twin.live.runner import Snapshot, parse_command
+from factory_twin.twin.live.runner import GROUP_FIELDS, Snapshot, parse_command
 from plotly.colors import sample_colorscale
 
 PATH, TITLE = "/power", "Power"
@@ -166,8 +166,8 @@ def group_in_force(snap: Snapshot | None, name: Any) -> dict[str, tuple[str, str
 
 
 def steering_commands(snap: Snapshot | None, group: Any, boxes: dict[str, Any], policy: Any) -> list[dict]:
-    """The commands of the form: the group's non-empty boxes (``resource_group``) and, when it differs from the one in
-    force, the policy (``power_policy``); checked (``ValueError`` in the page's words)."""
+    """The commands of the form: the group's non-empty boxes that differ from what is in force (``resource_group``)
+    and the policy when it differs (``power_policy``); checked (``ValueError`` in the page's words)."""
     st = snap.meta.get("steering") if snap is not None else None
     if st is None:
         raise ValueError("the twin has no resource groups (yet)")
@@ -176,7 +176,11 @@ def steering_commands(snap: Snapshot | None, group: Any, boxes: dict[str, Any], 
     raw |= {GROUP_BOXES[i][1]: v for i, v in boxes.items() if isinstance(v, str) and v.strip()}
     cmds = []
     try:
-        cmds.append(parse_command(raw, group_names=names))
+        cmd = parse_command(raw, group_names=names)
+        row = next(g for g in st["groups"] if g["name"] == group)
+        changed = [k for k in GROUP_FIELDS if k in cmd and cmd[k] != row[k]]
+        if changed:
+            cmds.append({k: v for k, v in cmd.items() if k not in GROUP_FIELDS or k in changed})
         if policy != st["policy"]:
             cmds.append(parse_command({"kind": "power_policy", "policy": policy}))
     except ValueError as e:
@@ -184,6 +188,8 @@ def steering_commands(snap: Snapshot | None, group: Any, boxes: dict[str, Any], 
         for label, field, _, _ in GROUP_BOXES.values():
             text = text.replace(field, label)
         raise ValueError(text) from None
+    if not cmds:
+        raise ValueError(f"nothing to change: {group} and the policy are as in force")
     return cmds
 
 

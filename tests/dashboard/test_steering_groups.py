@@ -213,14 +213,22 @@ def test_the_pages_form_reads_what_is_in_force_and_builds_checked_commands(runne
     }
     assert group_in_force(snap, "batch") is None
     boxes = {"power-group-priority": "1", "power-group-guarantee": " 400 ", "power-group-max": ""}
-    cmds = steering_commands(snap, "research", boxes, "MaxLPS")  # the policy in force: not sent again
-    assert [(c["kind"], c.get("guarantee_w"), c.get("max_w")) for c in cmds] == [("resource_group", 400.0, None)]
+    cmds = steering_commands(snap, "research", boxes, "MaxLPS")  # what is in force (priority, policy): not sent
+    assert [{k: v for k, v in c.items() if k != "id"} for c in cmds] == [
+        {"kind": "resource_group", "group": "research", "guarantee_w": 400.0}
+    ]
     cmds = steering_commands(snap, "research", boxes, "MaxQ")
     assert [c["kind"] for c in cmds] == ["resource_group", "power_policy"]
     with pytest.raises(ValueError, match=r"^guarantee \[W per GPU\]: must be a number, got 'x'"):
         steering_commands(snap, "research", {**boxes, "power-group-guarantee": "x"}, "MaxLPS")
+    with pytest.raises(ValueError, match=r"^nothing to change: research and the policy are as in force"):
+        steering_commands(snap, "research", {**boxes, "power-group-guarantee": "250"}, "MaxLPS")
     for c in cmds:  # the runner's reply to what the page sent
         runner.apply(c)
     reply = steering_reply(runner.snapshot(), {"ids": [c["id"] for c in cmds]})
-    assert reply.className == "ok" and reply.children.startswith("accepted: resource group research: priority 1")
+    assert reply.className == "ok"
+    assert (
+        reply.children
+        == "accepted: resource group research: guarantee 400 W/GPU (was 250); power policy MaxQ (was MaxLPS)"
+    )
     assert steering_reply(runner.snapshot(), {"ids": ["not-yet"]}).children.startswith("sent, waiting")
