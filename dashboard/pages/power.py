@@ -95,7 +95,8 @@ STEERING_TEXT = (
     "allocates through it; the GPUs' demand through it. Binding (in bold): its budget cut a guarantee or a request. "
     "Per resource group: "
     "satisfaction is the mean over the group's GPUs of min(limit, demand) / demand, as nvPAX reports it (at most "
-    "100 %). The twin itself runs the controller it was started with."
+    "100 %). The twin itself runs the controller it was started with. The form changes a resource group (empty "
+    "boxes: the rack type's default, min cap and TDP) and the policy in force; the tables follow at the next snapshot."
 )
 TIER_HEAD = ["element", "budget MW", "load MW", "GPU budget MW", "GPU allocation MW", "GPU demand MW", ""]
 GROUP_HEAD = ["resource group", "priority", "guarantee W/GPU", "max W/GPU", "GPUs", "demand MW", "allocation MW",
