@@ -202,8 +202,9 @@ def test_the_steering_panel_reads_at_every_width(server, browser, width):
     groups = {r[0]: r for r in _steer_rows(pg, "power-steer-groups")}
     assert set(groups) == {"training", "inference"}
     for g in groups.values():
-        assert g[-1] == "100.0 %" and float(g[5].replace(",", "")) >= float(g[4].replace(",", ""))
-    demand = sum(float(g[4].replace(",", "")) for g in groups.values())
+        assert g[-1] == "100.0 %" and float(g[6].replace(",", "")) >= float(g[5].replace(",", ""))
+        assert (g[2], g[3]) == ("600", "1,200")  # the GB200's minimum cap and TDP: the defaults of a group
+    demand = sum(float(g[5].replace(",", "")) for g in groups.values())
     assert float(site[5].replace(",", "")) == pytest.approx(demand, abs=0.011)  # two roundings of 0.005
     assert pg.locator("#power-steer-warnings").inner_text() == "every guarantee fits"
     cells = "#power-steer-tiers td, #power-steer-tiers th, #power-steer-groups td, #power-steer-groups th"
