@@ -59,6 +59,9 @@ TWIN_OPTIONS = (("facility", DEFAULT_FACILITY), ("scenario", None), ("controller
 
 def run_dashboard(args) -> int:
     if args.connect:
+        for name in ("policy", "group"):
+            if getattr(args, name):
+                raise ValueError(f"--{name}: not with --connect (the plant's own controls steer it)")
         return run_connected(args)
     if args.flex_state is not None:
         return run_flex(args)

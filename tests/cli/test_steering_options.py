@@ -57,3 +57,10 @@ def test_the_facilitys_groups_are_checked_before_anything_starts(capsys):
     assert main(["dashboard", "dps-sdk", "--controller", "uncapped", "--group", "batch:priority=1"]) == 1
     err = capsys.readouterr().err
     assert "--group batch: group: no resource group named 'batch'; groups: production, research" in err
+
+
+def test_the_options_are_refused_where_no_twin_of_this_dashboard_runs(capsys):
+    assert main(["dashboard", "--connect", "mqtt://127.0.0.1:1", "--group", "training:priority=1"]) == 1
+    assert "--group: not with --connect" in capsys.readouterr().err
+    assert main(["dashboard", "--flex-state", "state", "--policy", "MaxQ"]) == 1
+    assert "--policy: not with --flex-state" in capsys.readouterr().err

@@ -187,7 +187,8 @@ def _steer_rows(pg, table: str) -> list[list[str]]:
 def test_the_steering_panel_reads_at_every_width(server, browser, width):
     """The Steering section under the diagram: the site import row first with the contract's 125 MW as its budget,
     the feeds and main transformers below; both workload groups at 100 % (every GPU of the uncapped campus-100mw at
-    its maximum fits every budget); the site's GPU demand is the groups' demand added up; nothing clipped, nothing
+    its maximum fits every budget), with the rack type's defaults as guarantee and maximum; the site's GPU demand is
+    the groups' demand added up; nothing clipped, nothing
     outside the window."""
     url, _ = server
     pg = browser_page(browser, width, 1000)

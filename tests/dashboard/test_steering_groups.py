@@ -232,3 +232,9 @@ def test_the_pages_form_reads_what_is_in_force_and_builds_checked_commands(runne
         == "accepted: resource group research: guarantee 400 W/GPU (was 250); power policy MaxQ (was MaxLPS)"
     )
     assert steering_reply(runner.snapshot(), {"ids": ["not-yet"]}).children.startswith("sent, waiting")
+    bad = steering_commands(runner.snapshot(), "research", {"power-group-max": "300"}, "MaxQ")
+    runner.apply(bad[0])  # a maximum under the 400 W guarantee now in force: refused by the runner
+    reply = steering_reply(runner.snapshot(), {"ids": [bad[0]["id"]]})
+    assert reply.className == "error"
+    assert reply.children == "refused: guarantee_w: 400 W is above max_w 300 W for group 'research'"
+    assert group_in_force(runner.snapshot(), "research")["power-group-max"] == ("", "TDP")  # unchanged
