@@ -71,7 +71,7 @@ def add_parsers(sub) -> None:
 def run_study(args) -> int:
     import shutil
 
-    if str(args.study) == "maxlps" and not args.study.exists():
+    if str(args.study) == "maxlps" and not args.study.is_file():
         return run_maxlps(args)
 
     from factory_twin.optimization.studies.runner import run_study_file

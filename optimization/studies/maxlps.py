@@ -30,6 +30,7 @@ Windows run as pieces (:func:`twin.runs.pieces.run_pieces`: serially or on Dask,
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,9 +203,17 @@ def maxlps_study(
         raise ValueError(f"windows: at least 1 window of at least 60 s, got {nw} x {dur:g} s")
     f = twin.load_facility(facility)
     starts = window_starts(year, nw, s["window_start_hour"])
-    store = Checkpoints(Path(out) / "cases" if out is not None else Path(_tmpdir()) / "cases")
-    store.folder.mkdir(parents=True, exist_ok=True)
     kw = {"serial": serial, "workers": workers, "scheduler": scheduler, "progress": progress}
+    if out is None:  # nothing to resume: the pieces live in a folder removed afterwards
+        with tempfile.TemporaryDirectory(prefix="maxlps-") as tmp:
+            return _study(f, facility, shells, starts, dur, s, Path(tmp), None, kw)
+    return _study(f, facility, shells, starts, dur, s, Path(out), out, kw)
+
+
+def _study(f, facility: str, shells, starts, dur: float, s: dict, folder: Path, out, kw: dict) -> xr.Dataset:
+    store = Checkpoints(folder / "cases")
+    store.folder.mkdir(parents=True, exist_ok=True)
+    nw = len(starts)
 
     def cases(p: str, limit_mw: float | None) -> dict:
         return {f"{p}-{i:02d}": {"pass": p, "facility": facility, "start": t, "seed": i, "duration_s": dur,
@@ -226,12 +235,6 @@ def maxlps_study(
     steer = values(cases("steer", limit_mw))
     amb = ambient_provision(f, x_s, s["ambient_quantiles"])
     return _table(f, shells, prov, amb, demand, steer, frac, limit_mw, nw, dur, out)
-
-
-def _tmpdir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="maxlps-")
 
 
 def _table(

@@ -119,3 +119,18 @@ def test_cli_runs_the_study_and_refuses_to_overwrite(tmp_path, capsys):
     assert "1000 MW: MaxP " in out and "NVIDIA: with 399,096, without 274,968" in out and "GPU ratio" in out
     assert main(args) == 1  # results.nc exists: --force or --resume
     assert "--force" in capsys.readouterr().err
+
+
+def test_a_folder_named_maxlps_does_not_shadow_the_study(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "maxlps").mkdir()
+    assert main(["study", "maxlps", "--shells", "-5", "--out", "o"]) == 1
+    assert "--shells" in capsys.readouterr().err  # the MaxLPS options were read: the study, not a study file
+
+
+def test_a_study_without_out_leaves_no_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ds = maxlps_study("dps-sdk", (96.0,), windows=1, window_s=60.0, serial=True)
+    assert ds.sizes["shell"] == 1 and list(tmp_path.iterdir()) == []
