@@ -124,17 +124,23 @@ def _trip_margins(f, m) -> float:
     return float(np.nan_to_num(ratio, posinf=np.inf).max())
 
 
-def bench_loop(f, duration_s: float) -> dict:
+def bench_loop(
+    f, duration_s: float, gpus_per_unit: int = 1, share: float | None = None, calibrate_s: int = 120
+) -> dict:
     from factory_twin.optimization import MPC_OPTIONS, MPCController
 
-    sc = bursty(f)
+    limit = share * calibrate(f, calibrate_s) if share is not None else None
+    sc = bursty(f, limit)
     mpc = MPCController(f, sc, MPC_OPTIONS, replan_every="5min")
-    ctl = SteeringController(f, budgets=MpcBudgets(f, mpc))
+    ctl = SteeringController(f, budgets=MpcBudgets(f, mpc), gpus_per_unit=gpus_per_unit)
     loop = PowerLoop(f, sc, ctl, start=np.datetime64(START), seed=3, record_every_s=60.0)
     w0, c0 = time.perf_counter(), time.process_time()
     m = loop.run(duration_s)
     return {"duration_s": duration_s, "wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0,
-            "replans": ctl.budgets.replans, "satisfaction": m.satisfaction, "trips": len(loop.paths.events),
+            "replans": ctl.budgets.replans, "satisfaction": m.satisfaction,
+            "satisfaction_mean": m.satisfaction_mean, "throughput_lost": m.throughput_lost,
+            "energy_mwh": m.grid_j / 3.6e9, "gpus_per_unit": gpus_per_unit, "limit_mw": limit,
+            "binding_steps": ctl.binding_steps, "trips": len(loop.paths.events),
             "gpus": int(f.gpus.sum()), "load": os.getloadavg()}  # fmt: skip
 
 
@@ -207,6 +213,8 @@ def main() -> None:
     p.add_argument("--calibrate-s", type=int, default=120)
     p.add_argument("--modes", nargs="+", default=["steer", "greedy", "equal"])
     p.add_argument("--start-hour", type=float, default=0.0, help="day run: hour of the day it starts (local time)")
+    p.add_argument("--loop-limit", action="store_true", help="loop: limit the import to --limit-share of the peak")
+    p.add_argument("--gpus-per-unit", type=int, default=1, help="loop: GPUs steered as one (1: every GPU)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     a = p.parse_args()
     f = twin.load_facility(a.facility)
@@ -221,7 +229,7 @@ def main() -> None:
     elif a.what == "day":
         res = bench_day(f, a.duration, a.limit_share, a.calibrate_s, a.modes, a.start_hour)
     else:
-        res = bench_loop(f, a.duration)
+        res = bench_loop(f, a.duration, a.gpus_per_unit, a.limit_share if a.loop_limit else None, a.calibrate_s)
     res |= {"facility": a.facility, "what": a.what}
     print(json.dumps(res, indent=1))
     if a.out:

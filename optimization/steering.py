@@ -31,6 +31,8 @@ exact up to rounding) and one pass down. A node whose residual budget is already
 floors do not fit) gets :math:`P = \infty`: its GPUs stay at what earlier levels gave (at worst ``lo``: the power
 brake), and the node is reported. A node that binds during a ``guarantee`` level names the guarantees it cannot
 meet (:attr:`Allocation.infeasible`).
+When every node's budget covers the maxima of the GPUs below it, every level fits and each GPU gets its maximum
+(the levels' spans add up to ``max - lo``): the step is then one comparison over the nodes, whatever the demand.
 
 GPUs are grouped in *cells* (a run of GPUs of one rack and one resource group): a level's spans are summed per
 cell, the solve works on cells, and the limits come back per GPU with one ``np.repeat`` per level, so a step costs a
@@ -66,7 +68,8 @@ class Cells:
     ``kappa`` the cut weight of its workload class in the guarantee and request levels and ``kappa_surplus`` in the
     surplus levels; ``start``/``length`` (GPU run), ``rack``, ``group``. Per group:
     ``priority`` (lower first) and ``names``. ``dtype`` of the per-GPU arithmetic: float64 for exact checks,
-    float32 at campus scale.
+    float32 at campus scale. ``unit_gpus``: the GPUs each slot stands for (a steering unit whose GPUs share one
+    demand and one limit; 1: a slot is a GPU); limits and demands stay per GPU, sums count every GPU.
     """
 
     tree: SteeringTree
@@ -84,6 +87,7 @@ class Cells:
     names: tuple[str, ...]
     kappa_surplus: Array | None = None
     dtype: type = np.float32
+    unit_gpus: int = 1
 
     @property
     def n(self) -> int:
@@ -128,12 +132,40 @@ class Cells:
 
     @cached_property
     def cell_node(self) -> IntArray:
-        """``[heights, cells]``: the node of each height above each cell (-1: none)."""
-        return self.tree.rack_node[:, self.rack]
+        """``[heights, cells]``: the node of each height above each cell (``tree.n_nodes``, a sink: none)."""
+        node = self.tree.rack_node[:, self.rack]
+        return np.where(node >= 0, node, self.tree.n_nodes)
 
-    @property
+    @cached_property
     def cell_priority(self) -> IntArray:
         return self.priority[self.group]
+
+    @cached_property
+    def node_hi_w(self) -> Array:
+        """Per node, the sum of the maxima of the GPUs below it [W]: every level fits when each budget covers it."""
+        return _node_sums(self.tree, self, self.unit_gpus * self.length * self.hi_w)
+
+    @cached_property
+    def hi_gpus(self) -> Array:
+        """Every GPU's maximum, in GPU order (read-only)."""
+        out = np.repeat(self.hi_w, self.length).astype(self.dtype)
+        out.flags.writeable = False
+        return out
+
+    @cached_property
+    def kappa_class(self) -> tuple[Array, IntArray]:
+        """The distinct cut weights of the guarantee and request levels, and each cell's index into them."""
+        return np.unique(self.kappa, return_inverse=True)
+
+    @cached_property
+    def kappa_surplus_class(self) -> tuple[Array, IntArray]:
+        """The same for the surplus levels' cut weights."""
+        return np.unique(self.kappa if self.kappa_surplus is None else self.kappa_surplus, return_inverse=True)
+
+    @cached_property
+    def priorities(self) -> list[int]:
+        """The cells' priorities, highest (lowest number) first."""
+        return np.unique(self.cell_priority).tolist()
 
     @property
     def cell_kappa(self) -> Array:
@@ -153,6 +185,7 @@ def make_cells(
     names: tuple[str, ...],
     dtype=np.float32,
     kappa_surplus: Array | None = None,
+    unit_gpus: int = 1,
 ) -> Cells:
     """:class:`Cells` from the resource group of every GPU (``gpu_group``, GPU order rack by rack as
     ``tree.rack_first_gpu``; an index into ``priority``, ``kappa``, ``names``) and bounds per group (arrays over
@@ -192,7 +225,7 @@ def make_cells(
     if pr.shape != (len(names),):
         raise ValueError(f"priority: one integer per group ({len(names)}), got shape {pr.shape}")
     return Cells(tree, start, length, rack[start], g[start], priority=pr, names=tuple(names), dtype=dtype,
-                 **per_cell)  # fmt: skip
+                 unit_gpus=int(unit_gpus), **per_cell)  # fmt: skip
 
 
 @dataclass
@@ -243,13 +276,15 @@ def requests(cells: Cells, demand_w: Array) -> Requests:
         f *= c.pad
     active = d > c.col(c.idle_w)
     r_act = r * active
-    sum_f, sum_r, sum_ra = (x.sum(axis=1, dtype=float) for x in (f, r, r_act))
-    n_act = np.count_nonzero(active, axis=1)
+    u = c.unit_gpus
+    sum_f, sum_r, sum_ra = (u * x.sum(axis=1, dtype=float) for x in (f, r, r_act))
+    n_act = u * np.count_nonzero(active, axis=1)
+    n = u * c.length
     sums = {
-        "guarantee": sum_f - c.length * c.lo_w,
+        "guarantee": sum_f - n * c.lo_w,
         "request": sum_r - sum_f,
         "surplus-active": n_act * c.hi_w - sum_ra,
-        "surplus-idle": (c.length - n_act) * c.hi_w - (sum_r - sum_ra),
+        "surplus-idle": (n - n_act) * c.hi_w - (sum_r - sum_ra),
     }
     return Requests(r, f, active, r_act, {k: np.maximum(v, 0.0) for k, v in sums.items()})
 
@@ -265,31 +300,37 @@ def allocate(
         raise ValueError(f"node_budget_w: expected {tree.n_nodes} budgets [W], got shape {budget.shape}")
     if np.shape(demand_w) != (tree.n_gpus,):
         raise ValueError(f"demand_w: expected {tree.n_gpus} values [W], got shape {np.shape(demand_w)}")
+    if np.all(cells.node_hi_w <= budget + TOL_W):  # every level fits: each GPU at its maximum, whatever it demands
+        rack_hi = np.bincount(cells.rack, cells.unit_gpus * cells.length * cells.hi_w, tree.n_racks)
+        return Allocation(cells.hi_gpus, budget, cells.node_hi_w.copy(), rack_limit_w=rack_hi)
     req = requests(cells, demand_w)
-    total = cells.length * cells.lo_w
+    total = cells.unit_gpus * cells.length * cells.lo_w
     kappa = cells.cell_kappa
     prio = cells.cell_priority
     phi = {k: np.ones(cells.n) for k in LEVELS}
     out = Allocation(np.empty(0), budget, np.zeros(tree.n_nodes))
-    resid0 = budget - _node_sums(tree, cells, total)
-    over = np.flatnonzero(resid0 < -TOL_W)
-    out.brake = [(tree.node_label(int(n)), float(-resid0[n])) for n in over]
-    steps = [(lv, p) for lv in LEVELS[:2] for p in np.unique(prio).tolist()] + [(lv, None) for lv in LEVELS[2:]]
+    used = _node_sums(tree, cells, total)  # the limits below each node so far
+    over = np.flatnonzero(budget - used < -TOL_W)
+    out.brake = [(tree.node_label(int(n)), float(used[n] - budget[n])) for n in over]
+    one = len(cells.priorities) == 1
+    steps = [(lv, p) for lv in LEVELS[:2] for p in cells.priorities] + [(lv, None) for lv in LEVELS[2:]]
     for level, p in steps:
-        w = req.sums[level] if p is None else np.where(prio == p, req.sums[level], 0.0)
+        w = req.sums[level] if p is None or one else np.where(prio == p, req.sums[level], 0.0)
         if not np.any(w > 0):
             continue
-        used = _node_sums(tree, cells, total)
-        if np.all(used + _node_sums(tree, cells, w) <= budget + TOL_W):  # the whole level fits: nothing is cut
+        add = used + _node_sums(tree, cells, w)
+        if np.all(add <= budget + TOL_W):  # the whole level fits: nothing is cut
             total = total + w
+            used = add
             continue
-        k = kappa if p is not None else cells.kappa_surplus
-        price, q = _prices(tree, cells.cell_node, w, k, budget - used)
+        k, k_class = (kappa, cells.kappa_class) if p is not None else (cells.kappa_surplus, cells.kappa_surplus_class)
+        price, q = _prices(tree, cells.cell_node, w, k, budget - used, k_class)
         share = np.clip(1.0 - k * price, 0.0, 1.0)
         sel = w > 0
         phi[level][sel] = share[sel]
         out.price[level if p is None else f"{level}@{p}"] = np.where(sel, price, 0.0)
         total = total + w * share
+        used = used + _node_sums(tree, cells, w * share)
         for n in np.flatnonzero(q > 0).tolist():
             out.binding.setdefault(n, []).append(level if p is None else f"{level}@{p}")
         if level == "guarantee":
@@ -302,7 +343,7 @@ def allocate(
                 out.infeasible += [(label, cells.names[g], float(by_group[g])) for g in groups]
     out.limit_w = cells.to_gpus(_limits(cells, req, phi))
     out.rack_limit_w = np.bincount(cells.rack, total, tree.n_racks)
-    out.node_limit_w = np.asarray(tree.node_racks @ out.rack_limit_w).ravel()
+    out.node_limit_w = used
     return out
 
 
@@ -327,40 +368,54 @@ def _node_sums(tree: SteeringTree, cells: Cells, per_cell: Array) -> Array:
     return np.asarray(tree.node_racks @ rack).ravel()
 
 
-def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, resid: Array) -> tuple[Array, Array]:
+def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, resid: Array,
+            kappa_class: tuple[Array, IntArray]) -> tuple[Array, Array]:  # fmt: skip
     """Price per cell and each node's own price ``Q_n`` for spans ``w`` per cell under residual budgets ``resid``
     per node (module docstring): height by height, each node's ``H_n(Q) = sum_c w_c max(0, 1 - kappa_c max(Q,
     m_c))`` (``m_c`` the largest price of the nodes below it on the cell's path) is a continuous, non-increasing,
     piecewise-linear function; ``Q_n`` is where it meets ``resid_n`` (0 if ``H_n(0)`` fits, inf if
-    ``resid_n < 0``)."""
+    ``resid_n < 0``). ``cell_node`` as :attr:`Cells.cell_node`; ``kappa_class`` the distinct weights and each cell's
+    index into them: the cells no price below holds yet (``m_c = 0``) enter the sweep summed per node and weight, a
+    few events per node instead of two per cell."""
+    n = tree.n_nodes
     m = np.zeros(w.size)
-    q_node = np.zeros(tree.n_nodes)
+    q_node = np.zeros(n + 1)
     q1 = 1.0 / kappa
+    pos = w > 0
+    held = False  # some node below holds a price (m > 0 somewhere)
     for h, nodes in enumerate(tree.heights):
-        if not nodes.size:
-            continue
         cn = cell_node[h]
-        sel = np.flatnonzero((cn >= 0) & (w > 0))
-        if not sel.size:
+        if not nodes.size or not np.any(pos & (cn < n)):
             continue
-        node_c, wc, kc, mc = cn[sel], w[sel], kappa[sel], m[sel]
-        live = mc < q1[sel]
-        a0 = np.bincount(node_c[live], (wc * (1.0 - kc * mc))[live], tree.n_nodes)
+        if held:
+            live = m < q1
+            a0 = np.bincount(cn, np.where(live, w * (1.0 - kappa * m), 0.0), n + 1)
+        else:  # H_n(0): the spans below
+            live = None
+            a0 = np.bincount(cn, w, n + 1)
         r = resid[nodes]
         need = nodes[a0[nodes] > r + TOL_W]
         if not need.size:
-            continue
+            continue  # no node binds at this height: no price changes
         q_node[need[resid[need] < -TOL_W]] = np.inf
         solve = need[resid[need] >= -TOL_W]
         if solve.size:
-            solving = np.zeros(tree.n_nodes, bool)
+            solving = np.zeros(n + 1, bool)
             solving[solve] = True
-            on = live & solving[node_c]
-            nn, ww, kk, mm = node_c[on], wc[on], kc[on], mc[on]
-            ev_node = np.concatenate((nn, nn))
-            ev_q = np.concatenate((mm, 1.0 / kk))
-            ev_da = np.concatenate((ww * kk * mm, -ww))
-            ev_db = np.concatenate((ww * kk, -ww * kk))
+            on = solving[cn] & pos
+            if live is not None:
+                on &= live
+            values, cls = kappa_class  # cells at m_c = 0: one start and one end event per node and weight
+            agg = on & (m == 0)
+            ws = np.bincount(cn[agg] * values.size + cls[agg], w[agg], (n + 1) * values.size)
+            nz = np.flatnonzero(ws)
+            a_node, a_k, a_w = nz // values.size, values[nz % values.size], ws[nz]
+            on &= m > 0
+            nn, ww, kk, mm = cn[on], w[on], kappa[on], m[on]
+            ev_node = np.concatenate((nn, a_node, nn, a_node))
+            ev_q = np.concatenate((mm, np.zeros(a_w.size), 1.0 / kk, 1.0 / a_k))
+            ev_da = np.concatenate((ww * kk * mm, np.zeros(a_w.size), -ww, -a_w))
+            ev_db = np.concatenate((ww * kk, a_w * a_k, -ww * kk, -a_w * a_k))
             order = np.lexsort((ev_q, ev_node))
             ev_node, ev_q, ev_da, ev_db = ev_node[order], ev_q[order], ev_da[order], ev_db[order]
             cs_a, cs_b = np.cumsum(ev_da), np.cumsum(ev_db)
@@ -381,8 +436,10 @@ def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, res
             with np.errstate(divide="ignore", invalid="ignore"):
                 qs = np.where(b_prev > 0, (a_prev - np.maximum(resid[node_k], 0.0)) / b_prev, ev_q[k_first])
             q_node[node_k] = np.maximum(qs, 0.0)
-        m[sel] = np.maximum(mc, q_node[node_c])
-    return m, q_node
+        if np.any(q_node[need] > 0):
+            m = np.maximum(m, q_node[cn])
+            held = True
+    return m, q_node[:n]
 
 
 # ----------------------------------------------------------------------------------------------- baselines
@@ -390,7 +447,7 @@ def equal_share(cells: Cells, node_budget_w: Array) -> Array:
     """Static equal-share limits [W per GPU]: every GPU gets the smallest equal share ``B_n / N_n`` of the nodes
     above it (``N_n`` GPUs below node ``n``), clipped to its bounds; the same every step whatever the demand."""
     tree = cells.tree
-    share = np.asarray(node_budget_w, float) / np.maximum(tree.node_gpus, 1)
+    share = np.asarray(node_budget_w, float) / np.maximum(cells.unit_gpus * tree.node_gpus, 1)
     rack_share = np.full(tree.n_racks, np.inf)
     for h in range(tree.rack_node.shape[0]):
         n = tree.rack_node[h]
@@ -407,7 +464,7 @@ def greedy_proportional(cells: Cells, demand_w: Array, node_budget_w: Array) -> 
     at least its lowest limit."""
     tree = cells.tree
     req = requests(cells, demand_w)
-    rack_req = np.bincount(cells.rack, req.r.sum(axis=1, dtype=float), tree.n_racks)
+    rack_req = np.bincount(cells.rack, cells.unit_gpus * req.r.sum(axis=1, dtype=float), tree.n_racks)
     node_req = np.asarray(tree.node_racks @ rack_req).ravel()
     budget = np.asarray(node_budget_w, float)
     alloc = np.minimum(node_req, budget)  # roots: what they can give

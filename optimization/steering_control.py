@@ -36,7 +36,13 @@ import scipy.sparse as sp
 from factory_twin.models.units import MW
 from factory_twin.optimization.steering import Allocation, allocate, equal_share, greedy_proportional, make_cells
 from factory_twin.optimization.steering_tree import rack_shares, tree_from_shares
-from factory_twin.twin.facility.resource_groups import ResourceGroups, gpu_bounds, policy_presets, resource_groups
+from factory_twin.twin.facility.resource_groups import (
+    ResourceGroups,
+    gpu_bounds,
+    policy_presets,
+    resource_groups,
+    units_per_rack,
+)
 from factory_twin.twin.scenario.weather import climate_normals
 from factory_twin.twin.simulation.controllers import TwinState
 from factory_twin.twin.simulation.design import cooling_power_w, rack_totals
@@ -120,26 +126,33 @@ def marginals(f, shares: sp.csr_matrix) -> Marginals:
 
 class SteeringController:
     """Per-GPU limits every step for facility ``f`` (module docstring). ``groups`` default to the facility's
-    resource groups; ``budgets`` to :class:`ScenarioBudgets`; ``dtype`` of the per-GPU arithmetic."""
+    resource groups; ``budgets`` to :class:`ScenarioBudgets`; ``dtype`` of the per-GPU arithmetic;
+    ``gpus_per_unit``: GPUs steered as one (:func:`twin.facility.resource_groups.units_per_rack`; 1: per GPU), whose
+    limits and demands are then one entry per unit [W per GPU]."""
 
-    def __init__(self, f, groups: ResourceGroups | None = None, mode: str = "steer", budgets=None, dtype=np.float32):
+    def __init__(self, f, groups: ResourceGroups | None = None, mode: str = "steer", budgets=None, dtype=np.float32,
+                 gpus_per_unit: int = 1):  # fmt: skip
         if mode not in MODES:
             raise ValueError(f"mode: one of {', '.join(MODES)}, got {mode!r}")
         self.f, self.mode, self.dtype = f, mode, dtype
+        self.gpus_per_unit = int(gpus_per_unit)
+        self.units = units_per_rack(f, gpus_per_unit)
         self.groups = groups or resource_groups(f)
         self.budgets = budgets or ScenarioBudgets(f)
         st = policy_presets()["steering"]
         self.reserve = float(st["budget_reserve_fraction"])
-        self.decay_w = np.repeat(st["peak_hold_decay_fraction_per_s"] * f.tdp_w, f.gpus.astype(np.int64)).astype(dtype)
+        self.decay_w = np.repeat(st["peak_hold_decay_fraction_per_s"] * f.tdp_w, self.units).astype(dtype)
         self.held: NDArray | None = None
         self.n_el = f.topology.n
         self.budget_w = f.topology.continuous_limit_w.copy()
         self.last: Allocation | None = None
+        self.binding_steps = 0  # steps at which a budget held some GPU below its maximum (mode steer)
         self.rack_limit_w: Array | None = None  # the limits set at the last step, summed per rack [W]
         self.gpu_budget_w: Array | None = None  # the budgets on GPU power the last step used [W] (gpu_budgets)
         self._routing = None
         self._set_routing(f.topology.routing())
         self.design = marginals(f, self.shares)
+        self._beta = np.append(self.design.beta, self.design.site_beta)  # elements, then the site import
         self._set_groups(self.groups)
         self._static: NDArray | None = None
 
@@ -151,21 +164,22 @@ class SteeringController:
         self.shares = s
         names = (*f.topology.names, *SITE)
         live = np.concatenate([routing.energized, [True, True]])
-        self.tree = tree_from_shares(names, sp.vstack([s, ones]).tocsr(), f.gpus.astype(np.int64), live)
+        self.tree = tree_from_shares(names, sp.vstack([s, ones]).tocsr(), self.units, live)
         self._routing = routing
         if hasattr(self, "bounds"):
             self._make_cells()
 
     def _set_groups(self, groups: ResourceGroups) -> None:
         self.groups = groups
-        self.bounds = gpu_bounds(self.f, groups)
+        self.bounds = gpu_bounds(self.f, groups, self.gpus_per_unit)
         self._make_cells()
         self._static = None
 
     def _make_cells(self) -> None:
         b = self.bounds
         self.cells = make_cells(self.tree, b.gpu_group, b.lo_w, b.hi_w, b.guarantee_w, b.margin_w, b.idle_w,
-                                b.priority, 1.0, b.names, dtype=self.dtype, kappa_surplus=b.kappa)  # fmt: skip
+                                b.priority, 1.0, b.names, dtype=self.dtype, kappa_surplus=b.kappa,
+                                unit_gpus=self.gpus_per_unit)  # fmt: skip
 
     @property
     def rack_group(self) -> NDArray[np.int64]:
@@ -188,24 +202,32 @@ class SteeringController:
 
     # ------------------------------------------------------------------ budgets
     def gpu_budgets(self, m) -> Array:
-        """Budgets on the GPU power through every element and the two site rows [W] (module docstring)."""
+        """Budgets on the GPU power through every element and the two site rows [W] (module docstring). The GPU
+        power (and limits) through an element: its share of the sum over its node's racks (the tree's laminar
+        rows, fewer than the elements' shares)."""
         el_w, site_w = self.budgets(m.time, m.scenario, m)
         self.budget_w = np.where(m.routing.energized, el_w, np.inf)
         self.site_budget_w = site_w
-        beta = self.design.beta
-        g = self.shares @ m.rack_gpu_w
+        t, n = self.tree, self.n_el
+
+        def through(rack_w: Array) -> Array:  # elements and the site import
+            out = np.zeros(n + 2)
+            out[t.member_element] = t.member_share * (t.node_racks @ rack_w)[t.member_node]
+            return out[: n + 1]
+
+        drawn = through(m.rack_gpu_w)
+        budget = np.append(el_w, site_w)
+        beta = self._beta
         with np.errstate(invalid="ignore"):
-            room = np.where(np.isfinite(beta), ((1 - self.reserve) * el_w - m.element_in_w) / beta, np.inf)
-        gp = float(m.rack_gpu_w.sum())
-        site_room = ((1 - self.reserve) * site_w - m.grid_w) / self.design.site_beta if np.isfinite(site_w) else np.inf
-        drawn = np.concatenate([g, [gp]])
-        room = np.append(room, site_room)
+            room = np.where(np.isfinite(beta), ((1 - self.reserve) * budget - np.append(m.element_in_w, m.grid_w))
+                            / beta, np.inf)  # fmt: skip
         out = drawn + room
         if self.rack_limit_w is not None:  # integral action while there is room, within the reserve (docstring)
-            lim = np.append(self.shares @ self.rack_limit_w, self.rack_limit_w.sum())
+            lim = through(self.rack_limit_w)
             with np.errstate(invalid="ignore", divide="ignore"):
-                reserve = self.reserve * np.append(el_w / beta, site_w / self.design.site_beta)
-                out = np.where(room >= 0, np.maximum(out, np.minimum(lim + room, out + reserve)), out)
+                out = np.where(room >= 0, np.maximum(out, np.minimum(lim + room, out + self.reserve * budget / beta)),
+                               out)  # fmt: skip
+        gp = float(drawn[n])
         cool = gp + m.cooling_room_w if np.isfinite(m.cooling_room_w) else np.inf
         return np.append(out, cool)
 
@@ -238,10 +260,11 @@ class SteeringController:
         if self.mode in ("steer", "greedy"):
             if self.mode == "steer":
                 self.last = allocate(self.cells, self.hold(m.gpu_demand_w), nb, binding)
+                self.binding_steps += bool(self.last.binding or self.last.brake)
                 self.rack_limit_w = self.last.rack_limit_w
                 return self.last.limit_w
             limit = greedy_proportional(self.cells, self.hold(m.gpu_demand_w), nb)
-            self.rack_limit_w = np.add.reduceat(limit, self.tree.rack_first_gpu, dtype=float)
+            self.rack_limit_w = self.gpus_per_unit * np.add.reduceat(limit, self.tree.rack_first_gpu, dtype=float)
             return limit
         if self._static is None:
             if self.mode == "equal":

@@ -93,14 +93,25 @@ class SteeringTree:
     def node_budgets(self, element_budget_w: Array) -> tuple[Array, IntArray]:
         """Node budgets ``min_e B_e / s_e`` over member elements [W of GPU limits summed over the node's racks]
         and the binding element of each node, from budgets per element ``element_budget_w`` [W of GPU power]."""
-        b = np.asarray(element_budget_w, float)[self.member_element] / self.member_share
+        order, starts, nodes = self._members_by_node
+        b = np.asarray(element_budget_w, float)[self.member_element[order]] / self.member_share[order]
+        low = np.minimum.reduceat(b, starts) if b.size else b
         out = np.full(self.n_nodes, np.inf)
-        np.minimum.at(out, self.member_node, b)
-        order = np.lexsort((b, self.member_node))
-        first = np.unique(self.member_node[order], return_index=True)[1]
+        out[nodes] = low
+        seg = np.repeat(np.arange(starts.size), np.diff(np.append(starts, b.size)))
+        hit = np.flatnonzero(b == low[seg])  # the first member at the node's smallest budget binds
+        first = hit[np.concatenate(([True], seg[hit][1:] != seg[hit][:-1]))] if hit.size else hit
         binding = np.full(self.n_nodes, -1)
-        binding[self.member_node[order][first]] = self.member_element[order][first]
+        binding[nodes[seg[first]]] = self.member_element[order][first]
         return out, binding
+
+    @cached_property
+    def _members_by_node(self) -> tuple[IntArray, IntArray, IntArray]:
+        """Members sorted by node (stable), the start of each node's run and the node of each run."""
+        order = np.argsort(self.member_node, kind="stable")
+        mn = self.member_node[order]
+        starts = np.flatnonzero(np.concatenate(([True], mn[1:] != mn[:-1]))) if mn.size else np.zeros(0, np.int64)
+        return order, starts, mn[starts]
 
 
 def rack_shares(topology, routing) -> sp.csr_matrix:

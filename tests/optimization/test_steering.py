@@ -220,3 +220,48 @@ def test_refuses_unequal_shares():
     shares = sp.csr_matrix(np.array([[1.0, 0.5]]))
     with pytest.raises(ValueError, match="unequal shares"):
         tree_from_shares(("pdu",), shares, np.array([1, 1]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_units_steer_as_their_gpus_would_when_they_demand_alike(seed):
+    """A steering unit of m GPUs (one demand, one limit) gives, per GPU, the limits per-GPU steering gives when the
+    unit's GPUs demand alike: the same allocation, checked at every level against the per-GPU allocator (itself
+    checked against the scipy reference above), and the same baselines."""
+    m = 4
+    c = random_case(seed)
+    per_gpu = tree_from_shares(c["names"], c["shares"], c["gpr"] * m)
+    per_unit = tree_from_shares(c["names"], c["shares"], c["gpr"])
+    g = c["gpu_group"]
+    args = dict(margin_w=50.0, idle_w=200.0, priority=c["prio"], kappa=c["kappa"], names=("a", "b", "c"),
+                dtype=np.float64)  # fmt: skip
+    bounds = dict(lo_w=100.0, hi_w=1200.0)
+    gpus = make_cells(per_gpu, np.repeat(g, m), guarantee_w=np.repeat(c["guarantee"][g], m), **bounds, **args,
+                      kappa_surplus=c["kappa_s"])  # fmt: skip
+    units = make_cells(per_unit, g, guarantee_w=c["guarantee"][g], **bounds, **args, kappa_surplus=c["kappa_s"],
+                       unit_gpus=m)  # fmt: skip
+    budgets, binding = per_gpu.node_budgets(m * c["budgets"])
+    a_gpu = allocate(gpus, np.repeat(c["demand"], m), budgets, binding)
+    a_unit = allocate(units, c["demand"], budgets, binding)
+    assert a_gpu.binding, "the case binds somewhere: not a trivial comparison"
+    np.testing.assert_allclose(np.repeat(a_unit.limit_w, m), a_gpu.limit_w, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a_unit.rack_limit_w, a_gpu.rack_limit_w, rtol=1e-12, atol=1e-6)
+    assert a_unit.binding == a_gpu.binding
+    assert [(n, grp) for n, grp, _ in a_unit.infeasible] == [(n, grp) for n, grp, _ in a_gpu.infeasible]
+    np.testing.assert_allclose(np.repeat(equal_share(units, budgets), m), equal_share(gpus, budgets))
+    np.testing.assert_allclose(np.repeat(greedy_proportional(units, c["demand"], budgets), m),
+                               greedy_proportional(gpus, np.repeat(c["demand"], m), budgets))  # fmt: skip
+
+
+def test_budgets_that_cover_every_maximum_give_every_gpu_its_maximum():
+    """The shortcut (every node's budget covers the maxima below it: each GPU at its maximum) agrees with the full
+    solve at its edge: 1 mW under those budgets, every limit is within 1 mW of the maximum and none above it."""
+    c = random_case(3)
+    tree = tree_from_shares(c["names"], c["shares"], c["gpr"])
+    g = c["gpu_group"]
+    cells = make_cells(tree, g, 100.0, 1200.0, c["guarantee"][g], 50.0, 200.0, c["prio"], c["kappa"],
+                       ("a", "b", "c"), dtype=np.float64, kappa_surplus=c["kappa_s"])  # fmt: skip
+    full = allocate(cells, c["demand"], cells.node_hi_w)
+    assert np.array_equal(full.limit_w, np.full(g.size, 1200.0)) and not full.binding
+    edge = allocate(cells, c["demand"], cells.node_hi_w - 1e-3)
+    assert edge.binding, "1 mW under: the full solve ran"
+    assert np.all(edge.limit_w <= 1200.0) and np.all(edge.limit_w >= 1200.0 - 1e-3 - 1e-9)

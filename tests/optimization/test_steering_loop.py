@@ -21,13 +21,15 @@ def surge(f):
     )
 
 
-def test_dps_sdk_surge_under_maxlps(sdk):
+@pytest.mark.parametrize("gpus_per_unit", [1, 8])
+def test_dps_sdk_surge_under_maxlps(sdk, gpus_per_unit):
     """No trip; the Utility's 750 kW held at every step once steering has seen the first second (the limits act on
     the step after the telemetry, and they are within budget from the first call); research (priority 1) is cut to
     its 250 W guarantee before production (priority 0) loses anything: production keeps every watt the feed has
-    left above research's guarantees (its own 900 W guarantee and more)."""
+    left above research's guarantees (its own 900 W guarantee and more). The same with GPUs steered 8 at a time
+    (the loop's fast resolution: limits and demands per unit, W per GPU)."""
     sc = surge(sdk)
-    ctl = SteeringController(sdk)
+    ctl = SteeringController(sdk, gpus_per_unit=gpus_per_unit)
     loop = PowerLoop(sdk, sc, ctl, record_every_s=10.0, seed=1)
     utility = sdk.topology.index["Utility"]
     worst, res_lim, prod_lim, before = 0.0, [], [], []

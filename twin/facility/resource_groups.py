@@ -195,6 +195,18 @@ def cut_weights(f: Facility) -> Array:
     return np.where(ok, mean / np.where(ok, v, 1.0), 1.0)
 
 
+def units_per_rack(f: Facility, gpus_per_unit: int) -> IntArray:
+    """Steering units per rack: a unit is ``gpus_per_unit`` GPUs of one rack that share one demand (their mean) and
+    one limit (1: every GPU on its own). ``ValueError`` unless it divides every rack's GPU count."""
+    m = int(gpus_per_unit)
+    n = f.gpus.astype(np.int64)
+    if m != gpus_per_unit or m < 1 or np.any(n % m):
+        counts = sorted(set(n.tolist()))
+        raise ValueError(f"gpus_per_unit: must be a whole number >= 1 that divides every rack's GPU count {counts}, "
+                         f"got {gpus_per_unit!r}")  # fmt: skip
+    return n // m
+
+
 @dataclass(frozen=True)
 class GpuBounds:
     """What the allocator needs per GPU (GPU order rack by rack) and per group (module docstring)."""
@@ -210,10 +222,11 @@ class GpuBounds:
     names: tuple[str, ...]
 
 
-def gpu_bounds(f: Facility, groups: ResourceGroups) -> GpuBounds:
-    """Per-GPU bounds of the groups under the policy in force (module docstring)."""
+def gpu_bounds(f: Facility, groups: ResourceGroups, gpus_per_unit: int = 1) -> GpuBounds:
+    """Per-GPU bounds of the groups under the policy in force (module docstring); with ``gpus_per_unit`` > 1 one
+    entry per steering unit (:func:`units_per_rack`)."""
     st = policy_presets()["steering"]
-    n_per_rack = f.gpus.astype(np.int64)
+    n_per_rack = units_per_rack(f, gpus_per_unit)
     lo = min_limit_w(f)
     hi = np.minimum(np.where(np.isnan(groups.max_w[groups.rack_group]), f.tdp_w, groups.max_w[groups.rack_group]),
                     f.tdp_w)  # fmt: skip

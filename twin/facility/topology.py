@@ -332,20 +332,28 @@ class Topology:
         return self._up(routing, d.reshape(self.n, -1), d.shape[1:])
 
     def _up(self, routing: Routing, direct: Array, tail: tuple[int, ...]) -> Flow:
-        in_w, loss, total = self._propagate(self.levels, routing.child, direct, np.arange(self.n), routing.energized)
+        q = self._level_loss_quadratic if self.explicit else None
+        in_w, loss, total = self._propagate(self.levels, routing.child, direct, self._all, routing.energized, q=q)
         grid = in_w[self.roots].sum(axis=0)
         shape = (self.n, *tail)
         return Flow(in_w.reshape(shape), loss.reshape(shape), total.reshape(tail), grid.reshape(tail))
 
-    def _propagate(self, levels, child_mats, direct: Array, element: IntArray, energized: BoolArray, count=None):
+    def _propagate(self, levels, child_mats, direct: Array, element: IntArray, energized: BoolArray, count=None,
+                   q=None):  # fmt: skip
         """Inputs and losses of the nodes (elements, or classes of :meth:`reduce` standing for ``count`` elements
-        each, with parameters of ``element``) from their direct loads, height by height; the summed losses."""
+        each, with parameters of ``element``) from their direct loads, height by height; the summed losses. ``q``:
+        the loss quadratic of each level's elements (:attr:`_level_loss_quadratic`), when the nodes are the
+        elements."""
         in_w = np.zeros_like(direct)
         loss = np.zeros_like(direct)
         total = np.zeros(direct.shape[1])
-        for lv, child in zip(levels, child_mats, strict=True):
+        for h, (lv, child) in enumerate(zip(levels, child_mats, strict=True)):
             out = direct[lv] if child is None else direct[lv] + child @ in_w
-            lo = self._losses(element[lv], out)
+            if q is not None:
+                q0, q1, q2 = q[h]
+                lo = q0 + out * (q1 + q2 * out)  # as _losses, with the level's coefficients read once
+            else:
+                lo = self._losses(element[lv], out)
             dead = ~energized[lv]
             if dead.any():  # an open element carries nothing and loses nothing (no-load losses included)
                 lo[dead] = 0.0
@@ -431,6 +439,15 @@ class Topology:
             q0, q1, q2 = self.loss_quadratic
             return q0[lv][:, None] + out * (q1[lv][:, None] + q2[lv][:, None] * out)
         return self._model_losses(lv, out)
+
+    @cached_property
+    def _all(self) -> IntArray:
+        return np.arange(self.n)
+
+    @cached_property
+    def _level_loss_quadratic(self) -> tuple[tuple[Array, Array, Array], ...]:
+        """:attr:`loss_quadratic` of each level's elements as columns."""
+        return tuple(tuple(c[lv][:, None] for c in self.loss_quadratic) for lv in self.levels)
 
     @cached_property
     def loss_quadratic(self) -> tuple[Array, Array, Array]:

@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 from factory_twin.models.training_power import iteration_wave
 from factory_twin.models.units import S_PER_H
+from factory_twin.twin.facility.resource_groups import units_per_rack
 from numpy.typing import NDArray
 
 from factory_twin import data
@@ -55,7 +56,8 @@ def is_inference(curve: str) -> bool:
 @dataclass(frozen=True)
 class DemandStep:
     """One second of demand: per rack the mean demand per GPU [W], the compute-phase draw per GPU [W] and the tokens
-    per second the work demands (at no limit); per GPU the demand [W] (float32, rack by rack)."""
+    per second the work demands (at no limit); per GPU the demand [W] (float32, rack by rack; per steering unit of
+    ``gpus_per_unit`` GPUs, the mean of its GPUs' demands, with the same random draws as per GPU)."""
 
     rack_w: Array
     rack_peak_w: Array
@@ -66,7 +68,8 @@ class DemandStep:
 class Demand:
     """The per-second demand of facility ``f`` under ``scenario`` from ``start`` (module docstring); seeded."""
 
-    def __init__(self, f, scenario, start: np.datetime64 | str, seed: int = 0, params: dict | None = None):
+    def __init__(self, f, scenario, start: np.datetime64 | str, seed: int = 0, params: dict | None = None,
+                 gpus_per_unit: int = 1):  # fmt: skip
         p = params or workload_power()
         self.f, self.scenario = f, scenario
         self.t0 = np.datetime64(start, "s")
@@ -122,10 +125,17 @@ class Demand:
         spread = np.where(self.kind_inf, inf["gpu_spread"], tr["gpu_spread"])
         n_gpu = f.gpus.astype(np.int64)
         z = np.clip(rng.standard_normal(int(n_gpu.sum())), -3.0, 3.0)
-        self.gpu_factor = (1.0 + np.repeat(spread, n_gpu) * z).astype(np.float32)
-        self.uniform = bool(np.all(n_gpu == n_gpu[0]))
-        self.n_gpu = n_gpu
+        factor = 1.0 + np.repeat(spread, n_gpu) * z
+        n_unit = units_per_rack(f, gpus_per_unit)  # a unit's demand: the mean of its GPUs' (the same draws)
+        self.gpu_factor = factor.reshape(-1, int(gpus_per_unit)).mean(axis=1).astype(np.float32)
+        self.uniform = bool(np.all(n_unit == n_unit[0]))
+        self.n_gpu = n_unit
         self._u: tuple[float, Array] | None = None
+        tr = np.flatnonzero(job_of_rack >= 0)
+        self._training = (tr, job_of_rack[tr])  # training racks and their jobs
+        self._inf_class = f.rack_class[self.inf_racks]
+        self._span = f.demand_w - f.idle_w
+        self._tokens_per_rack = self.tokens_per_gpu * f.gpus
 
     # ------------------------------------------------------------------ pieces
     def utilization(self, t_s: float) -> Array:
@@ -142,36 +152,32 @@ class Demand:
         u = self.utilization(t_s)
         frac = np.zeros(f.n_racks)  # share of the way from idle to the uncapped draw (mean over the second)
         peak = np.zeros(f.n_racks)
-        tokens = np.zeros(f.n_racks)
         n_jobs = self.job_class.size
         if n_jobs:
             hit = self.rng.random(n_jobs) < self.fail_rate_s * dt_s
-            self.interruptions += int(hit.sum())
-            self.outage_until = np.where(hit, t_s + self.restart_s, self.outage_until)
-            run = (self.job_rank < u[self.job_class]) & (self.outage_until <= t_s)
+            if hit.any():
+                self.interruptions += int(hit.sum())
+                self.outage_until = np.where(hit, t_s + self.restart_s, self.outage_until)
             wave = iteration_wave(t_s + dt_s / 2, 1.0, 0.0, self.period, self.duty, min(dt_s, 1.0), self.phase)
             ckpt = np.mod(t_s - self.ckpt_phase, self.ckpt_every) < self.ckpt_s
-            job_frac = np.where(run & ~ckpt, wave, 0.0)
-            tr = self.job_of_rack >= 0
-            j = self.job_of_rack[tr]
-            frac[tr] = job_frac[j]
-            peak[tr] = np.where(run[j] & ~ckpt[j], 1.0, 0.0)
-            tokens[tr] = np.where(run[j] & ~ckpt[j], 1.0, 0.0)
+            on = (self.job_rank < u[self.job_class]) & (self.outage_until <= t_s) & ~ckpt  # computing
+            tr, j = self._training
+            frac[tr] = np.where(on, wave, 0.0)[j]
+            peak[tr] = on[j]
+        tokens = peak.copy()
         if self.inf_racks.size:
             a = np.exp(-dt_s / self.tau)
             self.x = self.x * a + self.sigma * np.sqrt(1 - a * a) * self.rng.standard_normal(self.x.size)
             start = self.rng.random(self.x.size) < self.prompt_rate_s * dt_s
             self.prompt_until = np.where(start, t_s + self.prompt_s, self.prompt_until)
             boost = np.where(self.prompt_until > t_s, self.prompt_boost, 0.0)
-            load = np.clip(u[f.rack_class[self.inf_racks]] * (1.0 + self.x) + boost, 0.0, 1.0)
+            load = np.clip(u[self._inf_class] * (1.0 + self.x) + boost, 0.0, 1.0)
             frac[self.inf_racks] = load
             peak[self.inf_racks] = load
             tokens[self.inf_racks] = load
-        span = f.demand_w - f.idle_w
-        rack_w = f.idle_w + frac * span
-        rack_peak = f.idle_w + peak * span
-        gpu = self._per_gpu(rack_w)
-        return DemandStep(rack_w, rack_peak, tokens * self.tokens_per_gpu * f.gpus, gpu)
+        rack_w = f.idle_w + frac * self._span
+        rack_peak = f.idle_w + peak * self._span
+        return DemandStep(rack_w, rack_peak, tokens * self._tokens_per_rack, self._per_gpu(rack_w))
 
     def _per_gpu(self, rack_w: Array) -> NDArray[np.float32]:
         r = rack_w.astype(np.float32)

@@ -60,6 +60,7 @@ class Steering(Protocol):
     budget_w: Array
     rack_group: NDArray[np.int64]
     group_names: tuple[str, ...]
+    gpus_per_unit: int  # GPUs steered as one: per-GPU arrays hold one entry per unit [W per GPU]
 
     def __call__(self, m: Measurement) -> NDArray[np.float32]: ...
 
@@ -122,12 +123,13 @@ class PowerLoop:
         self.dt = float(step_s)
         self.time = np.datetime64(start if start is not None else scenario.start, "s")
         self.t_s = 0.0
-        self.demand = demand or Demand(f, scenario, self.time, seed)
+        self.unit = int(getattr(controller, "gpus_per_unit", 1))
+        self.demand = demand or Demand(f, scenario, self.time, seed, gpus_per_unit=self.unit)
         self.paths = PowerPaths(f.topology, scenario.faults)
         self.plant = build_plant(f)
         self.c_fws = float(f.c_fws_max_w_k.sum())
         self.psu_rating_w = f.psu_count * f.psu_rating_w
-        self.n_gpu = f.gpus.astype(np.int64)
+        self.n_gpu = f.gpus.astype(np.int64) // self.unit  # entries per rack: GPUs, or steering units
         self.limits = np.repeat(f.tdp_w, self.n_gpu).astype(np.float32)
         self.meters = SteeringMeters(f.topology.n, len(controller.group_names))
         self.record_every = int(round(record_every_s / self.dt))
@@ -139,9 +141,10 @@ class PowerLoop:
         self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_gpu)
 
     def _rack_sum(self, per_gpu: NDArray) -> Array:
+        """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
         if self.demand.uniform:
-            return per_gpu.reshape(self.f.n_racks, -1).sum(axis=1, dtype=float)
-        return np.bincount(self.gpu_rack, per_gpu, self.f.n_racks)
+            return self.unit * per_gpu.reshape(self.f.n_racks, -1).sum(axis=1, dtype=float)
+        return self.unit * np.bincount(self.gpu_rack, per_gpu, self.f.n_racks)
 
     def step(self) -> Measurement:
         """Advance one step; return what steering sees (the controller has already set the next limits)."""
@@ -184,8 +187,8 @@ class PowerLoop:
         served, demanded = float(rack_gpu.sum()), float((rack_dem * on).sum())
         m.served_j += served * dt
         m.demanded_j += demanded * dt
-        m.ratio_sum += float(np.divide(drawn, d.gpu_w).sum(dtype=float))  # demand > 0: GPUs draw idle at least
-        m.gpu_steps += drawn.size
+        m.ratio_sum += self.unit * float(np.divide(drawn, d.gpu_w).sum(dtype=float))  # demand > 0: idle at least
+        m.gpu_steps += self.unit * drawn.size
         tok_d = d.rack_tokens_per_s * on
         tok = self.demand.tokens_delivered(d, rack_lim / f.gpus) * on
         m.tokens_demanded += float(tok_d.sum()) * dt
@@ -195,14 +198,16 @@ class PowerLoop:
             m.cooling_hit_s += dt
         budget = c.budget_w
         over = flow.in_w > budget * (1 + 1e-9)
-        m.over_s += over * dt
         m.at_limit_s += (flow.in_w >= 0.99 * budget) * dt
-        started = over & (m.run_s == 0)
-        m.excursions += started
-        m.run_s = np.where(over, m.run_s + dt, 0.0)
-        m.longest_s = np.maximum(m.longest_s, m.run_s)
-        mult = f.topology.trip_multiple(flow.in_w)
-        m.peak_multiple = np.maximum(m.peak_multiple, np.where(over, mult, 0.0))
+        if over.any():
+            m.over_s += over * dt
+            m.excursions += over & (m.run_s == 0)
+            m.run_s = np.where(over, m.run_s + dt, 0.0)
+            m.longest_s = np.maximum(m.longest_s, m.run_s)
+            mult = f.topology.trip_multiple(flow.in_w)
+            m.peak_multiple = np.maximum(m.peak_multiple, np.where(over, mult, 0.0))
+        elif m.run_s.any():  # every excursion ended
+            m.run_s = np.zeros_like(m.run_s)
         g = c.rack_group
         m.group_served_j += np.bincount(g, rack_gpu, m.n_groups) * dt
         m.group_demanded_j += np.bincount(g, rack_dem * on, m.n_groups) * dt
