@@ -318,14 +318,15 @@ def allocate(
         w = req.sums[level] if p is None or one else np.where(prio == p, req.sums[level], 0.0)
         if not np.any(w > 0):
             continue
-        add = used + _node_sums(tree, cells, w)
+        span = _node_sums(tree, cells, w)
+        add = used + span
         if np.all(add <= budget + TOL_W):  # the whole level fits: nothing is cut
             total = total + w
             used = add
             continue
         k, k_class = (kappa, cells.kappa_class) if p is not None else (cells.kappa_surplus, cells.kappa_surplus_class)
-        price, q = _prices(tree, cells.cell_node, w, k, budget - used, k_class)
-        share = np.clip(1.0 - k * price, 0.0, 1.0)
+        price, q = _prices(tree, cells.cell_node, w, k, budget - used, k_class, span)
+        share = np.maximum(1.0 - k * price, 0.0)  # price >= 0, k > 0: at most 1
         sel = w > 0
         phi[level][sel] = share[sel]
         out.price[level if p is None else f"{level}@{p}"] = np.where(sel, price, 0.0)
@@ -369,32 +370,30 @@ def _node_sums(tree: SteeringTree, cells: Cells, per_cell: Array) -> Array:
 
 
 def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, resid: Array,
-            kappa_class: tuple[Array, IntArray]) -> tuple[Array, Array]:  # fmt: skip
+            kappa_class: tuple[Array, IntArray], span_w: Array) -> tuple[Array, Array]:  # fmt: skip
     """Price per cell and each node's own price ``Q_n`` for spans ``w`` per cell under residual budgets ``resid``
     per node (module docstring): height by height, each node's ``H_n(Q) = sum_c w_c max(0, 1 - kappa_c max(Q,
     m_c))`` (``m_c`` the largest price of the nodes below it on the cell's path) is a continuous, non-increasing,
     piecewise-linear function; ``Q_n`` is where it meets ``resid_n`` (0 if ``H_n(0)`` fits, inf if
     ``resid_n < 0``). ``cell_node`` as :attr:`Cells.cell_node`; ``kappa_class`` the distinct weights and each cell's
     index into them: the cells no price below holds yet (``m_c = 0``) enter the sweep summed per node and weight, a
-    few events per node instead of two per cell."""
+    few events per node instead of two per cell. ``span_w``: each node's sum of ``w`` (``H_n(0)`` while no price
+    below holds a cell), so a height where no node binds costs a comparison over its nodes."""
     n = tree.n_nodes
     m = np.zeros(w.size)
     q_node = np.zeros(n + 1)
     q1 = 1.0 / kappa
     pos = w > 0
-    held = False  # some node below holds a price (m > 0 somewhere)
+    held = np.zeros(0, np.int64)  # the cells a price below holds (m > 0)
+    a0 = np.append(span_w, 0.0)  # H_n(0) while no price below holds a cell
     for h, nodes in enumerate(tree.heights):
-        cn = cell_node[h]
-        if not nodes.size or not np.any(pos & (cn < n)):
+        if not nodes.size:
             continue
-        if held:
-            live = m < q1
-            a0 = np.bincount(cn, np.where(live, w * (1.0 - kappa * m), 0.0), n + 1)
-        else:  # H_n(0): the spans below
-            live = None
-            a0 = np.bincount(cn, w, n + 1)
-        r = resid[nodes]
-        need = nodes[a0[nodes] > r + TOL_W]
+        cn = cell_node[h]
+        if held.size:  # H_n(0) = the spans below less what the prices below already take
+            take = w[held] * np.minimum(1.0, kappa[held] * m[held])
+            a0 = np.append(span_w, 0.0) - np.bincount(cn[held], take, n + 1)
+        need = nodes[a0[nodes] > resid[nodes] + TOL_W]
         if not need.size:
             continue  # no node binds at this height: no price changes
         q_node[need[resid[need] < -TOL_W]] = np.inf
@@ -402,9 +401,7 @@ def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, res
         if solve.size:
             solving = np.zeros(n + 1, bool)
             solving[solve] = True
-            on = solving[cn] & pos
-            if live is not None:
-                on &= live
+            on = solving[cn] & pos & (m < q1)
             values, cls = kappa_class  # cells at m_c = 0: one start and one end event per node and weight
             agg = on & (m == 0)
             ws = np.bincount(cn[agg] * values.size + cls[agg], w[agg], (n + 1) * values.size)
@@ -438,7 +435,7 @@ def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, res
             q_node[node_k] = np.maximum(qs, 0.0)
         if np.any(q_node[need] > 0):
             m = np.maximum(m, q_node[cn])
-            held = True
+            held = np.flatnonzero(m > 0)
     return m, q_node[:n]
 
 

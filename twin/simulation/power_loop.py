@@ -10,7 +10,9 @@ picks them up). The cooling plant is quasi-static at this time scale: its power 
 (:func:`twin.simulation.design.cooling_power_w`) for the liquid heat and the ambient, refreshed every
 ``COOLING_EVERY_S``; heat above the plant's capacity at that ambient (:meth:`Plant.capacity_w`) counts as a
 cooling limit hit. The controller (a :class:`Steering`, passed in: this module never imports the optimizer) then
-sees the step's :class:`Measurement` and returns the limits for the next one.
+sees the step's :class:`Measurement` and returns the limits for the next one. A controller may steer GPUs in units
+(``gpus_per_unit``: a unit's GPUs share one demand, their mean, and one limit; 1 by default): the per-GPU arrays then
+hold one entry per unit, in W per GPU, and every sum and meter counts each GPU.
 
 Meters (:class:`SteeringMeters`): per element the time above its budget (each excursion's length and its largest
 load multiple), per step the satisfaction of demand (served over demanded GPU energy, and the mean over GPU-steps
