@@ -188,3 +188,26 @@ def test_a_cluster_without_workers_fails_the_pieces_instead_of_waiting_for_ever(
     assert time.monotonic() - t0 < 30.0
     ds = collect(tmp_path)
     assert all("no Dask worker left for 1 s" in str(e) for e in ds.error.values.ravel())
+
+
+def test_a_ctrl_c_a_library_swallows_still_stops_a_serial_run(tmp_path):
+    """Pyomo's HiGHS interface runs a Python callback inside the solve: a Ctrl-C landing there raises in the callback,
+    where the exception is lost, and the solve goes on. The run still stops after that piece, which is not kept."""
+    import signal
+
+    from factory_twin.twin.runs.pieces import Checkpoints, run_pieces
+
+    def task(case):
+        if case == 2:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1.0)  # the handler runs here
+            except KeyboardInterrupt:
+                pass  # swallowed, as inside the solver's callback
+        return {"y": np.array(case * 10.0)}
+
+    store = Checkpoints(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_pieces(task, {f"c{i}": i for i in range(5)}, store, serial=True)
+    assert store.finished({f"c{i}": i for i in range(5)}) == {"c0", "c1"}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

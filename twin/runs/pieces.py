@@ -100,11 +100,37 @@ def run_pieces(
         progress(len(ran) / len(todo), f"{len(ran)}/{len(todo)} done, {failed} failed{skip}")
 
     if serial:
-        for cid, case in todo.items():
-            finish(cid, attempt(task, timeout_s, case, *shared))
+        with interrupt_flag() as interrupted:
+            for cid, case in todo.items():
+                rec = attempt(task, timeout_s, case, *shared)
+                if interrupted.is_set():  # a Ctrl-C a library swallowed: this piece is not finished, stop here
+                    raise KeyboardInterrupt
+                finish(cid, rec)
     elif todo:
         _run_dask(task, shared, todo, timeout_s, scheduler, workers, finish)
     return ran
+
+
+@contextlib.contextmanager
+def interrupt_flag():
+    """An event that Ctrl-C sets, in the main thread, besides raising KeyboardInterrupt as usual: a library may
+    swallow the KeyboardInterrupt (Pyomo's HiGHS interface registers a Python interrupt callback that runs inside the
+    solve, where the exception is lost, and the solve goes on), the event still says the user asked to stop. Off
+    the main thread, or where SIGINT is ignored (Dask workers), the event is never set."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.set()
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def attempt(task: Callable[..., Mapping[str, Any]], timeout_s: float | None, case: Any, *shared) -> dict[str, Any]:
