@@ -95,8 +95,9 @@ STEERING_TEXT = (
     "allocates through it; the GPUs' demand through it. Binding (in bold): its budget cut a guarantee or a request. "
     "Per resource group: "
     "satisfaction is the mean over the group's GPUs of min(limit, demand) / demand, as nvPAX reports it (at most "
-    "100 %). The twin itself runs the controller it was started with. The form changes a resource group (empty "
-    "boxes: the rack type's default, min cap and TDP) and the policy in force; the tables follow at the next snapshot."
+    "100 %). The twin itself runs the controller it was started with. The form changes a resource group and the "
+    "policy in force: a box left empty keeps that setting (a group on the rack type's default, min cap or TDP, shows "
+    "it empty); the tables follow at the next snapshot."
 )
 TIER_HEAD = ["element", "budget MW", "load MW", "GPU budget MW", "GPU allocation MW", "GPU demand MW", ""]
 GROUP_HEAD = ["resource group", "priority", "guarantee W/GPU", "max W/GPU", "GPUs", "demand MW", "allocation MW",
@@ -591,9 +592,7 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
             picked = click["points"][0].get("id")
             if picked in names:
                 return no_update if options == names else names, picked
-        if options == names and value in names:
-            return no_update, no_update
-        return names, value if value in names else names[0]
+        return keep_choice(names, value, options)
 
     @app.callback(
         Output("power-detail", "children"),
@@ -627,6 +626,14 @@ def register(app: Dash, source, sink, studies_dir: Path) -> None:
     register_steering_form(app, source, sink)
 
 
+def keep_choice(names: list[str], value: Any, options: Any) -> tuple:
+    """A dropdown of ``names``: its (options, value), ``no_update`` where nothing changed; the chosen value is kept
+    while it is still one of the names, else the first is chosen."""
+    if options == names and value in names:
+        return no_update, no_update
+    return names, value if value in names else names[0]
+
+
 def register_steering_form(app: Dash, source, sink) -> None:
     """The steering form's callbacks: the groups and policy in force, Apply, the runner's reply."""
 
@@ -646,9 +653,7 @@ def register_steering_form(app: Dash, source, sink) -> None:
             return no_update, no_update, no_update
         names = [g["name"] for g in st["groups"]]
         in_force = st["policy"] if policy is None else no_update  # the page's choice is kept once made
-        if options == names and value in names:
-            return no_update, no_update, in_force
-        return names, value if value in names else names[0], in_force
+        return *keep_choice(names, value, options), in_force
 
     boxes = list(GROUP_BOXES)
 

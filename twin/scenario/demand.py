@@ -129,7 +129,7 @@ class Demand:
         n_unit = units_per_rack(f, gpus_per_unit)  # a unit's demand: the mean of its GPUs' (the same draws)
         self.gpu_factor = factor.reshape(-1, int(gpus_per_unit)).mean(axis=1).astype(np.float32)
         self.uniform = bool(np.all(n_unit == n_unit[0]))
-        self.n_gpu = n_unit
+        self.n_unit = n_unit  # entries per rack: GPUs, or steering units
         self._u: tuple[float, Array] | None = None
         tr = np.flatnonzero(job_of_rack >= 0)
         self._training = (tr, job_of_rack[tr])  # training racks and their jobs
@@ -183,7 +183,7 @@ class Demand:
         r = rack_w.astype(np.float32)
         if self.uniform:
             return (r[:, None] * self.gpu_factor.reshape(r.size, -1)).ravel()
-        return np.repeat(r, self.n_gpu) * self.gpu_factor
+        return np.repeat(r, self.n_unit) * self.gpu_factor
 
     def tokens_delivered(self, step: DemandStep, rack_limit_w: Array) -> Array:
         """Tokens per second per rack under mean per-GPU limits ``rack_limit_w`` [W]: the demanded tokens times

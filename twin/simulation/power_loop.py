@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 import xarray as xr
 from factory_twin.models.units import MW
+from factory_twin.twin.facility.resource_groups import units_per_rack
 from factory_twin.twin.scenario.demand import Demand, DemandStep
 from factory_twin.twin.simulation.design import cooling_power_w
 from factory_twin.twin.simulation.paths import PowerPaths
@@ -131,8 +132,8 @@ class PowerLoop:
         self.plant = build_plant(f)
         self.c_fws = float(f.c_fws_max_w_k.sum())
         self.psu_rating_w = f.psu_count * f.psu_rating_w
-        self.n_gpu = f.gpus.astype(np.int64) // self.unit  # entries per rack: GPUs, or steering units
-        self.limits = np.repeat(f.tdp_w, self.n_gpu).astype(np.float32)
+        self.n_unit = units_per_rack(f, self.unit)  # entries per rack: GPUs, or steering units
+        self.limits = np.repeat(f.tdp_w, self.n_unit).astype(np.float32)
         self.meters = SteeringMeters(f.topology.n, len(controller.group_names))
         self.record_every = int(round(record_every_s / self.dt))
         self.records: list[dict] = []
@@ -140,7 +141,7 @@ class PowerLoop:
         self._cool_at = -np.inf
         self.cooling_w = 0.0
         self.cooling_room_w = np.inf
-        self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_gpu)
+        self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_unit)
 
     def _rack_sum(self, per_gpu: NDArray) -> Array:
         """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
