@@ -26,17 +26,18 @@ every DPS bundle), and in the surplus levels the inverse of the throughput a wat
 throughput-vs-cap curve, so the surplus goes where it buys the most throughput.
 On a laminar family of rack sets (:mod:`optimization.steering_tree`) the prices compose: with ``Q_n`` the price at
 which node ``n``'s subtree alone meets its budget (0 if it fits), the price seen below ``n`` is the largest ``Q``
-on the path from the root, so the solve is one sweep up the forest (an event sweep over the cells of each height,
-exact up to rounding) and one pass down. A node whose residual budget is already negative before a level (its
-floors do not fit) gets :math:`P = \infty`: its GPUs stay at what earlier levels gave (at worst ``lo``: the power
-brake), and the node is reported. A node that binds during a ``guarantee`` level names the guarantees it cannot
-meet (:attr:`Allocation.infeasible`).
+on the path from the root, so the solve is one sweep up the forest (at each node that binds, a sweep over the
+breakpoints of its cells, exact up to rounding) and one pass down. A node whose residual budget is already negative
+before a level (its floors do not fit) gets :math:`P = \infty`: its GPUs stay at what earlier levels gave (at worst
+``lo``: the power brake), and the node is reported. A node that binds during a ``guarantee`` level names the
+guarantees it cannot meet (:attr:`Allocation.infeasible`).
 When every node's budget covers the maxima of the GPUs below it, every level fits and each GPU gets its maximum
 (the levels' spans add up to ``max - lo``): the step is then one comparison over the nodes, whatever the demand.
 
 GPUs are grouped in *cells* (a run of GPUs of one rack and one resource group): a level's spans are summed per
-cell, the solve works on cells, and the limits come back per GPU with one ``np.repeat`` per level, so a step costs a
-few dozen vector operations over the GPUs and none per rack or per GPU in Python.
+cell, the solve works on cells, and the limits come back per GPU in one pass. The loops are compiled
+(:mod:`optimization.steering_kernels`, numba): a step is three kernel calls, with no Python loop over racks, nodes or
+GPUs.
 
 Baselines for comparison (:func:`equal_share`, :func:`greedy_proportional`) follow the usual definitions; see
 docs/maxlps.md.
@@ -60,8 +61,7 @@ TOL_W = 1e-6
 @dataclass(frozen=True, eq=False)
 class Cells:
     """GPUs of the steering problem grouped in cells: a run of GPUs of one rack and one resource group, which share
-    their bounds. Per-GPU quantities live in a ``[cells, width]`` array (``width`` the longest cell; shorter cells
-    are padded with GPUs bounded to 0 W), a view of the GPU order when every cell has the same length.
+    their bounds; per-GPU quantities stay in GPU order (rack by rack), a cell's GPUs ``start:start + length``.
 
     Per cell (float64): ``lo_w`` lowest settable limit, ``hi_w`` the group's maximum, ``guarantee_w``, ``margin_w``
     the headroom a request adds to the demand, ``idle_w`` the draw at or below which a GPU counts as idle,
@@ -92,43 +92,6 @@ class Cells:
     @property
     def n(self) -> int:
         return self.start.size
-
-    @cached_property
-    def width(self) -> int:
-        return int(self.length.max()) if self.n else 0
-
-    @cached_property
-    def uniform(self) -> bool:
-        return bool(self.n and np.all(self.length == self.width))
-
-    @cached_property
-    def slot(self) -> IntArray:
-        """Flat index into the padded ``[cells, width]`` array of every GPU (GPU order)."""
-        cell = np.repeat(np.arange(self.n), self.length)
-        return cell * self.width + (np.arange(cell.size) - self.start[cell])
-
-    @cached_property
-    def pad(self) -> NDArray[np.bool_]:
-        """``[cells, width]``: True where a slot holds a GPU."""
-        return np.arange(self.width)[None, :] < self.length[:, None]
-
-    def to_cells(self, per_gpu: Array, fill: float = 0.0) -> Array:
-        """A per-GPU array as ``[cells, width]`` (a view when the cells are uniform)."""
-        x = np.asarray(per_gpu, self.dtype)
-        if self.uniform:
-            return x.reshape(self.n, self.width)
-        out = np.full(self.n * self.width, fill, self.dtype)
-        out[self.slot] = x
-        return out.reshape(self.n, self.width)
-
-    def to_gpus(self, per_cell_slot: Array) -> Array:
-        """``[cells, width]`` back to GPU order."""
-        flat = np.asarray(per_cell_slot).reshape(-1)
-        return flat if self.uniform else flat[self.slot]
-
-    def col(self, per_cell: Array) -> Array:
-        """A per-cell value as a ``[cells, 1]`` column in the arithmetic's dtype."""
-        return np.asarray(per_cell, self.dtype)[:, None]
 
     @cached_property
     def cell_node(self) -> IntArray:
@@ -167,9 +130,44 @@ class Cells:
         """The cells' priorities, highest (lowest number) first."""
         return np.unique(self.cell_priority).tolist()
 
-    @property
-    def cell_kappa(self) -> Array:
-        return self.kappa
+    @cached_property
+    def level_steps(self) -> tuple[list[tuple[str, int | None]], IntArray, Array, IntArray, Array, Array | None]:
+        """The allocation's steps in order (level, priority; ``None``: every priority), the index of each one's level
+        in ``LEVELS`` and, stacked per step, each cell's cut weight, its class index and the class values (padded),
+        and the mask of the cells each step concerns (``None`` with a single priority)."""
+        one = len(self.priorities) == 1
+        steps = [(lv, p) for lv in LEVELS[:2] for p in self.priorities] + [(lv, None) for lv in LEVELS[2:]]
+        k, cls, values = [], [], []
+        for _, p in steps:
+            kk, (v, c) = (
+                (self.kappa, self.kappa_class)
+                if p is not None
+                else (self.kappa if self.kappa_surplus is None else self.kappa_surplus, self.kappa_surplus_class)
+            )
+            k.append(kk)
+            cls.append(c)
+            values.append(v)
+        width = max(v.size for v in values)
+        k_values = np.ones((len(steps), width))
+        for j, v in enumerate(values):
+            k_values[j, : v.size] = v
+        every = np.ones(self.n, bool)
+        mine = None if one else np.stack([every if p is None else self.cell_priority == p for _, p in steps])
+        step_level = np.array([LEVELS.index(lv) for lv, _ in steps], np.int64)
+        return steps, step_level, np.stack(k), np.stack(cls).astype(np.int64), k_values, mine
+
+    @cached_property
+    def node_cells(self) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
+        """For :func:`optimization.steering_kernels.solve_levels`: the node above each cell at each height
+        (``[cells, heights]``), per height the cells sorted by that node and each node's run (``ptr[h, n]:ptr[h, n +
+        1]``), the nodes of each height (``nodes[h_ptr[h]:h_ptr[h + 1]]``, bottom-up) and each node's parent."""
+        cn = self.cell_node
+        order = np.argsort(cn, axis=1, kind="stable")
+        ptr = np.stack([np.searchsorted(cn[h][order[h]], np.arange(self.tree.n_nodes + 2)) for h in range(cn.shape[0])])
+        nodes = np.concatenate(self.tree.heights) if self.tree.heights else np.zeros(0, np.int64)
+        h_ptr = np.concatenate(([0], np.cumsum([x.size for x in self.tree.heights]))).astype(np.int64)
+        path = np.ascontiguousarray(cn.T, np.int64)
+        return path, order.astype(np.int64), ptr.astype(np.int64), nodes.astype(np.int64), h_ptr, self.tree.node_parent
 
 
 def make_cells(
@@ -248,47 +246,6 @@ class Allocation:
     rack_limit_w: Array = field(default_factory=lambda: np.zeros(0))  # the limits summed per rack [W]
 
 
-@dataclass(frozen=True)
-class Requests:
-    """Per-GPU request ``r = clip(demand + margin, lo, max)``, floor ``f = max(lo, min(guarantee, r))`` and
-    ``active`` (demand above idle) as ``[cells, width]`` arrays, and per cell the sums of the four levels' spans
-    (guarantee ``f - lo``, request ``r - f``, surplus to active and to idle GPUs ``max - r``)."""
-
-    r: Array
-    f: Array
-    active: NDArray[np.bool_]
-    r_active: Array
-    sums: dict[str, Array]
-
-
-def requests(cells: Cells, demand_w: Array) -> Requests:
-    """The :class:`Requests` for ``demand_w`` [W per GPU]."""
-    c = cells
-    d = c.to_cells(demand_w)
-    lo, hi = c.col(c.lo_w), c.col(c.hi_w)
-    r = d + c.col(c.margin_w)
-    np.maximum(r, lo, out=r)
-    np.minimum(r, hi, out=r)
-    f = np.minimum(c.col(c.guarantee_w), r)
-    np.maximum(f, lo, out=f)
-    if not c.uniform:  # padding slots count nothing
-        r *= c.pad
-        f *= c.pad
-    active = d > c.col(c.idle_w)
-    r_act = r * active
-    u = c.unit_gpus
-    sum_f, sum_r, sum_ra = (u * x.sum(axis=1, dtype=float) for x in (f, r, r_act))
-    n_act = u * np.count_nonzero(active, axis=1)
-    n = u * c.length
-    sums = {
-        "guarantee": sum_f - n * c.lo_w,
-        "request": sum_r - sum_f,
-        "surplus-active": n_act * c.hi_w - sum_ra,
-        "surplus-idle": (n - n_act) * c.hi_w - (sum_r - sum_ra),
-    }
-    return Requests(r, f, active, r_act, {k: np.maximum(v, 0.0) for k, v in sums.items()})
-
-
 def allocate(
     cells: Cells, demand_w: Array, node_budget_w: Array, binding_element: IntArray | None = None
 ) -> Allocation:
@@ -303,140 +260,49 @@ def allocate(
     if np.all(cells.node_hi_w <= budget + TOL_W):  # every level fits: each GPU at its maximum, whatever it demands
         rack_hi = np.bincount(cells.rack, cells.unit_gpus * cells.length * cells.hi_w, tree.n_racks)
         return Allocation(cells.hi_gpus, budget, cells.node_hi_w.copy(), rack_limit_w=rack_hi)
-    req = requests(cells, demand_w)
-    total = cells.unit_gpus * cells.length * cells.lo_w
-    kappa = cells.cell_kappa
-    prio = cells.cell_priority
-    phi = {k: np.ones(cells.n) for k in LEVELS}
-    out = Allocation(np.empty(0), budget, np.zeros(tree.n_nodes))
-    used = _node_sums(tree, cells, total)  # the limits below each node so far
-    over = np.flatnonzero(budget - used < -TOL_W)
-    out.brake = [(tree.node_label(int(n)), float(used[n] - budget[n])) for n in over]
-    one = len(cells.priorities) == 1
-    steps = [(lv, p) for lv in LEVELS[:2] for p in cells.priorities] + [(lv, None) for lv in LEVELS[2:]]
-    for level, p in steps:
-        w = req.sums[level] if p is None or one else np.where(prio == p, req.sums[level], 0.0)
-        if not np.any(w > 0):
-            continue
-        span = _node_sums(tree, cells, w)
-        add = used + span
-        if np.all(add <= budget + TOL_W):  # the whole level fits: nothing is cut
-            total = total + w
-            used = add
-            continue
-        k, k_class = (kappa, cells.kappa_class) if p is not None else (cells.kappa_surplus, cells.kappa_surplus_class)
-        price, q = _prices(tree, cells.cell_node, w, k, budget - used, k_class, span)
-        share = np.maximum(1.0 - k * price, 0.0)  # price >= 0, k > 0: at most 1
-        sel = w > 0
-        phi[level][sel] = share[sel]
-        out.price[level if p is None else f"{level}@{p}"] = np.where(sel, price, 0.0)
-        total = total + w * share
-        used = used + _node_sums(tree, cells, w * share)
-        for n in np.flatnonzero(q > 0).tolist():
-            out.binding.setdefault(n, []).append(level if p is None else f"{level}@{p}")
+    k = _kernels()
+    d = np.asarray(demand_w)
+    c = cells
+    bounds = (c.start, c.length, c.margin_w, c.lo_w, c.hi_w, c.guarantee_w, c.idle_w)
+    sums = k.span_sums(d, *bounds, c.unit_gpus)
+    steps, step_level, k_all, cls_all, k_values, mine = c.level_steps
+    w_all = sums[step_level] if mine is None else sums[step_level] * mine
+    base = c.unit_gpus * c.length * c.lo_w
+    phi, price, q_all, used0, used, total = k.solve_levels(w_all, step_level, k_all, cls_all, k_values, *c.node_cells,
+                                                           budget, base, TOL_W)  # fmt: skip
+    out = Allocation(k.gpu_limits(d, *bounds, phi, np.empty(d.size, c.dtype)), budget, used)
+    out.rack_limit_w = np.bincount(c.rack, total, tree.n_racks)
+    over = np.flatnonzero(budget - used0 < -TOL_W)
+    out.brake = [(tree.node_label(int(n)), float(used0[n] - budget[n])) for n in over]
+    for j in np.flatnonzero(q_all.max(axis=1, initial=0.0) > 0).tolist():  # the steps some node's budget cut
+        level, p = steps[j]
+        name = level if p is None else f"{level}@{p}"
+        out.price[name] = np.where(w_all[j] > 0, price[j], 0.0)
+        bound = np.flatnonzero(q_all[j] > 0).tolist()
+        for n in bound:
+            out.binding.setdefault(n, []).append(name)
         if level == "guarantee":
-            short = w * (1.0 - share)
-            for n in np.flatnonzero(q > 0).tolist():
-                below = cells.cell_node[tree.node_height[n]] == n
-                by_group = np.bincount(cells.group[below], short[below], len(cells.names))
+            short = w_all[j] * (1.0 - phi[0])
+            for n in bound:
+                below = c.cell_node[tree.node_height[n]] == n
+                by_group = np.bincount(c.group[below], short[below], len(c.names))
                 label = tree.node_label(n, None if binding_element is None else int(binding_element[n]))
                 groups = np.flatnonzero(by_group > TOL_W)
-                out.infeasible += [(label, cells.names[g], float(by_group[g])) for g in groups]
-    out.limit_w = cells.to_gpus(_limits(cells, req, phi))
-    out.rack_limit_w = np.bincount(cells.rack, total, tree.n_racks)
-    out.node_limit_w = used
+                out.infeasible += [(label, c.names[g], float(by_group[g])) for g in groups]
     return out
 
 
-def _limits(cells: Cells, req: Requests, phi: dict[str, Array]) -> Array:
-    """``a = lo + (f - lo) phi_g + (r - f) phi_r + (max - r) phi_s`` per GPU (``phi_s`` the active or idle surplus
-    share), written as ``f (phi_g - phi_r) + r (phi_r - phi_i) - r_active (phi_a - phi_i) + active max (phi_a -
-    phi_i) + lo (1 - phi_g) + max phi_i``, skipping the terms whose coefficient is 0 in every cell."""
-    g, r_, a, i = (phi[k] for k in LEVELS)
-    c = cells
-    out = np.broadcast_to(c.col(c.lo_w * (1 - g) + c.hi_w * i), req.r.shape).copy()
-    for x, k in ((req.f, g - r_), (req.r, r_ - i), (req.r_active, i - a)):
-        if np.any(k != 0):
-            out += x * c.col(k)
-    if np.any(a != i):
-        out += req.active * c.col(c.hi_w * (a - i))
-    return out
+def _kernels():
+    """:mod:`optimization.steering_kernels`, imported at the first step that needs it (numba loads in ~0.5 s)."""
+    from factory_twin.optimization import steering_kernels
+
+    return steering_kernels
 
 
 def _node_sums(tree: SteeringTree, cells: Cells, per_cell: Array) -> Array:
     """Sum over each node's racks of a per-cell quantity."""
     rack = np.bincount(cells.rack, per_cell, tree.n_racks)
     return np.asarray(tree.node_racks @ rack).ravel()
-
-
-def _prices(tree: SteeringTree, cell_node: IntArray, w: Array, kappa: Array, resid: Array,
-            kappa_class: tuple[Array, IntArray], span_w: Array) -> tuple[Array, Array]:  # fmt: skip
-    """Price per cell and each node's own price ``Q_n`` for spans ``w`` per cell under residual budgets ``resid``
-    per node (module docstring): height by height, each node's ``H_n(Q) = sum_c w_c max(0, 1 - kappa_c max(Q,
-    m_c))`` (``m_c`` the largest price of the nodes below it on the cell's path) is a continuous, non-increasing,
-    piecewise-linear function; ``Q_n`` is where it meets ``resid_n`` (0 if ``H_n(0)`` fits, inf if
-    ``resid_n < 0``). ``cell_node`` as :attr:`Cells.cell_node`; ``kappa_class`` the distinct weights and each cell's
-    index into them: the cells no price below holds yet (``m_c = 0``) enter the sweep summed per node and weight, a
-    few events per node instead of two per cell. ``span_w``: each node's sum of ``w`` (``H_n(0)`` while no price
-    below holds a cell), so a height where no node binds costs a comparison over its nodes."""
-    n = tree.n_nodes
-    m = np.zeros(w.size)
-    q_node = np.zeros(n + 1)
-    q1 = 1.0 / kappa
-    pos = w > 0
-    held = np.zeros(0, np.int64)  # the cells a price below holds (m > 0)
-    a0 = np.append(span_w, 0.0)  # H_n(0) while no price below holds a cell
-    for h, nodes in enumerate(tree.heights):
-        if not nodes.size:
-            continue
-        cn = cell_node[h]
-        if held.size:  # H_n(0) = the spans below less what the prices below already take
-            take = w[held] * np.minimum(1.0, kappa[held] * m[held])
-            a0 = np.append(span_w, 0.0) - np.bincount(cn[held], take, n + 1)
-        need = nodes[a0[nodes] > resid[nodes] + TOL_W]
-        if not need.size:
-            continue  # no node binds at this height: no price changes
-        q_node[need[resid[need] < -TOL_W]] = np.inf
-        solve = need[resid[need] >= -TOL_W]
-        if solve.size:
-            solving = np.zeros(n + 1, bool)
-            solving[solve] = True
-            on = solving[cn] & pos & (m < q1)
-            values, cls = kappa_class  # cells at m_c = 0: one start and one end event per node and weight
-            agg = on & (m == 0)
-            ws = np.bincount(cn[agg] * values.size + cls[agg], w[agg], (n + 1) * values.size)
-            nz = np.flatnonzero(ws)
-            a_node, a_k, a_w = nz // values.size, values[nz % values.size], ws[nz]
-            on &= m > 0
-            nn, ww, kk, mm = cn[on], w[on], kappa[on], m[on]
-            ev_node = np.concatenate((nn, a_node, nn, a_node))
-            ev_q = np.concatenate((mm, np.zeros(a_w.size), 1.0 / kk, 1.0 / a_k))
-            ev_da = np.concatenate((ww * kk * mm, np.zeros(a_w.size), -ww, -a_w))
-            ev_db = np.concatenate((ww * kk, a_w * a_k, -ww * kk, -a_w * a_k))
-            order = np.lexsort((ev_q, ev_node))
-            ev_node, ev_q, ev_da, ev_db = ev_node[order], ev_q[order], ev_da[order], ev_db[order]
-            cs_a, cs_b = np.cumsum(ev_da), np.cumsum(ev_db)
-            first = np.searchsorted(ev_node, ev_node, side="left")
-            before_a = np.where(first > 0, cs_a[first - 1], 0.0)
-            before_b = np.where(first > 0, cs_b[first - 1], 0.0)
-            a_after = a0[ev_node] + cs_a - before_a
-            b_after = cs_b - before_b
-            h_at = a_after - b_after * ev_q
-            rn = np.maximum(resid[ev_node], 0.0)
-            hit = np.flatnonzero(h_at <= rn + TOL_W)
-            k_first = hit[np.unique(ev_node[hit], return_index=True)[1]]
-            node_k = ev_node[k_first]
-            is_first = k_first == first[k_first]
-            prev = np.maximum(k_first - 1, 0)
-            a_prev = np.where(is_first, a0[node_k], a_after[prev])
-            b_prev = np.where(is_first, 0.0, b_after[prev])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                qs = np.where(b_prev > 0, (a_prev - np.maximum(resid[node_k], 0.0)) / b_prev, ev_q[k_first])
-            q_node[node_k] = np.maximum(qs, 0.0)
-        if np.any(q_node[need] > 0):
-            m = np.maximum(m, q_node[cn])
-            held = np.flatnonzero(m > 0)
-    return m, q_node[:n]
 
 
 # ----------------------------------------------------------------------------------------------- baselines
@@ -459,9 +325,10 @@ def greedy_proportional(cells: Cells, demand_w: Array, node_budget_w: Array) -> 
     proportion to their requests and caps each child at the child's own budget, without handing on what a capped
     child leaves (the greedy part); a GPU's limit is its request times the product of the scale factors above it,
     at least its lowest limit."""
-    tree = cells.tree
-    req = requests(cells, demand_w)
-    rack_req = np.bincount(cells.rack, cells.unit_gpus * req.r.sum(axis=1, dtype=float), tree.n_racks)
+    tree, c = cells.tree, cells
+    r = _kernels().request_w(np.asarray(demand_w), c.start, c.length, c.margin_w, c.lo_w, c.hi_w,
+                             np.empty(tree.n_gpus))  # fmt: skip
+    rack_req = c.unit_gpus * np.bincount(tree.gpu_rack, r, tree.n_racks)
     node_req = np.asarray(tree.node_racks @ rack_req).ravel()
     budget = np.asarray(node_budget_w, float)
     alloc = np.minimum(node_req, budget)  # roots: what they can give
@@ -480,5 +347,4 @@ def greedy_proportional(cells: Cells, demand_w: Array, node_budget_w: Array) -> 
         now = (n >= 0) & ~found
         rack_scale[now] = scale_node[n[now]]
         found |= now
-    limit = np.maximum(req.r * cells.col(rack_scale[cells.rack]), cells.col(cells.lo_w))
-    return cells.to_gpus(limit)
+    return np.maximum(r * rack_scale[tree.gpu_rack], np.repeat(c.lo_w, c.length)).astype(c.dtype)
