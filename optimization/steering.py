@@ -104,6 +104,16 @@ class Cells:
         return self.priority[self.group]
 
     @cached_property
+    def floor_w(self) -> Array:
+        """Per cell, the sum of its GPUs' lowest limits [W]: where every step starts."""
+        return self.unit_gpus * self.length * self.lo_w
+
+    @cached_property
+    def node_floor_w(self) -> Array:
+        """Per node, the sum of the lowest limits below it [W]: a budget under it brakes."""
+        return _node_sums(self.tree, self, self.floor_w)
+
+    @cached_property
     def node_hi_w(self) -> Array:
         """Per node, the sum of the maxima of the GPUs below it [W]: every level fits when each budget covers it."""
         return _node_sums(self.tree, self, self.unit_gpus * self.length * self.hi_w)
@@ -157,17 +167,19 @@ class Cells:
         return steps, step_level, np.stack(k), np.stack(cls).astype(np.int64), k_values, mine
 
     @cached_property
-    def node_cells(self) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
-        """For :func:`optimization.steering_kernels.solve_levels`: the node above each cell at each height
-        (``[cells, heights]``), per height the cells sorted by that node and each node's run (``ptr[h, n]:ptr[h, n +
-        1]``), the nodes of each height (``nodes[h_ptr[h]:h_ptr[h + 1]]``, bottom-up) and each node's parent."""
+    def node_cells(self) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, IntArray]:
+        """For :func:`optimization.steering_kernels.solve_levels`: the lowest node above each cell, the node above
+        each cell at each height (``[cells, heights]``), per height the cells sorted by that node and each node's
+        run (``ptr[h, n]:ptr[h, n + 1]``), the nodes of each height (``nodes[h_ptr[h]:h_ptr[h + 1]]``, bottom-up)
+        and each node's parent."""
         cn = self.cell_node
         order = np.argsort(cn, axis=1, kind="stable")
         ptr = np.stack([np.searchsorted(cn[h][order[h]], np.arange(self.tree.n_nodes + 2)) for h in range(cn.shape[0])])
-        nodes = np.concatenate(self.tree.heights) if self.tree.heights else np.zeros(0, np.int64)
+        nodes = self.tree.nodes_bottom_up
         h_ptr = np.concatenate(([0], np.cumsum([x.size for x in self.tree.heights]))).astype(np.int64)
         path = np.ascontiguousarray(cn.T, np.int64)
-        return path, order.astype(np.int64), ptr.astype(np.int64), nodes.astype(np.int64), h_ptr, self.tree.node_parent
+        first = self.tree.rack_first_node[self.rack]
+        return first, path, order.astype(np.int64), ptr.astype(np.int64), nodes, h_ptr, self.tree.node_parent
 
 
 def make_cells(
@@ -253,7 +265,7 @@ def allocate(
     node of ``cells.tree``] (module docstring)."""
     tree = cells.tree
     budget = np.asarray(node_budget_w, float)
-    if budget.shape != (tree.n_nodes,) or np.any(np.isnan(budget)):
+    if budget.shape != (tree.n_nodes,) or np.isnan(budget.sum()):  # budgets are > -inf: a sum is NaN only by a NaN
         raise ValueError(f"node_budget_w: expected {tree.n_nodes} budgets [W], got shape {budget.shape}")
     if np.shape(demand_w) != (tree.n_gpus,):
         raise ValueError(f"demand_w: expected {tree.n_gpus} values [W], got shape {np.shape(demand_w)}")
@@ -266,18 +278,18 @@ def allocate(
     bounds = (c.start, c.length, c.margin_w, c.lo_w, c.hi_w, c.guarantee_w, c.idle_w)
     sums = k.span_sums(d, *bounds, c.unit_gpus)
     steps, step_level, k_all, cls_all, k_values, mine = c.level_steps
-    w_all = sums[step_level] if mine is None else sums[step_level] * mine
-    base = c.unit_gpus * c.length * c.lo_w
+    w_all = sums if len(steps) == len(LEVELS) else sums[step_level] * mine
     phi, price, q_all, used0, used, total = k.solve_levels(w_all, step_level, k_all, cls_all, k_values, *c.node_cells,
-                                                           budget, base, TOL_W)  # fmt: skip
+                                                           budget, c.floor_w, TOL_W)  # fmt: skip
     out = Allocation(k.gpu_limits(d, *bounds, phi, np.empty(d.size, c.dtype)), budget, used)
     out.rack_limit_w = np.bincount(c.rack, total, tree.n_racks)
-    over = np.flatnonzero(budget - used0 < -TOL_W)
-    out.brake = [(tree.node_label(int(n)), float(used0[n] - budget[n])) for n in over]
+    if np.any(budget < c.node_floor_w - TOL_W):
+        over = np.flatnonzero(budget - used0 < -TOL_W)
+        out.brake = [(tree.node_label(int(n)), float(used0[n] - budget[n])) for n in over]
     for j in np.flatnonzero(q_all.max(axis=1, initial=0.0) > 0).tolist():  # the steps some node's budget cut
         level, p = steps[j]
         name = level if p is None else f"{level}@{p}"
-        out.price[name] = np.where(w_all[j] > 0, price[j], 0.0)
+        out.price[name] = price[j]
         bound = np.flatnonzero(q_all[j] > 0).tolist()
         for n in bound:
             out.binding.setdefault(n, []).append(name)

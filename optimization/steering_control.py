@@ -203,19 +203,13 @@ class SteeringController:
     # ------------------------------------------------------------------ budgets
     def gpu_budgets(self, m) -> Array:
         """Budgets on the GPU power through every element and the two site rows [W] (module docstring). The GPU
-        power (and limits) through an element: its share of the sum over its node's racks (the tree's laminar
-        rows, fewer than the elements' shares)."""
+        power (and limits) through an element: its share of the sum over its node's racks
+        (:meth:`SteeringTree.through`)."""
         el_w, site_w = self.budgets(m.time, m.scenario, m)
         self.budget_w = np.where(m.routing.energized, el_w, np.inf)
         self.site_budget_w = site_w
         t, n = self.tree, self.n_el
-
-        def through(rack_w: Array) -> Array:  # elements and the site import
-            out = np.zeros(n + 2)
-            out[t.member_element] = t.member_share * (t.node_racks @ rack_w)[t.member_node]
-            return out[: n + 1]
-
-        drawn = through(m.rack_gpu_w)
+        drawn = t.through(m.rack_gpu_w)[: n + 1]  # elements and the site import
         budget = np.append(el_w, site_w)
         beta = self._beta
         with np.errstate(invalid="ignore"):
@@ -223,7 +217,7 @@ class SteeringController:
                             / beta, np.inf)  # fmt: skip
         out = drawn + room
         if self.rack_limit_w is not None:  # integral action while there is room, within the reserve (docstring)
-            lim = through(self.rack_limit_w)
+            lim = t.through(self.rack_limit_w)[: n + 1]
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = np.where(room >= 0, np.maximum(out, np.minimum(lim + room, out + self.reserve * budget / beta)),
                                out)  # fmt: skip

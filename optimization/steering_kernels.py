@@ -93,6 +93,33 @@ def _node_sums(per_cell, first, height_nodes, parent, out):
 
 
 @njit(cache=True, nogil=True)
+def through_elements(rack_w, rack_first, height_nodes, parent, member_element, member_node, member_share, n_el):
+    """Per diagram element (``n_el`` rows), its share of the sum of ``rack_w`` [W] over its node's racks: the GPU
+    power (or limits) through it."""
+    node = _node_sums(rack_w, rack_first, height_nodes, parent, np.zeros(parent.size + 1))
+    out = np.zeros(n_el)
+    for i in range(member_element.size):
+        out[member_element[i]] = member_share[i] * node[member_node[i]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def node_budgets(element_budget, member_element, member_node, member_share, n_nodes):
+    """Per node, the smallest ``B_e / s_e`` over its member elements [W] and the first member at it (-1: none)."""
+    out = np.full(n_nodes, np.inf)
+    binding = np.full(n_nodes, -1)
+    for i in range(member_element.size):
+        b = element_budget[member_element[i]] / member_share[i]
+        n = member_node[i]
+        if b != b:  # NaN: the node's budget is NaN (allocate refuses it)
+            out[n] = b
+        elif b < out[n] or binding[n] < 0:
+            out[n] = min(b, out[n])
+            binding[n] = member_element[i]
+    return out, binding
+
+
+@njit(cache=True, nogil=True)
 def _hold(n, h, qn, w, k, m, order, ptr, path, take):
     """Raise to ``qn`` the price ``m`` seen by the cells below node ``n`` (height ``h``), and add what that takes
     of their spans to every node above ``n``."""
@@ -106,16 +133,16 @@ def _hold(n, h, qn, w, k, m, order, ptr, path, take):
 
 
 @njit(cache=True, nogil=True)
-def solve_levels(w_all, step_level, k_all, cls_all, k_values, path, order, ptr, height_nodes, height_ptr, parent,
-                 budget, base, tol):  # fmt: skip
+def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order, ptr, height_nodes, height_ptr,
+                 parent, budget, base, tol):  # fmt: skip
     """Shares, prices and node prices of every level, and the node sums before and after.
 
     ``w_all``/``k_all`` ``[levels, cells]`` spans [W] and cut weights, ``step_level`` the level (0-3) of each;
-    ``cls_all`` each cell's class index into ``k_values[level]``; ``path`` ``[cells, heights]`` the node above each
-    cell at each height (``n_nodes``: none); ``order``/``ptr`` per height the cells sorted by node and each node's run;
-    ``height_nodes``/``height_ptr`` the nodes of each height (bottom-up); ``parent`` each node's (-1: a root);
-    ``budget`` per node [W]; ``base`` the limits before the first level
-    per cell [W]; ``tol`` [W].
+    ``cls_all`` each cell's class index into ``k_values[level]``; ``first`` the lowest node above each cell;
+    ``path`` ``[cells, heights]`` the node above each cell at each height (``n_nodes``: none); ``order``/``ptr``
+    per height the cells sorted by node and each node's run; ``height_nodes``/``height_ptr`` the nodes of each
+    height (bottom-up); ``parent`` each node's (-1: a root); ``budget`` per node [W]; ``base`` the limits before the
+    first level per cell [W]; ``tol`` [W].
 
     Returns ``phi`` ``[4, cells]`` (the share of each level's span granted), ``price`` ``[levels, cells]`` (``m_c``
     where cut), ``q`` (each node's own price per level), ``used0``/``used`` (the limits below each node before and
@@ -127,12 +154,6 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, path, order, ptr, 
     phi = np.ones((4, n_c))
     price = np.zeros((n_lv, n_c))
     q_out = np.zeros((n_lv, n_n))
-    first = np.full(n_c, n_n)  # the lowest node above each cell
-    for c in range(n_c):
-        for h in range(n_h):
-            if path[c, h] < n_n:
-                first[c] = path[c, h]
-                break
     used = _node_sums(base, first, height_nodes, parent, np.zeros(n_n + 1))
     total = base.copy()
     used0 = used[:n_n].copy()
@@ -210,7 +231,7 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, path, order, ptr, 
             if w[c] > 0:
                 s = max(1.0 - k[c] * m[c], 0.0)
                 phi[step_level[lv], c] = s
-                price[lv, c] = m[c]
+                price[lv, c] = m[c]  # 0 where the level does not concern the cell
                 granted[c] = w[c] * s
                 total[c] += granted[c]
         used += _node_sums(granted, first, height_nodes, parent, span)

@@ -92,26 +92,35 @@ class SteeringTree:
 
     def node_budgets(self, element_budget_w: Array) -> tuple[Array, IntArray]:
         """Node budgets ``min_e B_e / s_e`` over member elements [W of GPU limits summed over the node's racks]
-        and the binding element of each node, from budgets per element ``element_budget_w`` [W of GPU power]."""
-        order, starts, nodes = self._members_by_node
-        b = np.asarray(element_budget_w, float)[self.member_element[order]] / self.member_share[order]
-        low = np.minimum.reduceat(b, starts) if b.size else b
-        out = np.full(self.n_nodes, np.inf)
-        out[nodes] = low
-        seg = np.repeat(np.arange(starts.size), np.diff(np.append(starts, b.size)))
-        hit = np.flatnonzero(b == low[seg])  # the first member at the node's smallest budget binds
-        first = hit[np.concatenate(([True], seg[hit][1:] != seg[hit][:-1]))] if hit.size else hit
-        binding = np.full(self.n_nodes, -1)
-        binding[nodes[seg[first]]] = self.member_element[order][first]
-        return out, binding
+        and the binding element of each node (the first member at the smallest), from budgets per element
+        ``element_budget_w`` [W of GPU power]."""
+        from factory_twin.optimization.steering_kernels import node_budgets
+
+        b = np.asarray(element_budget_w, float)
+        return node_budgets(b, self.member_element, self.member_node, self.member_share, self.n_nodes)
+
+    def through(self, rack_w: Array) -> Array:
+        """Per element (every row of ``names``), the GPU power (or limits) through it: its share of the sum of
+        ``rack_w`` [W] over its node's racks (0 for an element that carries no rack)."""
+        from factory_twin.optimization.steering_kernels import through_elements
+
+        members = (self.member_element, self.member_node, self.member_share)
+        return through_elements(np.asarray(rack_w, float), self.rack_first_node, self.nodes_bottom_up,
+                                self.node_parent, *members, len(self.names))  # fmt: skip
 
     @cached_property
-    def _members_by_node(self) -> tuple[IntArray, IntArray, IntArray]:
-        """Members sorted by node (stable), the start of each node's run and the node of each run."""
-        order = np.argsort(self.member_node, kind="stable")
-        mn = self.member_node[order]
-        starts = np.flatnonzero(np.concatenate(([True], mn[1:] != mn[:-1]))) if mn.size else np.zeros(0, np.int64)
-        return order, starts, mn[starts]
+    def rack_first_node(self) -> IntArray:
+        """The lowest node above each rack (``n_nodes``: none)."""
+        has = self.rack_node >= 0
+        if not has.size:
+            return np.full(self.n_racks, self.n_nodes, np.int64)
+        h = np.argmax(has, axis=0)  # the first height with a node
+        return np.where(has.any(axis=0), self.rack_node[h, np.arange(self.n_racks)], self.n_nodes).astype(np.int64)
+
+    @cached_property
+    def nodes_bottom_up(self) -> IntArray:
+        """Every node, by height from the racks up."""
+        return np.concatenate(self.heights).astype(np.int64) if self.heights else np.zeros(0, np.int64)
 
 
 def rack_shares(topology, routing) -> sp.csr_matrix:
