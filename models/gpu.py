@@ -128,6 +128,35 @@ class ThroughputCurve:
 
 
 @dataclass(frozen=True, eq=False)
+class ClassCurves:
+    r"""The throughput curves of items (racks, GPUs) of several workload classes (``cls``: each item's index into
+    ``curves``), evaluated together from each curve's lines (:meth:`ThroughputCurve.segments`, the LP's rows):
+    :math:`thr(x) = \max(0, \min_k (a_k + b_k x))` for ``x >= 0``, the clip at 0 being the first segment's
+    extension below ``x_min`` (:func:`models.piecewise.envelope_per_item`)."""
+
+    curves: tuple[ThroughputCurve, ...]
+    cls: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.cls, np.int64)
+        if c.size and (c.min() < 0 or c.max() >= len(self.curves)):
+            raise ValueError(f"cls: class indices must be in [0, {len(self.curves)})")
+        segs = [k.segments() for k in self.curves]
+        width = max(a.size for a, _ in segs)
+        a_all, b_all = np.full((len(segs), width), np.inf), np.zeros((len(segs), width))
+        for i, (a, b) in enumerate(segs):
+            a_all[i, : a.size], b_all[i, : b.size] = a, b
+        object.__setattr__(self, "cls", c)
+        object.__setattr__(self, "_lines", (a_all, b_all))
+
+    def throughput(self, x: ArrayLike) -> Array:
+        """Normalized throughput [-] of every item at drawn power fraction ``x`` [-] (one per item, >= 0)."""
+        from factory_twin.models.piecewise import envelope_per_item  # numba: loaded at the first call
+
+        return envelope_per_item(checks.nonnegative("x", x), self.cls, *self._lines)
+
+
+@dataclass(frozen=True, eq=False)
 class DrawnPower:
     r"""Mean power a GPU draws under a power cap: a clipped normal demand.
 

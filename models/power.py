@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from factory_twin.models import checks
@@ -148,6 +149,19 @@ def busway_loss_w(p_w: ArrayLike, rating_w: ArrayLike, loss_fraction_at_rating: 
 
 
 def _psu_curve(load_points: ArrayLike, efficiencies: ArrayLike) -> tuple[Array, Array]:
+    if isinstance(load_points, tuple) and isinstance(efficiencies, tuple):  # a facility's curve: checked once
+        return _psu_curve_checked(load_points, efficiencies)
+    return _check_psu_curve(load_points, efficiencies)
+
+
+@lru_cache(maxsize=64)
+def _psu_curve_checked(load_points: tuple, efficiencies: tuple) -> tuple[Array, Array]:
+    x, eta = _check_psu_curve(load_points, efficiencies)
+    x.flags.writeable = eta.flags.writeable = False
+    return x, eta
+
+
+def _check_psu_curve(load_points: ArrayLike, efficiencies: ArrayLike) -> tuple[Array, Array]:
     x = checks.positive("load_points", load_points)
     eta = checks.in_range("efficiencies", efficiencies, 0.0, 1.0)
     checks.positive("efficiencies", eta)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from factory_twin.models.gpu import (
+    ClassCurves,
     ThroughputCurve,
     power_drawn_w,
     smooth_power_w,
@@ -89,6 +90,19 @@ def test_throughput_interpolates_and_is_flat_above_demand():
     # below the knee: first segment extended, clipped at zero
     np.testing.assert_allclose(c.throughput([0.35, 0.0]), [0.5 - 1.67 * 0.05, 0.0], rtol=1e-9)
     assert c.throughput(np.ones((3, 4))).shape == (3, 4)
+
+
+def test_class_curves_equal_each_curve_for_any_mix_of_classes():
+    """Every shipped curve at once, each point by its own class: the same values as the curve's own throughput,
+    below the knee (the clipped extension), between breakpoints and above the uncapped draw."""
+    curves = tuple(load_curve(n) for n in available_curves())
+    rng = np.random.default_rng(5)
+    cls = rng.integers(0, len(curves), 4000)
+    x = np.concatenate([rng.uniform(0.0, 1.6, 3990), [0.0] * 5, [c.x_min for c in curves[:5]]])
+    got = ClassCurves(curves, cls).throughput(x)
+    want = np.array([curves[k].throughput(v) for k, v in zip(cls, x, strict=True)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert np.ptp(cls) > 0 and (got == 0).any() and (got == 1).any()
 
 
 def test_zeus_curves_carry_the_published_points():

