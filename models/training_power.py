@@ -66,12 +66,18 @@ def iteration_wave(
     tr = checks.nonnegative("edge_s", edge_s)
     if np.any(tr > T):
         raise ValueError("edge_s: must be <= period_s")
-    x = t - checks.finite("phase_s", phase_s)
-    square = (np.mod(x, T) < d * T).astype(float)
+    return lo + (hi - lo) * wave_level(t - checks.finite("phase_s", phase_s), T, d, tr)
+
+
+def wave_level(x: Array, period_s: Array, duty: Array, edge_s: Array) -> Array:
+    """The normalized level (0 communication, 1 compute) of :func:`iteration_wave` at ``x`` [s] after the first rising
+    edge's midpoint, for checked parameters (the hot path of a per-second loop: no checks)."""
+    if np.all(edge_s > 0):
+        return (_high_time(x + edge_s / 2, period_s, duty) - _high_time(x - edge_s / 2, period_s, duty)) / edge_s
+    square = (np.mod(x, period_s) < duty * period_s).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ramped = (_high_time(x + tr / 2, T, d) - _high_time(x - tr / 2, T, d)) / tr
-    level = np.where(tr > 0, ramped, square)
-    return lo + (hi - lo) * level
+        ramped = (_high_time(x + edge_s / 2, period_s, duty) - _high_time(x - edge_s / 2, period_s, duty)) / edge_s
+    return np.where(edge_s > 0, ramped, square)
 
 
 @dataclass(frozen=True)

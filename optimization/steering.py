@@ -46,7 +46,7 @@ docs/maxlps.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 from factory_twin.optimization.steering_tree import SteeringTree
@@ -107,11 +107,6 @@ class Cells:
     def floor_w(self) -> Array:
         """Per cell, the sum of its GPUs' lowest limits [W]: where every step starts."""
         return self.unit_gpus * self.length * self.lo_w
-
-    @cached_property
-    def node_floor_w(self) -> Array:
-        """Per node, the sum of the lowest limits below it [W]: a budget under it brakes."""
-        return _node_sums(self.tree, self, self.floor_w)
 
     @cached_property
     def node_hi_w(self) -> Array:
@@ -279,11 +274,11 @@ def allocate(
     sums = k.span_sums(d, *bounds, c.unit_gpus)
     steps, step_level, k_all, cls_all, k_values, mine = c.level_steps
     w_all = sums if len(steps) == len(LEVELS) else sums[step_level] * mine
-    phi, price, q_all, used0, used, total = k.solve_levels(w_all, step_level, k_all, cls_all, k_values, *c.node_cells,
-                                                           budget, c.floor_w, TOL_W)  # fmt: skip
-    out = Allocation(k.gpu_limits(d, *bounds, phi, np.empty(d.size, c.dtype)), budget, used)
-    out.rack_limit_w = np.bincount(c.rack, total, tree.n_racks)
-    if np.any(budget < c.node_floor_w - TOL_W):
+    phi, price, q_all, used0, used, rack_total, brakes = k.solve_levels(
+        w_all, step_level, k_all, cls_all, k_values, *c.node_cells, budget, c.floor_w, c.rack, tree.n_racks, TOL_W
+    )
+    out = Allocation(k.gpu_limits(d, *bounds, phi, np.empty(d.size, c.dtype)), budget, used, rack_limit_w=rack_total)
+    if brakes:
         over = np.flatnonzero(budget - used0 < -TOL_W)
         out.brake = [(tree.node_label(int(n)), float(used0[n] - budget[n])) for n in over]
     for j in np.flatnonzero(q_all.max(axis=1, initial=0.0) > 0).tolist():  # the steps some node's budget cut
@@ -304,6 +299,7 @@ def allocate(
     return out
 
 
+@cache
 def _kernels():
     """:mod:`optimization.steering_kernels`, imported at the first step that needs it (numba loads in ~0.5 s)."""
     from factory_twin.optimization import steering_kernels

@@ -134,7 +134,7 @@ def _hold(n, h, qn, w, k, m, order, ptr, path, take):
 
 @njit(cache=True, nogil=True)
 def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order, ptr, height_nodes, height_ptr,
-                 parent, budget, base, tol):  # fmt: skip
+                 parent, budget, base, rack, n_racks, tol):  # fmt: skip
     """Shares, prices and node prices of every level, and the node sums before and after.
 
     ``w_all``/``k_all`` ``[levels, cells]`` spans [W] and cut weights, ``step_level`` the level (0-3) of each;
@@ -142,11 +142,11 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
     ``path`` ``[cells, heights]`` the node above each cell at each height (``n_nodes``: none); ``order``/``ptr``
     per height the cells sorted by node and each node's run; ``height_nodes``/``height_ptr`` the nodes of each
     height (bottom-up); ``parent`` each node's (-1: a root); ``budget`` per node [W]; ``base`` the limits before the
-    first level per cell [W]; ``tol`` [W].
+    first level per cell [W]; ``rack`` each cell's rack (``n_racks`` racks); ``tol`` [W].
 
     Returns ``phi`` ``[4, cells]`` (the share of each level's span granted), ``price`` ``[levels, cells]`` (``m_c``
     where cut), ``q`` (each node's own price per level), ``used0``/``used`` (the limits below each node before and
-    after) and ``total`` (limits per cell) [W].
+    after), ``rack_total`` (the limits per rack) [W] and ``brakes`` (whether some node's floors exceed its budget).
     """
     n_lv, n_c = w_all.shape
     n_h = path.shape[1]
@@ -236,4 +236,10 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
                 total[c] += granted[c]
         used += _node_sums(granted, first, height_nodes, parent, span)
         q_out[lv] = q[:n_n]
-    return phi, price, q_out, used0, used[:n_n].copy(), total
+    rack_total = np.zeros(n_racks)
+    for c in range(n_c):
+        rack_total[rack[c]] += total[c]
+    brakes = False
+    for n in range(n_n):
+        brakes |= budget[n] - used0[n] < -tol
+    return phi, price, q_out, used0, used[:n_n].copy(), rack_total, brakes

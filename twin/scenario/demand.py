@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 from factory_twin.models.gpu import ClassCurves
-from factory_twin.models.training_power import iteration_wave
+from factory_twin.models.training_power import iteration_wave, wave_level
 from factory_twin.models.units import S_PER_H
 from factory_twin.twin.facility.resource_groups import units_per_rack
 from numpy.typing import NDArray
@@ -109,6 +109,7 @@ class Demand:
         self.period = rng.uniform(tr["period_s"][0], tr["period_s"][1], n_jobs)
         self.phase = rng.uniform(0.0, 1.0, n_jobs) * self.period
         self.duty = float(tr["duty"])
+        iteration_wave(0.0, 1.0, 0.0, self.period, self.duty, 1.0, self.phase)  # the wave's parameters, checked once
         self.ckpt_every, self.ckpt_s = float(tr["checkpoint_every_s"]), float(tr["checkpoint_s"])
         self.ckpt_phase = rng.uniform(0.0, self.ckpt_every, n_jobs)
         self.fail_rate_s = float(tr["interruptions_per_gpu_h"]) / S_PER_H * self.job_gpus
@@ -161,7 +162,7 @@ class Demand:
             if hit.any():
                 self.interruptions += int(hit.sum())
                 self.outage_until = np.where(hit, t_s + self.restart_s, self.outage_until)
-            wave = iteration_wave(t_s + dt_s / 2, 1.0, 0.0, self.period, self.duty, min(dt_s, 1.0), self.phase)
+            wave = wave_level(t_s + dt_s / 2 - self.phase, self.period, self.duty, min(dt_s, 1.0))
             ckpt = np.mod(t_s - self.ckpt_phase, self.ckpt_every) < self.ckpt_s
             on = (self.job_rank < u[self.job_class]) & (self.outage_until <= t_s) & ~ckpt  # computing
             tr, j = self._training
