@@ -196,9 +196,11 @@ def test_each_element_loses_what_its_kinds_model_says(c100):
     any load it equals the model called directly."""
     topo = c100.topology
     out = np.random.default_rng(4).uniform(0, 1.5, (topo.n, 7)) * topo.rating_w[:, None]
+    q0, q1, q2 = (q[:, None] for q in topo.loss_quadratic)
     for lv in topo.levels:
         direct = topo._model_losses(lv, out[lv])
-        assert np.allclose(topo._losses(lv, out[lv]), direct, rtol=1e-9, atol=1e-6)
+        quadratic = q0[lv] + out[lv] * (q1[lv] + q2[lv] * out[lv])
+        assert np.allclose(quadratic, direct, rtol=1e-9, atol=1e-6)
     kinds = {topo.kind_name(e) for e in range(topo.n) if topo.loss_quadratic[2][e] > 0}
     assert kinds == {"transformer", "ups", "busway"}  # switchboards and feeds lossless in this diagram
 

@@ -320,10 +320,20 @@ class Topology:
         return self._up(routing, direct + self.mech_direct(routing, mech).reshape(self.n, -1), tail)
 
     def mech_direct(self, routing: Routing, mech_w: Array | float) -> Array:
-        """Mechanical load each element feeds directly [W] (``[n_elements, *shape of mech_w]``)."""
+        """Mechanical load each element feeds directly [W] (``[n_elements, *shape of mech_w]``): each element's
+        share of the campus mechanical load (every mechanical load is a share of it)."""
         m = np.asarray(mech_w, float)
-        loads = np.broadcast_to(m.reshape(1, -1), (len(self.mech_names), m.size))
-        return np.asarray(routing.mech @ loads).reshape((self.n, *m.shape))
+        return np.multiply.outer(self._mech_share_of(routing), m)
+
+    def _mech_share_of(self, routing: Routing) -> Array:
+        """Per element, the share of the campus mechanical load it feeds under ``routing`` (kept per routing)."""
+        cache = self.__dict__.setdefault("_mech_share_cache", {})
+        hit = cache.get(id(routing))
+        if hit is None or hit[0] is not routing:
+            if len(cache) > 16:
+                cache.clear()
+            hit = cache[id(routing)] = (routing, np.asarray(routing.mech @ np.ones(len(self.mech_names))).ravel())
+        return hit[1]
 
     def flow_direct(self, routing: Routing, direct_w: Array) -> Flow:
         """Element flows from the power each element feeds directly to racks and mechanical loads [W]
@@ -332,28 +342,30 @@ class Topology:
         return self._up(routing, d.reshape(self.n, -1), d.shape[1:])
 
     def _up(self, routing: Routing, direct: Array, tail: tuple[int, ...]) -> Flow:
-        q = self._level_loss_quadratic if self.explicit else None
-        in_w, loss, total = self._propagate(self.levels, routing.child, direct, self._all, routing.energized, q=q)
+        in_w, loss, total = self._propagate(self.levels, routing.child, direct, self._all, routing.energized)
         grid = in_w[self.roots].sum(axis=0)
         shape = (self.n, *tail)
         return Flow(in_w.reshape(shape), loss.reshape(shape), total.reshape(tail), grid.reshape(tail))
 
-    def _propagate(self, levels, child_mats, direct: Array, element: IntArray, energized: BoolArray, count=None,
-                   q=None):  # fmt: skip
+    def _propagate(self, levels, child_mats, direct: Array, element: IntArray, energized: BoolArray, count=None):
         """Inputs and losses of the nodes (elements, or classes of :meth:`reduce` standing for ``count`` elements
-        each, with parameters of ``element``) from their direct loads, height by height; the summed losses. ``q``:
-        the loss quadratic of each level's elements (:attr:`_level_loss_quadratic`), when the nodes are the
-        elements."""
+        each, with parameters of ``element``) from their direct loads, height by height; the summed losses. A diagram
+        of its own: each node's loss quadratic (:attr:`loss_quadratic`) in compiled code
+        (:func:`twin.facility.flow_kernel.propagate_quadratic`); the aggregate chain: the models, level by level."""
+        if self.explicit:
+            from factory_twin.twin.facility.flow_kernel import propagate_quadratic
+
+            order, indptr, indices, shares = self._children_csr(levels, child_mats, direct.shape[0])
+            q0, q1, q2 = self.loss_quadratic if element is self._all else (q[element] for q in self.loss_quadratic)
+            w = np.ones(direct.shape[0]) if count is None else np.asarray(count, float)
+            return propagate_quadratic(order, indptr, indices, shares, np.ascontiguousarray(direct, float), q0, q1, q2,
+                                       np.asarray(energized, bool), w)  # fmt: skip
         in_w = np.zeros_like(direct)
         loss = np.zeros_like(direct)
         total = np.zeros(direct.shape[1])
-        for h, (lv, child) in enumerate(zip(levels, child_mats, strict=True)):
+        for lv, child in zip(levels, child_mats, strict=True):
             out = direct[lv] if child is None else direct[lv] + child @ in_w
-            if q is not None:
-                q0, q1, q2 = q[h]
-                lo = q0 + out * (q1 + q2 * out)  # as _losses, with the level's coefficients read once
-            else:
-                lo = self._losses(element[lv], out)
+            lo = self._model_losses(element[lv], out)
             dead = ~energized[lv]
             if dead.any():  # an open element carries nothing and loses nothing (no-load losses included)
                 lo[dead] = 0.0
@@ -361,6 +373,28 @@ class Topology:
             loss[lv] = lo
             total = total + (lo.sum(axis=0) if count is None else count[lv] @ lo)
         return in_w, loss, total
+
+    def _children_csr(self, levels, child_mats, n: int) -> tuple[IntArray, IntArray, IntArray, Array]:
+        """The nodes bottom-up and each node's children with their shares as one CSR over the nodes, from the
+        per-height matrices (kept per set of matrices: a routing is reused every step)."""
+        cache = self.__dict__.setdefault("_children_cache", {})
+        hit = cache.get(id(child_mats))
+        if hit is not None and hit[0] is child_mats:
+            return hit[1]
+        rows = []
+        for lv, child in zip(levels, child_mats, strict=True):
+            c = sp.csr_matrix((len(lv), n)) if child is None else sp.csr_matrix(child)
+            rows.append(sp.csr_matrix((np.ones(len(lv)), (lv, np.arange(len(lv)))), (n, len(lv))) @ c)
+        stacked = sp.csr_matrix((n, n))
+        for r in rows:
+            stacked = stacked + r
+        stacked = sp.csr_matrix(stacked)
+        order = np.concatenate(levels).astype(np.int64) if levels else np.zeros(0, np.int64)
+        out = (order, stacked.indptr.astype(np.int64), stacked.indices.astype(np.int64), stacked.data.astype(float))
+        if len(cache) > 16:
+            cache.clear()
+        cache[id(child_mats)] = (child_mats, out)
+        return out
 
     def reduce(self, routing: Routing, rack_type: IntArray, n_types: int) -> Reduced:
         """The diagram with the elements that carry the same load under ``routing`` merged into classes: same
@@ -430,24 +464,9 @@ class Topology:
         n_c = red.rep.size
         return in_w.reshape((n_c, *tail)), loss.reshape((n_c, *tail)), total.reshape(tail), grid.reshape(tail)
 
-    def _losses(self, lv: IntArray, out: Array) -> Array:
-        """Losses [W] of the elements ``lv`` carrying ``out`` [W] (``[len(lv), k]``), each by its kind's model. Every
-        model is a quadratic in the power carried, so a diagram of its own evaluates the quadratic read off the
-        models at three loads (:attr:`loss_quadratic`; one vector operation per level, not one model call per
-        kind); the aggregate chain calls the models themselves, as ``PowerChain`` does (bit for bit)."""
-        if self.explicit:
-            q0, q1, q2 = self.loss_quadratic
-            return q0[lv][:, None] + out * (q1[lv][:, None] + q2[lv][:, None] * out)
-        return self._model_losses(lv, out)
-
     @cached_property
     def _all(self) -> IntArray:
         return np.arange(self.n)
-
-    @cached_property
-    def _level_loss_quadratic(self) -> tuple[tuple[Array, Array, Array], ...]:
-        """:attr:`loss_quadratic` of each level's elements as columns."""
-        return tuple(tuple(c[lv][:, None] for c in self.loss_quadratic) for lv in self.levels)
 
     @cached_property
     def loss_quadratic(self) -> tuple[Array, Array, Array]:

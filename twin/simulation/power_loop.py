@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
 COOLING_EVERY_S = 60.0
+SITE_SERIES = ("grid_w", "gpu_w", "demand_w", "limit_w", "tokens_demanded", "tokens_delivered", "cooling_w")
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,9 @@ class PowerLoop:
         m.gpu_steps += self.unit * drawn.size
         tok_d = d.rack_tokens_per_s * on
         tok = self.demand.tokens_delivered(d, rack_lim / f.gpus) * on
-        m.tokens_demanded += float(tok_d.sum()) * dt
-        m.tokens_delivered += float(tok.sum()) * dt
+        tok_d, tok = float(tok_d.sum()), float(tok.sum())  # per second, summed over the racks
+        m.tokens_demanded += tok_d * dt
+        m.tokens_delivered += tok * dt
         m.grid_j += float(flow.grid_w) * dt
         if self.cooling_room_w < 0:
             m.cooling_hit_s += dt
@@ -214,20 +216,25 @@ class PowerLoop:
         g = c.rack_group
         m.group_served_j += np.bincount(g, rack_gpu, m.n_groups) * dt
         m.group_demanded_j += np.bincount(g, rack_dem * on, m.n_groups) * dt
-        self._accumulate(flow, budget, rack_gpu, rack_lim, rack_dem, tok_d, tok, served, demanded)
+        self._accumulate(flow, budget, float(rack_lim.sum()), tok_d, tok, served, demanded)
 
-    def _accumulate(self, flow, budget, rack_gpu, rack_lim, rack_dem, tok_d, tok, served, demanded) -> None:
+    def _accumulate(self, flow, budget, limit_w: float, tok_d: float, tok: float, served: float,
+                    demanded: float) -> None:  # fmt: skip
+        """Add the step to the record interval's sums; close a record every ``record_every`` steps."""
+        if not self._acc:
+            n_el = flow.in_w.size
+            self._acc = {"element_in_w": np.zeros(n_el), "element_budget_w": np.zeros(n_el),
+                         "element_max_w": np.full(n_el, -np.inf), "site": np.zeros(len(SITE_SERIES))}  # fmt: skip
         a = self._acc
-        vals = {"element_in_w": flow.in_w, "element_budget_w": budget, "grid_w": np.array(flow.grid_w),
-                "gpu_w": np.array(served), "demand_w": np.array(demanded), "limit_w": np.array(rack_lim.sum()),
-                "tokens_demanded": np.array(tok_d.sum()), "tokens_delivered": np.array(tok.sum()),
-                "cooling_w": np.array(self.cooling_w)}  # fmt: skip
-        for k, v in vals.items():
-            a[k] = a.get(k, 0.0) + v
-        a["element_max_w"] = np.maximum(a.get("element_max_w", -np.inf), flow.in_w)
+        a["element_in_w"] += flow.in_w
+        a["element_budget_w"] += budget
+        np.maximum(a["element_max_w"], flow.in_w, out=a["element_max_w"])
+        a["site"] += (flow.grid_w, served, demanded, limit_w, tok_d, tok, self.cooling_w)
         if self.meters.steps % self.record_every == 0:
             n = self.record_every
-            rec = {k: (v / n if k != "element_max_w" else v) for k, v in a.items()}
+            rec = dict(zip(SITE_SERIES, a["site"] / n, strict=True))
+            rec |= {"element_in_w": a["element_in_w"] / n, "element_budget_w": a["element_budget_w"] / n,
+                    "element_max_w": a["element_max_w"]}  # fmt: skip
             rec["time"] = self.time + np.timedelta64(int(round(self.dt)), "s")
             self.records.append(rec)
             self._acc = {}
