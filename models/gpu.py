@@ -132,7 +132,7 @@ class ClassCurves:
     r"""The throughput curves of items (racks, GPUs) of several workload classes (``cls``: each item's index into
     ``curves``), evaluated together from each curve's lines (:meth:`ThroughputCurve.segments`, the LP's rows):
     :math:`thr(x) = \max(0, \min_k (a_k + b_k x))` for ``x >= 0``, the clip at 0 being the first segment's
-    extension below ``x_min`` (:func:`models.piecewise.envelope_per_item`)."""
+    extension below ``x_min`` (:func:`models.piecewise.envelope_ratio_per_item`)."""
 
     curves: tuple[ThroughputCurve, ...]
     cls: NDArray[np.int64]
@@ -149,11 +149,13 @@ class ClassCurves:
         object.__setattr__(self, "cls", c)
         object.__setattr__(self, "_lines", (a_all, b_all))
 
-    def throughput(self, x: ArrayLike) -> Array:
-        """Normalized throughput [-] of every item at drawn power fraction ``x`` [-] (one per item, >= 0)."""
-        from factory_twin.models.piecewise import envelope_per_item  # numba: loaded at the first call
+    def ratio(self, x: ArrayLike, x_ref: ArrayLike) -> Array:
+        """``thr(x) / thr(x_ref)`` clipped to [0, 1] per item [-] (a reference throughput below 1e-12 counts as
+        1e-12): the share of its throughput an item keeps at ``x`` rather than ``x_ref`` [-, fractions of TDP]."""
+        from factory_twin.models.piecewise import envelope_ratio_per_item
 
-        return envelope_per_item(checks.nonnegative("x", x), self.cls, *self._lines)
+        xv, rv = checks.nonnegative("x", x), checks.nonnegative("x_ref", x_ref)
+        return envelope_ratio_per_item(xv, rv, self.cls, *self._lines)
 
 
 @dataclass(frozen=True, eq=False)

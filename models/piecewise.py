@@ -10,13 +10,16 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def envelope_per_item(x, curve, a, b):
-    """``out[i] = max(0, min_k (a[c, k] + b[c, k] x[i]))`` with ``c = curve[i]`` (rows of ``a``/``b`` padded with
-    lines that never bind: ``a = inf``)."""
+def envelope_ratio_per_item(x, x_ref, curve, a, b):
+    """``clip(thr(x[i]) / thr(x_ref[i]), 0, 1)`` per item, ``thr(x) = max(0, min_k (a[c, k] + b[c, k] x))`` with
+    ``c = curve[i]`` (rows of ``a``/``b`` padded with lines that never bind: ``a = inf``); a reference throughput
+    below 1e-12 counts as 1e-12."""
     out = np.empty(x.size)
     for i in range(x.size):
-        c, v, low = curve[i], x[i], np.inf
+        c, v, r = curve[i], x[i], x_ref[i]
+        low, low_ref = np.inf, np.inf
         for k in range(a.shape[1]):
             low = min(low, a[c, k] + b[c, k] * v)
-        out[i] = max(low, 0.0)
+            low_ref = min(low_ref, a[c, k] + b[c, k] * r)
+        out[i] = min(max(max(low, 0.0) / max(low_ref, 1e-12), 0.0), 1.0)
     return out

@@ -92,17 +92,23 @@ def test_throughput_interpolates_and_is_flat_above_demand():
     assert c.throughput(np.ones((3, 4))).shape == (3, 4)
 
 
-def test_class_curves_equal_each_curve_for_any_mix_of_classes():
-    """Every shipped curve at once, each point by its own class: the same values as the curve's own throughput,
-    below the knee (the clipped extension), between breakpoints and above the uncapped draw."""
+def test_class_curves_ratio_equals_each_curve_for_any_mix_of_classes():
+    """Every shipped curve at once, each point by its own class: against the uncapped draw (throughput 1) the ratio
+    is the curve's own throughput, below the knee (the clipped extension), between breakpoints and above the
+    uncapped draw; against any other draw it is the quotient of the curve's own throughputs, clipped to [0, 1]."""
     curves = tuple(load_curve(n) for n in available_curves())
     rng = np.random.default_rng(5)
     cls = rng.integers(0, len(curves), 4000)
     x = np.concatenate([rng.uniform(0.0, 1.6, 3990), [0.0] * 5, [c.x_min for c in curves[:5]]])
-    got = ClassCurves(curves, cls).throughput(x)
-    want = np.array([curves[k].throughput(v) for k, v in zip(cls, x, strict=True)])
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    assert np.ptp(cls) > 0 and (got == 0).any() and (got == 1).any()
+    thr = np.array([curves[k].throughput(v) for k, v in zip(cls, x, strict=True)])
+    cc = ClassCurves(curves, cls)
+    top = np.array([curves[k].x_demand for k in cls])
+    np.testing.assert_allclose(cc.ratio(x, top), thr, rtol=0, atol=1e-12)
+    assert np.ptp(cls) > 0 and (thr == 0).any() and (thr == 1).any()
+    ref = rng.uniform(0.0, 1.6, x.size)
+    thr_ref = np.array([curves[k].throughput(v) for k, v in zip(cls, ref, strict=True)])
+    want = np.clip(thr / np.maximum(thr_ref, 1e-12), 0, 1)
+    np.testing.assert_allclose(cc.ratio(x, ref), want, rtol=1e-12, atol=1e-12)
 
 
 def test_zeus_curves_carry_the_published_points():

@@ -195,9 +195,5 @@ class Demand:
         compute-phase draw), 1 where the limit clears the peak."""
         out = step.rack_tokens_per_s.copy()
         if np.any(rack_limit_w < step.rack_peak_w - 1e-9):  # thr is non-decreasing: the ratio is 1 where not cut
-            thr = self._curves.throughput(rack_limit_w * self._inv_tdp)
-            peak = self._curves.throughput(step.rack_peak_w * self._inv_tdp)
-            np.maximum(peak, 1e-12, out=peak)
-            np.divide(thr, peak, out=thr)
-            out *= np.clip(thr, 0.0, 1.0, out=thr)
+            out *= self._curves.ratio(rack_limit_w * self._inv_tdp, step.rack_peak_w * self._inv_tdp)
         return out

@@ -143,6 +143,7 @@ class PowerLoop:
         self.cooling_w = 0.0
         self.cooling_room_w = np.inf
         self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_unit)
+        self._groups: tuple[NDArray, Array] | None = None
 
     def _rack_sum(self, per_gpu: NDArray) -> Array:
         """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
@@ -213,10 +214,19 @@ class PowerLoop:
             m.peak_multiple = np.maximum(m.peak_multiple, np.where(over, mult, 0.0))
         elif m.run_s.any():  # every excursion ended
             m.run_s = np.zeros_like(m.run_s)
-        g = c.rack_group
-        m.group_served_j += np.bincount(g, rack_gpu, m.n_groups) * dt
-        m.group_demanded_j += np.bincount(g, rack_dem * on, m.n_groups) * dt
+        g = self._group_rows(c.rack_group, m.n_groups)
+        m.group_served_j += (g @ rack_gpu) * dt
+        m.group_demanded_j += (g @ (rack_dem * on)) * dt
         self._accumulate(flow, budget, float(rack_lim.sum()), tok_d, tok, served, demanded)
+
+    def _group_rows(self, rack_group: NDArray[np.int64], n_groups: int) -> Array:
+        """``[groups, racks]``: 1 where a rack is in a group (a product with it sums per group); rebuilt when the
+        controller's groups change."""
+        if self._groups is None or self._groups[0] is not rack_group:
+            rows = np.zeros((n_groups, rack_group.size))
+            rows[rack_group, np.arange(rack_group.size)] = 1.0
+            self._groups = (rack_group, rows)
+        return self._groups[1]
 
     def _accumulate(self, flow, budget, limit_w: float, tok_d: float, tok: float, served: float,
                     demanded: float) -> None:  # fmt: skip
