@@ -205,22 +205,16 @@ class SteeringController:
         """Budgets on the GPU power through every element and the two site rows [W] (module docstring). The GPU
         power (and limits) through an element: its share of the sum over its node's racks
         (:meth:`SteeringTree.through`)."""
+        from factory_twin.optimization.steering_kernels import feedback_budgets  # numba: loaded at the first step
+
         el_w, site_w = self.budgets(m.time, m.scenario, m)
         self.budget_w = np.where(m.routing.energized, el_w, np.inf)
         self.site_budget_w = site_w
         t, n = self.tree, self.n_el
         drawn = t.through(m.rack_gpu_w)[: n + 1]  # elements and the site import
-        budget = np.append(el_w, site_w)
-        beta = self._beta
-        with np.errstate(invalid="ignore"):
-            room = np.where(np.isfinite(beta), ((1 - self.reserve) * budget - np.append(m.element_in_w, m.grid_w))
-                            / beta, np.inf)  # fmt: skip
-        out = drawn + room
-        if self.rack_limit_w is not None:  # integral action while there is room, within the reserve (docstring)
-            lim = t.through(self.rack_limit_w)[: n + 1]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = np.where(room >= 0, np.maximum(out, np.minimum(lim + room, out + self.reserve * budget / beta)),
-                               out)  # fmt: skip
+        lim = np.zeros(0) if self.rack_limit_w is None else t.through(self.rack_limit_w)[: n + 1]
+        load = np.append(m.element_in_w, m.grid_w)
+        out = feedback_budgets(drawn, lim, np.append(el_w, site_w), load, self._beta, self.reserve)
         gp = float(drawn[n])
         cool = gp + m.cooling_room_w if np.isfinite(m.cooling_room_w) else np.inf
         return np.append(out, cool)

@@ -103,6 +103,23 @@ def through_elements(rack_w, rack_first, height_nodes, parent, member_element, m
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def feedback_budgets(drawn, limits, budget, load, beta, reserve):
+    """Budgets on the GPU power through each row [W] (:mod:`optimization.steering_control`): with ``room = ((1 -
+    reserve) B - L) / beta`` (infinite where ``beta`` is not finite), ``G = g + room``, and while there is room
+    (``room >= 0``) at least ``min(l + room, G + reserve B / beta)``; ``limits`` of length 0: no integral action.
+    Per row: ``drawn`` GPU power ``g``, ``limits`` ``l``, ``budget`` ``B``, ``load`` its input ``L`` [W] and
+    ``beta`` its marginal input per GPU watt."""
+    out = np.empty(drawn.size)
+    for e in range(drawn.size):
+        room = ((1.0 - reserve) * budget[e] - load[e]) / beta[e] if np.isfinite(beta[e]) else np.inf
+        g = drawn[e] + room
+        if limits.size and room >= 0:
+            g = max(g, min(limits[e] + room, g + reserve * budget[e] / beta[e]))
+        out[e] = g
+    return out
+
+
 @njit(cache=True, nogil=True)
 def node_budgets(element_budget, member_element, member_node, member_share, n_nodes):
     """Per node, the smallest ``B_e / s_e`` over its member elements [W] and the first member at it (-1: none)."""

@@ -171,11 +171,15 @@ class Demand:
         tokens = peak.copy()
         if self.inf_racks.size:
             a = np.exp(-dt_s / self.tau)
-            self.x = self.x * a + self.sigma * np.sqrt(1 - a * a) * self.rng.standard_normal(self.x.size)
+            noise = self.rng.standard_normal(self.x.size)
+            noise *= self.sigma * np.sqrt(1 - a * a)
+            self.x *= a
+            self.x += noise
             start = self.rng.random(self.x.size) < self.prompt_rate_s * dt_s
-            self.prompt_until = np.where(start, t_s + self.prompt_s, self.prompt_until)
-            boost = np.where(self.prompt_until > t_s, self.prompt_boost, 0.0)
-            load = np.clip(u[self._inf_class] * (1.0 + self.x) + boost, 0.0, 1.0)
+            self.prompt_until[start] = t_s + self.prompt_s
+            load = u[self._inf_class] * (1.0 + self.x)
+            load += (self.prompt_until > t_s) * self.prompt_boost
+            np.minimum(np.maximum(load, 0.0, out=load), 1.0, out=load)  # clipped to [0, 1]
             frac[self.inf_racks] = load
             peak[self.inf_racks] = load
             tokens[self.inf_racks] = load
