@@ -310,11 +310,14 @@ class Topology:
         load ``mech_w`` [W] (broadcasts with the trailing shape); see the module docstring."""
         rack_in = np.asarray(rack_in_w, float)
         tail = rack_in.shape[1:]
-        mech = np.broadcast_to(np.asarray(mech_w, float), tail)
+        mech = np.asarray(mech_w, float)
+        mech = mech if mech.shape == tail else np.broadcast_to(mech, tail)
         flat = rack_in.reshape(self.n_racks, -1)
         if routing.single_rack_parent >= 0:  # the aggregate chain: the same pairwise sum as the IT meter
             direct = np.zeros((self.n, flat.shape[1]))
             direct[routing.single_rack_parent] = flat.sum(axis=0)
+        elif not tail:  # one set of rack inputs: a sparse product with a vector
+            direct = (routing.rack @ rack_in)[:, None]
         else:
             direct = np.asarray(routing.rack @ flat)
         return self._up(routing, direct + self.mech_direct(routing, mech).reshape(self.n, -1), tail)
@@ -357,7 +360,7 @@ class Topology:
 
             order, indptr, indices, shares = self._children_csr(levels, child_mats, direct.shape[0])
             q0, q1, q2 = self.loss_quadratic if element is self._all else (q[element] for q in self.loss_quadratic)
-            w = np.ones(direct.shape[0]) if count is None else np.asarray(count, float)
+            w = self._ones if count is None else np.asarray(count, float)
             return propagate_quadratic(order, indptr, indices, shares, np.ascontiguousarray(direct, float), q0, q1, q2,
                                        np.asarray(energized, bool), w)  # fmt: skip
         in_w = np.zeros_like(direct)
@@ -467,6 +470,12 @@ class Topology:
     @cached_property
     def _all(self) -> IntArray:
         return np.arange(self.n)
+
+    @cached_property
+    def _ones(self) -> Array:
+        out = np.ones(self.n)
+        out.flags.writeable = False
+        return out
 
     @cached_property
     def loss_quadratic(self) -> tuple[Array, Array, Array]:
