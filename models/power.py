@@ -201,9 +201,12 @@ def psu_input_w(
         PLUS Titanium, 230 V internal redundant, 90/94/96/91 % at 10/20/50/100 %
         (https://en.wikipedia.org/wiki/80_Plus).
     """
+    from factory_twin.models.piecewise import interp  # numba: np.interp's values, faster for racks in no order
+
     xp, fp = _psu_curve(load_points, efficiencies)
     p = checks.nonnegative("p_out_w", p_out_w)
-    return p / np.interp(p / checks.positive("rating_w", rating_w), xp, fp)
+    x = p / checks.positive("rating_w", rating_w)
+    return p / interp(x.ravel(), xp, fp).reshape(x.shape)
 
 
 def three_phase_current_a(p_w: ArrayLike, v_ll_v: ArrayLike, pf: ArrayLike) -> Array:

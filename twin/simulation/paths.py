@@ -69,6 +69,7 @@ class PowerPaths:
             integ = (trip.characteristic != NONE) & (trip.characteristic != THERMAL)
             self._start = np.minimum(np.minimum(np.where(integ, trip.pickup, np.inf), trip.isd), trip.ii)
             self._integrating = integ
+            self._decay = (np.nan, np.zeros(0))
         st = self.trip_state
         return bool(np.all(m < self._start) and not np.any(st.heat[self._integrating]) and not np.any(st.short_s))
 
@@ -137,7 +138,9 @@ class PowerPaths:
             th = self._thermal
             if th.size:
                 m2 = m[th] ** 2
-                self.trip_state.heat[th] = m2 + (self.trip_state.heat[th] - m2) * np.exp(-dt_s / topo.trip.tr_s[th])
+                if self._decay[0] != dt_s:  # the thermal images' decay over a step, kept while the step is the same
+                    self._decay = (dt_s, np.exp(-dt_s / topo.trip.tr_s[th]))
+                self.trip_state.heat[th] = m2 + (self.trip_state.heat[th] - m2) * self._decay[1]
             return False
         self.trip_state, after = topo.trip.step(self.trip_state, m, dt_s)
         tripped = np.flatnonzero(np.isfinite(after) & self.routing.energized)

@@ -148,6 +148,8 @@ class PowerLoop:
     def _rack_sum(self, per_gpu: NDArray) -> Array:
         """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
         if self.demand.uniform:
+            if per_gpu.size == self.f.n_racks:  # one entry per rack (racks steered as units)
+                return self.unit * per_gpu.astype(float)
             return self.unit * per_gpu.reshape(self.f.n_racks, -1).sum(axis=1, dtype=float)
         return self.unit * np.bincount(self.gpu_rack, per_gpu, self.f.n_racks)
 
