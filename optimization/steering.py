@@ -274,14 +274,14 @@ def allocate(
     sums = k.span_sums(d, *bounds, c.unit_gpus)
     steps, step_level, k_all, cls_all, k_values, mine = c.level_steps
     w_all = sums if len(steps) == len(LEVELS) else sums[step_level] * mine
-    phi, price, q_all, used0, used, rack_total, brakes = k.solve_levels(
+    phi, price, q_all, used0, used, rack_total, brakes, bound_levels = k.solve_levels(
         w_all, step_level, k_all, cls_all, k_values, *c.node_cells, budget, c.floor_w, c.rack, tree.n_racks, TOL_W
     )
     out = Allocation(k.gpu_limits(d, *bounds, phi, np.empty(d.size, c.dtype)), budget, used, rack_limit_w=rack_total)
     if brakes:
         over = np.flatnonzero(budget - used0 < -TOL_W)
         out.brake = [(tree.node_label(int(n)), float(used0[n] - budget[n])) for n in over]
-    for j in np.flatnonzero(q_all.max(axis=1, initial=0.0) > 0).tolist():  # the steps some node's budget cut
+    for j in np.flatnonzero(bound_levels).tolist():  # the steps some node's budget cut
         level, p = steps[j]
         name = level if p is None else f"{level}@{p}"
         out.price[name] = price[j]

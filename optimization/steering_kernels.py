@@ -163,7 +163,8 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
 
     Returns ``phi`` ``[4, cells]`` (the share of each level's span granted), ``price`` ``[levels, cells]`` (``m_c``
     where cut), ``q`` (each node's own price per level), ``used0``/``used`` (the limits below each node before and
-    after), ``rack_total`` (the limits per rack) [W] and ``brakes`` (whether some node's floors exceed its budget).
+    after), ``rack_total`` (the limits per rack) [W], ``brakes`` (whether some node's floors exceed its budget) and
+    ``bound`` (per level, whether some node's budget cut it).
     """
     n_lv, n_c = w_all.shape
     n_h = path.shape[1]
@@ -259,4 +260,7 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
     brakes = False
     for n in range(n_n):
         brakes |= budget[n] - used0[n] < -tol
-    return phi, price, q_out, used0, used[:n_n].copy(), rack_total, brakes
+    bound = np.zeros(n_lv, np.bool_)
+    for lv in range(n_lv):
+        bound[lv] = np.any(q_out[lv] > 0)
+    return phi, price, q_out, used0, used[:n_n].copy(), rack_total, brakes, bound

@@ -125,6 +125,7 @@ class PowerLoop:
                  record_every_s: float = 60.0, demand: Demand | None = None):  # fmt: skip
         self.f, self.scenario, self.controller = f, scenario, controller
         self.dt = float(step_s)
+        self._step64 = np.timedelta64(int(round(self.dt)), "s")
         self.time = np.datetime64(start if start is not None else scenario.start, "s")
         self.t_s = 0.0
         self.unit = int(getattr(controller, "gpus_per_unit", 1))
@@ -171,7 +172,7 @@ class PowerLoop:
         self.paths.protect(flow, self.time, dt, f.gpus, busy)
         self._meter(d, drawn, rack_lim, rack_dem, rack_gpu, flow, on)
         self.t_s += dt
-        self.time = self.time + np.timedelta64(int(round(dt)), "s")
+        self.time = self.time + self._step64
         m = Measurement(self.time, d.gpu_w, rack_gpu, flow.in_w, self.paths.routing, float(flow.grid_w),
                         self.ambient, self.cooling_room_w, self.scenario)  # fmt: skip
         self.limits = np.asarray(self.controller(m), np.float32)
@@ -191,7 +192,8 @@ class PowerLoop:
     def _meter(self, d: DemandStep, drawn, rack_lim, rack_dem, rack_gpu, flow, on) -> None:
         f, m, dt, c = self.f, self.meters, self.dt, self.controller
         m.steps += 1
-        served, demanded = float(rack_gpu.sum()), float((rack_dem * on).sum())
+        rack_dem = rack_dem * on  # dark racks demand nothing
+        served, demanded = float(rack_gpu.sum()), float(rack_dem.sum())
         m.served_j += served * dt
         m.demanded_j += demanded * dt
         m.ratio_sum += self.unit * float(np.divide(drawn, d.gpu_w).sum(dtype=float))  # demand > 0: idle at least
@@ -218,7 +220,7 @@ class PowerLoop:
             m.run_s = np.zeros_like(m.run_s)
         g = self._group_rows(c.rack_group, m.n_groups)
         m.group_served_j += (g @ rack_gpu) * dt
-        m.group_demanded_j += (g @ (rack_dem * on)) * dt
+        m.group_demanded_j += (g @ rack_dem) * dt
         self._accumulate(flow, budget, float(rack_lim.sum()), tok_d, tok, served, demanded)
 
     def _group_rows(self, rack_group: NDArray[np.int64], n_groups: int) -> Array:
