@@ -144,7 +144,7 @@ class PowerLoop:
         self.cooling_w = 0.0
         self.cooling_room_w = np.inf
         self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_unit)
-        self._groups: tuple[NDArray, Array] | None = None
+        self._inv_gpus = 1.0 / f.gpus
 
     def _rack_sum(self, per_gpu: NDArray) -> Array:
         """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
@@ -190,26 +190,26 @@ class PowerLoop:
         self._cool_at = self.t_s + COOLING_EVERY_S
 
     def _meter(self, d: DemandStep, drawn, rack_lim, rack_dem, rack_gpu, flow, on) -> None:
+        from factory_twin.twin.simulation import meter_kernel as k  # numba: loaded at the first step
+
         f, m, dt, c = self.f, self.meters, self.dt, self.controller
         m.steps += 1
-        rack_dem = rack_dem * on  # dark racks demand nothing
-        served, demanded = float(rack_gpu.sum()), float(rack_dem.sum())
+        tok_delivered = self.demand.tokens_delivered(d, rack_lim * self._inv_gpus)
+        served, demanded, tok_d, tok, limit, g_served, g_demanded = k.rack_sums(
+            rack_gpu, rack_dem, on, d.rack_tokens_per_s, tok_delivered, rack_lim, c.rack_group, m.n_groups
+        )
         m.served_j += served * dt
         m.demanded_j += demanded * dt
-        m.ratio_sum += self.unit * float(np.divide(drawn, d.gpu_w).sum(dtype=float))  # demand > 0: idle at least
+        m.ratio_sum += self.unit * k.ratio_sum(drawn, d.gpu_w)
         m.gpu_steps += self.unit * drawn.size
-        tok_d = d.rack_tokens_per_s * on
-        tok = self.demand.tokens_delivered(d, rack_lim / f.gpus) * on
-        tok_d, tok = float(tok_d.sum()), float(tok.sum())  # per second, summed over the racks
         m.tokens_demanded += tok_d * dt
         m.tokens_delivered += tok * dt
         m.grid_j += float(flow.grid_w) * dt
         if self.cooling_room_w < 0:
             m.cooling_hit_s += dt
         budget = c.budget_w
-        over = flow.in_w > budget * (1 + 1e-9)
-        m.at_limit_s += (flow.in_w >= 0.99 * budget) * dt
-        if over.any():
+        if k.element_marks(flow.in_w, budget, dt, m.at_limit_s):
+            over = flow.in_w > budget * (1 + 1e-9)
             m.over_s += over * dt
             m.excursions += over & (m.run_s == 0)
             m.run_s = np.where(over, m.run_s + dt, 0.0)
@@ -218,19 +218,9 @@ class PowerLoop:
             m.peak_multiple = np.maximum(m.peak_multiple, np.where(over, mult, 0.0))
         elif m.run_s.any():  # every excursion ended
             m.run_s = np.zeros_like(m.run_s)
-        g = self._group_rows(c.rack_group, m.n_groups)
-        m.group_served_j += (g @ rack_gpu) * dt
-        m.group_demanded_j += (g @ rack_dem) * dt
-        self._accumulate(flow, budget, float(rack_lim.sum()), tok_d, tok, served, demanded)
-
-    def _group_rows(self, rack_group: NDArray[np.int64], n_groups: int) -> Array:
-        """``[groups, racks]``: 1 where a rack is in a group (a product with it sums per group); rebuilt when the
-        controller's groups change."""
-        if self._groups is None or self._groups[0] is not rack_group:
-            rows = np.zeros((n_groups, rack_group.size))
-            rows[rack_group, np.arange(rack_group.size)] = 1.0
-            self._groups = (rack_group, rows)
-        return self._groups[1]
+        m.group_served_j += g_served * dt
+        m.group_demanded_j += g_demanded * dt
+        self._accumulate(flow, budget, limit, tok_d, tok, served, demanded)
 
     def _accumulate(self, flow, budget, limit_w: float, tok_d: float, tok: float, served: float,
                     demanded: float) -> None:  # fmt: skip
