@@ -143,34 +143,25 @@ class PowerLoop:
         self._cool_at = -np.inf
         self.cooling_w = 0.0
         self.cooling_room_w = np.inf
-        self.gpu_rack = np.repeat(np.arange(f.n_racks), self.n_unit)
+        self._rack_first = np.concatenate(([0], np.cumsum(self.n_unit))).astype(np.int64)  # each rack's entries
         self._inv_gpus = 1.0 / f.gpus
-
-    def _rack_sum(self, per_gpu: NDArray) -> Array:
-        """Per rack, the sum over its GPUs of a per-GPU (or per-unit, W per GPU) array."""
-        if self.demand.uniform:
-            if per_gpu.size == self.f.n_racks:  # one entry per rack (racks steered as units)
-                return self.unit * per_gpu.astype(float)
-            return self.unit * per_gpu.reshape(self.f.n_racks, -1).sum(axis=1, dtype=float)
-        return self.unit * np.bincount(self.gpu_rack, per_gpu, self.f.n_racks)
 
     def step(self) -> Measurement:
         """Advance one step; return what steering sees (the controller has already set the next limits)."""
         f, dt = self.f, self.dt
+        from factory_twin.twin.simulation.loop_kernels import rack_pass  # numba: loaded at the first step
+
         d: DemandStep = self.demand.step(self.t_s, dt)
-        drawn = np.minimum(d.gpu_w, self.limits)
         on = self.paths.rack_on
-        rack_gpu = self._rack_sum(drawn) * on
-        rack_lim = self._rack_sum(self.limits)
-        rack_dem = self._rack_sum(d.gpu_w)
-        rack_dc = rack_gpu + f.non_gpu_w * on
+        rack_gpu, rack_lim, rack_dem, rack_dc, ratio = rack_pass(d.gpu_w, self.limits, self._rack_first, self.unit,
+                                                                 on, f.non_gpu_w)  # fmt: skip
         rack_in = self.plant.psu_input_w(rack_dc, self.psu_rating_w)
         if self.t_s >= self._cool_at:
             self._cooling(rack_gpu, rack_in, rack_dc, on)
         flow = f.topology.flow(self.paths.routing, rack_in, self.cooling_w)
         busy = f.gpus * (d.rack_tokens_per_s > 0)
         self.paths.protect(flow, self.time, dt, f.gpus, busy)
-        self._meter(d, drawn, rack_lim, rack_dem, rack_gpu, flow, on)
+        self._meter(d, ratio, rack_lim, rack_dem, rack_gpu, flow, on)
         self.t_s += dt
         self.time = self.time + self._step64
         m = Measurement(self.time, d.gpu_w, rack_gpu, flow.in_w, self.paths.routing, float(flow.grid_w),
@@ -189,8 +180,9 @@ class PowerLoop:
         self.cooling_room_w = cap - q_liq
         self._cool_at = self.t_s + COOLING_EVERY_S
 
-    def _meter(self, d: DemandStep, drawn, rack_lim, rack_dem, rack_gpu, flow, on) -> None:
-        from factory_twin.twin.simulation import meter_kernel as k  # numba: loaded at the first step
+    def _meter(self, d: DemandStep, ratio: float, rack_lim, rack_dem, rack_gpu, flow, on) -> None:
+        """Add the step to the meters; ``ratio`` the sum over GPUs of ``min(limit, demand) / demand``."""
+        from factory_twin.twin.simulation import loop_kernels as k
 
         f, m, dt, c = self.f, self.meters, self.dt, self.controller
         m.steps += 1
@@ -200,8 +192,8 @@ class PowerLoop:
         )
         m.served_j += served * dt
         m.demanded_j += demanded * dt
-        m.ratio_sum += self.unit * k.ratio_sum(drawn, d.gpu_w)
-        m.gpu_steps += self.unit * drawn.size
+        m.ratio_sum += ratio
+        m.gpu_steps += self.unit * d.gpu_w.size
         m.tokens_demanded += tok_d * dt
         m.tokens_delivered += tok * dt
         m.grid_j += float(flow.grid_w) * dt

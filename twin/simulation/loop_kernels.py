@@ -1,6 +1,5 @@
-"""The per-step sums of :class:`twin.simulation.power_loop.SteeringMeters` in compiled code (numba): one pass over
-the racks, one over the GPUs (or steering units) and one over the elements, instead of two dozen array calls a
-step."""
+"""The per-step passes of :class:`twin.simulation.power_loop.PowerLoop` in compiled code (numba): the GPUs' draw
+summed per rack, the meters' sums over racks and elements, each one pass instead of a dozen array calls."""
 
 from __future__ import annotations
 
@@ -27,12 +26,27 @@ def rack_sums(rack_gpu, rack_dem, on, tokens, tokens_delivered, rack_limit, grou
 
 
 @njit(cache=True, nogil=True)
-def ratio_sum(drawn, demand):
-    """Sum of ``drawn / demand`` over the GPUs (demands are > 0: idle at least)."""
-    out = 0.0
-    for i in range(drawn.size):
-        out += np.float64(drawn[i]) / np.float64(demand[i])
-    return out
+def rack_pass(demand, limit, rack_first, unit, on, non_gpu):
+    """Per rack from its GPUs' (or units', ``unit`` GPUs each) demand and limit [W per GPU], each drawing
+    ``min(demand, limit)``: the GPU power drawn (0 on a dark rack), the limits, the demand, the DC power (GPUs and
+    the rest of a lit rack) [W]; and the sum over the GPUs of ``drawn / demand`` (demands are > 0: idle at least)."""
+    n_r = rack_first.size - 1
+    rack_gpu, rack_lim, rack_dem, rack_dc = np.empty(n_r), np.empty(n_r), np.empty(n_r), np.empty(n_r)
+    ratio = 0.0
+    for r in range(n_r):
+        g = lim = dem = 0.0
+        for j in range(rack_first[r], rack_first[r + 1]):
+            drawn = min(demand[j], limit[j])
+            g += drawn
+            lim += limit[j]
+            dem += demand[j]
+            ratio += np.float64(drawn) / np.float64(demand[j])
+        lit = 1.0 if on[r] else 0.0
+        rack_gpu[r] = unit * g * lit
+        rack_lim[r] = unit * lim
+        rack_dem[r] = unit * dem
+        rack_dc[r] = rack_gpu[r] + non_gpu[r] * lit
+    return rack_gpu, rack_lim, rack_dem, rack_dc, unit * ratio
 
 
 @njit(cache=True, nogil=True)
