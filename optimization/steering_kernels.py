@@ -168,6 +168,7 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
     """
     n_lv, n_c = w_all.shape
     n_h = path.shape[1]
+    top = n_h - 1
     n_n = budget.size
     phi = np.ones((4, n_c))
     price = np.zeros((n_lv, n_c))
@@ -212,7 +213,8 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
                     continue
                 if r < -tol:
                     q[n] = np.inf
-                    _hold(n, h, np.inf, w, k, m, order, ptr, path, take)
+                    if h < top:  # at the top height the last pass reads the price (nothing above takes)
+                        _hold(n, h, np.inf, w, k, m, order, ptr, path, take)
                     continue
                 agg[:] = 0.0
                 ne = 0
@@ -242,17 +244,23 @@ def solve_levels(w_all, step_level, k_all, cls_all, k_values, first, path, order
                     big_a += ev_da[e]
                     big_b += ev_db[e]
                 q[n] = max(qn, 0.0)
-                if q[n] > 0:
+                if q[n] > 0 and h < top:
                     _hold(n, h, q[n], w, k, m, order, ptr, path, take)
-        granted = np.zeros(n_c)
+        span[:] = 0.0  # the granted spans below each node
+        row = step_level[lv]
         for c in range(n_c):
             if w[c] > 0:
-                s = max(1.0 - k[c] * m[c], 0.0)
-                phi[step_level[lv], c] = s
-                price[lv, c] = m[c]  # 0 where the level does not concern the cell
-                granted[c] = w[c] * s
-                total[c] += granted[c]
-        used += _node_sums(granted, first, height_nodes, parent, span)
+                mc = max(m[c], q[path[c, top]]) if top >= 0 else m[c]
+                s = max(1.0 - k[c] * mc, 0.0)
+                phi[row, c] = s
+                price[lv, c] = mc  # 0 where the level does not concern the cell
+                total[c] += w[c] * s
+                span[first[c]] += w[c] * s
+        for j in range(height_nodes.size):
+            n = height_nodes[j]
+            if parent[n] >= 0:
+                span[parent[n]] += span[n]
+        used += span
         q_out[lv] = q[:n_n]
     rack_total = np.zeros(n_racks)
     for c in range(n_c):

@@ -210,6 +210,25 @@ def test_matches_scipy_reference(seed):
         assert got.infeasible, "guarantees that cannot all be met are named"
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_tree_through_and_node_budgets_against_the_share_matrix(seed):
+    """The tree's compiled sums against the element x rack share matrix itself: the GPU power through every element
+    is ``S @ x``; each node's budget is the smallest ``B_e / s_e`` of the elements with its rack set, and the element
+    named binding is one at that smallest value."""
+    c = random_case(seed)
+    tree = tree_from_shares(c["names"], c["shares"], c["gpr"])
+    x = np.random.default_rng(seed).uniform(0, 5e3, c["gpr"].size)
+    np.testing.assert_allclose(tree.through(x), c["shares"] @ x, rtol=1e-12)
+    budgets, binding = tree.node_budgets(c["budgets"])
+    dense = c["shares"].toarray()
+    for n in range(tree.n_nodes):
+        racks = tree.node_racks[n].indices
+        members = [e for e in range(dense.shape[0]) if set(np.flatnonzero(dense[e])) == set(racks)]
+        ratio = {e: c["budgets"][e] / dense[e, racks[0]] for e in members}
+        assert budgets[n] == pytest.approx(min(ratio.values()), rel=1e-12)
+        assert ratio[binding[n]] == pytest.approx(budgets[n], rel=1e-12)
+
+
 def test_refuses_overlapping_rack_sets():
     shares = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]))
     with pytest.raises(ValueError, match="overlap"):

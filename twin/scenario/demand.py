@@ -136,6 +136,7 @@ class Demand:
         tr = np.flatnonzero(job_of_rack >= 0)
         self._training = (tr, job_of_rack[tr])  # training racks and their jobs
         self._inf_class = f.rack_class[self.inf_racks]
+        self._u_inf: tuple[Array | None, Array] = (None, np.zeros(0))
         self._span = f.demand_w - f.idle_w
         self._tokens_per_rack = self.tokens_per_gpu * f.gpus
         self._curves = ClassCurves(tuple(f.curves), f.rack_class)
@@ -149,6 +150,12 @@ class Demand:
             when = np.array([self.t0 + np.timedelta64(int(key * UTILIZATION_EVERY_S), "s")])
             self._u = (key, np.array([self.scenario.utilization(c, when)[0] for c in self.f.class_names]))
         return self._u[1]
+
+    def _inf_utilization(self, u: Array) -> Array:
+        """Each inference rack's class utilization (kept while ``u``, read once a minute, is the same array)."""
+        if self._u_inf[0] is not u:
+            self._u_inf = (u, u[self._inf_class])
+        return self._u_inf[1]
 
     def step(self, t_s: float, dt_s: float = 1.0) -> DemandStep:
         """The demand over ``[t_s, t_s + dt_s)`` (seconds after the start); advances the random processes."""
@@ -166,7 +173,7 @@ class Demand:
             ckpt = np.mod(t_s - self.ckpt_phase, self.ckpt_every) < self.ckpt_s
             on = (self.job_rank < u[self.job_class]) & (self.outage_until <= t_s) & ~ckpt  # computing
             tr, j = self._training
-            frac[tr] = np.where(on, wave, 0.0)[j]
+            frac[tr] = (wave * on)[j]
             peak[tr] = on[j]
         tokens = peak.copy()
         if self.inf_racks.size:
@@ -177,7 +184,7 @@ class Demand:
             self.x += noise
             start = self.rng.random(self.x.size) < self.prompt_rate_s * dt_s
             self.prompt_until[start] = t_s + self.prompt_s
-            load = u[self._inf_class] * (1.0 + self.x)
+            load = self._inf_utilization(u) * (1.0 + self.x)
             load += (self.prompt_until > t_s) * self.prompt_boost
             np.minimum(np.maximum(load, 0.0, out=load), 1.0, out=load)  # clipped to [0, 1]
             frac[self.inf_racks] = load
