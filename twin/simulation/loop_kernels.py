@@ -25,7 +25,7 @@ def rack_sums(rack_gpu, rack_dem, on, tokens, tokens_delivered, rack_limit, grou
     return served, demanded, tok_d, tok, limit, g_served, g_demanded
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rack_pass(demand, limit, rack_first, unit, on, non_gpu):
     """Per rack from its GPUs' (or units', ``unit`` GPUs each) demand and limit [W per GPU], each drawing
     ``min(demand, limit)``: the GPU power drawn (0 on a dark rack), the limits, the demand, the DC power (GPUs and
@@ -60,3 +60,22 @@ def element_marks(in_w, budget, dt, at_limit_s):
         if in_w[e] > budget[e] * (1 + 1e-9):
             over = True
     return over
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quiet_protection(in_w, rating, setting, energized, start, integrating, heat, short_s, thermal, decay):
+    """The usual protection step (:meth:`twin.simulation.paths.PowerPaths.protect`) in one pass: with ``m`` each
+    energized element's load as a multiple of its device's setting (``in_w / rating / setting``), True when no
+    device is at or above the point where it starts timing (``start``), none that integrates remembers an overload
+    and none is timing a short-time pickup; then the thermal images (``thermal``) move to ``m^2`` by ``decay`` per
+    step in ``heat``. False (nothing changed): the caller takes the full device step."""
+    for e in range(in_w.size):
+        m = in_w[e] / rating[e] / setting[e] if energized[e] else 0.0
+        if not m < start[e] or (integrating[e] and heat[e] != 0) or short_s[e] != 0:
+            return False
+    for i in range(thermal.size):
+        e = thermal[i]
+        m = in_w[e] / rating[e] / setting[e] if energized[e] else 0.0
+        m2 = m**2
+        heat[e] = m2 + (heat[e] - m2) * decay[i]
+    return True

@@ -60,9 +60,10 @@ class PowerPaths:
         self._faults = list(faults)
         self._done: set[tuple[int, str]] = set()
 
-    def _quiet(self, m: Array) -> bool:
-        """No device is above the point where it starts timing (pickup, short-time, instantaneous) and none
-        remembers an overload: the step changes nothing but the thermal images (the usual case)."""
+    def _quiet_setup(self) -> None:
+        """The thermal devices and the point where every other device starts timing (pickup, short-time,
+        instantaneous): below it, and with no overload remembered, a step changes nothing but the thermal images
+        (the usual case, :func:`twin.simulation.loop_kernels.quiet_protection`)."""
         if not hasattr(self, "_thermal"):
             trip = self.topology.trip
             self._thermal = np.flatnonzero(trip.characteristic == THERMAL)
@@ -70,8 +71,6 @@ class PowerPaths:
             self._start = np.minimum(np.minimum(np.where(integ, trip.pickup, np.inf), trip.isd), trip.ii)
             self._integrating = integ
             self._decay = (np.nan, np.zeros(0))
-        st = self.trip_state
-        return bool(np.all(m < self._start) and not np.any(st.heat[self._integrating]) and not np.any(st.short_s))
 
     @property
     def rack_on(self) -> NDArray[np.bool_]:
@@ -132,16 +131,19 @@ class PowerPaths:
     def protect(self, flow: Flow, start: np.datetime64, dt_s: float, gpus: Array, busy: Array) -> bool:
         """Advance every protective device over the step ``[start, start + dt_s)`` with the loads of ``flow``; open
         the elements whose device trips. True when the routing changed."""
+        from factory_twin.twin.simulation.loop_kernels import quiet_protection  # numba: loaded at the first step
+
         topo = self.topology
+        self._quiet_setup()
+        if self._decay[0] != dt_s:  # the thermal images' decay over a step, kept while the step is the same
+            self._decay = (dt_s, np.exp(-dt_s / topo.trip.tr_s[self._thermal]))
+        st = self.trip_state
+        in_w = np.asarray(flow.in_w, float)
+        state = (st.heat, st.short_s, self._thermal, self._decay[1])
+        devices = (topo.rating_w, topo.setting, self.routing.energized, self._start, self._integrating)
+        if in_w.ndim == 1 and quiet_protection(in_w, *devices, *state):
+            return False  # nothing times and no memory to cool: only the thermal images moved
         m = np.where(self.routing.energized, topo.trip_multiple(flow.in_w), 0.0)
-        if self._quiet(m):  # nothing times and no memory to cool: only the thermal images move
-            th = self._thermal
-            if th.size:
-                m2 = m[th] ** 2
-                if self._decay[0] != dt_s:  # the thermal images' decay over a step, kept while the step is the same
-                    self._decay = (dt_s, np.exp(-dt_s / topo.trip.tr_s[th]))
-                self.trip_state.heat[th] = m2 + (self.trip_state.heat[th] - m2) * self._decay[1]
-            return False
         self.trip_state, after = topo.trip.step(self.trip_state, m, dt_s)
         tripped = np.flatnonzero(np.isfinite(after) & self.routing.energized)
         if not tripped.size:
