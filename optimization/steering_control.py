@@ -202,22 +202,19 @@ class SteeringController:
 
     # ------------------------------------------------------------------ budgets
     def gpu_budgets(self, m) -> Array:
-        """Budgets on the GPU power through every element and the two site rows [W] (module docstring). The GPU
-        power (and limits) through an element: its share of the sum over its node's racks
-        (:meth:`SteeringTree.through`)."""
-        from factory_twin.optimization.steering_kernels import feedback_budgets  # numba: loaded at the first step
+        """Budgets on the GPU power through every element and the two site rows [W] (module docstring), in one kernel
+        (:func:`optimization.steering_kernels.gpu_budgets`). The GPU power (and limits) through an element: its share
+        of the sum over its node's racks (:meth:`SteeringTree.through`)."""
+        from factory_twin.optimization.steering_kernels import gpu_budgets  # numba: loaded at the first step
 
         el_w, site_w = self.budgets(m.time, m.scenario, m)
         self.budget_w = np.where(m.routing.energized, el_w, np.inf)
         self.site_budget_w = site_w
-        t, n = self.tree, self.n_el
-        drawn = t.through(m.rack_gpu_w)[: n + 1]  # elements and the site import
-        lim = np.zeros(0) if self.rack_limit_w is None else t.through(self.rack_limit_w)[: n + 1]
-        load = np.append(m.element_in_w, m.grid_w)
-        out = feedback_budgets(drawn, lim, np.append(el_w, site_w), load, self._beta, self.reserve)
-        gp = float(drawn[n])
-        cool = gp + m.cooling_room_w if np.isfinite(m.cooling_room_w) else np.inf
-        return np.append(out, cool)
+        t = self.tree
+        lim = np.zeros(0) if self.rack_limit_w is None else np.asarray(self.rack_limit_w, float)
+        tree = (t.rack_first_node, t.nodes_bottom_up, t.node_parent, t.member_element, t.member_node, t.member_share)
+        rows = (np.append(el_w, site_w), np.append(m.element_in_w, m.grid_w), self._beta)
+        return gpu_budgets(np.asarray(m.rack_gpu_w, float), lim, *tree, *rows, self.reserve, float(m.cooling_room_w))
 
     def design_budgets(self, site_w: float | None = None) -> Array:
         """GPU budgets at the design point (all GPUs at TDP) for the site import ``site_w`` [W] (default the

@@ -120,6 +120,26 @@ def feedback_budgets(drawn, limits, budget, load, beta, reserve):
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def gpu_budgets(rack_gpu, rack_limit, rack_first, height_nodes, parent, member_element, member_node, member_share,
+                budget, load, beta, reserve, cooling_room):  # fmt: skip
+    """:func:`feedback_budgets` on every element and the site import (``budget``, ``load``, ``beta``: one row each,
+    the site's last) from the GPU power drawn and the limits per rack [W] (``rack_limit`` of length 0: none), then
+    the site's cooling row: the GPU power now plus the plant's remaining room (infinite when that is not finite)."""
+    n1 = budget.size
+    rows = n1 + 1
+    drawn = through_elements(rack_gpu, rack_first, height_nodes, parent, member_element, member_node, member_share,
+                             rows)  # fmt: skip
+    limits = np.zeros(0)
+    if rack_limit.size:
+        limits = through_elements(rack_limit, rack_first, height_nodes, parent, member_element, member_node,
+                                  member_share, rows)[:n1].copy()  # fmt: skip
+    out = np.empty(rows)
+    out[:n1] = feedback_budgets(drawn[:n1], limits, budget, load, beta, reserve)
+    out[n1] = drawn[n1 - 1] + cooling_room if np.isfinite(cooling_room) else np.inf
+    return out
+
+
 @njit(cache=True, nogil=True)
 def node_budgets(element_budget, member_element, member_node, member_share, n_nodes):
     """Per node, the smallest ``B_e / s_e`` over its member elements [W] and the first member at it (-1: none)."""
