@@ -8,11 +8,11 @@ afterwards; the spline stays within 1e-7 relative of CoolProp (tests check <= 1e
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
-import psychrolib
 from factory_twin.models import checks
 from factory_twin.models.units import T0_K
 from numpy.typing import ArrayLike, NDArray
@@ -25,6 +25,25 @@ GLYCOL_T_MAX_C = 100.0  # upper limit of CoolProp's incompressible glycol fits (
 _GLYCOL = re.compile(r"^(MPG|MEG)-(\d+(?:\.\d+)?)%$", re.IGNORECASE)
 _PROPS = {"cp": "C", "rho": "D", "mu": "V", "k": "L"}
 
+
+def _scalar_psychrolib():
+    """psychrolib as the scalar library it is without numba: when numba can be imported, psychrolib imports it and
+    turns every function into a numba ufunc compiled at its first call, which is not cached (3.5 s per process for
+    the wet bulb, measured); this model calls it on scalars, memoized. numba is hidden from psychrolib's import
+    only (``sys.modules[name] = None`` makes an import fail), and restored after."""
+    if "psychrolib" in sys.modules:
+        return sys.modules["psychrolib"]
+    saved = {k: sys.modules[k] for k in ("numba",) if k in sys.modules}
+    sys.modules["numba"] = None  # type: ignore[assignment]
+    try:
+        import psychrolib
+    finally:
+        del sys.modules["numba"]
+        sys.modules.update(saved)
+    return psychrolib
+
+
+psychrolib = _scalar_psychrolib()
 psychrolib.SetUnitSystem(psychrolib.SI)
 # psychrolib is scalar; memoize so a repeated weather series costs a lookup per point.
 _wet_bulb_scalar = lru_cache(maxsize=1 << 16)(psychrolib.GetTWetBulbFromRelHum)
