@@ -330,12 +330,17 @@ class Topology:
 
     def _mech_share_of(self, routing: Routing) -> Array:
         """Per element, the share of the campus mechanical load it feeds under ``routing`` (kept per routing)."""
-        cache = self.__dict__.setdefault("_mech_share_cache", {})
-        hit = cache.get(id(routing))
-        if hit is None or hit[0] is not routing:
+        return self._kept_for("_mech_share", routing,
+                              lambda: np.asarray(routing.mech @ np.ones(len(self.mech_names))).ravel())  # fmt: skip
+
+    def _kept_for(self, name: str, obj, build):
+        """``build()``, kept while ``obj`` (a routing, its matrices) is the one asked about (the last 16 kept)."""
+        cache = self.__dict__.setdefault(name, {})
+        hit = cache.get(id(obj))
+        if hit is None or hit[0] is not obj:  # the object is held in the entry: its id cannot be reused meanwhile
             if len(cache) > 16:
                 cache.clear()
-            hit = cache[id(routing)] = (routing, np.asarray(routing.mech @ np.ones(len(self.mech_names))).ravel())
+            hit = cache[id(obj)] = (obj, build())
         return hit[1]
 
     def flow_direct(self, routing: Routing, direct_w: Array) -> Flow:
@@ -380,24 +385,7 @@ class Topology:
     def _children_csr(self, levels, child_mats, n: int) -> tuple[IntArray, IntArray, IntArray, Array]:
         """The nodes bottom-up and each node's children with their shares as one CSR over the nodes, from the
         per-height matrices (kept per set of matrices: a routing is reused every step)."""
-        cache = self.__dict__.setdefault("_children_cache", {})
-        hit = cache.get(id(child_mats))
-        if hit is not None and hit[0] is child_mats:
-            return hit[1]
-        rows = []
-        for lv, child in zip(levels, child_mats, strict=True):
-            c = sp.csr_matrix((len(lv), n)) if child is None else sp.csr_matrix(child)
-            rows.append(sp.csr_matrix((np.ones(len(lv)), (lv, np.arange(len(lv)))), (n, len(lv))) @ c)
-        stacked = sp.csr_matrix((n, n))
-        for r in rows:
-            stacked = stacked + r
-        stacked = sp.csr_matrix(stacked)
-        order = np.concatenate(levels).astype(np.int64) if levels else np.zeros(0, np.int64)
-        out = (order, stacked.indptr.astype(np.int64), stacked.indices.astype(np.int64), stacked.data.astype(float))
-        if len(cache) > 16:
-            cache.clear()
-        cache[id(child_mats)] = (child_mats, out)
-        return out
+        return self._kept_for("_children", child_mats, lambda: _children_csr(levels, child_mats, n))
 
     def reduce(self, routing: Routing, rack_type: IntArray, n_types: int) -> Reduced:
         """The diagram with the elements that carry the same load under ``routing`` merged into classes: same
@@ -1038,3 +1026,15 @@ def _selectors(racks: IntArray, spec: FacilitySpec, offsets: IntArray) -> list[s
         lo, hi = int(racks[run[0]] - offsets[h]), int(racks[run[-1]] - offsets[h])
         out.append(f"{spec.halls[h].name}:{lo}" if lo == hi else f"{spec.halls[h].name}:{lo}-{hi}")
     return out
+
+
+def _children_csr(levels, child_mats, n: int) -> tuple[IntArray, IntArray, IntArray, Array]:
+    """The nodes bottom-up and each node's children with their shares as one CSR over the nodes
+    (:meth:`Topology._children_csr`), from the per-height matrices."""
+    rows = sp.csr_matrix((n, n))
+    for lv, child in zip(levels, child_mats, strict=True):
+        c = sp.csr_matrix((len(lv), n)) if child is None else sp.csr_matrix(child)
+        rows = rows + sp.csr_matrix((np.ones(len(lv)), (lv, np.arange(len(lv)))), (n, len(lv))) @ c
+    stacked = sp.csr_matrix(rows)
+    order = np.concatenate(levels).astype(np.int64) if levels else np.zeros(0, np.int64)
+    return order, stacked.indptr.astype(np.int64), stacked.indices.astype(np.int64), stacked.data.astype(float)
